@@ -1,0 +1,82 @@
+//! Command handlers, one file per family, each exporting its rows of the command table.
+
+pub mod connection;
+pub mod hashes;
+pub mod keys;
+pub mod lists;
+pub mod pubsub;
+pub mod server;
+pub mod sets;
+pub mod strings;
+pub mod transactions;
+pub mod zsets;
+
+use crate::command::CommandSpec;
+use crate::error::CmdError;
+use bytes::Bytes;
+
+/// Every command the engine knows.
+pub fn all() -> Vec<CommandSpec> {
+    let mut v = Vec::new();
+    v.extend(connection::commands());
+    v.extend(server::commands());
+    v.extend(keys::commands());
+    v.extend(strings::commands());
+    v.extend(lists::commands());
+    v.extend(hashes::commands());
+    v.extend(sets::commands());
+    v.extend(zsets::commands());
+    v.extend(pubsub::commands());
+    v.extend(transactions::commands());
+    v
+}
+
+/// Parses an integer argument (`ERR value is not an integer or out of range`).
+pub fn int_arg(b: &[u8]) -> Result<i64, CmdError> {
+    crate::util::parse_i64(b).ok_or(CmdError::NotInteger)
+}
+
+/// Parses a float argument (`ERR value is not a valid float`).
+pub fn float_arg(b: &[u8]) -> Result<f64, CmdError> {
+    crate::util::parse_f64(b).ok_or(CmdError::NotFloat)
+}
+
+/// Parses a blocking timeout in seconds (fractions allowed) into a duration;
+/// 0 means forever.
+pub fn timeout_arg(b: &[u8]) -> Result<Option<std::time::Duration>, CmdError> {
+    let t = crate::util::parse_f64(b).ok_or(CmdError::TimeoutNotFloat)?;
+    if t < 0.0 {
+        return Err(CmdError::TimeoutNegative);
+    }
+    if !t.is_finite() || t > 1e12 {
+        return Err(CmdError::TimeoutNotFloat);
+    }
+    if t == 0.0 {
+        Ok(None)
+    } else {
+        Ok(Some(std::time::Duration::from_micros((t * 1e6) as u64)))
+    }
+}
+
+/// Copies an argument so that a stored value does not pin the whole request buffer.
+pub fn own(b: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(b)
+}
+
+/// Resolves Redis-style start/end indexes (negative from the end) against a length;
+/// returns `None` for an empty range.
+pub fn range_of(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
+    let len = len as i64;
+    let mut s = if start < 0 { len + start } else { start };
+    let mut e = if end < 0 { len + end } else { end };
+    if s < 0 {
+        s = 0;
+    }
+    if s > e || s >= len {
+        return None;
+    }
+    if e >= len {
+        e = len - 1;
+    }
+    Some((s as usize, e as usize))
+}

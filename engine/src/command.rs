@@ -1,0 +1,296 @@
+//! The command table and the dispatcher: arity, auth, MULTI queueing, subscribed-mode
+//! checks, then the handler, then the work every command leaves behind (expired-key
+//! notifications, serving clients blocked on keys that just received data).
+
+use crate::client::Client;
+use crate::db::Db;
+use crate::error::{CmdError, CmdResult};
+use crate::reply::Reply;
+use crate::store::Store;
+use crate::types::hash::HashLimits;
+use crate::types::zset::ZSetLimits;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// Writes data.
+pub const WRITE: u32 = 1 << 0;
+/// Only reads data.
+pub const READONLY: u32 = 1 << 1;
+/// May grow memory.
+pub const DENYOOM: u32 = 1 << 2;
+/// Administrative.
+pub const ADMIN: u32 = 1 << 3;
+/// Pub/sub related.
+pub const PUBSUB: u32 = 1 << 4;
+/// Not allowed from scripts.
+pub const NOSCRIPT: u32 = 1 << 5;
+/// May block the client.
+pub const BLOCKING: u32 = 1 << 6;
+/// Runs in O(1) or O(log N).
+pub const FAST: u32 = 1 << 7;
+/// Allowed before AUTH.
+pub const NO_AUTH: u32 = 1 << 8;
+/// Allowed while loading.
+pub const LOADING: u32 = 1 << 9;
+/// Allowed on a stale replica.
+pub const STALE: u32 = 1 << 10;
+/// Not queued by MULTI: runs at once (EXEC, DISCARD, MULTI, WATCH, QUIT, RESET).
+pub const NO_QUEUE: u32 = 1 << 11;
+/// Allowed in RESP2 subscribed mode.
+pub const SUB_OK: u32 = 1 << 12;
+
+/// A command handler: parses its own arguments (argv[0] is the command name).
+pub type Handler = fn(&mut Ctx, &[Bytes]) -> CmdResult;
+
+/// One row of the command table, as Redis's: name, arity, flags and key positions.
+#[derive(Clone, Copy)]
+pub struct CommandSpec {
+    /// Lower-case name.
+    pub name: &'static str,
+    /// Exact argument count when positive, minimum when negative (argv[0] included).
+    pub arity: i32,
+    pub flags: u32,
+    /// Position of the first key (0: no keys).
+    pub first_key: i32,
+    /// Position of the last key (-1: the last argument).
+    pub last_key: i32,
+    /// Step between keys.
+    pub step: i32,
+    pub handler: Handler,
+}
+
+impl std::fmt::Debug for CommandSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandSpec")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl CommandSpec {
+    /// Shorthand for a table row.
+    pub const fn new(
+        name: &'static str,
+        arity: i32,
+        flags: u32,
+        keys: (i32, i32, i32),
+        handler: Handler,
+    ) -> Self {
+        CommandSpec {
+            name,
+            arity,
+            flags,
+            first_key: keys.0,
+            last_key: keys.1,
+            step: keys.2,
+            handler,
+        }
+    }
+
+    /// Flag names as COMMAND INFO lists them.
+    pub fn flag_names(&self) -> Vec<&'static str> {
+        let names = [
+            (WRITE, "write"),
+            (READONLY, "readonly"),
+            (DENYOOM, "denyoom"),
+            (ADMIN, "admin"),
+            (PUBSUB, "pubsub"),
+            (NOSCRIPT, "noscript"),
+            (BLOCKING, "blocking"),
+            (LOADING, "loading"),
+            (STALE, "stale"),
+            (NO_AUTH, "no_auth"),
+            (FAST, "fast"),
+        ];
+        names
+            .iter()
+            .filter(|(f, _)| self.flags & f != 0)
+            .map(|(_, n)| *n)
+            .collect()
+    }
+
+    /// The key arguments of a call, by the table's positions.
+    pub fn keys<'a>(&self, args: &'a [Bytes]) -> Vec<&'a Bytes> {
+        if self.first_key <= 0 {
+            return Vec::new();
+        }
+        let last = if self.last_key < 0 {
+            args.len() as i32 + self.last_key
+        } else {
+            self.last_key
+        };
+        let mut out = Vec::new();
+        let mut i = self.first_key;
+        while i <= last && (i as usize) < args.len() {
+            out.push(&args[i as usize]);
+            i += self.step.max(1);
+        }
+        out
+    }
+}
+
+/// The command table.
+pub fn table() -> &'static HashMap<&'static [u8], CommandSpec> {
+    static TABLE: OnceLock<HashMap<&'static [u8], CommandSpec>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        crate::cmd::all()
+            .into_iter()
+            .map(|c| (c.name.as_bytes(), c))
+            .collect()
+    })
+}
+
+/// Finds a command by name, case-insensitively.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    let mut buf = [0u8; 32];
+    if name.len() > buf.len() {
+        return None;
+    }
+    for (d, s) in buf.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    table().get(&buf[..name.len()])
+}
+
+/// What a handler works with: the shared store and the calling client.
+pub struct Ctx<'a> {
+    pub store: &'a mut Store,
+    pub client: &'a mut Client,
+}
+
+impl Ctx<'_> {
+    /// The time of this command in Unix ms.
+    pub fn now(&self) -> u64 {
+        self.store.now
+    }
+    /// The selected database.
+    pub fn db(&mut self) -> &mut Db {
+        let i = self.client.db;
+        &mut self.store.dbs[i]
+    }
+    /// Records a modification of `key` in the selected database (WATCH, blocked
+    /// clients, keyspace notifications, hooks). Call it once per key a write changed.
+    pub fn key_event(&mut self, class: u32, event: &str, key: &[u8]) {
+        let db = self.client.db;
+        self.store.key_event(db, class, event, key);
+    }
+    /// Hash encoding thresholds from the config.
+    pub fn hash_limits(&self) -> HashLimits {
+        HashLimits {
+            max_entries: self.store.config.hash_max_listpack_entries,
+            max_value: self.store.config.hash_max_listpack_value,
+        }
+    }
+    /// Sorted set encoding thresholds from the config.
+    pub fn zset_limits(&self) -> ZSetLimits {
+        ZSetLimits {
+            max_entries: self.store.config.zset_max_listpack_entries,
+            max_value: self.store.config.zset_max_listpack_value,
+        }
+    }
+    /// `set-max-intset-entries`.
+    pub fn intset_max(&self) -> usize {
+        self.store.config.set_max_intset_entries
+    }
+}
+
+fn unknown_command(args: &[Bytes]) -> Reply {
+    let name = String::from_utf8_lossy(&args[0]);
+    let name: String = name.chars().take(128).collect();
+    let mut rest = String::new();
+    for a in &args[1..] {
+        if rest.len() >= 128 {
+            break;
+        }
+        let room = 128 - rest.len();
+        let s = String::from_utf8_lossy(a);
+        let s: String = s.chars().take(room).collect();
+        rest.push_str(&format!("'{s}' "));
+    }
+    Reply::Error(format!(
+        "ERR unknown command '{name}', with args beginning with: {rest}"
+    ))
+}
+
+/// Runs one client request through every check, as Redis's `processCommand`.
+pub fn execute(store: &mut Store, client: &mut Client, args: Vec<Bytes>) -> Reply {
+    store.now = crate::util::now_ms();
+    let Some(spec) = lookup(&args[0]) else {
+        if client.multi.is_some() {
+            client.multi_error = true;
+        }
+        return unknown_command(&args);
+    };
+    let argc = args.len() as i32;
+    if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
+        if client.multi.is_some() {
+            client.multi_error = true;
+        }
+        return CmdError::Arity(spec.name.to_string()).into();
+    }
+    if !client.authenticated && spec.flags & NO_AUTH == 0 {
+        if client.multi.is_some() {
+            client.multi_error = true;
+        }
+        return CmdError::NoAuth.into();
+    }
+    if client.in_pubsub_mode() && spec.flags & SUB_OK == 0 {
+        return Reply::Error(format!(
+            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+            spec.name
+        ));
+    }
+    if client.multi.is_some() && spec.flags & NO_QUEUE == 0 {
+        if let Some(q) = client.multi.as_mut() {
+            q.push(args);
+        }
+        return Reply::Simple("QUEUED");
+    }
+    let reply = call(store, client, spec, &args);
+    after_command(store);
+    reply
+}
+
+/// Runs a handler with no checks but the table lookup's (EXEC uses it for queued
+/// commands, the blocking machinery for retries).
+pub fn call(store: &mut Store, client: &mut Client, spec: &CommandSpec, args: &[Bytes]) -> Reply {
+    store.stats.commands += 1;
+    let mut ctx = Ctx { store, client };
+    match (spec.handler)(&mut ctx, args) {
+        Ok(r) => r,
+        Err(e) => e.into(),
+    }
+}
+
+/// Work after every top-level command: publish expiry events, then serve blocked
+/// clients whose keys received data, oldest first.
+pub fn after_command(store: &mut Store) {
+    store.flush_expired();
+    serve_blocked(store);
+}
+
+fn serve_blocked(store: &mut Store) {
+    while let Some((db, key)) = store.blocking.next_ready() {
+        for id in store.blocking.waiters_of(db, &key) {
+            let Some(b) = store.blocking.get(id) else {
+                continue;
+            };
+            let (args, bdb, resp) = (b.args.clone(), b.db, b.resp);
+            let Some(spec) = lookup(&args[0]) else {
+                continue;
+            };
+            let mut stand_in = Client::detached(id, bdb, resp);
+            store.now = crate::util::now_ms();
+            let reply = call(store, &mut stand_in, spec, &args);
+            if stand_in.block.is_some() {
+                // Nothing left for this client: the key is empty again.
+                break;
+            }
+            if let Some(b) = store.blocking.unblock(id) {
+                let _ = b.tx.send(reply);
+            }
+            store.flush_expired();
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Everything the command handlers share, guarded by one lock: the databases and the
+//! registries of clients, subscriptions, blocked clients and WATCHed keys.
+//!
+//! Like Redis's single thread, one lock makes every command atomic and keeps MULTI,
+//! blocking pops and WATCH simple; connections parse and encode outside it.
+
+use crate::blocking::Blocking;
+use crate::config::EngineConfig;
+use crate::db::Db;
+use crate::notify;
+use crate::pubsub::PubSub;
+use bytes::Bytes;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Notify;
+
+/// What CLIENT LIST and CLIENT KILL know of a connection.
+#[derive(Debug)]
+pub struct ClientInfo {
+    pub id: u64,
+    pub addr: String,
+    pub laddr: String,
+    pub name: Option<Bytes>,
+    pub db: usize,
+    pub created: Instant,
+    pub last_active: Instant,
+    pub last_cmd: String,
+    pub sub: usize,
+    pub psub: usize,
+    pub multi: i64,
+    pub resp: u8,
+    pub flags: String,
+    /// Wakes the connection so it closes (CLIENT KILL).
+    pub kill: Arc<Notify>,
+}
+
+/// Server-wide counters for INFO.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub commands: u64,
+    pub connections: u64,
+    pub rejected_connections: u64,
+    pub keyspace_hits: u64,
+    pub keyspace_misses: u64,
+    pub expired_keys: u64,
+    pub evicted_keys: u64,
+    pub net_input_bytes: u64,
+    pub net_output_bytes: u64,
+    /// Changes since start, like Redis's `server.dirty`.
+    pub dirty: u64,
+}
+
+/// Hooks run on every key modification, for layers above the engine (leases, TTL
+/// backstops) that must see each write.
+pub trait KeyHook: Send + Sync + std::fmt::Debug {
+    /// Called after `key` in `db` was modified by `event`.
+    fn modified(&self, db: usize, key: &[u8], event: &str);
+}
+
+/// The shared state.
+#[derive(Debug)]
+pub struct Store {
+    pub dbs: Vec<Db>,
+    pub config: EngineConfig,
+    pub pubsub: PubSub,
+    pub blocking: Blocking,
+    /// (db, key) -> clients watching it.
+    watches: HashMap<(usize, Bytes), Vec<u64>>,
+    /// Clients whose watched keys changed: their EXEC fails.
+    dirty_cas: HashSet<u64>,
+    /// (client, db, key) -> whether the key had already expired when it was watched.
+    watched_flags: HashMap<(u64, usize, Bytes), bool>,
+    pub clients: HashMap<u64, ClientInfo>,
+    pub stats: Stats,
+    /// The time of the current command, in Unix ms (cached as Redis does).
+    pub now: u64,
+    pub started: Instant,
+    notify_flags: u32,
+    /// Set by SHUTDOWN.
+    pub shutdown_requested: bool,
+    /// DEBUG SET-ACTIVE-EXPIRE.
+    pub active_expire: bool,
+    pub next_client_id: u64,
+    hooks: Vec<Arc<dyn KeyHook>>,
+}
+
+impl Store {
+    /// A store with `config.databases` empty databases.
+    pub fn new(config: EngineConfig) -> Self {
+        let notify_flags = notify::parse_flags(&config.notify_keyspace_events).unwrap_or(0);
+        Store {
+            dbs: (0..config.databases).map(|_| Db::default()).collect(),
+            config,
+            pubsub: PubSub::default(),
+            blocking: Blocking::default(),
+            watches: HashMap::new(),
+            dirty_cas: HashSet::new(),
+            watched_flags: HashMap::new(),
+            clients: HashMap::new(),
+            stats: Stats::default(),
+            now: crate::util::now_ms(),
+            started: Instant::now(),
+            notify_flags,
+            shutdown_requested: false,
+            active_expire: true,
+            next_client_id: 1,
+            hooks: Vec::new(),
+        }
+    }
+
+    /// Adds a modification hook.
+    pub fn add_hook(&mut self, hook: Arc<dyn KeyHook>) {
+        self.hooks.push(hook);
+    }
+
+    /// Re-reads `notify-keyspace-events` after CONFIG SET.
+    pub fn reload_notify_flags(&mut self) {
+        self.notify_flags = notify::parse_flags(&self.config.notify_keyspace_events).unwrap_or(0);
+    }
+
+    /// Records that a key changed: WATCH, blocked clients, hooks, notifications.
+    pub fn key_event(&mut self, db: usize, class: u32, event: &str, key: &[u8]) {
+        self.touch(db, key);
+        self.stats.dirty += 1;
+        self.notify(db, class, event, key);
+        for h in &self.hooks {
+            h.modified(db, key, event);
+        }
+    }
+
+    /// Marks a key modified for WATCH and wakes clients blocked on it.
+    pub fn touch(&mut self, db: usize, key: &[u8]) {
+        self.blocking.signal(db, key);
+        if !self.watches.is_empty() {
+            if let Some(ids) = self.watches.get(&(db, Bytes::copy_from_slice(key))) {
+                self.dirty_cas.extend(ids.iter().copied());
+            }
+        }
+    }
+
+    /// Marks every watched key of a database modified (FLUSHDB, SWAPDB).
+    pub fn touch_db(&mut self, db: usize) {
+        let ids: Vec<u64> = self
+            .watches
+            .iter()
+            .filter(|((d, _), _)| *d == db)
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect();
+        self.dirty_cas.extend(ids);
+        self.blocking.signal_db(db);
+    }
+
+    /// Publishes a keyspace notification if its class is enabled.
+    pub fn notify(&mut self, db: usize, class: u32, event: &str, key: &[u8]) {
+        let f = self.notify_flags;
+        if f & class == 0 || !self.pubsub.has_subscribers() {
+            return;
+        }
+        if f & notify::KEYSPACE != 0 {
+            let mut ch = format!("__keyspace@{db}__:").into_bytes();
+            ch.extend_from_slice(key);
+            self.pubsub.publish(&ch, event.as_bytes());
+        }
+        if f & notify::KEYEVENT != 0 {
+            let ch = format!("__keyevent@{db}__:{event}");
+            self.pubsub.publish(ch.as_bytes(), key);
+        }
+    }
+
+    /// Publishes `expired` events for keys the databases expired lazily or actively.
+    pub fn flush_expired(&mut self) {
+        for db in 0..self.dbs.len() {
+            if self.dbs[db].expired.is_empty() {
+                continue;
+            }
+            let keys = std::mem::take(&mut self.dbs[db].expired);
+            for k in keys {
+                self.stats.expired_keys += 1;
+                self.touch_expired(db, &k);
+                self.stats.dirty += 1;
+                self.notify(db, notify::EXPIRED, "expired", &k);
+                for h in &self.hooks {
+                    h.modified(db, &k, "expired");
+                }
+            }
+        }
+    }
+
+    fn touch_expired(&mut self, db: usize, key: &Bytes) {
+        // Clients that watched the key after it had already expired are not affected by
+        // its deletion (Redis 7.0's `expired` flag on watched keys).
+        if let Some(ids) = self.watches.get(&(db, key.clone())) {
+            let ids = ids.clone();
+            for id in ids {
+                let already = self
+                    .watched_flags
+                    .get(&(id, db, key.clone()))
+                    .copied()
+                    .unwrap_or(false);
+                if !already {
+                    self.dirty_cas.insert(id);
+                }
+            }
+        }
+    }
+
+    /// WATCH: registers a client's interest in a key.
+    pub fn watch(&mut self, id: u64, db: usize, key: Bytes, expired: bool) {
+        let ids = self.watches.entry((db, key.clone())).or_default();
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+        self.watched_flags.insert((id, db, key), expired);
+    }
+
+    /// UNWATCH (and end of EXEC/DISCARD): forgets a client's watched keys.
+    pub fn unwatch(&mut self, id: u64, keys: &[(usize, Bytes, bool)]) {
+        for (db, key, _) in keys {
+            let k = (*db, key.clone());
+            if let Some(ids) = self.watches.get_mut(&k) {
+                ids.retain(|&c| c != id);
+                if ids.is_empty() {
+                    self.watches.remove(&k);
+                }
+            }
+            self.watched_flags.remove(&(id, *db, key.clone()));
+        }
+        self.dirty_cas.remove(&id);
+    }
+
+    /// Whether a client's watched keys changed since WATCH.
+    pub fn is_dirty(&self, id: u64) -> bool {
+        self.dirty_cas.contains(&id)
+    }
+
+    /// Marks a client's transaction as doomed (used when a watched key expired).
+    pub fn mark_dirty(&mut self, id: u64) {
+        self.dirty_cas.insert(id);
+    }
+
+    /// Publishes a message; returns the receivers (PUBLISH).
+    pub fn publish(&mut self, channel: &[u8], message: &[u8]) -> i64 {
+        self.pubsub.publish(channel, message)
+    }
+
+    /// Keys in all databases.
+    pub fn total_keys(&self) -> usize {
+        self.dbs.iter().map(|d| d.len()).sum()
+    }
+
+    /// Runs one active expiry pass over every database, as Redis's `activeExpireCycle`:
+    /// sample 20 volatile keys per database, repeat while more than a quarter expired,
+    /// within a time budget.
+    pub fn active_expire_cycle(&mut self, budget: std::time::Duration) {
+        if !self.active_expire {
+            return;
+        }
+        let start = Instant::now();
+        self.now = crate::util::now_ms();
+        for db in 0..self.dbs.len() {
+            loop {
+                let (sampled, expired) = self.dbs[db].expire_sample(20, self.now);
+                if sampled == 0 || expired * 4 <= sampled || start.elapsed() > budget {
+                    break;
+                }
+            }
+        }
+        self.flush_expired();
+    }
+}

@@ -1,0 +1,69 @@
+//! Value types and their encodings, one file per type as in Redis's `t_*.c`.
+
+pub mod hash;
+pub mod list;
+pub mod set;
+pub mod zset;
+
+use bytes::Bytes;
+
+pub use hash::Hash;
+pub use list::List;
+pub use set::Set;
+pub use zset::ZSet;
+
+/// A value stored under a key.
+#[derive(Debug, Clone)]
+pub enum Value {
+    Str(Bytes),
+    List(List),
+    Hash(Hash),
+    Set(Set),
+    ZSet(Box<ZSet>),
+}
+
+impl Value {
+    /// The name TYPE replies with.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "string",
+            Value::List(_) => "list",
+            Value::Hash(_) => "hash",
+            Value::Set(_) => "set",
+            Value::ZSet(_) => "zset",
+        }
+    }
+
+    /// Whether a collection holds no elements (such keys are deleted, as Redis does).
+    pub fn is_empty_collection(&self) -> bool {
+        match self {
+            Value::Str(_) => false,
+            Value::List(l) => l.is_empty(),
+            Value::Hash(h) => h.is_empty(),
+            Value::Set(s) => s.is_empty(),
+            Value::ZSet(z) => z.is_empty(),
+        }
+    }
+
+    /// Rough heap footprint in bytes, for MEMORY USAGE and INFO memory.
+    pub fn mem_usage(&self) -> usize {
+        match self {
+            Value::Str(b) => b.len(),
+            Value::List(l) => l.mem_usage(),
+            Value::Hash(h) => h.mem_usage(),
+            Value::Set(s) => s.mem_usage(),
+            Value::ZSet(z) => z.mem_usage(),
+        }
+    }
+}
+
+/// The encoding OBJECT ENCODING reports for a string value.
+pub fn string_encoding(b: &[u8], raw: bool) -> &'static str {
+    if b.len() <= 20 && crate::util::parse_i64(b).is_some() {
+        "int"
+    } else if raw || b.len() > 44 {
+        "raw"
+    } else {
+        "embstr"
+    }
+}

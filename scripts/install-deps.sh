@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a fresh Debian machine: the Rust
+# toolchain is assumed; redis-server/redis-tools (reference server, redis-cli,
+# redis-benchmark) come from Debian, redis-py from PyPI. Nothing is started here.
+set -euo pipefail
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "install-deps: apt-get install ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if ! python3 -c 'import redis' >/dev/null 2>&1; then
+  echo "install-deps: pip install redis"
+  python3 -m pip install -q 'redis>=5' || python3 -m pip install -q --break-system-packages 'redis>=5'
+fi

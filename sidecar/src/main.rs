@@ -1,0 +1,80 @@
+//! `coherent`: the sidecar binary.
+
+mod config;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "coherent",
+    version,
+    about = "Cache consistency sidecar for MySQL and Redis"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the embedded Redis-compatible engine (and, when configured, the pipeline).
+    Serve {
+        /// Config file (TOML).
+        #[arg(long, short, env = "COHERENT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address the engine listens on (overrides [engine] listen).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Password clients must AUTH with (overrides [engine] requirepass).
+        #[arg(long)]
+        requirepass: Option<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COHERENT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            requirepass,
+        } => {
+            let mut cfg = config::Config::load(config.as_deref())?;
+            if let Some(l) = listen {
+                cfg.engine.listen = l;
+            }
+            if let Some(p) = requirepass {
+                cfg.engine.requirepass = Some(p);
+            }
+            serve(cfg)
+        }
+    }
+}
+
+fn serve(cfg: config::Config) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let server = engine::Server::bind(cfg.engine.clone())
+            .await
+            .with_context(|| format!("cannot listen on {}", cfg.engine.listen))?;
+        let addr = server.local_addr()?;
+        tracing::info!(%addr, "engine ready to accept connections");
+        // A line on stdout that scripts and tests can wait for.
+        println!("coherent: engine listening on {addr}");
+        server.run(engine::server::os_signal()).await?;
+        tracing::info!("shut down");
+        Ok(())
+    })
+}
