@@ -12,6 +12,8 @@ use std::path::Path;
 pub struct Config {
     /// `[engine]`: the embedded Redis-compatible server.
     pub engine: EngineConfig,
+    /// `[admin]`: health, status and metrics over HTTP.
+    pub admin: crate::admin::AdminConfig,
 }
 
 impl Config {
@@ -23,12 +25,20 @@ impl Config {
             None => String::new(),
         };
         let name = path.map_or("<defaults>".to_string(), |p| p.display().to_string());
+        // Parse the file on its own first: errors from the text carry line, column and
+        // the offending line, which a merged document no longer has.
+        toml::from_str::<Config>(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         let mut doc: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| anyhow::anyhow!("{name}: {e}"))?;
-        apply_env(&mut doc, std::env::vars())?;
-        let cfg: Config = Config::deserialize(toml::Value::Table(doc.clone()))
-            .map_err(|e| anyhow::anyhow!("{name}: {}", locate(&text, e)))?;
+        let overridden = apply_env(&mut doc, std::env::vars())?;
+        let cfg: Config = Config::deserialize(toml::Value::Table(doc)).map_err(|e| {
+            anyhow::anyhow!(
+                "{name} with environment overrides {}: {}",
+                overridden.join(", "),
+                e.message()
+            )
+        })?;
         cfg.engine
             .validate()
             .map_err(|e| anyhow::anyhow!("{name}: [engine] {e}"))?;
@@ -36,34 +46,16 @@ impl Config {
     }
 }
 
-/// Adds the line where an offending key appears to a deserialization error, since
-/// the error from a `toml::Value` carries the key but not the position.
-fn locate(text: &str, e: toml::de::Error) -> String {
-    let msg = e.message().to_string();
-    let key = msg
-        .split('`')
-        .nth(1)
-        .map(str::to_string)
-        .unwrap_or_default();
-    if !key.is_empty() {
-        for (i, line) in text.lines().enumerate() {
-            let t = line.trim_start();
-            if t.starts_with(&key) && t[key.len()..].trim_start().starts_with('=') {
-                return format!("line {}: key `{key}`: {msg}", i + 1);
-            }
-        }
-    }
-    msg
-}
-
 /// Applies `COHERENT_ENGINE_LISTEN=...` style overrides: the first word after the
 /// prefix is the section, the rest (lower-cased) the key. Values parse as TOML
-/// scalars when they can (numbers, booleans), as strings otherwise.
+/// scalars when they can (numbers, booleans), as strings otherwise. Returns the names
+/// of the variables applied.
 pub fn apply_env(
     doc: &mut toml::Table,
     vars: impl Iterator<Item = (String, String)>,
-) -> Result<()> {
-    const SECTIONS: &[&str] = &["engine"];
+) -> Result<Vec<String>> {
+    let mut applied = Vec::new();
+    const SECTIONS: &[&str] = &["engine", "admin"];
     for (k, v) in vars {
         let Some(rest) = k.strip_prefix("COHERENT_") else {
             continue;
@@ -90,11 +82,12 @@ pub fn apply_env(
         match table {
             toml::Value::Table(t) => {
                 t.insert(key.to_string(), value);
+                applied.push(k.clone());
             }
             _ => bail!("environment variable {k}: [{section}] is not a table in the config"),
         }
     }
-    Ok(())
+    Ok(applied)
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! `coherent`: the sidecar binary.
 
+mod admin;
 mod config;
+mod telemetry;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -30,6 +32,9 @@ enum Command {
         /// Password clients must AUTH with (overrides [engine] requirepass).
         #[arg(long)]
         requirepass: Option<String>,
+        /// Address of the admin HTTP server (overrides [admin] listen; "" turns it off).
+        #[arg(long)]
+        admin_listen: Option<String>,
     },
 }
 
@@ -47,6 +52,7 @@ fn main() -> Result<()> {
             config,
             listen,
             requirepass,
+            admin_listen,
         } => {
             let mut cfg = config::Config::load(config.as_deref())?;
             if let Some(l) = listen {
@@ -54,6 +60,9 @@ fn main() -> Result<()> {
             }
             if let Some(p) = requirepass {
                 cfg.engine.requirepass = Some(p);
+            }
+            if let Some(a) = admin_listen {
+                cfg.admin.listen = a;
             }
             serve(cfg)
         }
@@ -70,10 +79,34 @@ fn serve(cfg: config::Config) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", cfg.engine.listen))?;
         let addr = server.local_addr()?;
+        let engine = server.engine();
+        let telemetry = std::sync::Arc::new(telemetry::Telemetry::new()?);
+        telemetry.observe_engine(engine.clone());
+        if !cfg.admin.listen.is_empty() {
+            let state = admin::AdminState {
+                engine: engine.clone(),
+                engine_addr: addr.to_string(),
+                telemetry: telemetry.clone(),
+                started: std::time::Instant::now(),
+            };
+            let e = engine.clone();
+            let admin_addr = admin::serve(&cfg.admin.listen, state, async move {
+                e.shutdown_requested().await
+            })
+            .await?;
+            tracing::info!(%admin_addr, "admin HTTP ready");
+            println!("coherent: admin listening on {admin_addr}");
+        }
         tracing::info!(%addr, "engine ready to accept connections");
         // A line on stdout that scripts and tests can wait for.
         println!("coherent: engine listening on {addr}");
-        server.run(engine::server::os_signal()).await?;
+        let stop = engine.clone();
+        server
+            .run(async move {
+                engine::server::os_signal().await;
+                stop.shared().trigger_shutdown();
+            })
+            .await?;
         tracing::info!("shut down");
         Ok(())
     })
