@@ -151,6 +151,65 @@ impl Store {
         self.blocking.signal_db(db);
     }
 
+    /// Redis's `touchAllWatchedKeysInDb`, for FLUSHDB, FLUSHALL and SWAPDB: call it
+    /// BEFORE `db` is emptied or swapped with `replaced_with`. Unlike `touch_db`, only
+    /// watchers of keys that exist in either database are invalidated, so a WATCH on a
+    /// missing key survives FLUSHALL, exactly as in Redis.
+    pub fn touch_db_watchers(&mut self, db: usize, replaced_with: Option<usize>) {
+        let now = self.now;
+        let keys: Vec<Bytes> = self
+            .watches
+            .keys()
+            .filter(|(d, _)| *d == db)
+            .map(|(_, k)| k.clone())
+            .collect();
+        for key in keys {
+            let exists = self.dbs[db].contains_raw(&key);
+            let (in_other, other_expired) = match replaced_with.and_then(|o| self.dbs.get(o)) {
+                Some(o) => (
+                    o.contains_raw(&key),
+                    o.contains_raw(&key) && !o.is_live(&key, now),
+                ),
+                None => (false, false),
+            };
+            if !exists && !in_other {
+                continue;
+            }
+            let ids = self
+                .watches
+                .get(&(db, key.clone()))
+                .cloned()
+                .unwrap_or_default();
+            for id in ids {
+                let fk = (id, db, key.clone());
+                let was_expired = self.watched_flags.get(&fk).copied().unwrap_or(false);
+                if was_expired {
+                    if !in_other {
+                        // The expired key is gone: logically nothing changed.
+                        self.watched_flags.insert(fk, false);
+                        continue;
+                    } else if other_expired {
+                        continue;
+                    }
+                } else if !exists && other_expired {
+                    // A missing key replaced by an expired one: still logically missing.
+                    self.watched_flags.insert(fk, true);
+                    continue;
+                }
+                self.dirty_cas.insert(id);
+            }
+        }
+    }
+
+    /// Whether a client's watched key had already expired when it was watched (or
+    /// became "expired" through SWAPDB); EXEC ignores such keys' expiry.
+    pub fn watched_expired(&self, id: u64, db: usize, key: &Bytes) -> bool {
+        self.watched_flags
+            .get(&(id, db, key.clone()))
+            .copied()
+            .unwrap_or(false)
+    }
+
     /// Publishes a keyspace notification if its class is enabled.
     pub fn notify(&mut self, db: usize, class: u32, event: &str, key: &[u8]) {
         let f = self.notify_flags;
