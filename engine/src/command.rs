@@ -224,22 +224,17 @@ pub fn execute(store: &mut Store, client: &mut Client, args: Vec<Bytes>) -> Repl
     };
     let argc = args.len() as i32;
     if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
-        if client.multi.is_some() {
-            client.multi_error = true;
-        }
-        return CmdError::Arity(spec.name.to_string()).into();
+        return reject(store, client, spec, CmdError::Arity(spec.name.to_string()));
     }
     if !client.authenticated && spec.flags & NO_AUTH == 0 {
-        if client.multi.is_some() {
-            client.multi_error = true;
-        }
-        return CmdError::NoAuth.into();
+        return reject(store, client, spec, CmdError::NoAuth);
     }
     if client.in_pubsub_mode() && spec.flags & SUB_OK == 0 {
-        return Reply::Error(format!(
-            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
-            spec.name
+        let e = CmdError::err(format!(
+            "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+            full_name(spec, &args)
         ));
+        return reject(store, client, spec, e);
     }
     if client.multi.is_some() && spec.flags & NO_QUEUE == 0 {
         if let Some(q) = client.multi.as_mut() {
@@ -250,6 +245,42 @@ pub fn execute(store: &mut Store, client: &mut Client, args: Vec<Bytes>) -> Repl
     let reply = call(store, client, spec, &args);
     after_command(store);
     reply
+}
+
+/// Redis 7.0's container commands, whose subcommands have their own names
+/// (`pubsub|numsub`) in error messages.
+const CONTAINERS: &[&str] = &[
+    "acl", "client", "cluster", "command", "config", "function", "latency", "memory", "module",
+    "object", "pubsub", "script", "slowlog", "xgroup", "xinfo",
+];
+
+/// The command's full name as Redis reports it: `container|subcommand` or `name`.
+fn full_name(spec: &CommandSpec, args: &[Bytes]) -> String {
+    match args.get(1) {
+        Some(sub) if CONTAINERS.contains(&spec.name) => format!(
+            "{}|{}",
+            spec.name,
+            String::from_utf8_lossy(sub).to_ascii_lowercase()
+        ),
+        _ => spec.name.to_string(),
+    }
+}
+
+/// Redis's `rejectCommand`: a rejected command dooms an open transaction, and a
+/// rejected EXEC discards it (and the WATCHes) with an `EXECABORT` that names the reason.
+fn reject(store: &mut Store, client: &mut Client, spec: &CommandSpec, e: CmdError) -> Reply {
+    let msg = e.to_string();
+    if spec.name == "exec" {
+        crate::cmd::transactions::discard_transaction(store, client);
+        let reason = msg.strip_prefix("ERR ").unwrap_or(&msg);
+        return Reply::Error(format!(
+            "EXECABORT Transaction discarded because of: {reason}"
+        ));
+    }
+    if client.multi.is_some() {
+        client.multi_error = true;
+    }
+    Reply::Error(msg)
 }
 
 /// Runs a handler with no checks but the table lookup's (EXEC uses it for queued

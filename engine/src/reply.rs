@@ -32,6 +32,10 @@ pub enum Reply {
     Verbatim(Bytes),
     /// Bytes already encoded (used to pass through replies built elsewhere).
     Raw(Bytes),
+    /// Several top-level replies from one command (SUBSCRIBE with many channels),
+    /// encoded as their concatenation. Inside an EXEC array it still counts as one
+    /// element, exactly as Redis's output does.
+    Many(Vec<Reply>),
 }
 
 impl Reply {
@@ -141,6 +145,11 @@ impl Reply {
                 }
             }
             Reply::Raw(b) => out.put_slice(b),
+            Reply::Many(items) => {
+                for it in items {
+                    it.encode(out, resp3);
+                }
+            }
         }
     }
 }
@@ -216,5 +225,8 @@ mod tests {
         assert_eq!(enc(&Reply::Double(1.5), true), ",1.5\r\n");
         assert_eq!(enc(&Reply::Double(1.5), false), "$3\r\n1.5\r\n");
         assert_eq!(enc(&Reply::error("ERR a\nb"), false), "-ERR a b\r\n");
+        let many = Reply::Many(vec![Reply::Int(1), Reply::Push(vec![Reply::Int(2)])]);
+        assert_eq!(enc(&many, false), ":1\r\n*1\r\n:2\r\n");
+        assert_eq!(enc(&many, true), ":1\r\n>1\r\n:2\r\n");
     }
 }

@@ -151,6 +151,67 @@ impl Store {
         self.blocking.signal_db(db);
     }
 
+    /// Redis's `touchAllWatchedKeysInDb`, for FLUSHDB, FLUSHALL and SWAPDB: call it
+    /// BEFORE `db` is emptied or swapped with `replaced_with`. Unlike `touch_db`, only
+    /// watchers of keys that exist in either database are invalidated, so a WATCH on a
+    /// missing key survives FLUSHALL, exactly as in Redis. SWAPDB a b calls it twice,
+    /// `(a, Some(b))` and `(b, Some(a))`, before swapping; blocked clients still need
+    /// `blocking.signal_db` afterwards.
+    pub fn touch_db_watchers(&mut self, db: usize, replaced_with: Option<usize>) {
+        let now = self.now;
+        let keys: Vec<Bytes> = self
+            .watches
+            .keys()
+            .filter(|(d, _)| *d == db)
+            .map(|(_, k)| k.clone())
+            .collect();
+        for key in keys {
+            let exists = self.dbs[db].contains_raw(&key);
+            let (in_other, other_expired) = match replaced_with.and_then(|o| self.dbs.get(o)) {
+                Some(o) => (
+                    o.contains_raw(&key),
+                    o.contains_raw(&key) && !o.is_live(&key, now),
+                ),
+                None => (false, false),
+            };
+            if !exists && !in_other {
+                continue;
+            }
+            let ids = self
+                .watches
+                .get(&(db, key.clone()))
+                .cloned()
+                .unwrap_or_default();
+            for id in ids {
+                let fk = (id, db, key.clone());
+                let was_expired = self.watched_flags.get(&fk).copied().unwrap_or(false);
+                if was_expired {
+                    if !in_other {
+                        // The expired key is gone: logically nothing changed.
+                        self.watched_flags.insert(fk, false);
+                        continue;
+                    } else if other_expired {
+                        continue;
+                    }
+                } else if !exists && other_expired {
+                    // A missing key replaced by an expired one: still logically missing.
+                    self.watched_flags.insert(fk, true);
+                    continue;
+                }
+                self.dirty_cas.insert(id);
+            }
+        }
+    }
+
+    /// Whether a client's watched key had already expired when it was watched (or
+    /// became "expired" through SWAPDB); EXEC ignores such keys' expiry.
+    pub fn watched_expired(&self, id: u64, db: usize, key: &Bytes) -> bool {
+        self.watched_flags
+            .get(&(id, db, key.clone()))
+            .copied()
+            .unwrap_or(false)
+    }
+
     /// Publishes a keyspace notification if its class is enabled.
     pub fn notify(&mut self, db: usize, class: u32, event: &str, key: &[u8]) {
         let f = self.notify_flags;
@@ -267,5 +328,50 @@ impl Store {
             }
         }
         self.flush_expired();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Value;
+
+    fn store_with(keys: &[(usize, &str, Option<u64>)]) -> Store {
+        let mut s = Store::new(EngineConfig::default());
+        s.now = 1_000_000;
+        for &(db, k, ttl_at) in keys {
+            s.dbs[db].insert(Bytes::from(k.to_string()), Value::Str(Bytes::from("v")), 1);
+            if let Some(at) = ttl_at {
+                s.dbs[db].set_expire(k.as_bytes(), at, 1);
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn flush_invalidates_only_watchers_of_existing_keys() {
+        let mut s = store_with(&[(0, "here", None)]);
+        s.watch(1, 0, Bytes::from("here"), false);
+        s.watch(2, 0, Bytes::from("missing"), false);
+        s.touch_db_watchers(0, None);
+        assert!(s.is_dirty(1));
+        assert!(!s.is_dirty(2));
+    }
+
+    #[test]
+    fn swapdb_follows_redis_expired_rules() {
+        // db 1 holds "k" live, "old" expired; db 0 holds "gone" expired.
+        let mut s = store_with(&[(1, "k", None), (1, "old", Some(10)), (0, "gone", Some(10))]);
+        s.watch(1, 0, Bytes::from("k"), false); // missing -> live: changed
+        s.watch(2, 0, Bytes::from("old"), false); // missing -> expired: no change
+        s.watch(3, 0, Bytes::from("gone"), true); // expired -> missing: no change
+        s.watch(4, 0, Bytes::from("none"), false); // missing in both
+        s.touch_db_watchers(0, Some(1));
+        assert!(s.is_dirty(1));
+        assert!(!s.is_dirty(2));
+        assert!(s.watched_expired(2, 0, &Bytes::from("old")));
+        assert!(!s.is_dirty(3));
+        assert!(!s.watched_expired(3, 0, &Bytes::from("gone")));
+        assert!(!s.is_dirty(4));
     }
 }

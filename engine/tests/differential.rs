@@ -7,6 +7,8 @@
 //! - `%` sort a flat key/value array by pairs (HGETALL of a large hash),
 //! - `?` run on both but do not compare (replies that legitimately differ),
 //! - `!sleep MS` pause, for expiry.
+//! - `!read` read and compare one more reply from each server (commands that answer
+//!   several replies, such as SUBSCRIBE a b, or pushes written before a reply).
 //!
 //! Lines starting with `#` are comments. Each script starts on fresh connections after
 //! FLUSHALL.
@@ -43,6 +45,19 @@ fn run_script(
         }
         if let Some(ms) = line.strip_prefix("!sleep ") {
             std::thread::sleep(Duration::from_millis(ms.trim().parse().expect("sleep ms")));
+            continue;
+        }
+        if line == "!read" {
+            let (r, e) = (redis.read(), engine.read());
+            *count += 1;
+            if r != e {
+                out.push(Mismatch {
+                    place: format!("{name}:{}", i + 1),
+                    command: line.to_string(),
+                    redis: r,
+                    engine: e,
+                });
+            }
             continue;
         }
         let (mode, cmd) = match line.as_bytes()[0] {

@@ -26,8 +26,10 @@ fn flush_mode(args: &[Bytes]) -> Result<(), CmdError> {
 fn flushall(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     flush_mode(args)?;
     for i in 0..ctx.store.dbs.len() {
+        // WATCH is invalidated only for keys that existed, so look before clearing.
+        ctx.store.touch_db_watchers(i, None);
         ctx.store.dbs[i].clear();
-        ctx.store.touch_db(i);
+        ctx.store.blocking.signal_db(i);
     }
     ctx.store.stats.dirty += 1;
     Ok(Reply::OK)
@@ -36,8 +38,9 @@ fn flushall(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 fn flushdb(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     flush_mode(args)?;
     let db = ctx.client.db;
+    ctx.store.touch_db_watchers(db, None);
     ctx.store.dbs[db].clear();
-    ctx.store.touch_db(db);
+    ctx.store.blocking.signal_db(db);
     ctx.store.stats.dirty += 1;
     Ok(Reply::OK)
 }
