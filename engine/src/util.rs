@@ -241,6 +241,12 @@ fn glob_inner(mut p: &[u8], mut s: &[u8], nocase: bool, depth: usize) -> bool {
             break;
         }
     }
+    // An empty subject still matches a pattern made only of stars.
+    if s.is_empty() {
+        while !p.is_empty() && p[0] == b'*' {
+            p = &p[1..];
+        }
+    }
     p.is_empty() && s.is_empty()
 }
 
