@@ -8,8 +8,9 @@ use bytes::{Bytes, BytesMut};
 
 /// Longest inline command or multibulk/bulk header Redis accepts (PROTO_INLINE_MAX_SIZE).
 pub const INLINE_MAX: usize = 64 * 1024;
-/// Largest number of arguments in one multibulk request.
-pub const MAX_MULTIBULK: i64 = 1024 * 1024;
+/// Largest number of arguments in one multibulk request: Redis 7.0 accepts up to INT_MAX
+/// (older versions stopped at 1024*1024). Nothing is preallocated from this count.
+pub const MAX_MULTIBULK: i64 = i32::MAX as i64;
 
 /// A request the parser cannot accept; the connection answers it and closes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

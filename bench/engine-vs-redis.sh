@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Throughput and latency of the engine against a private redis-server, with
+# redis-benchmark, on this machine's loopback only.
+#
+#   bench/engine-vs-redis.sh            # 200,000 requests per test, 50 clients
+#   N=50000 bench/engine-vs-redis.sh    # requests per test
+#   QUICK=1 bench/engine-vs-redis.sh    # a short run (20,000 requests)
+#   TESTS=set,get bench/engine-vs-redis.sh
+#
+# Each test runs on the engine then on Redis (alternating, so drift on the machine
+# hits both alike), with pipeline 1 and 16. A test whose command the engine does not
+# know yet (or answers with errors) shows n/a in the engine column. Prints a markdown
+# table. Both servers are started on free ports and stopped by PID on exit.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+
+N=${N:-200000}
+[ "${QUICK:-0}" = 1 ] && N=${N_QUICK:-20000}
+CLIENTS=${CLIENTS:-50}
+TESTS=${TESTS:-set,get,incr,lpush,rpop,sadd,hset,zadd,lrange_100}
+PIPELINES=${PIPELINES:-1 16}
+
+for tool in redis-server redis-cli redis-benchmark python3 cargo; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (scripts/install-deps.sh)" >&2; exit 1; }
+done
+
+BIN=$(build_coherent "$ROOT")
+EPORT=$(free_port)
+RPORT=$(free_port)
+start_engine "$BIN" "$EPORT"
+start_redis "$RPORT"
+
+# A command that exercises what each test sends, to see if the engine knows it.
+probe_cmd() {
+  case $1 in
+    set) echo "SET bench:probe v" ;;
+    get) echo "GET bench:probe" ;;
+    incr) echo "INCR bench:probe:n" ;;
+    lpush | lrange*) echo "LPUSH bench:probe:l a" ;;
+    rpop) echo "RPOP bench:probe:l" ;;
+    sadd) echo "SADD bench:probe:s a" ;;
+    hset) echo "HSET bench:probe:h f v" ;;
+    zadd) echo "ZADD bench:probe:z 1 a" ;;
+    *) echo "PING" ;;
+  esac
+}
+
+# supported PORT TEST: true unless the server answers the probe (or LRANGE) with an error.
+supported() {
+  local out
+  # shellcheck disable=SC2046
+  out=$(redis-cli -p "$1" $(probe_cmd "$2") 2>&1) || return 1
+  case $out in ERR* | WRONGTYPE*) return 1 ;; esac
+  if [[ $2 == lrange* ]]; then
+    out=$(redis-cli -p "$1" LRANGE bench:probe:l 0 99 2>&1) || return 1
+    case $out in ERR*) return 1 ;; esac
+  fi
+  return 0
+}
+
+# run PORT TEST PIPELINE: prints "rps p99" of the test's own CSV row, or "n/a n/a".
+run() {
+  local port=$1 t=$2 p=$3 csv row
+  if ! supported "$port" "$t"; then
+    echo "n/a n/a"
+    return
+  fi
+  redis-cli -p "$port" FLUSHALL >/dev/null
+  csv=$(timeout 600 redis-benchmark -p "$port" -t "$t" -c "$CLIENTS" -n "$N" -P "$p" --csv 2>"$BENCH_TMP/bench.err") || {
+    echo "n/a n/a"
+    return
+  }
+  # The last row is the test itself (lrange_100 first prints its LPUSH fill).
+  row=$(printf '%s\n' "$csv" | grep -v '^"test"' | tail -n 1)
+  if [ -z "$row" ] || grep -qi 'error' "$BENCH_TMP/bench.err"; then
+    echo "n/a n/a"
+    return
+  fi
+  # "NAME","rps","avg","min","p50","p95","p99","max"
+  printf '%s\n' "$row" | awk -F'","' '{gsub(/"/,"",$0); split($0,f,","); print f[2], f[7]}'
+}
+
+echo "engine: $BIN on port $EPORT (pid $ENGINE_PID); redis: $(redis-server --version | awk '{print $3}') on port $RPORT (pid $REDIS_PID)"
+echo "requests per test: $N, clients: $CLIENTS"
+echo
+echo "| test | pipeline | engine rps | redis rps | engine/redis | engine p99 ms | redis p99 ms |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+IFS=, read -r -a tests <<<"$TESTS"
+for p in $PIPELINES; do
+  for t in "${tests[@]}"; do
+    read -r e_rps e_p99 <<<"$(run "$EPORT" "$t" "$p")"
+    read -r r_rps r_p99 <<<"$(run "$RPORT" "$t" "$p")"
+    ratio=n/a
+    if [ "$e_rps" != n/a ] && [ "$r_rps" != n/a ]; then
+      ratio=$(awk -v a="$e_rps" -v b="$r_rps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+    fi
+    echo "| $t | $p | $e_rps | $r_rps | $ratio | $e_p99 | $r_p99 |"
+  done
+done
+# The engine must still be alive after the whole run.
+if ! kill -0 "$ENGINE_PID" 2>/dev/null; then
+  echo "the engine exited during the benchmark; log:" >&2
+  cat "$BENCH_TMP/engine.log" >&2
+  exit 1
+fi

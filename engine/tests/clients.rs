@@ -1,0 +1,475 @@
+//! Real Redis clients against the engine: the `redis` crate (async, tokio), the
+//! `redis-cli` binary (argument mode, `--pipe`, `-3`) and redis-py (through
+//! `tests/clients/redis_py_check.py`). Where the output is deterministic it is also
+//! compared with what the same client prints against a private real redis-server.
+//!
+//! Tests whose name ends in `_needs_families` use commands of other families (pub/sub,
+//! lists, counters, hashes...) and pass only once those are merged.
+
+mod common;
+
+use common::{EngineServer, RedisServer};
+use futures_util::StreamExt;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// A single-threaded runtime for the client side; the engine runs on its own runtime,
+/// which must be created and dropped outside any async context.
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime")
+}
+
+fn url(addr: SocketAddr) -> String {
+    format!("redis://{addr}/")
+}
+
+/// Bounds every client call, so a server that never answers fails the test instead of
+/// hanging it.
+async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), f)
+        .await
+        .expect("no reply within 20 s")
+}
+
+// ---------------------------------------------------------------- redis crate
+
+#[test]
+fn redis_rs_get_set_del() {
+    let srv = EngineServer::start();
+    rt().block_on(async {
+        let client = redis::Client::open(url(srv.addr)).expect("client");
+        let mut c = bounded(client.get_multiplexed_async_connection())
+            .await
+            .expect("connect");
+        let _: () = bounded(redis::cmd("SET").arg("k").arg("v").query_async(&mut c))
+            .await
+            .expect("SET");
+        let v: Option<String> = bounded(redis::cmd("GET").arg("k").query_async(&mut c))
+            .await
+            .expect("GET");
+        assert_eq!(v.as_deref(), Some("v"));
+        // Binary-safe values round-trip unchanged.
+        let bin: Vec<u8> = (0..=255u8).collect();
+        let _: () = bounded(redis::cmd("SET").arg("bin").arg(&bin).query_async(&mut c))
+            .await
+            .expect("SET bin");
+        let got: Vec<u8> = bounded(redis::cmd("GET").arg("bin").query_async(&mut c))
+            .await
+            .expect("GET bin");
+        assert_eq!(got, bin);
+        let n: i64 = bounded(
+            redis::cmd("DEL")
+                .arg("k")
+                .arg("bin")
+                .arg("missing")
+                .query_async(&mut c),
+        )
+        .await
+        .expect("DEL");
+        assert_eq!(n, 2);
+        let v: Option<String> = bounded(redis::cmd("GET").arg("k").query_async(&mut c))
+            .await
+            .expect("GET after DEL");
+        assert_eq!(v, None);
+        // A server error reaches the client as an error with Redis's code and text.
+        let e = bounded(redis::cmd("GET").query_async::<Option<String>>(&mut c))
+            .await
+            .expect_err("GET without key must fail");
+        assert_eq!(e.code(), Some("ERR"), "{e:?}");
+        assert!(
+            e.to_string()
+                .contains("wrong number of arguments for 'get'"),
+            "{e}"
+        );
+    });
+}
+
+#[test]
+fn redis_rs_pipeline_of_1000() {
+    let srv = EngineServer::start();
+    rt().block_on(async {
+        let client = redis::Client::open(url(srv.addr)).expect("client");
+        let mut c = bounded(client.get_multiplexed_async_connection())
+            .await
+            .expect("connect");
+        let mut p = redis::pipe();
+        for i in 0..500 {
+            p.cmd("SET").arg(format!("p:{i}")).arg(format!("v{i}"));
+            p.cmd("GET").arg(format!("p:{i}"));
+        }
+        let replies: Vec<redis::Value> = bounded(p.query_async(&mut c)).await.expect("pipeline");
+        assert_eq!(replies.len(), 1000);
+        for (i, pair) in replies.chunks(2).enumerate() {
+            assert_eq!(pair[0], redis::Value::Okay, "SET #{i}");
+            assert_eq!(
+                pair[1],
+                redis::Value::BulkString(format!("v{i}").into_bytes()),
+                "GET #{i}"
+            );
+        }
+        let n: i64 = bounded(redis::cmd("DBSIZE").query_async(&mut c))
+            .await
+            .expect("DBSIZE");
+        assert_eq!(n, 500);
+    });
+}
+
+#[test]
+fn redis_rs_auth_with_requirepass() {
+    let srv = EngineServer::start_with(engine::EngineConfig {
+        listen: "127.0.0.1:0".into(),
+        requirepass: Some("s3cret".into()),
+        ..Default::default()
+    });
+    rt().block_on(async {
+        // Without a password every command is refused with NOAUTH.
+        let client = redis::Client::open(url(srv.addr)).expect("client");
+        let mut c = bounded(client.get_multiplexed_async_connection())
+            .await
+            .expect("connect");
+        let e = bounded(
+            redis::cmd("GET")
+                .arg("k")
+                .query_async::<Option<String>>(&mut c),
+        )
+        .await
+        .expect_err("unauthenticated GET must fail");
+        assert_eq!(e.code(), Some("NOAUTH"), "{e:?}");
+
+        // A wrong password in the URL makes the connection attempt fail.
+        let bad = redis::Client::open(format!("redis://:wrong@{}/", srv.addr)).expect("client");
+        let r = bounded(bad.get_multiplexed_async_connection()).await;
+        let e = match r {
+            Ok(_) => panic!("a wrong password must not connect"),
+            Err(e) => e,
+        };
+        assert_eq!(e.kind(), redis::ErrorKind::AuthenticationFailed, "{e:?}");
+
+        // The right password (sent by the client as AUTH on connect) works.
+        let good = redis::Client::open(format!("redis://:s3cret@{}/", srv.addr)).expect("client");
+        let mut c = bounded(good.get_multiplexed_async_connection())
+            .await
+            .expect("connect with password");
+        let _: () = bounded(redis::cmd("SET").arg("k").arg("v").query_async(&mut c))
+            .await
+            .expect("SET");
+        let v: Option<String> = bounded(redis::cmd("GET").arg("k").query_async(&mut c))
+            .await
+            .expect("GET");
+        assert_eq!(v.as_deref(), Some("v"));
+
+        // Explicit AUTH on an unauthenticated connection.
+        let mut c = bounded(client.get_multiplexed_async_connection())
+            .await
+            .expect("connect");
+        let ok: String = bounded(redis::cmd("AUTH").arg("s3cret").query_async(&mut c))
+            .await
+            .expect("AUTH");
+        assert_eq!(ok, "OK");
+        let v: Option<String> = bounded(redis::cmd("GET").arg("k").query_async(&mut c))
+            .await
+            .expect("GET after AUTH");
+        assert_eq!(v.as_deref(), Some("v"));
+    });
+}
+
+/// Needs SUBSCRIBE/PSUBSCRIBE/PUBLISH (pub/sub family).
+#[test]
+fn redis_rs_pubsub_needs_families() {
+    let srv = EngineServer::start();
+    pubsub_check(srv.addr);
+}
+
+/// Needs INCR, LPUSH/LRANGE, HSET/HGETALL (strings, lists, hashes families).
+#[test]
+fn redis_rs_types_needs_families() {
+    let srv = EngineServer::start();
+    types_check(srv.addr);
+}
+
+/// The family checks against real Redis, so their failures point at the engine.
+#[test]
+fn redis_rs_family_checks_pass_against_redis() {
+    let redis = RedisServer::start(&[]);
+    pubsub_check(redis.addr());
+    types_check(redis.addr());
+}
+
+fn pubsub_check(addr: SocketAddr) {
+    rt().block_on(async {
+        let client = redis::Client::open(url(addr)).expect("client");
+        let mut ps = bounded(client.get_async_pubsub()).await.expect("pubsub");
+        bounded(ps.subscribe("news")).await.expect("SUBSCRIBE");
+        bounded(ps.psubscribe("sport.*")).await.expect("PSUBSCRIBE");
+        let mut c = bounded(client.get_multiplexed_async_connection())
+            .await
+            .expect("connect");
+        let n: i64 = bounded(
+            redis::cmd("PUBLISH")
+                .arg("news")
+                .arg("hello")
+                .query_async(&mut c),
+        )
+        .await
+        .expect("PUBLISH news");
+        assert_eq!(n, 1);
+        let n: i64 = bounded(
+            redis::cmd("PUBLISH")
+                .arg("sport.tennis")
+                .arg("ace")
+                .query_async(&mut c),
+        )
+        .await
+        .expect("PUBLISH sport");
+        assert_eq!(n, 1);
+        let n: i64 = bounded(
+            redis::cmd("PUBLISH")
+                .arg("nobody")
+                .arg("x")
+                .query_async(&mut c),
+        )
+        .await
+        .expect("PUBLISH nobody");
+        assert_eq!(n, 0);
+        let mut stream = ps.on_message();
+        let m = bounded(stream.next()).await.expect("message");
+        assert_eq!(m.get_channel_name(), "news");
+        assert_eq!(m.get_payload::<String>().expect("payload"), "hello");
+        assert!(!m.from_pattern());
+        let m = bounded(stream.next()).await.expect("pmessage");
+        assert_eq!(m.get_channel_name(), "sport.tennis");
+        assert_eq!(m.get_payload::<String>().expect("payload"), "ace");
+        assert_eq!(m.get_pattern::<String>().expect("pattern"), "sport.*");
+    });
+}
+
+fn types_check(addr: SocketAddr) {
+    rt().block_on(async {
+        let client = redis::Client::open(url(addr)).expect("client");
+        let mut c = bounded(client.get_multiplexed_async_connection())
+            .await
+            .expect("connect");
+        let mut p = redis::pipe();
+        p.cmd("INCR").arg("n").cmd("INCRBY").arg("n").arg(41);
+        p.cmd("RPUSH").arg("l").arg("a").arg("b").arg("c");
+        p.cmd("LRANGE").arg("l").arg(0).arg(-1);
+        p.cmd("HSET").arg("h").arg("f").arg("v");
+        p.cmd("HGETALL").arg("h");
+        let (a, b, len, list, added, h): (
+            i64,
+            i64,
+            i64,
+            Vec<String>,
+            i64,
+            std::collections::HashMap<String, String>,
+        ) = bounded(p.query_async(&mut c)).await.expect("pipeline");
+        assert_eq!((a, b, len), (1, 42, 3));
+        assert_eq!(list, ["a", "b", "c"]);
+        assert_eq!(added, 1);
+        assert_eq!(h.get("f").map(String::as_str), Some("v"));
+    });
+}
+
+// ---------------------------------------------------------------- redis-cli
+
+/// Runs `redis-cli -p PORT <args>` and returns (stdout, success).
+fn cli(port: u16, args: &[&str]) -> (String, bool) {
+    let out = Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli must be installed (apt-get install redis-tools)");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.success(),
+    )
+}
+
+#[test]
+fn redis_cli_argument_mode() {
+    let srv = EngineServer::start();
+    let redis = RedisServer::start(&[]);
+    let p = srv.addr.port();
+    assert_eq!(cli(p, &["SET", "k", "hello world"]), ("OK\n".into(), true));
+    assert_eq!(cli(p, &["GET", "k"]), ("hello world\n".into(), true));
+    assert_eq!(cli(p, &["--no-raw", "GET", "k"]).0, "\"hello world\"\n");
+    assert_eq!(cli(p, &["--no-raw", "GET", "missing"]).0, "(nil)\n");
+    assert_eq!(cli(p, &["--no-raw", "DEL", "k", "x"]).0, "(integer) 1\n");
+    assert_eq!(
+        cli(p, &["--no-raw", "GET"]).0,
+        "(error) ERR wrong number of arguments for 'get' command\n"
+    );
+    assert_eq!(
+        cli(p, &["--no-raw", "NOSUCHCMD", "a"]).0,
+        "(error) ERR unknown command 'NOSUCHCMD', with args beginning with: 'a' \n"
+    );
+    // Whatever redis-cli prints for Redis it must print for the engine.
+    let cases: &[&[&str]] = &[
+        &["SET", "k", "v"],
+        &["GET", "k"],
+        &["--no-raw", "GET", "k"],
+        &["--no-raw", "GET", "missing"],
+        &["GET"],
+        &["--no-raw", "GET"],
+        &["--no-raw", "SET", "k"],
+        &["--no-raw", "SELECT", "99"],
+        &["--no-raw", "NOSUCHCMD", "a", "b"],
+        &["--no-raw", "PING"],
+        &["--no-raw", "ECHO", "a\nb"],
+        &["--no-raw", "DBSIZE"],
+        &["--no-raw", "-n", "3", "SET", "k", "v"],
+        &["--no-raw", "-n", "3", "DBSIZE"],
+        &["--no-raw", "DEL", "k", "k2"],
+    ];
+    for args in cases {
+        assert_eq!(
+            cli(p, args),
+            cli(redis.port, args),
+            "redis-cli {args:?}: engine (left) vs redis (right)"
+        );
+    }
+}
+
+/// `redis-cli --pipe` with `n` SET commands in RESP; returns redis-cli's output.
+fn cli_pipe(port: u16, n: usize) -> (String, bool) {
+    let mut input = Vec::with_capacity(n * 48);
+    for i in 0..n {
+        let (k, v) = (format!("key:{i}"), format!("value:{i}"));
+        write!(
+            input,
+            "*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n${}\r\n{v}\r\n",
+            k.len(),
+            v.len()
+        )
+        .expect("buffer");
+    }
+    let mut child = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "--pipe"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("redis-cli must be installed");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("redis-cli --pipe");
+    writer.join().expect("writer");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (text, out.status.success())
+}
+
+#[test]
+fn redis_cli_pipe_mode() {
+    let srv = EngineServer::start();
+    let (out, ok) = cli_pipe(srv.addr.port(), 10_000);
+    assert!(ok, "redis-cli --pipe failed: {out}");
+    assert!(
+        out.contains("errors: 0, replies: 10000"),
+        "unexpected --pipe summary: {out}"
+    );
+    assert_eq!(cli(srv.addr.port(), &["DBSIZE"]).0, "10000\n");
+    assert_eq!(cli(srv.addr.port(), &["GET", "key:9999"]).0, "value:9999\n");
+}
+
+#[test]
+fn redis_cli_resp3_hello() {
+    let srv = EngineServer::start();
+    let redis = RedisServer::start(&[]);
+    // The `id` line differs between servers (connection counters); everything else must
+    // be printed identically.
+    let norm = |s: String| -> String {
+        let mut out = Vec::new();
+        let mut after_id = false;
+        for l in s.lines() {
+            let is_id = l == "id" || l.ends_with(") \"id\"");
+            if l.contains("\"id\" =>") || after_id {
+                out.push("<id>".to_string());
+            } else {
+                out.push(l.to_string());
+            }
+            after_id = is_id;
+        }
+        out.join("\n")
+    };
+    let (e, ok) = cli(srv.addr.port(), &["-3", "--no-raw", "HELLO", "3"]);
+    assert!(ok);
+    assert!(e.contains("1# \"server\" => \"redis\""), "{e}");
+    assert!(e.contains("3# \"proto\" => (integer) 3"), "{e}");
+    let (r, _) = cli(redis.port, &["-3", "--no-raw", "HELLO", "3"]);
+    assert_eq!(norm(e), norm(r));
+    for args in [
+        &["-3", "--no-raw", "GET", "missing"][..],
+        &["-3", "--no-raw", "SET", "k", "v"],
+        &["-3", "--no-raw", "GET", "k"],
+        &["-3", "--no-raw", "HELLO", "4"],
+        &["-3", "--no-raw", "HELLO", "2"],
+    ] {
+        assert_eq!(
+            norm(cli(srv.addr.port(), args).0),
+            norm(cli(redis.port, args).0),
+            "redis-cli {args:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- redis-py
+
+fn py_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/redis_py_check.py")
+}
+
+/// Runs the redis-py script against `port`; fails the test with the script's output.
+fn run_redis_py(port: u16, extra: &[&str]) {
+    let out = Command::new("python3")
+        .arg(py_script())
+        .arg("--port")
+        .arg(port.to_string())
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 must be installed");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "redis-py check failed (exit {:?}); run scripts/install-deps.sh if redis-py is missing:\n{text}",
+        out.status.code()
+    );
+    assert!(text.contains("redis-py check: ok"), "{text}");
+}
+
+#[test]
+fn redis_py_resp3() {
+    let srv = EngineServer::start();
+    run_redis_py(srv.addr.port(), &[]);
+}
+
+/// The script itself against real Redis, so a failure in `redis_py_resp3` points at the
+/// engine and not at the script.
+#[test]
+fn redis_py_script_passes_against_redis() {
+    let redis = RedisServer::start(&[]);
+    run_redis_py(redis.port, &["--needs-families"]);
+}
+
+/// Needs pub/sub, INCR, lists, hashes, sets, sorted sets (see the script's
+/// `needs_families`).
+#[test]
+fn redis_py_resp3_needs_families() {
+    let srv = EngineServer::start();
+    run_redis_py(srv.addr.port(), &["--needs-families"]);
+}
