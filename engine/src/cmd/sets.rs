@@ -383,3 +383,144 @@ fn sscan(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     };
     Ok(scan_reply(next, items))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::client::Client;
+    use crate::config::EngineConfig;
+    use crate::store::{KeyHook, Store};
+    use crate::types::Value;
+    use bytes::Bytes;
+    use std::sync::{Arc, Mutex};
+
+    /// Records (key, event) pairs from `key_event`.
+    #[derive(Debug, Default)]
+    struct Events(Mutex<Vec<(String, String)>>);
+
+    impl KeyHook for Events {
+        fn modified(&self, _db: usize, key: &[u8], event: &str) {
+            if let Ok(mut v) = self.0.lock() {
+                v.push((String::from_utf8_lossy(key).into_owned(), event.to_string()));
+            }
+        }
+    }
+
+    struct Fixture {
+        store: Store,
+        client: Client,
+        events: Arc<Events>,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let mut store = Store::new(EngineConfig::default());
+            let events = Arc::new(Events::default());
+            store.add_hook(events.clone());
+            Fixture {
+                store,
+                client: Client::detached(1, 0, 2),
+                events,
+            }
+        }
+        fn run(&mut self, line: &str) -> crate::reply::Reply {
+            let args = line
+                .split(' ')
+                .map(|s| Bytes::from(s.to_string()))
+                .collect();
+            crate::command::execute(&mut self.store, &mut self.client, args)
+        }
+        /// Events since the last call, as "key:event".
+        fn take(&self) -> Vec<String> {
+            let mut v = self.events.0.lock().unwrap();
+            v.drain(..).map(|(k, e)| format!("{k}:{e}")).collect()
+        }
+        fn encoding(&mut self, key: &str) -> &'static str {
+            match self.store.dbs[0].peek(key.as_bytes(), 0).map(|e| &e.value) {
+                Some(Value::Set(s)) => s.encoding(),
+                Some(Value::Hash(h)) => h.encoding(),
+                _ => "none",
+            }
+        }
+    }
+
+    #[test]
+    fn set_events() {
+        let mut f = Fixture::new();
+        f.run("SADD a 1 2");
+        f.run("SADD a 1");
+        assert_eq!(f.take(), ["a:sadd"]);
+        f.run("SMOVE a b 1");
+        assert_eq!(f.take(), ["a:srem", "b:sadd"]);
+        f.run("SMOVE a b 2");
+        assert_eq!(f.take(), ["a:srem", "a:del", "b:sadd"]);
+        f.run("SADD c 1");
+        f.take();
+        // Moving into a set that already has the member only changes the source.
+        f.run("SMOVE c b 1");
+        assert_eq!(f.take(), ["c:srem", "c:del"]);
+        f.run("SINTERSTORE d b nokey");
+        assert!(f.take().is_empty());
+        f.run("SUNIONSTORE d b");
+        assert_eq!(f.take(), ["d:sunionstore"]);
+        f.run("SDIFFSTORE d b b");
+        assert_eq!(f.take(), ["d:del"]);
+        f.run("SINTERSTORE d b b");
+        assert_eq!(f.take(), ["d:sinterstore"]);
+        f.run("SPOP d 5");
+        assert_eq!(f.take(), ["d:spop", "d:del"]);
+        f.run("SREM b 9");
+        assert!(f.take().is_empty());
+        f.run("SREM b 1 2");
+        assert_eq!(f.take(), ["b:srem", "b:del"]);
+    }
+
+    #[test]
+    fn hash_events() {
+        let mut f = Fixture::new();
+        f.run("HSET h a 1");
+        f.run("HSET h a 1");
+        f.run("HSETNX h a 2");
+        f.run("HINCRBY h n 1");
+        f.run("HINCRBYFLOAT h n 1.5");
+        f.run("HINCRBY h n 1");
+        assert_eq!(
+            f.take(),
+            ["h:hset", "h:hset", "h:hincrby", "h:hincrbyfloat"]
+        );
+        f.run("HDEL h zz");
+        f.run("HDEL h a n");
+        assert_eq!(f.take(), ["h:hdel", "h:del"]);
+    }
+
+    #[test]
+    fn encodings_follow_thresholds() {
+        let mut f = Fixture::new();
+        f.run("SADD s 1 2 3");
+        assert_eq!(f.encoding("s"), "intset");
+        f.run("SADD s x");
+        assert_eq!(f.encoding("s"), "hashtable");
+        f.run("SREM s x");
+        assert_eq!(f.encoding("s"), "hashtable");
+        let ints: Vec<String> = (0..512).map(|i| i.to_string()).collect();
+        f.run(&format!("SADD big {}", ints.join(" ")));
+        assert_eq!(f.encoding("big"), "intset");
+        f.run("SADD big 512");
+        assert_eq!(f.encoding("big"), "hashtable");
+        f.run("SUNIONSTORE u big");
+        assert_eq!(f.encoding("u"), "hashtable");
+        f.run("SINTERSTORE u big s");
+        assert_eq!(f.encoding("u"), "intset");
+
+        f.run("HSET h a 1");
+        assert_eq!(f.encoding("h"), "listpack");
+        f.run(&format!("HSET h b {}", "x".repeat(65)));
+        assert_eq!(f.encoding("h"), "hashtable");
+        let pairs: Vec<String> = (0..128).map(|i| format!("f{i} v")).collect();
+        f.run(&format!("HSET g {}", pairs.join(" ")));
+        assert_eq!(f.encoding("g"), "listpack");
+        f.run("HSET g f0 w");
+        assert_eq!(f.encoding("g"), "listpack");
+        f.run("HSET g f128 v");
+        assert_eq!(f.encoding("g"), "hashtable");
+    }
+}
