@@ -120,6 +120,12 @@ impl Db {
         self.map.get(key).is_some_and(|e| !e.expired(now))
     }
 
+    /// Shared access to a live entry, without expiring or touching it: lets a command
+    /// read several keys at once (SINTER) after a first pass did the lazy expiry.
+    pub fn get_live(&self, key: &[u8], now: u64) -> Option<&Entry> {
+        self.map.get(key).filter(|e| !e.expired(now))
+    }
+
     fn expire_at_index(&mut self, idx: usize) {
         if let Some((k, _)) = self.map.swap_remove_index(idx) {
             self.volatile.swap_remove(&k);

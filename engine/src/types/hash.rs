@@ -1,7 +1,7 @@
 //! Hashes (`t_hash.c`): a listpack-like vector while small, a hash table once it grows.
 
 use bytes::Bytes;
-use std::collections::HashMap;
+use indexmap::IndexMap;
 
 /// Conversion thresholds (`hash-max-listpack-entries`, `hash-max-listpack-value`).
 #[derive(Debug, Clone, Copy)]
@@ -24,7 +24,9 @@ impl Default for HashLimits {
 pub enum Hash {
     /// Insertion-ordered pairs; lookups are linear, which is fast for a few dozen entries.
     Listpack(Vec<(Bytes, Bytes)>),
-    Table(HashMap<Bytes, Bytes>),
+    /// The "hashtable" encoding. An index map so that HSCAN can walk it with a cursor
+    /// and HRANDFIELD can sample it in O(1); its order is not part of the contract.
+    Table(IndexMap<Bytes, Bytes>),
 }
 
 impl Default for Hash {
@@ -56,7 +58,15 @@ impl Hash {
     pub fn contains(&self, field: &[u8]) -> bool {
         self.get(field).is_some()
     }
-    /// Sets a field; returns true when the field is new. Converts to a table past the limits.
+    /// Converts to a table when any of `args` is longer than `hash-max-listpack-value`,
+    /// as Redis's `hashTypeTryConversion` does before HSET/HSETNX write anything.
+    pub fn try_conversion(&mut self, args: &[Bytes], limits: HashLimits) {
+        if matches!(self, Hash::Listpack(_)) && args.iter().any(|a| a.len() > limits.max_value) {
+            self.convert_to_table();
+        }
+    }
+    /// Sets a field; returns true when the field is new. Converts to a table past the limits
+    /// (a field or value too long, or more than `hash-max-listpack-entries` fields).
     pub fn insert(&mut self, field: Bytes, value: Bytes, limits: HashLimits) -> bool {
         if let Hash::Listpack(v) = self {
             if field.len() > limits.max_value
@@ -79,7 +89,8 @@ impl Hash {
             Hash::Table(m) => m.insert(field, value).is_none(),
         }
     }
-    /// Removes a field; returns whether it existed.
+    /// Removes a field; returns whether it existed. A table never shrinks back to a
+    /// listpack (Redis 7.0 does not convert back either).
     pub fn remove(&mut self, field: &[u8]) -> bool {
         match self {
             Hash::Listpack(v) => match v.iter().position(|(f, _)| f.as_ref() == field) {
@@ -89,15 +100,13 @@ impl Hash {
                 }
                 None => false,
             },
-            Hash::Table(m) => m.remove(field).is_some(),
+            // swap_remove keeps removal O(1); HSCAN's downward cursor tolerates it.
+            Hash::Table(m) => m.swap_remove(field).is_some(),
         }
     }
     /// All (field, value) pairs in the encoding's order.
     pub fn pairs(&self) -> Vec<(Bytes, Bytes)> {
-        match self {
-            Hash::Listpack(v) => v.clone(),
-            Hash::Table(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        }
+        self.iter().map(|(f, v)| (f.clone(), v.clone())).collect()
     }
     /// Iterates over (field, value) pairs without copying.
     pub fn iter(&self) -> Box<dyn Iterator<Item = (&Bytes, &Bytes)> + '_> {
@@ -106,9 +115,40 @@ impl Hash {
             Hash::Table(m) => Box::new(m.iter()),
         }
     }
+    /// The pair at a position of the encoding's order.
+    pub fn get_index(&self, i: usize) -> Option<(&Bytes, &Bytes)> {
+        match self {
+            Hash::Listpack(v) => v.get(i).map(|(f, v)| (f, v)),
+            Hash::Table(m) => m.get_index(i),
+        }
+    }
+    /// A uniformly random pair.
+    pub fn random(&self) -> Option<(&Bytes, &Bytes)> {
+        if self.is_empty() {
+            return None;
+        }
+        self.get_index(fastrand::usize(..self.len()))
+    }
+    /// `count` distinct random pairs (`count` < len), in random order.
+    pub fn random_distinct(&self, count: usize) -> Vec<(&Bytes, &Bytes)> {
+        super::set::sample_indexes(self.len(), count)
+            .into_iter()
+            .filter_map(|i| self.get_index(i))
+            .collect()
+    }
+    /// One HSCAN step over a table (a listpack is returned whole by the caller, as
+    /// Redis does). The cursor is a position + 1 walking downwards, so that fields
+    /// swap-removed during a scan are repeated rather than skipped; 0 starts and ends.
+    pub fn scan(&self, cursor: u64, count: usize, mut visit: impl FnMut(&Bytes, &Bytes)) -> u64 {
+        super::set::scan_positions(self.len(), cursor, count, |i| {
+            if let Some((f, v)) = self.get_index(i) {
+                visit(f, v)
+            }
+        })
+    }
     fn convert_to_table(&mut self) {
         if let Hash::Listpack(v) = self {
-            let m: HashMap<Bytes, Bytes> = std::mem::take(v).into_iter().collect();
+            let m: IndexMap<Bytes, Bytes> = std::mem::take(v).into_iter().collect();
             *self = Hash::Table(m);
         }
     }
@@ -129,5 +169,72 @@ impl Hash {
             .map(|(f, v)| f.len() + v.len() + per)
             .sum::<usize>()
             + 32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::from(s.to_string())
+    }
+
+    #[test]
+    fn converts_at_thresholds() {
+        let lim = HashLimits::default();
+        let mut h = Hash::default();
+        for i in 0..128 {
+            h.insert(b(&format!("f{i}")), b("v"), lim);
+        }
+        assert_eq!(h.encoding(), "listpack");
+        // Updating an existing field at the limit does not convert.
+        h.insert(b("f0"), b("w"), lim);
+        assert_eq!(h.encoding(), "listpack");
+        h.insert(b("f128"), b("v"), lim);
+        assert_eq!(h.encoding(), "hashtable");
+        assert_eq!(h.len(), 129);
+
+        let mut h = Hash::default();
+        h.insert(b("a"), b(&"x".repeat(64)), lim);
+        assert_eq!(h.encoding(), "listpack");
+        h.insert(b("b"), b(&"x".repeat(65)), lim);
+        assert_eq!(h.encoding(), "hashtable");
+
+        let mut h = Hash::default();
+        h.try_conversion(&[b(&"y".repeat(65))], lim);
+        assert_eq!(h.encoding(), "hashtable");
+    }
+
+    #[test]
+    fn listpack_keeps_insertion_order() {
+        let lim = HashLimits::default();
+        let mut h = Hash::default();
+        for f in ["c", "a", "b"] {
+            h.insert(b(f), b("1"), lim);
+        }
+        h.remove(b"a");
+        let fields: Vec<_> = h.iter().map(|(f, _)| f.clone()).collect();
+        assert_eq!(fields, vec![b("c"), b("b")]);
+    }
+
+    #[test]
+    fn scan_visits_everything_once_without_changes() {
+        let lim = HashLimits::default();
+        let mut h = Hash::default();
+        for i in 0..300 {
+            h.insert(b(&i.to_string()), b("v"), lim);
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0;
+        loop {
+            cursor = h.scan(cursor, 7, |f, _| {
+                assert!(seen.insert(f.clone()));
+            });
+            if cursor == 0 {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), 300);
     }
 }
