@@ -1058,6 +1058,64 @@ mod tests {
         );
     }
 
+    fn run(
+        store: &mut crate::store::Store,
+        client: &mut crate::client::Client,
+        a: &[&str],
+    ) -> Reply {
+        let args = a.iter().map(|s| Bytes::from(s.to_string())).collect();
+        command::execute(store, client, args)
+    }
+
+    #[test]
+    fn swapdb_touches_watchers_and_wakes_blocked_clients() {
+        let mut store = crate::store::Store::new(EngineConfig::default());
+        let mut c = crate::client::Client::detached(1, 0, 2);
+        run(&mut store, &mut c, &["SET", "k", "v"]);
+        // Client 7 watches a key of db 1; client 8 is blocked on `k` in db 1.
+        store.watch(7, 1, Bytes::from_static(b"w"), false);
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        store.blocking.block(
+            8,
+            crate::blocking::Blocked {
+                args: vec![Bytes::from_static(b"GET"), Bytes::from_static(b"k")],
+                db: 1,
+                resp: 2,
+                keys: vec![Bytes::from_static(b"k")],
+                tx,
+            },
+        );
+        assert_eq!(run(&mut store, &mut c, &["SWAPDB", "0", "1"]), Reply::OK);
+        assert!(store.is_dirty(7));
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(Reply::Bulk(Bytes::from_static(b"v")))
+        );
+        assert_eq!(run(&mut store, &mut c, &["DBSIZE"]), Reply::Int(0));
+        c.db = 1;
+        assert_eq!(run(&mut store, &mut c, &["DBSIZE"]), Reply::Int(1));
+    }
+
+    #[test]
+    fn config_set_is_all_or_nothing_and_reloads_notify_flags() {
+        let mut store = crate::store::Store::new(EngineConfig::default());
+        let mut c = crate::client::Client::detached(1, 0, 2);
+        let r = run(
+            &mut store,
+            &mut c,
+            &["CONFIG", "SET", "timeout", "5", "hz", "x"],
+        );
+        assert!(r.is_error());
+        assert_eq!(store.config.timeout, 0);
+        let r = run(
+            &mut store,
+            &mut c,
+            &["CONFIG", "SET", "notify-keyspace-events", "KEA"],
+        );
+        assert_eq!(r, Reply::OK);
+        assert_eq!(store.config.notify_keyspace_events, "KEA");
+    }
+
     #[test]
     fn human_sizes() {
         assert_eq!(human(0), "0B");
