@@ -747,17 +747,31 @@ pub fn encoding_of(e: &crate::db::Entry) -> &'static str {
     }
 }
 
-/// Whether Redis would store this value as a shared integer object (refcount INT_MAX).
-fn is_shared_int(ctx: &Ctx, e: &crate::db::Entry) -> bool {
-    let Value::Str(b) = &e.value else {
-        return false;
-    };
-    let policy = &ctx.store.config.maxmemory_policy;
-    let no_sharing =
-        ctx.store.config.maxmemory != 0 && (policy.contains("lru") || policy.contains("lfu"));
-    !no_sharing
-        && string_encoding(b, e.raw) == "int"
-        && crate::util::parse_i64(b).is_some_and(|n| (0..10_000).contains(&n))
+/// What OBJECT and DEBUG OBJECT report about a value, read without copying it.
+struct ObjInfo {
+    encoding: &'static str,
+    refcount: i64,
+    lru: u32,
+    mem: usize,
+}
+
+/// Looks a key up without touching its LRU clock (OBJECT is not an access).
+fn obj_info(ctx: &mut Ctx, key: &[u8]) -> Option<ObjInfo> {
+    let now = ctx.now();
+    let cfg = &ctx.store.config;
+    let policy = &cfg.maxmemory_policy;
+    // Redis stops sharing small integers when an LRU/LFU policy needs per-object data.
+    let sharing = cfg.maxmemory == 0 || !(policy.contains("lru") || policy.contains("lfu"));
+    let e = ctx.db().peek(key, now)?;
+    let shared = sharing
+        && matches!(&e.value, Value::Str(b) if string_encoding(b, e.raw) == "int"
+            && crate::util::parse_i64(b).is_some_and(|n| (0..10_000).contains(&n)));
+    Some(ObjInfo {
+        encoding: encoding_of(e),
+        refcount: if shared { i32::MAX as i64 } else { 1 },
+        lru: e.lru,
+        mem: e.value.mem_usage(),
+    })
 }
 
 fn object(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
@@ -783,17 +797,12 @@ fn object(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     }
     let now = ctx.now();
     let lfu = ctx.store.config.maxmemory_policy.contains("lfu");
-    // OBJECT does not count as an access: peek leaves the LRU clock alone.
-    let Some(e) = ctx.db().peek(&args[2], now).cloned() else {
+    let Some(e) = obj_info(ctx, &args[2]) else {
         return Ok(Reply::Nil);
     };
     Ok(match sub {
-        "encoding" => Reply::text(encoding_of(&e)),
-        "refcount" => Reply::Int(if is_shared_int(ctx, &e) {
-            i32::MAX as i64
-        } else {
-            1
-        }),
+        "encoding" => Reply::text(e.encoding),
+        "refcount" => Reply::Int(e.refcount),
         "idletime" => {
             if lfu {
                 return Err(CmdError::err("An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust."));
@@ -857,19 +866,15 @@ fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     }
     if eq_ic(sub, "object") && n == 3 {
         let now = ctx.now();
-        let Some(e) = ctx.db().peek(&args[2], now).cloned() else {
+        let Some(e) = obj_info(ctx, &args[2]) else {
             return Err(CmdError::err("no such key"));
-        };
-        let refcount = if is_shared_int(ctx, &e) {
-            i32::MAX as i64
-        } else {
-            1
         };
         let clock = lru_clock(now);
         return Ok(Reply::Status(format!(
-            "Value at:0x0 refcount:{refcount} encoding:{} serializedlength:{} lru:{} lru_seconds_idle:{}",
-            encoding_of(&e),
-            e.value.mem_usage(),
+            "Value at:0x0 refcount:{} encoding:{} serializedlength:{} lru:{} lru_seconds_idle:{}",
+            e.refcount,
+            e.encoding,
+            e.mem,
             e.lru,
             clock.saturating_sub(e.lru)
         )));
