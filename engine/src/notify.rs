@@ -75,6 +75,8 @@ pub fn flags_to_string(f: u32) -> String {
             (EVICTED, 'e'),
             (STREAM, 't'),
             (MODULE, 'd'),
+            // Redis prints `n` only here: with `A` set it is dropped from the string.
+            (NEW, 'n'),
         ] {
             if f & bit != 0 {
                 s.push(c);
@@ -89,9 +91,6 @@ pub fn flags_to_string(f: u32) -> String {
     }
     if f & KEY_MISS != 0 {
         s.push('m');
-    }
-    if f & NEW != 0 {
-        s.push('n');
     }
     s
 }

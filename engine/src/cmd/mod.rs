@@ -1,5 +1,6 @@
 //! Command handlers, one file per family, each exporting its rows of the command table.
 
+pub mod client;
 pub mod connection;
 pub mod hashes;
 pub mod keys;
@@ -20,6 +21,7 @@ pub fn all() -> Vec<CommandSpec> {
     let mut v = Vec::new();
     v.extend(connection::commands());
     v.extend(server::commands());
+    v.extend(client::commands());
     v.extend(keys::commands());
     v.extend(strings::commands());
     v.extend(lists::commands());

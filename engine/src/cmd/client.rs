@@ -1,0 +1,493 @@
+//! CLIENT (`networking.c`): ID SETNAME GETNAME LIST INFO KILL UNBLOCK NO-EVICT
+//! GETREDIR HELP.
+
+use super::server::{help_reply, sub_arity, unknown_sub};
+use crate::command::{CommandSpec, Ctx};
+use crate::error::{CmdError, CmdResult};
+use crate::reply::Reply;
+use crate::store::ClientInfo;
+use crate::util::eq_ic;
+use bytes::Bytes;
+use std::fmt::Write as _;
+
+/// This family's rows of the command table.
+pub fn commands() -> Vec<CommandSpec> {
+    vec![CommandSpec::new("client", -2, 0, (0, 0, 0), client)]
+}
+
+/// Commands with subcommands: CLIENT LIST shows them as `container|sub`.
+pub const CONTAINERS: &[&str] = &[
+    "acl", "client", "cluster", "command", "config", "debug", "function", "latency", "memory",
+    "module", "object", "pubsub", "script", "slowlog", "xinfo", "xgroup",
+];
+
+/// The `cmd=` of CLIENT LIST for a request: the lower-case name, with the subcommand
+/// for containers.
+pub fn cmd_label(args: &[Bytes]) -> String {
+    let name = crate::util::lower(&args[0]);
+    match args.get(1) {
+        Some(sub) if CONTAINERS.contains(&name.as_str()) && name != "debug" => {
+            format!("{name}|{}", crate::util::lower(sub))
+        }
+        _ => name,
+    }
+}
+
+/// Sets `label` to `cmd_label(args)`, without allocating when the command repeats
+/// (the connection calls it after every command).
+pub fn update_cmd_label(label: &mut String, args: &[Bytes]) {
+    let container = args.len() > 1 && {
+        let n = &args[0];
+        CONTAINERS.iter().any(|c| eq_ic(n, c))
+    };
+    if !container && label.as_bytes().eq_ignore_ascii_case(&args[0]) {
+        return;
+    }
+    *label = cmd_label(args);
+}
+
+const SUBS: &[(&str, i32)] = &[
+    ("id", 2),
+    ("setname", 3),
+    ("getname", 2),
+    ("list", -2),
+    ("info", 2),
+    ("kill", -3),
+    ("unblock", -3),
+    ("no-evict", 3),
+    ("getredir", 2),
+    ("help", 2),
+];
+
+fn client(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let Some(&(sub, arity)) = SUBS.iter().find(|(n, _)| eq_ic(&args[1], n)) else {
+        return Err(unknown_sub("client", &args[1]));
+    };
+    sub_arity("client", sub, arity, args)?;
+    match sub {
+        "id" => Ok(Reply::Int(ctx.client.id as i64)),
+        "setname" => setname(ctx, &args[2]),
+        "getname" => Ok(Reply::opt_bulk(ctx.client.name.clone())),
+        "list" => list(ctx, args),
+        "info" => {
+            let line = self_line(ctx, "client|info");
+            Ok(Reply::Verbatim(Bytes::from(line)))
+        }
+        "kill" => kill(ctx, args),
+        "unblock" => unblock(ctx, args),
+        "no-evict" => {
+            if eq_ic(&args[2], "on") {
+                ctx.client.no_evict = true;
+            } else if eq_ic(&args[2], "off") {
+                ctx.client.no_evict = false;
+            } else {
+                return Err(CmdError::Syntax);
+            }
+            Ok(Reply::OK)
+        }
+        "getredir" => Ok(Reply::Int(-1)),
+        _ => Ok(help_reply("client", HELP)),
+    }
+}
+
+const HELP: &[&str] = &[
+    "CACHING (YES|NO)",
+    "    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",
+    "GETREDIR",
+    "    Return the client ID we are redirecting to when tracking is enabled.",
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "KILL <ip:port>",
+    "    Kill connection made from <ip:port>.",
+    "KILL <option> <value> [<option> <value> [...]]",
+    "    Kill connections. Options are:",
+    "    * ADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made from the specified address",
+    "    * LADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made to specified local address",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Kill connections by type.",
+    "    * USER <username>",
+    "      Kill connections authenticated by <username>.",
+    "    * SKIPME (YES|NO)",
+    "      Skip killing current connection (default: yes).",
+    "LIST [options ...]",
+    "    Return information about client connections. Options:",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Return clients of specified type.",
+    "UNPAUSE",
+    "    Stop the current client pause, resuming traffic.",
+    "PAUSE <timeout> [WRITE|ALL]",
+    "    Suspend all, or just write, clients for <timeout> milliseconds.",
+    "REPLY (ON|OFF|SKIP)",
+    "    Control the replies sent to the current connection.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+    "    Unblock the specified blocked client.",
+    "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]",
+    "         [OPTIN] [OPTOUT] [NOLOOP]",
+    "    Control server assisted client side caching.",
+    "TRACKINGINFO",
+    "    Report tracking status for the current connection.",
+    "NO-EVICT (ON|OFF)",
+    "    Protect current client connection from eviction.",
+];
+
+fn setname(ctx: &mut Ctx, name: &Bytes) -> CmdResult {
+    if name.iter().any(|&c| c <= b' ' || c > b'~') {
+        return Err(CmdError::err(
+            "Client names cannot contain spaces, newlines or special characters.",
+        ));
+    }
+    ctx.client.name = if name.is_empty() {
+        None
+    } else {
+        Some(super::own(name))
+    };
+    if let Some(info) = ctx.store.clients.get_mut(&ctx.client.id) {
+        info.name.clone_from(&ctx.client.name);
+    }
+    Ok(Reply::OK)
+}
+
+/// The kinds CLIENT LIST/KILL TYPE select.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Normal,
+    Replica,
+    Master,
+    PubSub,
+}
+
+fn parse_kind(b: &[u8]) -> Result<Kind, CmdError> {
+    Ok(if eq_ic(b, "normal") {
+        Kind::Normal
+    } else if eq_ic(b, "replica") || eq_ic(b, "slave") {
+        Kind::Replica
+    } else if eq_ic(b, "master") {
+        Kind::Master
+    } else if eq_ic(b, "pubsub") {
+        Kind::PubSub
+    } else {
+        return Err(CmdError::err(format!(
+            "Unknown client type '{}'",
+            String::from_utf8_lossy(b)
+        )));
+    })
+}
+
+/// A snapshot of one client for CLIENT LIST: the registry's entry, refreshed with the
+/// live state when it is the caller.
+struct Row {
+    id: u64,
+    addr: String,
+    laddr: String,
+    name: String,
+    age: u64,
+    idle: u64,
+    flags: String,
+    db: usize,
+    sub: usize,
+    psub: usize,
+    multi: i64,
+    cmd: String,
+    resp: u8,
+}
+
+impl Row {
+    fn kind(&self) -> Kind {
+        if self.sub + self.psub > 0 {
+            Kind::PubSub
+        } else {
+            Kind::Normal
+        }
+    }
+
+    fn line(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=1024 rbp=0 obl=0 oll=0 omem=0 tot-mem=1024 events=r cmd={} user=default redir=-1 resp={}",
+            self.id,
+            self.addr,
+            self.laddr,
+            self.id + 7,
+            self.name,
+            self.age,
+            self.idle,
+            self.flags,
+            self.db,
+            self.sub,
+            self.psub,
+            self.multi,
+            self.cmd,
+            self.resp
+        );
+        s
+    }
+}
+
+fn flags_of(multi: bool, pubsub: bool, blocked: bool, no_evict: bool) -> String {
+    let mut f = String::new();
+    if multi {
+        f.push('x');
+    }
+    if blocked {
+        f.push('b');
+    }
+    if pubsub {
+        f.push('P');
+    }
+    if no_evict {
+        f.push('e');
+    }
+    if f.is_empty() {
+        f.push('N');
+    }
+    f
+}
+
+fn row_of(ctx: &Ctx, info: &ClientInfo) -> Row {
+    let blocked = ctx.store.blocking.is_blocked(info.id);
+    let flags = if info.flags == "N" || info.flags.is_empty() {
+        flags_of(info.multi >= 0, info.sub + info.psub > 0, blocked, false)
+    } else {
+        info.flags.clone()
+    };
+    Row {
+        id: info.id,
+        addr: info.addr.clone(),
+        laddr: info.laddr.clone(),
+        name: info
+            .name
+            .as_ref()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default(),
+        age: info.created.elapsed().as_secs(),
+        idle: info.last_active.elapsed().as_secs(),
+        flags,
+        db: info.db,
+        sub: info.sub,
+        psub: info.psub,
+        multi: info.multi,
+        cmd: info.last_cmd.clone(),
+        resp: info.resp,
+    }
+}
+
+/// The caller's row, from its live state (the registry is refreshed only after a command).
+fn self_row(ctx: &Ctx, cmd: &str) -> Row {
+    let c = &*ctx.client;
+    let age = ctx
+        .store
+        .clients
+        .get(&c.id)
+        .map_or(0, |i| i.created.elapsed().as_secs());
+    Row {
+        id: c.id,
+        addr: c.addr.clone(),
+        laddr: c.laddr.clone(),
+        name: c
+            .name
+            .as_ref()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default(),
+        age,
+        idle: 0,
+        flags: flags_of(c.multi.is_some(), c.subscriptions() > 0, false, c.no_evict),
+        db: c.db,
+        sub: c.channels.len(),
+        psub: c.patterns.len(),
+        multi: c.multi.as_ref().map_or(-1, |q| q.len() as i64),
+        cmd: cmd.to_string(),
+        resp: c.resp,
+    }
+}
+
+fn self_line(ctx: &Ctx, cmd: &str) -> String {
+    self_row(ctx, cmd).line()
+}
+
+/// Every client, ordered by id; the caller's row is live.
+fn rows(ctx: &Ctx, self_cmd: &str) -> Vec<Row> {
+    let mut v: Vec<Row> = ctx
+        .store
+        .clients
+        .values()
+        .filter(|i| i.id != ctx.client.id)
+        .map(|i| row_of(ctx, i))
+        .collect();
+    if ctx.store.clients.contains_key(&ctx.client.id) {
+        v.push(self_row(ctx, self_cmd));
+    }
+    v.sort_by_key(|r| r.id);
+    v
+}
+
+fn parse_id(b: &[u8]) -> Option<u64> {
+    crate::util::parse_i64(b)
+        .filter(|&n| n > 0)
+        .map(|n| n as u64)
+}
+
+fn list(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let mut kind = None;
+    let mut ids: Option<Vec<u64>> = None;
+    if args.len() == 4 && eq_ic(&args[2], "type") {
+        kind = Some(parse_kind(&args[3])?);
+    } else if args.len() >= 4 && eq_ic(&args[2], "id") {
+        let mut v = Vec::new();
+        for a in &args[3..] {
+            // Zero and negative ids parse (and match nothing); only non-numbers fail.
+            let id = crate::util::parse_i64(a).ok_or_else(|| CmdError::err("Invalid client ID"))?;
+            v.push(id.max(0) as u64);
+        }
+        ids = Some(v);
+    } else if args.len() != 2 {
+        return Err(CmdError::Syntax);
+    }
+    let mut out = String::new();
+    for r in rows(ctx, "client|list") {
+        if kind.is_some_and(|k| r.kind() != k) {
+            continue;
+        }
+        if ids.as_ref().is_some_and(|v| !v.contains(&r.id)) {
+            continue;
+        }
+        out.push_str(&r.line());
+    }
+    Ok(Reply::Verbatim(Bytes::from(out)))
+}
+
+fn kill(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let me = ctx.client.id;
+    if args.len() == 3 {
+        // Old form: CLIENT KILL addr, which may kill the caller too.
+        let addr = String::from_utf8_lossy(&args[2]).into_owned();
+        let target = rows(ctx, "client|kill")
+            .into_iter()
+            .find(|r| r.addr == addr)
+            .map(|r| r.id);
+        let Some(id) = target else {
+            return Err(CmdError::err("No such client"));
+        };
+        kill_one(ctx, id);
+        return Ok(Reply::OK);
+    }
+    if !args.len().is_multiple_of(2) {
+        return Err(CmdError::Syntax);
+    }
+    let mut id = None;
+    let mut kind = None;
+    let mut addr = None;
+    let mut laddr = None;
+    let mut skipme = true;
+    for p in args[2..].chunks(2) {
+        let (opt, val) = (&p[0], &p[1]);
+        if eq_ic(opt, "id") {
+            id = Some(
+                parse_id(val).ok_or_else(|| CmdError::err("client-id should be greater than 0"))?,
+            );
+        } else if eq_ic(opt, "type") {
+            kind = Some(parse_kind(val)?);
+        } else if eq_ic(opt, "addr") {
+            addr = Some(String::from_utf8_lossy(val).into_owned());
+        } else if eq_ic(opt, "laddr") {
+            laddr = Some(String::from_utf8_lossy(val).into_owned());
+        } else if eq_ic(opt, "user") {
+            if val.as_ref() != b"default" {
+                return Err(CmdError::err(format!(
+                    "No such user '{}'",
+                    String::from_utf8_lossy(val)
+                )));
+            }
+        } else if eq_ic(opt, "skipme") {
+            if eq_ic(val, "yes") {
+                skipme = true;
+            } else if eq_ic(val, "no") {
+                skipme = false;
+            } else {
+                return Err(CmdError::Syntax);
+            }
+        } else {
+            return Err(CmdError::Syntax);
+        }
+    }
+    let victims: Vec<u64> = rows(ctx, "client|kill")
+        .into_iter()
+        .filter(|r| {
+            id.is_none_or(|i| r.id == i)
+                && kind.is_none_or(|k| r.kind() == k)
+                && addr.as_ref().is_none_or(|a| r.addr == *a)
+                && laddr.as_ref().is_none_or(|a| r.laddr == *a)
+                && !(skipme && r.id == me)
+        })
+        .map(|r| r.id)
+        .collect();
+    for &v in &victims {
+        kill_one(ctx, v);
+    }
+    Ok(Reply::Int(victims.len() as i64))
+}
+
+/// Closes a connection: the caller after its reply, any other one at once.
+fn kill_one(ctx: &mut Ctx, id: u64) {
+    if id == ctx.client.id {
+        ctx.client.close_after_reply = true;
+        return;
+    }
+    if let Some(info) = ctx.store.clients.remove(&id) {
+        // The connection task cleans up the rest when it wakes; removing the entry
+        // now keeps it out of CLIENT LIST and a second KILL from counting it again.
+        info.kill.notify_one();
+    }
+}
+
+fn unblock(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let id = super::int_arg(&args[2])?;
+    let error = match args.len() {
+        3 => false,
+        4 if eq_ic(&args[3], "timeout") => false,
+        4 if eq_ic(&args[3], "error") => true,
+        4 => {
+            return Err(CmdError::err(
+                "CLIENT UNBLOCK reason should be TIMEOUT or ERROR",
+            ))
+        }
+        _ => return Err(CmdError::Syntax),
+    };
+    if id <= 0 {
+        return Ok(Reply::Int(0));
+    }
+    match ctx.store.blocking.unblock(id as u64) {
+        None => Ok(Reply::Int(0)),
+        Some(b) => {
+            if error {
+                let _ = b.tx.send(Reply::error(
+                    "UNBLOCKED client unblocked via CLIENT UNBLOCK",
+                ));
+            }
+            // Dropping the sender makes the waiting connection reply its timeout reply.
+            Ok(Reply::Int(1))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_containers_with_their_subcommand() {
+        let a =
+            |v: &[&str]| -> Vec<Bytes> { v.iter().map(|s| Bytes::from(s.to_string())).collect() };
+        assert_eq!(cmd_label(&a(&["CLIENT", "List"])), "client|list");
+        assert_eq!(cmd_label(&a(&["GET", "k"])), "get");
+        assert_eq!(cmd_label(&a(&["config"])), "config");
+    }
+}
