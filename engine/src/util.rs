@@ -241,12 +241,8 @@ fn glob_inner(mut p: &[u8], mut s: &[u8], nocase: bool, depth: usize) -> bool {
             break;
         }
     }
-    // An empty subject still matches a pattern made only of stars.
-    if s.is_empty() {
-        while !p.is_empty() && p[0] == b'*' {
-            p = &p[1..];
-        }
-    }
+    // As Redis's stringmatchlen: an empty subject matches only an empty pattern (KEYS
+    // and SCAN special-case a lone `*` before matching).
     p.is_empty() && s.is_empty()
 }
 
@@ -309,7 +305,7 @@ mod tests {
         assert!(glob_match(b"h[ae]llo", b"hallo", false));
         assert!(!glob_match(b"h[^e]llo", b"hello", false));
         assert!(glob_match(b"h[a-b]llo", b"hbllo", false));
-        assert!(glob_match(b"*", b"", false));
+        assert!(!glob_match(b"**", b"", false));
         assert!(!glob_match(b"a", b"", false));
         assert!(glob_match(b"user:*", b"user:1", false));
         assert!(glob_match(b"h\\*", b"h*", false));

@@ -139,11 +139,13 @@ fn swapdb(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     }
     let (a, b) = (a as usize, b as usize);
     if a != b {
+        // Watchers of keys that exist on either side see them change (before the swap,
+        // as Redis's touchAllWatchedKeysInDb); blocked clients may now find data.
+        ctx.store.touch_db_watchers(a, Some(b));
+        ctx.store.touch_db_watchers(b, Some(a));
         ctx.store.dbs.swap(a, b);
-        // Clients watching either database see their keys change; clients blocked in
-        // either may now find data.
-        ctx.store.touch_db(a);
-        ctx.store.touch_db(b);
+        ctx.store.blocking.signal_db(a);
+        ctx.store.blocking.signal_db(b);
         ctx.store.stats.dirty += 1;
     }
     Ok(Reply::OK)
@@ -1080,8 +1082,11 @@ mod tests {
         let mut store = crate::store::Store::new(EngineConfig::default());
         let mut c = crate::client::Client::detached(1, 0, 2);
         run(&mut store, &mut c, &["SET", "k", "v"]);
-        // Client 7 watches a key of db 1; client 8 is blocked on `k` in db 1.
-        store.watch(7, 1, Bytes::from_static(b"w"), false);
+        // Client 7 watches `k` in db 1 (missing there, present in db 0, so the swap
+        // changes it); client 9 watches `w`, missing on both sides, which Redis leaves
+        // untouched; client 8 is blocked on `k` in db 1.
+        store.watch(7, 1, Bytes::from_static(b"k"), false);
+        store.watch(9, 1, Bytes::from_static(b"w"), false);
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         store.blocking.block(
             8,
@@ -1095,6 +1100,7 @@ mod tests {
         );
         assert_eq!(run(&mut store, &mut c, &["SWAPDB", "0", "1"]), Reply::OK);
         assert!(store.is_dirty(7));
+        assert!(!store.is_dirty(9));
         assert_eq!(
             rx.try_recv().ok(),
             Some(Reply::Bulk(Bytes::from_static(b"v")))

@@ -515,12 +515,13 @@ mod tests {
         assert_eq!(f.encoding("h"), "listpack");
         f.run(&format!("HSET h b {}", "x".repeat(65)));
         assert_eq!(f.encoding("h"), "hashtable");
-        let pairs: Vec<String> = (0..128).map(|i| format!("f{i} v")).collect();
+        // hash-max-listpack-entries is 512 by default in Redis 7.0.15.
+        let pairs: Vec<String> = (0..512).map(|i| format!("f{i} v")).collect();
         f.run(&format!("HSET g {}", pairs.join(" ")));
         assert_eq!(f.encoding("g"), "listpack");
         f.run("HSET g f0 w");
         assert_eq!(f.encoding("g"), "listpack");
-        f.run("HSET g f128 v");
+        f.run("HSET g f512 v");
         assert_eq!(f.encoding("g"), "hashtable");
     }
 }
