@@ -401,27 +401,18 @@ fn decrby(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     incr_decr(ctx, &args[1], -by)
 }
 
-/// Parses a long double as Redis's `string2ld` (length-limited, no spaces, no NaN).
-fn long_double_arg(b: &[u8]) -> Result<f64, CmdError> {
-    if b.len() > 5 * 1024 {
-        return Err(CmdError::NotFloat);
-    }
-    super::float_arg(b)
-}
-
 fn incrbyfloat(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    use crate::longdouble::{incr_by_float, IncrError};
     let key = &args[1];
     let old = read_str(ctx, key)?;
-    let value = match &old {
-        Some(b) => long_double_arg(b)?,
-        None => 0.0,
+    // Redis works in x87 long double; the software model reproduces its digits.
+    let text = match incr_by_float(old.as_deref(), &args[2]) {
+        Ok(t) => Bytes::from(t),
+        Err(IncrError::NotFloat) => return Err(CmdError::NotFloat),
+        Err(IncrError::NanOrInf) => {
+            return Err(CmdError::err("increment would produce NaN or Infinity"))
+        }
     };
-    let incr = long_double_arg(&args[2])?;
-    let new = value + incr;
-    if !new.is_finite() {
-        return Err(CmdError::err("increment would produce NaN or Infinity"));
-    }
-    let text = Bytes::from(crate::util::fmt_long_double(new));
     let now = ctx.now();
     ctx.db()
         .insert_keep_ttl(own(key), Value::Str(text.clone()), now);
