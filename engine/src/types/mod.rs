@@ -59,9 +59,13 @@ impl Value {
 
 /// The encoding OBJECT ENCODING reports for a string value.
 pub fn string_encoding(b: &[u8], raw: bool) -> &'static str {
-    if b.len() <= 20 && crate::util::parse_i64(b).is_some() {
+    // An edited string (APPEND, SETRANGE, SETBIT, BITOP) stays `raw` even when its
+    // bytes look like an integer: Redis does not re-encode it.
+    if raw {
+        "raw"
+    } else if b.len() <= 20 && crate::util::parse_i64(b).is_some() {
         "int"
-    } else if raw || b.len() > 44 {
+    } else if b.len() > 44 {
         "raw"
     } else {
         "embstr"

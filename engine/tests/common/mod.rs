@@ -134,6 +134,16 @@ impl Resp {
     /// Sorts array/set elements (recursively one level) for replies Redis leaves unordered.
     pub fn sorted(mut self) -> Resp {
         match &mut self {
+            // A SCAN-family reply [cursor, [elements]]: sort the elements.
+            Resp::Array(Some(v))
+                if v.len() == 2
+                    && matches!(v[0], Resp::Bulk(Some(_)))
+                    && matches!(v[1], Resp::Array(Some(_))) =>
+            {
+                if let Resp::Array(Some(inner)) = &mut v[1] {
+                    inner.sort();
+                }
+            }
             Resp::Array(Some(v)) | Resp::Set(v) | Resp::Push(v) => v.sort(),
             Resp::Map(m) => m.sort(),
             _ => {}
