@@ -74,6 +74,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
         stream,
         client,
         inbuf: BytesMut::with_capacity(16 * 1024),
+        parser: frame::Parser::default(),
         out: BytesMut::with_capacity(16 * 1024),
         push_rx,
         kill,
@@ -97,6 +98,7 @@ struct Conn {
     stream: TcpStream,
     client: Client,
     inbuf: BytesMut,
+    parser: frame::Parser,
     out: BytesMut,
     push_rx: mpsc::UnboundedReceiver<Reply>,
     kill: Arc<Notify>,
@@ -178,7 +180,8 @@ impl Conn {
         let mut store = shared.lock();
         let max_bulk = store.config.proto_max_bulk_len.min(i64::MAX as u64) as i64;
         loop {
-            let args = match frame::parse_request(&mut self.inbuf, max_bulk) {
+            let authed = self.client.authenticated;
+            let args = match self.parser.parse(&mut self.inbuf, max_bulk, authed) {
                 Ok(Some(args)) => args,
                 Ok(None) => return Next::Continue,
                 Err(e) => {

@@ -29,9 +29,19 @@ pub enum ProtocolError {
     ExpectedDollar(char),
     #[error("Protocol error: unbalanced quotes in request")]
     UnbalancedQuotes,
+    #[error("Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulk,
+    #[error("Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulk,
 }
 
-/// Parses one request from the front of `buf`.
+/// Before AUTH, Redis refuses more arguments than this in one request...
+pub const UNAUTH_MAX_MULTIBULK: i64 = 10;
+/// ...and bulk strings longer than this, so an unauthenticated client cannot make the
+/// server buffer much.
+pub const UNAUTH_MAX_BULK: i64 = 16384;
+
+/// Parses one request from the front of `buf`, without resuming state (tests, tools).
 ///
 /// Returns `Ok(None)` when more bytes are needed, `Ok(Some(args))` with the bytes consumed
 /// from `buf` (an empty `args` for a blank inline line or `*0`, which Redis ignores).
@@ -39,13 +49,115 @@ pub fn parse_request(
     buf: &mut BytesMut,
     max_bulk_len: i64,
 ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-    if buf.is_empty() {
-        return Ok(None);
-    }
-    if buf[0] == b'*' {
-        parse_multibulk(buf, max_bulk_len)
-    } else {
-        parse_inline(buf)
+    Parser::default().parse(buf, max_bulk_len, true)
+}
+
+/// A request parser that remembers how far it got in an incomplete multibulk request,
+/// so a large request arriving in many reads is scanned once, not once per read.
+#[derive(Debug, Default)]
+pub struct Parser {
+    partial: Option<Partial>,
+}
+
+#[derive(Debug)]
+struct Partial {
+    /// Arguments announced by the `*N` header.
+    count: usize,
+    /// Where the next `$len` header starts.
+    pos: usize,
+    /// Bounds of the arguments complete so far.
+    spans: Vec<(usize, usize)>,
+}
+
+impl Parser {
+    /// Parses the next request. `authenticated` selects Redis's stricter limits for
+    /// clients that still have to AUTH.
+    pub fn parse(
+        &mut self,
+        buf: &mut BytesMut,
+        max_bulk_len: i64,
+        authenticated: bool,
+    ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        if buf[0] != b'*' {
+            self.partial = None;
+            return parse_inline(buf);
+        }
+        let mut st = match self.partial.take() {
+            Some(st) => st,
+            None => {
+                let Some(eol) = find_crlf(buf, 0) else {
+                    if buf.len() > INLINE_MAX {
+                        return Err(ProtocolError::TooBigMbulkCount);
+                    }
+                    return Ok(None);
+                };
+                let count = match parse_len(&buf[1..eol]) {
+                    Some(n) if n <= MAX_MULTIBULK => n,
+                    _ => return Err(ProtocolError::InvalidMultibulkLength),
+                };
+                if !authenticated && count > UNAUTH_MAX_MULTIBULK {
+                    return Err(ProtocolError::UnauthenticatedMultibulk);
+                }
+                if count <= 0 {
+                    let _ = buf.split_to(eol + 2);
+                    return Ok(Some(Vec::new()));
+                }
+                Partial {
+                    count: count as usize,
+                    pos: eol + 2,
+                    spans: Vec::with_capacity((count as usize).min(1024)),
+                }
+            }
+        };
+        let max_bulk = if authenticated {
+            max_bulk_len
+        } else {
+            max_bulk_len.min(UNAUTH_MAX_BULK)
+        };
+        while st.spans.len() < st.count {
+            let pos = st.pos;
+            if pos >= buf.len() {
+                self.partial = Some(st);
+                return Ok(None);
+            }
+            if buf[pos] != b'$' {
+                return Err(ProtocolError::ExpectedDollar(buf[pos] as char));
+            }
+            let Some(eol) = find_crlf(buf, pos) else {
+                if buf.len() - pos > INLINE_MAX {
+                    return Err(ProtocolError::TooBigBulkCount);
+                }
+                self.partial = Some(st);
+                return Ok(None);
+            };
+            let len = match parse_len(&buf[pos + 1..eol]) {
+                Some(n) if !authenticated && n > max_bulk && n <= max_bulk_len => {
+                    return Err(ProtocolError::UnauthenticatedBulk)
+                }
+                Some(n) if (0..=max_bulk).contains(&n) => n as usize,
+                _ => return Err(ProtocolError::InvalidBulkLength),
+            };
+            let start = eol + 2;
+            let end = start + len;
+            if end + 2 > buf.len() {
+                // Make room for the whole bulk at once rather than growing in steps.
+                buf.reserve(end + 2 - buf.len());
+                self.partial = Some(st);
+                return Ok(None);
+            }
+            st.spans.push((start, end));
+            st.pos = end + 2;
+        }
+        let frame = buf.split_to(st.pos).freeze();
+        Ok(Some(
+            st.spans
+                .into_iter()
+                .map(|(s, e)| frame.slice(s..e))
+                .collect(),
+        ))
     }
 }
 
@@ -73,58 +185,6 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
 /// Parses a signed decimal the way Redis's `string2ll` does for protocol headers.
 fn parse_len(digits: &[u8]) -> Option<i64> {
     crate::util::parse_i64(digits)
-}
-
-fn parse_multibulk(
-    buf: &mut BytesMut,
-    max_bulk_len: i64,
-) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-    let Some(eol) = find_crlf(buf, 0) else {
-        if buf.len() > INLINE_MAX {
-            return Err(ProtocolError::TooBigMbulkCount);
-        }
-        return Ok(None);
-    };
-    let count = match parse_len(&buf[1..eol]) {
-        Some(n) if n <= MAX_MULTIBULK => n,
-        _ => return Err(ProtocolError::InvalidMultibulkLength),
-    };
-    let mut pos = eol + 2;
-    if count <= 0 {
-        let _ = buf.split_to(pos);
-        return Ok(Some(Vec::new()));
-    }
-    // First pass: find every argument's bounds without copying; bail out if incomplete.
-    let mut spans = Vec::with_capacity(count.min(1024) as usize);
-    for _ in 0..count {
-        if pos >= buf.len() {
-            return Ok(None);
-        }
-        if buf[pos] != b'$' {
-            return Err(ProtocolError::ExpectedDollar(buf[pos] as char));
-        }
-        let Some(eol) = find_crlf(buf, pos) else {
-            if buf.len() - pos > INLINE_MAX {
-                return Err(ProtocolError::TooBigBulkCount);
-            }
-            return Ok(None);
-        };
-        let len = match parse_len(&buf[pos + 1..eol]) {
-            Some(n) if (0..=max_bulk_len).contains(&n) => n as usize,
-            _ => return Err(ProtocolError::InvalidBulkLength),
-        };
-        let start = eol + 2;
-        let end = start + len;
-        if end + 2 > buf.len() {
-            return Ok(None);
-        }
-        spans.push((start, end));
-        pos = end + 2;
-    }
-    let frame = buf.split_to(pos).freeze();
-    Ok(Some(
-        spans.into_iter().map(|(s, e)| frame.slice(s..e)).collect(),
-    ))
 }
 
 fn parse_inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
@@ -255,6 +315,44 @@ mod tests {
         for cut in 1..full.len() {
             assert_eq!(parse(&full[..cut]).unwrap(), None, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn resumes_a_request_split_across_reads() {
+        let full = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n*1\r\n$4\r\nPING\r\n";
+        let mut p = Parser::default();
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for &b in full.iter() {
+            buf.extend_from_slice(&[b]);
+            while let Some(args) = p.parse(&mut buf, 1 << 20, true).unwrap() {
+                got.push(args);
+            }
+        }
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0][2], Bytes::from("hello"));
+        assert_eq!(got[1][0], Bytes::from("PING"));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn unauthenticated_limits() {
+        let mut p = Parser::default();
+        let mut b = BytesMut::from(&b"*11\r\n"[..]);
+        assert_eq!(
+            p.parse(&mut b, 1 << 20, false).unwrap_err(),
+            ProtocolError::UnauthenticatedMultibulk
+        );
+        let mut b = BytesMut::from(&b"*1\r\n$16385\r\n"[..]);
+        assert_eq!(
+            Parser::default().parse(&mut b, 1 << 20, false).unwrap_err(),
+            ProtocolError::UnauthenticatedBulk
+        );
+        let mut b = BytesMut::from(&b"*1\r\n$16385\r\n"[..]);
+        assert_eq!(
+            Parser::default().parse(&mut b, 1 << 20, true).unwrap(),
+            None
+        );
     }
 
     #[test]

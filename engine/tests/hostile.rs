@@ -424,7 +424,6 @@ fn query_buffer_limit_disconnects_only_the_offender() {
 /// Before AUTH, Redis refuses multibulk counts over 10 and bulk lengths over 16384
 /// (a defence against unauthenticated memory use).
 #[test]
-#[ignore = "engine gap: frame parser has no unauthenticated limits yet"]
 fn unauthenticated_request_limits_match_redis() {
     count_engine_panics();
     let srv = EngineServer::start_with(engine::EngineConfig {
