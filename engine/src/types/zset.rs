@@ -174,9 +174,7 @@ impl ZSet {
     /// How many leading members satisfy `pred`, which must hold for a prefix of the
     /// order (true, ..., true, false, ..., false).
     pub fn partition_point(&self, pred: impl Fn(&ScoredMember) -> bool) -> usize {
-        let ci = self
-            .chunks
-            .partition_point(|c| c.last().is_some_and(&pred));
+        let ci = self.chunks.partition_point(|c| c.last().is_some_and(&pred));
         let before: usize = self.chunks[..ci].iter().map(Vec::len).sum();
         before + self.chunks.get(ci).map_or(0, |c| c.partition_point(&pred))
     }
