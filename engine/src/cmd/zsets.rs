@@ -116,39 +116,79 @@ fn members_reply(ctx: &Ctx, items: &[(Bytes, f64)], withscores: bool) -> Reply {
     Reply::Array(out)
 }
 
-/// Parses a number as C's `strtod` over the whole string, as `zslParseRange` does:
-/// leading spaces and hex allowed, the empty string reads as 0, NaN refused.
-fn strtod_full(s: &[u8]) -> Option<f64> {
+/// C's `strtod` over a whole string (leading whitespace skipped, decimal, hex with
+/// optional `p` exponent, `inf`/`infinity`, `nan`). Returns the value and whether
+/// `errno` would be `ERANGE` with an infinite or zero result; `None` when the string is
+/// not entirely a number. The empty string reads as 0, as `strtod` leaves it unparsed
+/// but at its end.
+fn c_strtod(s: &[u8]) -> Option<(f64, bool)> {
     if s.is_empty() {
-        return Some(0.0);
+        return Some((0.0, false));
     }
     let t = std::str::from_utf8(s).ok()?;
     let t = t.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
-    if t.is_empty() {
+    let (neg, body) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        Some(_) => (false, t),
+        None => return None,
+    };
+    let lower = body.to_ascii_lowercase();
+    let (v, range_err) = match lower.as_str() {
+        "inf" | "infinity" => (f64::INFINITY, false),
+        "nan" => (f64::NAN, false),
+        _ if lower.starts_with("0x") => (parse_hex_float(&lower[2..])?, false),
+        _ => {
+            // Rust's parser takes a few spellings C refuses; allow only C's shape.
+            if !lower
+                .bytes()
+                .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'+' | b'-'))
+                || !lower.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+            {
+                return None;
+            }
+            let v: f64 = lower.parse().ok()?;
+            let mantissa = lower.split('e').next().unwrap_or("");
+            let nonzero = mantissa.bytes().any(|c| (b'1'..=b'9').contains(&c));
+            (v, v.is_infinite() || (v == 0.0 && nonzero))
+        }
+    };
+    Some((if neg { -v } else { v }, range_err))
+}
+
+/// The part of a hex float after `0x`: hex digits, optional fraction, optional `p`
+/// binary exponent.
+fn parse_hex_float(s: &str) -> Option<f64> {
+    let (mant, exp) = match s.split_once('p') {
+        Some((m, e)) => (m, e.parse::<i32>().ok()?),
+        None => (s, 0),
+    };
+    let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
+    if int.is_empty() && frac.is_empty() {
         return None;
     }
-    let (neg, body) = match t.as_bytes()[0] {
-        b'-' => (true, &t[1..]),
-        b'+' => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let v = if body.len() > 2 && (body.starts_with("0x") || body.starts_with("0X")) {
-        u64::from_str_radix(&body[2..], 16).ok()? as f64
-    } else {
-        if body.starts_with(['+', '-']) {
-            return None;
-        }
-        let lower = body.to_ascii_lowercase();
-        match lower.as_str() {
-            "inf" | "infinity" => f64::INFINITY,
-            _ if lower.contains("inf") || lower.contains("nan") => return None,
-            _ => body.parse::<f64>().ok()?,
-        }
-    };
-    if v.is_nan() {
+    let mut v = 0f64;
+    for c in int.chars().chain(frac.chars()) {
+        v = v * 16.0 + f64::from(c.to_digit(16)?);
+    }
+    Some(v * 2f64.powi(exp - 4 * frac.len() as i32))
+}
+
+/// Parses a score or weight as Redis's `getDoubleFromObject`: no leading space, the
+/// whole string, no overflow or underflow to zero, no NaN.
+fn double_arg(b: &[u8]) -> Option<f64> {
+    if b.is_empty() || b[0].is_ascii_whitespace() {
         return None;
     }
-    Some(if neg { -v } else { v })
+    match c_strtod(b)? {
+        (v, false) if !v.is_nan() => Some(v),
+        _ => None,
+    }
+}
+
+/// Parses a range bound as `zslParseRange`: `strtod` over the whole string, NaN refused.
+fn strtod_full(s: &[u8]) -> Option<f64> {
+    c_strtod(s).map(|(v, _)| v).filter(|v| !v.is_nan())
 }
 
 /// A score interval (`zrangespec`).
@@ -396,7 +436,7 @@ fn zadd_generic(ctx: &mut Ctx, args: &[Bytes], mut incr: bool) -> CmdResult {
     }
     let mut pairs = Vec::with_capacity(elements / 2);
     for p in args[idx..].chunks(2) {
-        pairs.push((super::float_arg(&p[0])?, &p[1]));
+        pairs.push((double_arg(&p[0]).ok_or(CmdError::NotFloat)?, &p[1]));
     }
     let now = ctx.now();
     let limits = ctx.zset_limits();
@@ -975,7 +1015,7 @@ fn setop(
         let a = &args[j];
         if op != SetOp::Diff && !card_only && remaining > numkeys && eq_ic(a, "weights") {
             for (i, inp) in inputs.iter_mut().enumerate() {
-                inp.weight = crate::util::parse_f64(&args[j + 1 + i])
+                inp.weight = double_arg(&args[j + 1 + i])
                     .ok_or_else(|| CmdError::err("weight value is not a float"))?;
             }
             j += numkeys + 1;
