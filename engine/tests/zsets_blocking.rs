@@ -32,11 +32,14 @@ fn scenario(addr: SocketAddr, waiters: &[&[&str]], write: &[&str], resp3: bool) 
     out
 }
 
+/// Waiting commands, the write that wakes them, and whether they speak RESP3.
+type Case<'a> = (Vec<&'a [&'a str]>, &'a [&'a str], bool);
+
 #[test]
 fn blocked_pops_are_served_like_redis() {
     let redis = RedisServer::start(&[]);
     let engine = EngineServer::start();
-    let cases: Vec<(Vec<&[&str]>, &[&str], bool)> = vec![
+    let cases: Vec<Case> = vec![
         (
             vec![&["BZPOPMIN", "k", "5"]],
             &["ZADD", "k", "1", "a", "2", "b"],
