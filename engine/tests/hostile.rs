@@ -449,3 +449,32 @@ fn unauthenticated_request_limits_match_redis() {
     }
     assert_no_engine_panic();
 }
+
+/// A negative random count of nearly 2^63 would make the server build that many
+/// replies; the engine refuses it and keeps serving.
+#[test]
+fn absurd_random_counts_are_refused() {
+    count_engine_panics();
+    let srv = EngineServer::start();
+    let mut c = common::Conn::connect(srv.addr);
+    c.cmd(&["SADD", "s", "a"]);
+    c.cmd(&["HSET", "h", "f", "v"]);
+    c.cmd(&["ZADD", "z", "1", "m"]);
+    for cmd in [
+        ["SRANDMEMBER", "s", "-9223372036854775807"],
+        ["HRANDFIELD", "h", "-9223372036854775807"],
+        ["ZRANDMEMBER", "z", "-9223372036854775807"],
+    ] {
+        match c.cmd(&cmd) {
+            common::Resp::Error(e) => assert!(e.starts_with("ERR value is out of range"), "{e}"),
+            other => panic!("{cmd:?}: {other:?}"),
+        }
+    }
+    // Reasonable repeats still work.
+    match c.cmd(&["SRANDMEMBER", "s", "-5"]) {
+        common::Resp::Array(Some(v)) => assert_eq!(v.len(), 5),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.cmd(&["PING"]), common::Resp::Simple("PONG".into()));
+    assert_no_engine_panic();
+}

@@ -219,6 +219,7 @@ pub(crate) fn random_count_arg(b: &[u8]) -> Result<i64, CmdError> {
             "value is out of range, value must between -9223372036854775807 and 9223372036854775807",
         ));
     }
+    super::check_random_repeat(l)?;
     Ok(l)
 }
 

@@ -82,3 +82,18 @@ pub fn range_of(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
     }
     Some((s as usize, e as usize))
 }
+
+/// Most elements a negative-count random read (SRANDMEMBER, HRANDFIELD, ZRANDMEMBER)
+/// may return. Redis builds such replies for any count and can exhaust its memory on
+/// `-9223372036854775807`; the engine refuses past this bound instead.
+pub const MAX_RANDOM_REPEAT: u64 = 1 << 24;
+
+/// Refuses a negative random count too large to answer without exhausting memory.
+pub fn check_random_repeat(count: i64) -> Result<(), CmdError> {
+    if count < 0 && count.unsigned_abs() > MAX_RANDOM_REPEAT {
+        return Err(CmdError::err(format!(
+            "value is out of range, a negative count may not exceed {MAX_RANDOM_REPEAT} elements"
+        )));
+    }
+    Ok(())
+}

@@ -1248,6 +1248,7 @@ fn zrandmember(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if withscores && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&l) {
         return Err(CmdError::err("value is out of range"));
     }
+    super::check_random_repeat(l)?;
     let Some(z) = read(ctx, &args[1])? else {
         return Ok(Reply::Array(Vec::new()));
     };
