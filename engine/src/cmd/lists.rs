@@ -420,23 +420,27 @@ fn rpoplpush(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     lmove_generic(ctx, &args[1], &args[2], End::Right, End::Left)
 }
 
-/// Blocks the client on `keys`, or answers `timeout_reply` at once when blocking is
-/// not allowed (inside MULTI/EXEC).
+/// Blocks the client on `keys`, or answers `immediate` at once when blocking is not
+/// allowed (inside MULTI/EXEC).
+///
+/// Redis 7.0 answers every list pop that timed out with a null *array*
+/// (`replyToBlockedClientTimedOut`), BLMOVE and BRPOPLPUSH included, while their
+/// non-blocking answer inside MULTI is a null bulk: hence two replies.
 fn block_or_null(
     ctx: &mut Ctx,
     keys: &[Bytes],
     timeout: Option<Duration>,
-    timeout_reply: Reply,
+    immediate: Reply,
 ) -> CmdResult {
     if ctx.client.no_block {
-        return Ok(timeout_reply);
+        return Ok(immediate);
     }
     ctx.client.block = Some(BlockRequest {
         keys: keys.iter().map(own).collect(),
         timeout,
-        timeout_reply: timeout_reply.clone(),
+        timeout_reply: Reply::NilArray,
     });
-    Ok(timeout_reply)
+    Ok(immediate)
 }
 
 fn blmove_generic(
