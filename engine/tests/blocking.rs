@@ -164,29 +164,39 @@ fn a_disconnected_waiter_is_not_served() {
 
 #[test]
 fn no_block_clients_get_the_null_at_once() {
+    // EXEC runs queued commands with `no_block` set: the handler must answer at once
+    // and never ask to park the client. The same commands without the flag do ask.
     let srv = EngineServer::start();
-    // In-process clients run with `no_block`, exactly as queued commands under EXEC do.
-    let args = |v: &[&str]| -> Vec<bytes::Bytes> {
-        v.iter()
+    let cases: [(&[&str], engine::Reply); 4] = [
+        (&["BLPOP", "empty", "0"], engine::Reply::NilArray),
+        (&["BRPOP", "empty", "other", "0"], engine::Reply::NilArray),
+        (
+            &["BLMOVE", "empty", "d", "LEFT", "LEFT", "0"],
+            engine::Reply::Nil,
+        ),
+        (
+            &["BLMPOP", "0", "1", "empty", "LEFT"],
+            engine::Reply::NilArray,
+        ),
+    ];
+    for (cmd, null) in cases {
+        let args: Vec<bytes::Bytes> = cmd
+            .iter()
             .map(|s| bytes::Bytes::copy_from_slice(s.as_bytes()))
-            .collect()
-    };
-    let start = Instant::now();
-    assert_eq!(
-        srv.engine.execute(0, args(&["BLPOP", "empty", "0"])),
-        engine::Reply::NilArray
-    );
-    assert_eq!(
-        srv.engine
-            .execute(0, args(&["BLMOVE", "empty", "d", "LEFT", "LEFT", "0"])),
-        engine::Reply::Nil
-    );
-    assert_eq!(
-        srv.engine
-            .execute(0, args(&["BLMPOP", "0", "1", "empty", "LEFT"])),
-        engine::Reply::NilArray
-    );
-    assert!(start.elapsed() < Duration::from_secs(1));
+            .collect();
+        for no_block in [true, false] {
+            let mut store = srv.engine.shared().lock();
+            let mut client = engine::client::Client::detached(9999, 0, 2);
+            client.no_block = no_block;
+            let reply = engine::command::execute(&mut store, &mut client, args.clone());
+            if no_block {
+                assert_eq!(reply, null, "{cmd:?}");
+                assert!(client.block.is_none(), "{cmd:?} must not block in EXEC");
+            } else {
+                assert!(client.block.is_some(), "{cmd:?} should block");
+            }
+        }
+    }
     assert_eq!(blocked(&srv), 0);
 }
 
@@ -249,4 +259,26 @@ fn a_waiter_whose_key_becomes_a_string_keeps_waiting() {
     assert_eq!(p.cmd(&["DEL", "k"]), Resp::Int(1));
     assert_eq!(p.cmd(&["RPUSH", "k", "v"]), Resp::Int(1));
     assert_eq!(w.read(), pair("k", "v"));
+}
+
+#[test]
+fn blmove_to_a_wrong_type_destination_errors_and_passes_the_element_on() {
+    // As Redis 7.0: the parked BLMOVE gets WRONGTYPE, the element stays for the next
+    // waiter.
+    let srv = EngineServer::start();
+    let mut p = Conn::connect(srv.addr);
+    assert_eq!(p.cmd(&["SET", "dst", "str"]), Resp::Simple("OK".into()));
+    let mut mover = Conn::connect(srv.addr);
+    mover.send(&[b"BLMOVE", b"src", b"dst", b"LEFT", b"LEFT", b"0"]);
+    wait_blocked(&srv, 1);
+    let mut popper = Conn::connect(srv.addr);
+    popper.send(&[b"BLPOP", b"src", b"0"]);
+    wait_blocked(&srv, 2);
+    assert_eq!(p.cmd(&["RPUSH", "src", "v"]), Resp::Int(1));
+    assert_eq!(
+        mover.read(),
+        Resp::Error("WRONGTYPE Operation against a key holding the wrong kind of value".into())
+    );
+    assert_eq!(popper.read(), pair("src", "v"));
+    assert_eq!(p.cmd(&["GET", "dst"]), bulk("str"));
 }
