@@ -2,9 +2,6 @@
 //! `redis-cli` binary (argument mode, `--pipe`, `-3`) and redis-py (through
 //! `tests/clients/redis_py_check.py`). Where the output is deterministic it is also
 //! compared with what the same client prints against a private real redis-server.
-//!
-//! Tests whose name ends in `_needs_families` use commands of other families (pub/sub,
-//! lists, counters, hashes...) and pass only once those are merged.
 
 mod common;
 
@@ -181,14 +178,14 @@ fn redis_rs_auth_with_requirepass() {
 
 /// Needs SUBSCRIBE/PSUBSCRIBE/PUBLISH (pub/sub family).
 #[test]
-fn redis_rs_pubsub_needs_families() {
+fn redis_rs_pubsub() {
     let srv = EngineServer::start();
     pubsub_check(srv.addr);
 }
 
 /// Needs INCR, LPUSH/LRANGE, HSET/HGETALL (strings, lists, hashes families).
 #[test]
-fn redis_rs_types_needs_families() {
+fn redis_rs_types() {
     let srv = EngineServer::start();
     types_check(srv.addr);
 }
@@ -467,9 +464,9 @@ fn redis_py_script_passes_against_redis() {
 }
 
 /// Needs pub/sub, INCR, lists, hashes, sets, sorted sets (see the script's
-/// `needs_families`).
+/// every family).
 #[test]
-fn redis_py_resp3_needs_families() {
+fn redis_py_resp3_types_pubsub() {
     let srv = EngineServer::start();
     run_redis_py(srv.addr.port(), &["--needs-families"]);
 }
