@@ -463,8 +463,8 @@ fn redis_py_script_passes_against_redis() {
     run_redis_py(redis.port, &["--needs-families"]);
 }
 
-/// Needs pub/sub, INCR, lists, hashes, sets, sorted sets (see the script's
-/// every family).
+/// redis-py in RESP3 over counters, lists, hashes, sets, sorted sets, TTLs,
+/// MULTI/EXEC and pub/sub (the script's `--needs-families` part).
 #[test]
 fn redis_py_resp3_types_pubsub() {
     let srv = EngineServer::start();
