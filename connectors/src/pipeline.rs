@@ -118,6 +118,11 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
         &self.source
     }
 
+    /// The source, mutably (to connect it before the first step).
+    pub fn source_mut(&mut self) -> &mut S {
+        &mut self.source
+    }
+
     /// Consumes the pipeline, returning the source (to shut it down).
     pub fn into_source(self) -> S {
         self.source

@@ -16,7 +16,7 @@ use super::position::{MariadbGtid, MariadbGtidState, Position};
 use bytes::Bytes;
 use mysql_common::binlog::consts::{BinlogVersion, EventType};
 use mysql_common::binlog::events::{
-    Event, EventData, RowsEventData, TableMapEvent, TransactionPayloadEvent,
+    Event, EventData, OptionalMetadataField, RowsEventData, TableMapEvent, TransactionPayloadEvent,
 };
 use mysql_common::binlog::value::BinlogValue;
 use mysql_common::binlog::EventStreamReader;
@@ -467,35 +467,172 @@ fn is_rows_event(t: u8) -> bool {
 }
 
 /// Decodes every row of a rows event, placing each value at its column index.
+///
+/// This walks the row images itself rather than through mysql_common's `BinlogRow`,
+/// to check metadata lengths before mysql_common indexes into them and to decode
+/// negative TIME(1)/TIME(2) values, whose fraction mysql_common computes with an
+/// unsigned subtraction (a panic in debug builds, a wrong value in release ones).
 fn decode_rows(
     data: &RowsEventData<'_>,
     tme: &TableMapEvent<'static>,
 ) -> std::io::Result<Vec<(Option<RawImage>, Option<RawImage>)>> {
+    use mysql_common::io::ParseBuf;
+    let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
     let n = data.num_columns() as usize;
-    let before_cols: Vec<usize> = data
-        .columns_before_image()
-        .map(|b| b.iter_ones().filter(|i| *i < n).collect())
-        .unwrap_or_default();
-    let after_cols: Vec<usize> = data
-        .columns_after_image()
-        .map(|b| b.iter_ones().filter(|i| *i < n).collect())
-        .unwrap_or_default();
-    let place = |row: mysql_common::binlog::row::BinlogRow, cols: &[usize]| -> RawImage {
-        let mut image: RawImage = vec![None; n];
-        for (v, &i) in row.unwrap().into_iter().zip(cols) {
-            image[i] = Some(v);
+    if n > tme.columns_count() as usize {
+        return Err(invalid(format!(
+            "rows event has {n} columns, its table map {}",
+            tme.columns_count()
+        )));
+    }
+    let mut cols = Vec::with_capacity(n);
+    for i in 0..n {
+        let ty = tme
+            .get_column_type(i)
+            .map_err(|e| invalid(e.to_string()))?
+            .ok_or_else(|| invalid(format!("no type for column {i}")))?;
+        let meta = tme.get_column_metadata(i).unwrap_or(&[]);
+        let need = meta_len(ty);
+        if meta.len() < need {
+            return Err(invalid(format!(
+                "column {i} ({ty:?}) has {} metadata bytes, needs {need}",
+                meta.len()
+            )));
         }
-        image
-    };
+        cols.push((ty, meta));
+    }
+    let unsigned = signedness(tme, &cols)?;
+    let before_cols: Option<Vec<bool>> = data
+        .columns_before_image()
+        .map(|b| (0..n).map(|i| b.get(i).is_some_and(|x| *x)).collect());
+    let after_cols: Option<Vec<bool>> = data
+        .columns_after_image()
+        .map(|b| (0..n).map(|i| b.get(i).is_some_and(|x| *x)).collect());
+    let partial = matches!(data, RowsEventData::PartialUpdateRowsEvent(_));
+    let mut buf = ParseBuf(data.rows_data());
     let mut out = Vec::new();
-    for r in data.rows(tme) {
-        let (b, a) = r?;
-        out.push((
-            b.map(|b| place(b, &before_cols)),
-            a.map(|a| place(a, &after_cols)),
-        ));
+    while !buf.is_empty() {
+        let before = match &before_cols {
+            Some(p) => Some(read_image(&mut buf, p, &cols, &unsigned, false, tme)?),
+            None => None,
+        };
+        let after = match &after_cols {
+            Some(p) => Some(read_image(&mut buf, p, &cols, &unsigned, partial, tme)?),
+            None => None,
+        };
+        out.push((before, after));
     }
     Ok(out)
+}
+
+/// Metadata bytes mysql_common reads for a column type.
+fn meta_len(ty: ColumnType) -> usize {
+    use ColumnType::*;
+    match ty {
+        MYSQL_TYPE_STRING
+        | MYSQL_TYPE_NEWDECIMAL
+        | MYSQL_TYPE_ENUM
+        | MYSQL_TYPE_SET
+        | MYSQL_TYPE_BIT => 2,
+        MYSQL_TYPE_TIMESTAMP2
+        | MYSQL_TYPE_DATETIME2
+        | MYSQL_TYPE_TIME2
+        | MYSQL_TYPE_JSON
+        | MYSQL_TYPE_BLOB
+        | MYSQL_TYPE_TINY_BLOB
+        | MYSQL_TYPE_MEDIUM_BLOB
+        | MYSQL_TYPE_LONG_BLOB
+        | MYSQL_TYPE_GEOMETRY
+        | MYSQL_TYPE_VECTOR
+        | MYSQL_TYPE_TYPED_ARRAY => 1,
+        MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING => 0,
+        _ => 0,
+    }
+}
+
+/// UNSIGNED flags per column from the table map's SIGNEDNESS metadata (MySQL sends
+/// it by default; MariaDB with binlog_row_metadata=FULL).
+fn signedness(
+    tme: &TableMapEvent<'static>,
+    cols: &[(ColumnType, &[u8])],
+) -> std::io::Result<Vec<bool>> {
+    let mut out = vec![false; cols.len()];
+    for f in tme.iter_optional_meta() {
+        if let OptionalMetadataField::Signedness(bits) = f? {
+            let mut k = 0;
+            for (i, (ty, _)) in cols.iter().enumerate() {
+                if ty.is_numeric_type() {
+                    out[i] = bits.get(k).is_some_and(|b| *b);
+                    k += 1;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_image<'a>(
+    buf: &mut mysql_common::io::ParseBuf<'a>,
+    present: &[bool],
+    cols: &[(ColumnType, &'a [u8])],
+    unsigned: &[bool],
+    shared_image: bool,
+    tme: &TableMapEvent<'static>,
+) -> std::io::Result<RawImage> {
+    let short = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "row image cut short");
+    // A partial update's after image starts with value options and, for partial
+    // JSON, a bitmap of the JSON columns that carry diffs instead of values.
+    let mut partial_json: Option<Vec<bool>> = None;
+    if shared_image {
+        let options = buf.checked_eat_lenenc_int().ok_or_else(short)?;
+        if options & 1 != 0 {
+            let count = tme.json_column_count();
+            let bytes = buf.checked_eat(count.div_ceil(8)).ok_or_else(short)?;
+            partial_json = Some(
+                (0..count)
+                    .map(|i| bytes[i / 8] & (1 << (i % 8)) != 0)
+                    .collect(),
+            );
+        }
+    }
+    let count = present.iter().filter(|p| **p).count();
+    let nulls = buf.checked_eat(count.div_ceil(8)).ok_or_else(short)?;
+    let mut image: RawImage = vec![None; cols.len()];
+    let mut k = 0;
+    let mut json_idx = 0;
+    for (i, (ty, meta)) in cols.iter().enumerate() {
+        let is_partial = if *ty == ColumnType::MYSQL_TYPE_JSON {
+            json_idx += 1;
+            partial_json
+                .as_ref()
+                .and_then(|p| p.get(json_idx - 1).copied())
+                .unwrap_or(false)
+        } else {
+            false
+        };
+        if !present[i] {
+            continue;
+        }
+        let null = nulls[k / 8] & (1 << (k % 8)) != 0;
+        k += 1;
+        image[i] = Some(if null {
+            BinlogValue::Value(Value::NULL)
+        } else if *ty == ColumnType::MYSQL_TYPE_TIME2 && matches!(meta[0], 1 | 2) {
+            let b = buf.checked_eat(4).ok_or_else(short)?;
+            let mut int = i64::from(u32::from_be_bytes([0, b[0], b[1], b[2]])) - 0x80_0000;
+            let mut frac = i64::from(b[3]);
+            if int < 0 && frac > 0 {
+                int += 1;
+                frac -= 0x100;
+            }
+            let packed = (int << 24) + frac * 10_000;
+            BinlogValue::Value(mysql_common::binlog::misc::time_from_packed(packed))
+        } else {
+            buf.parse::<BinlogValue<'_>>((*ty, *meta, unsigned[i], is_partial))?
+                .into_owned()
+        });
+    }
+    Ok(image)
 }
 
 /// Verifies that a MySQL transaction payload decompresses to its announced size.

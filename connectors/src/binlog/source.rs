@@ -225,6 +225,14 @@ impl BinlogSource {
         }
     }
 
+    /// Connects now rather than on the first read, fixing where "current" is.
+    pub async fn ensure_connected(&mut self) -> Result<(), SourceError> {
+        if self.live.is_none() {
+            self.connect().await?;
+        }
+        Ok(())
+    }
+
     /// Closes the stream (the next call reconnects).
     pub async fn disconnect(&mut self) {
         if let Some(live) = self.live.take() {
