@@ -607,3 +607,91 @@ async fn purged_position_stops_with_a_clear_error() {
     assert!(msg.contains("purged"), "{msg}");
     source.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_an_idle_stream_alive() {
+    let db = server(false);
+    db.sql("CREATE DATABASE app; CREATE TABLE app.log (seq INT PRIMARY KEY);")
+        .unwrap();
+    let mut source = BinlogSource::new(config(&db), None, app_only()).unwrap();
+    source.ensure_connected().await.unwrap();
+    // Idle for more than three heartbeat periods (the watchdog's limit) while a
+    // read is pending: only heartbeats keep the watchdog from reconnecting.
+    let read = tokio::spawn(async move {
+        let t = next(&mut source).await;
+        (t, source)
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    insert_range(&db, 1, 1);
+    let (t, source) = read.await.unwrap();
+    assert_eq!(t.changes.len(), 1);
+    assert_eq!(source.stats().reconnects, 0, "no stall was detected");
+    source.shutdown().await;
+}
+
+/// Catch-up throughput over a backlog; run with
+/// `cargo test --release -p coherent-connectors catch_up -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn catch_up_throughput() {
+    let rows: u64 = std::env::var("COHERENT_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let db = server(false);
+    db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.users (id INT PRIMARY KEY, email VARCHAR(64), name VARCHAR(64));
+         CREATE TABLE app.log (seq INT PRIMARY KEY);",
+    )
+    .unwrap();
+    let start = db
+        .sql("SHOW MASTER STATUS")
+        .unwrap()
+        .split('\t')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(":");
+    // Backlog: transactions of 1,000 inserted rows each.
+    let mut sql = String::from("USE app;");
+    for chunk in 0..rows / 1000 {
+        let lo = chunk * 1000 + 1;
+        sql.push_str(&format!(
+            "INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x'), 'name' FROM seq_{lo}_to_{};",
+            lo + 999
+        ));
+    }
+    sql.push_str("INSERT INTO app.log VALUES (1);");
+    db.sql(&sql).unwrap();
+    let mut c = config(&db);
+    c.start = format!("file:{start}").parse().unwrap();
+    let source = BinlogSource::new(c, None, app_only()).unwrap();
+    let dir = tmp("bench");
+    let mut pipe = Pipeline::new(
+        source,
+        rules(&[
+            ("app.users", &["user:{id}", "user:email:{email}"]),
+            ("app.log", &["log:{seq}"]),
+        ]),
+        EmbeddedTarget::new(Engine::new(EngineConfig::default()), 0),
+        FileCheckpointStore::new(dir.join("cp")),
+        Duration::from_millis(200),
+    );
+    let t0 = std::time::Instant::now();
+    loop {
+        let t = pipe.step().await.unwrap();
+        if t.changes.iter().any(|c| c.table == "log") {
+            break;
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let s = pipe.stats().clone();
+    println!(
+        "catch-up: {} row events, {} keys deleted in {secs:.2} s = {:.0} row events/s",
+        s.rows,
+        s.invalidations,
+        s.rows as f64 / secs
+    );
+    assert_eq!(s.rows, rows + 1);
+    pipe.into_source().shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

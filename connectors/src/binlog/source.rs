@@ -133,6 +133,10 @@ pub struct BinlogSource {
     backoff: Backoff,
     stats: SourceStats,
     is_mariadb: bool,
+    /// Set while a read is in progress: if the read's future is dropped (a
+    /// `select!` elsewhere won), the stream sits mid-transaction and must be
+    /// re-opened from the last delivered position.
+    reading: bool,
 }
 
 impl std::fmt::Debug for BinlogSource {
@@ -165,6 +169,7 @@ impl BinlogSource {
             backoff: Backoff::default(),
             stats: SourceStats::default(),
             is_mariadb: false,
+            reading: false,
         })
     }
 
@@ -190,11 +195,21 @@ impl BinlogSource {
     /// and resume after the last transaction returned, so none is lost; the others
     /// are returned and the source should not be used further.
     pub async fn next_transaction(&mut self) -> Result<Transaction, SourceError> {
+        if self.reading {
+            // The previous call was cancelled part-way through a transaction.
+            self.disconnect().await;
+            self.reading = false;
+        }
         let mut failures = 0u32;
         let mut delay = self.backoff.min;
         loop {
             let res = match self.live.is_some() {
-                true => self.read_transaction().await,
+                true => {
+                    self.reading = true;
+                    let r = self.read_transaction().await;
+                    self.reading = false;
+                    r
+                }
                 false => match self.connect().await {
                     Ok(()) => {
                         if failures > 0 {
