@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine: the Rust
 # toolchain is assumed; redis-server/redis-tools (reference server, redis-cli,
-# redis-benchmark) come from Debian, redis-py from PyPI. Nothing is started here.
+# redis-benchmark) and mariadb-server come from Debian, redis-py from PyPI. Nothing is started here.
 set -euo pipefail
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+# The connector's integration tests start a private mariadbd with a row binlog.
+{ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; } || need+=(mariadb-server)
+command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need[*]}"
   SUDO=""

@@ -1,1 +1,19 @@
-//! placeholder
+//! Coherent's connectors: the MySQL/MariaDB binlog source, the rules that turn row
+//! changes into cache keys, the targets that delete them, and the checkpoint.
+//!
+//! Data flows one way: binlog event ([`binlog::decode`]) -> row change
+//! ([`binlog::RowChange`]) -> keys ([`rules`]) -> deletes ([`target`]) -> checkpoint
+//! ([`checkpoint`]), wired by [`pipeline`]. No module reaches back up the chain.
+
+pub mod binlog;
+pub mod checkpoint;
+pub mod config;
+pub mod pipeline;
+pub mod rules;
+pub mod target;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use config::ConnectorConfig;
+pub use pipeline::{Pipeline, PipelineError, PipelineStats};

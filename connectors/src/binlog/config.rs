@@ -1,0 +1,98 @@
+//! `[mysql]`: which server to tail and where to start.
+
+use super::position::StartPosition;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Errors in the `[mysql]` section.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MysqlConfigError {
+    /// `url` is not a valid `mysql://` URL.
+    #[error("url: {0}")]
+    Url(String),
+    /// `server_id` is 0 (the server refuses replicas with id 0).
+    #[error("server_id: must be a non-zero replica id, unique among the server's replicas")]
+    ServerId,
+    /// `heartbeat_secs` is 0 or too large.
+    #[error("heartbeat_secs: must be between 1 and 3600")]
+    Heartbeat,
+}
+
+/// The `[mysql]` section.
+///
+/// ```toml
+/// [mysql]
+/// url = "mysql://coherent:secret@127.0.0.1:3306"
+/// server_id = 64001
+/// start = "current"    # "earliest", "gtid:0-1-100", "file:bin.000003:4"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlConfig {
+    /// `mysql://user:password@host:port`; the user needs REPLICATION SLAVE,
+    /// REPLICATION CLIENT and SELECT on information_schema.
+    pub url: String,
+    /// This replica's id, unique among the server's replicas.
+    pub server_id: u32,
+    /// Where to start when no checkpoint exists.
+    #[serde(default)]
+    pub start: StartPosition,
+    /// Seconds between server heartbeats on an idle binlog; the stream is declared
+    /// stalled (and reconnected) after three missed ones.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: u64,
+}
+
+fn default_heartbeat() -> u64 {
+    5
+}
+
+impl MysqlConfig {
+    /// A config for `url` and `server_id` with defaults for the rest.
+    pub fn new(url: impl Into<String>, server_id: u32) -> Self {
+        MysqlConfig {
+            url: url.into(),
+            server_id,
+            start: StartPosition::Current,
+            heartbeat_secs: default_heartbeat(),
+        }
+    }
+
+    /// Checks what serde cannot: the URL parses, the id is non-zero.
+    pub fn validate(&self) -> Result<(), MysqlConfigError> {
+        mysql_async::Opts::from_url(&self.url).map_err(|e| MysqlConfigError::Url(e.to_string()))?;
+        if self.server_id == 0 {
+            return Err(MysqlConfigError::ServerId);
+        }
+        if self.heartbeat_secs == 0 || self.heartbeat_secs > 3600 {
+            return Err(MysqlConfigError::Heartbeat);
+        }
+        Ok(())
+    }
+
+    /// The heartbeat period.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_validates() {
+        let c: MysqlConfig = toml::from_str(
+            "url = \"mysql://u:p@127.0.0.1:3306\"\nserver_id = 64001\nstart = \"gtid:0-1-100\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.start.to_string(), "gtid:0-1-100");
+        assert_eq!(c.validate(), Ok(()));
+        let bad: Result<MysqlConfig, _> =
+            toml::from_str("url = \"mysql://x\"\nserver_id = 1\nstart = \"later\"\n");
+        assert!(bad.unwrap_err().to_string().contains("invalid start"));
+        let zero = MysqlConfig::new("mysql://u@127.0.0.1:1", 0);
+        assert_eq!(zero.validate(), Err(MysqlConfigError::ServerId));
+        assert!(MysqlConfig::new("http://x", 1).validate().is_err());
+    }
+}

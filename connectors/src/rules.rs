@@ -1,0 +1,485 @@
+//! Rules: which cache keys a row change invalidates.
+//!
+//! ```toml
+//! [[rules]]
+//! table = "app.users"                       # db.table, or db.* for every table of db
+//! keys = ["user:{id}", "user:email:{email}"]
+//! columns = ["email", "name"]               # optional: only changes to these invalidate
+//! ```
+//!
+//! A change yields the keys of its before image and of its after image, so a changed
+//! email deletes both the old and the new `user:email:*` key. Placeholder values are
+//! the bytes MySQL prints for the column (see [`crate::binlog::decode::render_value`]).
+
+use crate::binlog::{Cell, ChangeKind, Row, RowChange};
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+/// Errors in a rule's configuration or when applying it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    /// `table` is not `db.table` or `db.*`.
+    #[error("rules[{index}].table {table:?}: expected \"db.table\" or \"db.*\"")]
+    Table {
+        /// Rule index.
+        index: usize,
+        /// The value.
+        table: String,
+    },
+    /// A key template is empty or has an unbalanced or empty placeholder.
+    #[error("rules[{index}].keys {template:?}: {reason}")]
+    Template {
+        /// Rule index.
+        index: usize,
+        /// The template.
+        template: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `keys` is empty.
+    #[error("rules[{index}].keys: at least one key template is needed")]
+    NoKeys {
+        /// Rule index.
+        index: usize,
+    },
+    /// A placeholder names a column the table does not have.
+    #[error("rule for {table:?}: key {template:?} uses column `{column}`, which `{db}`.`{table_name}` does not have")]
+    UnknownColumn {
+        /// The rule's table pattern.
+        table: String,
+        /// The template.
+        template: String,
+        /// The missing column.
+        column: String,
+        /// The row's database.
+        db: String,
+        /// The row's table.
+        table_name: String,
+    },
+    /// A placeholder's column is not in the row image (binlog_row_image is not FULL).
+    #[error("key {template:?} needs column `{column}` of `{db}`.`{table}`, which the binlog row image does not carry: set binlog_row_image=FULL")]
+    AbsentColumn {
+        /// The template.
+        template: String,
+        /// The column.
+        column: String,
+        /// Database.
+        db: String,
+        /// Table.
+        table: String,
+    },
+}
+
+/// One `[[rules]]` entry as written in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// `db.table` or `db.*`.
+    pub table: String,
+    /// Key templates with `{column}` placeholders.
+    pub keys: Vec<String>,
+    /// Only updates changing one of these columns invalidate (inserts and deletes
+    /// always do). Absent: every update invalidates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(Bytes),
+    Column(String),
+}
+
+/// A parsed key template such as `user:email:{email}`. `{{` and `}}` are literal braces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTemplate {
+    text: String,
+    segments: Vec<Segment>,
+}
+
+impl KeyTemplate {
+    /// Parses a template.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.is_empty() {
+            return Err("empty key template".into());
+        }
+        let mut segments = Vec::new();
+        let mut lit = String::new();
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    lit.push('{');
+                }
+                '}' if chars.peek() == Some(&'}') => {
+                    chars.next();
+                    lit.push('}');
+                }
+                '{' => {
+                    let mut name = String::new();
+                    loop {
+                        match chars.next() {
+                            Some('}') => break,
+                            Some('{') | None => return Err("unclosed `{` in key template".into()),
+                            Some(ch) => name.push(ch),
+                        }
+                    }
+                    let name = name.trim().to_string();
+                    if name.is_empty() {
+                        return Err("empty `{}` placeholder".into());
+                    }
+                    if !lit.is_empty() {
+                        segments.push(Segment::Literal(Bytes::from(std::mem::take(&mut lit))));
+                    }
+                    segments.push(Segment::Column(name));
+                }
+                '}' => return Err("unmatched `}` in key template (write `}}` for a brace)".into()),
+                c => lit.push(c),
+            }
+        }
+        if !lit.is_empty() {
+            segments.push(Segment::Literal(Bytes::from(lit)));
+        }
+        Ok(KeyTemplate {
+            text: text.to_string(),
+            segments,
+        })
+    }
+
+    /// The columns the template uses.
+    pub fn columns(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Column(c) => Some(c.as_str()),
+            Segment::Literal(_) => None,
+        })
+    }
+
+    /// The key for `row`; `Ok(None)` when a placeholder column is NULL (no cache
+    /// entry can be keyed by NULL).
+    pub fn render(&self, row: &Row, db: &str, table: &str) -> Result<Option<Bytes>, RuleError> {
+        let mut out = BytesMut::new();
+        for s in &self.segments {
+            match s {
+                Segment::Literal(b) => out.extend_from_slice(b),
+                Segment::Column(c) => match row.get(c) {
+                    Some(Cell::Value(v)) => out.extend_from_slice(v),
+                    Some(Cell::Null) => return Ok(None),
+                    Some(Cell::Absent) => {
+                        return Err(RuleError::AbsentColumn {
+                            template: self.text.clone(),
+                            column: c.clone(),
+                            db: db.into(),
+                            table: table.into(),
+                        })
+                    }
+                    None => {
+                        return Err(RuleError::UnknownColumn {
+                            table: format!("{db}.{table}"),
+                            template: self.text.clone(),
+                            column: c.clone(),
+                            db: db.into(),
+                            table_name: table.into(),
+                        })
+                    }
+                },
+            }
+        }
+        Ok(Some(out.freeze()))
+    }
+}
+
+/// A `db.table` / `db.*` pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablePattern {
+    db: String,
+    /// `None` for `db.*`.
+    table: Option<String>,
+}
+
+impl TablePattern {
+    /// Parses `db.table` or `db.*`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (db, table) = s.trim().split_once('.')?;
+        if db.is_empty() || table.is_empty() || db == "*" {
+            return None;
+        }
+        Some(TablePattern {
+            db: db.to_string(),
+            table: (table != "*").then(|| table.to_string()),
+        })
+    }
+
+    /// Whether the pattern covers `db`.`table`.
+    pub fn matches(&self, db: &str, table: &str) -> bool {
+        self.db == db && self.table.as_deref().is_none_or(|t| t == table)
+    }
+}
+
+/// A compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pattern: TablePattern,
+    source: String,
+    keys: Vec<KeyTemplate>,
+    columns: Option<Vec<String>>,
+}
+
+impl Rule {
+    /// The table pattern as written.
+    pub fn table(&self) -> &str {
+        &self.source
+    }
+
+    /// The parsed key templates.
+    pub fn keys(&self) -> &[KeyTemplate] {
+        &self.keys
+    }
+
+    /// Whether this update touches a watched column (always true without `columns`).
+    fn triggered(&self, change: &RowChange) -> bool {
+        let (Some(cols), ChangeKind::Update) = (&self.columns, change.kind) else {
+            return true;
+        };
+        let (Some(b), Some(a)) = (&change.before, &change.after) else {
+            return true;
+        };
+        // A watched column absent from either image counts as changed: without the
+        // value there is no proof it did not change.
+        cols.iter().any(|c| match (b.get(c), a.get(c)) {
+            (Some(Cell::Absent), _) | (_, Some(Cell::Absent)) => true,
+            (x, y) => x != y,
+        })
+    }
+}
+
+/// All rules, compiled.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    rules: Vec<Rule>,
+}
+
+impl Rules {
+    /// Compiles and validates the `[[rules]]` entries.
+    pub fn compile(configs: &[RuleConfig]) -> Result<Self, RuleError> {
+        let mut rules = Vec::with_capacity(configs.len());
+        for (index, c) in configs.iter().enumerate() {
+            let pattern = TablePattern::parse(&c.table).ok_or_else(|| RuleError::Table {
+                index,
+                table: c.table.clone(),
+            })?;
+            if c.keys.is_empty() {
+                return Err(RuleError::NoKeys { index });
+            }
+            let keys = c
+                .keys
+                .iter()
+                .map(|k| {
+                    KeyTemplate::parse(k).map_err(|reason| RuleError::Template {
+                        index,
+                        template: k.clone(),
+                        reason,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            rules.push(Rule {
+                pattern,
+                source: c.table.clone(),
+                keys,
+                columns: c.columns.clone(),
+            });
+        }
+        Ok(Rules { rules })
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Whether any rule covers `db`.`table` (the source decodes only those).
+    pub fn covers(&self, db: &str, table: &str) -> bool {
+        self.rules.iter().any(|r| r.pattern.matches(db, table))
+    }
+
+    /// Adds the keys `change` invalidates to `out`: for every matching rule, every
+    /// template over the before image and over the after image.
+    pub fn keys_for(&self, change: &RowChange, out: &mut KeyBatch) -> Result<(), RuleError> {
+        for rule in &self.rules {
+            if !rule.pattern.matches(&change.db, &change.table) || !rule.triggered(change) {
+                continue;
+            }
+            for image in [&change.before, &change.after].into_iter().flatten() {
+                for t in &rule.keys {
+                    if let Some(k) = t.render(image, &change.db, &change.table)? {
+                        out.push(k);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The keys of one transaction: duplicates dropped, first occurrence kept, so the
+/// order stays the binlog's.
+#[derive(Debug, Clone, Default)]
+pub struct KeyBatch {
+    keys: Vec<Bytes>,
+    seen: std::collections::HashSet<Bytes>,
+}
+
+impl KeyBatch {
+    /// Adds `key` unless it is already in the batch.
+    pub fn push(&mut self, key: Bytes) {
+        if self.seen.insert(key.clone()) {
+            self.keys.push(key);
+        }
+    }
+
+    /// The keys in order.
+    pub fn keys(&self) -> &[Bytes] {
+        &self.keys
+    }
+
+    /// Number of distinct keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when no key was added.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Empties the batch, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.keys.clear();
+        self.seen.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn row(cols: &[&str], vals: &[Option<&str>]) -> Row {
+        Row {
+            columns: cols
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .into(),
+            cells: vals
+                .iter()
+                .map(|v| match v {
+                    Some(s) => Cell::Value(Bytes::copy_from_slice(s.as_bytes())),
+                    None => Cell::Null,
+                })
+                .collect(),
+        }
+    }
+
+    fn rules(toml_text: &str) -> Rules {
+        #[derive(Deserialize)]
+        struct F {
+            rules: Vec<RuleConfig>,
+        }
+        let f: F = toml::from_str(toml_text).unwrap();
+        Rules::compile(&f.rules).unwrap()
+    }
+
+    #[test]
+    fn update_yields_before_and_after_keys() {
+        let r = rules(
+            r#"
+            [[rules]]
+            table = "app.users"
+            keys = ["user:{id}", "user:email:{email}"]
+        "#,
+        );
+        let cols = ["id", "email", "name"];
+        let change = RowChange {
+            db: "app".into(),
+            table: "users".into(),
+            kind: ChangeKind::Update,
+            before: Some(row(&cols, &[Some("7"), Some("a@x"), Some("A")])),
+            after: Some(row(&cols, &[Some("7"), Some("b@x"), Some("A")])),
+        };
+        let mut out = KeyBatch::default();
+        r.keys_for(&change, &mut out).unwrap();
+        let out: Vec<&[u8]> = out.keys().iter().map(|b| b.as_ref()).collect();
+        assert_eq!(
+            out,
+            vec![&b"user:7"[..], b"user:email:a@x", b"user:email:b@x"]
+        );
+    }
+
+    #[test]
+    fn columns_filter_and_wildcard_and_null() {
+        let r = rules(
+            r#"
+            [[rules]]
+            table = "app.*"
+            keys = ["t:{id}:{{x}}", "e:{email}"]
+            columns = ["email"]
+        "#,
+        );
+        let cols = ["id", "email", "name"];
+        let mut change = RowChange {
+            db: "app".into(),
+            table: "anything".into(),
+            kind: ChangeKind::Update,
+            before: Some(row(&cols, &[Some("1"), None, Some("A")])),
+            after: Some(row(&cols, &[Some("1"), None, Some("B")])),
+        };
+        let mut out = KeyBatch::default();
+        r.keys_for(&change, &mut out).unwrap();
+        assert!(out.is_empty(), "name is not watched");
+        change.after = Some(row(&cols, &[Some("1"), Some("z"), Some("B")]));
+        r.keys_for(&change, &mut out).unwrap();
+        let out: Vec<&[u8]> = out.keys().iter().map(|b| b.as_ref()).collect();
+        assert_eq!(
+            out,
+            vec![&b"t:1:{x}"[..], b"e:z"],
+            "NULL email gives no key"
+        );
+        assert!(!r.covers("other", "t"));
+        assert!(r.covers("app", "t"));
+    }
+
+    #[test]
+    fn bad_configs_are_rejected() {
+        let bad = |t: &str, k: &str| {
+            Rules::compile(&[RuleConfig {
+                table: t.into(),
+                keys: vec![k.into()],
+                columns: None,
+            }])
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(bad("users", "u:{id}").contains("db.table"));
+        assert!(bad("app.users", "u:{id").contains("unclosed"));
+        assert!(bad("app.users", "u:{}").contains("empty"));
+        assert!(bad("app.users", "u:}").contains("unmatched"));
+    }
+
+    #[test]
+    fn unknown_column_is_an_error() {
+        let r = rules("[[rules]]\ntable = \"a.b\"\nkeys = [\"k:{nope}\"]\n");
+        let change = RowChange {
+            db: "a".into(),
+            table: "b".into(),
+            kind: ChangeKind::Insert,
+            before: None,
+            after: Some(Row {
+                columns: Arc::from(vec!["id".to_string()]),
+                cells: vec![Cell::Value(Bytes::from_static(b"1"))],
+            }),
+        };
+        let err = r.keys_for(&change, &mut KeyBatch::default()).unwrap_err();
+        assert!(matches!(err, RuleError::UnknownColumn { .. }), "{err}");
+    }
+}
