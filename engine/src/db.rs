@@ -1,37 +1,84 @@
 //! One numbered database: the keyspace, key expiry, and typed access to values.
 
 use crate::error::CmdError;
-use crate::types::{Hash, List, Set, Value, ZSet};
+use crate::types::{CompactBytes, Hash, List, Set, Value, ZSet};
 use bytes::Bytes;
-use indexmap::{IndexMap, IndexSet};
+use indexmap::IndexMap;
 
-/// A value with its metadata.
+/// The LRU clock's bits in `Entry::meta`.
+const LRU_MASK: u32 = 0xFF_FFFF;
+/// A string written by APPEND/SETRANGE/SETBIT is reported as `raw`, as in Redis.
+const RAW: u32 = 1 << 24;
+/// The key has an entry in `Db::volatile` (its TTL).
+const HAS_TTL: u32 = 1 << 25;
+
+/// Start of the write-time clock: 2025-01-01T00:00:00Z in Unix ms. A u32 of
+/// deciseconds from there lasts until 2038.
+pub const WRITE_EPOCH_MS: u64 = 1_735_689_600_000;
+
+/// A value with its metadata, 32 bytes: the TTL lives in `Db`'s volatile index
+/// (as Redis's `expires` dict), so keys without one pay nothing for it.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// The value.
     pub value: Value,
-    /// Absolute expiry in Unix milliseconds; 0 when the key has no TTL.
-    pub expire_at: u64,
-    /// Last access, in seconds of the server's LRU clock (OBJECT IDLETIME).
-    pub lru: u32,
-    /// A string written by APPEND/SETRANGE/SETBIT is reported as `raw`, as in Redis.
-    pub raw: bool,
-    /// When the value was last written (Unix ms), for the consistency audit.
-    pub written_at: u64,
+    /// Bits 0..24: last access in seconds of the LRU clock (OBJECT IDLETIME);
+    /// then the `RAW` and `HAS_TTL` flags.
+    meta: u32,
+    /// When the value was last written, in deciseconds since `WRITE_EPOCH_MS`.
+    written: u32,
 }
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 32);
 
 impl Entry {
     /// A fresh entry without TTL.
     pub fn new(value: Value, now: u64) -> Self {
         Entry {
             value,
-            expire_at: 0,
-            lru: lru_clock(now),
-            raw: false,
-            written_at: now,
+            meta: lru_clock(now),
+            written: write_clock(now),
         }
     }
-    fn expired(&self, now: u64) -> bool {
-        self.expire_at != 0 && self.expire_at <= now
+    /// Last access, in seconds of the 24-bit LRU clock.
+    pub fn lru(&self) -> u32 {
+        self.meta & LRU_MASK
+    }
+    /// Records an access at `now` (ms) on the LRU clock.
+    pub fn touch(&mut self, now: u64) {
+        self.meta = (self.meta & !LRU_MASK) | lru_clock(now);
+    }
+    /// Whether a string value is reported as `raw` (edited in place).
+    pub fn is_raw(&self) -> bool {
+        self.meta & RAW != 0
+    }
+    /// Marks a string as edited in place (or not).
+    pub fn set_raw(&mut self, raw: bool) {
+        if raw {
+            self.meta |= RAW;
+        } else {
+            self.meta &= !RAW;
+        }
+    }
+    /// Whether the key has a TTL (its expiry is in the `Db`, see `Db::expire_of`).
+    pub fn has_ttl(&self) -> bool {
+        self.meta & HAS_TTL != 0
+    }
+    fn set_has_ttl(&mut self, ttl: bool) {
+        if ttl {
+            self.meta |= HAS_TTL;
+        } else {
+            self.meta &= !HAS_TTL;
+        }
+    }
+    /// When the value was last written, in Unix ms (100 ms resolution; times before
+    /// `WRITE_EPOCH_MS` read as the epoch).
+    pub fn written_at(&self) -> u64 {
+        WRITE_EPOCH_MS + self.written as u64 * 100
+    }
+    /// Records a write at `now` (ms).
+    pub fn set_written(&mut self, now: u64) {
+        self.written = write_clock(now);
     }
 }
 
@@ -40,27 +87,38 @@ pub fn lru_clock(now_ms: u64) -> u32 {
     ((now_ms / 1000) & 0xFF_FFFF) as u32
 }
 
+/// The write clock: deciseconds since `WRITE_EPOCH_MS`, saturating.
+fn write_clock(now_ms: u64) -> u32 {
+    (now_ms.saturating_sub(WRITE_EPOCH_MS) / 100).min(u32::MAX as u64) as u32
+}
+
 /// A keyspace.
 ///
 /// Keys live in an insertion-ordered map so that SCAN can walk it by index and
 /// RANDOMKEY and the active expiry cycle can sample it in O(1).
 #[derive(Debug, Default)]
 pub struct Db {
-    map: IndexMap<Bytes, Entry>,
-    /// Keys that carry a TTL, sampled by the active expiry cycle.
-    volatile: IndexSet<Bytes>,
+    map: IndexMap<CompactBytes, Entry>,
+    /// Expiry (Unix ms, never 0) of the keys that have a TTL, as Redis's `expires`
+    /// dict; sampled by the active expiry cycle. A key is here iff its entry has
+    /// `has_ttl()`, so keys without TTL are looked up once.
+    volatile: IndexMap<CompactBytes, u64>,
     /// Keys removed because they expired, waiting for their `expired` notification.
     pub expired: Vec<Bytes>,
 }
 
 macro_rules! typed_access {
-    ($get:ident, $get_or_create:ident, $variant:ident, $ty:ty, $make:expr) => {
+    ($get:ident, $get_or_create:ident, $variant:ident, $ty:ty) => {
         /// Typed read-write access; `WRONGTYPE` when the key holds another type.
         pub fn $get(&mut self, key: &[u8], now: u64) -> Result<Option<&mut $ty>, CmdError> {
             match self.lookup_mut(key, now) {
                 None => Ok(None),
                 Some(e) => match &mut e.value {
-                    Value::$variant(v) => Ok(Some(v)),
+                    Value::$variant(v) => {
+                        // Deref coercion from the Box where `$ty` is the bare type.
+                        let v: &mut $ty = v;
+                        Ok(Some(v))
+                    }
                     _ => Err(CmdError::WrongType),
                 },
             }
@@ -68,11 +126,16 @@ macro_rules! typed_access {
         /// Typed access that creates an empty value when the key is missing.
         pub fn $get_or_create(&mut self, key: &[u8], now: u64) -> Result<&mut $ty, CmdError> {
             if self.lookup_mut(key, now).is_none() {
-                self.map
-                    .insert(Bytes::copy_from_slice(key), Entry::new($make, now));
+                self.map.insert(
+                    CompactBytes::from(key),
+                    Entry::new(Value::$variant(Box::default()), now),
+                );
             }
             match self.map.get_mut(key).map(|e| &mut e.value) {
-                Some(Value::$variant(v)) => Ok(v),
+                Some(Value::$variant(v)) => {
+                    let v: &mut $ty = v;
+                    Ok(v)
+                }
                 _ => Err(CmdError::WrongType),
             }
         }
@@ -93,99 +156,130 @@ impl Db {
         self.volatile.len()
     }
 
+    /// Whether a stored entry has expired; one more probe only for keys with a TTL.
+    #[inline]
+    fn is_expired(&self, key: &[u8], e: &Entry, now: u64) -> bool {
+        e.has_ttl() && self.volatile.get(key).is_some_and(|&at| at <= now)
+    }
+
+    /// Whether the entry at `idx` has expired.
+    fn expired_at_index(&self, idx: usize, now: u64) -> bool {
+        match self.map.get_index(idx) {
+            Some((k, e)) => self.is_expired(k, e, now),
+            None => false,
+        }
+    }
+
     /// Looks a key up, deleting it first if it has expired.
     pub fn lookup_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
-        let idx = self.map.get_index_of(key)?;
-        if self.map[idx].expired(now) {
+        let idx = self.live_index(key, now)?;
+        let e = &mut self.map[idx];
+        e.touch(now);
+        Some(e)
+    }
+
+    /// The index of a live key, expiring it first if its time has come.
+    #[inline]
+    fn live_index(&mut self, key: &[u8], now: u64) -> Option<usize> {
+        let (idx, _, e) = self.map.get_full(key)?;
+        if e.has_ttl() && self.volatile.get(key).is_some_and(|&at| at <= now) {
             self.expire_at_index(idx);
             return None;
         }
-        let e = &mut self.map[idx];
-        e.lru = lru_clock(now);
-        Some(e)
+        Some(idx)
     }
 
     /// Read access without touching the LRU clock (still expires lazily).
     pub fn peek(&mut self, key: &[u8], now: u64) -> Option<&Entry> {
-        let idx = self.map.get_index_of(key)?;
-        if self.map[idx].expired(now) {
-            self.expire_at_index(idx);
-            return None;
-        }
+        let idx = self.live_index(key, now)?;
         Some(&self.map[idx])
     }
 
     /// Whether a key exists and is not expired, without side effects.
     pub fn is_live(&self, key: &[u8], now: u64) -> bool {
-        self.map.get(key).is_some_and(|e| !e.expired(now))
+        self.get_live(key, now).is_some()
     }
 
     /// Shared access to a live entry, without expiring or touching it: lets a command
     /// read several keys at once (SINTER) after a first pass did the lazy expiry.
     pub fn get_live(&self, key: &[u8], now: u64) -> Option<&Entry> {
-        self.map.get(key).filter(|e| !e.expired(now))
+        self.map.get(key).filter(|e| !self.is_expired(key, e, now))
     }
 
     fn expire_at_index(&mut self, idx: usize) {
-        if let Some((k, _)) = self.map.swap_remove_index(idx) {
-            self.volatile.swap_remove(&k);
-            self.expired.push(k);
+        if let Some((k, e)) = self.map.swap_remove_index(idx) {
+            if e.has_ttl() {
+                self.volatile.swap_remove(&k);
+            }
+            self.expired.push(k.to_bytes());
         }
     }
 
     /// Stores a value, dropping any TTL (SET semantics).
-    pub fn insert(&mut self, key: Bytes, value: Value, now: u64) {
-        let had_ttl = match self.map.get_full_mut(&key) {
-            Some((_, _, e)) => {
-                let had = e.expire_at != 0;
+    pub fn insert(&mut self, key: impl AsRef<[u8]>, value: Value, now: u64) {
+        let key = key.as_ref();
+        match self.map.get_mut(key) {
+            Some(e) => {
+                let had_ttl = e.has_ttl();
                 *e = Entry::new(value, now);
-                had
+                if had_ttl {
+                    self.volatile.swap_remove(key);
+                }
             }
             None => {
-                self.map.insert(key.clone(), Entry::new(value, now));
-                false
+                self.map
+                    .insert(CompactBytes::from(key), Entry::new(value, now));
             }
-        };
-        if had_ttl {
-            self.volatile.swap_remove(&key);
         }
     }
 
     /// Replaces a value, keeping its TTL (KEEPTTL, and in-place updates of collections).
-    pub fn insert_keep_ttl(&mut self, key: Bytes, value: Value, now: u64) {
-        match self.map.get_mut(&key) {
-            Some(e) if !e.expired(now) => {
+    pub fn insert_keep_ttl(&mut self, key: impl AsRef<[u8]>, value: Value, now: u64) {
+        let key = key.as_ref();
+        match self.live_index(key, now) {
+            Some(idx) => {
+                let e = &mut self.map[idx];
                 e.value = value;
-                e.raw = false;
-                e.written_at = now;
-                e.lru = lru_clock(now);
+                e.set_raw(false);
+                e.set_written(now);
+                e.touch(now);
             }
-            _ => self.insert(key, value, now),
+            None => self.insert(key, value, now),
         }
     }
 
-    /// Inserts a whole entry (RENAME, MOVE, COPY, RESTORE).
-    pub fn insert_entry(&mut self, key: Bytes, entry: Entry) {
-        let ttl = entry.expire_at != 0;
-        self.map.insert(key.clone(), entry);
-        if ttl {
-            self.volatile.insert(key);
+    /// Inserts a whole entry with its expiry (Unix ms, 0 for none): RENAME, MOVE, COPY,
+    /// RESTORE. Replaces whatever the key held.
+    pub fn insert_entry(&mut self, key: impl AsRef<[u8]>, mut entry: Entry, expire_at: u64) {
+        let key = CompactBytes::from(key.as_ref());
+        entry.set_has_ttl(expire_at != 0);
+        if expire_at != 0 {
+            self.volatile.insert(key.clone(), expire_at);
         } else {
             self.volatile.swap_remove(&key);
         }
+        self.map.insert(key, entry);
     }
 
     /// Removes a key; returns its entry if it existed and had not expired.
     pub fn remove(&mut self, key: &[u8], now: u64) -> Option<Entry> {
+        self.remove_with_expire(key, now).map(|(e, _)| e)
+    }
+
+    /// Removes a key; returns its entry and expiry (Unix ms, 0 for none) if it existed
+    /// and had not expired (RENAME and MOVE carry the TTL over).
+    pub fn remove_with_expire(&mut self, key: &[u8], now: u64) -> Option<(Entry, u64)> {
         let (k, e) = self.map.swap_remove_entry(key)?;
-        if e.expire_at != 0 {
-            self.volatile.swap_remove(&k);
-        }
-        if e.expired(now) {
-            self.expired.push(k);
+        let at = if e.has_ttl() {
+            self.volatile.swap_remove(key).unwrap_or(0)
+        } else {
+            0
+        };
+        if at != 0 && at <= now {
+            self.expired.push(k.to_bytes());
             None
         } else {
-            Some(e)
+            Some((e, at))
         }
     }
 
@@ -196,8 +290,10 @@ impl Db {
             .get(key)
             .is_some_and(|e| e.value.is_empty_collection());
         if empty {
-            if let Some((k, _)) = self.map.swap_remove_entry(key) {
-                self.volatile.swap_remove(&k);
+            if let Some((_, e)) = self.map.swap_remove_entry(key) {
+                if e.has_ttl() {
+                    self.volatile.swap_remove(key);
+                }
             }
         }
         empty
@@ -205,25 +301,24 @@ impl Db {
 
     /// Sets an absolute expiry in ms; returns false if the key does not exist.
     pub fn set_expire(&mut self, key: &[u8], at_ms: u64, now: u64) -> bool {
-        match self.lookup_mut(key, now) {
-            Some(e) => {
-                e.expire_at = at_ms.max(1);
-                let k = match self.map.get_key_value(key) {
-                    Some((k, _)) => k.clone(),
-                    None => return false,
-                };
-                self.volatile.insert(k);
-                true
-            }
-            None => false,
-        }
+        let Some(idx) = self.live_index(key, now) else {
+            return false;
+        };
+        let Some((k, e)) = self.map.get_index_mut(idx) else {
+            return false;
+        };
+        e.touch(now);
+        e.set_has_ttl(true);
+        let k = k.clone();
+        self.volatile.insert(k, at_ms.max(1));
+        true
     }
 
     /// Removes a TTL; returns true if there was one.
     pub fn persist(&mut self, key: &[u8], now: u64) -> bool {
         match self.lookup_mut(key, now) {
-            Some(e) if e.expire_at != 0 => {
-                e.expire_at = 0;
+            Some(e) if e.has_ttl() => {
+                e.set_has_ttl(false);
                 self.volatile.swap_remove(key);
                 true
             }
@@ -233,13 +328,18 @@ impl Db {
 
     /// The key's absolute expiry in ms: `None` if missing, `Some(0)` if no TTL.
     pub fn expire_of(&mut self, key: &[u8], now: u64) -> Option<u64> {
-        self.peek(key, now).map(|e| e.expire_at)
+        let idx = self.live_index(key, now)?;
+        Some(if self.map[idx].has_ttl() {
+            self.volatile.get(key).copied().unwrap_or(0)
+        } else {
+            0
+        })
     }
 
     /// Drops every key.
     pub fn clear(&mut self) {
         self.map = IndexMap::new();
-        self.volatile = IndexSet::new();
+        self.volatile = IndexMap::new();
     }
 
     /// A random live key.
@@ -249,18 +349,23 @@ impl Db {
                 return None;
             }
             let i = fastrand::usize(..self.map.len());
-            if self.map[i].expired(now) {
+            if self.expired_at_index(i, now) {
                 self.expire_at_index(i);
                 continue;
             }
-            return self.map.get_index(i).map(|(k, _)| k.clone());
+            return self.map.get_index(i).map(|(k, _)| k.to_bytes());
         }
         None
     }
 
     /// One SCAN step. The cursor walks indexes downwards (encoded as index + 1) so that
     /// swap-removal during a scan only repeats keys, never skips them.
-    pub fn scan(&self, cursor: u64, count: usize, mut visit: impl FnMut(&Bytes, &Entry)) -> u64 {
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        mut visit: impl FnMut(&CompactBytes, &Entry),
+    ) -> u64 {
         let len = self.map.len() as u64;
         let mut next = if cursor == 0 { len } else { cursor.min(len) };
         let mut seen = 0;
@@ -276,8 +381,15 @@ impl Db {
     }
 
     /// Iterates over all keys, live or not.
-    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Entry)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&CompactBytes, &Entry)> {
         self.map.iter()
+    }
+
+    /// Iterates over the keys that have not expired at `now`.
+    pub fn iter_live(&self, now: u64) -> impl Iterator<Item = (&CompactBytes, &Entry)> {
+        self.map
+            .iter()
+            .filter(move |(k, e)| !self.is_expired(k, e, now))
     }
 
     /// Whether an entry (live or not) is stored under the key.
@@ -296,15 +408,18 @@ impl Db {
             }
             let i = fastrand::usize(..self.volatile.len());
             sampled += 1;
-            let Some(key) = self.volatile.get_index(i).cloned() else {
+            let Some((key, &at)) = self.volatile.get_index(i) else {
                 break;
             };
-            match self.map.get_index_of(&key) {
-                Some(idx) if self.map[idx].expired(now) => {
+            if at > now {
+                continue;
+            }
+            match self.map.get_index_of(key.as_slice()) {
+                Some(idx) => {
                     self.expire_at_index(idx);
                     expired += 1;
                 }
-                Some(_) => {}
+                // Not reachable while the two maps agree; heal rather than loop.
                 None => {
                     self.volatile.swap_remove_index(i);
                 }
@@ -313,31 +428,13 @@ impl Db {
         (sampled, expired)
     }
 
-    typed_access!(
-        list_mut,
-        list_or_create,
-        List,
-        List,
-        Value::List(List::new())
-    );
-    typed_access!(
-        hash_mut,
-        hash_or_create,
-        Hash,
-        Hash,
-        Value::Hash(Hash::default())
-    );
-    typed_access!(set_mut, set_or_create, Set, Set, Value::Set(Set::default()));
-    typed_access!(
-        zset_mut,
-        zset_or_create,
-        ZSet,
-        Box<ZSet>,
-        Value::ZSet(Box::default())
-    );
+    typed_access!(list_mut, list_or_create, List, List);
+    typed_access!(hash_mut, hash_or_create, Hash, Hash);
+    typed_access!(set_mut, set_or_create, Set, Set);
+    typed_access!(zset_mut, zset_or_create, ZSet, Box<ZSet>);
 
     /// A string value; `WRONGTYPE` for other types.
-    pub fn get_str(&mut self, key: &[u8], now: u64) -> Result<Option<&Bytes>, CmdError> {
+    pub fn get_str(&mut self, key: &[u8], now: u64) -> Result<Option<&CompactBytes>, CmdError> {
         match self.lookup_mut(key, now) {
             None => Ok(None),
             Some(e) => match &e.value {
@@ -345,5 +442,94 @@ impl Db {
                 _ => Err(CmdError::WrongType),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = WRITE_EPOCH_MS + 86_400_000;
+
+    fn s(v: &str) -> Value {
+        Value::Str(CompactBytes::from(v))
+    }
+
+    #[test]
+    fn entry_is_compact_and_keeps_its_metadata() {
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
+        let mut e = Entry::new(s("v"), NOW + 1234);
+        assert_eq!(e.written_at(), NOW + 1200);
+        assert_eq!(e.lru(), lru_clock(NOW + 1234));
+        assert!(!e.is_raw() && !e.has_ttl());
+        e.set_raw(true);
+        e.set_has_ttl(true);
+        e.touch(NOW + 5000);
+        assert!(e.is_raw() && e.has_ttl());
+        assert_eq!(e.lru(), lru_clock(NOW + 5000));
+        e.set_raw(false);
+        assert!(!e.is_raw() && e.has_ttl());
+        // Before the epoch the write clock saturates instead of wrapping.
+        assert_eq!(Entry::new(s("v"), 1).written_at(), WRITE_EPOCH_MS);
+    }
+
+    #[test]
+    fn ttl_lives_in_the_volatile_index() {
+        let mut db = Db::default();
+        db.insert(b"a", s("1"), NOW);
+        db.insert(b"b", s("2"), NOW);
+        assert_eq!(db.expire_of(b"a", NOW), Some(0));
+        assert!(db.set_expire(b"a", NOW + 100, NOW));
+        assert!(!db.set_expire(b"zz", NOW + 100, NOW));
+        assert_eq!(db.volatile_len(), 1);
+        assert_eq!(db.expire_of(b"a", NOW), Some(NOW + 100));
+        assert!(db.peek(b"a", NOW).is_some_and(Entry::has_ttl));
+        // KEEPTTL keeps it, SET drops it.
+        db.insert_keep_ttl(b"a", s("3"), NOW);
+        assert_eq!(db.expire_of(b"a", NOW), Some(NOW + 100));
+        db.insert(b"a", s("4"), NOW);
+        assert_eq!(db.expire_of(b"a", NOW), Some(0));
+        assert_eq!(db.volatile_len(), 0);
+        // PERSIST.
+        db.set_expire(b"b", NOW + 100, NOW);
+        assert!(db.persist(b"b", NOW));
+        assert!(!db.persist(b"b", NOW));
+        assert_eq!(db.volatile_len(), 0);
+        // Moving an entry with its expiry (RENAME/MOVE).
+        db.set_expire(b"b", NOW + 100, NOW);
+        let (e, at) = db.remove_with_expire(b"b", NOW).unwrap();
+        assert_eq!(at, NOW + 100);
+        assert_eq!(db.volatile_len(), 0);
+        db.insert_entry(b"c", e.clone(), at);
+        assert_eq!(db.expire_of(b"c", NOW), Some(NOW + 100));
+        db.insert_entry(b"c", e, 0);
+        assert_eq!(db.expire_of(b"c", NOW), Some(0));
+        assert!(!db.peek(b"c", NOW).unwrap().has_ttl());
+        assert_eq!(db.volatile_len(), 0);
+    }
+
+    #[test]
+    fn expiry_lazy_and_active() {
+        let mut db = Db::default();
+        for i in 0..10 {
+            let k = format!("k{i}");
+            db.insert(k.as_bytes(), s("v"), NOW);
+            db.set_expire(k.as_bytes(), NOW + 10, NOW);
+        }
+        db.insert(b"keep", s("v"), NOW);
+        assert!(db.is_live(b"k0", NOW + 9));
+        assert!(!db.is_live(b"k0", NOW + 10));
+        assert_eq!(db.iter_live(NOW + 10).count(), 1);
+        assert!(db.lookup_mut(b"k0", NOW + 10).is_none());
+        assert_eq!(db.expired, vec![Bytes::from_static(b"k0")]);
+        assert!(db.remove(b"k1", NOW + 10).is_none());
+        assert_eq!(db.len(), 9);
+        let mut total = 0;
+        while db.volatile_len() > 0 {
+            total += db.expire_sample(20, NOW + 10).1;
+        }
+        assert_eq!(total, 8);
+        assert_eq!(db.len(), 1);
+        assert_eq!(db.expired.len(), 10);
     }
 }

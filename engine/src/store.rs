@@ -340,7 +340,7 @@ mod tests {
         let mut s = Store::new(EngineConfig::default());
         s.now = 1_000_000;
         for &(db, k, ttl_at) in keys {
-            s.dbs[db].insert(Bytes::from(k.to_string()), Value::Str(Bytes::from("v")), 1);
+            s.dbs[db].insert(Bytes::from(k.to_string()), Value::Str("v".into()), 1);
             if let Some(at) = ttl_at {
                 s.dbs[db].set_expire(k.as_bytes(), at, 1);
             }

@@ -106,12 +106,12 @@ fn rename_generic(ctx: &mut Ctx, args: &[Bytes], nx: bool) -> CmdResult {
     if nx && db.lookup_mut(dst, now).is_some() {
         return Ok(Reply::Int(0));
     }
-    let Some(mut e) = db.remove(src, now) else {
+    let Some((mut e, at)) = db.remove_with_expire(src, now) else {
         return Err(CmdError::NoSuchKey);
     };
     db.remove(dst, now);
-    e.written_at = now;
-    db.insert_entry(super::own(dst), e);
+    e.set_written(now);
+    db.insert_entry(dst, e, at);
     ctx.key_event(notify::GENERIC, "rename_from", src);
     ctx.key_event(notify::GENERIC, "rename_to", dst);
     Ok(if nx { Reply::Int(1) } else { Reply::OK })
@@ -149,6 +149,7 @@ fn copy(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let Some(e) = ctx.db().lookup_mut(src, now).cloned() else {
         return Ok(Reply::Int(0));
     };
+    let at = ctx.db().expire_of(src, now).unwrap_or(0);
     let target = &mut ctx.store.dbs[dst_db];
     if target.lookup_mut(dst, now).is_some() {
         if !replace {
@@ -157,9 +158,9 @@ fn copy(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         target.remove(dst, now);
     }
     let mut e = e;
-    e.written_at = now;
-    e.lru = crate::db::lru_clock(now);
-    target.insert_entry(super::own(dst), e);
+    e.set_written(now);
+    e.touch(now);
+    target.insert_entry(dst, e, at);
     ctx.store.key_event(dst_db, notify::GENERIC, "copy_to", dst);
     Ok(Reply::Int(1))
 }
@@ -178,11 +179,11 @@ fn move_cmd(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if ctx.store.dbs[dst_db].lookup_mut(key, now).is_some() {
         return Ok(Reply::Int(0));
     }
-    let Some(mut e) = ctx.db().remove(key, now) else {
+    let Some((mut e, at)) = ctx.db().remove_with_expire(key, now) else {
         return Ok(Reply::Int(0));
     };
-    e.written_at = now;
-    ctx.store.dbs[dst_db].insert_entry(super::own(key), e);
+    e.set_written(now);
+    ctx.store.dbs[dst_db].insert_entry(key, e, at);
     ctx.store
         .key_event(src_db, notify::GENERIC, "move_from", key);
     ctx.store.key_event(dst_db, notify::GENERIC, "move_to", key);
@@ -195,10 +196,9 @@ fn keys(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let all = pat.as_ref() == b"*";
     let out = ctx
         .db()
-        .iter()
-        .filter(|(_, e)| e.expire_at == 0 || e.expire_at > now)
+        .iter_live(now)
         .filter(|(k, _)| all || glob_match(pat, k, false))
-        .map(|(k, _)| Reply::Bulk(k.clone()))
+        .map(|(k, _)| Reply::Bulk(k.to_bytes()))
         .collect();
     Ok(Reply::Array(out))
 }
@@ -252,7 +252,7 @@ fn scan(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let now = ctx.now();
     let mut found: Vec<Bytes> = Vec::new();
     let db = ctx.db();
-    let next = db.scan(cursor, count, |k, _| found.push(k.clone()));
+    let next = db.scan(cursor, count, |k, _| found.push(k.to_bytes()));
     let mut out = Vec::with_capacity(found.len());
     for k in found {
         if let Some(p) = pattern {

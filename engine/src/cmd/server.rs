@@ -744,7 +744,7 @@ const OBJECT_SUBS: &[(&str, i32)] = &[
 /// OBJECT ENCODING of a value.
 pub fn encoding_of(e: &crate::db::Entry) -> &'static str {
     match &e.value {
-        Value::Str(b) => string_encoding(b, e.raw),
+        Value::Str(b) => string_encoding(b, e.is_raw()),
         Value::List(l) => l.encoding(),
         Value::Hash(h) => h.encoding(),
         Value::Set(s) => s.encoding(),
@@ -769,12 +769,12 @@ fn obj_info(ctx: &mut Ctx, key: &[u8]) -> Option<ObjInfo> {
     let sharing = cfg.maxmemory == 0 || !(policy.contains("lru") || policy.contains("lfu"));
     let e = ctx.db().peek(key, now)?;
     let shared = sharing
-        && matches!(&e.value, Value::Str(b) if string_encoding(b, e.raw) == "int"
+        && matches!(&e.value, Value::Str(b) if string_encoding(b, e.is_raw()) == "int"
             && crate::util::parse_i64(b).is_some_and(|n| (0..10_000).contains(&n)));
     Some(ObjInfo {
         encoding: encoding_of(e),
         refcount: if shared { i32::MAX as i64 } else { 1 },
-        lru: e.lru,
+        lru: e.lru(),
         mem: e.value.mem_usage(),
     })
 }

@@ -227,7 +227,7 @@ fn load_sets<'a>(ctx: &'a mut Ctx, keys: &[Bytes]) -> Result<Vec<Option<&'a Set>
     Ok(keys
         .iter()
         .map(|k| match db.get_live(k, now).map(|e| &e.value) {
-            Some(Value::Set(s)) => Some(s),
+            Some(Value::Set(s)) => Some(&**s),
             _ => None,
         })
         .collect())
@@ -286,7 +286,7 @@ fn store_result(ctx: &mut Ctx, dst: &Bytes, result: Set, event: &str) -> CmdResu
     let now = ctx.now();
     let n = result.len() as i64;
     if n > 0 {
-        ctx.db().insert(own(dst), Value::Set(result), now);
+        ctx.db().insert(dst, Value::Set(Box::new(result)), now);
         ctx.key_event(notify::SET, event, dst);
     } else if ctx.db().remove(dst, now).is_some() {
         ctx.key_event(notify::GENERIC, "del", dst);

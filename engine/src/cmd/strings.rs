@@ -6,11 +6,11 @@ use crate::db::{Db, Entry};
 use crate::error::{CmdError, CmdResult};
 use crate::notify;
 use crate::reply::Reply;
-use crate::types::Value;
+use crate::types::{CompactBytes, Value};
 use crate::util::eq_ic;
 use bytes::Bytes;
 
-use super::{int_arg, own};
+use super::int_arg;
 
 /// This family's rows of the command table.
 pub fn commands() -> Vec<CommandSpec> {
@@ -68,7 +68,7 @@ fn check_len(ctx: &Ctx, size: u64, append: u64) -> Result<(), CmdError> {
 /// A string value for reading; `WRONGTYPE` for other types.
 fn read_str(ctx: &mut Ctx, key: &[u8]) -> Result<Option<Bytes>, CmdError> {
     let now = ctx.now();
-    Ok(ctx.db().get_str(key, now)?.cloned())
+    Ok(ctx.db().get_str(key, now)?.map(CompactBytes::to_bytes))
 }
 
 /// The live entry of a string key for in-place edits; `WRONGTYPE` for other types.
@@ -82,24 +82,28 @@ fn str_entry<'a>(db: &'a mut Db, key: &[u8], now: u64) -> Result<Option<&'a mut 
     }
 }
 
-/// Takes the bytes of a string entry out for editing (reusing the allocation when the
-/// value is not shared), so that APPEND in a loop does not copy the whole value each time.
-fn take_vec(e: &mut Entry) -> Vec<u8> {
-    match std::mem::replace(&mut e.value, Value::Str(Bytes::new())) {
-        Value::Str(b) => Vec::from(b),
-        other => {
-            e.value = other;
-            Vec::new()
+/// Opens a string entry for an in-place edit, grown to at least `min_len` bytes (new
+/// bytes are zero). The buffer is reused when not shared and grows greedily, so that
+/// APPEND in a loop does not copy the whole value each time. The value is now `raw`,
+/// as Redis's `dbUnshareStringValue` makes it.
+fn edit_str(e: &mut Entry, min_len: usize, now: u64) -> &mut [u8] {
+    e.set_raw(true);
+    e.set_written(now);
+    match &mut e.value {
+        Value::Str(b) => {
+            let n = b.len().max(min_len);
+            b.resize_mut(n)
         }
+        _ => &mut [],
     }
 }
 
-/// Puts edited bytes back into a string entry; the value is now `raw`, as Redis's
-/// `dbUnshareStringValue` makes it.
-fn put_vec(e: &mut Entry, v: Vec<u8>, now: u64) {
-    e.value = Value::Str(Bytes::from(v));
-    e.raw = true;
-    e.written_at = now;
+/// Stores a string built by an edit command on a missing key, reported as `raw`.
+fn insert_raw(db: &mut Db, key: &[u8], v: Vec<u8>, now: u64) {
+    db.insert(key, Value::Str(CompactBytes::from(v)), now);
+    if let Some(e) = db.lookup_mut(key, now) {
+        e.set_raw(true);
+    }
 }
 
 fn get(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
@@ -222,9 +226,9 @@ fn set_generic(
     }
     let db = ctx.db();
     if o.keepttl {
-        db.insert_keep_ttl(own(key), Value::Str(own(val)), now);
+        db.insert_keep_ttl(key, Value::Str(CompactBytes::from(val)), now);
     } else {
-        db.insert(own(key), Value::Str(own(val)), now);
+        db.insert(key, Value::Str(CompactBytes::from(val)), now);
     }
     if let Some(at) = when {
         db.set_expire(key, at, now);
@@ -278,7 +282,7 @@ fn getset(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let old = read_str(ctx, &args[1])?;
     let now = ctx.now();
     ctx.db()
-        .insert(own(&args[1]), Value::Str(own(&args[2])), now);
+        .insert(&args[1], Value::Str(CompactBytes::from(&args[2])), now);
     ctx.key_event(notify::STRING, "set", &args[1]);
     Ok(Reply::opt_bulk(old))
 }
@@ -327,7 +331,7 @@ fn mget(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             Some(Entry {
                 value: Value::Str(b),
                 ..
-            }) => Reply::Bulk(b.clone()),
+            }) => Reply::Bulk(b.to_bytes()),
             _ => Reply::Nil,
         })
         .collect();
@@ -351,7 +355,8 @@ fn mset_generic(ctx: &mut Ctx, args: &[Bytes], nx: bool) -> Result<bool, CmdErro
         }
     }
     for kv in args[1..].chunks(2) {
-        ctx.db().insert(own(&kv[0]), Value::Str(own(&kv[1])), now);
+        ctx.db()
+            .insert(&kv[0], Value::Str(CompactBytes::from(&kv[1])), now);
         ctx.key_event(notify::STRING, "set", &kv[0]);
     }
     Ok(true)
@@ -375,7 +380,7 @@ fn incr_decr(ctx: &mut Ctx, key: &Bytes, by: i64) -> CmdResult {
     let new = old.checked_add(by).ok_or(CmdError::Overflow)?;
     let now = ctx.now();
     ctx.db()
-        .insert_keep_ttl(own(key), Value::Str(Bytes::from(new.to_string())), now);
+        .insert_keep_ttl(key, Value::Str(CompactBytes::from(new.to_string())), now);
     ctx.key_event(notify::STRING, "incrby", key);
     Ok(Reply::Int(new))
 }
@@ -415,7 +420,7 @@ fn incrbyfloat(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     };
     let now = ctx.now();
     ctx.db()
-        .insert_keep_ttl(own(key), Value::Str(text.clone()), now);
+        .insert_keep_ttl(key, Value::Str(CompactBytes::from(&text)), now);
     ctx.key_event(notify::STRING, "incrbyfloat", key);
     Ok(Reply::Bulk(text))
 }
@@ -432,7 +437,8 @@ fn append(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     };
     let total = match cur_len {
         None => {
-            ctx.db().insert(own(key), Value::Str(own(add)), now);
+            ctx.db()
+                .insert(key, Value::Str(CompactBytes::from(add)), now);
             add.len()
         }
         Some(len) => {
@@ -440,11 +446,9 @@ fn append(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             let Some(e) = str_entry(ctx.db(), key, now)? else {
                 return Ok(Reply::Int(0));
             };
-            let mut v = take_vec(e);
-            v.extend_from_slice(add);
-            let total = v.len();
-            put_vec(e, v, now);
-            total
+            let v = edit_str(e, len + add.len(), now);
+            v[len..].copy_from_slice(add);
+            v.len()
         }
     };
     ctx.key_event(notify::STRING, "append", key);
@@ -509,11 +513,7 @@ fn setrange(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             let mut v = vec![0u8; offset as usize + val.len()];
             v[offset as usize..].copy_from_slice(val);
             let total = v.len();
-            let db = ctx.db();
-            db.insert(own(key), Value::Str(Bytes::from(v)), now);
-            if let Some(e) = db.lookup_mut(key, now) {
-                e.raw = true;
-            }
+            insert_raw(ctx.db(), key, v, now);
             ctx.key_event(notify::STRING, "setrange", key);
             Ok(Reply::Int(total as i64))
         }
@@ -525,14 +525,10 @@ fn setrange(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             let Some(e) = str_entry(ctx.db(), key, now)? else {
                 return Ok(Reply::Int(0));
             };
-            let mut v = take_vec(e);
             let end = offset as usize + val.len();
-            if v.len() < end {
-                v.resize(end, 0);
-            }
+            let v = edit_str(e, end, now);
             v[offset as usize..end].copy_from_slice(val);
             let total = v.len();
-            put_vec(e, v, now);
             ctx.key_event(notify::STRING, "setrange", key);
             Ok(Reply::Int(total as i64))
         }
@@ -562,24 +558,20 @@ fn setbit(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let byte = (offset >> 3) as usize;
     let bit = 7 - (offset & 7) as u8;
     let db = ctx.db();
-    let mut v = match str_entry(db, key, now)? {
-        Some(e) => take_vec(e),
-        None => Vec::new(),
+    let set = |v: &mut [u8]| {
+        let old = (v[byte] >> bit) & 1;
+        v[byte] = (v[byte] & !(1 << bit)) | ((on as u8) << bit);
+        old
     };
-    if v.len() < byte + 1 {
-        v.resize(byte + 1, 0);
-    }
-    let old = (v[byte] >> bit) & 1;
-    v[byte] = (v[byte] & !(1 << bit)) | ((on as u8) << bit);
-    match str_entry(db, key, now)? {
-        Some(e) => put_vec(e, v, now),
+    let old = match str_entry(db, key, now)? {
+        Some(e) => set(edit_str(e, byte + 1, now)),
         None => {
-            db.insert(own(key), Value::Str(Bytes::from(v)), now);
-            if let Some(e) = db.lookup_mut(key, now) {
-                e.raw = true;
-            }
+            let mut v = vec![0u8; byte + 1];
+            let old = set(&mut v);
+            insert_raw(db, key, v, now);
+            old
         }
-    }
+    };
     ctx.key_event(notify::STRING, "setbit", key);
     Ok(Reply::Int(old as i64))
 }
@@ -768,11 +760,7 @@ fn bitop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             }
         })
         .collect();
-    let db = ctx.db();
-    db.insert(own(target), Value::Str(Bytes::from(res)), now);
-    if let Some(e) = db.lookup_mut(target, now) {
-        e.raw = true;
-    }
+    insert_raw(ctx.db(), target, res, now);
     ctx.key_event(notify::STRING, "set", target);
     Ok(Reply::Int(maxlen as i64))
 }
@@ -851,7 +839,7 @@ fn lcs(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             Some(Entry {
                 value: Value::Str(b),
                 ..
-            }) => vals[n] = b.clone(),
+            }) => vals[n] = b.to_bytes(),
             Some(_) => {
                 return Err(CmdError::err(
                     "The specified keys must contain string values",

@@ -1,26 +1,32 @@
 //! Value types and their encodings, one file per type as in Redis's `t_*.c`.
 
+pub mod compact;
 pub mod hash;
 pub mod list;
 pub mod set;
 pub mod zset;
 
-use bytes::Bytes;
-
+pub use compact::CompactBytes;
 pub use hash::Hash;
 pub use list::List;
 pub use set::Set;
 pub use zset::ZSet;
 
 /// A value stored under a key.
+///
+/// 24 bytes, the size of its string: the collections are boxed, and their variants
+/// are told apart from strings by the unused values of `CompactBytes`'s length byte
+/// (niche filling), so a keyspace of small strings pays nothing for them.
 #[derive(Debug, Clone)]
 pub enum Value {
-    Str(Bytes),
-    List(List),
-    Hash(Hash),
-    Set(Set),
+    Str(CompactBytes),
+    List(Box<List>),
+    Hash(Box<Hash>),
+    Set(Box<Set>),
     ZSet(Box<ZSet>),
 }
+
+const _: () = assert!(std::mem::size_of::<Value>() == 24);
 
 impl Value {
     /// The name TYPE replies with.
