@@ -1,7 +1,7 @@
 //! CLIENT (`networking.c`): ID SETNAME GETNAME LIST INFO KILL UNBLOCK NO-EVICT
 //! GETREDIR HELP.
 
-use super::server::{help_reply, sub_arity, unknown_sub};
+use super::subcommand::{help_reply, sub_arity, unknown_sub};
 use crate::command::{CommandSpec, Ctx};
 use crate::error::{CmdError, CmdResult};
 use crate::reply::Reply;

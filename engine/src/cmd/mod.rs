@@ -1,14 +1,19 @@
 //! Command handlers, one file per family, each exporting its rows of the command table.
 
 pub mod client;
+pub mod command_info;
+pub mod config;
 pub mod connection;
 pub mod hashes;
+pub mod info;
 pub mod keys;
 pub mod lists;
+pub mod object;
 pub mod pubsub;
 pub mod server;
 pub mod sets;
 pub mod strings;
+pub mod subcommand;
 pub mod transactions;
 pub mod zsets;
 
@@ -21,6 +26,10 @@ pub fn all() -> Vec<CommandSpec> {
     let mut v = Vec::new();
     v.extend(connection::commands());
     v.extend(server::commands());
+    v.extend(info::commands());
+    v.extend(config::commands());
+    v.extend(object::commands());
+    v.extend(command_info::commands());
     v.extend(client::commands());
     v.extend(keys::commands());
     v.extend(strings::commands());

@@ -1,0 +1,274 @@
+//! INFO (`server.c` genRedisInfoString): sections in Redis's order and format.
+
+use super::object::{used_memory, BASE_MEMORY};
+use super::server::start_unix_secs;
+use crate::command::{CommandSpec, Ctx, LOADING, STALE};
+use crate::db::lru_clock;
+use crate::error::CmdResult;
+use crate::reply::Reply;
+use crate::util::eq_ic;
+use bytes::Bytes;
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+/// This family's rows of the command table.
+pub fn commands() -> Vec<CommandSpec> {
+    vec![CommandSpec::new(
+        "info",
+        -1,
+        LOADING | STALE,
+        (0, 0, 0),
+        info,
+    )]
+}
+
+/// 40 random hex characters, fixed for the life of the process (run_id, master_replid).
+fn random_id(slot: &'static OnceLock<String>) -> &'static str {
+    slot.get_or_init(|| {
+        (0..40)
+            .map(|_| char::from(b"0123456789abcdef"[fastrand::usize(..16)]))
+            .collect()
+    })
+}
+
+/// Redis's `bytesToHuman`.
+pub(crate) fn human(n: u64) -> String {
+    let d = n as f64;
+    if n < 1024 {
+        format!("{n}B")
+    } else if n < 1024 * 1024 {
+        format!("{:.2}K", d / 1024.0)
+    } else if n < 1024 * 1024 * 1024 {
+        format!("{:.2}M", d / (1024.0 * 1024.0))
+    } else {
+        format!("{:.2}G", d / (1024.0 * 1024.0 * 1024.0))
+    }
+}
+
+/// CPU seconds (user, system) of this process, from /proc where available.
+fn cpu_times() -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return (0.0, 0.0);
+    };
+    // Fields after the parenthesised command name; utime and stime are the 12th and
+    // 13th of them, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0) / 100.0;
+    (tick(11), tick(12))
+}
+
+/// The sections INFO prints, in Redis's order, and whether `default` includes them.
+const SECTIONS: &[(&str, bool)] = &[
+    ("server", true),
+    ("clients", true),
+    ("memory", true),
+    ("persistence", true),
+    ("stats", true),
+    ("replication", true),
+    ("cpu", true),
+    ("modules", true),
+    ("commandstats", false),
+    ("errorstats", true),
+    ("latencystats", false),
+    ("cluster", true),
+    ("keyspace", true),
+];
+
+fn info(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    let mut wanted: Vec<&str> = Vec::new();
+    if args.len() == 1 {
+        wanted = SECTIONS.iter().filter(|s| s.1).map(|s| s.0).collect();
+    }
+    for a in &args[1..] {
+        if eq_ic(a, "all") || eq_ic(a, "everything") {
+            wanted = SECTIONS.iter().map(|s| s.0).collect();
+        } else if eq_ic(a, "default") {
+            wanted.extend(SECTIONS.iter().filter(|s| s.1).map(|s| s.0));
+        } else if let Some(s) = SECTIONS.iter().find(|s| eq_ic(a, s.0)) {
+            wanted.push(s.0);
+        }
+    }
+    let mut out = String::new();
+    for (name, _) in SECTIONS {
+        if !wanted.contains(name) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        info_section(ctx, name, &mut out);
+    }
+    Ok(Reply::Verbatim(Bytes::from(out)))
+}
+
+/// The port clients reached us on (the config may say port 0).
+fn tcp_port(ctx: &Ctx) -> String {
+    ctx.client
+        .laddr
+        .rsplit_once(':')
+        .map(|(_, p)| p.to_string())
+        .or_else(|| ctx.store.config.get("port"))
+        .unwrap_or_else(|| "0".into())
+}
+
+fn info_section(ctx: &mut Ctx, name: &str, o: &mut String) {
+    static RUN_ID: OnceLock<String> = OnceLock::new();
+    static REPL_ID: OnceLock<String> = OnceLock::new();
+    let store = &*ctx.store;
+    let cfg = &store.config;
+    let st = &store.stats;
+    let up = store.started.elapsed().as_secs();
+    macro_rules! f {
+        ($($arg:tt)*) => {{ let _ = write!(o, $($arg)*); o.push_str("\r\n"); }};
+    }
+    match name {
+        "server" => {
+            o.push_str("# Server\r\n");
+            f!("redis_version:{}", super::connection::REDIS_VERSION);
+            f!("redis_git_sha1:00000000");
+            f!("redis_git_dirty:0");
+            f!("redis_build_id:0");
+            f!("redis_mode:standalone");
+            f!("os:{} {}", std::env::consts::OS, std::env::consts::ARCH);
+            f!("arch_bits:{}", usize::BITS);
+            f!("monotonic_clock:POSIX clock_gettime");
+            f!("multiplexing_api:tokio");
+            f!("atomicvar_api:c11-builtin");
+            f!("gcc_version:0.0.0");
+            f!("process_id:{}", std::process::id());
+            f!("process_supervised:no");
+            f!("run_id:{}", random_id(&RUN_ID));
+            f!("tcp_port:{}", tcp_port(ctx));
+            f!("server_time_usec:{}", crate::util::now_us());
+            f!("uptime_in_seconds:{up}");
+            f!("uptime_in_days:{}", up / 86400);
+            f!("hz:{}", cfg.hz);
+            f!("configured_hz:{}", cfg.hz);
+            f!("lru_clock:{}", lru_clock(store.now));
+            f!(
+                "executable:{}",
+                std::env::current_exe()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            );
+            f!("config_file:");
+            f!("io_threads_active:0");
+        }
+        "clients" => {
+            o.push_str("# Clients\r\n");
+            f!("connected_clients:{}", store.clients.len());
+            f!("cluster_connections:0");
+            f!("maxclients:{}", cfg.maxclients);
+            f!("client_recent_max_input_buffer:0");
+            f!("client_recent_max_output_buffer:0");
+            f!("blocked_clients:{}", store.blocking.count());
+            f!("tracking_clients:0");
+            f!("clients_in_timeout_table:{}", store.blocking.count());
+        }
+        "memory" => {
+            let used = used_memory(store);
+            o.push_str("# Memory\r\n");
+            f!("used_memory:{used}");
+            f!("used_memory_human:{}", human(used));
+            f!("used_memory_rss:{used}");
+            f!("used_memory_rss_human:{}", human(used));
+            f!("used_memory_peak:{used}");
+            f!("used_memory_peak_human:{}", human(used));
+            f!("used_memory_overhead:{BASE_MEMORY}");
+            f!("used_memory_startup:{BASE_MEMORY}");
+            f!(
+                "used_memory_dataset:{}",
+                used.saturating_sub(BASE_MEMORY as u64)
+            );
+            f!("maxmemory:{}", cfg.maxmemory);
+            f!("maxmemory_human:{}", human(cfg.maxmemory));
+            f!("maxmemory_policy:{}", cfg.maxmemory_policy);
+            f!("mem_fragmentation_ratio:1.00");
+            f!("mem_allocator:libc");
+            f!("lazyfree_pending_objects:0");
+            f!("lazyfreed_objects:0");
+        }
+        "persistence" => {
+            o.push_str("# Persistence\r\n");
+            f!("loading:0");
+            f!("async_loading:0");
+            f!("rdb_changes_since_last_save:{}", st.dirty);
+            f!("rdb_bgsave_in_progress:0");
+            f!("rdb_last_save_time:{}", start_unix_secs(ctx));
+            f!("rdb_last_bgsave_status:ok");
+            f!("rdb_last_bgsave_time_sec:-1");
+            f!("rdb_current_bgsave_time_sec:-1");
+            f!("rdb_saves:0");
+            f!("aof_enabled:0");
+            f!("aof_rewrite_in_progress:0");
+            f!("aof_rewrite_scheduled:0");
+            f!("aof_last_rewrite_time_sec:-1");
+            f!("aof_current_rewrite_time_sec:-1");
+            f!("aof_last_bgrewrite_status:ok");
+            f!("aof_last_write_status:ok");
+        }
+        "stats" => {
+            o.push_str("# Stats\r\n");
+            f!("total_connections_received:{}", st.connections);
+            f!("total_commands_processed:{}", st.commands);
+            f!("instantaneous_ops_per_sec:0");
+            f!("total_net_input_bytes:{}", st.net_input_bytes);
+            f!("total_net_output_bytes:{}", st.net_output_bytes);
+            f!("rejected_connections:{}", st.rejected_connections);
+            f!("expired_keys:{}", st.expired_keys);
+            f!("evicted_keys:{}", st.evicted_keys);
+            f!("keyspace_hits:{}", st.keyspace_hits);
+            f!("keyspace_misses:{}", st.keyspace_misses);
+            f!("pubsub_channels:{}", store.pubsub.channels(None).len());
+            f!("pubsub_patterns:{}", store.pubsub.numpat());
+            f!("total_forks:0");
+        }
+        "replication" => {
+            o.push_str("# Replication\r\n");
+            f!("role:master");
+            f!("connected_slaves:0");
+            f!("master_failover_state:no-failover");
+            f!("master_replid:{}", random_id(&REPL_ID));
+            f!("master_replid2:0000000000000000000000000000000000000000");
+            f!("master_repl_offset:0");
+            f!("second_repl_offset:-1");
+            f!("repl_backlog_active:0");
+            f!("repl_backlog_size:1048576");
+            f!("repl_backlog_first_byte_offset:0");
+            f!("repl_backlog_histlen:0");
+        }
+        "cpu" => {
+            let (user, sys) = cpu_times();
+            o.push_str("# CPU\r\n");
+            f!("used_cpu_sys:{sys:.6}");
+            f!("used_cpu_user:{user:.6}");
+            f!("used_cpu_sys_children:0.000000");
+            f!("used_cpu_user_children:0.000000");
+        }
+        "modules" => o.push_str("# Modules\r\n"),
+        "commandstats" => o.push_str("# Commandstats\r\n"),
+        "errorstats" => o.push_str("# Errorstats\r\n"),
+        "latencystats" => o.push_str("# Latencystats\r\n"),
+        "cluster" => {
+            o.push_str("# Cluster\r\n");
+            f!("cluster_enabled:0");
+        }
+        "keyspace" => {
+            o.push_str("# Keyspace\r\n");
+            for (i, db) in store.dbs.iter().enumerate() {
+                if !db.is_empty() {
+                    f!(
+                        "db{i}:keys={},expires={},avg_ttl=0",
+                        db.len(),
+                        db.volatile_len()
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// CONFIG
