@@ -8,7 +8,10 @@
 pub mod binlog;
 pub mod checkpoint;
 pub mod config;
+pub mod delayed;
+pub mod duration;
 pub mod pipeline;
+pub mod retry;
 pub mod rules;
 pub mod target;
 
