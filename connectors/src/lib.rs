@@ -12,6 +12,9 @@ pub mod delayed;
 pub mod duration;
 pub mod pipeline;
 pub mod retry;
+
+#[cfg(test)]
+mod fault_tests;
 pub mod rules;
 pub mod target;
 
