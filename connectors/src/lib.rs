@@ -15,6 +15,9 @@ pub mod retry;
 
 #[cfg(test)]
 mod fault_tests;
+
+#[cfg(test)]
+mod bench_tests;
 pub mod rules;
 pub mod target;
 

@@ -484,7 +484,15 @@ impl RabbitMq {
     }
 
     fn cmd(&self, bin: &str) -> Command {
-        let mut c = Command::new(find(bin).unwrap_or_else(|| bin.into()));
+        // The scripts in /usr/lib/rabbitmq/bin, not Debian's /usr/sbin wrappers,
+        // which switch user and drop the environment that makes the node private.
+        let direct = Path::new("/usr/lib/rabbitmq/bin").join(bin);
+        let exe = if direct.is_file() {
+            direct
+        } else {
+            find(bin).unwrap_or_else(|| bin.into())
+        };
+        let mut c = Command::new(exe);
         c.envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -494,11 +502,20 @@ impl RabbitMq {
 
     fn boot(&self) -> io::Result<()> {
         self.cmd("rabbitmq-server").arg("-detached").status()?;
-        let st = self
-            .cmd("rabbitmqctl")
-            .args(["-n", &self.node, "--timeout", "60", "await_startup"])
-            .status()?;
-        if !st.success() {
+        // await_startup fails at once while the node is not registered yet: poll.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut ok = false;
+        while !ok && Instant::now() < deadline {
+            ok = self
+                .cmd("rabbitmqctl")
+                .args(["-n", &self.node, "--timeout", "60", "await_startup"])
+                .status()?
+                .success();
+            if !ok {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+        if !ok {
             return Err(io::Error::other(format!(
                 "rabbitmq did not start; logs in {}",
                 self.dir.join("log").display()
@@ -523,7 +540,18 @@ impl RabbitMq {
     /// Stops and starts the node again on the same ports and data.
     pub fn restart(&self) -> io::Result<()> {
         self.stop()?;
-        self.boot()
+        // The node name stays registered in epmd for a moment after `stop`.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        self.boot().or_else(|_| {
+            std::thread::sleep(Duration::from_secs(3));
+            self.boot()
+        })
     }
 }
 
