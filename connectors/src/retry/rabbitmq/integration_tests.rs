@@ -16,7 +16,7 @@ struct Flaky(RedisTarget, Arc<AtomicU64>);
 
 impl Target for Flaky {
     async fn delete_batch(&self, keys: &[Bytes]) -> Result<(), TargetError> {
-        if self.1.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+        if self.1.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
             return Err(TargetError::Unavailable("flaky".into()));
         }
         self.0.delete_batch(keys).await
