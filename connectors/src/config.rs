@@ -3,6 +3,7 @@
 
 use crate::binlog::config::MysqlConfig;
 use crate::checkpoint::CheckpointConfig;
+use crate::retry::RetryConfig;
 use crate::rules::{RuleConfig, Rules};
 use crate::target::TargetConfig;
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,9 @@ pub struct ConnectorConfig {
     /// `[target]`.
     #[serde(default)]
     pub target: TargetConfig,
+    /// `[retry]`: where failed deletes wait.
+    #[serde(default)]
+    pub retry: RetryConfig,
     /// `[[rules]]`.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
@@ -30,6 +34,10 @@ impl ConnectorConfig {
         self.checkpoint
             .validate()
             .map_err(|e| format!("[checkpoint] {e}"))?;
+        self.target
+            .validate()
+            .map_err(|e| format!("[target] {e}"))?;
+        self.retry.validate().map_err(|e| format!("[retry] {e}"))?;
         Rules::compile(&self.rules).map_err(|e| format!("[[rules]] {e}"))
     }
 }

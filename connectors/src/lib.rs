@@ -8,7 +8,16 @@
 pub mod binlog;
 pub mod checkpoint;
 pub mod config;
+pub mod delayed;
+pub mod duration;
 pub mod pipeline;
+pub mod retry;
+
+#[cfg(test)]
+mod fault_tests;
+
+#[cfg(test)]
+mod bench_tests;
 pub mod rules;
 pub mod target;
 

@@ -5,11 +5,22 @@
 //! end position eligible for the checkpoint, so a checkpoint never runs ahead of a
 //! delete. A transaction whose keys cannot be computed stops the pipeline with its
 //! position: it is never skipped.
+//!
+//! With a retry queue ([`Pipeline::with_retry_queue`]), a batch the target refuses
+//! (after the target stack's quick in-line retries) is written to the durable queue
+//! instead, and that counts as landed. Each key with a `double_delete` delay is
+//! also put on the timing wheel ([`crate::delayed`]); the checkpoint stays before
+//! the oldest transaction whose second deletes have not fired (or been queued).
+//! When the queue is deeper than its `max_depth`, reading the binlog pauses.
 
 use crate::binlog::{BinlogSource, Position, SourceError, Transaction};
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
+use crate::delayed::DelayedDeletes;
+use crate::retry::{QueueError, RetryQueue, RetryStatsSnapshot};
 use crate::rules::{KeyBatch, RuleError, Rules};
 use crate::target::{Target, TargetError};
+use bytes::Bytes;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -38,6 +49,14 @@ pub enum PipelineError {
     /// The checkpoint could not be saved.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// A failed delete could not be written to the retry queue.
+    #[error("transaction ending at {position}: {source}")]
+    Queue {
+        /// End of the transaction.
+        position: Position,
+        /// The cause.
+        source: QueueError,
+    },
 }
 
 /// Where the pipeline gets transactions from (the binlog, or a test double).
@@ -68,6 +87,26 @@ pub struct PipelineStats {
     pub checkpointed: Option<Position>,
     /// Seconds between the last transaction's commit and its deletes landing.
     pub lag_seconds: f64,
+    /// Second (delayed) deletes sent.
+    pub double_deletes: u64,
+    /// Second deletes waiting on the timing wheel.
+    pub pending_double_deletes: u64,
+    /// Deletes handed to the retry queue because the target refused them.
+    pub queued: u64,
+    /// Times reading paused because the retry queue was past `max_depth`.
+    pub backpressure_pauses: u64,
+}
+
+/// Keys per batch of second deletes.
+const DELAYED_BATCH: usize = 4096;
+
+/// A transaction whose checkpoint waits on its second deletes.
+#[derive(Debug)]
+struct Held {
+    seq: u64,
+    checkpoint: Checkpoint,
+    /// Second deletes of this transaction still pending on the wheel.
+    remaining: usize,
 }
 
 /// Delete attempts per batch before the pipeline stops.
@@ -84,6 +123,10 @@ pub struct Pipeline<S, T, C> {
     pending: Option<Checkpoint>,
     stats: PipelineStats,
     batch: KeyBatch,
+    retry: Option<RetryQueue>,
+    delayed: DelayedDeletes,
+    held: VecDeque<Held>,
+    next_seq: u64,
 }
 
 impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
@@ -105,7 +148,30 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
             pending: None,
             stats: PipelineStats::default(),
             batch: KeyBatch::default(),
+            retry: None,
+            delayed: DelayedDeletes::new(),
+            held: VecDeque::new(),
+            next_seq: 0,
         }
+    }
+
+    /// Sends deletes the target refuses to `queue` (durably) instead of stopping,
+    /// and pauses reading while the queue is past its `max_depth`. Start the
+    /// queue's worker separately ([`RetryQueue::spawn_worker`]).
+    pub fn with_retry_queue(mut self, queue: RetryQueue) -> Self {
+        self.retry = Some(queue);
+        self
+    }
+
+    /// The retry queue's counters, when there is one.
+    pub fn retry_stats(&self) -> Option<RetryStatsSnapshot> {
+        self.retry.as_ref().map(RetryQueue::stats)
+    }
+
+    fn backpressured(&self) -> bool {
+        self.retry
+            .as_ref()
+            .is_some_and(|q| q.depth() >= q.max_depth())
     }
 
     /// Counters so far.
@@ -129,26 +195,144 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
     }
 
     /// Runs until `stop` resolves (then writes the last checkpoint) or an error.
+    /// Pending second deletes are waited for (not dropped) before the last
+    /// checkpoint is written.
     pub async fn run_until(&mut self, stop: impl Future<Output = ()>) -> Result<(), PipelineError> {
         tokio::pin!(stop);
+        let mut paused = false;
         loop {
+            let hold = self.backpressured();
+            if hold && !paused {
+                self.stats.backpressure_pauses += 1;
+                tracing::warn!("retry queue past max_depth: binlog reading paused");
+            }
+            paused = hold;
             tokio::select! {
                 biased;
                 _ = &mut stop => break,
-                t = self.source.next_transaction() => {
+                due = self.delayed.next_batch(DELAYED_BATCH) => {
+                    self.fire(due).await?;
+                }
+                t = self.source.next_transaction(), if !hold => {
                     let t = t?;
                     self.apply(t).await?;
                 }
+                _ = tokio::time::sleep(Duration::from_millis(20)), if hold => {}
             }
         }
+        self.drain_delayed().await?;
         self.flush().await
     }
 
-    /// Processes exactly one transaction.
+    /// Processes exactly one transaction (and any second deletes already due).
     pub async fn step(&mut self) -> Result<Transaction, PipelineError> {
         let t = self.source.next_transaction().await?;
         self.apply(t.clone()).await?;
+        let due = self.delayed.due_now(DELAYED_BATCH);
+        if !due.is_empty() {
+            self.fire(due).await?;
+        }
         Ok(t)
+    }
+
+    /// Waits for every pending second delete to fire, then advances the checkpoint.
+    pub async fn drain_delayed(&mut self) -> Result<(), PipelineError> {
+        while !self.delayed.is_empty() {
+            let due = self.delayed.next_batch(DELAYED_BATCH).await;
+            self.fire(due).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends second deletes that came due and releases their transactions.
+    async fn fire(&mut self, due: Vec<(Bytes, u64)>) -> Result<(), PipelineError> {
+        if due.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<Bytes> = due.iter().map(|(k, _)| k.clone()).collect();
+        let base = self.held.front().map(|h| h.seq).unwrap_or(0);
+        // Position of the newest owner, for the queue's record.
+        let position = due
+            .iter()
+            .map(|(_, s)| *s)
+            .max()
+            .and_then(|s| s.checked_sub(base))
+            .and_then(|i| self.held.get(i as usize))
+            .map(|h| h.checkpoint.position.clone());
+        if let Some(position) = position {
+            self.deliver(&keys, &position).await?;
+        }
+        self.stats.double_deletes += keys.len() as u64;
+        for (_, seq) in &due {
+            self.release(*seq);
+        }
+        self.stats.pending_double_deletes = self.delayed.len() as u64;
+        self.advance().await
+    }
+
+    fn release(&mut self, seq: u64) {
+        let base = self.held.front().map(|h| h.seq).unwrap_or(0);
+        if let Some(h) = seq
+            .checked_sub(base)
+            .and_then(|i| self.held.get_mut(i as usize))
+        {
+            h.remaining = h.remaining.saturating_sub(1);
+        }
+    }
+
+    /// Moves every transaction at the front with no pending second delete to the
+    /// checkpoint candidate, and saves it if the interval passed.
+    async fn advance(&mut self) -> Result<(), PipelineError> {
+        while self.held.front().is_some_and(|h| h.remaining == 0) {
+            if let Some(h) = self.held.pop_front() {
+                self.pending = Some(h.checkpoint);
+            }
+        }
+        if self.pending.is_some()
+            && self
+                .last_save
+                .is_none_or(|at| at.elapsed() >= self.interval)
+        {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `keys`; if the target refuses and there is a retry queue, queues
+    /// them durably instead.
+    async fn deliver(&mut self, keys: &[Bytes], position: &Position) -> Result<(), PipelineError> {
+        let err = match self.target.delete_batch(keys).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if let Some(q) = &self.retry {
+            tracing::warn!(error = %err, keys = keys.len(), %position, "delete failed; queued for retry");
+            q.enqueue(keys, &position.to_string())
+                .await
+                .map_err(|source| PipelineError::Queue {
+                    position: position.clone(),
+                    source,
+                })?;
+            self.stats.queued += keys.len() as u64;
+            return Ok(());
+        }
+        let mut attempt = 1;
+        let mut source = err;
+        loop {
+            if attempt >= TARGET_ATTEMPTS {
+                return Err(PipelineError::Target {
+                    position: position.clone(),
+                    source,
+                });
+            }
+            tracing::warn!(error = %source, attempt, "delete batch failed; retrying");
+            tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+            attempt += 1;
+            match self.target.delete_batch(keys).await {
+                Ok(()) => return Ok(()),
+                Err(e) => source = e,
+            }
+        }
     }
 
     /// Writes the newest applied position if it is not saved yet.
@@ -172,23 +356,10 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
                 })?;
         }
         if !self.batch.is_empty() {
-            let mut attempt = 0;
-            loop {
-                match self.target.delete_batch(self.batch.keys()).await {
-                    Ok(()) => break,
-                    Err(source) => {
-                        attempt += 1;
-                        if attempt >= TARGET_ATTEMPTS {
-                            return Err(PipelineError::Target {
-                                position: t.position.clone(),
-                                source,
-                            });
-                        }
-                        tracing::warn!(error = %source, attempt, "delete batch failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-                    }
-                }
-            }
+            let keys = std::mem::take(&mut self.batch);
+            let res = self.deliver(keys.keys(), &t.position).await;
+            self.batch = keys;
+            res?;
         }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -198,19 +369,37 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
         self.stats.invalidations += self.batch.len() as u64;
         self.stats.lag_seconds = (now.as_secs_f64() - f64::from(t.timestamp)).max(0.0);
         self.stats.applied = Some(t.position.clone());
-        // Only now, with every delete of this transaction (and, by order, of every
-        // earlier one) applied, may its position be checkpointed.
-        self.pending = Some(Checkpoint {
-            position: t.position,
-            timestamp: t.timestamp,
-            saved_at: now.as_secs(),
-        });
-        if self
-            .last_save
-            .is_none_or(|at| at.elapsed() >= self.interval)
-        {
-            self.flush().await?;
+        // Eligible for the checkpoint once its second deletes (if any) fired: by
+        // order, every earlier transaction's first deletes already landed.
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let mut held = Held {
+            seq,
+            checkpoint: Checkpoint {
+                position: t.position,
+                timestamp: t.timestamp,
+                saved_at: now.as_secs(),
+            },
+            remaining: 0,
+        };
+        let base = self.held.front().map(|h| h.seq).unwrap_or(seq);
+        for (k, d) in self.batch.keys().iter().zip(self.batch.delays()) {
+            if d.is_zero() {
+                continue;
+            }
+            held.remaining += 1;
+            if let Some(prev) = self.delayed.schedule(k.clone(), *d, seq) {
+                if let Some(h) = prev
+                    .checked_sub(base)
+                    .and_then(|i| self.held.get_mut(i as usize))
+                {
+                    h.remaining = h.remaining.saturating_sub(1);
+                }
+            }
         }
+        self.stats.pending_double_deletes = self.delayed.len() as u64;
+        self.held.push_back(held);
+        self.advance().await?;
         Ok(())
     }
 }

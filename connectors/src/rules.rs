@@ -12,8 +12,10 @@
 //! the bytes MySQL prints for the column (see [`crate::binlog::decode::render_value`]).
 
 use crate::binlog::{Cell, ChangeKind, Row, RowChange};
+use crate::duration::HumanDuration;
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// Errors in a rule's configuration or when applying it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,6 +84,21 @@ pub struct RuleConfig {
     /// always do). Absent: every update invalidates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<Vec<String>>,
+    /// Delete each key again this long after the first delete (`"0"` turns it off).
+    #[serde(default = "default_double_delete")]
+    pub double_delete: HumanDuration,
+    /// Maximum TTL of a key the rule covers (`"0"`/absent: none). Applied by the
+    /// external-Redis sweeper ([`crate::target::redis::sweeper`]) and, through
+    /// [`Rules::backstops`], by the embedded engine.
+    #[serde(default, skip_serializing_if = "HumanDuration::is_zero")]
+    pub ttl_backstop: HumanDuration,
+}
+
+/// The design's default second-delete delay.
+pub const DEFAULT_DOUBLE_DELETE: Duration = Duration::from_millis(500);
+
+fn default_double_delete() -> HumanDuration {
+    HumanDuration(DEFAULT_DOUBLE_DELETE)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +162,26 @@ impl KeyTemplate {
             text: text.to_string(),
             segments,
         })
+    }
+
+    /// The template as a glob: placeholders become `*`, literal glob characters are
+    /// escaped with a backslash.
+    pub fn glob(&self) -> String {
+        let mut g = String::new();
+        for s in &self.segments {
+            match s {
+                Segment::Column(_) => g.push('*'),
+                Segment::Literal(b) => {
+                    for c in String::from_utf8_lossy(b).chars() {
+                        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                            g.push('\\');
+                        }
+                        g.push(c);
+                    }
+                }
+            }
+        }
+        g
     }
 
     /// The columns the template uses.
@@ -223,6 +260,8 @@ pub struct Rule {
     source: String,
     keys: Vec<KeyTemplate>,
     columns: Option<Vec<String>>,
+    double_delete: Duration,
+    ttl_backstop: Duration,
 }
 
 impl Rule {
@@ -234,6 +273,22 @@ impl Rule {
     /// The parsed key templates.
     pub fn keys(&self) -> &[KeyTemplate] {
         &self.keys
+    }
+
+    /// Delay of the second delete (zero: none).
+    pub fn double_delete(&self) -> Duration {
+        self.double_delete
+    }
+
+    /// Maximum TTL of the keys this rule covers (zero: none).
+    pub fn ttl_backstop(&self) -> Duration {
+        self.ttl_backstop
+    }
+
+    /// `SCAN MATCH` globs covering the rule's keys: each placeholder becomes `*`,
+    /// glob characters in literals are escaped.
+    pub fn key_globs(&self) -> Vec<String> {
+        self.keys.iter().map(KeyTemplate::glob).collect()
     }
 
     /// Whether this update touches a watched column (always true without `columns`).
@@ -287,6 +342,8 @@ impl Rules {
                 source: c.table.clone(),
                 keys,
                 columns: c.columns.clone(),
+                double_delete: c.double_delete.0,
+                ttl_backstop: c.ttl_backstop.0,
             });
         }
         Ok(Rules { rules })
@@ -295,6 +352,16 @@ impl Rules {
     /// The rules.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// `(glob, max TTL)` for every key template of every rule with a TTL backstop:
+    /// the hook through which the embedded engine caps TTLs of covered keys.
+    pub fn backstops(&self) -> Vec<(String, Duration)> {
+        self.rules
+            .iter()
+            .filter(|r| !r.ttl_backstop.is_zero())
+            .flat_map(|r| r.key_globs().into_iter().map(|g| (g, r.ttl_backstop)))
+            .collect()
     }
 
     /// Whether any rule covers `db`.`table` (the source decodes only those).
@@ -312,7 +379,7 @@ impl Rules {
             for image in [&change.before, &change.after].into_iter().flatten() {
                 for t in &rule.keys {
                     if let Some(k) = t.render(image, &change.db, &change.table)? {
-                        out.push(k);
+                        out.push_delayed(k, rule.double_delete);
                     }
                 }
             }
@@ -326,15 +393,35 @@ impl Rules {
 #[derive(Debug, Clone, Default)]
 pub struct KeyBatch {
     keys: Vec<Bytes>,
-    seen: std::collections::HashSet<Bytes>,
+    delays: Vec<Duration>,
+    seen: std::collections::HashMap<Bytes, usize>,
 }
 
 impl KeyBatch {
-    /// Adds `key` unless it is already in the batch.
+    /// Adds `key` (without a second delete) unless it is already in the batch.
     pub fn push(&mut self, key: Bytes) {
-        if self.seen.insert(key.clone()) {
-            self.keys.push(key);
+        self.push_delayed(key, Duration::ZERO);
+    }
+
+    /// Adds `key` with a second delete after `delay` (zero: none); a key already in
+    /// the batch keeps the longer of the two delays.
+    pub fn push_delayed(&mut self, key: Bytes, delay: Duration) {
+        match self.seen.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let d = &mut self.delays[*e.get()];
+                *d = (*d).max(delay);
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                self.keys.push(e.key().clone());
+                self.delays.push(delay);
+                e.insert(self.keys.len() - 1);
+            }
         }
+    }
+
+    /// The second-delete delay of each key, parallel to [`KeyBatch::keys`].
+    pub fn delays(&self) -> &[Duration] {
+        &self.delays
     }
 
     /// The keys in order.
@@ -355,6 +442,7 @@ impl KeyBatch {
     /// Empties the batch, keeping its allocations.
     pub fn clear(&mut self) {
         self.keys.clear();
+        self.delays.clear();
         self.seen.clear();
     }
 }
@@ -456,6 +544,8 @@ mod tests {
                 table: t.into(),
                 keys: vec![k.into()],
                 columns: None,
+                double_delete: HumanDuration::default(),
+                ttl_backstop: HumanDuration::default(),
             }])
             .unwrap_err()
             .to_string()

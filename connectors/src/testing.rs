@@ -243,3 +243,328 @@ fn fastrand_suffix() -> u64 {
         .unwrap_or(0);
     t ^ (N.fetch_add(1, Ordering::SeqCst) << 32)
 }
+
+/// A private `redis-server` on a free port and its own directory, stopped by PID.
+#[derive(Debug)]
+pub struct RedisServer {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+impl RedisServer {
+    /// True when `redis-server` and `redis-cli` are installed.
+    pub fn available() -> bool {
+        find("redis-server").is_some() && find("redis-cli").is_some()
+    }
+
+    /// Starts a server (extra args such as `--cluster-enabled yes`).
+    pub fn start(extra: &[&str]) -> io::Result<RedisServer> {
+        let dir = std::env::temp_dir().join(format!(
+            "coherent-redis-{}-{}",
+            std::process::id(),
+            fastrand_suffix()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let mut s = RedisServer {
+            dir,
+            port: free_port()?,
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn()?;
+        Ok(s)
+    }
+
+    fn spawn(&mut self) -> io::Result<()> {
+        let bin = find("redis-server")
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "redis-server not installed"))?;
+        let mut cmd = Command::new(bin);
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.child = Some(cmd.spawn()?);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self
+                .cli(&["PING"])
+                .map(|o| o.trim() == "PONG")
+                .unwrap_or(false)
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(io::Error::other("redis-server did not answer PING in 10 s"))
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `redis-cli -p PORT args...`, returns stdout.
+    pub fn cli(&self, args: &[&str]) -> io::Result<String> {
+        let out = Command::new(find("redis-cli").unwrap_or_else(|| "redis-cli".into()))
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) -> io::Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.kill()?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGSTOP / SIGCONT: a server that stops answering without closing sockets.
+    pub fn pause(&self, stop: bool) -> io::Result<()> {
+        if let Some(c) = &self.child {
+            Command::new("kill")
+                .arg(if stop { "-STOP" } else { "-CONT" })
+                .arg(c.id().to_string())
+                .status()?;
+        }
+        Ok(())
+    }
+
+    /// Starts it again on the same port (empty: no persistence).
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.kill()?;
+        self.spawn()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.pause(false);
+        let _ = self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Three private `redis-server` processes joined into a Redis Cluster.
+#[derive(Debug)]
+pub struct RedisCluster {
+    /// The nodes, masters all.
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts three nodes with `--cluster-enabled yes` and creates the cluster.
+    pub fn start() -> io::Result<RedisCluster> {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(RedisServer::start(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                "2000",
+                "--cluster-config-file",
+                "nodes.conf",
+            ])?);
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        let out = Command::new(find("redis-cli").unwrap_or_else(|| "redis-cli".into()))
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .arg("--cluster-yes")
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )));
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ok = nodes.iter().all(|n| {
+                n.cli(&["CLUSTER", "INFO"])
+                    .map(|s| s.contains("cluster_state:ok"))
+                    .unwrap_or(false)
+            });
+            if ok {
+                return Ok(RedisCluster { nodes });
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::other("cluster did not reach cluster_state:ok"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Seed node URLs.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.url()).collect()
+    }
+}
+
+/// A private RabbitMQ node: its own node name, AMQP/dist/epmd ports and directories.
+#[derive(Debug)]
+pub struct RabbitMq {
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+    port: u16,
+    node: String,
+}
+
+impl RabbitMq {
+    /// True when `rabbitmq-server` is installed.
+    pub fn available() -> bool {
+        find("rabbitmq-server").is_some() && find("rabbitmqctl").is_some()
+    }
+
+    /// Starts the node; returns once `await_startup` succeeded.
+    pub fn start() -> io::Result<RabbitMq> {
+        let dir = std::env::temp_dir().join(format!(
+            "coherent-rabbit-{}-{}",
+            std::process::id(),
+            fastrand_suffix()
+        ));
+        let home = dir.join("home");
+        std::fs::create_dir_all(&home)?;
+        let port = free_port()?;
+        let dist = free_port()?;
+        let epmd = free_port()?;
+        let node = format!("coherent{}x{}@localhost", std::process::id(), port);
+        let d = |p: &str| dir.join(p).display().to_string();
+        let path = format!(
+            "/usr/lib/rabbitmq/bin:{}",
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let env = vec![
+            ("HOME".into(), home.display().to_string()),
+            ("RABBITMQ_NODENAME".into(), node.clone()),
+            ("RABBITMQ_NODE_IP_ADDRESS".into(), "127.0.0.1".into()),
+            ("RABBITMQ_NODE_PORT".into(), port.to_string()),
+            ("RABBITMQ_DIST_PORT".into(), dist.to_string()),
+            ("ERL_EPMD_PORT".into(), epmd.to_string()),
+            ("RABBITMQ_MNESIA_BASE".into(), d("mnesia")),
+            ("RABBITMQ_LOG_BASE".into(), d("log")),
+            ("RABBITMQ_PID_FILE".into(), d("rabbit.pid")),
+            ("RABBITMQ_CONFIG_FILE".into(), d("rabbitmq")),
+            ("RABBITMQ_ADVANCED_CONFIG_FILE".into(), d("advanced.config")),
+            ("RABBITMQ_ENABLED_PLUGINS_FILE".into(), d("enabled_plugins")),
+            ("RABBITMQ_CONF_ENV_FILE".into(), d("rabbitmq-env.conf")),
+            ("PATH".into(), path),
+        ];
+        let r = RabbitMq {
+            dir,
+            env,
+            port,
+            node,
+        };
+        r.boot()?;
+        Ok(r)
+    }
+
+    fn cmd(&self, bin: &str) -> Command {
+        // The scripts in /usr/lib/rabbitmq/bin, not Debian's /usr/sbin wrappers,
+        // which switch user and drop the environment that makes the node private.
+        let direct = Path::new("/usr/lib/rabbitmq/bin").join(bin);
+        let exe = if direct.is_file() {
+            direct
+        } else {
+            find(bin).unwrap_or_else(|| bin.into())
+        };
+        let mut c = Command::new(exe);
+        c.envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    }
+
+    fn boot(&self) -> io::Result<()> {
+        self.cmd("rabbitmq-server").arg("-detached").status()?;
+        // await_startup fails at once while the node is not registered yet: poll.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut ok = false;
+        while !ok && Instant::now() < deadline {
+            ok = self
+                .cmd("rabbitmqctl")
+                .args(["-n", &self.node, "--timeout", "60", "await_startup"])
+                .status()?
+                .success();
+            if !ok {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+        if !ok {
+            return Err(io::Error::other(format!(
+                "rabbitmq did not start; logs in {}",
+                self.dir.join("log").display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// `amqp://guest:guest@127.0.0.1:PORT/%2f`.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Stops the node (its PID file's process; epmd too).
+    pub fn stop(&self) -> io::Result<()> {
+        self.cmd("rabbitmqctl")
+            .args(["-n", &self.node, "stop"])
+            .status()?;
+        Ok(())
+    }
+
+    /// Stops and starts the node again on the same ports and data.
+    pub fn restart(&self) -> io::Result<()> {
+        self.stop()?;
+        // The node name stays registered in epmd for a moment after `stop`.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        self.boot().or_else(|_| {
+            std::thread::sleep(Duration::from_secs(3));
+            self.boot()
+        })
+    }
+}
+
+impl Drop for RabbitMq {
+    fn drop(&mut self) {
+        let _ = self.stop();
+        let epmd = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "ERL_EPMD_PORT")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let _ = self.cmd("epmd").args(["-port", &epmd, "-kill"]).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

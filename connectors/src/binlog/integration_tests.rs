@@ -316,6 +316,8 @@ fn rules(list: &[(&str, &[&str])]) -> Rules {
                 table: t.to_string(),
                 keys: k.iter().map(|s| s.to_string()).collect(),
                 columns: None,
+                double_delete: crate::duration::HumanDuration::default(),
+                ttl_backstop: crate::duration::HumanDuration::default(),
             })
             .collect::<Vec<_>>(),
     )

@@ -1,15 +1,29 @@
 //! Invalidation targets: where deletes go.
+//!
+//! - [`embedded`]: the sidecar's own engine, in process (the default).
+//! - [`redis`]: an external Redis or Redis Cluster, laid out like a Vector sink
+//!   (`config.rs`, `service.rs` with a tower `Service` sending one delete batch,
+//!   `integration_tests.rs`), plus the TTL-backstop `sweeper.rs`.
+//!
+//! Every target is driven through the same tower stack ([`stack`]): a concurrency
+//! limit and a per-batch timeout; retries over longer spans belong to the durable
+//! retry queue ([`crate::retry`]), not to in-memory loops.
 
 pub mod embedded;
+pub mod redis;
+pub mod stack;
 
+use crate::duration::HumanDuration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
+use std::time::Duration;
 
 pub use embedded::EmbeddedTarget;
+pub use redis::RedisTarget;
 
 /// A delete that did not land.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TargetError {
     /// The target answered with an error.
     #[error("target refused the delete: {0}")]
@@ -17,6 +31,9 @@ pub enum TargetError {
     /// The target could not be reached.
     #[error("target unavailable: {0}")]
     Unavailable(String),
+    /// The batch did not complete within the batch timeout.
+    #[error("delete batch timed out after {0:?}")]
+    Timeout(Duration),
 }
 
 /// A cache that keys can be deleted from.
@@ -30,7 +47,13 @@ pub trait Target: Send + Sync {
 ///
 /// ```toml
 /// [target]
-/// kind = "embedded"
+/// kind = "redis"                      # "embedded" (default), "redis", "redis-cluster"
+/// url = "redis://:secret@127.0.0.1:6379/0"   # kind = "redis" (rediss:// with feature `tls`)
+/// # nodes = ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]  # kind = "redis-cluster"
+/// # password = "secret"               # cluster only (single node: in the URL)
+/// command = "unlink"                  # or "del"
+/// batch_timeout = "2s"
+/// concurrency = 4                     # batches in flight (pipeline + retry worker)
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +64,32 @@ pub struct TargetConfig {
     /// Database number in the embedded engine.
     #[serde(default)]
     pub db: usize,
+    /// `redis://[user][:password@]host:port[/db]` for `kind = "redis"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Seed nodes for `kind = "redis-cluster"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+    /// Password for the cluster's nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// The delete command.
+    #[serde(default)]
+    pub command: DeleteCommand,
+    /// A batch that has not landed after this long counts as failed.
+    #[serde(default = "default_batch_timeout")]
+    pub batch_timeout: HumanDuration,
+    /// Delete batches in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_batch_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(2))
+}
+
+fn default_concurrency() -> usize {
+    4
 }
 
 impl Default for TargetConfig {
@@ -48,15 +97,154 @@ impl Default for TargetConfig {
         TargetConfig {
             kind: TargetKind::Embedded,
             db: 0,
+            url: None,
+            nodes: Vec::new(),
+            password: None,
+            command: DeleteCommand::default(),
+            batch_timeout: default_batch_timeout(),
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
+impl TargetConfig {
+    /// A `kind = "redis"` config for `url`.
+    pub fn redis(url: impl Into<String>) -> Self {
+        TargetConfig {
+            kind: TargetKind::Redis,
+            url: Some(url.into()),
+            ..TargetConfig::default()
+        }
+    }
+
+    /// A `kind = "redis-cluster"` config for `nodes`.
+    pub fn redis_cluster(nodes: Vec<String>) -> Self {
+        TargetConfig {
+            kind: TargetKind::RedisCluster,
+            nodes,
+            ..TargetConfig::default()
+        }
+    }
+
+    /// Checks what serde cannot; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.batch_timeout.is_zero() {
+            return Err("batch_timeout: must be more than 0".into());
+        }
+        if self.concurrency == 0 {
+            return Err("concurrency: must be at least 1".into());
+        }
+        match self.kind {
+            TargetKind::Embedded => Ok(()),
+            TargetKind::Redis => {
+                let url = self
+                    .url
+                    .as_deref()
+                    .ok_or("url: required for kind = \"redis\"")?;
+                redis::config::check_url(url).map_err(|e| format!("url: {e}"))
+            }
+            TargetKind::RedisCluster => {
+                if self.nodes.is_empty() {
+                    return Err(
+                        "nodes: at least one seed node is required for kind = \"redis-cluster\""
+                            .into(),
+                    );
+                }
+                for n in &self.nodes {
+                    redis::config::check_url(&redis::config::node_url(n))
+                        .map_err(|e| format!("nodes: {n:?}: {e}"))?;
+                }
+                Ok(())
+            }
         }
     }
 }
 
 /// Target kinds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum TargetKind {
     /// The sidecar's own engine, in process.
     #[default]
     Embedded,
+    /// One external Redis server.
+    Redis,
+    /// A Redis Cluster, found from seed nodes.
+    RedisCluster,
+}
+
+/// The command that deletes keys on an external Redis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeleteCommand {
+    /// Non-blocking delete: memory is reclaimed in a background thread.
+    #[default]
+    Unlink,
+    /// Blocking delete.
+    Del,
+}
+
+impl DeleteCommand {
+    /// The command name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeleteCommand::Unlink => "UNLINK",
+            DeleteCommand::Del => "DEL",
+        }
+    }
+}
+
+/// Any configured target, so the pipeline and the retry worker need no generics
+/// over the config's choice.
+#[derive(Clone)]
+pub enum AnyTarget {
+    /// In-process engine.
+    Embedded(EmbeddedTarget),
+    /// External Redis or Redis Cluster.
+    Redis(Box<RedisTarget>),
+}
+
+impl std::fmt::Debug for AnyTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AnyTarget::Embedded(_) => f.write_str("AnyTarget::Embedded"),
+            AnyTarget::Redis(_) => f.write_str("AnyTarget::Redis"),
+        }
+    }
+}
+
+impl AnyTarget {
+    /// Builds the target `config` describes; `engine` is used for `kind = "embedded"`.
+    pub async fn from_config(
+        config: &TargetConfig,
+        engine: Option<engine::Engine>,
+    ) -> Result<Self, TargetError> {
+        config.validate().map_err(TargetError::Refused)?;
+        match config.kind {
+            TargetKind::Embedded => {
+                let engine = engine.ok_or_else(|| {
+                    TargetError::Unavailable("kind = \"embedded\" needs the engine".into())
+                })?;
+                Ok(AnyTarget::Embedded(EmbeddedTarget::new(engine, config.db)))
+            }
+            TargetKind::Redis | TargetKind::RedisCluster => Ok(AnyTarget::Redis(Box::new(
+                RedisTarget::connect(config).await?,
+            ))),
+        }
+    }
+}
+
+impl Target for AnyTarget {
+    async fn delete_batch(&self, keys: &[Bytes]) -> Result<(), TargetError> {
+        match self {
+            AnyTarget::Embedded(t) => t.delete_batch(keys).await,
+            AnyTarget::Redis(t) => t.delete_batch(keys).await,
+        }
+    }
+}
+
+impl<T: Target> Target for std::sync::Arc<T> {
+    fn delete_batch(&self, keys: &[Bytes]) -> impl Future<Output = Result<(), TargetError>> + Send {
+        (**self).delete_batch(keys)
+    }
 }

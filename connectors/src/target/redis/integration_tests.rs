@@ -1,0 +1,197 @@
+//! Against private redis-server processes started here (single node and a
+//! three-node cluster), on free ports, stopped by PID.
+
+use super::sweeper::{sweep, SweepConfig};
+use super::*;
+use crate::rules::{RuleConfig, Rules};
+use crate::target::{DeleteCommand, TargetConfig};
+use crate::testing::{RedisCluster, RedisServer};
+use std::time::{Duration, Instant};
+
+fn keys(prefix: &str, n: usize) -> Vec<Bytes> {
+    (0..n)
+        .map(|i| Bytes::from(format!("{prefix}:{i}")))
+        .collect()
+}
+
+fn dbsize(s: &RedisServer) -> u64 {
+    s.cli(&["DBSIZE"]).unwrap().trim().parse().unwrap()
+}
+
+fn fill(s: &RedisServer, prefix: &str, n: usize) {
+    let mut args = vec!["MSET".to_string()];
+    for i in 0..n {
+        args.push(format!("{prefix}:{i}"));
+        args.push("v".into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    s.cli(&args).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_pipelined_unlink_and_del() {
+    if !RedisServer::available() {
+        eprintln!("redis-server not installed; skipped");
+        return;
+    }
+    let s = RedisServer::start(&[]).unwrap();
+    for command in [DeleteCommand::Unlink, DeleteCommand::Del] {
+        fill(&s, "user", 2000);
+        fill(&s, "keep", 10);
+        let cfg = TargetConfig {
+            command,
+            ..TargetConfig::redis(format!("{}/0", s.url()))
+        };
+        let t = RedisTarget::connect(&cfg).await.unwrap();
+        // 2000 keys: four UNLINK/DEL commands in one pipeline.
+        t.delete_batch(&keys("user", 2000)).await.unwrap();
+        assert_eq!(dbsize(&s), 10, "{command:?}");
+        s.cli(&["FLUSHALL"]).unwrap();
+    }
+    // A database number and a password in the URL.
+    s.cli(&["CONFIG", "SET", "requirepass", "pw"]).unwrap();
+    let s2 = |args: &[&str]| {
+        let mut a = vec!["-a", "pw", "--no-auth-warning", "-n", "3"];
+        a.extend_from_slice(args);
+        s.cli(&a).unwrap()
+    };
+    s2(&["SET", "user:1", "x"]);
+    let t = RedisTarget::connect(&TargetConfig::redis(format!(
+        "redis://:pw@127.0.0.1:{}/3",
+        s.port()
+    )))
+    .await
+    .unwrap();
+    t.delete_batch(&keys("user", 2)).await.unwrap();
+    assert_eq!(s2(&["EXISTS", "user:1"]).trim(), "0");
+    let bad = RedisTarget::connect(&TargetConfig::redis(format!(
+        "redis://:wrong@127.0.0.1:{}/0",
+        s.port()
+    )))
+    .await;
+    assert!(bad.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_target_times_out_per_batch() {
+    if !RedisServer::available() {
+        return;
+    }
+    let s = RedisServer::start(&[]).unwrap();
+    let cfg = TargetConfig {
+        batch_timeout: crate::duration::HumanDuration(Duration::from_millis(200)),
+        ..TargetConfig::redis(s.url())
+    };
+    let t = RedisTarget::connect(&cfg).await.unwrap();
+    s.pause(true).unwrap();
+    let started = Instant::now();
+    let err = t.delete_batch(&keys("k", 3)).await.unwrap_err();
+    // Two attempts of 200 ms plus a 20 ms pause, far below any hang.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(err, TargetError::Timeout(_) | TargetError::Unavailable(_)),
+        "{err}"
+    );
+    s.pause(false).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_deletes_across_slots() {
+    if !RedisServer::available() {
+        return;
+    }
+    let c = RedisCluster::start().unwrap();
+    let t = RedisTarget::connect(&TargetConfig::redis_cluster(c.urls()))
+        .await
+        .unwrap();
+    let RedisConn::Cluster(mut conn) = t.conn().clone() else {
+        panic!("not a cluster connection");
+    };
+    let ks = keys("user", 3000);
+    let slots = service::by_slot(&ks);
+    assert!(slots.len() > 1000, "keys spread over {} slots", slots.len());
+    for k in &ks {
+        let _: () = redis::cmd("SET")
+            .arg(&k[..])
+            .arg("v")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let _: () = redis::cmd("SET")
+        .arg("other")
+        .arg("v")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Every node holds some of them.
+    for n in &c.nodes {
+        assert!(n.cli(&["DBSIZE"]).unwrap().trim().parse::<u64>().unwrap() > 500);
+    }
+    t.delete_batch(&ks).await.unwrap();
+    let total: u64 = c
+        .nodes
+        .iter()
+        .map(|n| n.cli(&["DBSIZE"]).unwrap().trim().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 1, "only the unrelated key is left");
+    // Hash tags keep keys in one slot: one command.
+    let tagged = vec![Bytes::from("{u1}:a"), Bytes::from("{u1}:b")];
+    assert_eq!(service::by_slot(&tagged).len(), 1);
+    t.delete_batch(&tagged).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeper_sets_backstop_on_keys_without_ttl() {
+    if !RedisServer::available() {
+        return;
+    }
+    let s = RedisServer::start(&[]).unwrap();
+    fill(&s, "user", 300);
+    fill(&s, "other", 50);
+    s.cli(&["EXPIRE", "user:0", "10"]).unwrap();
+    let rules = Rules::compile(&[RuleConfig {
+        table: "app.users".into(),
+        keys: vec!["user:{id}".into()],
+        columns: None,
+        double_delete: Default::default(),
+        ttl_backstop: crate::duration::HumanDuration::parse("1h").unwrap(),
+    }])
+    .unwrap();
+    let client = redis::Client::open(s.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let started = Instant::now();
+    let r = sweep(
+        &mut conn,
+        &rules,
+        SweepConfig {
+            max_keys_per_sec: 1000,
+            page: 100,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.scanned, 300);
+    assert_eq!(r.fixed, 299, "user:0 kept its own TTL");
+    // 300 keys at 1000 keys/s: the rate limit held it to >= ~0.3 s.
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    let ttl0: i64 = s.cli(&["TTL", "user:0"]).unwrap().trim().parse().unwrap();
+    assert!(ttl0 <= 10);
+    assert!(
+        s.cli(&["TTL", "user:7"])
+            .unwrap()
+            .trim()
+            .parse::<i64>()
+            .unwrap()
+            > 3500
+    );
+    assert_eq!(s.cli(&["TTL", "other:1"]).unwrap().trim(), "-1");
+    let again = sweep(&mut conn, &rules, SweepConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(again.fixed, 0);
+}

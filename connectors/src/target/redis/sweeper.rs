@@ -1,0 +1,88 @@
+//! TTL backstop for external Redis: SCAN each rule's key globs and give every key
+//! without a TTL the rule's `ttl_backstop`, at a bounded rate.
+//!
+//! `EXPIRE key secs NX` (Redis 7) sets the TTL only where none exists, in the same
+//! command that checks it, so a TTL the application sets meanwhile is never
+//! overwritten. On a cluster, run one sweep per master node.
+
+use crate::rules::Rules;
+use std::time::{Duration, Instant};
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Keys SCAN returned for the rules' globs.
+    pub scanned: u64,
+    /// Keys that had no TTL and got the backstop.
+    pub fixed: u64,
+}
+
+/// Sweep settings.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepConfig {
+    /// Keys examined per second at most.
+    pub max_keys_per_sec: u64,
+    /// SCAN's COUNT hint.
+    pub page: usize,
+}
+
+impl Default for SweepConfig {
+    fn default() -> Self {
+        SweepConfig {
+            max_keys_per_sec: 10_000,
+            page: 500,
+        }
+    }
+}
+
+/// One pass over every rule with a backstop, on one node.
+pub async fn sweep<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    rules: &Rules,
+    cfg: SweepConfig,
+) -> redis::RedisResult<SweepReport> {
+    let mut report = SweepReport::default();
+    let started = Instant::now();
+    for (glob, ttl) in rules.backstops() {
+        let secs = ttl.as_secs().max(1);
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&glob)
+                .arg("COUNT")
+                .arg(cfg.page)
+                .query_async(conn)
+                .await?;
+            if !keys.is_empty() {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.cmd("EXPIRE").arg(k).arg(secs).arg("NX");
+                }
+                let set: Vec<i64> = pipe.query_async(conn).await?;
+                report.scanned += keys.len() as u64;
+                report.fixed += set.iter().filter(|&&n| n == 1).count() as u64;
+                // Rate limit: never run ahead of max_keys_per_sec since the start.
+                let due = Duration::from_secs_f64(
+                    report.scanned as f64 / cfg.max_keys_per_sec.max(1) as f64,
+                );
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+    }
+    if report.fixed > 0 {
+        tracing::info!(
+            fixed = report.fixed,
+            scanned = report.scanned,
+            "TTL backstop applied"
+        );
+    }
+    Ok(report)
+}
