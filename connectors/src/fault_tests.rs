@@ -117,6 +117,25 @@ pub(crate) async fn wait_for(mut f: impl FnMut() -> bool, secs: u64) {
     }
 }
 
+/// Waits until the checkpoint reaches `want`: the pipeline has processed every fed
+/// transaction (stopping earlier would leave fed transactions unprocessed, which is a
+/// premature stop, not a lost delete).
+pub(crate) async fn wait_checkpoint(cp: &FileCheckpointStore, want: Position, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Ok(Some(c)) = cp.load().await {
+            if c.position == want {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "checkpoint never reached {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 type RunningPipeline = (
     mpsc::UnboundedSender<Transaction>,
     oneshot::Sender<()>,
@@ -200,6 +219,7 @@ async fn target_killed_for_10s_during_load_loses_nothing() {
     // The outage's deletes went to the queue.
     assert!(q.stats().enqueued > 0, "{:?}", q.stats());
     wait_for(|| q.depth() == 0, 60).await;
+    wait_checkpoint(&cp, pos(N - 1), 60).await;
     let _ = stop.send(());
     task.await.unwrap().unwrap();
     assert_eq!(lost(&s, 0..N), 0, "lost deletes");
@@ -254,6 +274,7 @@ async fn target_slower_than_batch_timeout_loses_nothing() {
         feed.send(tx(n, n)).unwrap();
     }
     wait_for(|| q.depth() == 0 && q.stats().enqueued >= 20, 30).await;
+    wait_checkpoint(&cp, pos(N - 1), 60).await;
     let _ = stop.send(());
     task.await.unwrap().unwrap();
     assert_eq!(lost(&s, 0..N), 0, "lost deletes");
