@@ -25,12 +25,23 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Transactions read ahead of the applier.
 const READ_AHEAD: usize = 256;
 
+/// Seconds from a commit to `now`. Binlog commit times are whole seconds, so the
+/// commit happened in `[ts, ts + 1)` and, being received at `received`, no later
+/// than that: the lower bound `now - min(ts + 1, received)` is exact to within a
+/// second, and is not inflated by up to a second for changes applied in real time.
+fn lag_since(ts: u32, received: f64, now: f64) -> f64 {
+    (now - (f64::from(ts) + 1.0).min(received)).max(0.0)
+}
+
 fn now_secs() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
+
+/// (commit time, arrival time) of transactions read but not applied yet.
+type Queue = VecDeque<(u32, f64)>;
 
 /// What the admin server and the metrics read about the pipeline.
 #[derive(Debug, Default)]
@@ -42,8 +53,11 @@ pub struct PipelineState {
 #[derive(Debug, Default)]
 struct Inner {
     stats: PipelineStats,
-    /// Commit times of transactions read but not applied yet, oldest first.
-    queued: VecDeque<u32>,
+    /// Commit times and arrival times of transactions read but not applied yet,
+    /// oldest first.
+    queued: Queue,
+    /// Lag of the last applied transaction (see [`lag_since`]).
+    lag: f64,
     /// Wall-clock seconds of the last checkpoint write (or of the one loaded).
     checkpoint_saved_at: f64,
     /// The error that stopped the pipeline.
@@ -55,8 +69,9 @@ struct Inner {
 pub struct Snapshot {
     /// Counters of the applier.
     pub stats: PipelineStats,
-    /// Seconds from commit to deletes applied; while transactions wait, the age of
-    /// the oldest waiting one.
+    /// Seconds from commit to deletes applied for the last transaction (a lower bound
+    /// exact to within 1 s, see `lag_since`); while transactions wait, the age of the
+    /// oldest waiting one.
     pub lag_seconds: f64,
     /// A binlog stream is open.
     pub connected: bool,
@@ -75,18 +90,18 @@ pub struct Snapshot {
 impl PipelineState {
     /// A copy of the current state.
     pub fn snapshot(&self) -> Snapshot {
-        let (stats, oldest, saved, failed) = match self.inner.lock() {
+        let (stats, oldest, saved, failed, mut lag) = match self.inner.lock() {
             Ok(g) => (
                 g.stats.clone(),
                 g.queued.front().copied(),
                 g.checkpoint_saved_at,
                 g.failed.clone(),
+                g.lag,
             ),
             Err(_) => Default::default(),
         };
-        let mut lag = stats.lag_seconds;
-        if let Some(ts) = oldest {
-            lag = lag.max(now_secs() - f64::from(ts));
+        if let Some((ts, received)) = oldest {
+            lag = lag.max(lag_since(ts, received, now_secs()));
         }
         let probe = self.probe.get();
         Snapshot {
@@ -184,7 +199,7 @@ async fn run_inner(
 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Transaction, SourceError>>(READ_AHEAD);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let queued = |f: &dyn Fn(&mut VecDeque<u32>)| state.update(|g| f(&mut g.queued));
+    let queued = |f: &dyn Fn(&mut Queue)| state.update(|g| f(&mut g.queued));
     let reader = {
         async move {
             loop {
@@ -194,7 +209,8 @@ async fn run_inner(
                     r = source.next_transaction() => {
                         let fatal = r.is_err();
                         if let Ok(t) = &r {
-                            queued(&|q| q.push_back(t.timestamp));
+                            let at = now_secs();
+                            queued(&|q| q.push_back((t.timestamp, at)));
                         }
                         if tx.send(r).await.is_err() || fatal {
                             break;
@@ -223,7 +239,14 @@ async fn run_inner(
                     Some(Ok(t)) => {
                         pipe.source_mut().0 = Some(t);
                         let r = pipe.step().await;
-                        queued(&|q| { q.pop_front(); });
+                        let now = now_secs();
+                        state.update(|g| {
+                            if let Some((ts, received)) = g.queued.pop_front() {
+                                if r.is_ok() {
+                                    g.lag = lag_since(ts, received, now);
+                                }
+                            }
+                        });
                         state.publish(pipe.stats());
                         if let Err(e) = r {
                             break Err(e.into());
@@ -263,4 +286,18 @@ async fn run_inner(
         "pipeline stopped"
     );
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lag_since;
+
+    #[test]
+    fn lag_is_a_lower_bound_within_a_second() {
+        // Received right after the commit, applied 2 ms later: not 0.5 s.
+        assert!((lag_since(100, 100.5, 100.502) - 0.002).abs() < 1e-9);
+        // A backlog: committed at 100, read at 160, applied at 160.1.
+        assert!((lag_since(100, 160.0, 160.1) - 59.1).abs() < 1e-9);
+        assert_eq!(lag_since(100, 99.0, 98.0), 0.0);
+    }
 }
