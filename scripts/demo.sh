@@ -188,12 +188,11 @@ step "/metrics (binlog)"
 http /metrics | grep -E '^coherent_(binlog_lag_seconds|binlog_events_total|invalidations_total|checkpoint_timestamp_seconds|reconnects_total) '
 
 if [ "$KEEP" = 1 ]; then
-  cat <<MSG
-
-coherent keeps running (Ctrl-C stops everything):
-  redis-cli -p $PORT                                    # the cache
-  mariadb -uroot -S $MARIADB_SOCK app                   # the database
-  curl -s 127.0.0.1:$ADMIN_PORT/status                  # /readyz /metrics too
-MSG
+  echo
+  echo "coherent keeps running (Ctrl-C stops everything):"
+  printf '  %-58s # %s\n' \
+    "redis-cli -p $PORT" "the cache" \
+    "mariadb -uroot -S $MARIADB_SOCK app" "the database" \
+    "curl -s 127.0.0.1:$ADMIN_PORT/status" "also /readyz, /metrics"
   wait "$COHERENT_PID"
 fi
