@@ -118,6 +118,9 @@ fn serve(
             .await
             .with_context(|| format!("cannot listen on {}", cfg.engine.listen))?;
         let addr = server.local_addr()?;
+        // Handlers are installed now, before any "listening" line is printed: a
+        // SIGTERM sent right after it must stop us gracefully, not kill us.
+        let signals = shutdown_signals()?;
         let engine = server.engine();
         let telemetry = std::sync::Arc::new(telemetry::Telemetry::new()?);
         telemetry.observe_engine(engine.clone());
@@ -170,7 +173,7 @@ fn serve(
         let stop = engine.clone();
         server
             .run(async move {
-                engine::server::os_signal().await;
+                signals.await;
                 stop.shared().trigger_shutdown();
             })
             .await?;
@@ -181,5 +184,18 @@ fn serve(
         }
         tracing::info!("shut down");
         Ok(())
+    })
+}
+
+/// SIGTERM or SIGINT, with the handlers registered when this is called.
+fn shutdown_signals() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     })
 }
