@@ -19,10 +19,13 @@ mariadb_start() {
   MARIADB_DIR=$(mktemp -d /tmp/coherent-mariadb.XXXXXX)
   MARIADB_SOCK=$MARIADB_DIR/sock
   MARIADB_PORT=$port
+  # Own tmpdir: mariadbd clears stray #sql* files in its tmpdir when it starts.
+  mkdir -p "$MARIADB_DIR/tmp"
   mariadb-install-db --no-defaults --user=root --datadir="$MARIADB_DIR/data" \
+    --tmpdir="$MARIADB_DIR/tmp" \
     --auth-root-authentication-method=normal >"$MARIADB_DIR/install.log" 2>&1
   PATH=$PATH:/usr/sbin mariadbd --no-defaults --user=root --datadir="$MARIADB_DIR/data" \
-    --socket="$MARIADB_SOCK" --pid-file="$MARIADB_DIR/pid" --port="$port" \
+    --socket="$MARIADB_SOCK" --tmpdir="$MARIADB_DIR/tmp" --pid-file="$MARIADB_DIR/pid" --port="$port" \
     --bind-address=127.0.0.1 --server-id=1 --log-bin="$MARIADB_DIR/data/bin" \
     --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
     --character-set-server=utf8mb4 --log-error="$MARIADB_DIR/err.log" &

@@ -1,7 +1,9 @@
 //! `coherent`: the sidecar binary.
 
 mod admin;
+mod check;
 mod config;
+mod pipeline;
 mod telemetry;
 
 use anyhow::{Context, Result};
@@ -36,6 +38,13 @@ enum Command {
         #[arg(long)]
         admin_listen: Option<String>,
     },
+    /// Verify the MySQL prerequisites of a config: binlog settings, grants, rule tables
+    /// and columns. Exit status 0 only when every check passes.
+    Check {
+        /// Config file (TOML).
+        #[arg(long, short, env = "COHERENT_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -65,7 +74,9 @@ fn run() -> Result<()> {
             requirepass,
             admin_listen,
         } => {
-            let mut cfg = config::Config::load(config.as_deref())?;
+            let loaded = config::Config::load(config.as_deref())?;
+            let connector = loaded.connector;
+            let mut cfg = loaded.config;
             if let Some(l) = listen {
                 cfg.engine.listen = l;
             }
@@ -75,12 +86,29 @@ fn run() -> Result<()> {
             if let Some(a) = admin_listen {
                 cfg.admin.listen = a;
             }
-            serve(cfg)
+            serve(cfg, connector)
+        }
+        Command::Check { config } => {
+            let loaded = config::Config::load(Some(&config))?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let name = config.display().to_string();
+            if rt.block_on(check::run(&loaded, &name)) {
+                Ok(())
+            } else {
+                // The checks printed what failed; exit 1 without another message.
+                std::process::exit(1);
+            }
         }
     }
 }
 
-fn serve(cfg: config::Config) -> Result<()> {
+fn serve(
+    cfg: config::Config,
+    connector: Option<(connectors::ConnectorConfig, connectors::rules::Rules)>,
+) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -90,15 +118,26 @@ fn serve(cfg: config::Config) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", cfg.engine.listen))?;
         let addr = server.local_addr()?;
+        // Handlers are installed now, before any "listening" line is printed: a
+        // SIGTERM sent right after it must stop us gracefully, not kill us.
+        let signals = shutdown_signals()?;
         let engine = server.engine();
         let telemetry = std::sync::Arc::new(telemetry::Telemetry::new()?);
         telemetry.observe_engine(engine.clone());
+        let pipeline_state = connector
+            .as_ref()
+            .map(|_| std::sync::Arc::new(pipeline::PipelineState::default()));
+        if let Some(p) = &pipeline_state {
+            telemetry.observe_pipeline(p.clone());
+        }
         if !cfg.admin.listen.is_empty() {
             let state = admin::AdminState {
                 engine: engine.clone(),
                 engine_addr: addr.to_string(),
                 telemetry: telemetry.clone(),
                 started: std::time::Instant::now(),
+                pipeline: pipeline_state.clone(),
+                ready_max_lag_secs: cfg.admin.ready_max_lag_secs,
             };
             let e = engine.clone();
             let admin_addr = admin::serve(&cfg.admin.listen, state, async move {
@@ -111,14 +150,52 @@ fn serve(cfg: config::Config) -> Result<()> {
         tracing::info!(%addr, "engine ready to accept connections");
         // A line on stdout that scripts and tests can wait for.
         println!("coherent: engine listening on {addr}");
+        // The pipeline runs until the engine shuts down (SIGTERM, SIGINT, SHUTDOWN),
+        // then flushes its checkpoint; if it fails first, it shuts the engine down and
+        // the process exits non-zero with its error.
+        let pipeline_task = match (connector, pipeline_state) {
+            (Some((cc, rules)), Some(state)) => {
+                let e = engine.clone();
+                let stop = engine.clone();
+                Some(tokio::spawn(async move {
+                    let r = pipeline::run(cc, rules, e.clone(), state, async move {
+                        stop.shutdown_requested().await
+                    })
+                    .await;
+                    if r.is_err() {
+                        e.shared().trigger_shutdown();
+                    }
+                    r
+                }))
+            }
+            _ => None,
+        };
         let stop = engine.clone();
         server
             .run(async move {
-                engine::server::os_signal().await;
+                signals.await;
                 stop.shared().trigger_shutdown();
             })
             .await?;
+        if let Some(task) = pipeline_task {
+            task.await
+                .context("the pipeline task panicked")?
+                .context("binlog pipeline stopped")?;
+        }
         tracing::info!("shut down");
         Ok(())
+    })
+}
+
+/// SIGTERM or SIGINT, with the handlers registered when this is called.
+fn shutdown_signals() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     })
 }

@@ -71,3 +71,57 @@ impl Telemetry {
         String::from_utf8_lossy(&out).into_owned()
     }
 }
+
+impl Telemetry {
+    /// Observes the binlog pipeline's state.
+    pub fn observe_pipeline(&self, state: std::sync::Arc<crate::pipeline::PipelineState>) {
+        let s = state.clone();
+        self.meter
+            .f64_observable_gauge("coherent_binlog_lag_seconds")
+            .with_description("Seconds from a transaction's commit to its deletes landing (the oldest waiting transaction's age while some wait)")
+            .with_callback(move |o| o.observe(s.snapshot().lag_seconds, &[]))
+            .build();
+        let s = state.clone();
+        self.meter
+            .u64_observable_gauge("coherent_binlog_connected")
+            .with_description("1 while a binlog stream is open")
+            .with_callback(move |o| o.observe(u64::from(s.snapshot().connected), &[]))
+            .build();
+        let s = state.clone();
+        self.meter
+            .u64_observable_counter("coherent_binlog_events")
+            .with_description("Binlog events received")
+            .with_callback(move |o| o.observe(s.snapshot().events, &[]))
+            .build();
+        let s = state.clone();
+        self.meter
+            .u64_observable_counter("coherent_binlog_transactions")
+            .with_description("Transactions whose deletes were applied")
+            .with_callback(move |o| o.observe(s.snapshot().stats.transactions, &[]))
+            .build();
+        let s = state.clone();
+        self.meter
+            .u64_observable_counter("coherent_binlog_rows")
+            .with_description("Row changes processed")
+            .with_callback(move |o| o.observe(s.snapshot().stats.rows, &[]))
+            .build();
+        let s = state.clone();
+        self.meter
+            .u64_observable_counter("coherent_invalidations")
+            .with_description("Cache keys deleted (distinct per transaction)")
+            .with_callback(move |o| o.observe(s.snapshot().stats.invalidations, &[]))
+            .build();
+        let s = state.clone();
+        self.meter
+            .f64_observable_gauge("coherent_checkpoint_timestamp_seconds")
+            .with_description("Unix time the checkpoint was last written (0: none yet)")
+            .with_callback(move |o| o.observe(s.snapshot().checkpoint_saved_at, &[]))
+            .build();
+        let s = state;
+        self.meter
+            .u64_observable_counter("coherent_reconnects")
+            .with_description("Reconnects to MySQL after a failure")
+            .with_callback(move |o| o.observe(s.snapshot().reconnects, &[]))
+            .build();
+    }
+}

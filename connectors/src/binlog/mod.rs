@@ -8,6 +8,7 @@
 pub mod config;
 pub mod decode;
 pub mod position;
+pub mod probe;
 pub mod schema;
 pub mod source;
 
@@ -17,6 +18,7 @@ mod integration_tests;
 pub use config::MysqlConfig;
 pub use decode::{Cell, ChangeKind, DecodeError};
 pub use position::{MariadbGtid, MariadbGtidState, Position, StartPosition};
+pub use probe::SourceProbe;
 pub use schema::Row;
 pub use source::{BinlogSource, SourceError, SourceStats};
 

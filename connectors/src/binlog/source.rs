@@ -9,11 +9,13 @@
 use super::config::MysqlConfig;
 use super::decode::{DecodeError, Decoded, Decoder, TableFilter};
 use super::position::{MariadbGtidState, Position, StartPosition};
+use super::probe::SourceProbe;
 use super::schema::{InfoSchema, SchemaCache, SchemaError};
 use super::{RowChange, Transaction};
 use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts, Pool};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// MySQL/MariaDB error: the requested binlog position or GTID is not available.
@@ -137,6 +139,8 @@ pub struct BinlogSource {
     /// `select!` elsewhere won), the stream sits mid-transaction and must be
     /// re-opened from the last delivered position.
     reading: bool,
+    /// Counters readable from other tasks while this source is busy.
+    probe: Arc<SourceProbe>,
 }
 
 impl std::fmt::Debug for BinlogSource {
@@ -170,6 +174,7 @@ impl BinlogSource {
             stats: SourceStats::default(),
             is_mariadb: false,
             reading: false,
+            probe: Arc::default(),
         })
     }
 
@@ -184,6 +189,12 @@ impl BinlogSource {
         let mut s = self.stats.clone();
         s.schema_lookups = self.schema.lookups;
         s
+    }
+
+    /// A live view of connection state and counters, readable while the source is
+    /// streaming or reconnecting.
+    pub fn probe(&self) -> Arc<SourceProbe> {
+        self.probe.clone()
     }
 
     /// The position the next connection would start from.
@@ -214,6 +225,7 @@ impl BinlogSource {
                     Ok(()) => {
                         if failures > 0 {
                             self.stats.reconnects += 1;
+                            self.probe.reconnected();
                         }
                         continue;
                     }
@@ -223,6 +235,7 @@ impl BinlogSource {
             match res {
                 Ok(t) => return Ok(t),
                 Err(e) if e.is_retryable() => {
+                    self.probe.error(&e);
                     self.disconnect().await;
                     failures += 1;
                     if self.backoff.max_attempts != 0 && failures >= self.backoff.max_attempts {
@@ -233,6 +246,7 @@ impl BinlogSource {
                     delay = (delay * 2).min(self.backoff.max);
                 }
                 Err(e) => {
+                    self.probe.error(&e);
                     self.disconnect().await;
                     return Err(e);
                 }
@@ -250,6 +264,7 @@ impl BinlogSource {
 
     /// Closes the stream (the next call reconnects).
     pub async fn disconnect(&mut self) {
+        self.probe.set_connected(false);
         if let Some(live) = self.live.take() {
             // Closing a broken stream fails; that is fine, the socket is gone either way.
             let _ = tokio::time::timeout(Duration::from_secs(2), live.stream.close()).await;
@@ -314,6 +329,7 @@ impl BinlogSource {
             // Later reconnects resume from where this first connection started.
             self.resume = Some(start.clone());
         }
+        self.probe.set_connected(true);
         self.live = Some(Live {
             stream,
             decoder: Decoder::new(start, self.filter.clone()),
@@ -397,6 +413,7 @@ impl BinlogSource {
                 Ok(Some(Ok(ev))) => ev,
             };
             self.stats.events += 1;
+            self.probe.event();
             events += 1;
             match live.decoder.decode(&next, None)? {
                 Decoded::Rows(raw) => {

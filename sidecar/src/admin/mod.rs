@@ -15,13 +15,32 @@ use std::sync::Arc;
 pub struct AdminConfig {
     /// Where the admin server listens; empty turns it off.
     pub listen: String,
+    /// `/readyz` fails while the binlog lag is above this many seconds.
+    pub ready_max_lag_secs: f64,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: "127.0.0.1:9180".into(),
+            ready_max_lag_secs: 10.0,
         }
+    }
+}
+
+impl AdminConfig {
+    /// Checks values serde accepts but the sidecar cannot use: `(key, reason)`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !(self.ready_max_lag_secs.is_finite() && self.ready_max_lag_secs > 0.0) {
+            return Err((
+                "ready_max_lag_secs",
+                format!(
+                    "must be a positive number of seconds, not {}",
+                    self.ready_max_lag_secs
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -32,6 +51,10 @@ pub struct AdminState {
     pub engine_addr: String,
     pub telemetry: Arc<Telemetry>,
     pub started: std::time::Instant,
+    /// The binlog pipeline, when `[mysql]` is configured.
+    pub pipeline: Option<Arc<crate::pipeline::PipelineState>>,
+    /// `[admin] ready_max_lag_secs`.
+    pub ready_max_lag_secs: f64,
 }
 
 /// The router, separate from binding so tests can serve it on any listener.
@@ -70,12 +93,62 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
-    // The engine is ready once it accepts commands; the binlog pipeline adds its own
-    // condition (connected, lag under threshold) when it runs.
-    match s.engine.execute(0, vec!["PING".into()]) {
-        engine::Reply::Simple("PONG") => (StatusCode::OK, "ready\n"),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "engine not answering\n"),
+    // Ready = the engine answers AND (with a pipeline) the binlog is connected and
+    // its lag is under the threshold: a cache that misses invalidations is not ready.
+    let unavailable = |msg: String| (StatusCode::SERVICE_UNAVAILABLE, msg);
+    if !matches!(
+        s.engine.execute(0, vec!["PING".into()]),
+        engine::Reply::Simple("PONG")
+    ) {
+        return unavailable("engine not answering\n".into());
     }
+    if let Some(p) = &s.pipeline {
+        let snap = p.snapshot();
+        if let Some(e) = snap.failed {
+            return unavailable(format!("pipeline stopped: {e}\n"));
+        }
+        if !snap.connected {
+            let why = snap.last_error.unwrap_or_else(|| "connecting".into());
+            return unavailable(format!("binlog not connected: {why}\n"));
+        }
+        if snap.lag_seconds > s.ready_max_lag_secs {
+            return unavailable(format!(
+                "binlog lag {:.3} s is over ready_max_lag_secs = {}\n",
+                snap.lag_seconds, s.ready_max_lag_secs
+            ));
+        }
+    }
+    (StatusCode::OK, "ready\n".to_string())
+}
+
+fn position_json(p: &Option<connectors::binlog::Position>) -> serde_json::Value {
+    match p {
+        Some(p) => serde_json::json!({
+            "file": p.file,
+            "pos": p.pos,
+            "gtid": p.mariadb_gtid.to_string(),
+        }),
+        None => serde_json::Value::Null,
+    }
+}
+
+fn pipeline_json(p: &crate::pipeline::PipelineState) -> serde_json::Value {
+    let s = p.snapshot();
+    serde_json::json!({
+        "state": if s.failed.is_some() { "failed" } else if s.connected { "streaming" } else { "connecting" },
+        "connected": s.connected,
+        "position": position_json(&s.stats.applied),
+        "gtid": s.stats.applied.as_ref().map(|p| p.mariadb_gtid.to_string()),
+        "lag_seconds": s.lag_seconds,
+        "transactions": s.stats.transactions,
+        "rows": s.stats.rows,
+        "invalidations": s.stats.invalidations,
+        "events": s.events,
+        "reconnects": s.reconnects,
+        "checkpoint": position_json(&s.stats.checkpointed),
+        "checkpoint_saved_at": s.checkpoint_saved_at,
+        "last_error": s.last_error,
+    })
 }
 
 async fn status(State(s): State<AdminState>) -> Json<serde_json::Value> {
@@ -90,6 +163,7 @@ async fn status(State(s): State<AdminState>) -> Json<serde_json::Value> {
     };
     Json(serde_json::json!({
         "uptime_seconds": s.started.elapsed().as_secs(),
+        "binlog": s.pipeline.as_deref().map(pipeline_json),
         "engine": {
             "listen": s.engine_addr,
             "keys": keys,

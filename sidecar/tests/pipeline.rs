@@ -1,0 +1,738 @@
+//! The `coherent` binary with a `[mysql]` config against a private MariaDB (started by
+//! `connectors::testing`, own port and datadir, stopped by PID): keys of changed rows
+//! disappear, `kill -9` mid-stream loses no transaction, `/readyz` follows the binlog
+//! connection, `/metrics` has the binlog metrics, fatal pipeline errors exit non-zero,
+//! and `coherent check` reports what is wrong.
+
+use connectors::testing::{MariaDb, MariaDbOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn mariadb(opts: MariaDbOptions) -> MariaDb {
+    assert!(
+        MariaDb::available(),
+        "mariadbd is not installed: run scripts/install-deps.sh"
+    );
+    MariaDb::start(opts).expect("start private mariadbd")
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "coherent-it-{name}-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("tmp dir");
+    d
+}
+
+/// The example schema from migrations/, plus a log table tests use as a sentinel.
+fn schema(db: &MariaDb) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("migrations/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    for f in files {
+        db.sql(&std::fs::read_to_string(&f).expect("read migration"))
+            .expect("apply migration");
+    }
+    db.sql("CREATE TABLE app.log (seq INT PRIMARY KEY)")
+        .expect("log table");
+}
+
+const RULES: &str = r#"
+[[rules]]
+table = "app.users"
+keys = ["user:{id}", "user:email:{email}"]
+
+[[rules]]
+table = "app.orders"
+keys = ["order:{id}", "user:{user_id}:orders"]
+
+[[rules]]
+table = "app.log"
+keys = ["log:{seq}"]
+"#;
+
+fn write_config(dir: &Path, url: &str, rules: &str) -> PathBuf {
+    let p = dir.join("coherent.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"[engine]
+listen = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+ready_max_lag_secs = 10
+
+[mysql]
+url = "{url}"
+server_id = 64001
+start = "current"
+heartbeat_secs = 1
+
+[checkpoint]
+store = "file"
+path = "{cp}"
+interval_ms = 100
+
+[target]
+kind = "embedded"
+{rules}"#,
+            cp = dir.join("coherent.checkpoint").display()
+        ),
+    )
+    .expect("write config");
+    p
+}
+
+struct Sidecar {
+    child: Child,
+    engine: String,
+    admin: String,
+    stderr: PathBuf,
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sidecar {
+    fn start(config: &Path) -> Sidecar {
+        let stderr = config.with_extension(format!("{}.log", Instant::now().elapsed().as_nanos()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_coherent"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--config",
+            ])
+            .arg(config)
+            .env("COHERENT_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("log file"))
+            .spawn()
+            .expect("spawn coherent");
+        let out = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(out).lines();
+        let (mut engine, mut admin) = (String::new(), String::new());
+        while engine.is_empty() {
+            let line = match lines.next() {
+                Some(Ok(l)) => l,
+                _ => panic!(
+                    "coherent exited early: {}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                ),
+            };
+            if let Some(a) = line.strip_prefix("coherent: admin listening on ") {
+                admin = a.to_string();
+            }
+            if let Some(a) = line.strip_prefix("coherent: engine listening on ") {
+                engine = a.to_string();
+            }
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Sidecar {
+            child,
+            engine,
+            admin,
+            stderr,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        http_get(&self.admin, path)
+    }
+
+    fn wait_ready(&self, within: Duration) {
+        let ok = wait_until(within, || self.get("/readyz").0 == 200);
+        assert!(ok, "not ready: {:?}\n{}", self.get("/readyz"), self.log());
+    }
+
+    /// Waits for the process to exit on its own.
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "coherent did not exit: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+}
+
+fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    if write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return (0, String::new());
+    }
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (code, body)
+}
+
+/// A minimal RESP client: commands as arrays of bulk strings, replies as text.
+struct Resp {
+    r: BufReader<TcpStream>,
+}
+
+impl Resp {
+    fn connect(addr: &str) -> Resp {
+        let s = TcpStream::connect(addr).expect("connect engine");
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        Resp {
+            r: BufReader::new(s),
+        }
+    }
+
+    fn cmd(&mut self, args: &[&str]) -> String {
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.r.get_mut().write_all(out.as_bytes()).expect("write");
+        self.reply()
+    }
+
+    fn reply(&mut self) -> String {
+        let mut line = String::new();
+        self.r.read_line(&mut line).expect("read");
+        let line = line.trim_end().to_string();
+        match line.as_bytes().first() {
+            Some(b'$') => {
+                let n: i64 = line[1..].parse().expect("bulk len");
+                if n < 0 {
+                    return "(nil)".into();
+                }
+                let mut buf = vec![0; n as usize + 2];
+                self.r.read_exact(&mut buf).expect("bulk");
+                String::from_utf8_lossy(&buf[..n as usize]).into_owned()
+            }
+            Some(b'*') => {
+                let n: i64 = line[1..].parse().expect("array len");
+                (0..n.max(0))
+                    .map(|_| self.reply())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+            _ => line,
+        }
+    }
+
+    fn set(&mut self, key: &str) {
+        assert_eq!(self.cmd(&["SET", key, "cached"]), "+OK");
+    }
+
+    fn exists(&mut self, key: &str) -> bool {
+        self.cmd(&["EXISTS", key]) == ":1"
+    }
+}
+
+/// Sets `log:{seq}` and inserts that row, then waits until the key is gone: every
+/// transaction committed before it has then been applied.
+fn sync(db: &MariaDb, c: &mut Resp, seq: u32) {
+    let key = format!("log:{seq}");
+    c.set(&key);
+    db.sql(&format!("INSERT INTO app.log VALUES ({seq})"))
+        .expect("sentinel");
+    assert!(
+        wait_until(Duration::from_secs(30), || !c.exists(&key)),
+        "{key} not invalidated within 30 s"
+    );
+}
+
+#[test]
+fn invalidates_keys_of_inserted_updated_and_deleted_rows() {
+    let db = mariadb(MariaDbOptions::default());
+    schema(&db);
+    db.sql(
+        "INSERT INTO app.users (id, email, name) VALUES (1, 'a@x', 'A'), (2, 'b@x', 'B'), (3, 'c@x', 'C'), (5, 'e@x', 'E');
+         INSERT INTO app.orders (id, user_id, total) VALUES (10, 1, 5.00);",
+    )
+    .expect("seed");
+    let dir = tmpdir("basic");
+    let cfg = write_config(&dir, &db.url(), RULES);
+    let s = Sidecar::start(&cfg);
+    s.wait_ready(Duration::from_secs(30));
+    let mut c = Resp::connect(&s.engine);
+    let all = [
+        "user:1",
+        "user:email:a@x",
+        "user:email:new@x",
+        "user:2",
+        "user:email:b@x",
+        "user:3",
+        "user:email:c@x",
+        "user:4",
+        "user:email:d@x",
+        "order:10",
+        "order:11",
+        "user:1:orders",
+        "user:5",
+        "user:email:e@x",
+        "unrelated",
+    ];
+    for k in all {
+        c.set(k);
+    }
+    db.sql(
+        "UPDATE app.users SET email = 'new@x' WHERE id = 1;
+         UPDATE app.users SET name = 'Bee' WHERE id = 2;
+         DELETE FROM app.users WHERE id = 3;
+         INSERT INTO app.users (id, email, name) VALUES (4, 'd@x', 'D');
+         BEGIN; UPDATE app.orders SET status = 'paid' WHERE id = 10; INSERT INTO app.orders (id, user_id, total) VALUES (11, 1, 7.50); COMMIT;
+         BEGIN; DELETE FROM app.users WHERE id = 5; ROLLBACK;",
+    )
+    .expect("writes");
+    sync(&db, &mut c, 1);
+    for gone in &all[..12] {
+        assert!(!c.exists(gone), "{gone} should be invalidated");
+    }
+    for kept in &all[12..] {
+        assert!(
+            c.exists(kept),
+            "{kept} should be kept (rolled back / unrelated)"
+        );
+    }
+    let (code, status) = s.get("/status");
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&status).expect("status json");
+    let b = &v["binlog"];
+    assert_eq!(b["state"], "streaming", "{status}");
+    assert!(b["transactions"].as_u64().unwrap_or(0) >= 6, "{status}");
+    assert!(b["invalidations"].as_u64().unwrap_or(0) >= 12, "{status}");
+    assert!(
+        b["position"]["file"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("bin."),
+        "{status}"
+    );
+    assert!(!b["gtid"].as_str().unwrap_or("").is_empty(), "{status}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Transaction `seq` of the write load updates these users (deterministic).
+fn users_of(seq: u32) -> [u32; 2] {
+    [seq * 7 % 50 + 1, seq * 13 % 50 + 1]
+}
+
+const LOAD: u32 = 1000;
+
+fn gtid_binlog_pos(db: &MariaDb) -> String {
+    db.sql("SELECT @@GLOBAL.gtid_binlog_pos")
+        .expect("gtid")
+        .trim()
+        .to_string()
+}
+
+fn checkpoint_gtid(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    v["position"]["mariadb_gtid"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn kill_9_mid_stream_then_restart_loses_no_transaction() {
+    let mut db = mariadb(MariaDbOptions::default());
+    schema(&db);
+    let users: String = (1..=50)
+        .map(|i| format!("({i}, 'u{i}@x', 'U{i}')"))
+        .collect::<Vec<_>>()
+        .join(",");
+    db.sql(&format!(
+        "INSERT INTO app.users (id, email, name) VALUES {users}"
+    ))
+    .expect("seed");
+    let dir = tmpdir("kill9");
+    let cfg = write_config(&dir, &db.url(), RULES);
+    let cp = dir.join("coherent.checkpoint");
+
+    let mut a = Sidecar::start(&cfg);
+    a.wait_ready(Duration::from_secs(30));
+    let load: String = (1..=LOAD)
+        .map(|seq| {
+            let [x, y] = users_of(seq);
+            format!(
+                "BEGIN; UPDATE app.users SET visits = visits + 1 WHERE id IN ({x}, {y}); INSERT INTO app.log VALUES ({seq}); COMMIT;"
+            )
+        })
+        .collect();
+    let writer = {
+        let url_sock = db.dir().join("sock");
+        std::thread::spawn(move || {
+            let out = Command::new("mariadb")
+                .args(["--no-defaults", "-uroot"])
+                .arg(format!("--socket={}", url_sock.display()))
+                .arg("-e")
+                .arg(load)
+                .output()
+                .expect("run the write load");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        })
+    };
+    // Kill once the sidecar has applied part of the load.
+    let mid = wait_until(Duration::from_secs(30), || {
+        let (_, st) = a.get("/status");
+        serde_json::from_str::<serde_json::Value>(&st)
+            .ok()
+            .and_then(|v| v["binlog"]["transactions"].as_u64())
+            .unwrap_or(0)
+            >= 300
+    });
+    assert!(mid, "no progress before the kill: {}", a.log());
+    a.signal("-KILL");
+    a.wait_exit(Duration::from_secs(10));
+    writer.join().expect("writer");
+    let at_kill = std::fs::read_to_string(&cp).expect("a checkpoint was written before the kill");
+
+    // Hold MariaDB down while the new sidecar starts and the cache is refilled with a
+    // key for every row, as if it had been filled before the crash.
+    db.stop().expect("stop mariadb");
+    let b = Sidecar::start(&cfg);
+    let (code, body) = b.get("/readyz");
+    assert_eq!(code, 503, "not ready while MariaDB is down: {body}");
+    let mut c = Resp::connect(&b.engine);
+    for i in 1..=50 {
+        c.set(&format!("user:{i}"));
+    }
+    for seq in 1..=LOAD {
+        c.set(&format!("log:{seq}"));
+    }
+    db.restart().expect("restart mariadb");
+    b.wait_ready(Duration::from_secs(60));
+    sync(&db, &mut c, LOAD + 1);
+
+    // Replay restarted at the checkpoint: the transactions after it (and perhaps a few
+    // before it, duplicates are fine) were applied again, so the log keys still
+    // present are exactly a prefix 1..=k, and everything after k is gone.
+    let present: Vec<u32> = (1..=LOAD)
+        .filter(|s| c.exists(&format!("log:{s}")))
+        .collect();
+    let k = present.len() as u32;
+    assert_eq!(
+        present,
+        (1..=k).collect::<Vec<_>>(),
+        "a transaction after the checkpoint was not replayed (checkpoint at kill: {at_kill})"
+    );
+    assert!(k < LOAD, "the kill was not mid-stream");
+    eprintln!("kill -9 after {k} of {LOAD} transactions were checkpointed");
+    // No user key survives whose row changed after the checkpoint.
+    for seq in k + 1..=LOAD {
+        for u in users_of(seq) {
+            assert!(
+                !c.exists(&format!("user:{u}")),
+                "user:{u} changed in transaction {seq} (after the checkpoint) is still cached"
+            );
+        }
+    }
+    // The checkpoint advances past every transaction once idle.
+    let end = gtid_binlog_pos(&db);
+    assert!(
+        wait_until(Duration::from_secs(10), || checkpoint_gtid(&cp) == end),
+        "checkpoint {} not at the server's {end}",
+        checkpoint_gtid(&cp)
+    );
+    let (_, status) = b.get("/status");
+    let v: serde_json::Value = serde_json::from_str(&status).expect("json");
+    assert!(
+        v["binlog"]["reconnects"].as_u64().unwrap_or(0) >= 1
+            || !v["binlog"]["last_error"].is_null(),
+        "{status}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .filter(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+                .and_then(|rest| rest.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
+#[test]
+fn readyz_follows_mariadb_and_metrics_have_sensible_values() {
+    let mut db = mariadb(MariaDbOptions::default());
+    schema(&db);
+    let dir = tmpdir("ready");
+    let cfg = write_config(&dir, &db.url(), RULES);
+    let mut s = Sidecar::start(&cfg);
+    s.wait_ready(Duration::from_secs(30));
+    let mut c = Resp::connect(&s.engine);
+    for i in 1..=20 {
+        c.set(&format!("user:{i}"));
+    }
+    let rows: String = (1..=20)
+        .map(|i| format!("INSERT INTO app.users (id, email, name) VALUES ({i}, 'u{i}@x', 'n');"))
+        .collect();
+    db.sql(&rows).expect("inserts");
+    sync(&db, &mut c, 1);
+    // The idle flush writes the checkpoint shortly after the last transaction.
+    std::thread::sleep(Duration::from_millis(400));
+    let (code, m) = s.get("/metrics");
+    assert_eq!(code, 200);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let lag = metric(&m, "coherent_binlog_lag_seconds");
+    assert!((0.0..2.0).contains(&lag), "lag {lag}");
+    assert!(
+        metric(&m, "coherent_binlog_events_total") >= 21.0 * 3.0,
+        "{m}"
+    );
+    assert!(metric(&m, "coherent_invalidations_total") >= 41.0, "{m}");
+    let cp = metric(&m, "coherent_checkpoint_timestamp_seconds");
+    assert!((now - cp).abs() < 30.0, "checkpoint time {cp} vs now {now}");
+    assert_eq!(metric(&m, "coherent_reconnects_total"), 0.0);
+
+    // MariaDB down: not ready (binlog not connected).
+    db.stop().expect("stop");
+    assert!(
+        wait_until(Duration::from_secs(15), || s.get("/readyz").0 == 503),
+        "readyz still 200 with MariaDB down"
+    );
+    let (_, body) = s.get("/readyz");
+    assert!(body.contains("binlog not connected"), "{body}");
+    assert_eq!(s.get("/healthz").0, 200, "alive though not ready");
+    // Back up: ready again, one more reconnect.
+    db.restart().expect("restart");
+    s.wait_ready(Duration::from_secs(60));
+    let (_, m) = s.get("/metrics");
+    assert!(metric(&m, "coherent_reconnects_total") >= 1.0, "{m}");
+    c.set("user:1");
+    db.sql("UPDATE app.users SET name = 'x' WHERE id = 1")
+        .expect("update");
+    assert!(wait_until(Duration::from_secs(30), || !c.exists("user:1")));
+
+    // SIGTERM: clean exit with the checkpoint at the server's last transaction.
+    let end = gtid_binlog_pos(&db);
+    s.signal("-TERM");
+    let st = s.wait_exit(Duration::from_secs(15));
+    assert!(st.success(), "exit {st}: {}", s.log());
+    assert_eq!(checkpoint_gtid(&dir.join("coherent.checkpoint")), end);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn fatal_pipeline_errors_exit_non_zero_with_the_reason() {
+    let db = mariadb(MariaDbOptions::default());
+    schema(&db);
+    let dir = tmpdir("fatal");
+    // A key on a column the table does not have stops the pipeline at that row.
+    let cfg = write_config(
+        &dir,
+        &db.url(),
+        "[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{uid}\"]\n",
+    );
+    let mut s = Sidecar::start(&cfg);
+    s.wait_ready(Duration::from_secs(30));
+    db.sql("INSERT INTO app.users (id, email, name) VALUES (1, 'a@x', 'A')")
+        .expect("insert");
+    let st = s.wait_exit(Duration::from_secs(30));
+    assert!(!st.success());
+    let log = s.log();
+    assert!(
+        log.contains("uid") && log.contains("binlog pipeline stopped"),
+        "{log}"
+    );
+
+    // A checkpoint at a binlog the server no longer has (purged).
+    let cp = dir.join("coherent.checkpoint");
+    std::fs::write(
+        &cp,
+        r#"{"position":{"file":"bin.000099","pos":4},"timestamp":0,"saved_at":0}"#,
+    )
+    .expect("write checkpoint");
+    let cfg = write_config(&dir, &db.url(), RULES);
+    let mut s = Sidecar::start(&cfg);
+    let st = s.wait_exit(Duration::from_secs(30));
+    assert!(!st.success());
+    let log = s.log();
+    assert!(log.contains("purged"), "{log}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn check(config: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_coherent"))
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .expect("run check");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn check_reports_binlog_settings_grants_tables_and_columns() {
+    let good = mariadb(MariaDbOptions::default());
+    schema(&good);
+    let dir = tmpdir("check");
+    let cfg = write_config(&dir, &good.url(), RULES);
+    let (ok, out) = check(&cfg);
+    assert!(ok, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("FAIL")).count(),
+        0,
+        "{out}"
+    );
+    for want in [
+        "log_bin is ON",
+        "binlog_format is ROW",
+        "binlog_row_image is FULL",
+        "REPLICATION SLAVE",
+        "rule app.users",
+        "rule app.log",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with("ok") && l.contains(want)),
+            "{want}: {out}"
+        );
+    }
+
+    // Missing table, missing placeholder column, misspelt watched column.
+    let cfg = write_config(
+        &dir,
+        &good.url(),
+        "[[rules]]\ntable = \"app.nope\"\nkeys = [\"n:{id}\"]\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{id}\", \"user:mail:{mail}\"]\ncolumns = [\"nmae\"]\n",
+    );
+    let (ok, out) = check(&cfg);
+    assert!(!ok, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("app.nope")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("`mail`") && l.contains("`nmae`")),
+        "{out}"
+    );
+
+    // A user without replication grants.
+    good.sql("CREATE USER weak@'%' IDENTIFIED BY 'pw'; GRANT SELECT ON app.* TO weak@'%';")
+        .expect("user");
+    let url = format!("mysql://weak:pw@127.0.0.1:{}", good.port());
+    let cfg = write_config(&dir, &url, RULES);
+    let (ok, out) = check(&cfg);
+    assert!(!ok, "{out}");
+    let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert_eq!(fails.len(), 2, "{out}");
+    assert!(
+        fails[0].contains("lacks REPLICATION SLAVE")
+            && fails[0].contains("GRANT REPLICATION SLAVE ON *.* TO 'weak'@'%'"),
+        "{out}"
+    );
+    assert!(fails[1].contains("lacks REPLICATION CLIENT"), "{out}");
+
+    // Wrong password: one FAIL saying how to fix it.
+    let cfg = write_config(
+        &dir,
+        &format!("mysql://weak:nope@127.0.0.1:{}", good.port()),
+        RULES,
+    );
+    let (ok, out) = check(&cfg);
+    assert!(
+        !ok && out.contains("FAIL  connect") && out.contains("Access denied"),
+        "{out}"
+    );
+    drop(good);
+
+    // A server without the binlog settings.
+    let bad = mariadb(MariaDbOptions {
+        extra_args: vec![
+            "--skip-log-bin".into(),
+            "--binlog-format=STATEMENT".into(),
+            "--binlog-row-image=MINIMAL".into(),
+        ],
+        ..Default::default()
+    });
+    schema(&bad);
+    let cfg = write_config(&dir, &bad.url(), RULES);
+    let (ok, out) = check(&cfg);
+    assert!(!ok, "{out}");
+    for want in [
+        "log_bin is OFF",
+        "binlog_format is STATEMENT",
+        "binlog_row_image is MINIMAL",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("FAIL") && l.contains(want)),
+            "{want}: {out}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
