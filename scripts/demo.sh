@@ -97,6 +97,7 @@ mariadb_sql -e "
 
 export COHERENT_MYSQL_URL="mysql://coherent:secret@127.0.0.1:$MYSQL_PORT"
 export COHERENT_CHECKPOINT_PATH="$WORK/coherent.checkpoint"
+export COHERENT_RETRY_PATH="$WORK/coherent.retry"
 
 step "coherent check --config examples/demo.toml"
 "$BIN" check --config examples/demo.toml

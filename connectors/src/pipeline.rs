@@ -168,6 +168,32 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
         self.retry.as_ref().map(RetryQueue::stats)
     }
 
+    /// Whether reading should pause: the retry queue is past its `max_depth`. For
+    /// callers that drive the pipeline with [`Pipeline::step`].
+    pub fn is_backpressured(&self) -> bool {
+        self.backpressured()
+    }
+
+    /// Whether second deletes wait on the timing wheel.
+    pub fn has_delayed(&self) -> bool {
+        !self.delayed.is_empty()
+    }
+
+    /// Waits for the next second deletes to come due, sends them and advances the
+    /// checkpoint past transactions they held back. For callers that drive the
+    /// pipeline with [`Pipeline::step`]: without it, second deletes would fire only
+    /// when the next transaction arrives. Cancel-safe (nothing leaves the wheel until
+    /// it is due and returned).
+    pub async fn fire_next_delayed(&mut self) -> Result<(), PipelineError> {
+        let due = self.delayed.next_batch(DELAYED_BATCH).await;
+        self.fire(due).await
+    }
+
+    /// Records a pause of reading for backpressure (for callers driving `step`).
+    pub fn note_backpressure_pause(&mut self) {
+        self.stats.backpressure_pauses += 1;
+    }
+
     fn backpressured(&self) -> bool {
         self.retry
             .as_ref()

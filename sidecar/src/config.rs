@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use connectors::binlog::config::MysqlConfigError;
 use connectors::binlog::MysqlConfig;
 use connectors::checkpoint::CheckpointConfig;
+use connectors::retry::RetryConfig;
 use connectors::rules::{RuleConfig, RuleError, Rules};
 use connectors::target::TargetConfig;
 use connectors::ConnectorConfig;
@@ -32,6 +33,8 @@ pub struct Config {
     pub target: TargetConfig,
     /// `[[rules]]`: row changes -> cache keys.
     pub rules: Vec<RuleConfig>,
+    /// `[retry]`: where deletes the target refused wait to be retried.
+    pub retry: RetryConfig,
 }
 
 /// A config file and the pipeline's compiled rules, ready to run.
@@ -167,6 +170,7 @@ impl Config {
                     checkpoint: cfg.checkpoint.clone(),
                     target: cfg.target.clone(),
                     rules: cfg.rules.clone(),
+                    retry: cfg.retry.clone(),
                 };
                 Some((cc.clone(), validate_connector(&cc, &origin)?))
             }
@@ -203,7 +207,7 @@ fn validate_connector(cc: &ConnectorConfig, origin: &Origin) -> Result<Rules> {
 }
 
 /// Sections whose keys `COHERENT_<SECTION>_<KEY>` sets.
-const SECTIONS: &[&str] = &["engine", "admin", "mysql", "checkpoint", "target"];
+const SECTIONS: &[&str] = &["engine", "admin", "mysql", "checkpoint", "target", "retry"];
 
 /// Parses an environment value as a TOML value when it is one (numbers, booleans,
 /// arrays, inline tables), as a plain string otherwise.

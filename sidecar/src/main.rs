@@ -4,6 +4,7 @@ mod admin;
 mod check;
 mod config;
 mod pipeline;
+mod sweep;
 mod telemetry;
 
 use anyhow::{Context, Result};

@@ -14,8 +14,9 @@ use connectors::binlog::decode::TableFilter;
 use connectors::binlog::{BinlogSource, Position, SourceError, SourceProbe, Transaction};
 use connectors::checkpoint::{CheckpointKind, CheckpointStore, FileCheckpointStore};
 use connectors::pipeline::TransactionSource;
+use connectors::retry::{RetryQueue, RetryStatsSnapshot};
 use connectors::rules::Rules;
-use connectors::target::EmbeddedTarget;
+use connectors::target::AnyTarget;
 use connectors::{ConnectorConfig, Pipeline, PipelineStats};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -62,6 +63,8 @@ struct Inner {
     checkpoint_saved_at: f64,
     /// The error that stopped the pipeline.
     failed: Option<String>,
+    /// Counters of the retry queue.
+    retry: RetryStatsSnapshot,
 }
 
 /// A point-in-time copy of [`PipelineState`].
@@ -85,18 +88,21 @@ pub struct Snapshot {
     pub last_error: Option<String>,
     /// Set when the pipeline stopped on an error.
     pub failed: Option<String>,
+    /// Counters of the retry queue (depth, retries, dead letters).
+    pub retry: RetryStatsSnapshot,
 }
 
 impl PipelineState {
     /// A copy of the current state.
     pub fn snapshot(&self) -> Snapshot {
-        let (stats, oldest, saved, failed, mut lag) = match self.inner.lock() {
+        let (stats, oldest, saved, failed, mut lag, retry) = match self.inner.lock() {
             Ok(g) => (
                 g.stats.clone(),
                 g.queued.front().copied(),
                 g.checkpoint_saved_at,
                 g.failed.clone(),
                 g.lag,
+                g.retry.clone(),
             ),
             Err(_) => Default::default(),
         };
@@ -115,6 +121,7 @@ impl PipelineState {
                 .or_else(|| probe.and_then(|p| p.last_error())),
             failed,
             stats,
+            retry,
         }
     }
 
@@ -124,12 +131,15 @@ impl PipelineState {
         }
     }
 
-    fn publish(&self, stats: &PipelineStats) {
+    fn publish(&self, stats: &PipelineStats, retry: Option<RetryStatsSnapshot>) {
         self.update(|g| {
             if stats.checkpointed != g.stats.checkpointed {
                 g.checkpoint_saved_at = now_secs();
             }
             g.stats = stats.clone();
+            if let Some(r) = retry {
+                g.retry = r;
+            }
         });
     }
 }
@@ -222,20 +232,45 @@ async fn run_inner(
         }
     };
 
-    let target = EmbeddedTarget::new(engine, cfg.target.db);
+    let target = AnyTarget::from_config(&cfg.target, Some(engine)).await?;
+    // Deletes the target refuses wait in the durable retry queue (the checkpoint may
+    // pass them once they are queued); its worker retries them with backoff.
+    let queue = RetryQueue::open(&cfg.retry).await?;
+    let worker = queue.spawn_worker(target.clone());
+    let sweeper = crate::sweep::spawn(&cfg.target, &rules);
     let interval = Duration::from_millis(cfg.checkpoint.interval_ms);
-    let mut pipe = Pipeline::new(Slot::default(), rules, target, store, interval);
+    let mut pipe =
+        Pipeline::new(Slot::default(), rules, target, store, interval).with_retry_queue(queue);
     // `move`: the receiver must drop when the applier ends, so a reader blocked on a
     // full channel wakes up and stops.
     let applier = async move {
         tokio::pin!(stop);
+        let mut paused = false;
         let result: Result<()> = loop {
             let unsaved =
                 pipe.stats().applied.is_some() && pipe.stats().applied != pipe.stats().checkpointed;
+            let delayed = pipe.has_delayed();
+            // Backpressure: while the retry queue is past max_depth, stop taking
+            // transactions (the reader then blocks on the full channel).
+            let hold = pipe.is_backpressured();
+            if hold && !paused {
+                pipe.note_backpressure_pause();
+                tracing::warn!("retry queue past max_depth: binlog reading paused");
+            }
+            paused = hold;
             tokio::select! {
                 biased;
                 _ = &mut stop => break Ok(()),
-                m = rx.recv() => match m {
+                r = pipe.fire_next_delayed(), if delayed => {
+                    state.publish(pipe.stats(), pipe.retry_stats());
+                    if let Err(e) = r {
+                        break Err(e.into());
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(20)), if hold => {
+                    state.publish(pipe.stats(), pipe.retry_stats());
+                }
+                m = rx.recv(), if !hold => match m {
                     Some(Ok(t)) => {
                         pipe.source_mut().0 = Some(t);
                         let r = pipe.step().await;
@@ -247,7 +282,7 @@ async fn run_inner(
                                 }
                             }
                         });
-                        state.publish(pipe.stats());
+                        state.publish(pipe.stats(), pipe.retry_stats());
                         if let Err(e) = r {
                             break Err(e.into());
                         }
@@ -261,15 +296,25 @@ async fn run_inner(
                     if let Err(e) = pipe.flush().await {
                         break Err(e.into());
                     }
-                    state.publish(pipe.stats());
+                    state.publish(pipe.stats(), pipe.retry_stats());
                 }
             }
         };
         let _ = stop_tx.send(true);
-        // Every transaction applied so far may be checkpointed, whether we stop on a
-        // signal or on an error.
-        let flushed = pipe.flush().await;
-        state.publish(pipe.stats());
+        // Second deletes still on the wheel are sent (they are at most one
+        // `double_delete` away) so the last checkpoint can cover their transactions;
+        // every transaction applied so far may then be checkpointed, whether we stop on
+        // a signal or on an error.
+        let drained = if result.is_ok() {
+            pipe.drain_delayed().await
+        } else {
+            Ok(())
+        };
+        let flushed = match drained {
+            Ok(()) => pipe.flush().await,
+            Err(e) => Err(e),
+        };
+        state.publish(pipe.stats(), pipe.retry_stats());
         match (result, flushed) {
             (Err(e), _) => Err(e),
             (Ok(()), Err(e)) => Err(e.into()),
@@ -277,6 +322,10 @@ async fn run_inner(
         }
     };
     let (res, ()) = tokio::join!(applier, reader);
+    worker.abort();
+    if let Some(s) = sweeper {
+        s.abort();
+    }
     let s = state.snapshot();
     tracing::info!(
         transactions = s.stats.transactions,

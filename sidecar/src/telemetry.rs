@@ -117,11 +117,52 @@ impl Telemetry {
             .with_description("Unix time the checkpoint was last written (0: none yet)")
             .with_callback(move |o| o.observe(s.snapshot().checkpoint_saved_at, &[]))
             .build();
-        let s = state;
+        let s = state.clone();
         self.meter
             .u64_observable_counter("coherent_reconnects")
             .with_description("Reconnects to MySQL after a failure")
             .with_callback(move |o| o.observe(s.snapshot().reconnects, &[]))
+            .build();
+        self.observe_delivery(state);
+    }
+
+    /// Delivery: the retry queue, dead letters, second deletes, backpressure.
+    fn observe_delivery(&self, state: std::sync::Arc<crate::pipeline::PipelineState>) {
+        let s = state.clone();
+        self.meter
+            .u64_observable_gauge("coherent_retry_queue_depth")
+            .with_description("Deletes waiting in the retry queue")
+            .with_callback(move |o| o.observe(s.snapshot().retry.depth, &[]))
+            .build();
+        let s = state.clone();
+        self.meter
+            .u64_observable_counter("coherent_retries")
+            .with_description("Failed retry attempts of queued deletes")
+            .with_callback(move |o| o.observe(s.snapshot().retry.retries, &[]))
+            .build();
+        let s = state.clone();
+        self.meter
+            .u64_observable_counter("coherent_retry_queued")
+            .with_description("Deletes ever handed to the retry queue")
+            .with_callback(move |o| o.observe(s.snapshot().retry.enqueued, &[]))
+            .build();
+        let s = state.clone();
+        self.meter
+            .u64_observable_counter("coherent_dead_letters")
+            .with_description("Deletes parked in the dead-letter store after max_attempts")
+            .with_callback(move |o| o.observe(s.snapshot().retry.dead_letters, &[]))
+            .build();
+        let s = state.clone();
+        self.meter
+            .u64_observable_counter("coherent_double_deletes")
+            .with_description("Second (delayed) deletes sent")
+            .with_callback(move |o| o.observe(s.snapshot().stats.double_deletes, &[]))
+            .build();
+        let s = state;
+        self.meter
+            .u64_observable_counter("coherent_backpressure_pauses")
+            .with_description("Times binlog reading paused because the retry queue was full")
+            .with_callback(move |o| o.observe(s.snapshot().stats.backpressure_pauses, &[]))
             .build();
     }
 }

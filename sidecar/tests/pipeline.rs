@@ -86,8 +86,12 @@ interval_ms = 100
 
 [target]
 kind = "embedded"
+
+[retry]
+path = "{retry}"
 {rules}"#,
-            cp = dir.join("coherent.checkpoint").display()
+            cp = dir.join("coherent.checkpoint").display(),
+            retry = dir.join("coherent.retry").display()
         ),
     )
     .expect("write config");
@@ -438,6 +442,8 @@ fn kill_9_mid_stream_then_restart_loses_no_transaction() {
         })
     };
     // Kill once the sidecar has applied part of the load.
+    // (The checkpoint trails the applied position by the double-delete delay, so wait
+    // for the file as well.)
     let mid = wait_until(Duration::from_secs(30), || {
         let (_, st) = a.get("/status");
         serde_json::from_str::<serde_json::Value>(&st)
@@ -445,6 +451,7 @@ fn kill_9_mid_stream_then_restart_loses_no_transaction() {
             .and_then(|v| v["binlog"]["transactions"].as_u64())
             .unwrap_or(0)
             >= 300
+            && cp.exists()
     });
     assert!(mid, "no progress before the kill: {}", a.log());
     a.signal("-KILL");
@@ -537,8 +544,13 @@ fn readyz_follows_mariadb_and_metrics_have_sensible_values() {
         .collect();
     db.sql(&rows).expect("inserts");
     sync(&db, &mut c, 1);
-    // The idle flush writes the checkpoint shortly after the last transaction.
-    std::thread::sleep(Duration::from_millis(400));
+    // The checkpoint is written once the transactions' second deletes (500 ms by
+    // default) have fired.
+    let written = wait_until(Duration::from_secs(10), || {
+        let (_, m) = s.get("/metrics");
+        metric(&m, "coherent_checkpoint_timestamp_seconds") > 0.0
+    });
+    assert!(written, "no checkpoint written: {}", s.log());
     let (code, m) = s.get("/metrics");
     assert_eq!(code, 200);
     let now = std::time::SystemTime::now()

@@ -148,6 +148,16 @@ fn pipeline_json(p: &crate::pipeline::PipelineState) -> serde_json::Value {
         "checkpoint": position_json(&s.stats.checkpointed),
         "checkpoint_saved_at": s.checkpoint_saved_at,
         "last_error": s.last_error,
+        "double_deletes": s.stats.double_deletes,
+        "pending_double_deletes": s.stats.pending_double_deletes,
+        "backpressure_pauses": s.stats.backpressure_pauses,
+        "retry": {
+            "depth": s.retry.depth,
+            "queued": s.retry.enqueued,
+            "retries": s.retry.retries,
+            "delivered": s.retry.delivered,
+            "dead_letters": s.retry.dead_letters,
+        },
     })
 }
 
