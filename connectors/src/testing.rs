@@ -62,7 +62,9 @@ impl MariaDb {
             std::process::id(),
             fastrand_suffix()
         ));
-        std::fs::create_dir_all(&base)?;
+        // A private tmpdir: concurrent servers sharing /tmp for their temporary
+        // tables made mariadb-install-db fail now and then.
+        std::fs::create_dir_all(base.join("tmp"))?;
         let install = find("mariadb-install-db").ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, "mariadb-install-db not installed")
         })?;
@@ -73,6 +75,7 @@ impl MariaDb {
                 "--auth-root-authentication-method=normal",
             ])
             .arg(format!("--datadir={}", base.join("data").display()))
+            .arg(format!("--tmpdir={}", base.join("tmp").display()))
             .stdin(Stdio::null())
             .output()?;
         if !out.status.success() {
@@ -104,6 +107,7 @@ impl MariaDb {
             .arg("--user=root")
             .arg(format!("--datadir={}", d.join("data").display()))
             .arg(format!("--socket={}", d.join("sock").display()))
+            .arg(format!("--tmpdir={}", d.join("tmp").display()))
             .arg(format!("--pid-file={}", d.join("pid").display()))
             .arg(format!("--port={}", self.port))
             .arg("--bind-address=127.0.0.1")

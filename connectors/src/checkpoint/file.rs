@@ -109,6 +109,7 @@ mod tests {
                 file: "bin.000001".into(),
                 pos: 100,
                 mariadb_gtid: "0-1-5".parse().unwrap(),
+                ..Default::default()
             },
             timestamp: 1,
             saved_at: 2,
