@@ -5,7 +5,7 @@
 use super::decode::{Cell, ChangeKind, TableFilter};
 use super::source::{Backoff, BinlogSource};
 use super::{MysqlConfig, Position, Transaction};
-use crate::checkpoint::{CheckpointStore, FileCheckpointStore};
+use crate::checkpoint::{Checkpoint, CheckpointStore, FileCheckpointStore, MysqlCheckpointStore};
 use crate::pipeline::Pipeline;
 use crate::rules::{RuleConfig, Rules};
 use crate::target::EmbeddedTarget;
@@ -417,9 +417,9 @@ async fn pipeline_deletes_the_right_keys_from_the_engine() {
 }
 
 /// Runs a pipeline over `app.log` until `seq` `upto` was seen; returns the seqs seen.
-async fn run_log_pipeline(
+async fn run_log_pipeline<S: CheckpointStore + Clone>(
     db: &MariaDb,
-    store: &FileCheckpointStore,
+    store: &S,
     start: Option<Position>,
     upto: u32,
 ) -> Vec<u32> {
@@ -458,10 +458,21 @@ fn insert_range(db: &MariaDb, from: u32, to: u32) {
 
 async fn restart_scenario(by_gtid: bool) {
     let db = server(false);
-    db.sql("CREATE DATABASE app; CREATE TABLE app.log (seq INT PRIMARY KEY);")
-        .unwrap();
     let dir = tmp("restart");
     let store = FileCheckpointStore::new(dir.join("cp"));
+    restart_scenario_with(&db, store, by_gtid).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A pipeline checkpointing into `store` is dropped mid-stream; a new one resumes
+/// from the checkpoint: every transaction seen, and not from the start again.
+async fn restart_scenario_with<S: CheckpointStore + Clone + 'static>(
+    db: &MariaDb,
+    store: S,
+    by_gtid: bool,
+) {
+    db.sql("CREATE DATABASE app; CREATE TABLE app.log (seq INT PRIMARY KEY);")
+        .unwrap();
     let engine_first = {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let s = tokio::spawn({
@@ -495,17 +506,17 @@ async fn restart_scenario(by_gtid: bool) {
         });
         // The first run streams from "current": write once it is connected.
         rx.await.unwrap();
-        insert_range(&db, 1, 20);
+        insert_range(db, 1, 20);
         s.await.unwrap()
     };
     // Written while the pipeline is down.
-    insert_range(&db, 21, 30);
+    insert_range(db, 21, 30);
     let mut cp = store.load().await.unwrap().expect("checkpoint").position;
     if !by_gtid {
         // Resume by file and offset only (the path the stray rotate bytes broke).
         cp.mariadb_gtid = Default::default();
     }
-    let second = run_log_pipeline(&db, &store, Some(cp), 30).await;
+    let second = run_log_pipeline(db, &store, Some(cp), 30).await;
     let mut all: Vec<u32> = engine_first.iter().chain(second.iter()).copied().collect();
     all.sort();
     all.dedup();
@@ -518,7 +529,118 @@ async fn restart_scenario(by_gtid: bool) {
         second.iter().min() > Some(&1),
         "resumed after the checkpoint, not from the start: {second:?}"
     );
-    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The replication user of the test server may also keep the checkpoint table.
+fn grant_checkpoint(db: &MariaDb) {
+    db.sql(&format!(
+        "GRANT CREATE, SELECT, INSERT, UPDATE ON coherent.* TO {}@'%';",
+        crate::testing::REPL_USER
+    ))
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_checkpoint_store_saves_loads_and_overwrites() {
+    let db = server(false);
+    grant_checkpoint(&db);
+    let a = MysqlCheckpointStore::connect(&db.url(), "a").await.unwrap();
+    // The migration ran: the table exists, and running it again is harmless.
+    let b = MysqlCheckpointStore::connect(&db.url(), "b").await.unwrap();
+    assert_eq!(a.load().await.unwrap(), None);
+    let mut cp = Checkpoint {
+        position: Position {
+            file: "bin.000001".into(),
+            pos: 1234,
+            mariadb_gtid: "0-1-5,2-3-9".parse().unwrap(),
+            ..Default::default()
+        },
+        timestamp: 1_700_000_000,
+        saved_at: 1_700_000_001,
+    };
+    a.save(&cp).await.unwrap();
+    assert_eq!(a.load().await.unwrap(), Some(cp.clone()));
+    // Overwrite with a MySQL GTID set: one row per pipeline, replaced.
+    cp.position = Position {
+        file: "binlog.000007".into(),
+        pos: u64::from(u32::MAX) + 10,
+        mysql_gtid: "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-100:tag:1-3"
+            .parse()
+            .unwrap(),
+        ..Default::default()
+    };
+    a.save(&cp).await.unwrap();
+    assert_eq!(a.load().await.unwrap(), Some(cp.clone()));
+    // Without GTIDs: file and offset only.
+    cp.position = Position {
+        file: "bin.000002".into(),
+        pos: 4,
+        ..Default::default()
+    };
+    a.save(&cp).await.unwrap();
+    assert_eq!(a.load().await.unwrap(), Some(cp.clone()));
+    // Other pipelines keep their own row.
+    assert_eq!(b.load().await.unwrap(), None);
+    let rows = db
+        .sql("SELECT pipeline, file, position, gtid IS NULL FROM coherent.checkpoint")
+        .unwrap();
+    assert_eq!(rows.trim(), "a\tbin.000002\t4\t1");
+    // A row that is not a checkpoint is an error that names it, not a silent reset.
+    db.sql("UPDATE coherent.checkpoint SET gtid = 'garbage:' WHERE pipeline = 'a'")
+        .unwrap();
+    let e = a.load().await.unwrap_err().to_string();
+    assert!(e.contains("\"a\"") && e.contains("corrupt"), "{e}");
+    // A user without rights on the schema gets the server's error at connect.
+    db.sql("CREATE USER nobody@'%' IDENTIFIED BY 'x';").unwrap();
+    let url = format!("mysql://nobody:x@127.0.0.1:{}", db.port());
+    let e = MysqlCheckpointStore::connect(&url, "c")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("coherent.checkpoint"), "{e}");
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_from_mysql_checkpoint_loses_nothing() {
+    let db = server(false);
+    grant_checkpoint(&db);
+    let store = MysqlCheckpointStore::connect(&db.url(), "64001")
+        .await
+        .unwrap();
+    restart_scenario_with(&db, store.clone(), true).await;
+    let row = db
+        .sql("SELECT file, position, gtid FROM coherent.checkpoint WHERE pipeline = '64001'")
+        .unwrap();
+    assert!(row.starts_with("bin.0"), "{row}");
+    assert!(
+        row.trim_end().ends_with(|c: char| c.is_ascii_digit()),
+        "{row}"
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_gtid_start_on_mariadb_is_a_clear_error() {
+    let db = server(false);
+    let mut c = config(&db);
+    c.start = "gtid:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-100"
+        .parse()
+        .unwrap();
+    let mut source = BinlogSource::new(c, None, None).unwrap();
+    let err = source.ensure_connected().await.unwrap_err();
+    let msg = err.to_string();
+    assert!(!err.is_retryable(), "{msg}");
+    assert!(
+        msg.contains("MySQL GTID set") && msg.contains("MariaDB"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("gtid:0-1-100"),
+        "says what to use instead: {msg}"
+    );
+    source.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
