@@ -817,3 +817,178 @@ async fn catch_up_throughput() {
     pipe.into_source().shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Records when each `user:{id}` key is first deleted from the engine: called by
+/// the engine under its store lock on every key modification, so it only stores a
+/// timestamp.
+#[derive(Debug)]
+struct DeleteClock {
+    base: std::time::Instant,
+    /// Nanoseconds since `base` + 1 at the first delete of id `i`; 0 = not yet.
+    deleted: Vec<std::sync::atomic::AtomicU64>,
+}
+
+impl engine::store::KeyHook for DeleteClock {
+    fn modified(&self, _db: usize, key: &[u8], event: &str) {
+        if event != "del" {
+            return;
+        }
+        let id = key
+            .strip_prefix(b"user:")
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .and_then(|k| k.parse::<usize>().ok());
+        if let Some(slot) = id.and_then(|i| self.deleted.get(i)) {
+            let ns = self.base.elapsed().as_nanos() as u64 + 1;
+            let _ = slot.compare_exchange(
+                0,
+                ns,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Commit-to-delete lag at a steady write rate; run with
+/// `cargo test --release -p coherent-connectors commit_to_delete_lag -- --ignored --nocapture`
+/// (bench/binlog-lag.sh does).
+///
+/// Every row `id` of `app.users` has a cached key `user:{id}` in the embedded
+/// engine. A writer updates the rows in id order, `COHERENT_BENCH_BATCH` rows per
+/// autocommit UPDATE, paced to `COHERENT_BENCH_RATE` row changes/s for
+/// `COHERENT_BENCH_SECS` seconds, and notes when each UPDATE returned (the commit
+/// as the application sees it). A [`KeyHook`](engine::store::KeyHook) on the engine
+/// notes when each key is deleted. Lag = delete time - commit return time, both
+/// from the same monotonic clock; a delete that lands before the writer's UPDATE
+/// returned counts as 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn commit_to_delete_lag() {
+    use mysql_async::prelude::Queryable;
+    let rate = env_u64("COHERENT_BENCH_RATE", 5_000);
+    let secs = env_u64("COHERENT_BENCH_SECS", 20);
+    let batch = env_u64("COHERENT_BENCH_BATCH", 10).max(1);
+    let rows = rate * secs;
+    let db = server(false);
+    db.sql(&format!(
+        "CREATE DATABASE app;
+         CREATE TABLE app.users (id INT PRIMARY KEY, email VARCHAR(64), name VARCHAR(64), visits INT NOT NULL DEFAULT 0);
+         USE app; INSERT INTO app.users (id, email, name) SELECT seq, CONCAT('u', seq, '@x'), 'name' FROM seq_1_to_{rows};
+         CREATE USER writer@'%' IDENTIFIED BY 'w'; GRANT ALL ON app.* TO writer@'%';"
+    ))
+    .unwrap();
+    let engine = Engine::new(EngineConfig::default());
+    for id in 1..=rows {
+        set(&engine, &format!("user:{id}"));
+    }
+    let clock = Arc::new(DeleteClock {
+        base: std::time::Instant::now(),
+        deleted: (0..=rows)
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect(),
+    });
+    engine.shared().lock().add_hook(clock.clone());
+
+    let dir = tmp("lag");
+    let mut source = BinlogSource::new(config(&db), None, app_only()).unwrap();
+    source.ensure_connected().await.unwrap();
+    let mut pipe = Pipeline::new(
+        source,
+        rules(&[("app.users", &["user:{id}", "user:email:{email}"])]),
+        EmbeddedTarget::new(engine.clone(), 0),
+        FileCheckpointStore::new(dir.join("cp")),
+        Duration::from_millis(200),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(async move {
+        pipe.run_until(async {
+            let _ = stop_rx.await;
+        })
+        .await
+        .unwrap();
+        pipe
+    });
+
+    let url = format!("mysql://writer:w@127.0.0.1:{}/app", db.port());
+    let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
+        .await
+        .unwrap();
+    let mut committed = vec![0u64; rows as usize + 1];
+    let mut sent = vec![0u64; rows as usize + 1];
+    let period = Duration::from_nanos(1_000_000_000 * batch / rate);
+    let t0 = tokio::time::Instant::now();
+    let mut next_id = 1u64;
+    let mut tick = 0u32;
+    while next_id <= rows {
+        tokio::time::sleep_until(t0 + period * tick).await;
+        tick += 1;
+        let hi = (next_id + batch - 1).min(rows);
+        let before = clock.base.elapsed().as_nanos() as u64;
+        conn.query_drop(format!(
+            "UPDATE users SET visits = visits + 1 WHERE id BETWEEN {next_id} AND {hi}"
+        ))
+        .await
+        .unwrap();
+        let at = clock.base.elapsed().as_nanos() as u64;
+        for id in next_id..=hi {
+            committed[id as usize] = at;
+            sent[id as usize] = before;
+        }
+        next_id = hi + 1;
+    }
+    let write_secs = t0.elapsed().as_secs_f64();
+    // Wait for the last deletes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let load = |i: usize| clock.deleted[i].load(std::sync::atomic::Ordering::Relaxed);
+    while (1..=rows as usize).any(|i| load(i) == 0) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop_tx.send(());
+    let pipe = runner.await.unwrap();
+    conn.disconnect().await.unwrap();
+
+    let mut lags: Vec<u64> = Vec::with_capacity(rows as usize);
+    let mut from_sent: Vec<u64> = Vec::with_capacity(rows as usize);
+    let mut early = 0u64;
+    let mut missing = 0u64;
+    for i in 1..=rows as usize {
+        match load(i) {
+            0 => missing += 1,
+            d => {
+                let d = d - 1;
+                if d < committed[i] {
+                    early += 1;
+                }
+                lags.push(d.saturating_sub(committed[i]));
+                from_sent.push(d.saturating_sub(sent[i]));
+            }
+        }
+    }
+    lags.sort_unstable();
+    from_sent.sort_unstable();
+    let pct = |v: &[u64], p: f64| {
+        let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
+        v[i] as f64 / 1e6
+    };
+    println!(
+        "lag: {rows} row changes in {write_secs:.1} s ({:.0}/s, {batch} rows per transaction): commit-to-delete p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({early} of {rows} deleted before the UPDATE returned); from sending the UPDATE: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {missing} never deleted",
+        rows as f64 / write_secs,
+        pct(&lags, 0.50),
+        pct(&lags, 0.99),
+        pct(&lags, 1.0),
+        pct(&from_sent, 0.50),
+        pct(&from_sent, 0.99),
+        pct(&from_sent, 1.0),
+    );
+    assert_eq!(missing, 0, "every changed row's key was deleted");
+    assert!(pipe.stats().rows >= rows);
+    pipe.into_source().shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
