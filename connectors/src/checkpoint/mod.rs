@@ -120,6 +120,9 @@ fn default_path() -> PathBuf {
     PathBuf::from("coherent.checkpoint")
 }
 
+/// Smallest `interval_ms` for the MySQL store (see [`CheckpointConfig::validate`]).
+pub const MIN_MYSQL_INTERVAL_MS: u64 = 50;
+
 fn default_interval() -> u64 {
     200
 }
@@ -144,6 +147,13 @@ impl CheckpointConfig {
                 Err("path: must not be empty".into())
             }
             CheckpointKind::Mysql => {
+                if self.interval_ms < MIN_MYSQL_INTERVAL_MS {
+                    // The save is itself a binlogged transaction: with no interval
+                    // the pipeline would checkpoint its own checkpoint forever.
+                    return Err(format!(
+                        "interval_ms: must be at least {MIN_MYSQL_INTERVAL_MS} with store = \"mysql\" (each checkpoint write is a binlog transaction the pipeline reads back)"
+                    ));
+                }
                 if let Some(url) = &self.url {
                     mysql_async::Opts::from_url(url).map_err(|e| format!("url: {e}"))?;
                 }
@@ -228,5 +238,9 @@ mod tests {
         let c: CheckpointConfig = toml::from_str("store = \"mysql\"\npipeline = \"\"\n").unwrap();
         assert!(c.validate().unwrap_err().starts_with("pipeline:"));
         assert!(toml::from_str::<CheckpointConfig>("store = \"redis\"\n").is_err());
+        let c: CheckpointConfig = toml::from_str("store = \"mysql\"\ninterval_ms = 0\n").unwrap();
+        assert!(c.validate().unwrap_err().starts_with("interval_ms:"));
+        let c: CheckpointConfig = toml::from_str("store = \"file\"\ninterval_ms = 0\n").unwrap();
+        assert_eq!(c.validate(), Ok(()));
     }
 }
