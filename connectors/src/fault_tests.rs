@@ -57,6 +57,7 @@ pub(crate) fn pos(n: u64) -> Position {
         file: "bin.000001".into(),
         pos: 4 + n * 100,
         mariadb_gtid: format!("0-1-{n}").parse().unwrap_or_default(),
+        ..Default::default()
     }
 }
 

@@ -97,6 +97,10 @@ pub struct PipelineStats {
     pub backpressure_pauses: u64,
 }
 
+/// Second deletes that came due, with the transactions they belong to.
+#[derive(Debug)]
+pub struct DueDeletes(Vec<(Bytes, u64)>);
+
 /// Keys per batch of second deletes.
 const DELAYED_BATCH: usize = 4096;
 
@@ -179,14 +183,19 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
         !self.delayed.is_empty()
     }
 
-    /// Waits for the next second deletes to come due, sends them and advances the
-    /// checkpoint past transactions they held back. For callers that drive the
-    /// pipeline with [`Pipeline::step`]: without it, second deletes would fire only
-    /// when the next transaction arrives. Cancel-safe (nothing leaves the wheel until
-    /// it is due and returned).
-    pub async fn fire_next_delayed(&mut self) -> Result<(), PipelineError> {
-        let due = self.delayed.next_batch(DELAYED_BATCH).await;
-        self.fire(due).await
+    /// Waits for the next second deletes to come due and takes them off the wheel.
+    /// Cancel-safe: nothing leaves the wheel unless it is returned. Pass the result
+    /// to [`Pipeline::fire_delayed`] (outside any `select!`, since sending is not
+    /// cancel-safe). For callers that drive the pipeline with [`Pipeline::step`]:
+    /// without it, second deletes would fire only when the next transaction arrives.
+    pub async fn next_due_delayed(&mut self) -> DueDeletes {
+        DueDeletes(self.delayed.next_batch(DELAYED_BATCH).await)
+    }
+
+    /// Sends second deletes taken by [`Pipeline::next_due_delayed`] and advances the
+    /// checkpoint past transactions they held back.
+    pub async fn fire_delayed(&mut self, due: DueDeletes) -> Result<(), PipelineError> {
+        self.fire(due.0).await
     }
 
     /// Records a pause of reading for backpressure (for callers driving `step`).

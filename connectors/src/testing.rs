@@ -79,6 +79,7 @@ impl MariaDb {
             .stdin(Stdio::null())
             .output()?;
         if !out.status.success() {
+            let _ = std::fs::remove_dir_all(&base);
             return Err(io::Error::other(format!(
                 "mariadb-install-db failed: {}",
                 String::from_utf8_lossy(&out.stderr)

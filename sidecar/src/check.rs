@@ -2,7 +2,9 @@
 //! one line per check, each failure saying what is wrong and how to fix it.
 
 use crate::config::Loaded;
-use connectors::checkpoint::{CheckpointKind, CheckpointStore, FileCheckpointStore};
+use connectors::checkpoint::{
+    AnyCheckpointStore, CheckpointKind, CheckpointStore, FileCheckpointStore,
+};
 use connectors::rules::KeyTemplate;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
@@ -280,7 +282,25 @@ async fn check_rules(r: &mut Report, conn: &mut Conn, cc: &connectors::Connector
 }
 
 async fn check_checkpoint_file(r: &mut Report, cc: &connectors::ConnectorConfig) {
-    if cc.checkpoint.store != CheckpointKind::File {
+    if cc.checkpoint.store == CheckpointKind::Mysql {
+        // Opening creates the table (the migration is idempotent) and proves the
+        // user may write it.
+        match AnyCheckpointStore::open(&cc.checkpoint, &cc.mysql.url, cc.mysql.server_id).await {
+            Ok(store) => match store.load().await {
+                Ok(None) => r.ok(format!(
+                    "[checkpoint] store = \"mysql\": table coherent.checkpoint is usable; no checkpoint yet, the pipeline starts at [mysql] start = \"{}\"",
+                    cc.mysql.start
+                )),
+                Ok(Some(cp)) => r.ok(format!(
+                    "[checkpoint] store = \"mysql\" resumes after {}",
+                    cp.position
+                )),
+                Err(e) => r.fail(format!("[checkpoint] {e}")),
+            },
+            Err(e) => r.fail(format!(
+                "[checkpoint] store = \"mysql\": {e}. Fix: GRANT CREATE, SELECT, INSERT, UPDATE ON coherent.* to the checkpoint user, or use store = \"file\""
+            )),
+        }
         return;
     }
     let path = &cc.checkpoint.path;
@@ -319,13 +339,12 @@ async fn check_checkpoint_file(r: &mut Report, cc: &connectors::ConnectorConfig)
 
 /// A checkpoint's binlog file must still be on the server (not purged).
 async fn check_resume_file(r: &mut Report, conn: &mut Conn, cc: &connectors::ConnectorConfig) {
-    if cc.checkpoint.store != CheckpointKind::File {
-        return;
-    }
-    let Ok(Some(cp)) = FileCheckpointStore::new(cc.checkpoint.path.clone())
-        .load()
-        .await
+    let Ok(store) =
+        AnyCheckpointStore::open(&cc.checkpoint, &cc.mysql.url, cc.mysql.server_id).await
     else {
+        return;
+    };
+    let Ok(Some(cp)) = store.load().await else {
         return;
     };
     if cp.position.file.is_empty() || !cp.position.mariadb_gtid.is_empty() {

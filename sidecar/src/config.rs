@@ -503,7 +503,7 @@ keys = ["order:{id}"]
                 "line 18",
                 "kind",
             ),
-            ("store = \"file\"", "store = \"mysql\"", "line 14", "store"),
+            ("store = \"file\"", "store = \"sqlite\"", "line 14", "store"),
             (
                 "table = \"app.orders\"",
                 "table = \"orders\"",

@@ -12,7 +12,7 @@
 use anyhow::Result;
 use connectors::binlog::decode::TableFilter;
 use connectors::binlog::{BinlogSource, Position, SourceError, SourceProbe, Transaction};
-use connectors::checkpoint::{CheckpointKind, CheckpointStore, FileCheckpointStore};
+use connectors::checkpoint::{AnyCheckpointStore, CheckpointStore};
 use connectors::pipeline::TransactionSource;
 use connectors::retry::{RetryQueue, RetryStatsSnapshot};
 use connectors::rules::Rules;
@@ -183,15 +183,14 @@ async fn run_inner(
     state: &PipelineState,
     stop: impl Future<Output = ()>,
 ) -> Result<()> {
-    let store = match cfg.checkpoint.store {
-        CheckpointKind::File => FileCheckpointStore::new(cfg.checkpoint.path.clone()),
-        other => anyhow::bail!("[checkpoint] store = {other:?} is not supported by this build"),
-    };
+    // store = "file" or "mysql" (a row in the migrations/ schema, via sqlx).
+    let store =
+        AnyCheckpointStore::open(&cfg.checkpoint, &cfg.mysql.url, cfg.mysql.server_id).await?;
     let saved = store.load().await?;
     let resume = saved.as_ref().map(|c| c.position.clone());
     match &saved {
         Some(cp) => {
-            tracing::info!(position = %cp.position, file = %cfg.checkpoint.path.display(), "resuming from checkpoint");
+            tracing::info!(position = %cp.position, store = ?cfg.checkpoint.store, "resuming from checkpoint");
             state.update(|g| {
                 g.checkpoint_saved_at = cp.saved_at as f64;
                 g.stats.checkpointed = Some(cp.position.clone());
@@ -261,7 +260,10 @@ async fn run_inner(
             tokio::select! {
                 biased;
                 _ = &mut stop => break Ok(()),
-                r = pipe.fire_next_delayed(), if delayed => {
+                // Only the wait is raced against the other branches; sending runs in
+                // the handler, where nothing can cancel it half done.
+                due = pipe.next_due_delayed(), if delayed => {
+                    let r = pipe.fire_delayed(due).await;
                     state.publish(pipe.stats(), pipe.retry_stats());
                     if let Err(e) = r {
                         break Err(e.into());

@@ -12,11 +12,12 @@
 //! row decoding runs under `catch_unwind`, so a broken binlog is an error, never a
 //! crash.
 
-use super::position::{MariadbGtid, MariadbGtidState, Position};
+use super::position::{MariadbGtid, MariadbGtidState, MysqlGtidSet, Position, Uuid};
 use bytes::Bytes;
 use mysql_common::binlog::consts::{BinlogVersion, EventType};
 use mysql_common::binlog::events::{
-    Event, EventData, OptionalMetadataField, RowsEventData, TableMapEvent, TransactionPayloadEvent,
+    Event, EventData, GtidEvent, OptionalMetadataField, RowsEventData, TableMapEvent,
+    TransactionPayloadEvent,
 };
 use mysql_common::binlog::value::BinlogValue;
 use mysql_common::binlog::EventStreamReader;
@@ -128,6 +129,11 @@ pub struct Decoder {
     last_pos: u64,
     gtid_state: MariadbGtidState,
     pending_gtid: Option<MariadbGtid>,
+    /// MySQL GTIDs executed up to the last boundary (start set, previous-GTIDs
+    /// events, and every committed transaction's GTID).
+    mysql_gtid: MysqlGtidSet,
+    /// The MySQL GTID of the open transaction (uuid, lowercase tag, gno).
+    pending_mysql: Option<(Uuid, String, u64)>,
     in_txn: bool,
     /// The next query event is a whole transaction (MariaDB FL_STANDALONE).
     standalone: bool,
@@ -142,6 +148,7 @@ impl std::fmt::Debug for Decoder {
             .field("file", &self.file)
             .field("last_pos", &self.last_pos)
             .field("gtid_state", &self.gtid_state)
+            .field("mysql_gtid", &self.mysql_gtid)
             .field("in_txn", &self.in_txn)
             .finish()
     }
@@ -156,6 +163,8 @@ impl Decoder {
             last_pos: start.pos,
             gtid_state: start.mariadb_gtid,
             pending_gtid: None,
+            mysql_gtid: start.mysql_gtid,
+            pending_mysql: None,
             in_txn: false,
             standalone: false,
             seen_fde: false,
@@ -170,6 +179,7 @@ impl Decoder {
             file: self.file.clone(),
             pos: self.last_pos,
             mariadb_gtid: self.gtid_state.clone(),
+            mysql_gtid: self.mysql_gtid.clone(),
         }
     }
 
@@ -241,10 +251,37 @@ impl Decoder {
                 // The server writes a fresh FDE at each file start and after a restart:
                 // an open transaction without commit there was never committed.
                 self.in_txn = false;
+                self.pending_mysql = None;
                 self.tables.clear();
                 Decoded::Nothing
             }
             t if t == EventType::HEARTBEAT_EVENT as u8 => return Ok(Decoded::Heartbeat),
+            t if t == EventType::GTID_EVENT as u8
+                || t == EventType::GTID_TAGGED_LOG_EVENT as u8 =>
+            {
+                // The GTID of the transaction that follows; it joins the set only
+                // when that transaction's boundary passes.
+                let g = catch_unwind(AssertUnwindSafe(|| event.read_event::<GtidEvent>()))
+                    .map_err(|_| self.error(ty, "malformed GTID event (reader panicked)"))?
+                    .map_err(|e| self.error(ty, format!("bad GTID event: {e}")))?;
+                let tag = g.tag().map(|t| t.to_ascii_lowercase()).unwrap_or_default();
+                self.pending_mysql = (g.gno() != 0).then(|| (g.sid(), tag, g.gno()));
+                Decoded::Nothing
+            }
+            t if t == EventType::ANONYMOUS_GTID_EVENT as u8 => {
+                // gtid_mode=OFF: the next transaction has no GTID.
+                self.pending_mysql = None;
+                Decoded::Nothing
+            }
+            t if t == EventType::PREVIOUS_GTIDS_EVENT as u8 => {
+                // Every GTID in files before this one: executed before anything this
+                // stream can deliver, so part of the set (and a purged one must not
+                // be asked for again on resume).
+                let prev = parse_previous_gtids(event.data())
+                    .ok_or_else(|| self.error(ty, "malformed previous-GTIDs event"))?;
+                self.mysql_gtid.union(&prev);
+                Decoded::Nothing
+            }
             t if t == EventType::TABLE_MAP_EVENT as u8 => {
                 let tme = event
                     .read_event::<TableMapEvent<'_>>()
@@ -322,6 +359,9 @@ impl Decoder {
         }
         if let Some(g) = self.pending_gtid.take() {
             self.gtid_state.update(g);
+        }
+        if let Some((uuid, tag, gno)) = self.pending_mysql.take() {
+            self.mysql_gtid.add(uuid, &tag, gno);
         }
         self.in_txn = false;
         self.standalone = false;
@@ -690,6 +730,64 @@ fn rotate_name(event: &Event, raw: Option<&[u8]>, seen_fde: bool) -> String {
     String::from_utf8_lossy(&name).into_owned()
 }
 
+/// Parses a MySQL previous-GTIDs event body (untagged, or MySQL 8.4's tagged
+/// format). Sizes are checked against the data before anything is allocated.
+pub fn parse_previous_gtids(data: &[u8]) -> Option<MysqlGtidSet> {
+    fn take<'a>(d: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        if d.len() < n {
+            return None;
+        }
+        let (a, b) = d.split_at(n);
+        *d = b;
+        Some(a)
+    }
+    fn u64le(d: &mut &[u8]) -> Option<u64> {
+        Some(u64::from_le_bytes(take(d, 8)?.try_into().ok()?))
+    }
+    // MySQL serialization library's varlen integer (the tag length).
+    fn varlen(d: &mut &[u8]) -> Option<u64> {
+        let ones = d.first()?.trailing_ones() as usize;
+        if ones == 8 {
+            take(d, 1)?;
+            return u64le(d);
+        }
+        let raw = take(d, ones + 1)?;
+        let mut b = [0u8; 8];
+        b[..raw.len()].copy_from_slice(raw);
+        Some(u64::from_le_bytes(b) >> (ones + 1))
+    }
+    let mut d = data;
+    let header = u64le(&mut d)?;
+    let tagged = header >> 56 != 0;
+    let n = if tagged {
+        (header >> 8) & ((1 << 48) - 1)
+    } else {
+        header & ((1 << 56) - 1)
+    };
+    let mut set = MysqlGtidSet::default();
+    for _ in 0..n {
+        let uuid: Uuid = take(&mut d, 16)?.try_into().ok()?;
+        let tag = if tagged {
+            let len = usize::try_from(varlen(&mut d)?).ok()?;
+            std::str::from_utf8(take(&mut d, len)?)
+                .ok()?
+                .to_ascii_lowercase()
+        } else {
+            String::new()
+        };
+        let k = u64le(&mut d)?;
+        if k > (d.len() / 16) as u64 {
+            return None;
+        }
+        for _ in 0..k {
+            let a = u64le(&mut d)?;
+            let b = u64le(&mut d)?;
+            set.add_interval(uuid, &tag, a, b);
+        }
+    }
+    Some(set)
+}
+
 /// Parses a MariaDB GTID event body: sequence (8), domain (4), flags (1), then an
 /// optional commit id. The server id comes from the event header.
 pub fn parse_mariadb_gtid(data: &[u8], server: u32) -> Option<(MariadbGtid, u8)> {
@@ -957,6 +1055,11 @@ pub struct FileSummary {
     pub commits: u64,
     /// Standalone statements (DDL).
     pub ddls: u64,
+    /// The position after each commit and DDL, in order, as the live source
+    /// would deliver them (GTID sets included).
+    pub boundaries: Vec<Position>,
+    /// The decoder's position at the end of the file.
+    pub end: Position,
 }
 
 /// Decodes a complete binlog file (4-byte magic, then events) with the same decoder
@@ -976,7 +1079,7 @@ pub fn decode_file(name: &str, bytes: &[u8]) -> Result<FileSummary, DecodeError>
         Position {
             file: name.to_string(),
             pos: 4,
-            mariadb_gtid: Default::default(),
+            ..Default::default()
         },
         None,
     );
@@ -1079,13 +1182,20 @@ pub fn decode_file(name: &str, bytes: &[u8]) -> Result<FileSummary, DecodeError>
                         sum.rows += 1;
                     }
                 }
-                Decoded::Commit { .. } => sum.commits += 1,
-                Decoded::Ddl { .. } => sum.ddls += 1,
+                Decoded::Commit { position, .. } => {
+                    sum.commits += 1;
+                    sum.boundaries.push(position);
+                }
+                Decoded::Ddl { position, .. } => {
+                    sum.ddls += 1;
+                    sum.boundaries.push(position);
+                }
                 _ => {}
             }
         }
         at += size;
     }
+    sum.end = dec.position();
     Ok(sum)
 }
 
@@ -1282,6 +1392,119 @@ mod file_tests {
                 let _ = decode_file(n, &b);
             }
         }
+    }
+
+    fn gtids_of(n: &str) -> (Vec<String>, String) {
+        let bytes = std::fs::read(testdata().join(n)).unwrap();
+        let s = decode_file(n, &bytes).unwrap();
+        let sets = s
+            .boundaries
+            .iter()
+            .map(|p| p.mysql_gtid.to_string())
+            .collect();
+        (sets, s.end.mysql_gtid.to_string())
+    }
+
+    /// MySQL GTIDs join the set as their transactions commit (not when the GTID
+    /// event passes), intervals merge, previous-GTIDs events seed the set, and
+    /// anonymous transactions add nothing.
+    #[test]
+    fn mysql_gtid_sets_of_test_binlogs() {
+        let u = "006c2cf2-b1ea-11e4-9057-8c705a3d3e78";
+        assert_eq!(
+            gtids_of("binlog_transaction_with_GTID.000001"),
+            (
+                vec![format!("{u}:1"), format!("{u}:1-2"), format!("{u}:1-3")],
+                format!("{u}:1-3")
+            )
+        );
+        // MySQL 5.6: six GTIDs, one per statement (DDL and DML).
+        let (sets, end) = gtids_of("binlog_56_gtid_reserved_word.000001");
+        let u56 = "11111111-1111-1111-1111-111111111111";
+        let want: Vec<String> = (1..=6)
+            .map(|n| match n {
+                1 => format!("{u56}:1"),
+                n => format!("{u56}:1-{n}"),
+            })
+            .collect();
+        assert_eq!(sets, want);
+        assert_eq!(end, format!("{u56}:1-6"));
+        // Tagged (MySQL 8.4): previous GTIDs 1-13 and mytag:1-2, then mytag:3.
+        assert_eq!(
+            gtids_of("binlog_transaction_with_GTID_TAG.000001"),
+            (
+                vec!["55778904-0299-11f1-b1b8-4ef0c4956feb:1-13:mytag:1-3".to_string()],
+                "55778904-0299-11f1-b1b8-4ef0c4956feb:1-13:mytag:1-3".to_string()
+            )
+        );
+        // Only a previous-GTIDs event: the set of the files before it.
+        assert_eq!(
+            gtids_of("binlog_transaction_previous_GTID_no_tag.000001"),
+            (
+                vec![],
+                "b9b88c66-0755-11f1-9899-4a9da94c4d71:1-2".to_string()
+            )
+        );
+        // gtid_mode=OFF: anonymous GTIDs, no set at all.
+        let (sets, end) = gtids_of("binlog_transaction_with_anonymous_GTID.000001");
+        assert_eq!(sets, vec![String::new(), String::new()]);
+        assert_eq!(end, "");
+        // A compressed transaction payload still ends at a boundary with the set.
+        assert_eq!(
+            gtids_of("transaction_compression.000001").0,
+            vec!["357df524-4139-11ee-9979-b033ee13919e:1".to_string()]
+        );
+    }
+
+    /// The decoder continues from a checkpoint's set: a resumed stream merges
+    /// the new transactions into it.
+    #[test]
+    fn mysql_gtid_set_continues_from_start_position() {
+        let n = "binlog_transaction_with_GTID.000001";
+        let bytes = std::fs::read(testdata().join(n)).unwrap();
+        let u = "006c2cf2-b1ea-11e4-9057-8c705a3d3e78";
+        let start = Position {
+            file: n.into(),
+            pos: 4,
+            mysql_gtid: format!("{u}:4-10,11111111-1111-1111-1111-111111111111:1")
+                .parse()
+                .unwrap(),
+            ..Default::default()
+        };
+        let mut esr = EventStreamReader::new(BinlogVersion::Version4);
+        let mut dec = Decoder::new(start, None);
+        let mut at = 4;
+        let mut last = None;
+        while at < bytes.len() {
+            let size = u32::from_le_bytes(bytes[at + 9..at + 13].try_into().unwrap()) as usize;
+            let ev = esr.read(&bytes[at..at + size]).unwrap().unwrap();
+            if let Decoded::Commit { position, .. } | Decoded::Ddl { position, .. } =
+                dec.decode(&ev, None).unwrap()
+            {
+                last = Some(position);
+            }
+            at += size;
+        }
+        assert_eq!(
+            last.unwrap().mysql_gtid.to_string(),
+            format!("{u}:1-10,11111111-1111-1111-1111-111111111111:1")
+        );
+    }
+
+    #[test]
+    fn previous_gtids_parser_checks_sizes() {
+        // A count far beyond the data is an error, not an allocation.
+        let mut d = u64::MAX.wrapping_shr(8).to_le_bytes().to_vec();
+        d.extend_from_slice(&[0u8; 40]);
+        assert!(parse_previous_gtids(&d).is_none());
+        let mut d = 1u64.to_le_bytes().to_vec();
+        d.extend_from_slice(&[7u8; 16]);
+        d.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(parse_previous_gtids(&d).is_none());
+        assert!(parse_previous_gtids(&[1, 2]).is_none());
+        assert!(parse_previous_gtids(&0u64.to_le_bytes())
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

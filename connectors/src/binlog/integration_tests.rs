@@ -5,7 +5,7 @@
 use super::decode::{Cell, ChangeKind, TableFilter};
 use super::source::{Backoff, BinlogSource};
 use super::{MysqlConfig, Position, Transaction};
-use crate::checkpoint::{CheckpointStore, FileCheckpointStore};
+use crate::checkpoint::{Checkpoint, CheckpointStore, FileCheckpointStore, MysqlCheckpointStore};
 use crate::pipeline::Pipeline;
 use crate::rules::{RuleConfig, Rules};
 use crate::target::EmbeddedTarget;
@@ -419,9 +419,9 @@ async fn pipeline_deletes_the_right_keys_from_the_engine() {
 }
 
 /// Runs a pipeline over `app.log` until `seq` `upto` was seen; returns the seqs seen.
-async fn run_log_pipeline(
+async fn run_log_pipeline<S: CheckpointStore + Clone>(
     db: &MariaDb,
-    store: &FileCheckpointStore,
+    store: &S,
     start: Option<Position>,
     upto: u32,
 ) -> Vec<u32> {
@@ -460,10 +460,21 @@ fn insert_range(db: &MariaDb, from: u32, to: u32) {
 
 async fn restart_scenario(by_gtid: bool) {
     let db = server(false);
-    db.sql("CREATE DATABASE app; CREATE TABLE app.log (seq INT PRIMARY KEY);")
-        .unwrap();
     let dir = tmp("restart");
     let store = FileCheckpointStore::new(dir.join("cp"));
+    restart_scenario_with(&db, store, by_gtid).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A pipeline checkpointing into `store` is dropped mid-stream; a new one resumes
+/// from the checkpoint: every transaction seen, and not from the start again.
+async fn restart_scenario_with<S: CheckpointStore + Clone + 'static>(
+    db: &MariaDb,
+    store: S,
+    by_gtid: bool,
+) {
+    db.sql("CREATE DATABASE app; CREATE TABLE app.log (seq INT PRIMARY KEY);")
+        .unwrap();
     let engine_first = {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let s = tokio::spawn({
@@ -497,17 +508,17 @@ async fn restart_scenario(by_gtid: bool) {
         });
         // The first run streams from "current": write once it is connected.
         rx.await.unwrap();
-        insert_range(&db, 1, 20);
+        insert_range(db, 1, 20);
         s.await.unwrap()
     };
     // Written while the pipeline is down.
-    insert_range(&db, 21, 30);
+    insert_range(db, 21, 30);
     let mut cp = store.load().await.unwrap().expect("checkpoint").position;
     if !by_gtid {
         // Resume by file and offset only (the path the stray rotate bytes broke).
         cp.mariadb_gtid = Default::default();
     }
-    let second = run_log_pipeline(&db, &store, Some(cp), 30).await;
+    let second = run_log_pipeline(db, &store, Some(cp), 30).await;
     let mut all: Vec<u32> = engine_first.iter().chain(second.iter()).copied().collect();
     all.sort();
     all.dedup();
@@ -520,7 +531,118 @@ async fn restart_scenario(by_gtid: bool) {
         second.iter().min() > Some(&1),
         "resumed after the checkpoint, not from the start: {second:?}"
     );
-    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The replication user of the test server may also keep the checkpoint table.
+fn grant_checkpoint(db: &MariaDb) {
+    db.sql(&format!(
+        "GRANT CREATE, SELECT, INSERT, UPDATE ON coherent.* TO {}@'%';",
+        crate::testing::REPL_USER
+    ))
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_checkpoint_store_saves_loads_and_overwrites() {
+    let db = server(false);
+    grant_checkpoint(&db);
+    let a = MysqlCheckpointStore::connect(&db.url(), "a").await.unwrap();
+    // The migration ran: the table exists, and running it again is harmless.
+    let b = MysqlCheckpointStore::connect(&db.url(), "b").await.unwrap();
+    assert_eq!(a.load().await.unwrap(), None);
+    let mut cp = Checkpoint {
+        position: Position {
+            file: "bin.000001".into(),
+            pos: 1234,
+            mariadb_gtid: "0-1-5,2-3-9".parse().unwrap(),
+            ..Default::default()
+        },
+        timestamp: 1_700_000_000,
+        saved_at: 1_700_000_001,
+    };
+    a.save(&cp).await.unwrap();
+    assert_eq!(a.load().await.unwrap(), Some(cp.clone()));
+    // Overwrite with a MySQL GTID set: one row per pipeline, replaced.
+    cp.position = Position {
+        file: "binlog.000007".into(),
+        pos: u64::from(u32::MAX) + 10,
+        mysql_gtid: "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-100:tag:1-3"
+            .parse()
+            .unwrap(),
+        ..Default::default()
+    };
+    a.save(&cp).await.unwrap();
+    assert_eq!(a.load().await.unwrap(), Some(cp.clone()));
+    // Without GTIDs: file and offset only.
+    cp.position = Position {
+        file: "bin.000002".into(),
+        pos: 4,
+        ..Default::default()
+    };
+    a.save(&cp).await.unwrap();
+    assert_eq!(a.load().await.unwrap(), Some(cp.clone()));
+    // Other pipelines keep their own row.
+    assert_eq!(b.load().await.unwrap(), None);
+    let rows = db
+        .sql("SELECT pipeline, file, position, gtid IS NULL FROM coherent.checkpoint")
+        .unwrap();
+    assert_eq!(rows.trim(), "a\tbin.000002\t4\t1");
+    // A row that is not a checkpoint is an error that names it, not a silent reset.
+    db.sql("UPDATE coherent.checkpoint SET gtid = 'garbage:' WHERE pipeline = 'a'")
+        .unwrap();
+    let e = a.load().await.unwrap_err().to_string();
+    assert!(e.contains("\"a\"") && e.contains("corrupt"), "{e}");
+    // A user without rights on the schema gets the server's error at connect.
+    db.sql("CREATE USER nobody@'%' IDENTIFIED BY 'x';").unwrap();
+    let url = format!("mysql://nobody:x@127.0.0.1:{}", db.port());
+    let e = MysqlCheckpointStore::connect(&url, "c")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("coherent.checkpoint"), "{e}");
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_from_mysql_checkpoint_loses_nothing() {
+    let db = server(false);
+    grant_checkpoint(&db);
+    let store = MysqlCheckpointStore::connect(&db.url(), "64001")
+        .await
+        .unwrap();
+    restart_scenario_with(&db, store.clone(), true).await;
+    let row = db
+        .sql("SELECT file, position, gtid FROM coherent.checkpoint WHERE pipeline = '64001'")
+        .unwrap();
+    assert!(row.starts_with("bin.0"), "{row}");
+    assert!(
+        row.trim_end().ends_with(|c: char| c.is_ascii_digit()),
+        "{row}"
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_gtid_start_on_mariadb_is_a_clear_error() {
+    let db = server(false);
+    let mut c = config(&db);
+    c.start = "gtid:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-100"
+        .parse()
+        .unwrap();
+    let mut source = BinlogSource::new(c, None, None).unwrap();
+    let err = source.ensure_connected().await.unwrap_err();
+    let msg = err.to_string();
+    assert!(!err.is_retryable(), "{msg}");
+    assert!(
+        msg.contains("MySQL GTID set") && msg.contains("MariaDB"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("gtid:0-1-100"),
+        "says what to use instead: {msg}"
+    );
+    source.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -694,6 +816,181 @@ async fn catch_up_throughput() {
         s.rows as f64 / secs
     );
     assert_eq!(s.rows, rows + 1);
+    pipe.into_source().shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Records when each `user:{id}` key is first deleted from the engine: called by
+/// the engine under its store lock on every key modification, so it only stores a
+/// timestamp.
+#[derive(Debug)]
+struct DeleteClock {
+    base: std::time::Instant,
+    /// Nanoseconds since `base` + 1 at the first delete of id `i`; 0 = not yet.
+    deleted: Vec<std::sync::atomic::AtomicU64>,
+}
+
+impl engine::store::KeyHook for DeleteClock {
+    fn modified(&self, _db: usize, key: &[u8], event: &str) {
+        if event != "del" {
+            return;
+        }
+        let id = key
+            .strip_prefix(b"user:")
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .and_then(|k| k.parse::<usize>().ok());
+        if let Some(slot) = id.and_then(|i| self.deleted.get(i)) {
+            let ns = self.base.elapsed().as_nanos() as u64 + 1;
+            let _ = slot.compare_exchange(
+                0,
+                ns,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Commit-to-delete lag at a steady write rate; run with
+/// `cargo test --release -p coherent-connectors commit_to_delete_lag -- --ignored --nocapture`
+/// (bench/binlog-lag.sh does).
+///
+/// Every row `id` of `app.users` has a cached key `user:{id}` in the embedded
+/// engine. A writer updates the rows in id order, `COHERENT_BENCH_BATCH` rows per
+/// autocommit UPDATE, paced to `COHERENT_BENCH_RATE` row changes/s for
+/// `COHERENT_BENCH_SECS` seconds, and notes when each UPDATE returned (the commit
+/// as the application sees it). A [`KeyHook`](engine::store::KeyHook) on the engine
+/// notes when each key is deleted. Lag = delete time - commit return time, both
+/// from the same monotonic clock; a delete that lands before the writer's UPDATE
+/// returned counts as 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn commit_to_delete_lag() {
+    use mysql_async::prelude::Queryable;
+    let rate = env_u64("COHERENT_BENCH_RATE", 5_000);
+    let secs = env_u64("COHERENT_BENCH_SECS", 20);
+    let batch = env_u64("COHERENT_BENCH_BATCH", 10).max(1);
+    let rows = rate * secs;
+    let db = server(false);
+    db.sql(&format!(
+        "CREATE DATABASE app;
+         CREATE TABLE app.users (id INT PRIMARY KEY, email VARCHAR(64), name VARCHAR(64), visits INT NOT NULL DEFAULT 0);
+         USE app; INSERT INTO app.users (id, email, name) SELECT seq, CONCAT('u', seq, '@x'), 'name' FROM seq_1_to_{rows};
+         CREATE USER writer@'%' IDENTIFIED BY 'w'; GRANT ALL ON app.* TO writer@'%';"
+    ))
+    .unwrap();
+    let engine = Engine::new(EngineConfig::default());
+    for id in 1..=rows {
+        set(&engine, &format!("user:{id}"));
+    }
+    let clock = Arc::new(DeleteClock {
+        base: std::time::Instant::now(),
+        deleted: (0..=rows)
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect(),
+    });
+    engine.shared().lock().add_hook(clock.clone());
+
+    let dir = tmp("lag");
+    let mut source = BinlogSource::new(config(&db), None, app_only()).unwrap();
+    source.ensure_connected().await.unwrap();
+    let mut pipe = Pipeline::new(
+        source,
+        rules(&[("app.users", &["user:{id}", "user:email:{email}"])]),
+        EmbeddedTarget::new(engine.clone(), 0),
+        FileCheckpointStore::new(dir.join("cp")),
+        Duration::from_millis(200),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(async move {
+        pipe.run_until(async {
+            let _ = stop_rx.await;
+        })
+        .await
+        .unwrap();
+        pipe
+    });
+
+    let url = format!("mysql://writer:w@127.0.0.1:{}/app", db.port());
+    let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
+        .await
+        .unwrap();
+    let mut committed = vec![0u64; rows as usize + 1];
+    let mut sent = vec![0u64; rows as usize + 1];
+    let period = Duration::from_nanos(1_000_000_000 * batch / rate);
+    let t0 = tokio::time::Instant::now();
+    let mut next_id = 1u64;
+    let mut tick = 0u32;
+    while next_id <= rows {
+        tokio::time::sleep_until(t0 + period * tick).await;
+        tick += 1;
+        let hi = (next_id + batch - 1).min(rows);
+        let before = clock.base.elapsed().as_nanos() as u64;
+        conn.query_drop(format!(
+            "UPDATE users SET visits = visits + 1 WHERE id BETWEEN {next_id} AND {hi}"
+        ))
+        .await
+        .unwrap();
+        let at = clock.base.elapsed().as_nanos() as u64;
+        for id in next_id..=hi {
+            committed[id as usize] = at;
+            sent[id as usize] = before;
+        }
+        next_id = hi + 1;
+    }
+    let write_secs = t0.elapsed().as_secs_f64();
+    // Wait for the last deletes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let load = |i: usize| clock.deleted[i].load(std::sync::atomic::Ordering::Relaxed);
+    while (1..=rows as usize).any(|i| load(i) == 0) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop_tx.send(());
+    let pipe = runner.await.unwrap();
+    conn.disconnect().await.unwrap();
+
+    let mut lags: Vec<u64> = Vec::with_capacity(rows as usize);
+    let mut from_sent: Vec<u64> = Vec::with_capacity(rows as usize);
+    let mut early = 0u64;
+    let mut missing = 0u64;
+    for i in 1..=rows as usize {
+        match load(i) {
+            0 => missing += 1,
+            d => {
+                let d = d - 1;
+                if d < committed[i] {
+                    early += 1;
+                }
+                lags.push(d.saturating_sub(committed[i]));
+                from_sent.push(d.saturating_sub(sent[i]));
+            }
+        }
+    }
+    lags.sort_unstable();
+    from_sent.sort_unstable();
+    let pct = |v: &[u64], p: f64| {
+        let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
+        v[i] as f64 / 1e6
+    };
+    println!(
+        "lag: {rows} row changes in {write_secs:.1} s ({:.0}/s, {batch} rows per transaction): commit-to-delete p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({early} of {rows} deleted before the UPDATE returned); from sending the UPDATE: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {missing} never deleted",
+        rows as f64 / write_secs,
+        pct(&lags, 0.50),
+        pct(&lags, 0.99),
+        pct(&lags, 1.0),
+        pct(&from_sent, 0.50),
+        pct(&from_sent, 0.99),
+        pct(&from_sent, 1.0),
+    );
+    assert_eq!(missing, 0, "every changed row's key was deleted");
+    assert!(pipe.stats().rows >= rows);
     pipe.into_source().shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -8,7 +8,7 @@
 
 use super::config::MysqlConfig;
 use super::decode::{DecodeError, Decoded, Decoder, TableFilter};
-use super::position::{MariadbGtidState, Position, StartPosition};
+use super::position::{MariadbGtidState, MysqlGtidSet, Position, PositionError, StartPosition};
 use super::probe::SourceProbe;
 use super::schema::{InfoSchema, SchemaCache, SchemaError};
 use super::{RowChange, Transaction};
@@ -32,8 +32,8 @@ pub enum SourceError {
     Stream {
         /// Last transaction boundary delivered.
         position: Position,
-        /// Driver error.
-        source: mysql_async::Error,
+        /// Driver error (boxed: the position beside it is large).
+        source: Box<mysql_async::Error>,
     },
     /// The server closed the stream.
     #[error("the server closed the binlog stream at {0}")]
@@ -55,6 +55,9 @@ pub enum SourceError {
     /// The binlog could not be decoded: the pipeline stops here, nothing is skipped.
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// The start position does not fit the server (a MariaDB GTID on MySQL, ...).
+    #[error("{0}")]
+    Config(String),
     /// Column names could not be resolved.
     #[error("at {position}: {source}")]
     Schema {
@@ -70,7 +73,11 @@ impl SourceError {
     /// ones that need an operator (purged binlog, undecodable events, bad schema).
     pub fn is_retryable(&self) -> bool {
         match self {
-            SourceError::Connect(e) | SourceError::Stream { source: e, .. } => {
+            SourceError::Connect(e) => {
+                !matches!(e, mysql_async::Error::Server(s) if s.code == ER_MASTER_FATAL_ERROR_READING_BINLOG)
+            }
+            SourceError::Stream { source: e, .. } => {
+                let e: &mysql_async::Error = e;
                 !matches!(e, mysql_async::Error::Server(s) if s.code == ER_MASTER_FATAL_ERROR_READING_BINLOG)
             }
             SourceError::Closed(_) | SourceError::Stalled(_) => true,
@@ -120,6 +127,48 @@ impl Default for Backoff {
 struct Live {
     stream: BinlogStream,
     decoder: Decoder,
+}
+
+/// Where one connection starts streaming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamStart {
+    /// Binlog file (empty with a GTID start).
+    pub file: String,
+    /// Offset in `file`.
+    pub pos: u64,
+    /// MariaDB: resume after this state (`@slave_connect_state`).
+    pub mariadb_gtid: Option<MariadbGtidState>,
+    /// MySQL: the GTIDs executed before the start; with `gtid_dump` the server
+    /// sends every transaction not in it, else it only seeds the tracked set.
+    pub mysql_gtid: MysqlGtidSet,
+    /// Use COM_BINLOG_DUMP_GTID with `mysql_gtid` as the SID block.
+    pub gtid_dump: bool,
+}
+
+/// The replication request for `start`: COM_BINLOG_DUMP_GTID with the GTID set as
+/// its SID block for a MySQL GTID start, COM_BINLOG_DUMP by file and offset
+/// otherwise (MariaDB's GTID start travels in `@slave_connect_state`).
+pub fn binlog_request(server_id: u32, start: &StreamStart) -> BinlogStreamRequest<'_> {
+    let request = BinlogStreamRequest::new(server_id);
+    if start.gtid_dump {
+        request
+            .with_gtid()
+            .with_filename(start.file.as_bytes())
+            .with_pos(4u64)
+            .with_gtid_set(start.mysql_gtid.to_sids())
+    } else {
+        request
+            .with_filename(start.file.as_bytes())
+            .with_pos(start.pos)
+    }
+}
+
+/// True when a MySQL server runs with `gtid_mode=ON` (a GTID dump needs it).
+async fn mysql_gtid_mode_on(conn: &mut Conn) -> bool {
+    matches!(
+        conn.query_first::<String, _>("SELECT @@GLOBAL.gtid_mode").await,
+        Ok(Some(m)) if m.eq_ignore_ascii_case("ON")
+    )
 }
 
 /// A binlog source: yields committed transactions in binlog order.
@@ -287,8 +336,7 @@ impl BinlogSource {
             .map_err(SourceError::Connect)?
             .unwrap_or_default();
         self.is_mariadb = version.to_ascii_lowercase().contains("mariadb");
-        let start = self.start_position(&mut conn).await?;
-        let (file, pos, gtid) = start;
+        let start = self.start_position(&mut conn, &version).await?;
         let q = |e| SourceError::Connect(e);
         if self.is_mariadb {
             // Without this MariaDB treats us as a pre-GTID replica and sends no GTID
@@ -301,7 +349,7 @@ impl BinlogSource {
         conn.query_drop(format!("SET @master_heartbeat_period={ns}"))
             .await
             .map_err(q)?;
-        if let Some(g) = &gtid {
+        if let Some(g) = &start.mariadb_gtid {
             conn.exec_drop("SET @slave_connect_state=?", (g.to_string(),))
                 .await
                 .map_err(q)?;
@@ -312,17 +360,16 @@ impl BinlogSource {
                 .await
                 .map_err(q)?;
         }
-        let request = BinlogStreamRequest::new(self.config.server_id)
-            .with_filename(file.as_bytes())
-            .with_pos(pos);
+        let request = binlog_request(self.config.server_id, &start);
         let stream = conn
             .get_binlog_stream(request)
             .await
             .map_err(SourceError::Connect)?;
         let start = Position {
-            file: file.clone(),
-            pos,
-            mariadb_gtid: gtid.unwrap_or_default(),
+            file: start.file,
+            pos: start.pos,
+            mariadb_gtid: start.mariadb_gtid.unwrap_or_default(),
+            mysql_gtid: start.mysql_gtid,
         };
         tracing::info!(position = %start, mariadb = self.is_mariadb, "binlog source: streaming");
         if self.resume.is_none() {
@@ -337,17 +384,42 @@ impl BinlogSource {
         Ok(())
     }
 
-    /// (file, offset, MariaDB GTID state to resume with) for the next connection.
+    /// Where and how the next connection starts.
     async fn start_position(
         &mut self,
         conn: &mut Conn,
-    ) -> Result<(String, u64, Option<MariadbGtidState>), SourceError> {
+        version: &str,
+    ) -> Result<StreamStart, SourceError> {
         let q = SourceError::Query;
+        let file_pos = |file: String, pos: u64, mysql_gtid: MysqlGtidSet| StreamStart {
+            file,
+            pos,
+            mariadb_gtid: None,
+            mysql_gtid,
+            gtid_dump: false,
+        };
+        let gtid_dump = |set: MysqlGtidSet| StreamStart {
+            file: String::new(),
+            pos: 4,
+            mariadb_gtid: None,
+            mysql_gtid: set,
+            gtid_dump: true,
+        };
         if let Some(p) = &self.resume {
             if self.is_mariadb && !p.mariadb_gtid.is_empty() {
-                return Ok((String::new(), 4, Some(p.mariadb_gtid.clone())));
+                return Ok(StreamStart {
+                    file: String::new(),
+                    pos: 4,
+                    mariadb_gtid: Some(p.mariadb_gtid.clone()),
+                    mysql_gtid: MysqlGtidSet::default(),
+                    gtid_dump: false,
+                });
             }
-            return Ok((p.file.clone(), p.pos.max(4), None));
+            if !self.is_mariadb && !p.mysql_gtid.is_empty() && mysql_gtid_mode_on(conn).await {
+                // A GTID set survives failovers and purges of earlier files.
+                return Ok(gtid_dump(p.mysql_gtid.clone()));
+            }
+            return Ok(file_pos(p.file.clone(), p.pos.max(4), p.mysql_gtid.clone()));
         }
         match self.config.start.clone() {
             StartPosition::Current => {
@@ -358,11 +430,25 @@ impl BinlogSource {
                         .map_err(q)?;
                     let state: MariadbGtidState = g.unwrap_or_default().parse().unwrap_or_default();
                     if !state.is_empty() {
-                        return Ok((String::new(), 4, Some(state)));
+                        return Ok(StreamStart {
+                            file: String::new(),
+                            pos: 4,
+                            mariadb_gtid: Some(state),
+                            mysql_gtid: MysqlGtidSet::default(),
+                            gtid_dump: false,
+                        });
                     }
                 }
+                // MySQL 8.4 renamed SHOW MASTER STATUS.
                 let row: Option<mysql_async::Row> =
-                    conn.query_first("SHOW MASTER STATUS").await.map_err(q)?;
+                    match conn.query_first("SHOW MASTER STATUS").await {
+                        Ok(r) => r,
+                        Err(_) if !self.is_mariadb => conn
+                            .query_first("SHOW BINARY LOG STATUS")
+                            .await
+                            .map_err(q)?,
+                        Err(e) => return Err(q(e)),
+                    };
                 let row = row.ok_or_else(|| {
                     SourceError::Query(mysql_async::Error::Other(
                         "SHOW MASTER STATUS returned nothing: is log_bin on?".into(),
@@ -370,16 +456,55 @@ impl BinlogSource {
                 })?;
                 let file: String = row.get(0).unwrap_or_default();
                 let pos: u64 = row.get(1).unwrap_or(4);
-                Ok((file, pos, None))
+                // MySQL's fifth column is the executed GTID set at exactly this
+                // file and offset: the set the stream continues from.
+                let mut set = MysqlGtidSet::default();
+                if !self.is_mariadb && row.len() > 4 {
+                    let text: String = row
+                        .get::<Option<String>, _>(4)
+                        .flatten()
+                        .unwrap_or_default();
+                    set = text.parse().map_err(|e: PositionError| {
+                        SourceError::Config(format!("the server's Executed_Gtid_Set: {e}"))
+                    })?;
+                }
+                Ok(file_pos(file, pos, set))
             }
             StartPosition::Earliest => {
                 let row: Option<mysql_async::Row> =
                     conn.query_first("SHOW BINARY LOGS").await.map_err(q)?;
                 let file: String = row.and_then(|r| r.get(0)).unwrap_or_default();
-                Ok((file, 4, None))
+                // The first file's previous-GTIDs event supplies the purged set.
+                Ok(file_pos(file, 4, MysqlGtidSet::default()))
             }
-            StartPosition::Gtid(g) => Ok((String::new(), 4, Some(g))),
-            StartPosition::File { file, pos } => Ok((file, pos, None)),
+            StartPosition::Gtid(g) => {
+                if !self.is_mariadb {
+                    return Err(SourceError::Config(format!(
+                        "start = \"gtid:{g}\" is a MariaDB GTID (domain-server-sequence) but the server is MySQL {version}: give a MySQL GTID set such as \"gtid:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-100\" (see SELECT @@GLOBAL.gtid_executed)"
+                    )));
+                }
+                Ok(StreamStart {
+                    file: String::new(),
+                    pos: 4,
+                    mariadb_gtid: Some(g),
+                    mysql_gtid: MysqlGtidSet::default(),
+                    gtid_dump: false,
+                })
+            }
+            StartPosition::MysqlGtid(set) => {
+                if self.is_mariadb {
+                    return Err(SourceError::Config(format!(
+                        "start = \"gtid:{set}\" is a MySQL GTID set (uuid:intervals) but the server is MariaDB {version}: give a MariaDB GTID such as \"gtid:0-1-100\" (see SELECT @@GLOBAL.gtid_binlog_pos)"
+                    )));
+                }
+                if !mysql_gtid_mode_on(conn).await {
+                    return Err(SourceError::Config(format!(
+                        "start = \"gtid:{set}\" needs gtid_mode=ON on the server; use \"file:NAME:POS\" or \"current\" instead"
+                    )));
+                }
+                Ok(gtid_dump(set))
+            }
+            StartPosition::File { file, pos } => Ok(file_pos(file, pos, MysqlGtidSet::default())),
         }
     }
 
@@ -407,7 +532,7 @@ impl BinlogSource {
                     }
                     return Err(SourceError::Stream {
                         position: resume,
-                        source: e,
+                        source: Box::new(e),
                     });
                 }
                 Ok(Some(Ok(ev))) => ev,

@@ -10,12 +10,18 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct FileCheckpointStore {
     path: PathBuf,
+    /// Serializes saves: a save whose future was dropped keeps running on the
+    /// blocking pool, and two writers sharing the temporary file would fail.
+    writing: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl FileCheckpointStore {
     /// A store writing `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        FileCheckpointStore { path: path.into() }
+        FileCheckpointStore {
+            path: path.into(),
+            writing: Default::default(),
+        }
     }
 
     /// The file.
@@ -45,6 +51,7 @@ impl FileCheckpointStore {
     }
 
     fn save_sync(&self, cp: &Checkpoint) -> Result<(), CheckpointError> {
+        let _one_writer = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         let body = serde_json::to_vec_pretty(cp).map_err(|e| CheckpointError::Corrupt {
             path: self.path.clone(),
             reason: e.to_string(),
@@ -109,6 +116,7 @@ mod tests {
                 file: "bin.000001".into(),
                 pos: 100,
                 mariadb_gtid: "0-1-5".parse().unwrap(),
+                ..Default::default()
             },
             timestamp: 1,
             saved_at: 2,
@@ -123,5 +131,34 @@ mod tests {
         let err = store.load().await.unwrap_err();
         assert!(matches!(err, CheckpointError::Corrupt { .. }), "{err}");
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn concurrent_saves_do_not_collide() {
+        let d = tmpdir("concurrent");
+        let store = FileCheckpointStore::new(d.join("cp"));
+        let threads: Vec<_> = (0..8u64)
+            .map(|i| {
+                let s = store.clone();
+                std::thread::spawn(move || {
+                    for n in 0..50u64 {
+                        let cp = Checkpoint {
+                            position: Position {
+                                file: "bin.000001".into(),
+                                pos: 4 + i * 1000 + n,
+                                ..Default::default()
+                            },
+                            timestamp: 0,
+                            saved_at: 0,
+                        };
+                        s.save_sync(&cp).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(store.load_sync().unwrap().is_some());
     }
 }

@@ -3,6 +3,7 @@
 //! transaction up to it were applied; on restart the source resumes from it.
 
 pub mod file;
+pub mod mysql;
 
 use crate::binlog::Position;
 use serde::{Deserialize, Serialize};
@@ -10,6 +11,7 @@ use std::future::Future;
 use std::path::PathBuf;
 
 pub use file::FileCheckpointStore;
+pub use mysql::MysqlCheckpointStore;
 
 /// Errors loading or saving a checkpoint.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,22 @@ pub enum CheckpointError {
     Corrupt {
         /// The file.
         path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The checkpoint table could not be read or written.
+    #[error("checkpoint table coherent.checkpoint (pipeline {pipeline:?}): {source}")]
+    Database {
+        /// The row key.
+        pipeline: String,
+        /// The driver error.
+        source: sqlx::Error,
+    },
+    /// The row exists but does not hold a checkpoint.
+    #[error("checkpoint row {pipeline:?} in coherent.checkpoint is corrupt ({reason}); delete it to start from [mysql] start")]
+    CorruptRow {
+        /// The row key.
+        pipeline: String,
         /// What is wrong.
         reason: String,
     },
@@ -59,8 +77,10 @@ pub trait CheckpointStore: Send + Sync {
 ///
 /// ```toml
 /// [checkpoint]
-/// store = "file"              # or "mysql" (not yet implemented)
-/// path = "coherent.checkpoint"
+/// store = "file"              # or "mysql": table coherent.checkpoint
+/// path = "coherent.checkpoint"  # for "file"
+/// # url = "mysql://..."         # for "mysql"; default: [mysql] url
+/// # pipeline = "orders"         # for "mysql": the row key; default: [mysql] server_id
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +95,14 @@ pub struct CheckpointConfig {
     /// transaction); an older checkpoint only means re-deleting a few keys.
     #[serde(default = "default_interval")]
     pub interval_ms: u64,
+    /// For `store = "mysql"`: the server holding `coherent.checkpoint` (the user
+    /// needs CREATE, SELECT, INSERT, UPDATE on `coherent.*`); `[mysql] url` when
+    /// unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// For `store = "mysql"`: the row key; the replica `server_id` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
 }
 
 /// Checkpoint store kinds.
@@ -92,6 +120,9 @@ fn default_path() -> PathBuf {
     PathBuf::from("coherent.checkpoint")
 }
 
+/// Smallest `interval_ms` for the MySQL store (see [`CheckpointConfig::validate`]).
+pub const MIN_MYSQL_INTERVAL_MS: u64 = 50;
+
 fn default_interval() -> u64 {
     200
 }
@@ -102,6 +133,8 @@ impl Default for CheckpointConfig {
             store: CheckpointKind::File,
             path: default_path(),
             interval_ms: default_interval(),
+            url: None,
+            pipeline: None,
         }
     }
 }
@@ -114,9 +147,100 @@ impl CheckpointConfig {
                 Err("path: must not be empty".into())
             }
             CheckpointKind::Mysql => {
-                Err("store = \"mysql\" is not implemented yet; use \"file\"".into())
+                if self.interval_ms < MIN_MYSQL_INTERVAL_MS {
+                    // The save is itself a binlogged transaction: with no interval
+                    // the pipeline would checkpoint its own checkpoint forever.
+                    return Err(format!(
+                        "interval_ms: must be at least {MIN_MYSQL_INTERVAL_MS} with store = \"mysql\" (each checkpoint write is a binlog transaction the pipeline reads back)"
+                    ));
+                }
+                if let Some(url) = &self.url {
+                    mysql_async::Opts::from_url(url).map_err(|e| format!("url: {e}"))?;
+                }
+                match &self.pipeline {
+                    Some(p) if p.is_empty() || p.len() > 64 => {
+                        Err("pipeline: must be 1 to 64 characters".into())
+                    }
+                    _ => Ok(()),
+                }
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// The store `[checkpoint]` selects, for code that picks it at run time.
+#[derive(Debug, Clone)]
+pub enum AnyCheckpointStore {
+    /// `store = "file"`.
+    File(FileCheckpointStore),
+    /// `store = "mysql"`.
+    Mysql(MysqlCheckpointStore),
+}
+
+impl AnyCheckpointStore {
+    /// Opens the store of `config`; `mysql_url` and `server_id` (from `[mysql]`)
+    /// are the defaults of `url` and `pipeline`.
+    pub async fn open(
+        config: &CheckpointConfig,
+        mysql_url: &str,
+        server_id: u32,
+    ) -> Result<Self, CheckpointError> {
+        Ok(match config.store {
+            CheckpointKind::File => {
+                AnyCheckpointStore::File(FileCheckpointStore::new(&config.path))
+            }
+            CheckpointKind::Mysql => {
+                let url = config.url.as_deref().unwrap_or(mysql_url);
+                let name = config
+                    .pipeline
+                    .clone()
+                    .unwrap_or_else(|| server_id.to_string());
+                AnyCheckpointStore::Mysql(MysqlCheckpointStore::connect(url, name).await?)
+            }
+        })
+    }
+}
+
+impl CheckpointStore for AnyCheckpointStore {
+    async fn load(&self) -> Result<Option<Checkpoint>, CheckpointError> {
+        match self {
+            AnyCheckpointStore::File(s) => s.load().await,
+            AnyCheckpointStore::Mysql(s) => s.load().await,
+        }
+    }
+
+    async fn save(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
+        match self {
+            AnyCheckpointStore::File(s) => s.save(checkpoint).await,
+            AnyCheckpointStore::Mysql(s) => s.save(checkpoint).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mysql_store_config() {
+        let c: CheckpointConfig = toml::from_str(
+            "store = \"mysql\"\nurl = \"mysql://u:p@127.0.0.1:3306\"\npipeline = \"orders\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.store, CheckpointKind::Mysql);
+        assert_eq!(c.validate(), Ok(()));
+        let c: CheckpointConfig = toml::from_str("store = \"mysql\"\n").unwrap();
+        assert_eq!(c.validate(), Ok(()));
+        let c: CheckpointConfig =
+            toml::from_str("store = \"mysql\"\nurl = \"http://x\"\n").unwrap();
+        assert!(c.validate().unwrap_err().starts_with("url:"));
+        let c: CheckpointConfig = toml::from_str("store = \"mysql\"\npipeline = \"\"\n").unwrap();
+        assert!(c.validate().unwrap_err().starts_with("pipeline:"));
+        assert!(toml::from_str::<CheckpointConfig>("store = \"redis\"\n").is_err());
+        let c: CheckpointConfig = toml::from_str("store = \"mysql\"\ninterval_ms = 0\n").unwrap();
+        assert!(c.validate().unwrap_err().starts_with("interval_ms:"));
+        let c: CheckpointConfig = toml::from_str("store = \"file\"\ninterval_ms = 0\n").unwrap();
+        assert_eq!(c.validate(), Ok(()));
     }
 }
