@@ -15,6 +15,7 @@ pub mod connection;
 pub mod db;
 pub mod error;
 pub mod frame;
+pub mod lease;
 pub mod longdouble;
 pub mod notify;
 pub mod pubsub;

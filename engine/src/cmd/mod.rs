@@ -4,6 +4,7 @@ pub mod client;
 pub mod connection;
 pub mod hashes;
 pub mod keys;
+pub mod leases;
 pub mod lists;
 pub mod pubsub;
 pub mod server;
@@ -30,6 +31,7 @@ pub fn all() -> Vec<CommandSpec> {
     v.extend(zsets::commands());
     v.extend(pubsub::commands());
     v.extend(transactions::commands());
+    v.extend(leases::commands());
     v
 }
 
