@@ -257,7 +257,16 @@ impl<C: Codec> Cache<C> {
                     if !counted_miss {
                         m.miss();
                     }
-                    let (value, bytes) = self.load(loader).await?;
+                    let (value, bytes) = match self.load(loader).await {
+                        Ok(v) => v,
+                        Err(e) => {
+                            // Give the lease back so the next reader loads at once
+                            // instead of waiting out the interval. A delete is always
+                            // safe in cache-aside; it voids our token.
+                            let _ = inner.client.invalidate(&[key]).await;
+                            return Err(e);
+                        }
+                    };
                     if let Some((b, t)) = self.fill_bytes(&bytes, ttl) {
                         match inner.client.lease_set(key, token, &b, Some(t)).await {
                             Ok(true) => m.fill(),
