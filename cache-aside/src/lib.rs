@@ -73,7 +73,8 @@
 //! either read the database after the last commit, or carried a token that the
 //! commit's delete voided. The randomized test `tests/race.rs` checks exactly this over
 //! thousands of interleavings, against the engine and a real redis-server, and finds
-//! stale values when leases are off.
+//! stale values when leases are off; `tests/race_async.rs` does the same through
+//! `get_or_load` and `write` with real concurrency.
 //!
 //! It ends here:
 //! - **The delete must happen.** If the process dies between commit and delete, or a
