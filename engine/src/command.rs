@@ -39,6 +39,9 @@ pub const STALE: u32 = 1 << 10;
 pub const NO_QUEUE: u32 = 1 << 11;
 /// Allowed in RESP2 subscribed mode.
 pub const SUB_OK: u32 = 1 << 12;
+/// A write that checks lease tokens itself (LEASESET): the dispatcher does not void
+/// the leases of its keys, so a refused fill cannot void the holder's token.
+pub const LEASE_AWARE: u32 = 1 << 13;
 
 /// A command handler: parses its own arguments (argv[0] is the command name).
 pub type Handler = fn(&mut Ctx, &[Bytes]) -> CmdResult;
@@ -288,10 +291,15 @@ fn reject(store: &mut Store, client: &mut Client, spec: &CommandSpec, e: CmdErro
 pub fn call(store: &mut Store, client: &mut Client, spec: &CommandSpec, args: &[Bytes]) -> Reply {
     store.stats.commands += 1;
     let mut ctx = Ctx { store, client };
-    match (spec.handler)(&mut ctx, args) {
+    let reply = match (spec.handler)(&mut ctx, args) {
         Ok(r) => r,
         Err(e) => e.into(),
+    };
+    if spec.flags & WRITE != 0 && spec.flags & LEASE_AWARE == 0 {
+        // A DEL of a missing key must void a reader's token too (see `void_leases`).
+        store.void_leases(client.db, &spec.keys(args));
     }
+    reply
 }
 
 /// Work after every top-level command: publish expiry events, then serve blocked

@@ -34,6 +34,9 @@ pub struct EngineConfig {
     pub maxmemory_policy: String,
     /// Seconds an idle client may stay connected (0: forever).
     pub timeout: u64,
+    /// Lease interval in ms (LEASEGET): one token per key per interval; a lease older
+    /// than this is void and may be granted again.
+    pub lease_interval_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +59,7 @@ impl Default for EngineConfig {
             maxmemory: 0,
             maxmemory_policy: "noeviction".into(),
             timeout: 0,
+            lease_interval_ms: 10_000,
         }
     }
 }
@@ -73,6 +77,9 @@ impl EngineConfig {
         }
         if self.maxclients == 0 {
             return Err(ConfigError("maxclients must be at least 1".into()));
+        }
+        if self.lease_interval_ms == 0 {
+            return Err(ConfigError("lease_interval_ms must be at least 1".into()));
         }
         if self.hz == 0 || self.hz > 500 {
             return Err(ConfigError("hz must be between 1 and 500".into()));
@@ -116,6 +123,7 @@ impl EngineConfig {
             "maxmemory" => self.maxmemory.to_string(),
             "maxmemory-policy" => self.maxmemory_policy.clone(),
             "timeout" => self.timeout.to_string(),
+            "lease-interval-ms" => self.lease_interval_ms.to_string(),
             "bind" => self
                 .listen
                 .rsplit_once(':')
@@ -150,6 +158,7 @@ impl EngineConfig {
         "maxmemory",
         "maxmemory-policy",
         "timeout",
+        "lease-interval-ms",
         "bind",
         "port",
         "save",
@@ -218,6 +227,15 @@ impl EngineConfig {
                 self.maxmemory_policy = v;
             }
             "timeout" => self.timeout = num(value)?,
+            "lease-interval-ms" => {
+                let ms: u64 = num(value)?;
+                if ms == 0 {
+                    return Err(ConfigError(
+                        "argument must be between 1 and 9223372036854775807 inclusive".into(),
+                    ));
+                }
+                self.lease_interval_ms = ms;
+            }
             "save" | "appendonly" => {}
             _ => {
                 return Err(ConfigError(

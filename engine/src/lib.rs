@@ -4,7 +4,8 @@
 //! The layout follows Redis and tokio's mini-redis: [`frame`] parses requests,
 //! [`reply`] encodes replies, [`db`] holds a keyspace, [`types`] the value types,
 //! [`cmd`] one file per command family, [`command`] the table and dispatcher,
-//! [`connection`] and [`server`] the network side.
+//! [`connection`] and [`server`] the network side. [`lease`] holds the lease tokens of
+//! LEASEGET/LEASESET (`cmd/leases.rs`), which close the stale-fill race.
 
 pub mod blocking;
 pub mod client;
@@ -15,6 +16,7 @@ pub mod connection;
 pub mod db;
 pub mod error;
 pub mod frame;
+pub mod lease;
 pub mod longdouble;
 pub mod notify;
 pub mod pubsub;

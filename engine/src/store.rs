@@ -7,6 +7,7 @@
 use crate::blocking::Blocking;
 use crate::config::EngineConfig;
 use crate::db::Db;
+use crate::lease::LeaseTable;
 use crate::notify;
 use crate::pubsub::PubSub;
 use bytes::Bytes;
@@ -83,6 +84,8 @@ pub struct Store {
     pub active_expire: bool,
     pub next_client_id: u64,
     hooks: Vec<Arc<dyn KeyHook>>,
+    /// Outstanding lease tokens (LEASEGET/LEASESET); every modification voids them.
+    pub leases: LeaseTable,
 }
 
 impl Store {
@@ -106,6 +109,7 @@ impl Store {
             active_expire: true,
             next_client_id: 1,
             hooks: Vec::new(),
+            leases: LeaseTable::default(),
         }
     }
 
@@ -122,6 +126,7 @@ impl Store {
     /// Records that a key changed: WATCH, blocked clients, hooks, notifications.
     pub fn key_event(&mut self, db: usize, class: u32, event: &str, key: &[u8]) {
         self.touch(db, key);
+        self.leases.void(db, key);
         self.stats.dirty += 1;
         self.notify(db, class, event, key);
         for h in &self.hooks {
@@ -158,6 +163,7 @@ impl Store {
     /// `(a, Some(b))` and `(b, Some(a))`, before swapping; blocked clients still need
     /// `blocking.signal_db` afterwards.
     pub fn touch_db_watchers(&mut self, db: usize, replaced_with: Option<usize>) {
+        self.leases.void_db(db);
         let now = self.now;
         let keys: Vec<Bytes> = self
             .watches
@@ -239,6 +245,7 @@ impl Store {
             for k in keys {
                 self.stats.expired_keys += 1;
                 self.touch_expired(db, &k);
+                self.leases.void(db, &k);
                 self.stats.dirty += 1;
                 self.notify(db, notify::EXPIRED, "expired", &k);
                 for h in &self.hooks {
@@ -300,6 +307,19 @@ impl Store {
         self.dirty_cas.insert(id);
     }
 
+    /// Voids the lease tokens of keys a write command named, whether or not it changed
+    /// them: a DEL of a key that is already missing must still void the token of a
+    /// reader that missed it (that is the stale-fill race), and DEL does not signal a
+    /// key it did not find. Voiding too often only refuses a fill; too rarely is a bug.
+    pub fn void_leases(&mut self, db: usize, keys: &[&Bytes]) {
+        if self.leases.is_empty() {
+            return;
+        }
+        for k in keys {
+            self.leases.void(db, k);
+        }
+    }
+
     /// Publishes a message; returns the receivers (PUBLISH).
     pub fn publish(&mut self, channel: &[u8], message: &[u8]) -> i64 {
         self.pubsub.publish(channel, message)
@@ -327,6 +347,7 @@ impl Store {
                 }
             }
         }
+        self.leases.sweep(self.now, self.config.lease_interval_ms);
         self.flush_expired();
     }
 }
@@ -346,6 +367,22 @@ mod tests {
             }
         }
         s
+    }
+
+    #[test]
+    fn modifications_void_leases() {
+        use crate::lease::Grant;
+        let mut s = store_with(&[]);
+        let grant = |s: &mut Store, k: &[u8]| s.leases.grant(0, k, 1_000_000, 10_000);
+        assert!(matches!(grant(&mut s, b"a"), Grant::Token(_)));
+        assert!(matches!(grant(&mut s, b"b"), Grant::Token(_)));
+        assert!(matches!(grant(&mut s, b"c"), Grant::Token(_)));
+        s.key_event(0, notify::GENERIC, "del", b"a");
+        s.dbs[0].expired.push(Bytes::from("b"));
+        s.flush_expired();
+        assert_eq!(s.leases.len(), 1);
+        s.touch_db_watchers(0, None);
+        assert!(s.leases.is_empty());
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod connection;
 pub mod hashes;
 pub mod info;
 pub mod keys;
+pub mod leases;
 pub mod lists;
 pub mod object;
 pub mod pubsub;
@@ -39,6 +40,7 @@ pub fn all() -> Vec<CommandSpec> {
     v.extend(zsets::commands());
     v.extend(pubsub::commands());
     v.extend(transactions::commands());
+    v.extend(leases::commands());
     v
 }
 

@@ -1,0 +1,104 @@
+//! The lease protocol on a real Redis or Redis Cluster, as Lua scripts.
+//!
+//! The engine has LEASEGET/LEASESET built in; Redis does not, so the same protocol runs
+//! as three scripts, called with EVALSHA (loaded when the client connects; the `redis`
+//! crate re-loads a script and retries once when a server answers NOSCRIPT, e.g. after
+//! a restart or SCRIPT FLUSH).
+//!
+//! A key's lease lives in a side key, [`lease_key`] (`{key}:lease`), a hash of the
+//! `token` and its `granted` time (Unix ms) with a PX of the lease interval, so the
+//! lease expires by itself. The side key shares the key's hash slot, so every script
+//! touches one slot and runs on a cluster.
+//!
+//! On Redis, a delete voids a token only if it deletes the side key too: invalidate
+//! with [`INVALIDATE`] (what [`crate::CacheClient::invalidate`] and the sidecar's
+//! external-Redis target call) or with `DEL key {key}:lease`. A plain `DEL key` from a
+//! client that knows nothing of leases does not void it (the engine has no such gap).
+//! As a second line, LEASESET refuses to fill a key that exists (someone else wrote it).
+
+/// `KEYS = [key, lease_key]`, `ARGV = [interval_ms, new_token]` ->
+/// `{"value", v}` | `{"lease", token}` | `{"wait", ms}`.
+pub const LEASEGET: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v then return {'value', v} end
+local left = redis.call('PTTL', KEYS[2])
+if left > 0 then return {'wait', left} end
+local t = redis.call('TIME')
+local now = tostring(t[1]) .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], 'token', ARGV[2], 'granted', now)
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return {'lease', ARGV[2]}
+"#;
+
+/// `KEYS = [key, lease_key]`, `ARGV = [token, value, px_ms or "0"]` -> `OK` | nil.
+pub const LEASESET: &str = r#"
+if redis.call('HGET', KEYS[2], 'token') ~= ARGV[1] then return false end
+redis.call('DEL', KEYS[2])
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+if ARGV[3] ~= '0' then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+return redis.status_reply('OK')
+"#;
+
+/// `KEYS = [key1, lease_key1, key2, lease_key2, ...]` -> number of keys deleted.
+/// Deletes each key and voids its lease. On a cluster call it once per key (each pair
+/// is one slot).
+pub const INVALIDATE: &str = r#"
+local n = 0
+for i = 1, #KEYS, 2 do
+  n = n + redis.call('DEL', KEYS[i])
+  redis.call('DEL', KEYS[i + 1])
+end
+return n
+"#;
+
+/// The side key that holds `key`'s lease on Redis: `{key}:lease`, or `key:lease` when
+/// the key already has a hash tag (`user:{42}:name` -> `user:{42}:name:lease`), so it
+/// always lands in the key's cluster slot.
+///
+/// Limit: a key without a valid hash tag that contains `}` (or an empty tag `{}`)
+/// cannot be wrapped in a tag of its own; such a side key works on a single Redis but
+/// may be in another slot on a cluster (the script then fails with CROSSSLOT, it never
+/// fills silently).
+pub fn lease_key(key: &str) -> String {
+    if has_hash_tag(key.as_bytes()) {
+        format!("{key}:lease")
+    } else {
+        format!("{{{key}}}:lease")
+    }
+}
+
+/// Redis Cluster's rule: a `{` followed later by a `}` with at least one byte between.
+fn has_hash_tag(k: &[u8]) -> bool {
+    match k.iter().position(|&b| b == b'{') {
+        Some(open) => match k[open + 1..].iter().position(|&b| b == b'}') {
+            Some(len) => len > 0,
+            None => false,
+        },
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn side_keys_share_the_slot() {
+        assert_eq!(lease_key("user:1"), "{user:1}:lease");
+        assert_eq!(lease_key("user:{42}:name"), "user:{42}:name:lease");
+        assert_eq!(lease_key("a{b"), "{a{b}:lease");
+        assert_eq!(lease_key("a{}b"), "{a{}b}:lease");
+        for k in ["user:1", "user:{42}:name", "a{b", "plain"] {
+            assert_eq!(
+                redis::cluster_routing::get_slot(k.as_bytes()),
+                redis::cluster_routing::get_slot(lease_key(k).as_bytes()),
+                "{k}"
+            );
+        }
+    }
+}
