@@ -68,6 +68,7 @@ pub(crate) fn rules(double_delete: Duration) -> Rules {
         columns: None,
         double_delete: HumanDuration(double_delete),
         ttl_backstop: HumanDuration::default(),
+        value: None,
     }])
     .unwrap()
 }

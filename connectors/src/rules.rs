@@ -92,6 +92,26 @@ pub struct RuleConfig {
     /// [`Rules::backstops`], by the embedded engine.
     #[serde(default, skip_serializing_if = "HumanDuration::is_zero")]
     pub ttl_backstop: HumanDuration,
+    /// How a row renders into its cached value (first key template), for the
+    /// offline audit: `value = { format = "json", columns = ["id", "email"] }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<ValueRenderer>,
+}
+
+/// A rule's value renderer: what the cache-aside library stores for a row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueRenderer {
+    /// `"json"`: a JSON object of `columns` in order, as serde_json encodes a struct
+    /// of those fields (the cache-aside `Json` codec). Integers as numbers, NULL as null.
+    #[serde(default = "default_format")]
+    pub format: String,
+    /// The columns, in field order.
+    pub columns: Vec<String>,
+}
+
+fn default_format() -> String {
+    "json".into()
 }
 
 /// The design's default second-delete delay.
@@ -182,6 +202,19 @@ impl KeyTemplate {
             }
         }
         g
+    }
+
+    /// The key for a row given as a column lookup; `None` when a column is NULL or
+    /// missing.
+    pub fn render_with<'a>(&self, get: impl Fn(&str) -> Option<&'a [u8]>) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        for s in &self.segments {
+            match s {
+                Segment::Literal(b) => out.extend_from_slice(b),
+                Segment::Column(c) => out.extend_from_slice(get(c)?),
+            }
+        }
+        Some(out)
     }
 
     /// The columns the template uses.
@@ -546,6 +579,7 @@ mod tests {
                 columns: None,
                 double_delete: HumanDuration::default(),
                 ttl_backstop: HumanDuration::default(),
+                value: None,
             }])
             .unwrap_err()
             .to_string()

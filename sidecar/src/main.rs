@@ -1,6 +1,8 @@
 //! `coherent`: the sidecar binary.
 
 mod admin;
+mod audit;
+mod audit_html;
 mod check;
 mod config;
 mod pipeline;
@@ -45,6 +47,19 @@ enum Command {
         /// Config file (TOML).
         #[arg(long, short, env = "COHERENT_CONFIG")]
         config: PathBuf,
+    },
+    /// Offline audit: compare every row of the rules with a `value` renderer against
+    /// the cache. Exit 0: no stale or orphan key; 1: some; 2: error.
+    Audit {
+        /// Config file (TOML).
+        #[arg(long, short, env = "COHERENT_CONFIG")]
+        config: PathBuf,
+        /// Directory for report.json and report.html.
+        #[arg(long)]
+        out: PathBuf,
+        /// Scan rate limit (0: none).
+        #[arg(long, default_value_t = 0)]
+        max_rows_per_sec: u64,
     },
 }
 
@@ -100,6 +115,22 @@ fn run() -> Result<()> {
                 Ok(())
             } else {
                 // The checks printed what failed; exit 1 without another message.
+                std::process::exit(1);
+            }
+        }
+        Command::Audit {
+            config,
+            out,
+            max_rows_per_sec,
+        } => {
+            let loaded = config::Config::load(Some(&config))?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            if rt.block_on(audit::run(&loaded, &out, max_rows_per_sec))? {
+                Ok(())
+            } else {
                 std::process::exit(1);
             }
         }

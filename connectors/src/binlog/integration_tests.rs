@@ -318,6 +318,7 @@ fn rules(list: &[(&str, &[&str])]) -> Rules {
                 columns: None,
                 double_delete: crate::duration::HumanDuration::default(),
                 ttl_backstop: crate::duration::HumanDuration::default(),
+                value: None,
             })
             .collect::<Vec<_>>(),
     )

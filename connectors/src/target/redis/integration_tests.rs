@@ -160,6 +160,7 @@ async fn sweeper_sets_backstop_on_keys_without_ttl() {
         columns: None,
         double_delete: Default::default(),
         ttl_backstop: crate::duration::HumanDuration::parse("1h").unwrap(),
+        value: None,
     }])
     .unwrap();
     let client = redis::Client::open(s.url()).unwrap();
