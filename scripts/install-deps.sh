@@ -17,6 +17,10 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+if ! python3 -c 'import yaml' >/dev/null 2>&1; then
+  echo "install-deps: pip install pyyaml"
+  python3 -m pip install -q pyyaml || python3 -m pip install -q --break-system-packages pyyaml
+fi
 if ! python3 -c 'import redis' >/dev/null 2>&1; then
   echo "install-deps: pip install redis"
   python3 -m pip install -q 'redis>=5' || python3 -m pip install -q --break-system-packages 'redis>=5'

@@ -9,3 +9,7 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# The container files, checked without a Docker engine (none runs here): YAML
+# structure, hadolint-style Dockerfile rules, and the real binary on their configs.
+cargo build -q -p coherent
+python3 docker/check.py target/debug/coherent
