@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine: the Rust
 # toolchain is assumed; redis-server/redis-tools (reference server, redis-cli,
-# redis-benchmark) and mariadb-server come from Debian, redis-py from PyPI. Nothing is started here.
+# redis-benchmark), mariadb-server and rabbitmq-server come from Debian, redis-py from PyPI. Nothing is started here.
 set -euo pipefail
 
 need=()
@@ -10,6 +10,8 @@ command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 # The connector's integration tests start a private mariadbd with a row binlog.
 { command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; } || need+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
+# The retry queue's RabbitMQ tests start a private node.
+{ command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ]; } || need+=(rabbitmq-server)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need[*]}"
   SUDO=""
