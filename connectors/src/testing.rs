@@ -529,6 +529,26 @@ impl RabbitMq {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
 
+    /// `rabbitmqctl list_queues name messages_ready messages_unacknowledged`, one
+    /// line per queue (diagnostics).
+    pub fn list_queues(&self) -> String {
+        let out = self
+            .cmd("rabbitmqctl")
+            .args([
+                "-n",
+                &self.node,
+                "-q",
+                "list_queues",
+                "name",
+                "messages_ready",
+            ])
+            .arg("messages_unacknowledged")
+            .stdout(Stdio::piped())
+            .output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).replace('\n', "; "))
+            .unwrap_or_default()
+    }
+
     /// Stops the node (its PID file's process; epmd too).
     pub fn stop(&self) -> io::Result<()> {
         self.cmd("rabbitmqctl")
