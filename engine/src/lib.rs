@@ -6,6 +6,7 @@
 //! [`cmd`] one file per command family, [`command`] the table and dispatcher,
 //! [`connection`] and [`server`] the network side.
 
+pub mod backstop;
 pub mod blocking;
 pub mod client;
 pub mod cmd;

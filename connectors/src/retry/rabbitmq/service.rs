@@ -10,6 +10,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -44,6 +45,46 @@ pub struct RabbitQueue {
     /// serialised) and by the depth resync, so the two never interleave.
     publisher: Mutex<Option<(Connection, Channel)>>,
     stats: RetryStats,
+    /// What the depth is made of (never held across an await).
+    outstanding: std::sync::Mutex<Outstanding>,
+}
+
+/// The deletes queued and not yet landed (or dead-lettered), for an exact depth.
+///
+/// Every message this process publishes carries a `message_id` of
+/// `INSTANCE-SEQ`; its retry copies keep it. A delivery settles its id once:
+/// a duplicate (a publish repeated after a lost confirm, a redelivery after a
+/// lost ack) of an id already settled changes nothing, so the depth neither
+/// drifts nor reaches 0 while a delete is still queued.
+#[derive(Debug, Default)]
+struct Outstanding {
+    /// This process's id prefix.
+    instance: String,
+    next: u64,
+    /// Sequence numbers published by this process and not settled.
+    ids: HashSet<u64>,
+    /// Messages found on the broker at start (earlier processes) not settled yet.
+    foreign: u64,
+}
+
+impl Outstanding {
+    fn depth(&self) -> u64 {
+        self.ids.len() as u64 + self.foreign
+    }
+
+    /// Settles the message `id` (None: no id, from an earlier process).
+    fn settle(&mut self, id: Option<&str>) {
+        let own = id
+            .and_then(|id| id.split_once('-'))
+            .filter(|(inst, _)| *inst == self.instance)
+            .and_then(|(_, seq)| seq.parse::<u64>().ok());
+        match own {
+            Some(seq) => {
+                self.ids.remove(&seq);
+            }
+            None => self.foreign = self.foreign.saturating_sub(1),
+        }
+    }
 }
 
 impl RabbitQueue {
@@ -58,10 +99,15 @@ impl RabbitQueue {
             url,
             publisher: Mutex::new(None),
             stats: RetryStats::default(),
+            outstanding: std::sync::Mutex::new(Outstanding {
+                instance: format!("{:016x}", fastrand::u64(..)),
+                ..Outstanding::default()
+            }),
         };
         let (conn, ch) = q.connect().await?;
         let depth = q.broker_depth(&ch).await?;
         let dead = q.count(&ch, &q.dead_name()).await?;
+        q.outstanding().foreign = depth;
         q.stats.set_depth(depth);
         q.stats.count(0, 0, 0, dead);
         *q.publisher.lock().await = Some((conn, ch));
@@ -76,6 +122,22 @@ impl RabbitQueue {
     /// Counters.
     pub fn stats(&self) -> &RetryStats {
         &self.stats
+    }
+
+    fn outstanding(&self) -> std::sync::MutexGuard<'_, Outstanding> {
+        // Poisoning cannot leave the set inconsistent (single-step updates).
+        self.outstanding
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Settles the messages with these ids and publishes the new depth.
+    fn settle<'a>(&self, ids: impl Iterator<Item = Option<&'a str>>) {
+        let mut o = self.outstanding();
+        for id in ids {
+            o.settle(id);
+        }
+        self.stats.set_depth(o.depth());
     }
 
     fn retry_name(&self) -> String {
@@ -159,7 +221,12 @@ impl RabbitQueue {
         Ok((conn, ch))
     }
 
-    fn props(position: &str, attempts: u32, expiration: Option<Duration>) -> BasicProperties {
+    fn props(
+        id: Option<&str>,
+        position: &str,
+        attempts: u32,
+        expiration: Option<Duration>,
+    ) -> BasicProperties {
         let mut h = FieldTable::default();
         h.insert(
             "x-attempts".into(),
@@ -169,9 +236,12 @@ impl RabbitQueue {
             "x-position".into(),
             AMQPValue::LongString(LongString::from(position)),
         );
-        let p = BasicProperties::default()
+        let mut p = BasicProperties::default()
             .with_delivery_mode(2)
             .with_headers(h);
+        if let Some(id) = id {
+            p = p.with_message_id(ShortString::from(id));
+        }
         match expiration {
             Some(d) => p.with_expiration(ShortString::from(d.as_millis().max(1).to_string())),
             None => p,
@@ -239,15 +309,25 @@ impl RabbitQueue {
         if keys.is_empty() {
             return Ok(());
         }
-        let props = Self::props(position, 1, None);
-        let mut msgs: Vec<Msg> = keys
-            .iter()
-            .map(|k| (self.cfg.prefix.clone(), k.clone(), props.clone()))
-            .collect();
         let mut g = self.publisher.lock().await;
-        // Counted before the first publish: the consumer may take (and subtract)
-        // a message before its confirm reaches us.
-        self.stats.add_depth(keys.len() as i64);
+        // Counted before the first publish: the consumer may take (and settle) a
+        // message before its confirm reaches us.
+        let mut msgs: Vec<Msg> = {
+            let mut o = self.outstanding();
+            let msgs = keys
+                .iter()
+                .map(|k| {
+                    let seq = o.next;
+                    o.next += 1;
+                    o.ids.insert(seq);
+                    let id = format!("{}-{seq}", o.instance);
+                    let props = Self::props(Some(&id), position, 1, None);
+                    (self.cfg.prefix.clone(), k.clone(), props)
+                })
+                .collect();
+            self.stats.set_depth(o.depth());
+            msgs
+        };
         self.stats.count(keys.len() as u64, 0, 0, 0);
         let mut attempt = 0u32;
         loop {
@@ -399,30 +479,33 @@ impl RabbitQueue {
                         .await
                         .map_err(amqp)?;
                     self.stats.count(0, 0, n, 0);
-                    self.stats.add_depth(-(n as i64));
+                    self.settle(deliveries.iter().map(|d| message_id(&d.properties)));
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, keys = n, "retry batch failed");
                     let mut msgs = Vec::with_capacity(deliveries.len());
                     let mut dead = 0u64;
+                    let mut settled = Vec::new();
                     for (d, key) in deliveries.iter().zip(keys) {
                         let (attempts, position) = headers(&d.properties);
+                        let id = message_id(&d.properties);
                         let attempts = attempts + 1;
                         if attempts >= self.cfg.max_attempts {
                             tracing::error!(key = %String::from_utf8_lossy(&key), %position,
                                 attempts, "delete dead-lettered after max_attempts");
                             dead += 1;
+                            settled.push(id);
                             msgs.push((
                                 self.dead_name(),
                                 key,
-                                Self::props(&position, attempts, None),
+                                Self::props(id, &position, attempts, None),
                             ));
                         } else {
                             let pause = self.cfg.backoff_for(attempts);
                             msgs.push((
                                 self.retry_name(),
                                 key,
-                                Self::props(&position, attempts, Some(pause)),
+                                Self::props(id, &position, attempts, Some(pause)),
                             ));
                         }
                     }
@@ -444,11 +527,15 @@ impl RabbitQueue {
                         .await
                         .map_err(amqp)?;
                     self.stats.count(0, n - dead, 0, dead);
-                    self.stats.add_depth(-(dead as i64));
+                    self.settle(settled.into_iter());
                 }
             }
         }
     }
+}
+
+fn message_id(p: &BasicProperties) -> Option<&str> {
+    p.message_id().as_ref().map(|s| s.as_str())
 }
 
 fn headers(p: &BasicProperties) -> (u32, String) {
