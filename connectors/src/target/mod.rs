@@ -214,6 +214,16 @@ impl std::fmt::Debug for AnyTarget {
 }
 
 impl AnyTarget {
+    /// Installs the TTL backstops of `rules` into the embedded engine (see
+    /// [`EmbeddedTarget::install_backstops`]); external Redis gets them from the
+    /// sweeper instead, so this returns 0 there.
+    pub fn install_backstops(&self, rules: &crate::rules::Rules) -> usize {
+        match self {
+            AnyTarget::Embedded(t) => t.install_backstops(rules),
+            AnyTarget::Redis(_) => 0,
+        }
+    }
+
     /// Builds the target `config` describes; `engine` is used for `kind = "embedded"`.
     pub async fn from_config(
         config: &TargetConfig,
