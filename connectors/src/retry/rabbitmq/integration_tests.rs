@@ -233,10 +233,12 @@ async fn bench_rabbitmq_drain_1m() {
     let redis = RedisTarget::connect(&TargetConfig::redis(s.url()))
         .await
         .unwrap();
+    crate::bench_tests::fill_redis(&s.url(), &keys).await;
     let t1 = std::time::Instant::now();
     let worker = q.spawn_worker(redis);
     wait_for(|| q.depth() == 0, 3600).await;
     let drain = t1.elapsed();
+    assert_eq!(s.cli(&["DBSIZE"]).unwrap().trim(), "0");
     println!(
         "BENCH rabbitmq: enqueue {n} in {enq:?} ({:.0}/s, confirmed); drain {n} in {drain:?} ({:.0} deletes/s)",
         n as f64 / enq.as_secs_f64(),
