@@ -584,7 +584,16 @@ impl Drop for RabbitMq {
             .find(|(k, _)| k == "ERL_EPMD_PORT")
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
-        let _ = self.cmd("epmd").args(["-port", &epmd, "-kill"]).status();
+        // epmd refuses `-kill` while the stopping node is still registered: retry
+        // until its port closes, or it outlives the test.
+        let port: u16 = epmd.parse().unwrap_or(0);
+        for _ in 0..100 {
+            let _ = self.cmd("epmd").args(["-port", &epmd, "-kill"]).status();
+            if port == 0 || std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
