@@ -543,6 +543,26 @@ impl RabbitMq {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
 
+    /// `rabbitmqctl list_queues name messages_ready messages_unacknowledged`, one
+    /// line per queue (diagnostics).
+    pub fn list_queues(&self) -> String {
+        let out = self
+            .cmd("rabbitmqctl")
+            .args([
+                "-n",
+                &self.node,
+                "-q",
+                "list_queues",
+                "name",
+                "messages_ready",
+            ])
+            .arg("messages_unacknowledged")
+            .stdout(Stdio::piped())
+            .output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).replace('\n', "; "))
+            .unwrap_or_default()
+    }
+
     /// Stops the node (its PID file's process; epmd too).
     pub fn stop(&self) -> io::Result<()> {
         self.cmd("rabbitmqctl")
@@ -578,7 +598,16 @@ impl Drop for RabbitMq {
             .find(|(k, _)| k == "ERL_EPMD_PORT")
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
-        let _ = self.cmd("epmd").args(["-port", &epmd, "-kill"]).status();
+        // epmd refuses `-kill` while the stopping node is still registered: retry
+        // until its port closes, or it outlives the test.
+        let port: u16 = epmd.parse().unwrap_or(0);
+        for _ in 0..100 {
+            let _ = self.cmd("epmd").args(["-port", &epmd, "-kill"]).status();
+            if port == 0 || std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

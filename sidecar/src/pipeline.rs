@@ -232,6 +232,12 @@ async fn run_inner(
     };
 
     let target = AnyTarget::from_config(&cfg.target, Some(engine)).await?;
+    // TTL backstop: the embedded engine caps TTLs of keys the rules cover as they are
+    // written; external Redis gets the sweeper below instead.
+    let capped = target.install_backstops(&rules);
+    if capped > 0 {
+        tracing::info!(patterns = capped, "TTL backstops installed in the engine");
+    }
     // Deletes the target refuses wait in the durable retry queue (the checkpoint may
     // pass them once they are queued); its worker retries them with backoff.
     let queue = RetryQueue::open(&cfg.retry).await?;

@@ -54,6 +54,15 @@ impl Telemetry {
             .with_description("Clients connected to the embedded engine")
             .with_callback(move |o| o.observe(e.shared().lock().clients.len() as u64, &[]))
             .build();
+        let e = engine.clone();
+        self.meter
+            .u64_observable_counter("coherent_backstop_ttls_applied")
+            .with_description("Keys given a TTL backstop: writes capped by the engine plus keys fixed by the external-Redis sweeper")
+            .with_callback(move |o| {
+                let swept = crate::sweep::FIXED.load(std::sync::atomic::Ordering::Relaxed);
+                o.observe(e.ttl_backstops_applied() + swept, &[])
+            })
+            .build();
         let e = engine;
         self.meter
             .u64_observable_counter("coherent_engine_commands")
