@@ -110,7 +110,11 @@ fn serve(
     cfg: config::Config,
     connector: Option<(connectors::ConnectorConfig, connectors::rules::Rules)>,
 ) -> Result<()> {
+    // [engine] io_threads runs the connections; the binlog pipeline, when configured,
+    // gets a thread of its own so decoding never stalls clients.
+    let threads = cfg.engine.io_threads + usize::from(connector.is_some());
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
