@@ -352,5 +352,14 @@ keys = ["log:{{seq}}"]
             .is_some()
     });
     assert!(latency, "{}", sc.log());
+    // And on /metrics, per target and outcome.
+    let (_, text) = http_get(&sc.admin, "/metrics");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("coherent_delete_latency_seconds_count")
+                && l.contains("outcome=\"ok\"")
+                && l.contains("target=\"embedded\"")),
+        "{text}"
+    );
     assert!(sc.stop().success(), "{}", sc.log());
 }
