@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine: the Rust
 # toolchain is assumed; redis-server/redis-tools (reference server, redis-cli,
-# redis-benchmark) and mariadb-server come from Debian, redis-py from PyPI. Nothing is started here.
+# redis-benchmark), mariadb-server and rabbitmq-server come from Debian, redis-py from PyPI. Nothing is started here.
 set -euo pipefail
 
 need=()
@@ -10,12 +10,18 @@ command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 # The connector's integration tests start a private mariadbd with a row binlog.
 { command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; } || need+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
+# The retry queue's RabbitMQ tests start a private node.
+{ command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ]; } || need+=(rabbitmq-server)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need[*]}"
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if ! python3 -c 'import yaml' >/dev/null 2>&1; then
+  echo "install-deps: pip install pyyaml"
+  python3 -m pip install -q pyyaml || python3 -m pip install -q --break-system-packages pyyaml
 fi
 if ! python3 -c 'import redis' >/dev/null 2>&1; then
   echo "install-deps: pip install redis"

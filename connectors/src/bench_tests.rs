@@ -20,6 +20,41 @@ fn keys(n: usize) -> Vec<Bytes> {
     (0..n).map(|i| Bytes::from(format!("user:{i}"))).collect()
 }
 
+/// Writes every key (value "v") into the redis-server at `url`, so deletes do real work.
+pub(crate) async fn fill_redis(url: &str, ks: &[Bytes]) {
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for c in ks.chunks(10_000) {
+        let mut mset = redis::cmd("MSET");
+        for k in c {
+            mset.arg(&k[..]).arg("v");
+        }
+        let _: () = mset.query_async(&mut conn).await.unwrap();
+    }
+}
+
+/// Writes every key into database 0 of `engine`.
+fn fill_engine(engine: &engine::Engine, ks: &[Bytes]) {
+    for c in ks.chunks(10_000) {
+        let mut cmd = vec![Bytes::from_static(b"MSET")];
+        for k in c {
+            cmd.push(k.clone());
+            cmd.push(Bytes::from_static(b"v"));
+        }
+        engine.execute(0, cmd);
+    }
+}
+
+fn dbsize(engine: &engine::Engine) -> i64 {
+    match engine.execute(0, vec![Bytes::from_static(b"DBSIZE")]) {
+        engine::Reply::Int(n) => n,
+        r => panic!("DBSIZE replied {r:?}"),
+    }
+}
+
 async fn rate<T: Target>(t: &T, keys: &[Bytes], batch: usize) -> f64 {
     let t0 = Instant::now();
     for c in keys.chunks(batch) {
@@ -41,28 +76,12 @@ async fn bench_targets_deletes_per_sec() {
     let emb = EmbeddedTarget::new(engine.clone(), 0);
     for batch in [10usize, 100, 1000] {
         // Fill so deletes do real work.
-        for c in ks.chunks(10_000) {
-            let mut cmd = vec![Bytes::from_static(b"MSET")];
-            for k in c {
-                cmd.push(k.clone());
-                cmd.push(Bytes::from_static(b"v"));
-            }
-            engine.execute(0, cmd);
-        }
+        fill_engine(&engine, &ks);
         let e = rate(&emb, &ks, batch).await;
-        let mut conn = redis::Client::open(s.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        for c in ks.chunks(10_000) {
-            let mut mset = redis::cmd("MSET");
-            for k in c {
-                mset.arg(&k[..]).arg("v");
-            }
-            let _: () = mset.query_async(&mut conn).await.unwrap();
-        }
+        assert_eq!(dbsize(&engine), 0);
+        fill_redis(&s.url(), &ks).await;
         let r = rate(&redis, &ks, batch).await;
+        assert_eq!(s.cli(&["DBSIZE"]).unwrap().trim(), "0");
         println!("BENCH deletes/s, {n} keys, {batch} keys per transaction batch: external redis {r:.0}/s, embedded engine {e:.0}/s");
     }
 }
@@ -95,6 +114,7 @@ async fn bench_embedded_queue_drain_1m() {
     let redis = RedisTarget::connect(&TargetConfig::redis(s.url()))
         .await
         .unwrap();
+    fill_redis(&s.url(), &ks).await;
     let t2 = Instant::now();
     let w = q.spawn_worker(redis);
     while q.depth() > 0 {
@@ -102,6 +122,7 @@ async fn bench_embedded_queue_drain_1m() {
     }
     let drain = t2.elapsed();
     w.abort();
+    assert_eq!(s.cli(&["DBSIZE"]).unwrap().trim(), "0");
     let engine = engine::Engine::new(engine::EngineConfig::default());
     let cfg2 = RetryConfig {
         path: d.join("retry2.log"),
@@ -111,13 +132,15 @@ async fn bench_embedded_queue_drain_1m() {
     for c in ks.chunks(10_000) {
         q2.enqueue(c, "bin.000001:4").await.unwrap();
     }
+    fill_engine(&engine, &ks);
     let t3 = Instant::now();
-    let w2 = q2.spawn_worker(EmbeddedTarget::new(engine, 0));
+    let w2 = q2.spawn_worker(EmbeddedTarget::new(engine.clone(), 0));
     while q2.depth() > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let drain_e = t3.elapsed();
     w2.abort();
+    assert_eq!(dbsize(&engine), 0);
     println!(
         "BENCH embedded queue: enqueue {n} in {enq:?} ({:.0}/s, fsync per 10k batch); replay {replay:?}; drain to redis {drain:?} ({:.0}/s); drain to embedded engine {drain_e:?} ({:.0}/s)",
         n as f64 / enq.as_secs_f64(),

@@ -49,9 +49,12 @@ fn free_port() -> io::Result<u16> {
 impl MariaDb {
     /// True when `mariadbd`, `mariadb-install-db` and `mariadb` are installed.
     pub fn available() -> bool {
-        find("mariadbd").is_some()
-            && find("mariadb-install-db").is_some()
-            && find("mariadb").is_some()
+        required(
+            "mariadb-server",
+            find("mariadbd").is_some()
+                && find("mariadb-install-db").is_some()
+                && find("mariadb").is_some(),
+        )
     }
 
     /// Initialises a data directory and starts the server; returns once it accepts
@@ -261,7 +264,10 @@ pub struct RedisServer {
 impl RedisServer {
     /// True when `redis-server` and `redis-cli` are installed.
     pub fn available() -> bool {
-        find("redis-server").is_some() && find("redis-cli").is_some()
+        required(
+            "redis-server",
+            find("redis-server").is_some() && find("redis-cli").is_some(),
+        )
     }
 
     /// Starts a server (extra args such as `--cluster-enabled yes`).
@@ -441,7 +447,10 @@ pub struct RabbitMq {
 impl RabbitMq {
     /// True when `rabbitmq-server` is installed.
     pub fn available() -> bool {
-        find("rabbitmq-server").is_some() && find("rabbitmqctl").is_some()
+        required(
+            "rabbitmq-server",
+            find("rabbitmq-server").is_some() && find("rabbitmqctl").is_some(),
+        )
     }
 
     /// Starts the node; returns once `await_startup` succeeded.
@@ -534,6 +543,26 @@ impl RabbitMq {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
 
+    /// `rabbitmqctl list_queues name messages_ready messages_unacknowledged`, one
+    /// line per queue (diagnostics).
+    pub fn list_queues(&self) -> String {
+        let out = self
+            .cmd("rabbitmqctl")
+            .args([
+                "-n",
+                &self.node,
+                "-q",
+                "list_queues",
+                "name",
+                "messages_ready",
+            ])
+            .arg("messages_unacknowledged")
+            .stdout(Stdio::piped())
+            .output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).replace('\n', "; "))
+            .unwrap_or_default()
+    }
+
     /// Stops the node (its PID file's process; epmd too).
     pub fn stop(&self) -> io::Result<()> {
         self.cmd("rabbitmqctl")
@@ -569,7 +598,26 @@ impl Drop for RabbitMq {
             .find(|(k, _)| k == "ERL_EPMD_PORT")
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
-        let _ = self.cmd("epmd").args(["-port", &epmd, "-kill"]).status();
+        // epmd refuses `-kill` while the stopping node is still registered: retry
+        // until its port closes, or it outlives the test.
+        let port: u16 = epmd.parse().unwrap_or(0);
+        for _ in 0..100 {
+            let _ = self.cmd("epmd").args(["-port", &epmd, "-kill"]).status();
+            if port == 0 || std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether a server a test needs is installed. A developer without it gets the test
+/// skipped; under CI (`CI` set) a missing server is a failure, so a machine that lacks
+/// it cannot pass by skipping (`scripts/install-deps.sh` installs them all).
+fn required(package: &str, present: bool) -> bool {
+    if !present && std::env::var_os("CI").is_some() {
+        panic!("{package} is not installed; scripts/install-deps.sh installs it");
+    }
+    present
 }

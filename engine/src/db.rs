@@ -218,17 +218,18 @@ impl Db {
     /// Stores a value, dropping any TTL (SET semantics).
     pub fn insert(&mut self, key: impl AsRef<[u8]>, value: Value, now: u64) {
         let key = key.as_ref();
-        match self.map.get_mut(key) {
-            Some(e) => {
-                let had_ttl = e.has_ttl();
-                *e = Entry::new(value, now);
+        // One hash probe for both cases (building the key is free for keys up to 22
+        // bytes, which stay inline).
+        match self.map.entry(CompactBytes::from(key)) {
+            indexmap::map::Entry::Occupied(mut o) => {
+                let had_ttl = o.get().has_ttl();
+                *o.get_mut() = Entry::new(value, now);
                 if had_ttl {
                     self.volatile.swap_remove(key);
                 }
             }
-            None => {
-                self.map
-                    .insert(CompactBytes::from(key), Entry::new(value, now));
+            indexmap::map::Entry::Vacant(v) => {
+                v.insert(Entry::new(value, now));
             }
         }
     }

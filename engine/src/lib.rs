@@ -7,6 +7,7 @@
 //! [`connection`] and [`server`] the network side. [`lease`] holds the lease tokens of
 //! LEASEGET/LEASESET (`cmd/leases.rs`), which close the stale-fill race.
 
+pub mod backstop;
 pub mod blocking;
 pub mod client;
 pub mod cmd;

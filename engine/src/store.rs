@@ -72,6 +72,8 @@ pub struct Store {
     dirty_cas: HashSet<u64>,
     /// (client, db, key) -> whether the key had already expired when it was watched.
     watched_flags: HashMap<(u64, usize, Bytes), bool>,
+    /// TTL backstops set by the embedding process (see [`crate::backstop`]).
+    pub backstops: crate::backstop::Backstops,
     pub clients: HashMap<u64, ClientInfo>,
     pub stats: Stats,
     /// The time of the current command, in Unix ms (cached as Redis does).
@@ -100,6 +102,7 @@ impl Store {
             watches: HashMap::new(),
             dirty_cas: HashSet::new(),
             watched_flags: HashMap::new(),
+            backstops: Default::default(),
             clients: HashMap::new(),
             stats: Stats::default(),
             now: crate::util::now_ms(),
@@ -125,6 +128,7 @@ impl Store {
 
     /// Records that a key changed: WATCH, blocked clients, hooks, notifications.
     pub fn key_event(&mut self, db: usize, class: u32, event: &str, key: &[u8]) {
+        self.apply_backstop(db, key);
         self.touch(db, key);
         self.leases.void(db, key);
         self.stats.dirty += 1;

@@ -35,6 +35,8 @@ pub struct Config {
     pub rules: Vec<RuleConfig>,
     /// `[retry]`: where deletes the target refused wait to be retried.
     pub retry: RetryConfig,
+    /// `[telemetry]`: optional OTLP export of metrics and traces.
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 /// A config file and the pipeline's compiled rules, ready to run.
@@ -155,6 +157,12 @@ impl Config {
         cfg.admin.validate().map_err(|(key, e)| {
             anyhow::anyhow!("{}: [admin] {key}: {e}", origin.at("admin", None, key))
         })?;
+        cfg.telemetry.validate().map_err(|(key, e)| {
+            anyhow::anyhow!(
+                "{}: [telemetry] {key}: {e}",
+                origin.at("telemetry", None, key)
+            )
+        })?;
         let connector = match &cfg.mysql {
             None => {
                 if !cfg.rules.is_empty() {
@@ -207,7 +215,15 @@ fn validate_connector(cc: &ConnectorConfig, origin: &Origin) -> Result<Rules> {
 }
 
 /// Sections whose keys `COHERENT_<SECTION>_<KEY>` sets.
-const SECTIONS: &[&str] = &["engine", "admin", "mysql", "checkpoint", "target", "retry"];
+const SECTIONS: &[&str] = &[
+    "engine",
+    "admin",
+    "mysql",
+    "checkpoint",
+    "target",
+    "retry",
+    "telemetry",
+];
 
 /// Parses an environment value as a TOML value when it is one (numbers, booleans,
 /// arrays, inline tables), as a plain string otherwise.
@@ -310,9 +326,10 @@ pub fn apply_env(
         }
         let value = match (section, key) {
             // Strings whatever they look like (a password of digits is still a password).
-            ("mysql", "url" | "start") | ("engine", "requirepass") | ("checkpoint", "path") => {
-                toml::Value::String(v.clone())
-            }
+            ("mysql", "url" | "start")
+            | ("engine", "requirepass")
+            | ("checkpoint", "path")
+            | ("telemetry", "otlp_endpoint") => toml::Value::String(v.clone()),
             _ => env_value(&v),
         };
         let table = doc
@@ -462,6 +479,36 @@ keys = ["order:{id}"]
             .unwrap_err()
             .to_string();
         assert!(err.contains("COHERENT_RULES_5_TABLE"), "{err}");
+    }
+
+    #[test]
+    fn telemetry_section_and_env() {
+        let p = tmp(
+            "tel.toml",
+            "[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\nexport_interval = \"250ms\"\n",
+        );
+        let l = Config::load_with_env(Some(&p), env(&[])).unwrap();
+        let t = &l.config.telemetry;
+        assert_eq!(t.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4318"));
+        assert_eq!(t.export_interval.0, std::time::Duration::from_millis(250));
+        let p = tmp("tel2.toml", "");
+        let l = Config::load_with_env(
+            Some(&p),
+            env(&[("COHERENT_TELEMETRY_OTLP_ENDPOINT", "http://10.0.0.1:4318")]),
+        )
+        .unwrap();
+        assert_eq!(
+            l.config.telemetry.otlp_endpoint.as_deref(),
+            Some("http://10.0.0.1:4318")
+        );
+        assert_eq!(l.config.telemetry.export_interval.0.as_secs(), 10);
+        let err = Config::load_with_env(
+            Some(&p),
+            env(&[("COHERENT_TELEMETRY_OTLP_ENDPOINT", "grpc://x")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("COHERENT_TELEMETRY_OTLP_ENDPOINT"), "{err}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod config;
 mod pipeline;
 mod sweep;
 mod telemetry;
+mod timed;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -141,7 +142,11 @@ fn serve(
     cfg: config::Config,
     connector: Option<(connectors::ConnectorConfig, connectors::rules::Rules)>,
 ) -> Result<()> {
+    // [engine] io_threads runs the connections; the binlog pipeline, when configured,
+    // gets a thread of its own so decoding never stalls clients.
+    let threads = cfg.engine.io_threads + usize::from(connector.is_some());
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -154,7 +159,7 @@ fn serve(
         // SIGTERM sent right after it must stop us gracefully, not kill us.
         let signals = shutdown_signals()?;
         let engine = server.engine();
-        let telemetry = std::sync::Arc::new(telemetry::Telemetry::new()?);
+        let telemetry = std::sync::Arc::new(telemetry::Telemetry::new(&cfg.telemetry)?);
         telemetry.observe_engine(engine.clone());
         let pipeline_state = connector
             .as_ref()
@@ -209,11 +214,17 @@ fn serve(
                 stop.shared().trigger_shutdown();
             })
             .await?;
-        if let Some(task) = pipeline_task {
-            task.await
-                .context("the pipeline task panicked")?
-                .context("binlog pipeline stopped")?;
-        }
+        let piped = match pipeline_task {
+            Some(task) => task
+                .await
+                .context("the pipeline task panicked")
+                .and_then(|r| r.context("binlog pipeline stopped")),
+            None => Ok(()),
+        };
+        // Last OTLP push (also after a pipeline failure); blocking, so off the workers.
+        let t = telemetry.clone();
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+        piped?;
         tracing::info!("shut down");
         Ok(())
     })

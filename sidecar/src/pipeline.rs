@@ -18,6 +18,9 @@ use connectors::retry::{RetryQueue, RetryStatsSnapshot};
 use connectors::rules::Rules;
 use connectors::target::AnyTarget;
 use connectors::{ConnectorConfig, Pipeline, PipelineStats};
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::{Span as _, Status, TraceContextExt as _, Tracer as _};
+use opentelemetry::{Context as OtelContext, KeyValue};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -232,9 +235,19 @@ async fn run_inner(
     };
 
     let target = AnyTarget::from_config(&cfg.target, Some(engine)).await?;
+    let meter = opentelemetry::global::meter("coherent");
+    let label = crate::timed::kind_label(cfg.target.kind);
+    // TTL backstop: the embedded engine caps TTLs of keys the rules cover as they are
+    // written; external Redis gets the sweeper below instead.
+    let capped = target.install_backstops(&rules);
+    if capped > 0 {
+        tracing::info!(patterns = capped, "TTL backstops installed in the engine");
+    }
     // Deletes the target refuses wait in the durable retry queue (the checkpoint may
     // pass them once they are queued); its worker retries them with backoff.
     let queue = RetryQueue::open(&cfg.retry).await?;
+    // Every batch, first, second or retried, is timed per target.
+    let target = crate::timed::Timed::new(target, label, &meter);
     let worker = queue.spawn_worker(target.clone());
     let sweeper = crate::sweep::spawn(&cfg.target, &rules);
     let interval = Duration::from_millis(cfg.checkpoint.interval_ms);
@@ -242,6 +255,7 @@ async fn run_inner(
         Pipeline::new(Slot::default(), rules, target, store, interval).with_retry_queue(queue);
     // `move`: the receiver must drop when the applier ends, so a reader blocked on a
     // full channel wakes up and stops.
+    let tracer = opentelemetry::global::tracer("coherent");
     let applier = async move {
         tokio::pin!(stop);
         let mut paused = false;
@@ -274,8 +288,16 @@ async fn run_inner(
                 }
                 m = rx.recv(), if !hold => match m {
                     Some(Ok(t)) => {
+                        // One trace per transaction: its deletes are child spans
+                        // (started by `Timed` under this context), the checkpoint an event.
+                        let before = (pipe.stats().invalidations, pipe.stats().checkpointed.clone());
+                        let mut span = tracer.start("transaction");
+                        span.set_attribute(KeyValue::new("binlog.position", t.position.to_string()));
+                        span.set_attribute(KeyValue::new("rows", t.changes.len() as i64));
+                        let cx = OtelContext::current_with_span(span);
                         pipe.source_mut().0 = Some(t);
-                        let r = pipe.step().await;
+                        let r = pipe.step().with_context(cx.clone()).await;
+                        end_transaction_span(&cx, pipe.stats(), before, &r);
                         let now = now_secs();
                         state.update(|g| {
                             if let Some((ts, received)) = g.queued.pop_front() {
@@ -337,6 +359,32 @@ async fn run_inner(
         "pipeline stopped"
     );
     res
+}
+
+/// Completes a transaction's span: keys deleted, the checkpoint, the outcome.
+fn end_transaction_span<T, E: std::fmt::Display>(
+    cx: &OtelContext,
+    stats: &PipelineStats,
+    (invalidations, checkpointed): (u64, Option<Position>),
+    r: &Result<T, E>,
+) {
+    let span = cx.span();
+    span.set_attribute(KeyValue::new(
+        "keys",
+        stats.invalidations.saturating_sub(invalidations) as i64,
+    ));
+    // The checkpoint is written at most once per interval (and waits on second
+    // deletes): `saved` says whether this transaction moved it.
+    let saved = stats.checkpointed != checkpointed;
+    let mut attrs = vec![KeyValue::new("saved", saved)];
+    if let Some(p) = &stats.checkpointed {
+        attrs.push(KeyValue::new("position", p.to_string()));
+    }
+    span.add_event("checkpoint", attrs);
+    if let Err(e) = r {
+        span.set_status(Status::error(e.to_string()));
+    }
+    span.end();
 }
 
 #[cfg(test)]

@@ -13,6 +13,9 @@ use std::time::Duration;
 /// Time between sweeps.
 const PERIOD: Duration = Duration::from_secs(60);
 
+/// Keys the sweeper gave a backstop TTL, for `/metrics`.
+pub static FIXED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Starts the sweeper when the target is an external Redis and some rule has a
 /// backstop; `None` otherwise (the embedded engine applies backstops itself).
 pub fn spawn(target: &TargetConfig, rules: &Rules) -> Option<tokio::task::JoinHandle<()>> {
@@ -34,6 +37,7 @@ pub fn spawn(target: &TargetConfig, rules: &Rules) -> Option<tokio::task::JoinHa
             for url in &urls {
                 match sweep_node(url, &rules).await {
                     Ok((scanned, fixed)) => {
+                        FIXED.fetch_add(fixed, std::sync::atomic::Ordering::Relaxed);
                         tracing::info!(node = %redact(url), scanned, fixed, "TTL backstop sweep done")
                     }
                     Err(e) => {

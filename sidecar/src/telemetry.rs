@@ -1,17 +1,71 @@
 //! Metrics through the OpenTelemetry SDK, exported in Prometheus text format on
-//! `/metrics`. Libraries keep plain counters; this module observes them, so neither the
-//! engine nor the connectors depend on OpenTelemetry.
+//! `/metrics` and, with `[telemetry] otlp_endpoint`, pushed over OTLP HTTP/protobuf
+//! together with a trace per binlog transaction. Libraries keep plain counters; this
+//! module observes them, so neither the engine nor the connectors depend on
+//! OpenTelemetry.
 
 use anyhow::{Context, Result};
+use connectors::duration::HumanDuration;
 use opentelemetry::metrics::{Meter, MeterProvider};
-use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
 use prometheus::{Encoder, TextEncoder};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The `[telemetry]` section.
+///
+/// ```toml
+/// [telemetry]
+/// otlp_endpoint = "http://127.0.0.1:4318"   # POSTs to /v1/metrics and /v1/traces
+/// export_interval = "10s"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Base URL of an OTLP HTTP receiver; absent = no push export.
+    pub otlp_endpoint: Option<String>,
+    /// Period of the metrics push.
+    pub export_interval: HumanDuration,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: None,
+            export_interval: HumanDuration(Duration::from_secs(10)),
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// Checks values serde cannot: the key at fault and why.
+    pub fn validate(&self) -> std::result::Result<(), (&'static str, String)> {
+        if let Some(e) = &self.otlp_endpoint {
+            if !e.starts_with("http://") {
+                return Err((
+                    "otlp_endpoint",
+                    format!("{e:?}: expected an http:// URL (TLS is not built in)"),
+                ));
+            }
+        }
+        if self.export_interval.is_zero() {
+            return Err(("export_interval", "must be more than 0".into()));
+        }
+        Ok(())
+    }
+}
 
 /// The process's meter provider and the registry `/metrics` renders.
 pub struct Telemetry {
     registry: prometheus::Registry,
     // Kept alive: dropping the provider stops the instruments' callbacks.
-    _provider: SdkMeterProvider,
+    provider: SdkMeterProvider,
+    tracer: Option<SdkTracerProvider>,
     meter: Meter,
 }
 
@@ -21,9 +75,53 @@ impl std::fmt::Debug for Telemetry {
     }
 }
 
+/// The OTLP exporters' HTTP client: hyper, run on the sidecar's tokio runtime (the
+/// SDK exports from its own threads, which have no reactor), logging failures so an
+/// unreachable collector shows up as a warning and nothing else.
+#[derive(Debug)]
+struct OnRuntime {
+    client: Arc<opentelemetry_http::hyper::HyperClient>,
+    handle: tokio::runtime::Handle,
+}
+
+#[async_trait::async_trait]
+impl HttpClient for OnRuntime {
+    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        let uri = request.uri().to_string();
+        let client = self.client.clone();
+        let res = match self
+            .handle
+            .spawn(async move { client.send_bytes(request).await })
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => Err(Box::new(e) as HttpError),
+        };
+        match &res {
+            Ok(r) if !r.status().is_success() => {
+                tracing::warn!(%uri, status = %r.status(), "OTLP export refused")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(%uri, error = %e, "OTLP export failed"),
+        }
+        res
+    }
+}
+
+fn http_client(timeout: Duration, handle: &tokio::runtime::Handle) -> OnRuntime {
+    OnRuntime {
+        client: Arc::new(
+            opentelemetry_http::hyper::HyperClient::with_default_connector(timeout, None),
+        ),
+        handle: handle.clone(),
+    }
+}
+
 impl Telemetry {
-    /// Builds the provider with a Prometheus reader.
-    pub fn new() -> Result<Telemetry> {
+    /// Builds the provider with a Prometheus reader, plus OTLP exporters when
+    /// `config.otlp_endpoint` is set (and a tokio runtime is running). Both providers
+    /// become the global ones, which the pipeline's instruments and spans use.
+    pub fn new(config: &TelemetryConfig) -> Result<Telemetry> {
         let registry = prometheus::Registry::new();
         let exporter = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
@@ -31,13 +129,89 @@ impl Telemetry {
             .without_target_info()
             .build()
             .context("cannot build the Prometheus exporter")?;
-        let provider = SdkMeterProvider::builder().with_reader(exporter).build();
+        let resource = Resource::builder().with_service_name("coherent").build();
+        let mut builder = SdkMeterProvider::builder()
+            .with_reader(exporter)
+            .with_resource(resource.clone());
+        let mut tracer = None;
+        if let Some(endpoint) = &config.otlp_endpoint {
+            match Self::otlp(endpoint, config.export_interval.0, resource) {
+                Ok((reader, traces)) => {
+                    builder = builder.with_reader(reader);
+                    opentelemetry::global::set_tracer_provider(traces.clone());
+                    tracer = Some(traces);
+                    tracing::info!(%endpoint, interval = %config.export_interval, "OTLP export on");
+                }
+                // Telemetry is not worth refusing to serve for.
+                Err(e) => tracing::warn!(%endpoint, error = %format!("{e:#}"), "OTLP export off"),
+            }
+        }
+        let provider = builder.build();
+        opentelemetry::global::set_meter_provider(provider.clone());
         let meter = provider.meter("coherent");
         Ok(Telemetry {
             registry,
-            _provider: provider,
+            provider,
+            tracer,
             meter,
         })
+    }
+
+    fn otlp(
+        endpoint: &str,
+        interval: Duration,
+        resource: Resource,
+    ) -> Result<(
+        PeriodicReader<opentelemetry_otlp::MetricExporter>,
+        SdkTracerProvider,
+    )> {
+        let handle =
+            tokio::runtime::Handle::try_current().context("OTLP export needs the tokio runtime")?;
+        let base = endpoint.trim_end_matches('/');
+        let timeout = interval.clamp(Duration::from_secs(1), Duration::from_secs(10));
+        let metrics = opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(format!("{base}/v1/metrics"))
+            .with_timeout(timeout)
+            .with_http_client(http_client(timeout, &handle))
+            .build()
+            .context("cannot build the OTLP metric exporter")?;
+        let reader = PeriodicReader::builder(metrics)
+            .with_interval(interval)
+            .build();
+        let spans = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(format!("{base}/v1/traces"))
+            .with_timeout(timeout)
+            .with_http_client(http_client(timeout, &handle))
+            .build()
+            .context("cannot build the OTLP span exporter")?;
+        let traces = SdkTracerProvider::builder()
+            .with_batch_exporter(spans)
+            .with_resource(resource)
+            .build();
+        Ok((reader, traces))
+    }
+
+    /// The provider's meter (the pipeline uses the global one, the same provider).
+    #[cfg(test)]
+    pub fn meter(&self) -> &Meter {
+        &self.meter
+    }
+
+    /// Flushes and stops the exporters (a last OTLP push). Blocks: call it off the
+    /// runtime's workers (`spawn_blocking`), which must still be running.
+    pub fn shutdown(&self) {
+        if let Some(t) = &self.tracer {
+            if let Err(e) = t.shutdown() {
+                tracing::warn!(error = %e, "cannot flush traces");
+            }
+        }
+        if let Err(e) = self.provider.shutdown() {
+            tracing::warn!(error = %e, "cannot flush metrics");
+        }
     }
 
     /// Observes the engine: keys, clients and commands processed.
@@ -53,6 +227,15 @@ impl Telemetry {
             .u64_observable_gauge("coherent_engine_connected_clients")
             .with_description("Clients connected to the embedded engine")
             .with_callback(move |o| o.observe(e.shared().lock().clients.len() as u64, &[]))
+            .build();
+        let e = engine.clone();
+        self.meter
+            .u64_observable_counter("coherent_backstop_ttls_applied")
+            .with_description("Keys given a TTL backstop: writes capped by the engine plus keys fixed by the external-Redis sweeper")
+            .with_callback(move |o| {
+                let swept = crate::sweep::FIXED.load(std::sync::atomic::Ordering::Relaxed);
+                o.observe(e.ttl_backstops_applied() + swept, &[])
+            })
             .build();
         let e = engine;
         self.meter

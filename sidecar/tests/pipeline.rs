@@ -55,6 +55,7 @@ keys = ["user:{id}", "user:email:{email}"]
 [[rules]]
 table = "app.orders"
 keys = ["order:{id}", "user:{user_id}:orders"]
+ttl_backstop = "1h"
 
 [[rules]]
 table = "app.log"
@@ -318,6 +319,24 @@ fn invalidates_keys_of_inserted_updated_and_deleted_rows() {
     let s = Sidecar::start(&cfg);
     s.wait_ready(Duration::from_secs(30));
     let mut c = Resp::connect(&s.engine);
+    // TTL backstop of the orders rule: a key it covers written without a TTL (or with
+    // a longer one) gets at most 1 h; other keys are left alone.
+    c.set("order:77");
+    let ttl: i64 = c
+        .cmd(&["TTL", "order:77"])
+        .trim_start_matches(':')
+        .parse()
+        .unwrap_or(-9);
+    assert!((3590..=3600).contains(&ttl), "order:77 ttl {ttl}");
+    assert_eq!(c.cmd(&["SET", "order:78", "v", "EX", "99999"]), "+OK");
+    let ttl: i64 = c
+        .cmd(&["TTL", "order:78"])
+        .trim_start_matches(':')
+        .parse()
+        .unwrap_or(-9);
+    assert!((3590..=3600).contains(&ttl), "order:78 ttl {ttl}");
+    c.set("user:77");
+    assert_eq!(c.cmd(&["TTL", "user:77"]), ":-1");
     let all = [
         "user:1",
         "user:email:a@x",

@@ -82,6 +82,15 @@ pub struct TargetConfig {
     /// Delete batches in flight at once.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// External Redis: also delete each key's lease side key (`{key}:lease`, as the
+    /// cache-aside library's Lua scripts keep it), so an invalidation voids
+    /// outstanding lease tokens there as it does in the embedded engine.
+    #[serde(default = "default_void_leases")]
+    pub void_leases: bool,
+}
+
+fn default_void_leases() -> bool {
+    true
 }
 
 fn default_batch_timeout() -> HumanDuration {
@@ -103,6 +112,7 @@ impl Default for TargetConfig {
             command: DeleteCommand::default(),
             batch_timeout: default_batch_timeout(),
             concurrency: default_concurrency(),
+            void_leases: default_void_leases(),
         }
     }
 }
@@ -214,6 +224,16 @@ impl std::fmt::Debug for AnyTarget {
 }
 
 impl AnyTarget {
+    /// Installs the TTL backstops of `rules` into the embedded engine (see
+    /// [`EmbeddedTarget::install_backstops`]); external Redis gets them from the
+    /// sweeper instead, so this returns 0 there.
+    pub fn install_backstops(&self, rules: &crate::rules::Rules) -> usize {
+        match self {
+            AnyTarget::Embedded(t) => t.install_backstops(rules),
+            AnyTarget::Redis(_) => 0,
+        }
+    }
+
     /// Builds the target `config` describes; `engine` is used for `kind = "embedded"`.
     pub async fn from_config(
         config: &TargetConfig,

@@ -31,7 +31,7 @@ const CONFIG_ALIASES: &[(&str, &str)] = &[
 ];
 
 /// Parameters CONFIG SET refuses to change at run time.
-const CONFIG_IMMUTABLE: &[&str] = &["databases", "bind", "port"];
+const CONFIG_IMMUTABLE: &[&str] = &["databases", "bind", "port", "io-threads"];
 
 pub(crate) fn canonical(name: &str) -> &str {
     CONFIG_ALIASES

@@ -220,7 +220,15 @@ fn set_generic(
         None => None,
     };
     let old = if o.get { read_str(ctx, key)? } else { None };
-    let found = ctx.db().lookup_mut(key, now).is_some();
+    // The lookup answers NX/XX and lazily expires an old value (so its `expired`
+    // event fires as in Redis); without TTLs in the db and without NX/XX it is a
+    // wasted probe on the hottest path.
+    let db = ctx.db();
+    let found = if o.nx || o.xx || db.volatile_len() > 0 {
+        db.lookup_mut(key, now).is_some()
+    } else {
+        false
+    };
     if (o.nx && found) || (o.xx && !found) {
         return Ok((SetOutcome::Aborted, old));
     }

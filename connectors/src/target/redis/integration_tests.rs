@@ -62,8 +62,23 @@ async fn single_node_pipelined_unlink_and_del() {
     )))
     .await
     .unwrap();
+    // An invalidation also voids the key's lease (the side key the cache-aside
+    // library's scripts keep), unless `void_leases = false`.
+    s2(&["SET", "{user:1}:lease", "token"]);
     t.delete_batch(&keys("user", 2)).await.unwrap();
     assert_eq!(s2(&["EXISTS", "user:1"]).trim(), "0");
+    assert_eq!(s2(&["EXISTS", "{user:1}:lease"]).trim(), "0");
+    let keep_leases = RedisTarget::connect(&TargetConfig {
+        void_leases: false,
+        ..TargetConfig::redis(format!("redis://:pw@127.0.0.1:{}/3", s.port()))
+    })
+    .await
+    .unwrap();
+    s2(&["SET", "user:1", "x"]);
+    s2(&["SET", "{user:1}:lease", "token"]);
+    keep_leases.delete_batch(&keys("user", 2)).await.unwrap();
+    assert_eq!(s2(&["EXISTS", "user:1"]).trim(), "0");
+    assert_eq!(s2(&["EXISTS", "{user:1}:lease"]).trim(), "1");
     let bad = RedisTarget::connect(&TargetConfig::redis(format!(
         "redis://:wrong@127.0.0.1:{}/0",
         s.port()
