@@ -88,6 +88,7 @@ mod tests {
                 columns: None,
                 double_delete: HumanDuration::default(),
                 ttl_backstop: HumanDuration(Duration::from_secs(3600)),
+                value: None,
             },
             RuleConfig {
                 table: "app.orders".into(),
@@ -95,6 +96,7 @@ mod tests {
                 columns: None,
                 double_delete: HumanDuration::default(),
                 ttl_backstop: HumanDuration::default(),
+                value: None,
             },
         ])
         .unwrap();
