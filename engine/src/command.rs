@@ -295,7 +295,9 @@ pub fn call(store: &mut Store, client: &mut Client, spec: &CommandSpec, args: &[
         Ok(r) => r,
         Err(e) => e.into(),
     };
-    if spec.flags & WRITE != 0 && spec.flags & LEASE_AWARE == 0 {
+    // Checked first so writes pay nothing while no lease is outstanding (the key list
+    // is a fresh Vec).
+    if spec.flags & WRITE != 0 && spec.flags & LEASE_AWARE == 0 && !store.leases.is_empty() {
         // A DEL of a missing key must void a reader's token too (see `void_leases`).
         store.void_leases(client.db, &spec.keys(args));
     }
