@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine: the Rust
 # toolchain is assumed; redis-server/redis-tools (reference server, redis-cli,
-# redis-benchmark), mariadb-server and rabbitmq-server come from Debian, redis-py from PyPI. Nothing is started here.
+# redis-benchmark), mariadb-server and rabbitmq-server and chromium (the audit report's render test) come from Debian, redis-py from PyPI. Nothing is started here.
 set -euo pipefail
 
 need=()
@@ -12,6 +12,8 @@ command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
 # The retry queue's RabbitMQ tests start a private node.
 { command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ]; } || need+=(rabbitmq-server)
+# The audit's test renders report.html in headless Chromium.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need[*]}"
   SUDO=""

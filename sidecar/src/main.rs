@@ -2,7 +2,6 @@
 
 mod admin;
 mod audit;
-mod audit_html;
 mod check;
 mod config;
 mod pipeline;

@@ -164,6 +164,11 @@ fn render_in_chromium(page: &std::path::Path) {
             .output()
             .is_ok_and(|o| o.status.success())
     }) else {
+        // Under CI the test command installs it (scripts/install-deps.sh): missing is a failure.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is not installed (scripts/install-deps.sh installs it)"
+        );
         eprintln!("SKIP: chromium is not installed (apt-get install -y chromium)");
         return;
     };

@@ -5,12 +5,13 @@
 //! cached), orphan (cached, no row renders to it; found with SCAN MATCH).
 //! Writes `DIR/report.json` and `DIR/report.html`.
 
+use super::render::{cell_json, ident, NOT_FOUND};
+use super::report::{nines, ratio, Counts, Report, StaleKey, TableReport};
 use crate::config::Loaded;
 use anyhow::{bail, Context, Result};
 use connectors::rules::{KeyTemplate, RuleConfig};
 use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable;
-use serde::Serialize;
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -19,124 +20,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 const BATCH: usize = 500;
 /// Stale keys kept in the report per table.
 const MAX_STALE_LISTED: usize = 1000;
-/// The cache-aside library's negative-cache entry ("no such row").
-const NOT_FOUND: &[u8] = b"\0coherent:not-found";
-
-/// Counts per class.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct Counts {
-    /// Rows scanned.
-    pub rows: u64,
-    /// Cached and equal to the row.
-    pub consistent: u64,
-    /// Cached and different from the row.
-    pub stale: u64,
-    /// Not cached.
-    pub missing: u64,
-    /// Cached without a row.
-    pub orphan: u64,
-}
-
-/// One stale key with what the cache and the database hold.
-#[derive(Debug, Clone, Serialize)]
-pub struct StaleKey {
-    /// The key.
-    pub key: String,
-    /// The cached value.
-    pub cached: String,
-    /// The row rendered as the cache should hold it.
-    pub expected: String,
-    /// `OBJECT WRITTEN` of the key (Unix ms), when the cache reports it.
-    pub written_ms: Option<i64>,
-}
-
-/// One rule's result.
-#[derive(Debug, Clone, Serialize)]
-pub struct TableReport {
-    /// `db.table`.
-    pub table: String,
-    /// The key template audited.
-    pub key: String,
-    /// Counts.
-    pub counts: Counts,
-    /// consistent / (consistent + stale + orphan); 1 when nothing was cached.
-    pub consistency: f64,
-    /// Stale keys (at most 1000).
-    pub stale_keys: Vec<StaleKey>,
-    /// Orphan keys (at most 1000).
-    pub orphan_keys: Vec<String>,
-}
-
-/// The whole report (`report.json`).
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// Schema version.
-    pub version: u32,
-    /// Start of the audit, Unix ms.
-    pub started_ms: u64,
-    /// Duration, seconds.
-    pub duration_secs: f64,
-    /// Totals over every table.
-    pub totals: Counts,
-    /// consistent / (consistent + stale + orphan).
-    pub consistency: f64,
-    /// -log10(1 - consistency), capped at 12 (no inconsistency).
-    pub nines: f64,
-    /// Per table, worst consistency first.
-    pub tables: Vec<TableReport>,
-}
-
-fn ratio(c: &Counts) -> f64 {
-    let cached = c.consistent + c.stale + c.orphan;
-    if cached == 0 {
-        1.0
-    } else {
-        c.consistent as f64 / cached as f64
-    }
-}
-
-fn nines(r: f64) -> f64 {
-    if r >= 1.0 {
-        12.0
-    } else {
-        (-(1.0 - r).log10()).clamp(0.0, 12.0)
-    }
-}
-
-/// Renders one text-protocol cell to JSON by its column type, as serde_json encodes
-/// the matching Rust field (integers and floats as numbers, the rest as strings).
-fn cell_json(v: &mysql_async::Value, ty: ColumnType) -> serde_json::Value {
-    use serde_json::Value as J;
-    let b = match v {
-        mysql_async::Value::NULL => return J::Null,
-        mysql_async::Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-        mysql_async::Value::Int(i) => return J::from(*i),
-        mysql_async::Value::UInt(u) => return J::from(*u),
-        mysql_async::Value::Float(f) => return J::from(*f as f64),
-        mysql_async::Value::Double(f) => return J::from(*f),
-        other => other.as_sql(true).trim_matches('\'').to_string(),
-    };
-    match ty {
-        ColumnType::MYSQL_TYPE_TINY
-        | ColumnType::MYSQL_TYPE_SHORT
-        | ColumnType::MYSQL_TYPE_INT24
-        | ColumnType::MYSQL_TYPE_LONG
-        | ColumnType::MYSQL_TYPE_LONGLONG
-        | ColumnType::MYSQL_TYPE_YEAR => b
-            .parse::<i64>()
-            .map(J::from)
-            .or_else(|_| b.parse::<u64>().map(J::from))
-            .unwrap_or(J::String(b)),
-        ColumnType::MYSQL_TYPE_FLOAT | ColumnType::MYSQL_TYPE_DOUBLE => {
-            b.parse::<f64>().map(J::from).unwrap_or(J::String(b))
-        }
-        _ => J::String(b),
-    }
-}
-
-fn ident(s: &str) -> String {
-    format!("`{}`", s.replace('`', "``"))
-}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -198,7 +81,7 @@ pub async fn run(loaded: &Loaded, out: &Path, max_rows_per_sec: u64) -> Result<b
     let clean = report.totals.stale == 0 && report.totals.orphan == 0;
     std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(&report)?)
         .context("cannot write report.json")?;
-    std::fs::write(out.join("report.html"), crate::audit_html::render(&report))
+    std::fs::write(out.join("report.html"), super::html::render(&report))
         .context("cannot write report.html")?;
     eprintln!(
         "audit: {} rows, {} consistent, {} stale, {} missing, {} orphan; consistency {:.6} ({:.2} nines); reports in {}",

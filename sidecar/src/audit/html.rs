@@ -1,6 +1,6 @@
 //! The audit's self-contained HTML page: no network, charts as inline SVG.
 
-use crate::audit::Report;
+use super::report::Report;
 use std::fmt::Write;
 
 fn esc(s: &str) -> String {
