@@ -33,6 +33,14 @@ async fn pttl(c: &mut MultiplexedConnection, key: &str) -> i64 {
         .expect("PTTL")
 }
 
+async fn exists(c: &mut MultiplexedConnection, keys: &[&str]) -> i64 {
+    redis::cmd("EXISTS")
+        .arg(keys)
+        .query_async(c)
+        .await
+        .expect("EXISTS")
+}
+
 async fn lease(client: &CacheClient, key: &str) -> i64 {
     match client.lease_get(key).await.expect("lease_get") {
         LeaseRead::Lease(t) => t,
@@ -78,13 +86,12 @@ async fn redis_fill_records_write_time_with_the_values_ttl() {
     fill(&client, "user:short", Some(Duration::from_millis(200))).await;
     assert!(client.written_ms("user:short").await.unwrap().is_some());
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let left: i64 = redis::cmd("EXISTS")
-        .arg("user:short")
-        .arg(lease_key("user:short"))
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert_eq!(left, 0, "value and side key both expired");
+    let side = lease_key("user:short");
+    assert_eq!(
+        exists(&mut c, &["user:short", &side]).await,
+        0,
+        "value and side key both expired"
+    );
 
     // A fill without a TTL: neither the value nor the side key expires, even though
     // the side key had the lease interval's PX while the lease was outstanding.
@@ -102,12 +109,7 @@ async fn redis_fill_records_write_time_with_the_values_ttl() {
 
     // INVALIDATE deletes the side key with the value.
     client.invalidate(&["user:1"]).await.unwrap();
-    let left: i64 = redis::cmd("EXISTS")
-        .arg(lease_key("user:1"))
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert_eq!(left, 0);
+    assert_eq!(exists(&mut c, &[&lease_key("user:1")]).await, 0);
     assert_eq!(client.written_ms("user:1").await.unwrap(), None);
 
     // A refused fill (someone else wrote the key meanwhile) leaves no write time.
@@ -186,10 +188,5 @@ async fn engine_reports_object_written() {
     assert_eq!(client.written_ms("user:1").await.unwrap(), None);
     // The engine keeps no side keys.
     let mut c = raw(&url).await;
-    let n: i64 = redis::cmd("EXISTS")
-        .arg(lease_key("user:2"))
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert_eq!(n, 0);
+    assert_eq!(exists(&mut c, &[&lease_key("user:2")]).await, 0);
 }

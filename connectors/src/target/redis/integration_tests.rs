@@ -88,6 +88,19 @@ async fn single_node_pipelined_unlink_and_del() {
     assert!(bad.is_err());
 }
 
+/// One rule, `user:{id}` keys with a 1 h TTL backstop.
+fn users_with_1h_backstop() -> Rules {
+    Rules::compile(&[RuleConfig {
+        table: "app.users".into(),
+        keys: vec!["user:{id}".into()],
+        columns: None,
+        double_delete: Default::default(),
+        ttl_backstop: crate::duration::HumanDuration::parse("1h").unwrap(),
+        value: None,
+    }])
+    .unwrap()
+}
+
 /// The cache-aside library's lease fill leaves its write time in the side key; the
 /// sidecar's invalidation deletes it with the value, and the TTL backstop gives it
 /// the value's backstop, so `written` never outlives its value.
@@ -123,15 +136,7 @@ async fn fill_write_time_goes_with_its_value() {
     // A fill without a TTL: the backstop reaches the side key too.
     fill("user:3", None).await;
     assert_eq!(s.cli(&["TTL", &side("user:3")]).unwrap().trim(), "-1");
-    let rules = Rules::compile(&[RuleConfig {
-        table: "app.users".into(),
-        keys: vec!["user:{id}".into()],
-        columns: None,
-        double_delete: Default::default(),
-        ttl_backstop: crate::duration::HumanDuration::parse("1h").unwrap(),
-        value: None,
-    }])
-    .unwrap();
+    let rules = users_with_1h_backstop();
     let mut conn = redis::Client::open(s.url())
         .unwrap()
         .get_multiplexed_async_connection()
@@ -232,15 +237,7 @@ async fn sweeper_sets_backstop_on_keys_without_ttl() {
     fill(&s, "user", 300);
     fill(&s, "other", 50);
     s.cli(&["EXPIRE", "user:0", "10"]).unwrap();
-    let rules = Rules::compile(&[RuleConfig {
-        table: "app.users".into(),
-        keys: vec!["user:{id}".into()],
-        columns: None,
-        double_delete: Default::default(),
-        ttl_backstop: crate::duration::HumanDuration::parse("1h").unwrap(),
-        value: None,
-    }])
-    .unwrap();
+    let rules = users_with_1h_backstop();
     let client = redis::Client::open(s.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let started = Instant::now();
