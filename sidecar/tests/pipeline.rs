@@ -468,6 +468,28 @@ fn check_reports_binlog_settings_grants_tables_and_columns() {
         0,
         "{out}"
     );
+    // MariaDB defaults to binlog_row_metadata = NO_LOG (MySQL to MINIMAL): a warning,
+    // not a failure.
+    assert!(
+        out.lines().any(|l| l.starts_with("WARN")
+            && l.contains("binlog_row_metadata is NO_LOG")
+            && l.contains("binlog_row_metadata = FULL")),
+        "{out}"
+    );
+    let full = mariadb(MariaDbOptions {
+        row_metadata_full: true,
+        ..Default::default()
+    });
+    schema(&full);
+    let (ok, full_out) = check(&write_config(&dir, &full.url(), RULES));
+    assert!(
+        ok && full_out
+            .lines()
+            .any(|l| l.starts_with("ok") && l.contains("binlog_row_metadata is FULL"))
+            && !full_out.contains("WARN"),
+        "{ok} {full_out}"
+    );
+    drop(full);
     for want in [
         "log_bin is ON",
         "binlog_format is ROW",
