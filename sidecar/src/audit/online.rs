@@ -138,7 +138,7 @@ impl AuditConfig {
 /// A delay as the `window` label shows it: whole seconds as `1s`, `60s`, the rest in
 /// milliseconds (`500ms`, `1500ms`).
 pub fn window_label(ms: u64) -> String {
-    if ms > 0 && ms % 1000 == 0 {
+    if ms > 0 && ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
