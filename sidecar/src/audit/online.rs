@@ -618,8 +618,14 @@ impl Checker {
         match self.verdict(&s, delay).await {
             Ok(found) => self.state.record(window, found),
             Err(e) => {
-                self.state.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(key = %String::from_utf8_lossy(&s.key), error = %e, "audit check error");
+                let n = self.state.errors.fetch_add(1, Ordering::Relaxed) + 1;
+                // Logged at 1, 2, 4, 8, ... errors: an unreachable cache or database
+                // shows up without flooding the log.
+                if n.is_power_of_two() {
+                    tracing::warn!(key = %String::from_utf8_lossy(&s.key), error = %e, errors = n, "audit check error");
+                } else {
+                    tracing::debug!(key = %String::from_utf8_lossy(&s.key), error = %e, "audit check error");
+                }
             }
         }
         s.next += 1;
