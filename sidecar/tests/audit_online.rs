@@ -567,6 +567,24 @@ value = { format = "json", columns = ["id", "name", "visits"] }
             other => panic!("unexpected inconsistent key {other:?}: {a:#}"),
         }
     }
+
+    // The cache unreachable: the checks of a new commit are errors, not checks.
+    let mut redis = redis;
+    redis.kill().expect("kill redis-server");
+    db.sql("UPDATE app.users SET visits = 4 WHERE id = 2")
+        .expect("update 3");
+    let ok = wait_until(Duration::from_secs(40), || {
+        s.audit()["errors"].as_u64() >= Some(4)
+    });
+    let a = s.audit();
+    assert!(
+        ok,
+        "no check errors with the cache down: {a:#}\n{}",
+        s.log()
+    );
+    for i in 0..2 {
+        assert_eq!(window(&a, i), (4, 2), "{a:#}");
+    }
 }
 
 #[test]
