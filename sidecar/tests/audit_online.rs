@@ -5,7 +5,7 @@
 //! commit time), a mismatch that a later invalidation clears within the grace is not
 //! counted, and a bad `[audit]` value stops the sidecar with an error naming it.
 
-use connectors::testing::{MariaDb, MariaDbOptions, RedisServer};
+use connectors::testing::{MariaDb, MariaDbOptions, RedisCluster, RedisServer};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -588,6 +588,71 @@ value = { format = "json", columns = ["id", "name", "visits"] }
 }
 
 #[test]
+fn redis_cluster_stale_value() {
+    assert!(
+        RedisServer::available(),
+        "redis-server is not installed: run scripts/install-deps.sh"
+    );
+    let cluster = RedisCluster::start().expect("start a redis cluster");
+    let db = mariadb();
+    schema(&db);
+    db.sql("INSERT INTO app.users (id, email, name) VALUES (1,'u1@x','U1'),(2,'u2@x','U2')")
+        .expect("seed");
+    let dir = tmpdir("cluster");
+    let nodes: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let cfg = write_config(
+        &dir,
+        &db.url(),
+        &format!("kind = \"redis-cluster\"\nnodes = [{}]", nodes.join(", ")),
+        USERS_RULE,
+    );
+    let s = Sidecar::start(&cfg);
+    s.wait_ready();
+    // redis-cli -c follows MOVED to the key's node.
+    let node = &cluster.nodes[0];
+    let cli = |args: &[&str]| {
+        let mut a = vec!["-c"];
+        a.extend_from_slice(args);
+        node.cli(&a).expect("redis-cli").trim().to_string()
+    };
+    for id in [1, 2] {
+        assert_eq!(cli(&["SET", &format!("user:{id}"), "cached"]), "OK");
+    }
+    db.sql("UPDATE app.users SET name = 'N1' WHERE id = 1; UPDATE app.users SET name = 'N2' WHERE id = 2")
+        .expect("update");
+    for id in [1, 2] {
+        let key = format!("user:{id}");
+        assert!(
+            wait_until(Duration::from_secs(30), || cli(&["EXISTS", &key]) == "0"),
+            "{key} not invalidated"
+        );
+    }
+    // user:1 refilled with the old row through a "lease" (write time recorded),
+    // user:2 with the new row.
+    assert_eq!(cli(&["SET", "user:1", &user_json(1, "U1", 0)]), "OK");
+    let filled = now_ms();
+    assert_eq!(
+        cli(&["HSET", "{user:1}:lease", "written", &filled.to_string()]),
+        "1"
+    );
+    assert_eq!(cli(&["SET", "user:2", &user_json(2, "N2", 0)]), "OK");
+    let a = s.wait_checks(2, Duration::from_secs(40));
+    for i in 0..2 {
+        assert_eq!(window(&a, i), (2, 1), "{a:#}");
+    }
+    assert_eq!(a["errors"], 0, "{a:#}");
+    let listed = a["last_inconsistent"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(listed.len(), 2, "{a:#}");
+    for e in &listed {
+        assert_eq!(e["key"], "user:1", "{e}");
+        assert_eq!(e["written_ms"].as_u64(), Some(filled), "{e}");
+    }
+}
+
+#[test]
 fn bad_audit_config_names_the_key() {
     let dir = tmpdir("bad");
     let p = dir.join("bad.toml");
@@ -607,9 +672,21 @@ fn bad_audit_config_names_the_key() {
         err.contains("bad.toml line 5") && err.contains("[audit] sample") && err.contains("2"),
         "{err}"
     );
-    // The same through the environment.
+    // Without a binlog pipeline there is no checker: "audit" is null.
     let p = dir.join("ok.toml");
-    std::fs::write(&p, "[engine]\nlisten = \"127.0.0.1:0\"\n").expect("write");
+    std::fs::write(
+        &p,
+        "[engine]\nlisten = \"127.0.0.1:0\"\n\n[audit]\nsample = 1.0\n",
+    )
+    .expect("write");
+    let s = Sidecar::start(&p);
+    let (code, body) = s.get("/status");
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("status JSON");
+    assert_eq!(v["audit"], Value::Null, "{v:#}");
+    assert!(v.get("audit").is_some(), "{v:#}");
+    drop(s);
+    // A bad value through the environment names the variable.
     let out = Command::new(env!("CARGO_BIN_EXE_coherent"))
         .args(["serve", "--admin-listen", "", "--config"])
         .arg(&p)
