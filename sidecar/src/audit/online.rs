@@ -394,8 +394,8 @@ struct RuleInfo {
 #[derive(Debug, Clone)]
 struct Sample {
     key: Bytes,
-    /// Rendered value to compare against: (renderer columns), for the first template
-    /// of a rule with a `value` renderer.
+    /// The `value` renderer's columns when the key is its rule's first template
+    /// (compared with the rendered row); `None`: judged by write time.
     columns: Option<Arc<[String]>>,
     /// Template columns and their values in the image the key came from.
     lookup: Vec<(String, Bytes)>,
@@ -418,8 +418,9 @@ struct Checker {
     state: Arc<AuditState>,
 }
 
-/// Starts the checker for the pipeline `cc` (rules `rules`, the `[[rules]]` as
-/// configured, for their `value` renderers); returns the applier's end.
+/// Starts the checker for the pipeline `cc` (its `[[rules]]` as configured, which
+/// carry the `value` renderers; its `[target]` and `[mysql]` for the reads); returns
+/// the applier's end and the task, which ends when every [`Feed`] is dropped.
 pub fn spawn(
     config: &AuditConfig,
     state: Arc<AuditState>,
