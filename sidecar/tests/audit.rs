@@ -1,7 +1,10 @@
 //! `coherent audit` against a private MariaDB and the engine (`coherent serve`): the
 //! test writes rows, fills the cache with correct values for some keys, stale values
 //! for others and orphans, and the audit's counts must equal that ground truth exactly.
-//! Exit codes: 0 when clean, 1 with stale/orphan keys, 2 on an error.
+//! Exit codes: 0 when clean, 1 with stale/orphan keys, 2 on an error. Also: every key
+//! template of a rule is classified (keys attributed to the most specific template),
+//! and rows a writer changes during a rate-limited scan are re-checked, not reported
+//! stale.
 
 use connectors::testing::{MariaDb, MariaDbOptions};
 use std::io::{BufRead, BufReader};
@@ -47,11 +50,29 @@ fn audit(cfg: &std::path::Path, out: &std::path::Path) -> (i32, serde_json::Valu
         .arg(out)
         .status()
         .expect("run audit");
-    let report = std::fs::read(out.join("report.json"))
+    (st.code().unwrap_or(-1), read_report(out))
+}
+
+fn read_report(out: &std::path::Path) -> serde_json::Value {
+    std::fs::read(out.join("report.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(serde_json::Value::Null);
-    (st.code().unwrap_or(-1), report)
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The report entry of one key template.
+fn entry<'a>(r: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
+    r["tables"]
+        .as_array()
+        .and_then(|t| t.iter().find(|e| e["key"] == key))
+        .unwrap_or_else(|| panic!("no entry for {key} in {r}"))
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("coherent-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    dir
 }
 
 #[test]
@@ -69,14 +90,12 @@ fn audit_counts_equal_ground_truth() {
     let e = engine();
     let client = redis::Client::open(format!("redis://{}", e.1)).expect("client");
     let mut c = client.get_connection().expect("connect engine");
-    let dir = std::env::temp_dir().join(format!("coherent-audit-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = temp_dir("audit");
     let cfg = dir.join("coherent.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[engine]\nlisten = \"{}\"\n[mysql]\nurl = \"{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\", \"user:email:{{email}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"] }}\n",
+            "[engine]\nlisten = \"{}\"\n[admin]\nlisten = \"\"\n[mysql]\nurl = \"{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\", \"user:email:{{email}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"] }}\n",
             e.1,
             db.url()
         ),
@@ -95,14 +114,29 @@ fn audit_counts_equal_ground_truth() {
             &json(id, &format!("u{id}@x.org"), name),
         );
     }
-    // Clean so far: exit 0, counts exact.
+    // Clean so far: exit 0, counts exact. Both templates are classified: nothing is
+    // cached under `user:email:{email}`, so its 2000 keys are missing.
     let (code, r) = audit(&cfg, &dir.join("clean"));
     assert_eq!(code, 0, "{r}");
     assert_eq!(r["totals"]["rows"], 2000);
+    let id = entry(&r, "user:{id}");
+    assert_eq!(id["counts"]["rows"], 2000);
+    assert_eq!(id["counts"]["consistent"], 300);
+    assert_eq!(id["counts"]["missing"], 1700);
+    assert_eq!(id["counts"]["stale"], 0);
+    assert_eq!(id["counts"]["orphan"], 0);
+    assert_eq!(entry(&r, "user:email:{email}")["counts"]["missing"], 2000);
     assert_eq!(r["totals"]["consistent"], 300);
-    assert_eq!(r["totals"]["missing"], 1700);
+    assert_eq!(r["totals"]["missing"], 1700 + 2000);
     assert_eq!(r["totals"]["stale"], 0);
     assert_eq!(r["totals"]["orphan"], 0);
+    assert_eq!(r["rechecked"], 0);
+    assert_eq!(r["changed_during_scan"], 0, "binlog read, nothing changed");
+    assert_eq!(r["invalidation_lag"], serde_json::Value::Null);
+    assert!(
+        r["notes"].to_string().contains("no sidecar reachable"),
+        "{r}"
+    );
     // Stale: 25 keys with an old name, 5 with garbage; orphans: 4 keys without rows;
     // a negative-cache entry for a missing row is not an orphan.
     let mut stale = std::collections::BTreeSet::new();
@@ -121,10 +155,31 @@ fn audit_counts_equal_ground_truth() {
     set(&mut c, "user:6000", "\0coherent:not-found");
     let (code, r) = audit(&cfg, &dir.join("dirty"));
     assert_eq!(code, 1, "{r}");
+    let id = entry(&r, "user:{id}");
+    assert_eq!(id["counts"]["consistent"], 300);
+    assert_eq!(id["counts"]["stale"], 30);
+    assert_eq!(id["counts"]["orphan"], 4);
+    assert_eq!(id["counts"]["missing"], 2000 - 330);
     assert_eq!(r["totals"]["consistent"], 300);
     assert_eq!(r["totals"]["stale"], 30);
     assert_eq!(r["totals"]["orphan"], 4);
-    assert_eq!(r["totals"]["missing"], 2000 - 330);
+    assert_eq!(r["totals"]["missing"], 2000 - 330 + 2000);
+    assert_eq!(r["tables"][0]["key"], "user:{id}", "worst first");
+    // Every stale value was written by this test moments ago: known, young ages.
+    let age = &r["staleness_age"];
+    assert_eq!(age["unknown"], 0, "{age}");
+    let ages: Vec<u64> = age["counts"]
+        .as_array()
+        .expect("counts")
+        .iter()
+        .map(|c| c.as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(ages.iter().sum::<u64>(), 30, "{age}");
+    assert_eq!(
+        ages[4..].iter().sum::<u64>(),
+        0,
+        "none older than 10 minutes: {age}"
+    );
     let listed: std::collections::BTreeSet<String> = r["tables"][0]["stale_keys"]
         .as_array()
         .expect("stale keys")
@@ -140,6 +195,18 @@ fn audit_counts_equal_ground_truth() {
     }
     let html = std::fs::read_to_string(dir.join("dirty/report.html")).expect("html");
     assert!(html.contains("<svg") && html.contains("user:301") && !html.contains("http://ex"));
+    for section in [
+        "Staleness age",
+        "Invalidation lag",
+        "Worst tables",
+        "Stale keys",
+    ] {
+        assert!(html.contains(section), "{section}");
+    }
+    assert!(
+        !html.contains("src=\"http") && !html.contains("href=\"http"),
+        "self-contained"
+    );
     // Errors: exit 2 (MySQL unreachable).
     let bad = dir.join("bad.toml");
     std::fs::write(
@@ -196,4 +263,252 @@ fn render_in_chromium(page: &std::path::Path) {
     assert!(st.success(), "chromium failed");
     let len = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(len > 5000, "screenshot too small: {len} bytes");
+}
+
+/// Answers every HTTP request with `body` (a stand-in for the sidecar's `/status`).
+fn fake_status(body: String) -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            use std::io::{Read, Write};
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+/// A rule with two templates: each is classified on its own, a key matching both
+/// globs belongs to the more specific template, a key whose row matches only under
+/// a case-insensitive collation is an orphan; the invalidation lag comes from the
+/// `/status` of `[admin] listen`.
+#[test]
+fn audit_classifies_every_template() {
+    if !MariaDb::available() {
+        eprintln!("SKIP: mariadbd is not installed");
+        return;
+    }
+    let db = MariaDb::start(MariaDbOptions::default()).expect("start mariadb");
+    db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL, KEY (email));
+         USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), CONCAT('Name ', seq) FROM seq_1_to_200;",
+    )
+    .expect("schema");
+    let e = engine();
+    let client = redis::Client::open(format!("redis://{}", e.1)).expect("client");
+    let mut c = client.get_connection().expect("connect engine");
+    let set = |c: &mut redis::Connection, k: &str, v: &str| {
+        let _: () = redis::cmd("SET").arg(k).arg(v).query(c).expect("SET");
+    };
+    for id in 1..=100i64 {
+        let v = json(id, &format!("u{id}@x.org"), Some(&format!("Name {id}")));
+        set(&mut c, &format!("user:{id}"), &v);
+        if id <= 60 {
+            // 1..=50 correct under the email key too, 51..=60 stale there.
+            let v = if id <= 50 {
+                v
+            } else {
+                json(id, &format!("u{id}@x.org"), Some("Old"))
+            };
+            set(&mut c, &format!("user:email:u{id}@x.org"), &v);
+        }
+    }
+    set(&mut c, "user:9999", &json(9999, "gone@x.org", None));
+    set(
+        &mut c,
+        "user:email:nobody@x.org",
+        &json(0, "nobody@x.org", None),
+    );
+    // The collation finds u1@x.org for it, but no row renders this exact key.
+    set(&mut c, "user:email:U1@X.ORG", &json(1, "U1@X.ORG", None));
+    let lag = serde_json::json!({"audit": {"invalidation_lag": {
+        "le_secs": [0.001, 0.01, 0.1], "counts": [5, 9, 10], "count": 11, "sum_secs": 0.4}}});
+    let admin = fake_status(lag.to_string());
+    let dir = temp_dir("audit2");
+    let cfg = dir.join("coherent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[engine]\nlisten = \"{}\"\n[admin]\nlisten = \"{admin}\"\n[mysql]\nurl = \"{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\", \"user:email:{{email}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"] }}\n",
+            e.1,
+            db.url()
+        ),
+    )
+    .expect("config");
+    let (code, r) = audit(&cfg, &dir.join("out"));
+    assert_eq!(code, 1, "{r}");
+    let id = &entry(&r, "user:{id}")["counts"];
+    assert_eq!(
+        (
+            &id["consistent"],
+            &id["stale"],
+            &id["orphan"],
+            &id["missing"]
+        ),
+        (&100.into(), &0.into(), &1.into(), &100.into()),
+        "user:email:* keys are not orphans of user:{{id}}: {r}"
+    );
+    let em = &entry(&r, "user:email:{email}")["counts"];
+    assert_eq!(
+        (
+            &em["consistent"],
+            &em["stale"],
+            &em["orphan"],
+            &em["missing"]
+        ),
+        (&50.into(), &10.into(), &2.into(), &140.into()),
+        "{r}"
+    );
+    let orphans = entry(&r, "user:email:{email}")["orphan_keys"].to_string();
+    assert!(
+        orphans.contains("U1@X.ORG") && orphans.contains("nobody@x.org"),
+        "{orphans}"
+    );
+    assert_eq!(r["totals"]["rows"], 200, "rows counted once per table");
+    assert_eq!(r["totals"]["stale"], 10);
+    assert_eq!(r["totals"]["orphan"], 3);
+    let l = &r["invalidation_lag"];
+    assert_eq!(l["count"], 11, "{r}");
+    assert_eq!(l["counts"], serde_json::json!([5, 9, 10]));
+    assert_eq!(l["source"], format!("http://{admin}/status"));
+    let html = std::fs::read_to_string(dir.join("out/report.html")).expect("html");
+    assert!(html.contains("11 sampled keys"), "lag chart shown");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A writer updates rows while a rate-limited audit scans them. The test itself
+/// plays the sidecar and the cache-aside reader: after each UPDATE it deletes the
+/// key and refills it with the new row, so the cache is correctly invalidated, yet
+/// the scan reads some rows before an update and their keys after it. Those are
+/// seen in the binlog and re-checked: no stale report.
+#[test]
+fn audit_rechecks_rows_changed_during_the_scan() {
+    if !MariaDb::available() {
+        eprintln!("SKIP: mariadbd is not installed");
+        return;
+    }
+    let db = MariaDb::start(MariaDbOptions::default()).expect("start mariadb");
+    db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL);
+         USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), CONCAT('Name ', seq) FROM seq_1_to_3000;
+         CREATE USER w@'%' IDENTIFIED BY 'w'; GRANT ALL ON app.* TO w@'%';",
+    )
+    .expect("schema");
+    let e = engine();
+    let client = redis::Client::open(format!("redis://{}", e.1)).expect("client");
+    let mut c = client.get_connection().expect("connect engine");
+    for id in 1..=300i64 {
+        let v = json(id, &format!("u{id}@x.org"), Some(&format!("Name {id}")));
+        let _: () = redis::cmd("SET")
+            .arg(format!("user:{id}"))
+            .arg(v)
+            .query(&mut c)
+            .expect("SET");
+    }
+    let dir = temp_dir("audit3");
+    let cfg = dir.join("coherent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[engine]\nlisten = \"{}\"\n[admin]\nlisten = \"\"\n[mysql]\nurl = \"{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"] }}\n",
+            e.1,
+            db.url()
+        ),
+    )
+    .expect("config");
+    // 3000 rows at 1500 rows/s: the scan takes about 2 s; the first progress line
+    // comes after about 1 s, when the scan is well past the rows the writer updates.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coherent"))
+        .args(["audit", "--max-rows-per-sec", "1500", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run audit");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let url = format!("mysql://w:w@127.0.0.1:{}/app", db.port());
+        let engine = e.1.clone();
+        std::thread::spawn(move || -> u64 {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                use mysql_async::prelude::Queryable;
+                let mut conn = mysql_async::Conn::from_url(url).await.expect("writer");
+                let client = redis::Client::open(format!("redis://{engine}")).expect("client");
+                let mut cache = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("cache");
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    for id in 1..=300i64 {
+                        n += 1;
+                        let name = format!("W{n}");
+                        conn.exec_drop("UPDATE users SET name = ? WHERE id = ?", (&name, id))
+                            .await
+                            .expect("update");
+                        let key = format!("user:{id}");
+                        let _: () = redis::cmd("DEL")
+                            .arg(&key)
+                            .query_async(&mut cache)
+                            .await
+                            .expect("DEL");
+                        let v = json(id, &format!("u{id}@x.org"), Some(&name));
+                        let _: () = redis::cmd("SET")
+                            .arg(&key)
+                            .arg(v)
+                            .query_async(&mut cache)
+                            .await
+                            .expect("SET");
+                        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                            break;
+                        }
+                    }
+                }
+                n
+            })
+        })
+    };
+    let err = child.stderr.take().expect("stderr");
+    let mut log = String::new();
+    for line in BufReader::new(err).lines() {
+        let line = line.expect("read");
+        if line.contains("rows/s") {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        log.push_str(&line);
+        log.push('\n');
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let updates = writer.join().expect("writer");
+    let code = child.wait().expect("wait").code();
+    let r = read_report(&dir.join("out"));
+    assert!(updates > 300, "the writer ran during the scan: {updates}");
+    assert_eq!(code, Some(0), "no stale report: {r}\n{log}");
+    let t = &r["totals"];
+    assert_eq!(t["stale"], 0, "{r}");
+    assert_eq!(t["orphan"], 0, "{r}");
+    assert_eq!(t["rows"], 3000);
+    let c = t["consistent"].as_u64().unwrap_or(0);
+    let m = t["missing"].as_u64().unwrap_or(0);
+    assert_eq!(c + m, 3000, "{r}");
+    assert!(c >= 290, "rows 1..=300 are cached and end consistent: {r}");
+    assert!(
+        r["rechecked"].as_u64().unwrap_or(0) > 0,
+        "some rows were read before an update and their key after it: {r}"
+    );
+    assert!(r["changed_during_scan"].as_u64().unwrap_or(0) > 0, "{r}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
