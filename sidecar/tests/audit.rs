@@ -321,6 +321,8 @@ fn audit_classifies_every_template() {
         }
     }
     set(&mut c, "user:9999", &json(9999, "gone@x.org", None));
+    // Another rule's key (no renderer, not audited) is not an orphan of user:{id}.
+    set(&mut c, "user:session:s1", "opaque");
     set(
         &mut c,
         "user:email:nobody@x.org",
@@ -336,7 +338,7 @@ fn audit_classifies_every_template() {
     std::fs::write(
         &cfg,
         format!(
-            "[engine]\nlisten = \"{}\"\n[admin]\nlisten = \"{admin}\"\n[mysql]\nurl = \"{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\", \"user:email:{{email}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"] }}\n",
+            "[engine]\nlisten = \"{}\"\n[admin]\nlisten = \"{admin}\"\n[mysql]\nurl = \"{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\", \"user:email:{{email}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"] }}\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:session:{{email}}\"]\n",
             e.1,
             db.url()
         ),

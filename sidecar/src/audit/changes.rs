@@ -171,7 +171,14 @@ impl Watcher {
         if target <= self.start {
             return Ok(());
         }
-        let deadline = tokio::time::Instant::now() + SYNC_TIMEOUT;
+        // After one timeout the position is likely out of reach for good (a rotated
+        // binlog): later syncs wait less, so the scan is not slowed batch after batch.
+        let wait = if self.timed_out {
+            SYNC_TIMEOUT / 10
+        } else {
+            SYNC_TIMEOUT
+        };
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Registered before the check, so a notification in between is not lost.
             let notified = self.notify.notified();

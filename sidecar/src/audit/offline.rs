@@ -120,7 +120,7 @@ struct Ctx {
     age: AgeHistogram,
     max_rows_per_sec: u64,
     tty: bool,
-    /// Every audited template, to attribute a key several globs match to the most
+    /// Every rule's templates, to attribute a key several globs match to the most
     /// specific template.
     all: Vec<KeyTemplate>,
 }
@@ -180,9 +180,14 @@ pub async fn run(loaded: &Loaded, out: &Path, max_rows_per_sec: u64) -> Result<b
     for rule in &rules {
         tables.push(prepare(rule, &mut ctx.aux).await?);
     }
-    for t in &tables {
-        ctx.all.extend(t.templates.iter().map(|k| k.tmpl.clone()));
-    }
+    // Every rule's templates, audited or not: a key of a rule without a renderer
+    // (`user:session:{sid}`) is that rule's, not an orphan of `user:{id}`.
+    ctx.all = cfg
+        .rules
+        .iter()
+        .flat_map(|r| r.keys.iter())
+        .filter_map(|k| KeyTemplate::parse(k).ok())
+        .collect();
     // The binlog reader starts before the first row is read, so every change the
     // scan could have raced with is seen. Its replica id must differ from the
     // running sidecar's (a server drops a replica whose id another one takes).
