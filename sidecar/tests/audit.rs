@@ -514,3 +514,85 @@ fn audit_rechecks_rows_changed_during_the_scan() {
     assert!(r["changed_during_scan"].as_u64().unwrap_or(0) > 0, "{r}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// On external Redis the write time of a value is the lease fill's `written` field
+/// (`HGET {key}:lease written`); a plain SET fill has none (unknown age). A user
+/// without replication grants still gets an audit, with a note that rows changed
+/// during the scan could not be re-checked.
+#[test]
+fn audit_on_redis_reads_lease_write_times() {
+    if !MariaDb::available() || !connectors::testing::RedisServer::available() {
+        eprintln!("SKIP: mariadbd or redis-server is not installed");
+        return;
+    }
+    let db = MariaDb::start(MariaDbOptions::default()).expect("start mariadb");
+    db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL);
+         USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), CONCAT('Name ', seq) FROM seq_1_to_100;
+         CREATE USER ro@'%' IDENTIFIED BY 'ro'; GRANT SELECT ON app.* TO ro@'%';
+         CREATE USER ro@'localhost' IDENTIFIED BY 'ro'; GRANT SELECT ON app.* TO ro@'localhost';",
+    )
+    .expect("schema");
+    let redis_server = connectors::testing::RedisServer::start(&[]).expect("redis-server");
+    let client = redis::Client::open(redis_server.url()).expect("client");
+    let mut c = client.get_connection().expect("connect redis");
+    let set = |c: &mut redis::Connection, k: &str, v: &str| {
+        let _: () = redis::cmd("SET").arg(k).arg(v).query(c).expect("SET");
+    };
+    for id in 1..=10i64 {
+        let v = json(id, &format!("u{id}@x.org"), Some(&format!("Name {id}")));
+        set(&mut c, &format!("user:{id}"), &v);
+    }
+    // user:11: a lease fill two minutes ago; user:12: a plain SET (no write time).
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let written = now_ms - 120_000;
+    set(&mut c, "user:11", &json(11, "u11@x.org", Some("Old")));
+    let _: () = redis::cmd("HSET")
+        .arg("{user:11}:lease")
+        .arg("written")
+        .arg(written)
+        .query(&mut c)
+        .expect("HSET");
+    set(&mut c, "user:12", &json(12, "u12@x.org", Some("Old")));
+    let dir = temp_dir("audit4");
+    let cfg = dir.join("coherent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[admin]\nlisten = \"\"\n[target]\nkind = \"redis\"\nurl = \"{}\"\n[mysql]\nurl = \"mysql://ro:ro@127.0.0.1:{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"] }}\n",
+            redis_server.url(),
+            db.port()
+        ),
+    )
+    .expect("config");
+    let (code, r) = audit(&cfg, &dir.join("out"));
+    assert_eq!(code, 1, "{r}");
+    let t = &r["totals"];
+    assert_eq!(
+        (&t["consistent"], &t["stale"]),
+        (&10.into(), &2.into()),
+        "{r}"
+    );
+    let stale = r["tables"][0]["stale_keys"].as_array().expect("stale");
+    let w = |k: &str| {
+        stale
+            .iter()
+            .find(|s| s["key"] == k)
+            .map(|s| s["written_ms"].clone())
+            .unwrap_or_else(|| panic!("{k} not listed: {r}"))
+    };
+    assert_eq!(w("user:11"), serde_json::json!(written), "lease fill time");
+    assert_eq!(w("user:12"), serde_json::Value::Null, "plain SET: unknown");
+    let age = &r["staleness_age"];
+    assert_eq!(age["unknown"], 1, "{age}");
+    assert_eq!(
+        age["counts"][3], 1,
+        "two minutes old: in the <= 10 min bucket: {age}"
+    );
+    assert_eq!(r["changed_during_scan"], serde_json::Value::Null, "{r}");
+    assert!(r["notes"].to_string().contains("binlog"), "{r}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

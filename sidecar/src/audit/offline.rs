@@ -24,11 +24,12 @@ use crate::config::Loaded;
 use anyhow::{bail, Context, Result};
 use connectors::rules::{KeyTemplate, RuleConfig};
 use futures_util::TryStreamExt;
-use sqlx::mysql::{MySqlConnection, MySqlRow};
-use sqlx::{Column, Connection, Row, TypeInfo};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlRow};
+use sqlx::{Column, ConnectOptions, Connection, Row, TypeInfo};
 use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::Path;
+use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Keys read per pipelined round trip (and rows looked up per query).
@@ -145,10 +146,14 @@ pub async fn run(loaded: &Loaded, out: &Path, max_rows_per_sec: u64) -> Result<b
         .get_multiplexed_async_connection()
         .await
         .with_context(|| format!("cannot connect to the cache at {cache_url}"))?;
-    let mut scan = MySqlConnection::connect(&mysql.url)
+    // A streaming scan is a "slow statement" by design: sqlx must not warn about it.
+    let opts = MySqlConnectOptions::from_str(&mysql.url)
+        .context("[mysql] url")?
+        .disable_statement_logging();
+    let mut scan = MySqlConnection::connect_with(&opts)
         .await
         .context("cannot connect to MySQL")?;
-    let aux = MySqlConnection::connect(&mysql.url)
+    let aux = MySqlConnection::connect_with(&opts)
         .await
         .context("cannot connect to MySQL")?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
@@ -416,9 +421,14 @@ impl Progress {
                 indicatif::ProgressDrawTarget::stderr(),
             );
             if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:30}] {pos}/{len} rows, {per_sec}, ETA {eta}",
+                "{msg} [{bar:30}] {pos}/{len} rows, {rate}, ETA {eta}",
             ) {
-                bar.set_style(style.progress_chars("=> "));
+                bar.set_style(style.progress_chars("=> ").with_key(
+                    "rate",
+                    |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0} rows/s", s.per_sec());
+                    },
+                ));
             }
             bar.set_message(format!("audit {name}"));
             Progress::Bar(bar)
