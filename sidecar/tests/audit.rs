@@ -219,12 +219,13 @@ fn audit_counts_equal_ground_truth() {
     .expect("config");
     let (code, _) = audit(&bad, &dir.join("bad"));
     assert_eq!(code, 2);
-    render_in_chromium(&dir.join("dirty/report.html"));
+    render_in_chromium(&dir.join("dirty/report.html"), "");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Renders the page in headless Chromium and checks a screenshot was produced.
-fn render_in_chromium(page: &std::path::Path) {
+/// Renders the page in headless Chromium and checks a screenshot was produced
+/// (kept at `AUDIT_SCREENSHOT`, with `-suffix` before `.png` when a suffix is given).
+fn render_in_chromium(page: &std::path::Path, suffix: &str) {
     let Some(bin) = ["chromium", "chromium-browser"].into_iter().find(|b| {
         Command::new("which")
             .arg(b)
@@ -241,6 +242,13 @@ fn render_in_chromium(page: &std::path::Path) {
     };
     let shot = std::env::var("AUDIT_SCREENSHOT")
         .map(std::path::PathBuf::from)
+        .map(|p| match suffix {
+            "" => p,
+            s => p.with_file_name(format!(
+                "{}-{s}.png",
+                p.file_stem().and_then(|x| x.to_str()).unwrap_or("audit")
+            )),
+        })
         .unwrap_or_else(|_| page.with_extension("png"));
     let profile = page.with_file_name("chromium-profile");
     let st = Command::new(bin)
@@ -382,6 +390,7 @@ fn audit_classifies_every_template() {
     assert_eq!(l["source"], format!("http://{admin}/status"));
     let html = std::fs::read_to_string(dir.join("out/report.html")).expect("html");
     assert!(html.contains("11 sampled keys"), "lag chart shown");
+    render_in_chromium(&dir.join("out/report.html"), "templates");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
