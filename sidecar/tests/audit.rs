@@ -137,6 +137,12 @@ fn audit_counts_equal_ground_truth() {
         r["notes"].to_string().contains("no sidecar reachable"),
         "{r}"
     );
+    assert!(
+        r["notes"]
+            .to_string()
+            .contains("user:email:{email}: no index"),
+        "email is not indexed here: {r}"
+    );
     // Stale: 25 keys with an old name, 5 with garbage; orphans: 4 keys without rows;
     // a negative-cache entry for a missing row is not an orphan.
     let mut stale = std::collections::BTreeSet::new();
@@ -384,6 +390,10 @@ fn audit_classifies_every_template() {
     assert_eq!(r["totals"]["rows"], 200, "rows counted once per table");
     assert_eq!(r["totals"]["stale"], 10);
     assert_eq!(r["totals"]["orphan"], 3);
+    assert!(
+        !r["notes"].to_string().contains("no index"),
+        "KEY (email): {r}"
+    );
     let l = &r["invalidation_lag"];
     assert_eq!(l["count"], 11, "{r}");
     assert_eq!(l["counts"], serde_json::json!([5, 9, 10]));

@@ -34,6 +34,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Keys read per pipelined round trip (and rows looked up per query).
 const BATCH: usize = 500;
+/// Keys looked up per query when the template's columns lead no index: each query
+/// scans the table, so they are fewer and larger.
+const UNINDEXED_BATCH: usize = 20_000;
 /// Stale (and orphan) keys listed in the report per table and template.
 const MAX_LISTED: usize = 1000;
 /// A re-checked key that still differs is read again after this, like the online
@@ -66,6 +69,20 @@ struct Template {
     rechecked: u64,
     /// Keys first found stale/orphan whose row changed during the scan.
     recheck: Vec<Vec<u8>>,
+    /// Whether an index starts with one of the template's columns (lookups by key
+    /// are index reads; else each lookup query scans the table).
+    indexed: bool,
+}
+
+impl Template {
+    /// Keys per row-lookup query.
+    fn lookup_batch(&self) -> usize {
+        if self.indexed {
+            BATCH
+        } else {
+            UNINDEXED_BATCH
+        }
+    }
 }
 
 /// A rule being audited.
@@ -183,7 +200,16 @@ pub async fn run(loaded: &Loaded, out: &Path, max_rows_per_sec: u64) -> Result<b
     };
     let mut tables = Vec::new();
     for rule in &rules {
-        tables.push(prepare(rule, &mut ctx.aux).await?);
+        let t = prepare(rule, &mut ctx.aux).await?;
+        for k in t.templates.iter().filter(|k| !k.indexed) {
+            ctx.notes.push(format!(
+                "{} key {}: no index starts with its columns, so finding its orphans scans the table once per {} cached keys",
+                t.rule_table,
+                k.tmpl.text(),
+                UNINDEXED_BATCH
+            ));
+        }
+        tables.push(t);
     }
     // Every rule's templates, audited or not: a key of a rule without a renderer
     // (`user:session:{sid}`) is that rule's, not an orphan of `user:{id}`.
@@ -327,6 +353,7 @@ async fn prepare(rule: &RuleConfig, aux: &mut MySqlConnection) -> Result<Table> 
             orphan_keys: Vec::new(),
             rechecked: 0,
             recheck: Vec::new(),
+            indexed: false,
         });
     }
     let pk: Vec<String> = sqlx::query_scalar(
@@ -347,6 +374,17 @@ async fn prepare(rule: &RuleConfig, aux: &mut MySqlConnection) -> Result<Table> 
     .with_context(|| format!("cannot read the columns of {db}.{table}"))?;
     if cols.is_empty() {
         bail!("rule {}: table {db}.{table} not found", rule.table);
+    }
+    let leading: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND SEQ_IN_INDEX = 1",
+    )
+    .bind(db)
+    .bind(table)
+    .fetch_all(&mut *aux)
+    .await
+    .with_context(|| format!("cannot read the indexes of {db}.{table}"))?;
+    for t in templates.iter_mut() {
+        t.indexed = t.tmpl.columns().any(|c| leading.iter().any(|l| l == c));
     }
     let kinds: HashMap<String, CellKind> = cols
         .into_iter()
@@ -629,6 +667,8 @@ async fn written_ms<'a>(ctx: &mut Ctx, keys: impl Iterator<Item = &'a [u8]>) -> 
 async fn find_orphans(t: &mut Table, ki: usize, ctx: &mut Ctx) -> Result<()> {
     let glob = t.templates[ki].tmpl.glob();
     let me = t.templates[ki].tmpl.literal_len();
+    let batch = t.templates[ki].lookup_batch();
+    let mut mine: Vec<Vec<u8>> = Vec::with_capacity(batch + BATCH);
     let mut cursor: u64 = 0;
     loop {
         let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
@@ -642,50 +682,58 @@ async fn find_orphans(t: &mut Table, ki: usize, ctx: &mut Ctx) -> Result<()> {
             .context("SCAN")?;
         // A key a more specific template also parses is that template's
         // (`user:email:a@x` matches `user:*` too).
-        let mine: Vec<Vec<u8>> = keys
-            .into_iter()
-            .filter(|k| {
-                !ctx.all
-                    .iter()
-                    .any(|x| x.literal_len() > me && !x.parse_key(k).is_empty())
-            })
-            .collect();
-        let found = lookup(t, ki, &mine, &mut ctx.aux).await?;
-        let rowless: Vec<&Vec<u8>> = mine.iter().filter(|k| !found.contains_key(*k)).collect();
-        if !rowless.is_empty() {
-            let mut p = redis::pipe();
-            for k in &rowless {
-                p.cmd("GET").arg(k.as_slice());
-            }
-            let vals: Vec<Option<Vec<u8>>> =
-                p.query_async(&mut ctx.cache).await.context("cache GET")?;
-            let cached: Vec<&Vec<u8>> = rowless
-                .into_iter()
-                .zip(vals)
-                // A negative entry for a missing row is consistent, not an orphan.
-                .filter(|(_, v)| v.as_deref().is_some_and(|v| v != NOT_FOUND))
-                .map(|(k, _)| k)
-                .collect();
-            if !cached.is_empty() {
-                sync(ctx).await;
-                for k in cached {
-                    let x = &mut t.templates[ki];
-                    if ctx.watcher.as_ref().is_some_and(|w| w.changed(k)) {
-                        x.recheck.push(k.clone());
-                    } else {
-                        x.counts.orphan += 1;
-                        if x.orphan_keys.len() < MAX_LISTED {
-                            x.orphan_keys.push(String::from_utf8_lossy(k).into_owned());
-                        }
-                    }
-                }
-            }
-        }
+        mine.extend(keys.into_iter().filter(|k| {
+            !ctx.all
+                .iter()
+                .any(|x| x.literal_len() > me && !x.parse_key(k).is_empty())
+        }));
         cursor = next;
+        if mine.len() >= batch || (cursor == 0 && !mine.is_empty()) {
+            orphans_among(t, ki, &mine, ctx).await?;
+            mine.clear();
+        }
         if cursor == 0 {
             return Ok(());
         }
     }
+}
+
+/// Classifies the keys (of template `ki`) no row renders to: cached -> orphan (or
+/// re-checked when their row changed during the scan).
+async fn orphans_among(t: &mut Table, ki: usize, keys: &[Vec<u8>], ctx: &mut Ctx) -> Result<()> {
+    let found = lookup(t, ki, keys, &mut ctx.aux).await?;
+    let rowless: Vec<&Vec<u8>> = keys.iter().filter(|k| !found.contains_key(*k)).collect();
+    for chunk in rowless.chunks(BATCH) {
+        let mut p = redis::pipe();
+        for k in chunk {
+            p.cmd("GET").arg(k.as_slice());
+        }
+        let vals: Vec<Option<Vec<u8>>> =
+            p.query_async(&mut ctx.cache).await.context("cache GET")?;
+        let cached: Vec<&Vec<u8>> = chunk
+            .iter()
+            .zip(vals)
+            // A negative entry for a missing row is consistent, not an orphan.
+            .filter(|(_, v)| v.as_deref().is_some_and(|v| v != NOT_FOUND))
+            .map(|(k, _)| *k)
+            .collect();
+        if cached.is_empty() {
+            continue;
+        }
+        sync(ctx).await;
+        for k in cached {
+            let x = &mut t.templates[ki];
+            if ctx.watcher.as_ref().is_some_and(|w| w.changed(k)) {
+                x.recheck.push(k.clone());
+            } else {
+                x.counts.orphan += 1;
+                if x.orphan_keys.len() < MAX_LISTED {
+                    x.orphan_keys.push(String::from_utf8_lossy(k).into_owned());
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Looks up the rows `keys` (of template `ki`) were rendered from: the value each
@@ -739,7 +787,7 @@ async fn lookup(
             cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")
         )
     };
-    for chunk in tuples.chunks(BATCH) {
+    for chunk in tuples.chunks(t.templates[ki].lookup_batch()) {
         let sql = format!("{} WHERE {lhs} IN ({})", t.select_sql(), chunk.join(", "));
         let rows: Vec<MySqlRow> = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
             .fetch(&mut *aux)
