@@ -1003,3 +1003,41 @@ async fn invalidation_lag(listen: &str) -> std::result::Result<InvalidationLag, 
     lag.source = url;
     Ok(lag)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_strings_need_no_escaping() {
+        assert_eq!(sql_string(b"42"), "'42'");
+        assert_eq!(sql_string(b"a@x.org"), "'a@x.org'");
+        // Quotes, backslashes and non-ASCII go as hex: no sql_mode can misread them.
+        assert_eq!(sql_string(b"o'k"), "_utf8mb4 X'6f276b'");
+        assert_eq!(sql_string(b"a\\"), "_utf8mb4 X'615c'");
+        assert_eq!(sql_string("é".as_bytes()), "_utf8mb4 X'c3a9'");
+        assert_eq!(sql_string(b""), "''");
+    }
+
+    #[test]
+    fn settle_classes() {
+        let row = serde_json::json!({"id": 1});
+        let class = |r: Option<&serde_json::Value>, c: Option<&[u8]>| match settle(r, c) {
+            Settled::Class(c) => Some(c),
+            Settled::Differs => None,
+        };
+        assert_eq!(
+            class(Some(&row), Some(b"{\"id\": 1}")),
+            Some(Class::Consistent)
+        );
+        assert_eq!(class(Some(&row), None), Some(Class::Missing));
+        assert_eq!(class(None, None), Some(Class::Nothing));
+        assert_eq!(class(None, Some(NOT_FOUND)), Some(Class::Nothing));
+        assert_eq!(class(Some(&row), Some(b"{\"id\": 2}")), None);
+        assert_eq!(
+            class(None, Some(b"{\"id\": 1}")),
+            None,
+            "row gone, value cached"
+        );
+    }
+}
