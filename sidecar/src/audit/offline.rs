@@ -527,7 +527,6 @@ async fn scan_table(t: &mut Table, scan: &mut MySqlConnection, ctx: &mut Ctx) ->
         )
     };
     let sql = format!("{}{}", t.select_sql(), order);
-    // Which selected column each template placeholder reads.
     let mut progress = Progress::new(ctx.tty, &t.rule_table, total.max(0) as u64);
     let start = Instant::now();
     let mut pending: Vec<Pending> = Vec::with_capacity(BATCH + t.templates.len());
