@@ -10,7 +10,6 @@ pub const NOT_FOUND: &[u8] = b"\0coherent:not-found";
 /// the matching Rust field (integers and floats as numbers, the rest as strings).
 /// The offline scan reads with sqlx ([`text_cell_json`]); this mysql_async form is
 /// kept for readers on mysql_async (the online checker) and checked equal by a test.
-#[allow(dead_code)]
 pub fn cell_json(v: &mysql_async::Value, ty: ColumnType) -> serde_json::Value {
     use serde_json::Value as J;
     let b = match v {
@@ -40,7 +39,6 @@ pub enum CellKind {
 
 impl CellKind {
     /// The kind of a mysql_async column type.
-    #[allow(dead_code)] // with cell_json
     pub fn of_mysql_async(ty: ColumnType) -> Self {
         match ty {
             ColumnType::MYSQL_TYPE_TINY
