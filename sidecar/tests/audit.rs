@@ -6,6 +6,8 @@
 //! and rows a writer changes during a rate-limited scan are re-checked, not reported
 //! stale.
 
+mod common;
+
 use connectors::testing::{MariaDb, MariaDbOptions};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -613,5 +615,139 @@ fn audit_on_redis_reads_lease_write_times() {
     );
     assert_eq!(r["changed_during_scan"], serde_json::Value::Null, "{r}");
     assert!(r["notes"].to_string().contains("binlog"), "{r}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With the real sidecar invalidating (binlog pipeline, `[audit] sample = 1`): a
+/// writer updates rows and refills their keys while a rate-limited audit scans;
+/// nothing is reported stale, and the report carries the sidecar's invalidation
+/// lag read from `/status` on the config's `[admin] listen`.
+#[test]
+fn audit_with_the_running_sidecar() {
+    let db = common::mariadb(MariaDbOptions::default());
+    db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL);
+         USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), CONCAT('Name ', seq) FROM seq_1_to_2000;
+         CREATE USER w@'%' IDENTIFIED BY 'w'; GRANT ALL ON app.* TO w@'%';",
+    )
+    .expect("schema");
+    let dir = temp_dir("audit5");
+    let rules = "[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{id}\"]\nvalue = { format = \"json\", columns = [\"id\", \"email\", \"name\"] }\n";
+    let serve_cfg = dir.join("serve.toml");
+    std::fs::write(
+        &serve_cfg,
+        format!(
+            "[mysql]\nurl = \"{}\"\nserver_id = 64021\nheartbeat_secs = 1\n[checkpoint]\nstore = \"file\"\npath = \"{}\"\n[retry]\npath = \"{}\"\n[audit]\nsample = 1.0\ndelays_ms = [500]\n{rules}",
+            db.url(),
+            dir.join("checkpoint").display(),
+            dir.join("retry").display()
+        ),
+    )
+    .expect("config");
+    let sidecar = common::Sidecar::start(&serve_cfg);
+    sidecar.wait_ready(std::time::Duration::from_secs(30));
+    let client = redis::Client::open(format!("redis://{}", sidecar.engine)).expect("client");
+    let mut c = client.get_connection().expect("connect engine");
+    for id in 1..=300i64 {
+        let v = json(id, &format!("u{id}@x.org"), Some(&format!("Name {id}")));
+        let _: () = redis::cmd("SET")
+            .arg(format!("user:{id}"))
+            .arg(v)
+            .query(&mut c)
+            .expect("SET");
+    }
+    // The audit's config: the same database and rules, the sidecar's addresses.
+    let audit_cfg = dir.join("audit.toml");
+    std::fs::write(
+        &audit_cfg,
+        format!(
+            "[engine]\nlisten = \"{}\"\n[admin]\nlisten = \"{}\"\n[mysql]\nurl = \"{}\"\nserver_id = 64021\n{rules}",
+            sidecar.engine,
+            sidecar.admin,
+            db.url()
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coherent"))
+        .args(["audit", "--max-rows-per-sec", "1000", "--config"])
+        .arg(&audit_cfg)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run audit");
+    // The writer: UPDATE, then refill the key with the new row (a cache-aside
+    // reader); the sidecar deletes the key after each commit.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let url = format!("mysql://w:w@127.0.0.1:{}/app", db.port());
+        let engine = sidecar.engine.clone();
+        std::thread::spawn(move || -> u64 {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                use mysql_async::prelude::Queryable;
+                let mut conn = mysql_async::Conn::from_url(url).await.expect("writer");
+                let client = redis::Client::open(format!("redis://{engine}")).expect("client");
+                let mut cache = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("cache");
+                let mut n = 0u64;
+                'outer: loop {
+                    for id in 1..=300i64 {
+                        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                            break 'outer;
+                        }
+                        n += 1;
+                        let name = format!("W{n}");
+                        conn.exec_drop("UPDATE users SET name = ? WHERE id = ?", (&name, id))
+                            .await
+                            .expect("update");
+                        let v = json(id, &format!("u{id}@x.org"), Some(&name));
+                        let _: () = redis::cmd("SET")
+                            .arg(format!("user:{id}"))
+                            .arg(v)
+                            .query_async(&mut cache)
+                            .await
+                            .expect("SET");
+                    }
+                }
+                n
+            })
+        })
+    };
+    let err = child.stderr.take().expect("stderr");
+    let mut log = String::new();
+    for line in BufReader::new(err).lines() {
+        let line = line.expect("read");
+        if line.contains("rows/s") {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        log.push_str(&line);
+        log.push('\n');
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let updates = writer.join().expect("writer");
+    let code = child.wait().expect("wait").code();
+    let r = read_report(&dir.join("out"));
+    eprintln!(
+        "{updates} updates; totals {}, rechecked {}, lag count {}",
+        r["totals"], r["rechecked"], r["invalidation_lag"]["count"]
+    );
+    assert!(updates > 0, "the writer ran during the scan");
+    assert_eq!(code, Some(0), "no stale report: {r}\n{log}");
+    assert_eq!(r["totals"]["stale"], 0, "{r}");
+    assert_eq!(r["totals"]["orphan"], 0, "{r}");
+    let lag = &r["invalidation_lag"];
+    assert!(
+        lag["count"].as_u64().unwrap_or(0) > 0,
+        "sampled deletes: {r}"
+    );
+    assert_eq!(lag["source"], format!("http://{}/status", sidecar.admin));
+    assert!(!r["notes"].to_string().contains("no sidecar"), "{r}");
     let _ = std::fs::remove_dir_all(&dir);
 }
