@@ -62,7 +62,7 @@ for line in sys.stdin:
 }
 
 echo "MariaDB $(mariadbd --version | awk '{print $3}'), $(nproc) cores, embedded engine, $(uname -m)"
-printf '%-9s %-10s %-9s %-10s %-8s %s\n' rows rows/s wall_s peak_rss cached counts
+printf '%-9s %-10s %-9s %-10s %-5s %-8s %s\n' rows rows/s wall_s peak_rss cpu cached counts
 for ROWS in $SIZES; do
   redis-cli -p "$EPORT" FLUSHALL >/dev/null
   mariadb_sql -e "DROP DATABASE IF EXISTS app; CREATE DATABASE app;
@@ -107,7 +107,8 @@ EOF
   fi
   rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$BENCH_TMP/audit.log")
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$BENCH_TMP/audit.log")
-  python3 - "$OUT/report.json" "$ROWS" "$rss" "$wall" "$CACHED" "$STALE" "$ORPHANS" <<'EOF'
+  cpu=$(awk -F': ' '/Percent of CPU/ {print $2}' "$BENCH_TMP/audit.log")
+  python3 - "$OUT/report.json" "$ROWS" "$rss" "$wall" "$CACHED" "$STALE" "$ORPHANS" "$cpu" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 rows, rss, wall, cached, stale, orphans = sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
@@ -116,8 +117,8 @@ ok = (t["rows"] == int(rows) and t["stale"] == stale and t["orphan"] == orphans
       and t["consistent"] == cached - stale - orphans)
 counts = "consistent=%d stale=%d orphan=%d missing=%d%s" % (
     t["consistent"], t["stale"], t["orphan"], t["missing"], "" if ok else "  MISMATCH")
-print("%-9s %-10.0f %-9s %-10s %-8d %s" % (rows, t["rows"] / r["duration_secs"], wall,
-      "%.1f MiB" % (rss / 1024), cached, counts))
+print("%-9s %-10.0f %-9s %-10s %-5s %-8d %s" % (rows, t["rows"] / r["duration_secs"], wall,
+      "%.1f MiB" % (rss / 1024), sys.argv[8], cached, counts))
 sys.exit(0 if ok else 1)
 EOF
 done

@@ -531,6 +531,7 @@ async fn scan_table(t: &mut Table, scan: &mut MySqlConnection, ctx: &mut Ctx) ->
     let start = Instant::now();
     let mut pending: Vec<Pending> = Vec::with_capacity(BATCH + t.templates.len());
     let mut kinds: Vec<CellKind> = Vec::new();
+    let mut inflight: Option<InFlight> = None;
     {
         // The text protocol: cells arrive as the text MySQL prints, like the binlog's.
         let mut rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).fetch(&mut *scan);
@@ -552,7 +553,12 @@ async fn scan_table(t: &mut Table, scan: &mut MySqlConnection, ctx: &mut Ctx) ->
                 }
             }
             if pending.len() >= BATCH {
-                check_batch(t, &mut pending, ctx).await?;
+                let batch =
+                    std::mem::replace(&mut pending, Vec::with_capacity(BATCH + t.templates.len()));
+                if let Some(f) = inflight.take() {
+                    finish_batch(t, f, ctx).await?;
+                }
+                inflight = Some(send_batch(&ctx.cache, batch));
             }
             if ctx.max_rows_per_sec > 0 {
                 let due = Duration::from_secs_f64(t.rows as f64 / ctx.max_rows_per_sec as f64);
@@ -564,23 +570,49 @@ async fn scan_table(t: &mut Table, scan: &mut MySqlConnection, ctx: &mut Ctx) ->
             progress.update(t.rows);
         }
     }
-    check_batch(t, &mut pending, ctx).await?;
+    if let Some(f) = inflight.take() {
+        finish_batch(t, f, ctx).await?;
+    }
+    if !pending.is_empty() {
+        finish_batch(t, send_batch(&ctx.cache, pending), ctx).await?;
+    }
     progress.finish();
     Ok(())
 }
 
-/// Reads the batch's keys from the cache (one pipeline) and classifies them.
-async fn check_batch(t: &mut Table, pending: &mut Vec<Pending>, ctx: &mut Ctx) -> Result<()> {
-    if pending.is_empty() {
-        return Ok(());
-    }
-    let mut p = redis::pipe();
-    for x in pending.iter() {
-        p.cmd("GET").arg(&x.key);
-    }
-    let vals: Vec<Option<Vec<u8>>> = p.query_async(&mut ctx.cache).await.context("cache GET")?;
+/// A batch whose GETs run on a task of their own while the scan reads the next
+/// rows (one batch in flight at most, so memory stays at two batches).
+type InFlight = tokio::task::JoinHandle<(Vec<Pending>, redis::RedisResult<Vec<Option<Vec<u8>>>>)>;
+
+/// Sends the batch's GETs in one pipeline.
+fn send_batch(cache: &redis::aio::MultiplexedConnection, batch: Vec<Pending>) -> InFlight {
+    let mut cache = cache.clone();
+    tokio::spawn(async move {
+        let mut p = redis::pipe();
+        for x in &batch {
+            p.cmd("GET").arg(&x.key);
+        }
+        let vals = p.query_async(&mut cache).await;
+        (batch, vals)
+    })
+}
+
+/// Waits for a batch's values and classifies its keys.
+async fn finish_batch(t: &mut Table, f: InFlight, ctx: &mut Ctx) -> Result<()> {
+    let (batch, vals) = f.await.context("cache GET task")?;
+    let vals = vals.context("cache GET")?;
+    classify(t, batch, vals, ctx).await
+}
+
+/// Classifies a batch's keys by their cached values.
+async fn classify(
+    t: &mut Table,
+    batch: Vec<Pending>,
+    vals: Vec<Option<Vec<u8>>>,
+    ctx: &mut Ctx,
+) -> Result<()> {
     let mut suspects: Vec<(Pending, Vec<u8>)> = Vec::new();
-    for (x, cached) in pending.drain(..).zip(vals) {
+    for (x, cached) in batch.into_iter().zip(vals) {
         let counts = &mut t.templates[x.tmpl].counts;
         match cached {
             None => counts.missing += 1,
