@@ -227,6 +227,27 @@ fn audit_counts_equal_ground_truth() {
     .expect("config");
     let (code, _) = audit(&bad, &dir.join("bad"));
     assert_eq!(code, 2);
+    // A Redis Cluster target is refused (exit 2), not audited on the wrong cache.
+    let cluster = dir.join("cluster.toml");
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(
+        &cluster,
+        format!("[target]\nkind = \"redis-cluster\"\nnodes = [\"127.0.0.1:1\"]\n{text}"),
+    )
+    .expect("config");
+    let st = Command::new(env!("CARGO_BIN_EXE_coherent"))
+        .args(["audit", "--config"])
+        .arg(&cluster)
+        .arg("--out")
+        .arg(dir.join("cluster"))
+        .output()
+        .expect("run audit");
+    assert_eq!(st.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&st.stderr).contains("redis-cluster"),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     render_in_chromium(&dir.join("dirty/report.html"), "");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -153,6 +153,10 @@ pub async fn run(loaded: &Loaded, out: &Path, max_rows_per_sec: u64) -> Result<b
     if rules.is_empty() {
         bail!("no [[rules]] entry has a `value` renderer: nothing to audit");
     }
+    if cfg.target.kind == connectors::target::TargetKind::RedisCluster {
+        // SCAN and pipelined GETs would need routing per node and slot.
+        bail!("the offline audit does not support [target] kind = \"redis-cluster\" yet");
+    }
     let cache_url = match cfg.target.url.as_deref() {
         Some(u) if !u.is_empty() => u.to_string(),
         _ => format!("redis://{}/{}", cfg.engine.listen, cfg.target.db),
