@@ -92,7 +92,7 @@ pub struct RuleConfig {
     /// [`Rules::backstops`], by the embedded engine.
     #[serde(default, skip_serializing_if = "HumanDuration::is_zero")]
     pub ttl_backstop: HumanDuration,
-    /// How a row renders into its cached value (first key template), for the
+    /// How a row renders into its cached value (under every key template), for the
     /// offline audit: `value = { format = "json", columns = ["id", "email"] }`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<ValueRenderer>,
@@ -120,6 +120,9 @@ pub const DEFAULT_DOUBLE_DELETE: Duration = Duration::from_millis(500);
 fn default_double_delete() -> HumanDuration {
     HumanDuration(DEFAULT_DOUBLE_DELETE)
 }
+
+/// At most this many splits of one key are returned by [`KeyTemplate::parse_key`].
+pub const MAX_KEY_SPLITS: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
@@ -215,6 +218,97 @@ impl KeyTemplate {
             }
         }
         Some(out)
+    }
+
+    /// The template as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Number of literal bytes: of two templates that both parse a key, the one with
+    /// more literal bytes is the more specific (`user:email:{e}` over `user:{id}`).
+    pub fn literal_len(&self) -> usize {
+        self.segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(b) => b.len(),
+                Segment::Column(_) => 0,
+            })
+            .sum()
+    }
+
+    /// The placeholder values `key` could have been rendered from: one entry per
+    /// possible split, each `(column, value)` once per distinct column in template
+    /// order. Empty when the key does not fit the template. A split is ambiguous
+    /// when a value may contain the literal that follows it (`{a}:{b}` over `x:y:z`)
+    /// or two placeholders are adjacent; every split is returned (at most
+    /// [`MAX_KEY_SPLITS`]), so a caller looking rows up finds the one that exists.
+    /// A column used twice must have the same value at both places.
+    pub fn parse_key<'k>(&self, key: &'k [u8]) -> Vec<Vec<(&str, &'k [u8])>> {
+        let mut out = Vec::new();
+        let mut cur = Vec::with_capacity(self.segments.len());
+        self.split(0, key, 0, &mut cur, &mut out);
+        out.into_iter()
+            .filter_map(|values| {
+                let mut cols: Vec<(&str, &'k [u8])> = Vec::new();
+                let placeholders = self.segments.iter().filter_map(|s| match s {
+                    Segment::Column(c) => Some(c.as_str()),
+                    Segment::Literal(_) => None,
+                });
+                for (c, v) in placeholders.zip(values) {
+                    match cols.iter().find(|(x, _)| *x == c) {
+                        Some((_, seen)) if *seen != v => return None,
+                        Some(_) => {}
+                        None => cols.push((c, v)),
+                    }
+                }
+                Some(cols)
+            })
+            .collect()
+    }
+
+    /// Depth-first over the segments from `seg`, the key consumed up to `pos`.
+    fn split<'k>(
+        &self,
+        seg: usize,
+        key: &'k [u8],
+        pos: usize,
+        cur: &mut Vec<&'k [u8]>,
+        out: &mut Vec<Vec<&'k [u8]>>,
+    ) {
+        if out.len() >= MAX_KEY_SPLITS {
+            return;
+        }
+        let rest = &key[pos..];
+        match self.segments.get(seg) {
+            None => {
+                if rest.is_empty() {
+                    out.push(cur.clone());
+                }
+            }
+            Some(Segment::Literal(l)) => {
+                if rest.starts_with(l) {
+                    self.split(seg + 1, key, pos + l.len(), cur, out);
+                }
+            }
+            Some(Segment::Column(_)) => {
+                let ends: Vec<usize> = match self.segments.get(seg + 1) {
+                    // Last segment: the value is the rest of the key.
+                    None => vec![rest.len()],
+                    // The value ends where an occurrence of the next literal starts.
+                    Some(Segment::Literal(l)) => (0..=rest.len())
+                        .filter(|&i| rest[i..].starts_with(l))
+                        .collect(),
+                    // Adjacent placeholders: any split.
+                    Some(Segment::Column(_)) => (0..=rest.len()).collect(),
+                };
+                for end in ends {
+                    cur.push(&rest[..end]);
+                    self.split(seg + 1, key, pos + end, cur, out);
+                    cur.pop();
+                }
+            }
+        }
     }
 
     /// The columns the template uses.
@@ -605,5 +699,47 @@ mod tests {
         };
         let err = r.keys_for(&change, &mut KeyBatch::default()).unwrap_err();
         assert!(matches!(err, RuleError::UnknownColumn { .. }), "{err}");
+    }
+
+    #[test]
+    fn parse_key_inverts_render() {
+        let t = KeyTemplate::parse("user:email:{email}").unwrap();
+        assert_eq!(
+            t.parse_key(b"user:email:a@x.org"),
+            vec![vec![("email", &b"a@x.org"[..])]]
+        );
+        assert!(t.parse_key(b"user:42").is_empty(), "literal prefix differs");
+        assert_eq!(t.parse_key(b"user:email:"), vec![vec![("email", &b""[..])]]);
+        // Round trip through render_with.
+        let t = KeyTemplate::parse("t:{a}/{b}:{{x}}").unwrap();
+        let key = t
+            .render_with(|c| Some(if c == "a" { &b"1"[..] } else { &b"two"[..] }))
+            .unwrap();
+        assert_eq!(key, b"t:1/two:{x}");
+        assert_eq!(
+            t.parse_key(&key),
+            vec![vec![("a", &b"1"[..]), ("b", &b"two"[..])]]
+        );
+        assert!(t.parse_key(b"t:1/two:{y}").is_empty(), "suffix literal");
+        assert_eq!(t.literal_len(), 2 + 1 + 4);
+    }
+
+    #[test]
+    fn parse_key_returns_every_split_and_checks_repeated_columns() {
+        let t = KeyTemplate::parse("{a}:{b}").unwrap();
+        assert_eq!(
+            t.parse_key(b"x:y:z"),
+            vec![
+                vec![("a", &b"x"[..]), ("b", &b"y:z"[..])],
+                vec![("a", &b"x:y"[..]), ("b", &b"z"[..])],
+            ]
+        );
+        let adj = KeyTemplate::parse("k{a}{b}").unwrap();
+        assert_eq!(adj.parse_key(b"k12").len(), 3);
+        let rep = KeyTemplate::parse("{id}-{id}").unwrap();
+        assert_eq!(rep.parse_key(b"7-7"), vec![vec![("id", &b"7"[..])]]);
+        assert!(rep.parse_key(b"7-8").is_empty(), "same column, two values");
+        let many = KeyTemplate::parse("{a}{b}").unwrap();
+        assert_eq!(many.parse_key(&[b'x'; 100]).len(), MAX_KEY_SPLITS);
     }
 }

@@ -1,7 +1,12 @@
 //! `coherent audit` against a private MariaDB and the engine (`coherent serve`): the
 //! test writes rows, fills the cache with correct values for some keys, stale values
 //! for others and orphans, and the audit's counts must equal that ground truth exactly.
-//! Exit codes: 0 when clean, 1 with stale/orphan keys, 2 on an error.
+//! Exit codes: 0 when clean, 1 with stale/orphan keys, 2 on an error. Also: every key
+//! template of a rule is classified (keys attributed to the most specific template),
+//! and rows a writer changes during a rate-limited scan are re-checked, not reported
+//! stale.
+
+mod common;
 
 use connectors::testing::{MariaDb, MariaDbOptions};
 use std::io::{BufRead, BufReader};
@@ -47,11 +52,29 @@ fn audit(cfg: &std::path::Path, out: &std::path::Path) -> (i32, serde_json::Valu
         .arg(out)
         .status()
         .expect("run audit");
-    let report = std::fs::read(out.join("report.json"))
+    (st.code().unwrap_or(-1), read_report(out))
+}
+
+fn read_report(out: &std::path::Path) -> serde_json::Value {
+    std::fs::read(out.join("report.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(serde_json::Value::Null);
-    (st.code().unwrap_or(-1), report)
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The report entry of one key template.
+fn entry<'a>(r: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
+    r["tables"]
+        .as_array()
+        .and_then(|t| t.iter().find(|e| e["key"] == key))
+        .unwrap_or_else(|| panic!("no entry for {key} in {r}"))
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("coherent-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    dir
 }
 
 #[test]
@@ -69,14 +92,12 @@ fn audit_counts_equal_ground_truth() {
     let e = engine();
     let client = redis::Client::open(format!("redis://{}", e.1)).expect("client");
     let mut c = client.get_connection().expect("connect engine");
-    let dir = std::env::temp_dir().join(format!("coherent-audit-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = temp_dir("audit");
     let cfg = dir.join("coherent.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[engine]\nlisten = \"{}\"\n[mysql]\nurl = \"{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\", \"user:email:{{email}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"] }}\n",
+            "[engine]\nlisten = \"{}\"\n[admin]\nlisten = \"\"\n[mysql]\nurl = \"{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\", \"user:email:{{email}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"] }}\n",
             e.1,
             db.url()
         ),
@@ -95,14 +116,35 @@ fn audit_counts_equal_ground_truth() {
             &json(id, &format!("u{id}@x.org"), name),
         );
     }
-    // Clean so far: exit 0, counts exact.
+    // Clean so far: exit 0, counts exact. Both templates are classified: nothing is
+    // cached under `user:email:{email}`, so its 2000 keys are missing.
     let (code, r) = audit(&cfg, &dir.join("clean"));
     assert_eq!(code, 0, "{r}");
     assert_eq!(r["totals"]["rows"], 2000);
+    let id = entry(&r, "user:{id}");
+    assert_eq!(id["counts"]["rows"], 2000);
+    assert_eq!(id["counts"]["consistent"], 300);
+    assert_eq!(id["counts"]["missing"], 1700);
+    assert_eq!(id["counts"]["stale"], 0);
+    assert_eq!(id["counts"]["orphan"], 0);
+    assert_eq!(entry(&r, "user:email:{email}")["counts"]["missing"], 2000);
     assert_eq!(r["totals"]["consistent"], 300);
-    assert_eq!(r["totals"]["missing"], 1700);
+    assert_eq!(r["totals"]["missing"], 1700 + 2000);
     assert_eq!(r["totals"]["stale"], 0);
     assert_eq!(r["totals"]["orphan"], 0);
+    assert_eq!(r["rechecked"], 0);
+    assert_eq!(r["changed_during_scan"], 0, "binlog read, nothing changed");
+    assert_eq!(r["invalidation_lag"], serde_json::Value::Null);
+    assert!(
+        r["notes"].to_string().contains("no sidecar reachable"),
+        "{r}"
+    );
+    assert!(
+        r["notes"]
+            .to_string()
+            .contains("user:email:{email}: no index"),
+        "email is not indexed here: {r}"
+    );
     // Stale: 25 keys with an old name, 5 with garbage; orphans: 4 keys without rows;
     // a negative-cache entry for a missing row is not an orphan.
     let mut stale = std::collections::BTreeSet::new();
@@ -121,10 +163,31 @@ fn audit_counts_equal_ground_truth() {
     set(&mut c, "user:6000", "\0coherent:not-found");
     let (code, r) = audit(&cfg, &dir.join("dirty"));
     assert_eq!(code, 1, "{r}");
+    let id = entry(&r, "user:{id}");
+    assert_eq!(id["counts"]["consistent"], 300);
+    assert_eq!(id["counts"]["stale"], 30);
+    assert_eq!(id["counts"]["orphan"], 4);
+    assert_eq!(id["counts"]["missing"], 2000 - 330);
     assert_eq!(r["totals"]["consistent"], 300);
     assert_eq!(r["totals"]["stale"], 30);
     assert_eq!(r["totals"]["orphan"], 4);
-    assert_eq!(r["totals"]["missing"], 2000 - 330);
+    assert_eq!(r["totals"]["missing"], 2000 - 330 + 2000);
+    assert_eq!(r["tables"][0]["key"], "user:{id}", "worst first");
+    // Every stale value was written by this test moments ago: known, young ages.
+    let age = &r["staleness_age"];
+    assert_eq!(age["unknown"], 0, "{age}");
+    let ages: Vec<u64> = age["counts"]
+        .as_array()
+        .expect("counts")
+        .iter()
+        .map(|c| c.as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(ages.iter().sum::<u64>(), 30, "{age}");
+    assert_eq!(
+        ages[4..].iter().sum::<u64>(),
+        0,
+        "none older than 10 minutes: {age}"
+    );
     let listed: std::collections::BTreeSet<String> = r["tables"][0]["stale_keys"]
         .as_array()
         .expect("stale keys")
@@ -140,6 +203,18 @@ fn audit_counts_equal_ground_truth() {
     }
     let html = std::fs::read_to_string(dir.join("dirty/report.html")).expect("html");
     assert!(html.contains("<svg") && html.contains("user:301") && !html.contains("http://ex"));
+    for section in [
+        "Staleness age",
+        "Invalidation lag",
+        "Worst tables",
+        "Stale keys",
+    ] {
+        assert!(html.contains(section), "{section}");
+    }
+    assert!(
+        !html.contains("src=\"http") && !html.contains("href=\"http"),
+        "self-contained"
+    );
     // Errors: exit 2 (MySQL unreachable).
     let bad = dir.join("bad.toml");
     std::fs::write(
@@ -152,12 +227,34 @@ fn audit_counts_equal_ground_truth() {
     .expect("config");
     let (code, _) = audit(&bad, &dir.join("bad"));
     assert_eq!(code, 2);
-    render_in_chromium(&dir.join("dirty/report.html"));
+    // A Redis Cluster target is refused (exit 2), not audited on the wrong cache.
+    let cluster = dir.join("cluster.toml");
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(
+        &cluster,
+        format!("[target]\nkind = \"redis-cluster\"\nnodes = [\"127.0.0.1:1\"]\n{text}"),
+    )
+    .expect("config");
+    let st = Command::new(env!("CARGO_BIN_EXE_coherent"))
+        .args(["audit", "--config"])
+        .arg(&cluster)
+        .arg("--out")
+        .arg(dir.join("cluster"))
+        .output()
+        .expect("run audit");
+    assert_eq!(st.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&st.stderr).contains("redis-cluster"),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    render_in_chromium(&dir.join("dirty/report.html"), "");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Renders the page in headless Chromium and checks a screenshot was produced.
-fn render_in_chromium(page: &std::path::Path) {
+/// Renders the page in headless Chromium and checks a screenshot was produced
+/// (kept at `AUDIT_SCREENSHOT`, with `-suffix` before `.png` when a suffix is given).
+fn render_in_chromium(page: &std::path::Path, suffix: &str) {
     let Some(bin) = ["chromium", "chromium-browser"].into_iter().find(|b| {
         Command::new("which")
             .arg(b)
@@ -174,6 +271,13 @@ fn render_in_chromium(page: &std::path::Path) {
     };
     let shot = std::env::var("AUDIT_SCREENSHOT")
         .map(std::path::PathBuf::from)
+        .map(|p| match suffix {
+            "" => p,
+            s => p.with_file_name(format!(
+                "{}-{s}.png",
+                p.file_stem().and_then(|x| x.to_str()).unwrap_or("audit")
+            )),
+        })
         .unwrap_or_else(|_| page.with_extension("png"));
     let profile = page.with_file_name("chromium-profile");
     let st = Command::new(bin)
@@ -196,4 +300,475 @@ fn render_in_chromium(page: &std::path::Path) {
     assert!(st.success(), "chromium failed");
     let len = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(len > 5000, "screenshot too small: {len} bytes");
+}
+
+/// Answers every HTTP request with `body` (a stand-in for the sidecar's `/status`).
+fn fake_status(body: String) -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            use std::io::{Read, Write};
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+/// A rule with two templates: each is classified on its own, a key matching both
+/// globs belongs to the more specific template, a key whose row matches only under
+/// a case-insensitive collation is an orphan; the invalidation lag comes from the
+/// `/status` of `[admin] listen`.
+#[test]
+fn audit_classifies_every_template() {
+    if !MariaDb::available() {
+        eprintln!("SKIP: mariadbd is not installed");
+        return;
+    }
+    let db = MariaDb::start(MariaDbOptions::default()).expect("start mariadb");
+    db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL, KEY (email));
+         USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), CONCAT('Name ', seq) FROM seq_1_to_200;",
+    )
+    .expect("schema");
+    let e = engine();
+    let client = redis::Client::open(format!("redis://{}", e.1)).expect("client");
+    let mut c = client.get_connection().expect("connect engine");
+    let set = |c: &mut redis::Connection, k: &str, v: &str| {
+        let _: () = redis::cmd("SET").arg(k).arg(v).query(c).expect("SET");
+    };
+    for id in 1..=100i64 {
+        let v = json(id, &format!("u{id}@x.org"), Some(&format!("Name {id}")));
+        set(&mut c, &format!("user:{id}"), &v);
+        if id <= 60 {
+            // 1..=50 correct under the email key too, 51..=60 stale there.
+            let v = if id <= 50 {
+                v
+            } else {
+                json(id, &format!("u{id}@x.org"), Some("Old"))
+            };
+            set(&mut c, &format!("user:email:u{id}@x.org"), &v);
+        }
+    }
+    set(&mut c, "user:9999", &json(9999, "gone@x.org", None));
+    // Another rule's key (no renderer, not audited) is not an orphan of user:{id}.
+    set(&mut c, "user:session:s1", "opaque");
+    set(
+        &mut c,
+        "user:email:nobody@x.org",
+        &json(0, "nobody@x.org", None),
+    );
+    // The collation finds u1@x.org for it, but no row renders this exact key.
+    set(&mut c, "user:email:U1@X.ORG", &json(1, "U1@X.ORG", None));
+    let lag = serde_json::json!({"audit": {"invalidation_lag": {
+        "le_secs": [0.001, 0.01, 0.1], "counts": [5, 9, 10], "count": 11, "sum_secs": 0.4}}});
+    let admin = fake_status(lag.to_string());
+    let dir = temp_dir("audit2");
+    let cfg = dir.join("coherent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[engine]\nlisten = \"{}\"\n[admin]\nlisten = \"{admin}\"\n[mysql]\nurl = \"{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\", \"user:email:{{email}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"] }}\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:session:{{email}}\"]\n",
+            e.1,
+            db.url()
+        ),
+    )
+    .expect("config");
+    let (code, r) = audit(&cfg, &dir.join("out"));
+    assert_eq!(code, 1, "{r}");
+    let id = &entry(&r, "user:{id}")["counts"];
+    assert_eq!(
+        (
+            &id["consistent"],
+            &id["stale"],
+            &id["orphan"],
+            &id["missing"]
+        ),
+        (&100.into(), &0.into(), &1.into(), &100.into()),
+        "user:email:* keys are not orphans of user:{{id}}: {r}"
+    );
+    let em = &entry(&r, "user:email:{email}")["counts"];
+    assert_eq!(
+        (
+            &em["consistent"],
+            &em["stale"],
+            &em["orphan"],
+            &em["missing"]
+        ),
+        (&50.into(), &10.into(), &2.into(), &140.into()),
+        "{r}"
+    );
+    let orphans = entry(&r, "user:email:{email}")["orphan_keys"].to_string();
+    assert!(
+        orphans.contains("U1@X.ORG") && orphans.contains("nobody@x.org"),
+        "{orphans}"
+    );
+    assert_eq!(r["totals"]["rows"], 200, "rows counted once per table");
+    assert_eq!(r["totals"]["stale"], 10);
+    assert_eq!(r["totals"]["orphan"], 3);
+    assert!(
+        !r["notes"].to_string().contains("no index"),
+        "KEY (email): {r}"
+    );
+    let l = &r["invalidation_lag"];
+    assert_eq!(l["count"], 11, "{r}");
+    assert_eq!(l["counts"], serde_json::json!([5, 9, 10]));
+    assert_eq!(l["source"], format!("http://{admin}/status"));
+    let html = std::fs::read_to_string(dir.join("out/report.html")).expect("html");
+    assert!(html.contains("11 sampled keys"), "lag chart shown");
+    render_in_chromium(&dir.join("out/report.html"), "templates");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A writer updates rows while a rate-limited audit scans them. The test itself
+/// plays the sidecar and the cache-aside reader: after each UPDATE it deletes the
+/// key and refills it with the new row, so the cache is correctly invalidated, yet
+/// the scan reads some rows before an update and their keys after it. Those are
+/// seen in the binlog and re-checked: no stale report.
+#[test]
+fn audit_rechecks_rows_changed_during_the_scan() {
+    if !MariaDb::available() {
+        eprintln!("SKIP: mariadbd is not installed");
+        return;
+    }
+    let db = MariaDb::start(MariaDbOptions::default()).expect("start mariadb");
+    db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL);
+         USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), CONCAT('Name ', seq) FROM seq_1_to_3000;
+         CREATE USER w@'%' IDENTIFIED BY 'w'; GRANT ALL ON app.* TO w@'%';",
+    )
+    .expect("schema");
+    let e = engine();
+    let client = redis::Client::open(format!("redis://{}", e.1)).expect("client");
+    let mut c = client.get_connection().expect("connect engine");
+    for id in 1..=300i64 {
+        let v = json(id, &format!("u{id}@x.org"), Some(&format!("Name {id}")));
+        let _: () = redis::cmd("SET")
+            .arg(format!("user:{id}"))
+            .arg(v)
+            .query(&mut c)
+            .expect("SET");
+    }
+    let dir = temp_dir("audit3");
+    let cfg = dir.join("coherent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[engine]\nlisten = \"{}\"\n[admin]\nlisten = \"\"\n[mysql]\nurl = \"{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"] }}\n",
+            e.1,
+            db.url()
+        ),
+    )
+    .expect("config");
+    // 3000 rows at 1500 rows/s: the scan takes about 2 s; the first progress line
+    // comes after about 1 s, when the scan is well past the rows the writer updates.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coherent"))
+        .args(["audit", "--max-rows-per-sec", "1500", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run audit");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let url = format!("mysql://w:w@127.0.0.1:{}/app", db.port());
+        let engine = e.1.clone();
+        std::thread::spawn(move || -> u64 {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                use mysql_async::prelude::Queryable;
+                let mut conn = mysql_async::Conn::from_url(url).await.expect("writer");
+                let client = redis::Client::open(format!("redis://{engine}")).expect("client");
+                let mut cache = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("cache");
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    for id in 1..=300i64 {
+                        n += 1;
+                        let name = format!("W{n}");
+                        conn.exec_drop("UPDATE users SET name = ? WHERE id = ?", (&name, id))
+                            .await
+                            .expect("update");
+                        let key = format!("user:{id}");
+                        let _: () = redis::cmd("DEL")
+                            .arg(&key)
+                            .query_async(&mut cache)
+                            .await
+                            .expect("DEL");
+                        let v = json(id, &format!("u{id}@x.org"), Some(&name));
+                        let _: () = redis::cmd("SET")
+                            .arg(&key)
+                            .arg(v)
+                            .query_async(&mut cache)
+                            .await
+                            .expect("SET");
+                        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                            break;
+                        }
+                    }
+                }
+                n
+            })
+        })
+    };
+    let err = child.stderr.take().expect("stderr");
+    let mut log = String::new();
+    for line in BufReader::new(err).lines() {
+        let line = line.expect("read");
+        if line.contains("rows/s") {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        log.push_str(&line);
+        log.push('\n');
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let updates = writer.join().expect("writer");
+    let code = child.wait().expect("wait").code();
+    let r = read_report(&dir.join("out"));
+    assert!(updates > 300, "the writer ran during the scan: {updates}");
+    assert_eq!(code, Some(0), "no stale report: {r}\n{log}");
+    let t = &r["totals"];
+    assert_eq!(t["stale"], 0, "{r}");
+    assert_eq!(t["orphan"], 0, "{r}");
+    assert_eq!(t["rows"], 3000);
+    let c = t["consistent"].as_u64().unwrap_or(0);
+    let m = t["missing"].as_u64().unwrap_or(0);
+    assert_eq!(c + m, 3000, "{r}");
+    assert!(c >= 290, "rows 1..=300 are cached and end consistent: {r}");
+    assert!(
+        r["rechecked"].as_u64().unwrap_or(0) > 0,
+        "some rows were read before an update and their key after it: {r}"
+    );
+    assert!(r["changed_during_scan"].as_u64().unwrap_or(0) > 0, "{r}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// On external Redis the write time of a value is the lease fill's `written` field
+/// (`HGET {key}:lease written`); a plain SET fill has none (unknown age). A user
+/// without replication grants still gets an audit, with a note that rows changed
+/// during the scan could not be re-checked.
+#[test]
+fn audit_on_redis_reads_lease_write_times() {
+    if !MariaDb::available() || !connectors::testing::RedisServer::available() {
+        eprintln!("SKIP: mariadbd or redis-server is not installed");
+        return;
+    }
+    let db = MariaDb::start(MariaDbOptions::default()).expect("start mariadb");
+    db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL);
+         USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), CONCAT('Name ', seq) FROM seq_1_to_100;
+         CREATE USER ro@'%' IDENTIFIED BY 'ro'; GRANT SELECT ON app.* TO ro@'%';
+         CREATE USER ro@'localhost' IDENTIFIED BY 'ro'; GRANT SELECT ON app.* TO ro@'localhost';",
+    )
+    .expect("schema");
+    let redis_server = connectors::testing::RedisServer::start(&[]).expect("redis-server");
+    let client = redis::Client::open(redis_server.url()).expect("client");
+    let mut c = client.get_connection().expect("connect redis");
+    let set = |c: &mut redis::Connection, k: &str, v: &str| {
+        let _: () = redis::cmd("SET").arg(k).arg(v).query(c).expect("SET");
+    };
+    for id in 1..=10i64 {
+        let v = json(id, &format!("u{id}@x.org"), Some(&format!("Name {id}")));
+        set(&mut c, &format!("user:{id}"), &v);
+    }
+    // user:11: a lease fill two minutes ago; user:12: a plain SET (no write time).
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let written = now_ms - 120_000;
+    set(&mut c, "user:11", &json(11, "u11@x.org", Some("Old")));
+    let _: () = redis::cmd("HSET")
+        .arg("{user:11}:lease")
+        .arg("written")
+        .arg(written)
+        .query(&mut c)
+        .expect("HSET");
+    set(&mut c, "user:12", &json(12, "u12@x.org", Some("Old")));
+    let dir = temp_dir("audit4");
+    let cfg = dir.join("coherent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[admin]\nlisten = \"\"\n[target]\nkind = \"redis\"\nurl = \"{}\"\n[mysql]\nurl = \"mysql://ro:ro@127.0.0.1:{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"] }}\n",
+            redis_server.url(),
+            db.port()
+        ),
+    )
+    .expect("config");
+    let (code, r) = audit(&cfg, &dir.join("out"));
+    assert_eq!(code, 1, "{r}");
+    let t = &r["totals"];
+    assert_eq!(
+        (&t["consistent"], &t["stale"]),
+        (&10.into(), &2.into()),
+        "{r}"
+    );
+    let stale = r["tables"][0]["stale_keys"].as_array().expect("stale");
+    let w = |k: &str| {
+        stale
+            .iter()
+            .find(|s| s["key"] == k)
+            .map(|s| s["written_ms"].clone())
+            .unwrap_or_else(|| panic!("{k} not listed: {r}"))
+    };
+    assert_eq!(w("user:11"), serde_json::json!(written), "lease fill time");
+    assert_eq!(w("user:12"), serde_json::Value::Null, "plain SET: unknown");
+    let age = &r["staleness_age"];
+    assert_eq!(age["unknown"], 1, "{age}");
+    assert_eq!(
+        age["counts"][3], 1,
+        "two minutes old: in the <= 10 min bucket: {age}"
+    );
+    assert_eq!(r["changed_during_scan"], serde_json::Value::Null, "{r}");
+    assert!(r["notes"].to_string().contains("binlog"), "{r}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With the real sidecar invalidating (binlog pipeline, `[audit] sample = 1`): a
+/// writer updates rows and refills their keys while a rate-limited audit scans;
+/// nothing is reported stale, and the report carries the sidecar's invalidation
+/// lag read from `/status` on the config's `[admin] listen`.
+#[test]
+fn audit_with_the_running_sidecar() {
+    let db = common::mariadb(MariaDbOptions::default());
+    db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL);
+         USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), CONCAT('Name ', seq) FROM seq_1_to_2000;
+         CREATE USER w@'%' IDENTIFIED BY 'w'; GRANT ALL ON app.* TO w@'%';",
+    )
+    .expect("schema");
+    let dir = temp_dir("audit5");
+    let rules = "[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{id}\"]\nvalue = { format = \"json\", columns = [\"id\", \"email\", \"name\"] }\n";
+    let serve_cfg = dir.join("serve.toml");
+    std::fs::write(
+        &serve_cfg,
+        format!(
+            "[mysql]\nurl = \"{}\"\nserver_id = 64021\nheartbeat_secs = 1\n[checkpoint]\nstore = \"file\"\npath = \"{}\"\n[retry]\npath = \"{}\"\n[audit]\nsample = 1.0\ndelays_ms = [500]\n{rules}",
+            db.url(),
+            dir.join("checkpoint").display(),
+            dir.join("retry").display()
+        ),
+    )
+    .expect("config");
+    let sidecar = common::Sidecar::start(&serve_cfg);
+    sidecar.wait_ready(std::time::Duration::from_secs(30));
+    let client = redis::Client::open(format!("redis://{}", sidecar.engine)).expect("client");
+    let mut c = client.get_connection().expect("connect engine");
+    for id in 1..=300i64 {
+        let v = json(id, &format!("u{id}@x.org"), Some(&format!("Name {id}")));
+        let _: () = redis::cmd("SET")
+            .arg(format!("user:{id}"))
+            .arg(v)
+            .query(&mut c)
+            .expect("SET");
+    }
+    // The audit's config: the same database and rules, the sidecar's addresses.
+    let audit_cfg = dir.join("audit.toml");
+    std::fs::write(
+        &audit_cfg,
+        format!(
+            "[engine]\nlisten = \"{}\"\n[admin]\nlisten = \"{}\"\n[mysql]\nurl = \"{}\"\nserver_id = 64021\n{rules}",
+            sidecar.engine,
+            sidecar.admin,
+            db.url()
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coherent"))
+        .args(["audit", "--max-rows-per-sec", "1000", "--config"])
+        .arg(&audit_cfg)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run audit");
+    // The writer: UPDATE, then refill the key with the new row (a cache-aside
+    // reader); the sidecar deletes the key after each commit.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let url = format!("mysql://w:w@127.0.0.1:{}/app", db.port());
+        let engine = sidecar.engine.clone();
+        std::thread::spawn(move || -> u64 {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                use mysql_async::prelude::Queryable;
+                let mut conn = mysql_async::Conn::from_url(url).await.expect("writer");
+                let client = redis::Client::open(format!("redis://{engine}")).expect("client");
+                let mut cache = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("cache");
+                let mut n = 0u64;
+                'outer: loop {
+                    for id in 1..=300i64 {
+                        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                            break 'outer;
+                        }
+                        n += 1;
+                        let name = format!("W{n}");
+                        conn.exec_drop("UPDATE users SET name = ? WHERE id = ?", (&name, id))
+                            .await
+                            .expect("update");
+                        let v = json(id, &format!("u{id}@x.org"), Some(&name));
+                        let _: () = redis::cmd("SET")
+                            .arg(format!("user:{id}"))
+                            .arg(v)
+                            .query_async(&mut cache)
+                            .await
+                            .expect("SET");
+                    }
+                }
+                n
+            })
+        })
+    };
+    let err = child.stderr.take().expect("stderr");
+    let mut log = String::new();
+    for line in BufReader::new(err).lines() {
+        let line = line.expect("read");
+        if line.contains("rows/s") {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        log.push_str(&line);
+        log.push('\n');
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let updates = writer.join().expect("writer");
+    let code = child.wait().expect("wait").code();
+    let r = read_report(&dir.join("out"));
+    eprintln!(
+        "{updates} updates; totals {}, rechecked {}, lag count {}",
+        r["totals"], r["rechecked"], r["invalidation_lag"]["count"]
+    );
+    assert!(updates > 0, "the writer ran during the scan");
+    assert_eq!(code, Some(0), "no stale report: {r}\n{log}");
+    assert_eq!(r["totals"]["stale"], 0, "{r}");
+    assert_eq!(r["totals"]["orphan"], 0, "{r}");
+    let lag = &r["invalidation_lag"];
+    assert!(
+        lag["count"].as_u64().unwrap_or(0) > 0,
+        "sampled deletes: {r}"
+    );
+    assert_eq!(lag["source"], format!("http://{}/status", sidecar.admin));
+    assert!(!r["notes"].to_string().contains("no sidecar"), "{r}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

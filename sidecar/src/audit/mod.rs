@@ -6,8 +6,10 @@
 //!   invalidated keys at set delays after their commit);
 //! - [`report`]: the report's types (`report.json`) and the consistency figures;
 //! - [`html`]: the self-contained `report.html`;
-//! - [`render`]: a database row rendered as the cache-aside library stores it.
+//! - [`render`]: a database row rendered as the cache-aside library stores it;
+//! - [`changes`]: keys of rows changed during the offline scan (binlog).
 
+pub mod changes;
 pub mod html;
 pub mod offline;
 pub mod online;

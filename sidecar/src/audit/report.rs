@@ -45,6 +45,11 @@ pub struct TableReport {
     pub stale_keys: Vec<StaleKey>,
     /// Orphan keys (at most 1000).
     pub orphan_keys: Vec<String>,
+    /// Keys first found stale or orphan whose row changed during the scan (seen in
+    /// the binlog): re-read (row and cache) before being classified; their final
+    /// class is in `counts`.
+    #[serde(default)]
+    pub rechecked: u64,
 }
 
 /// The whole report (`report.json`).
@@ -62,8 +67,92 @@ pub struct Report {
     pub consistency: f64,
     /// -log10(1 - consistency), capped at 12 (no inconsistency).
     pub nines: f64,
-    /// Per table, worst consistency first.
+    /// Per table and key template, worst consistency first.
     pub tables: Vec<TableReport>,
+    /// Keys re-checked because their row changed during the scan (sum of the tables').
+    #[serde(default)]
+    pub rechecked: u64,
+    /// Distinct keys of rows the binlog showed changing during the scan; null when
+    /// the binlog could not be read (see `notes`).
+    #[serde(default)]
+    pub changed_during_scan: Option<u64>,
+    /// How old the stale values were when found: now - the value's write time.
+    #[serde(default)]
+    pub staleness_age: AgeHistogram,
+    /// The running sidecar's invalidation lag (`/status` `audit.invalidation_lag`),
+    /// null when no sidecar answered (see `notes`).
+    #[serde(default)]
+    pub invalidation_lag: Option<InvalidationLag>,
+    /// What the audit could not do or measure (binlog unreadable, no sidecar).
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// Upper bounds (seconds) of the staleness-age buckets; a last, unbounded bucket
+/// follows.
+pub const AGE_BUCKETS_SECS: [f64; 7] = [1.0, 10.0, 60.0, 600.0, 3600.0, 86400.0, 604800.0];
+
+/// A histogram of staleness ages.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgeHistogram {
+    /// Bucket upper bounds, seconds ([`AGE_BUCKETS_SECS`]).
+    pub le_secs: Vec<f64>,
+    /// Stale keys per bucket (not cumulative); one more entry than `le_secs`: the
+    /// last counts ages above the largest bound.
+    pub counts: Vec<u64>,
+    /// Stale keys whose write time the cache does not know (plain SET on Redis).
+    pub unknown: u64,
+}
+
+impl Default for AgeHistogram {
+    fn default() -> Self {
+        AgeHistogram {
+            le_secs: AGE_BUCKETS_SECS.to_vec(),
+            counts: vec![0; AGE_BUCKETS_SECS.len() + 1],
+            unknown: 0,
+        }
+    }
+}
+
+impl AgeHistogram {
+    /// Counts one stale key, `age_ms` old (None: unknown write time).
+    pub fn add(&mut self, age_ms: Option<i64>) {
+        let Some(ms) = age_ms else {
+            self.unknown += 1;
+            return;
+        };
+        let secs = ms.max(0) as f64 / 1000.0;
+        let i = self
+            .le_secs
+            .iter()
+            .position(|le| secs <= *le)
+            .unwrap_or(self.le_secs.len());
+        if let Some(c) = self.counts.get_mut(i) {
+            *c += 1;
+        }
+    }
+
+    /// Keys counted, known age or not.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum::<u64>() + self.unknown
+    }
+}
+
+/// The sidecar's invalidation-lag histogram as `/status` reports it (commit ->
+/// delete applied, sampled keys).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct InvalidationLag {
+    /// Where it was read (`http://HOST:PORT/status`).
+    #[serde(default)]
+    pub source: String,
+    /// Bucket upper bounds, seconds.
+    pub le_secs: Vec<f64>,
+    /// Cumulative counts per bound, as Prometheus keeps them.
+    pub counts: Vec<u64>,
+    /// Samples.
+    pub count: u64,
+    /// Sum of the lags, seconds.
+    pub sum_secs: f64,
 }
 
 /// consistent / (consistent + stale + orphan); 1 when nothing was cached.
@@ -82,5 +171,28 @@ pub fn nines(r: f64) -> f64 {
         12.0
     } else {
         (-(1.0 - r).log10()).clamp(0.0, 12.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_buckets() {
+        let mut h = AgeHistogram::default();
+        for ms in [
+            Some(0),
+            Some(1000),
+            Some(1001),
+            Some(90_000),
+            Some(10i64.pow(10)),
+            None,
+        ] {
+            h.add(ms);
+        }
+        assert_eq!(h.counts, vec![2, 1, 0, 1, 0, 0, 0, 1]);
+        assert_eq!(h.unknown, 1);
+        assert_eq!(h.total(), 6);
     }
 }

@@ -1,0 +1,229 @@
+//! Rows changed while the offline audit runs: a binlog reader started at the scan's
+//! start position collects the keys (every template, before and after images) of
+//! every row change of the audited tables. A key first found stale or orphan is
+//! re-checked instead of reported when its row changed during the scan, because the
+//! scan read the row before the change and the cache after it.
+//!
+//! Memory: one entry per distinct changed key, so it grows with the write rate times
+//! the scan's duration, not with the table.
+
+use connectors::binlog::{BinlogSource, MysqlConfig, Position, StartPosition};
+use connectors::rules::{KeyBatch, RuleConfig, Rules};
+use futures_util::TryStreamExt;
+use sqlx::mysql::MySqlConnection;
+use sqlx::Row;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long [`Watcher::sync`] waits for the reader to reach the server's position.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A binlog file and offset as an ordered pair: the file's numeric suffix, offset.
+type Mark = (u64, u64);
+
+fn mark(file: &str, pos: u64) -> Mark {
+    let n = file
+        .rsplit_once('.')
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(0);
+    (n, pos)
+}
+
+/// The server's current binlog file and offset; `None` when the binlog is off.
+pub async fn master_status(conn: &mut MySqlConnection) -> Result<Option<(String, u64)>, String> {
+    // MySQL 8.4 renamed SHOW MASTER STATUS.
+    let mut last = String::new();
+    for q in ["SHOW MASTER STATUS", "SHOW BINARY LOG STATUS"] {
+        let rows: Result<Vec<sqlx::mysql::MySqlRow>, _> = sqlx::raw_sql(sqlx::AssertSqlSafe(q))
+            .fetch(&mut *conn)
+            .try_collect()
+            .await;
+        match rows {
+            Ok(rows) => {
+                let Some(r) = rows.first() else {
+                    return Ok(None);
+                };
+                let text = |i: usize| -> Option<String> {
+                    r.try_get_unchecked::<Option<&[u8]>, _>(i)
+                        .ok()
+                        .flatten()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                };
+                let file = text(0).unwrap_or_default();
+                let pos = text(1).and_then(|p| p.parse().ok()).unwrap_or(4);
+                return Ok(Some((file, pos)));
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
+
+#[derive(Default)]
+struct Shared {
+    keys: HashSet<Vec<u8>>,
+    reached: Mark,
+    error: Option<String>,
+}
+
+/// The running binlog reader and the keys it collected.
+pub struct Watcher {
+    shared: Arc<Mutex<Shared>>,
+    notify: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+    start: Mark,
+    /// Set once a sync timed out, so the note is given once.
+    pub timed_out: bool,
+}
+
+impl Watcher {
+    /// Starts reading the binlog at the server's current position for the tables of
+    /// `rules` (connecting as replica `server_id`). `Ok(None)`: the binlog is off.
+    pub async fn start(
+        url: &str,
+        server_id: u32,
+        rules: &[&RuleConfig],
+        aux: &mut MySqlConnection,
+    ) -> Result<Option<Watcher>, String> {
+        let Some((file, pos)) = master_status(aux).await? else {
+            return Ok(None);
+        };
+        // Every template, whatever `columns` says: any change can explain a mismatch.
+        let configs: Vec<RuleConfig> = rules
+            .iter()
+            .map(|r| RuleConfig {
+                columns: None,
+                ..(*r).clone()
+            })
+            .collect();
+        let compiled = Rules::compile(&configs).map_err(|e| e.to_string())?;
+        let mut config = MysqlConfig::new(url, server_id);
+        config.start = StartPosition::File {
+            file: file.clone(),
+            pos,
+        };
+        config.heartbeat_secs = 1;
+        let filter_rules = compiled.clone();
+        let filter: connectors::binlog::decode::TableFilter =
+            Arc::new(move |d: &str, t: &str| filter_rules.covers(d, t));
+        let mut source = BinlogSource::new(config, None, Some(filter))
+            .map_err(|e| e.to_string())?
+            .with_backoff(connectors::binlog::source::Backoff {
+                min: Duration::from_millis(100),
+                max: Duration::from_secs(1),
+                max_attempts: 3,
+            });
+        source.ensure_connected().await.map_err(|e| e.to_string())?;
+        let start = mark(&file, pos);
+        let shared = Arc::new(Mutex::new(Shared {
+            reached: start,
+            ..Default::default()
+        }));
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let (s2, n2) = (shared.clone(), notify.clone());
+        let task = tokio::spawn(async move {
+            let mut batch = KeyBatch::default();
+            loop {
+                match source.next_transaction().await {
+                    Ok(tx) => {
+                        batch.clear();
+                        for ch in &tx.changes {
+                            // A change the rules cannot render (a column dropped) has no key.
+                            let _ = compiled.keys_for(ch, &mut batch);
+                        }
+                        let Position { file, pos, .. } = &tx.position;
+                        if let Ok(mut s) = s2.lock() {
+                            s.keys.extend(batch.keys().iter().map(|k| k.to_vec()));
+                            s.reached = s.reached.max(mark(file, *pos));
+                        }
+                        n2.notify_waiters();
+                    }
+                    Err(e) => {
+                        if let Ok(mut s) = s2.lock() {
+                            s.error = Some(e.to_string());
+                        }
+                        n2.notify_waiters();
+                        source.shutdown().await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Some(Watcher {
+            shared,
+            notify,
+            task,
+            start,
+            timed_out: false,
+        }))
+    }
+
+    /// Waits until the reader has seen every transaction the server has logged so
+    /// far (so a change committed before the cache was read is known). `Err` when the
+    /// reader failed; a timeout (a rotated binlog with no transaction after it leaves
+    /// the server's position out of reach) sets `timed_out` and returns Ok.
+    pub async fn sync(&mut self, aux: &mut MySqlConnection) -> Result<(), String> {
+        let Some((file, pos)) = master_status(aux).await? else {
+            return Ok(());
+        };
+        let target = mark(&file, pos);
+        if target <= self.start {
+            return Ok(());
+        }
+        // After one timeout the position is likely out of reach for good (a rotated
+        // binlog): later syncs wait less, so the scan is not slowed batch after batch.
+        let wait = if self.timed_out {
+            SYNC_TIMEOUT / 10
+        } else {
+            SYNC_TIMEOUT
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before the check, so a notification in between is not lost.
+            let notified = self.notify.notified();
+            {
+                let s = self.shared.lock().map_err(|e| e.to_string())?;
+                if let Some(e) = &s.error {
+                    return Err(e.clone());
+                }
+                if s.reached >= target {
+                    return Ok(());
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                self.timed_out = true;
+                return Ok(());
+            }
+        }
+    }
+
+    /// Whether `key`'s row changed since the scan started (as far as synced).
+    pub fn changed(&self, key: &[u8]) -> bool {
+        self.shared
+            .lock()
+            .map(|s| s.keys.contains(key))
+            .unwrap_or(false)
+    }
+
+    /// Distinct keys seen changing.
+    pub fn count(&self) -> u64 {
+        self.shared.lock().map(|s| s.keys.len() as u64).unwrap_or(0)
+    }
+
+    /// Stops the reader.
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mark;
+
+    #[test]
+    fn marks_order_by_file_number_then_offset() {
+        assert!(mark("bin.000010", 4) > mark("bin.000009", 9999));
+        assert!(mark("bin.000002", 500) > mark("bin.000002", 499));
+    }
+}
