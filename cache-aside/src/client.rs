@@ -55,6 +55,7 @@ struct Scripts {
     get: redis::Script,
     set: redis::Script,
     invalidate: redis::Script,
+    written: redis::Script,
 }
 
 fn scripts() -> &'static Scripts {
@@ -63,6 +64,7 @@ fn scripts() -> &'static Scripts {
         get: redis::Script::new(scripts::LEASEGET),
         set: redis::Script::new(scripts::LEASESET),
         invalidate: redis::Script::new(scripts::INVALIDATE),
+        written: redis::Script::new(scripts::WRITTEN),
     })
 }
 
@@ -80,7 +82,7 @@ async fn exec<T: FromRedisValue>(c: &mut impl ConnectionLike, r: &Req<'_>) -> Re
 
 async fn load_scripts(c: &mut impl ConnectionLike) -> RedisResult<()> {
     let s = scripts();
-    for script in [&s.get, &s.set, &s.invalidate] {
+    for script in [&s.get, &s.set, &s.invalidate, &s.written] {
         script.prepare_invoke().load_async(c).await?;
     }
     Ok(())
@@ -225,6 +227,35 @@ impl CacheClient {
         self.call(Req::Cmd(&cmd)).await
     }
 
+    /// When `key`'s value was written, in Unix ms; `None` when the key does not exist
+    /// or its write time is unknown. The consistency audit uses it to tell how old a
+    /// stale entry is.
+    ///
+    /// - Engine: `OBJECT WRITTEN key`, kept by the engine for every write (100 ms
+    ///   resolution: the time is rounded down to a multiple of 100 ms).
+    /// - Redis / Cluster: the `written` field that a lease fill ([`Self::lease_set`])
+    ///   leaves in the key's side key ([`scripts::lease_key`]), read by the `WRITTEN`
+    ///   script together with the key's existence (ms resolution, the server's clock).
+    ///   A plain [`Self::set`] records nothing, so a value written without a lease has
+    ///   no known write time; and a plain `SET` over a key whose side key still holds
+    ///   an earlier fill's `written` (after a bare `DEL key` that left it) reports that
+    ///   earlier time.
+    pub async fn written_ms(&self, key: &str) -> RedisResult<Option<i64>> {
+        let v: Value = match self.kind {
+            Kind::Engine => {
+                let mut cmd = redis::cmd("OBJECT");
+                cmd.arg("WRITTEN").arg(key);
+                self.call(Req::Cmd(&cmd)).await?
+            }
+            Kind::Redis | Kind::Cluster => {
+                let mut inv = scripts().written.prepare_invoke();
+                inv.key(key).key(scripts::lease_key(key));
+                self.call(Req::Script(&inv)).await?
+            }
+        };
+        parse_written(v)
+    }
+
     /// Deletes keys and voids their leases: DEL on the engine (any write voids), the
     /// INVALIDATE script on Redis (one call per key on a cluster). Returns how many
     /// keys existed.
@@ -270,6 +301,17 @@ fn as_i64(v: &Value) -> Option<i64> {
         Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
         Value::SimpleString(s) => s.parse().ok(),
         _ => None,
+    }
+}
+
+/// Parses a write time: an integer (the engine), a decimal string (the script), or nil.
+fn parse_written(v: Value) -> RedisResult<Option<i64>> {
+    match &v {
+        Value::Nil => Ok(None),
+        other => match as_i64(other) {
+            Some(ms) => Ok(Some(ms)),
+            None => Err(protocol_error(format!("written {v:?}"))),
+        },
     }
 }
 
@@ -327,5 +369,19 @@ mod tests {
         );
         assert!(parse_lease_read(arr("lease", Value::Int(0))).is_err());
         assert!(parse_lease_read(Value::Nil).is_err());
+    }
+
+    #[test]
+    fn parses_write_times() {
+        assert_eq!(parse_written(Value::Nil).unwrap(), None);
+        assert_eq!(
+            parse_written(Value::Int(1_764_000_000_100)).unwrap(),
+            Some(1_764_000_000_100)
+        );
+        assert_eq!(
+            parse_written(Value::BulkString(b"1764000000123".to_vec())).unwrap(),
+            Some(1_764_000_000_123)
+        );
+        assert!(parse_written(Value::BulkString(b"soon".to_vec())).is_err());
     }
 }

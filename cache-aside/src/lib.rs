@@ -62,6 +62,14 @@
 //!   together, and so any entry that escapes every other mechanism still dies.
 //! - **Negative caching** of "not found" with its own TTL (`negative_ttl`). Loader
 //!   errors are returned, never cached.
+//! - **Write time** ([`CacheClient::written_ms`]): when a key's value was written, for
+//!   the consistency audit (how old is a stale entry?). The engine records it for
+//!   every write (`OBJECT WRITTEN`, 100 ms resolution). On Redis and Redis Cluster the
+//!   lease fill records it: the fill turns the lease side key into `{written = <Unix
+//!   ms>}` (no `token`) with the value's TTL, so it lives exactly as long as the value
+//!   and goes with every invalidation that voids leases. A side key without a `token`
+//!   is not a lease: readers are granted one at once. A plain [`CacheClient::set`]
+//!   records nothing on Redis (write time unknown).
 //! - **Metrics** ([`Metrics::snapshot`]): hits, misses, lease waits, refused fills,
 //!   loader latency (sum, max, histogram), delete retries and failures.
 //! - **Codec**: values go through serde; JSON by default ([`Json`]), any [`Codec`].
@@ -85,8 +93,10 @@
 //!   round trip). Strict read-after-write needs reading the database.
 //! - **On Redis, deletes must void the lease**: use [`CacheClient::invalidate`], the
 //!   `INVALIDATE` script, or `DEL key {key}:lease`. A bare `DEL key` from a client that
-//!   knows nothing of leases deletes the value but leaves the token valid. The engine
-//!   has no such gap: every write that names a key voids its token.
+//!   knows nothing of leases deletes the value but leaves the token valid (and, after
+//!   a fill, the side key's `written`: readers ignore it, and `written_ms` answers
+//!   `None` for a missing key, but a plain `SET` that follows reports that older time).
+//!   The engine has no such gap: every write that names a key voids its token.
 //! - **Clients that fill without leases** (plain SET) can still write stale values;
 //!   the delayed second delete and the TTL bound how long they live.
 //! - **Clock and interval**: a loader slower than the lease interval loses its lease

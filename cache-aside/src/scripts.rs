@@ -1,28 +1,40 @@
 //! The lease protocol on a real Redis or Redis Cluster, as Lua scripts.
 //!
 //! The engine has LEASEGET/LEASESET built in; Redis does not, so the same protocol runs
-//! as three scripts, called with EVALSHA (loaded when the client connects; the `redis`
+//! as four scripts, called with EVALSHA (loaded when the client connects; the `redis`
 //! crate re-loads a script and retries once when a server answers NOSCRIPT, e.g. after
 //! a restart or SCRIPT FLUSH).
 //!
-//! A key's lease lives in a side key, [`lease_key`] (`{key}:lease`), a hash of the
-//! `token` and its `granted` time (Unix ms) with a PX of the lease interval, so the
-//! lease expires by itself. The side key shares the key's hash slot, so every script
-//! touches one slot and runs on a cluster.
+//! A key's lease lives in a side key, [`lease_key`] (`{key}:lease`), a hash. While a
+//! lease is outstanding it holds the `token` and its `granted` time (Unix ms) with a
+//! PX of the lease interval, so the lease expires by itself. A successful fill replaces
+//! it with `written` (Unix ms of the fill, from the server's TIME) and no `token`, with
+//! the value's own TTL (or none, when the value has none), so the write time lives
+//! exactly as long as the value: the consistency audit reads it
+//! ([`crate::CacheClient::written_ms`]) to tell how old a stale entry is. A lease is
+//! outstanding only while the side key has a `token` field. The side key shares the
+//! key's hash slot, so every script touches one slot and runs on a cluster.
 //!
 //! On Redis, a delete voids a token only if it deletes the side key too: invalidate
 //! with [`INVALIDATE`] (what [`crate::CacheClient::invalidate`] and the sidecar's
 //! external-Redis target call) or with `DEL key {key}:lease`. A plain `DEL key` from a
 //! client that knows nothing of leases does not void it (the engine has no such gap).
 //! As a second line, LEASESET refuses to fill a key that exists (someone else wrote it).
+//! A plain `DEL key` after a fill leaves the side key with `written` only; that is not
+//! a lease, so the next reader is granted one at once.
 
 /// `KEYS = [key, lease_key]`, `ARGV = [interval_ms, new_token]` ->
 /// `{"value", v}` | `{"lease", token}` | `{"wait", ms}`.
+///
+/// Only a side key with a `token` field is a lease outstanding: one that holds just
+/// `written` (left by a plain `DEL key` after a fill) must not make readers wait.
 pub const LEASEGET: &str = r#"
 local v = redis.call('GET', KEYS[1])
 if v then return {'value', v} end
-local left = redis.call('PTTL', KEYS[2])
-if left > 0 then return {'wait', left} end
+if redis.call('HEXISTS', KEYS[2], 'token') == 1 then
+  local left = redis.call('PTTL', KEYS[2])
+  if left > 0 then return {'wait', left} end
+end
 local t = redis.call('TIME')
 local now = tostring(t[1]) .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
 redis.call('DEL', KEYS[2])
@@ -32,6 +44,10 @@ return {'lease', ARGV[2]}
 "#;
 
 /// `KEYS = [key, lease_key]`, `ARGV = [token, value, px_ms or "0"]` -> `OK` | nil.
+///
+/// A fill stores the value and turns the side key into `{written = <Unix ms>}` with the
+/// value's TTL (PEXPIRE px, or PERSIST when the value has none). A refused fill leaves
+/// no side key when it consumed the token (the key exists: its write time is unknown).
 pub const LEASESET: &str = r#"
 if redis.call('HGET', KEYS[2], 'token') ~= ARGV[1] then return false end
 redis.call('DEL', KEYS[2])
@@ -41,11 +57,19 @@ if ARGV[3] ~= '0' then
 else
   redis.call('SET', KEYS[1], ARGV[2])
 end
+local t = redis.call('TIME')
+local now = tostring(t[1]) .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
+redis.call('HSET', KEYS[2], 'written', now)
+if ARGV[3] ~= '0' then
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+else
+  redis.call('PERSIST', KEYS[2])
+end
 return redis.status_reply('OK')
 "#;
 
 /// `KEYS = [key1, lease_key1, key2, lease_key2, ...]` -> number of keys deleted.
-/// Deletes each key and voids its lease. On a cluster call it once per key (each pair
+/// Deletes each key and its side key: voids its lease, and drops its write time. On a cluster call it once per key (each pair
 /// is one slot).
 pub const INVALIDATE: &str = r#"
 local n = 0
@@ -54,6 +78,16 @@ for i = 1, #KEYS, 2 do
   redis.call('DEL', KEYS[i + 1])
 end
 return n
+"#;
+
+/// `KEYS = [key, lease_key]` -> the `written` field (Unix ms, as a string) | nil.
+///
+/// Nil when the key does not exist, even if a side key with `written` is left over (a
+/// plain `DEL key` does not delete it), so the answer means what the engine's
+/// `OBJECT WRITTEN` means.
+pub const WRITTEN: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+return redis.call('HGET', KEYS[2], 'written')
 "#;
 
 /// The side key that holds `key`'s lease on Redis: `{key}:lease`, or `key:lease` when

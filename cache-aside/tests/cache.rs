@@ -1,7 +1,7 @@
 //! `Cache` behaviour against real servers: the herd (200 concurrent readers on one
 //! cold key -> one loader call), negative caching, loader errors, refused fills,
 //! update-then-delete with retries and the delayed second delete, TTL jitter, and the
-//! same flows on a Redis Cluster.
+//! same flows on a Redis Cluster (with the fills' write times).
 
 mod common;
 
@@ -280,6 +280,8 @@ async fn works_on_a_redis_cluster() {
             .unwrap();
         assert_eq!(got, Some(user(id)));
         assert!(client.get(&key).await.unwrap().is_some());
+        // The fill's write time sits in the side key, in the key's slot.
+        assert!(client.written_ms(&key).await.unwrap().is_some(), "{key}");
     }
     // Lease primitives and voiding.
     let cache_aside::LeaseRead::Lease(t) = client.lease_get("user:x").await.unwrap() else {

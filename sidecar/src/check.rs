@@ -22,6 +22,11 @@ impl Report {
         println!("ok    {what}");
     }
 
+    /// Works, with a risk worth fixing; does not fail the run.
+    fn warn(&mut self, what: impl std::fmt::Display) {
+        println!("WARN  {what}");
+    }
+
     fn fail(&mut self, what: impl std::fmt::Display) {
         self.failures += 1;
         println!("FAIL  {what}");
@@ -92,7 +97,7 @@ async fn check_variables(r: &mut Report, conn: &mut Conn, our_id: u32) {
     let vars: Vec<(String, String)> = match conn
         .query(
             "SHOW GLOBAL VARIABLES WHERE Variable_name IN \
-             ('log_bin', 'binlog_format', 'binlog_row_image', 'server_id')",
+             ('log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata', 'server_id')",
         )
         .await
     {
@@ -130,6 +135,16 @@ async fn check_variables(r: &mut Report, conn: &mut Conn, our_id: u32) {
         r.fail(format!(
             "binlog_row_image is {image}, not FULL: before images miss the columns keys are built from. Fix: binlog_row_image = FULL under [mysqld] (or SET GLOBAL binlog_row_image = 'FULL')"
         ));
+    }
+    // Servers before MySQL 8.0.1 / MariaDB 10.5 have no such variable: nothing to say.
+    if let Some(meta) = vars.get("binlog_row_metadata") {
+        if meta.eq_ignore_ascii_case("FULL") {
+            r.ok("binlog_row_metadata is FULL (column names travel with the rows)");
+        } else {
+            r.warn(format!(
+                "binlog_row_metadata is {meta}, not FULL: column names are then read from information_schema, so catching up across an ALTER that adds a column of the same type in the middle of a table can put values under the wrong names until the position passes it. Fix: binlog_row_metadata = FULL under [mysqld] (or SET GLOBAL binlog_row_metadata = 'FULL')"
+            ));
+        }
     }
     let server_id = get("server_id");
     if server_id == our_id.to_string() {

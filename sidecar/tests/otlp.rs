@@ -3,13 +3,15 @@
 //! transaction arrives at /v1/traces as a `transaction` span with its `deletes`, and an
 //! endpoint where nothing listens only produces warnings.
 
-use connectors::testing::{MariaDb, MariaDbOptions};
+mod common;
+
+use common::{http_get, mariadb, tmpdir, wait_until, Resp, Sidecar};
+use connectors::testing::MariaDbOptions;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -106,133 +108,11 @@ fn serve(s: TcpStream, got: &Mutex<Vec<Request>>) {
     }
 }
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("coherent-otlp-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("tmp dir");
-    d
-}
-
-struct Sidecar {
-    child: Child,
-    engine: String,
-    admin: String,
-    stderr: PathBuf,
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Sidecar {
-    fn start(dir: &Path, config: &str) -> Sidecar {
-        let path = dir.join("coherent.toml");
-        std::fs::write(&path, config).expect("write config");
-        let stderr = dir.join("coherent.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coherent"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--config",
-            ])
-            .arg(&path)
-            .env("COHERENT_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("log file"))
-            .spawn()
-            .expect("spawn coherent");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let (mut engine, mut admin) = (String::new(), String::new());
-        while engine.is_empty() {
-            let line = match lines.next() {
-                Some(Ok(l)) => l,
-                _ => panic!(
-                    "coherent exited early: {}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                ),
-            };
-            if let Some(a) = line.strip_prefix("coherent: admin listening on ") {
-                admin = a.to_string();
-            }
-            if let Some(a) = line.strip_prefix("coherent: engine listening on ") {
-                engine = a.to_string();
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Sidecar {
-            child,
-            engine,
-            admin,
-            stderr,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// SIGTERM, then the exit status.
-    fn stop(&mut self) -> std::process::ExitStatus {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(st) = self.child.try_wait().expect("wait") {
-                return st;
-            }
-            assert!(Instant::now() < deadline, "no exit: {}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
-}
-
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (code, body.to_string())
-}
-
-fn resp_ping(addr: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect engine");
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    s.write_all(b"*1\r\n$4\r\nPING\r\n").expect("write");
-    let mut buf = [0u8; 64];
-    let n = s.read(&mut buf).unwrap_or(0);
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+/// `coherent serve` with `config` written to `dir/coherent.toml`.
+fn start(dir: &Path, config: &str) -> Sidecar {
+    let path = dir.join("coherent.toml");
+    std::fs::write(&path, config).expect("write config");
+    Sidecar::start(&path)
 }
 
 fn telemetry(endpoint: &str) -> String {
@@ -243,7 +123,7 @@ fn telemetry(endpoint: &str) -> String {
 fn metrics_arrive_at_v1_metrics_as_protobuf() {
     let rx = Receiver::start();
     let dir = tmpdir("metrics");
-    let mut sc = Sidecar::start(&dir, &telemetry(&rx.addr));
+    let mut sc = start(&dir, &telemetry(&rx.addr));
     let found = wait_until(Duration::from_secs(20), || {
         rx.find(|r| r.path == "/v1/metrics" && r.has("coherent_engine_keys"))
             .is_some()
@@ -274,12 +154,12 @@ fn unreachable_endpoint_warns_and_keeps_serving() {
         .expect("free port")
         .port();
     let dir = tmpdir("down");
-    let mut sc = Sidecar::start(&dir, &telemetry(&format!("127.0.0.1:{port}")));
+    let mut sc = start(&dir, &telemetry(&format!("127.0.0.1:{port}")));
     let warned = wait_until(Duration::from_secs(20), || {
         sc.log().contains("OTLP export failed")
     });
     assert!(warned, "{}", sc.log());
-    assert_eq!(resp_ping(&sc.engine), "+PONG\r\n");
+    assert_eq!(Resp::connect(&sc.engine).cmd(&["PING"]), "+PONG");
     let (code, text) = http_get(&sc.admin, "/metrics");
     assert_eq!(code, 200);
     assert!(text.contains("coherent_engine_keys"), "{text}");
@@ -288,11 +168,7 @@ fn unreachable_endpoint_warns_and_keeps_serving() {
 
 #[test]
 fn a_binlog_transaction_arrives_as_a_span() {
-    assert!(
-        MariaDb::available(),
-        "mariadbd is not installed: run scripts/install-deps.sh"
-    );
-    let db = MariaDb::start(MariaDbOptions::default()).expect("start private mariadbd");
+    let db = mariadb(MariaDbOptions::default());
     db.sql("CREATE DATABASE IF NOT EXISTS app; CREATE TABLE app.log (seq INT PRIMARY KEY)")
         .expect("schema");
     let rx = Receiver::start();
@@ -322,11 +198,8 @@ keys = ["log:{{seq}}"]
         retry = dir.join("coherent.retry").display(),
         tel = telemetry(&rx.addr),
     );
-    let mut sc = Sidecar::start(&dir, &config);
-    let ready = wait_until(Duration::from_secs(30), || {
-        http_get(&sc.admin, "/readyz").0 == 200
-    });
-    assert!(ready, "not ready: {}", sc.log());
+    let mut sc = start(&dir, &config);
+    sc.wait_ready(Duration::from_secs(30));
     db.sql("INSERT INTO app.log VALUES (1)").expect("insert");
     let found = wait_until(Duration::from_secs(30), || {
         rx.find(|r| r.path == "/v1/traces" && r.has("transaction"))

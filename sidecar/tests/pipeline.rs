@@ -4,31 +4,13 @@
 //! connection, `/metrics` has the binlog metrics, fatal pipeline errors exit non-zero,
 //! and `coherent check` reports what is wrong.
 
+mod common;
+
+use common::{mariadb, tmpdir, wait_until, Resp, Sidecar};
 use connectors::testing::{MariaDb, MariaDbOptions};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn mariadb(opts: MariaDbOptions) -> MariaDb {
-    assert!(
-        MariaDb::available(),
-        "mariadbd is not installed: run scripts/install-deps.sh"
-    );
-    MariaDb::start(opts).expect("start private mariadbd")
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "coherent-it-{name}-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("tmp dir");
-    d
-}
+use std::process::Command;
+use std::time::Duration;
 
 /// The example schema from migrations/, plus a log table tests use as a sentinel.
 fn schema(db: &MariaDb) {
@@ -97,199 +79,6 @@ path = "{retry}"
     )
     .expect("write config");
     p
-}
-
-struct Sidecar {
-    child: Child,
-    engine: String,
-    admin: String,
-    stderr: PathBuf,
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Sidecar {
-    fn start(config: &Path) -> Sidecar {
-        let stderr = config.with_extension(format!("{}.log", Instant::now().elapsed().as_nanos()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coherent"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--config",
-            ])
-            .arg(config)
-            .env("COHERENT_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("log file"))
-            .spawn()
-            .expect("spawn coherent");
-        let out = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(out).lines();
-        let (mut engine, mut admin) = (String::new(), String::new());
-        while engine.is_empty() {
-            let line = match lines.next() {
-                Some(Ok(l)) => l,
-                _ => panic!(
-                    "coherent exited early: {}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                ),
-            };
-            if let Some(a) = line.strip_prefix("coherent: admin listening on ") {
-                admin = a.to_string();
-            }
-            if let Some(a) = line.strip_prefix("coherent: engine listening on ") {
-                engine = a.to_string();
-            }
-        }
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Sidecar {
-            child,
-            engine,
-            admin,
-            stderr,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        http_get(&self.admin, path)
-    }
-
-    fn wait_ready(&self, within: Duration) {
-        let ok = wait_until(within, || self.get("/readyz").0 == 200);
-        assert!(ok, "not ready: {:?}\n{}", self.get("/readyz"), self.log());
-    }
-
-    /// Waits for the process to exit on its own.
-    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("wait") {
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "coherent did not exit: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-    }
-}
-
-fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
-}
-
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    if write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .is_err()
-    {
-        return (0, String::new());
-    }
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (code, body)
-}
-
-/// A minimal RESP client: commands as arrays of bulk strings, replies as text.
-struct Resp {
-    r: BufReader<TcpStream>,
-}
-
-impl Resp {
-    fn connect(addr: &str) -> Resp {
-        let s = TcpStream::connect(addr).expect("connect engine");
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-        Resp {
-            r: BufReader::new(s),
-        }
-    }
-
-    fn cmd(&mut self, args: &[&str]) -> String {
-        let mut out = format!("*{}\r\n", args.len());
-        for a in args {
-            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        self.r.get_mut().write_all(out.as_bytes()).expect("write");
-        self.reply()
-    }
-
-    fn reply(&mut self) -> String {
-        let mut line = String::new();
-        self.r.read_line(&mut line).expect("read");
-        let line = line.trim_end().to_string();
-        match line.as_bytes().first() {
-            Some(b'$') => {
-                let n: i64 = line[1..].parse().expect("bulk len");
-                if n < 0 {
-                    return "(nil)".into();
-                }
-                let mut buf = vec![0; n as usize + 2];
-                self.r.read_exact(&mut buf).expect("bulk");
-                String::from_utf8_lossy(&buf[..n as usize]).into_owned()
-            }
-            Some(b'*') => {
-                let n: i64 = line[1..].parse().expect("array len");
-                (0..n.max(0))
-                    .map(|_| self.reply())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            }
-            _ => line,
-        }
-    }
-
-    fn set(&mut self, key: &str) {
-        assert_eq!(self.cmd(&["SET", key, "cached"]), "+OK");
-    }
-
-    fn exists(&mut self, key: &str) -> bool {
-        self.cmd(&["EXISTS", key]) == ":1"
-    }
 }
 
 /// Sets `log:{seq}` and inserts that row, then waits until the key is gone: every
@@ -679,6 +468,28 @@ fn check_reports_binlog_settings_grants_tables_and_columns() {
         0,
         "{out}"
     );
+    // MariaDB defaults to binlog_row_metadata = NO_LOG (MySQL to MINIMAL): a warning,
+    // not a failure.
+    assert!(
+        out.lines().any(|l| l.starts_with("WARN")
+            && l.contains("binlog_row_metadata is NO_LOG")
+            && l.contains("binlog_row_metadata = FULL")),
+        "{out}"
+    );
+    let full = mariadb(MariaDbOptions {
+        row_metadata_full: true,
+        ..Default::default()
+    });
+    schema(&full);
+    let (ok, full_out) = check(&write_config(&dir, &full.url(), RULES));
+    assert!(
+        ok && full_out
+            .lines()
+            .any(|l| l.starts_with("ok") && l.contains("binlog_row_metadata is FULL"))
+            && !full_out.contains("WARN"),
+        "{ok} {full_out}"
+    );
+    drop(full);
     for want in [
         "log_bin is ON",
         "binlog_format is ROW",

@@ -84,7 +84,9 @@ pub struct TargetConfig {
     pub concurrency: usize,
     /// External Redis: also delete each key's lease side key (`{key}:lease`, as the
     /// cache-aside library's Lua scripts keep it), so an invalidation voids
-    /// outstanding lease tokens there as it does in the embedded engine.
+    /// outstanding lease tokens there as it does in the embedded engine, and drops the
+    /// `written` time a lease fill left there (the audit reads it: with `false`, it
+    /// stays until the value's TTL would have ended).
     #[serde(default = "default_void_leases")]
     pub void_leases: bool,
 }

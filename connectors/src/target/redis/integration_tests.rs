@@ -63,8 +63,9 @@ async fn single_node_pipelined_unlink_and_del() {
     .await
     .unwrap();
     // An invalidation also voids the key's lease (the side key the cache-aside
-    // library's scripts keep), unless `void_leases = false`.
-    s2(&["SET", "{user:1}:lease", "token"]);
+    // library's scripts keep, a hash of `token` or, after a fill, `written`), unless
+    // `void_leases = false`.
+    s2(&["HSET", "{user:1}:lease", "written", "1764000000000"]);
     t.delete_batch(&keys("user", 2)).await.unwrap();
     assert_eq!(s2(&["EXISTS", "user:1"]).trim(), "0");
     assert_eq!(s2(&["EXISTS", "{user:1}:lease"]).trim(), "0");
@@ -85,6 +86,73 @@ async fn single_node_pipelined_unlink_and_del() {
     )))
     .await;
     assert!(bad.is_err());
+}
+
+/// One rule, `user:{id}` keys with a 1 h TTL backstop.
+fn users_with_1h_backstop() -> Rules {
+    Rules::compile(&[RuleConfig {
+        table: "app.users".into(),
+        keys: vec!["user:{id}".into()],
+        columns: None,
+        double_delete: Default::default(),
+        ttl_backstop: crate::duration::HumanDuration::parse("1h").unwrap(),
+        value: None,
+    }])
+    .unwrap()
+}
+
+/// The cache-aside library's lease fill leaves its write time in the side key; the
+/// sidecar's invalidation deletes it with the value, and the TTL backstop gives it
+/// the value's backstop, so `written` never outlives its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fill_write_time_goes_with_its_value() {
+    if !RedisServer::available() {
+        return;
+    }
+    let s = RedisServer::start(&[]).unwrap();
+    let lib = cache_aside::CacheClient::redis(&s.url()).await.unwrap();
+    let fill = |key: &'static str, ttl: Option<Duration>| {
+        let lib = lib.clone();
+        async move {
+            let cache_aside::LeaseRead::Lease(t) = lib.lease_get(key).await.unwrap() else {
+                panic!("{key}: lease expected");
+            };
+            assert!(lib.lease_set(key, t, b"v", ttl).await.unwrap());
+            assert!(lib.written_ms(key).await.unwrap().is_some());
+        }
+    };
+    let side = |key: &str| String::from_utf8(lease_key(key.as_bytes()).to_vec()).unwrap();
+    fill("user:1", Some(Duration::from_secs(60))).await;
+    fill("user:{2}:n", Some(Duration::from_secs(60))).await;
+    let t = RedisTarget::connect(&TargetConfig::redis(s.url()))
+        .await
+        .unwrap();
+    t.delete_batch(&[Bytes::from("user:1"), Bytes::from("user:{2}:n")])
+        .await
+        .unwrap();
+    assert_eq!(dbsize(&s), 0, "values and side keys deleted");
+    assert_eq!(lib.written_ms("user:1").await.unwrap(), None);
+
+    // A fill without a TTL: the backstop reaches the side key too.
+    fill("user:3", None).await;
+    assert_eq!(s.cli(&["TTL", &side("user:3")]).unwrap().trim(), "-1");
+    let rules = users_with_1h_backstop();
+    let mut conn = redis::Client::open(s.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let r = sweep(&mut conn, &rules, SweepConfig::default())
+        .await
+        .unwrap();
+    assert_eq!((r.scanned, r.fixed), (1, 1), "side keys are not counted");
+    let ttl = |k: &str| -> i64 { s.cli(&["PTTL", k]).unwrap().trim().parse().unwrap() };
+    let (value_ttl, side_ttl) = (ttl("user:3"), ttl(&side("user:3")));
+    assert!(value_ttl > 0, "{value_ttl}");
+    assert!(
+        side_ttl > 0 && side_ttl <= value_ttl,
+        "side {side_ttl} value {value_ttl}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,15 +237,7 @@ async fn sweeper_sets_backstop_on_keys_without_ttl() {
     fill(&s, "user", 300);
     fill(&s, "other", 50);
     s.cli(&["EXPIRE", "user:0", "10"]).unwrap();
-    let rules = Rules::compile(&[RuleConfig {
-        table: "app.users".into(),
-        keys: vec!["user:{id}".into()],
-        columns: None,
-        double_delete: Default::default(),
-        ttl_backstop: crate::duration::HumanDuration::parse("1h").unwrap(),
-        value: None,
-    }])
-    .unwrap();
+    let rules = users_with_1h_backstop();
     let client = redis::Client::open(s.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let started = Instant::now();

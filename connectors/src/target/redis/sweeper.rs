@@ -4,6 +4,12 @@
 //! `EXPIRE key secs NX` (Redis 7) sets the TTL only where none exists, in the same
 //! command that checks it, so a TTL the application sets meanwhile is never
 //! overwritten. On a cluster, run one sweep per master node.
+//!
+//! Each key's lease side key ([`super::lease_key`]) gets the same backstop, set just
+//! before the key's: after a lease fill without a TTL it holds the fill's `written`
+//! time (cache-aside library) and has no TTL either, and must not outlive the value
+//! once the backstop expires it. The side key's EXPIRE is a no-op when it has a TTL
+//! (a lease outstanding, or a fill with a TTL) or does not exist.
 
 use crate::rules::Rules;
 use std::time::{Duration, Instant};
@@ -58,11 +64,17 @@ pub async fn sweep<C: redis::aio::ConnectionLike + Send>(
             if !keys.is_empty() {
                 let mut pipe = redis::pipe();
                 for k in &keys {
+                    // Side key first, so it expires no later than the key.
+                    pipe.cmd("EXPIRE")
+                        .arg(&super::lease_key(k)[..])
+                        .arg(secs)
+                        .arg("NX");
                     pipe.cmd("EXPIRE").arg(k).arg(secs).arg("NX");
                 }
                 let set: Vec<i64> = pipe.query_async(conn).await?;
                 report.scanned += keys.len() as u64;
-                report.fixed += set.iter().filter(|&&n| n == 1).count() as u64;
+                // Every second reply is a key's own EXPIRE.
+                report.fixed += set.iter().skip(1).step_by(2).filter(|&&n| n == 1).count() as u64;
                 // Rate limit: never run ahead of max_keys_per_sec since the start.
                 let due = Duration::from_secs_f64(
                     report.scanned as f64 / cfg.max_keys_per_sec.max(1) as f64,
