@@ -29,16 +29,17 @@
 //! deadline, and the online ground truth is made exact by ordering (the `/status`
 //! counters are used as barriers), never by sleeping "long enough".
 
+mod common;
+
 use cache_aside::{Cache, CacheClient, Options};
+use common::{mariadb, tmpdir, wait_until, Sidecar};
 use connectors::testing::{MariaDb, MariaDbOptions, RedisServer};
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -82,20 +83,6 @@ struct User {
 
 fn key(id: i64) -> String {
     format!("user:{id}")
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "coherent-chaos-{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("tmp dir");
-    d
 }
 
 fn write_config(dir: &Path, db: &MariaDb, redis: &RedisServer) -> PathBuf {
@@ -156,124 +143,19 @@ value = {{ format = "json", columns = ["email", "id", "name", "visits"] }}
     p
 }
 
-// ---------------------------------------------------------------------------------
-// The sidecar process (the harness of tests/pipeline.rs).
-
-struct Sidecar {
-    child: Child,
-    admin: String,
-    stderr: PathBuf,
+/// `/status` as JSON (Null when it does not answer).
+fn status(s: &Sidecar) -> serde_json::Value {
+    let (code, body) = s.get("/status");
+    if code != 200 {
+        return serde_json::Value::Null;
+    }
+    serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
 }
 
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Sidecar {
-    fn start(config: &Path, n: u32) -> Sidecar {
-        let stderr = config.with_extension(format!("{n}.log"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coherent"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("COHERENT_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("log file"))
-            .spawn()
-            .expect("spawn coherent");
-        let out = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(out).lines();
-        let (mut engine, mut admin) = (false, String::new());
-        while !engine || admin.is_empty() {
-            let line = match lines.next() {
-                Some(Ok(l)) => l,
-                _ => panic!(
-                    "coherent exited early: {}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                ),
-            };
-            if let Some(a) = line.strip_prefix("coherent: admin listening on ") {
-                admin = a.to_string();
-            }
-            engine |= line.starts_with("coherent: engine listening on ");
-        }
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Sidecar {
-            child,
-            admin,
-            stderr,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let (code, body) = http_get(&self.admin, "/status");
-        if code != 200 {
-            return serde_json::Value::Null;
-        }
-        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
-    }
-
-    fn wait_ready(&self) {
-        let ok = wait_until(Duration::from_secs(60), || {
-            http_get(&self.admin, "/readyz").0 == 200
-        });
-        assert!(ok, "sidecar not ready:\n{}", self.log());
-    }
-
-    /// `kill -9` and reap.
-    fn kill9(&mut self) {
-        let ok = Command::new("kill")
-            .args(["-KILL", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
-}
-
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    if write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .is_err()
-    {
-        return (0, String::new());
-    }
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (code, body)
+/// `kill -9`, and reap.
+fn kill9(s: &mut Sidecar) {
+    s.signal("-KILL");
+    s.wait_exit(Duration::from_secs(30));
 }
 
 fn u64_at(v: &serde_json::Value, path: &[&str]) -> u64 {
@@ -297,7 +179,7 @@ fn wait_settled(db: &MariaDb, s: &Sidecar, what: &str) {
     let end = gtid_binlog_pos(db);
     let mut last = serde_json::Value::Null;
     let ok = wait_until(Duration::from_secs(90), || {
-        last = s.status();
+        last = status(s);
         let b = &last["binlog"];
         b["gtid"].as_str() == Some(end.as_str())
             && u64_at(b, &["pending_double_deletes"]) == 0
@@ -333,7 +215,7 @@ struct Online {
 
 impl Online {
     fn read(s: &Sidecar) -> Online {
-        let st = s.status();
+        let st = status(s);
         let a = &st["audit"];
         assert!(
             a.is_object(),
@@ -629,15 +511,11 @@ fn run_audit(cfg: &Path, out: &Path) -> (i32, serde_json::Value) {
 #[test]
 fn chaos_online_and_offline_audits_match_the_ground_truth() {
     assert!(
-        MariaDb::available(),
-        "mariadbd is not installed: run scripts/install-deps.sh"
-    );
-    assert!(
         RedisServer::available(),
         "redis-server is not installed: run scripts/install-deps.sh"
     );
     let started = Instant::now();
-    let db = MariaDb::start(MariaDbOptions::default()).expect("start private mariadbd");
+    let db = mariadb(MariaDbOptions::default());
     db.sql(&format!(
         "CREATE DATABASE app;
          CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL,
@@ -648,7 +526,7 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
     ))
     .expect("schema");
     let redis_srv = RedisServer::start(&[]).expect("start private redis-server");
-    let dir = tmpdir("run");
+    let dir = tmpdir("chaos");
     let cfg = write_config(&dir, &db, &redis_srv);
     let cp = dir.join("coherent.checkpoint");
 
@@ -685,8 +563,8 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
     let update = |id: i64| assert!(rt.block_on(update_user(&pool, id)).expect("update"));
 
     // ---- Phase 1: healthy sidecar, writers and lease readers --------------------
-    let mut a = Sidecar::start(&cfg, 1);
-    a.wait_ready();
+    let mut a = Sidecar::start(&cfg);
+    a.wait_ready(Duration::from_secs(60));
     // The loader's bytes are the renderer's bytes (see `User`).
     fill(1..=1);
     let u1 = read(1).expect("row 1");
@@ -767,14 +645,14 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
     // ---- Phase 2: kill -9 of the sidecar mid-load, writes while it is down -------
     fill(KILL_ROWS);
     let mut load = Load::start(&rt, &pool, &cache, 2, 4);
-    let t0 = u64_at(&a.status(), &["binlog", "transactions"]);
+    let t0 = u64_at(&status(&a), &["binlog", "transactions"]);
     let cp_before = std::fs::read_to_string(&cp).unwrap_or_default();
     let mid = wait_until(Duration::from_secs(60), || {
-        u64_at(&a.status(), &["binlog", "transactions"]) >= t0 + 150
+        u64_at(&status(&a), &["binlog", "transactions"]) >= t0 + 150
             && std::fs::read_to_string(&cp).unwrap_or_default() != cp_before
     });
     assert!(mid, "no progress before the kill: {}", a.log());
-    a.kill9();
+    kill9(&mut a);
     // Changes the sidecar has not seen: the cached KILL_ROWS values are now stale
     // (really: nothing deletes them until the replay).
     let kill_old: Vec<Option<Vec<u8>>> = KILL_ROWS.map(|id| cache_get(&mut rc, id)).collect();
@@ -804,8 +682,8 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
         .map(|u| u.len() >= n + 100)
         .unwrap_or(false)));
     let p2_updates = load.stop_writers(&rt);
-    let b = Sidecar::start(&cfg, 2);
-    b.wait_ready();
+    let b = Sidecar::start(&cfg);
+    b.wait_ready(Duration::from_secs(60));
     wait_settled(&db, &b, "phase 2 (replay after kill -9)");
     // Nothing lost: the replay from the checkpoint deleted every key changed while the
     // sidecar was down.
@@ -839,7 +717,7 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
             "{} updates (part while down), {} cached keys stale while down, all deleted by the replay; {} transactions applied by the new process; {p2_reads} lease reads ({p2_read_errors} cache errors){}",
             p2_updates.len(),
             KILL_ROWS.count(),
-            u64_at(&b.status(), &["binlog", "transactions"]),
+            u64_at(&status(&b), &["binlog", "transactions"]),
             o2.as_ref().map_or(String::new(), |o| format!(
                 "; online (new process): {:?}",
                 o.windows
@@ -857,7 +735,7 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
     // cache and hide a lost delete). Clients see what a hung server does: requests
     // that do not answer, the sidecar's batches time out into the retry queue.
     fill(OUTAGE_ROWS);
-    let s3 = b.status();
+    let s3 = status(&b);
     let o3 = ONLINE.then(|| Online::read(&b));
     // Readers keep running on the live rows (they hang while Redis is stopped and
     // resume after); the only writes are the OUTAGE_ROWS updates, so every sample of
@@ -879,7 +757,7 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
     let end = gtid_binlog_pos(&db);
     let mut last = serde_json::Value::Null;
     let queued = wait_until(Duration::from_secs(60), || {
-        last = b.status();
+        last = status(&b);
         last["binlog"]["gtid"].as_str() == Some(end.as_str())
             && u64_at(&last, &["binlog", "pending_double_deletes"]) == 0
             && u64_at(&last, &["binlog", "retry", "queued"]) > queued_before
@@ -903,7 +781,7 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
         );
     }
     let (_, (p3_reads, p3_read_errors)) = load.stop(&rt);
-    let s3_after = b.status();
+    let s3_after = status(&b);
     figures.insert(
         "phase 3 (redis SIGSTOP)".into(),
         format!(
