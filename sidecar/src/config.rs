@@ -1,7 +1,7 @@
 //! The sidecar's configuration: a TOML file, overridden by `COHERENT_*` environment
 //! variables, overridden by command-line flags.
 //!
-//! Sections: `[engine]`, `[admin]`, and the connector's `[mysql]`, `[checkpoint]`,
+//! Sections: `[engine]`, `[admin]`, `[telemetry]`, `[audit]`, and the connector's `[mysql]`, `[checkpoint]`,
 //! `[target]`, `[[rules]]` (see [`connectors::ConnectorConfig`]). Without `[mysql]`
 //! the sidecar runs the engine alone.
 
@@ -37,6 +37,9 @@ pub struct Config {
     pub retry: RetryConfig,
     /// `[telemetry]`: optional OTLP export of metrics and traces.
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// `[audit]`: the online consistency checker (sampled re-checks of invalidated
+    /// keys; needs `[mysql]`).
+    pub audit: crate::audit::online::AuditConfig,
 }
 
 /// A config file and the pipeline's compiled rules, ready to run.
@@ -163,6 +166,9 @@ impl Config {
                 origin.at("telemetry", None, key)
             )
         })?;
+        cfg.audit.validate().map_err(|(key, e)| {
+            anyhow::anyhow!("{}: [audit] {key}: {e}", origin.at("audit", None, key))
+        })?;
         let connector = match &cfg.mysql {
             None => {
                 if !cfg.rules.is_empty() {
@@ -223,6 +229,7 @@ const SECTIONS: &[&str] = &[
     "target",
     "retry",
     "telemetry",
+    "audit",
 ];
 
 /// Parses an environment value as a TOML value when it is one (numbers, booleans,
@@ -330,6 +337,17 @@ pub fn apply_env(
             | ("engine", "requirepass")
             | ("checkpoint", "path")
             | ("telemetry", "otlp_endpoint") => toml::Value::String(v.clone()),
+            // COHERENT_AUDIT_DELAYS_MS="1000,10000,60000" (or a TOML array).
+            ("audit", "delays_ms") => match env_value(&v) {
+                toml::Value::String(s) => s
+                    .split(',')
+                    .map(|p| p.trim().parse::<i64>().map(toml::Value::Integer))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(toml::Value::Array)
+                    .unwrap_or(toml::Value::String(s)),
+                i @ toml::Value::Integer(_) => toml::Value::Array(vec![i]),
+                other => other,
+            },
             _ => env_value(&v),
         };
         let table = doc
@@ -509,6 +527,62 @@ keys = ["order:{id}"]
         .unwrap_err()
         .to_string();
         assert!(err.contains("COHERENT_TELEMETRY_OTLP_ENDPOINT"), "{err}");
+    }
+
+    #[test]
+    fn audit_section_env_and_errors() {
+        let p = tmp(
+            "audit.toml",
+            "[audit]\nsample = 1.0\ndelays_ms = [500, 2000]\nconfirm_grace_ms = 250\n",
+        );
+        let l = Config::load_with_env(Some(&p), env(&[])).unwrap();
+        assert_eq!(l.config.audit.sample, 1.0);
+        assert_eq!(l.config.audit.delays_ms, [500, 2000]);
+        assert_eq!(l.config.audit.confirm_grace_ms, 250);
+        let l = Config::load_with_env(
+            Some(&p),
+            env(&[
+                ("COHERENT_AUDIT_SAMPLE", "0.5"),
+                ("COHERENT_AUDIT_DELAYS_MS", "1000, 10000,60000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(l.config.audit.sample, 0.5);
+        assert_eq!(l.config.audit.delays_ms, [1000, 10000, 60000]);
+        let l =
+            Config::load_with_env(Some(&p), env(&[("COHERENT_AUDIT_DELAYS_MS", "3000")])).unwrap();
+        assert_eq!(l.config.audit.delays_ms, [3000]);
+        // Defaults.
+        let l = Config::load_with_env(Some(&tmp("noaudit.toml", "")), env(&[])).unwrap();
+        assert_eq!(l.config.audit.sample, 0.01);
+        assert_eq!(l.config.audit.delays_ms, [1000, 10000, 60000]);
+        // Errors name the file line and key, or the variable.
+        let p = tmp("audit-bad.toml", "[engine]\n\n[audit]\nsample = 2\n");
+        let err = format!(
+            "{:#}",
+            Config::load_with_env(Some(&p), env(&[])).unwrap_err()
+        );
+        assert!(
+            err.contains("audit-bad.toml line 4") && err.contains("[audit] sample"),
+            "{err}"
+        );
+        let p = tmp("audit-bad2.toml", "[audit]\ndelays_ms = [3000, 1000]\n");
+        let err = format!(
+            "{:#}",
+            Config::load_with_env(Some(&p), env(&[])).unwrap_err()
+        );
+        assert!(err.contains("line 2") && err.contains("delays_ms"), "{err}");
+        let err = format!(
+            "{:#}",
+            Config::load_with_env(Some(&p), env(&[("COHERENT_AUDIT_DELAYS_MS", "1000,x")]))
+                .unwrap_err()
+        );
+        assert!(err.contains("COHERENT_AUDIT_DELAYS_MS"), "{err}");
+        let err = format!(
+            "{:#}",
+            Config::load_with_env(Some(&p), env(&[("COHERENT_AUDIT_SAMPLE", "-1")])).unwrap_err()
+        );
+        assert!(err.contains("COHERENT_AUDIT_SAMPLE"), "{err}");
     }
 
     #[test]

@@ -166,6 +166,12 @@ fn serve(
         if let Some(p) = &pipeline_state {
             telemetry.observe_pipeline(p.clone());
         }
+        // The online checker runs with the pipeline when [audit] sample > 0.
+        let audit_state = (connector.is_some() && cfg.audit.enabled())
+            .then(|| std::sync::Arc::new(audit::online::AuditState::new(&cfg.audit)));
+        if let Some(a) = &audit_state {
+            telemetry.observe_audit(a.clone());
+        }
         if !cfg.admin.listen.is_empty() {
             let state = admin::AdminState {
                 engine: engine.clone(),
@@ -173,6 +179,7 @@ fn serve(
                 telemetry: telemetry.clone(),
                 started: std::time::Instant::now(),
                 pipeline: pipeline_state.clone(),
+                audit: audit_state.clone(),
                 ready_max_lag_secs: cfg.admin.ready_max_lag_secs,
             };
             let e = engine.clone();
@@ -193,8 +200,9 @@ fn serve(
             (Some((cc, rules)), Some(state)) => {
                 let e = engine.clone();
                 let stop = engine.clone();
+                let audit = audit_state.map(|a| (cfg.audit.clone(), a));
                 Some(tokio::spawn(async move {
-                    let r = pipeline::run(cc, rules, e.clone(), state, async move {
+                    let r = pipeline::run(cc, rules, e.clone(), state, audit, async move {
                         stop.shutdown_requested().await
                     })
                     .await;

@@ -160,17 +160,25 @@ impl TransactionSource for Slot {
     }
 }
 
+/// The online audit checker to feed: its config and counters (`[audit]`, sample > 0).
+pub type Audit = (
+    crate::audit::online::AuditConfig,
+    Arc<crate::audit::online::AuditState>,
+);
+
 /// Runs the pipeline until `stop` resolves (then flushes the checkpoint and returns
 /// Ok) or it fails (checkpoint flushed up to the last applied transaction, error
-/// recorded in `state`, returned).
+/// recorded in `state`, returned). With `audit`, every applied transaction is also
+/// handed to the online checker.
 pub async fn run(
     cfg: ConnectorConfig,
     rules: Rules,
     engine: engine::Engine,
     state: Arc<PipelineState>,
+    audit: Option<Audit>,
     stop: impl Future<Output = ()>,
 ) -> Result<()> {
-    let res = run_inner(cfg, rules, engine, &state, stop).await;
+    let res = run_inner(cfg, rules, engine, &state, audit, stop).await;
     if let Err(e) = &res {
         let msg = format!("{e:#}");
         tracing::error!(error = %msg, "pipeline stopped");
@@ -184,8 +192,18 @@ async fn run_inner(
     rules: Rules,
     engine: engine::Engine,
     state: &PipelineState,
+    audit: Option<Audit>,
     stop: impl Future<Output = ()>,
 ) -> Result<()> {
+    // The checker gets transactions only once applied; with sample = 0 there is no
+    // feed and the applier sends nothing.
+    let (feed, checker) = match audit {
+        Some((config, st)) => {
+            let (feed, task) = crate::audit::online::spawn(&config, st, &cfg, engine.clone())?;
+            (Some(feed), Some(task))
+        }
+        None => (None, None),
+    };
     // store = "file" or "mysql" (a row in the migrations/ schema, via sqlx).
     let store =
         AnyCheckpointStore::open(&cfg.checkpoint, &cfg.mysql.url, cfg.mysql.server_id).await?;
@@ -299,14 +317,22 @@ async fn run_inner(
                         let r = pipe.step().with_context(cx.clone()).await;
                         end_transaction_span(&cx, pipe.stats(), before, &r);
                         let now = now_secs();
+                        let mut arrived = now;
                         state.update(|g| {
                             if let Some((ts, received)) = g.queued.pop_front() {
+                                arrived = received;
                                 if r.is_ok() {
                                     g.lag = lag_since(ts, received, now);
                                 }
                             }
                         });
                         state.publish(pipe.stats(), pipe.retry_stats());
+                        // Moved, not cloned, to the checker (never waits on it).
+                        let r = r.map(|t| {
+                            if let Some(f) = &feed {
+                                f.offer(t, arrived, now);
+                            }
+                        });
                         if let Err(e) = r {
                             break Err(e.into());
                         }
@@ -347,6 +373,9 @@ async fn run_inner(
     };
     let (res, ()) = tokio::join!(applier, reader);
     worker.abort();
+    if let Some(c) = checker {
+        c.abort();
+    }
     if let Some(s) = sweeper {
         s.abort();
     }

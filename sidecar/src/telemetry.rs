@@ -348,4 +348,81 @@ impl Telemetry {
             .with_callback(move |o| o.observe(s.snapshot().stats.backpressure_pauses, &[]))
             .build();
     }
+
+    /// The online audit checker: checks and inconsistencies per delay window, the
+    /// consistency as a ratio and as nines, check errors, dropped samples, and the
+    /// invalidation lag of sampled keys (a histogram recorded as they are sampled).
+    pub fn observe_audit(&self, state: std::sync::Arc<crate::audit::online::AuditState>) {
+        use crate::audit::online::{window_label, LAG_BOUNDS};
+        use opentelemetry::KeyValue;
+        let labels: Vec<KeyValue> = state
+            .delays_ms()
+            .iter()
+            .map(|d| KeyValue::new("window", window_label(*d)))
+            .collect();
+        let (s, l) = (state.clone(), labels.clone());
+        self.meter
+            .u64_observable_counter("coherent_audit_checks")
+            .with_description(
+                "Online audit checks of sampled invalidated keys, per delay after the commit",
+            )
+            .with_callback(move |o| {
+                for (i, kv) in l.iter().enumerate() {
+                    o.observe(s.window(i).0, std::slice::from_ref(kv));
+                }
+            })
+            .build();
+        let (s, l) = (state.clone(), labels.clone());
+        self.meter
+            .u64_observable_counter("coherent_audit_inconsistencies")
+            .with_description("Online audit checks that found a confirmed inconsistent cache entry")
+            .with_callback(move |o| {
+                for (i, kv) in l.iter().enumerate() {
+                    o.observe(s.window(i).1, std::slice::from_ref(kv));
+                }
+            })
+            .build();
+        let (s, l) = (state.clone(), labels.clone());
+        self.meter
+            .f64_observable_gauge("coherent_audit_consistency_ratio")
+            .with_description("Consistent checks / checks, per delay window (1 before any check)")
+            .with_callback(move |o| {
+                for (i, kv) in l.iter().enumerate() {
+                    o.observe(s.consistency(i), std::slice::from_ref(kv));
+                }
+            })
+            .build();
+        let (s, l) = (state.clone(), labels);
+        self.meter
+            .f64_observable_gauge("coherent_audit_consistency_nines")
+            .with_description("-log10(1 - consistency ratio) per delay window, capped at 12")
+            .with_callback(move |o| {
+                for (i, kv) in l.iter().enumerate() {
+                    o.observe(
+                        crate::audit::report::nines(s.consistency(i)),
+                        std::slice::from_ref(kv),
+                    );
+                }
+            })
+            .build();
+        let s = state.clone();
+        self.meter
+            .u64_observable_counter("coherent_audit_check_errors")
+            .with_description("Online audit checks that could not read the cache or the database")
+            .with_callback(move |o| o.observe(s.errors(), &[]))
+            .build();
+        let s = state.clone();
+        self.meter
+            .u64_observable_counter("coherent_audit_samples_dropped")
+            .with_description("Samples dropped: max_pending reached, or transactions the checker's channel had no room for")
+            .with_callback(move |o| o.observe(s.dropped(), &[]))
+            .build();
+        let h = self
+            .meter
+            .f64_histogram("coherent_audit_invalidation_lag_seconds")
+            .with_description("Seconds from a commit to its deletes applied, per sampled key")
+            .with_boundaries(LAG_BOUNDS.to_vec())
+            .build();
+        state.set_lag_metric(h);
+    }
 }

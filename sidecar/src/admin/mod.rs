@@ -53,6 +53,8 @@ pub struct AdminState {
     pub started: std::time::Instant,
     /// The binlog pipeline, when `[mysql]` is configured.
     pub pipeline: Option<Arc<crate::pipeline::PipelineState>>,
+    /// The online audit checker, when `[audit] sample` > 0 and there is a pipeline.
+    pub audit: Option<Arc<crate::audit::online::AuditState>>,
     /// `[admin] ready_max_lag_secs`.
     pub ready_max_lag_secs: f64,
 }
@@ -174,6 +176,8 @@ async fn status(State(s): State<AdminState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "uptime_seconds": s.started.elapsed().as_secs(),
         "binlog": s.pipeline.as_deref().map(pipeline_json),
+        // null when sample = 0 or there is no binlog pipeline.
+        "audit": s.audit.as_deref().map(crate::audit::online::AuditState::json),
         "engine": {
             "listen": s.engine_addr,
             "keys": keys,

@@ -1,0 +1,256 @@
+//! What a check reads: the cached value with its write time, and the row rendered as
+//! the cache should hold it.
+//!
+//! The cache is the embedded engine (in process, `GET` + `OBJECT WRITTEN` in one
+//! atomic batch) or the external Redis / Cluster target (`GET` + `HGET <lease_key>
+//! written`, pipelined; both keys share a slot). The database is read with
+//! mysql_async over the text protocol, so cells come back exactly as the offline
+//! audit's scan sees them and render through the same [`cell_json`].
+
+use crate::audit::render::{cell_json, ident};
+use bytes::Bytes;
+use connectors::target::redis::RedisConn;
+use connectors::target::{TargetConfig, TargetKind};
+use engine::Reply;
+use mysql_async::prelude::Queryable;
+use tokio::sync::Mutex;
+
+/// The cached value of a key and when it was written (Unix ms), if known.
+pub type Cached = (Option<Bytes>, Option<i64>);
+
+/// Where the checker reads the cache.
+pub enum Cache {
+    /// The embedded engine, database `db`.
+    Engine {
+        /// The engine.
+        engine: engine::Engine,
+        /// `[target] db`.
+        db: usize,
+    },
+    /// External Redis or Redis Cluster, connected on first use (and again after a
+    /// failed connect), so an unreachable cache is a check error, not a startup one.
+    Redis {
+        /// `[target]`.
+        config: TargetConfig,
+        /// The connection once made.
+        conn: Mutex<Option<RedisConn>>,
+    },
+}
+
+impl Cache {
+    /// The cache `[target]` names; `engine` serves `kind = "embedded"`.
+    pub fn new(config: &TargetConfig, engine: engine::Engine) -> Cache {
+        match config.kind {
+            TargetKind::Embedded => Cache::Engine {
+                engine,
+                db: config.db,
+            },
+            _ => Cache::Redis {
+                config: config.clone(),
+                conn: Mutex::new(None),
+            },
+        }
+    }
+
+    /// How much earlier than the real write the reported write time can be, in ms:
+    /// the engine keeps it at 100 ms resolution (rounded down), the lease script
+    /// records the exact ms.
+    pub fn written_resolution_ms(&self) -> i64 {
+        match self {
+            Cache::Engine { .. } => 100,
+            Cache::Redis { .. } => 1,
+        }
+    }
+
+    /// `GET key` and the key's write time.
+    pub async fn read(&self, key: &[u8]) -> Result<Cached, String> {
+        match self {
+            Cache::Engine { engine, db } => {
+                let k = Bytes::copy_from_slice(key);
+                let replies = engine.execute_batch(
+                    *db,
+                    vec![
+                        vec![Bytes::from_static(b"GET"), k.clone()],
+                        vec![
+                            Bytes::from_static(b"OBJECT"),
+                            Bytes::from_static(b"WRITTEN"),
+                            k,
+                        ],
+                    ],
+                );
+                let mut it = replies.into_iter();
+                let value = match it.next() {
+                    Some(Reply::Bulk(b)) => Some(b),
+                    Some(Reply::Nil) => None,
+                    Some(Reply::Error(e)) if e.starts_with("WRONGTYPE") => {
+                        // Not a string: not a value the cache-aside library wrote.
+                        Some(Bytes::from_static(b"<not a string>"))
+                    }
+                    other => return Err(format!("engine GET: unexpected reply {other:?}")),
+                };
+                let written = match it.next() {
+                    Some(Reply::Int(ms)) => Some(ms),
+                    _ => None,
+                };
+                Ok((value, written))
+            }
+            Cache::Redis { config, conn } => {
+                let mut guard = conn.lock().await;
+                if guard.is_none() {
+                    let c = connectors::target::redis::config::connect(config)
+                        .await
+                        .map_err(|e| format!("cannot connect to the cache: {e}"))?;
+                    *guard = Some(c);
+                }
+                let Some(c) = guard.as_ref() else {
+                    return Err("no cache connection".into());
+                };
+                // Clones are cheap handles onto the same multiplexed connection.
+                let mut c = c.clone();
+                drop(guard);
+                let mut p = redis::pipe();
+                p.cmd("GET").arg(key);
+                p.cmd("HGET")
+                    .arg(connectors::target::redis::lease_key(key).as_ref())
+                    .arg("written");
+                let r: redis::RedisResult<(Option<Vec<u8>>, Option<i64>)> = match &mut c {
+                    RedisConn::Single(cm) => p.query_async(cm.as_mut()).await,
+                    RedisConn::Cluster(cc) => p.query_async(cc).await,
+                };
+                r.map(|(v, w)| (v.map(Bytes::from), w))
+                    .map_err(|e| format!("cache read: {e}"))
+            }
+        }
+    }
+}
+
+/// A pool of connections to the `[mysql]` server for the checks' row reads.
+pub struct Db {
+    pool: mysql_async::Pool,
+}
+
+impl Db {
+    /// A pool for `url` (connections are made on first use). Connections drop
+    /// NO_BACKSLASH_ESCAPES so the backslash-escaped literals below mean what they say.
+    pub fn new(url: &str) -> Result<Db, String> {
+        let opts = mysql_async::Opts::from_url(url).map_err(|e| format!("[mysql] url: {e}"))?;
+        let pool_opts = mysql_async::PoolOpts::default()
+            .with_constraints(mysql_async::PoolConstraints::new(0, 8).unwrap_or_default());
+        let opts = mysql_async::OptsBuilder::from_opts(opts)
+            .pool_opts(pool_opts)
+            .setup(vec![
+                "SET SESSION sql_mode = REPLACE(@@SESSION.sql_mode, 'NO_BACKSLASH_ESCAPES', '')",
+            ]);
+        Ok(Db {
+            pool: mysql_async::Pool::new(opts),
+        })
+    }
+
+    /// The row of `db`.`table` whose `lookup` columns hold those values, rendered as
+    /// a JSON object of `columns` (the cache-aside `Json` codec's form); `None` when
+    /// there is no such row.
+    pub async fn render(
+        &self,
+        db: &str,
+        table: &str,
+        lookup: &[(String, Bytes)],
+        columns: &[String],
+    ) -> Result<Option<serde_json::Value>, String> {
+        let sql = select_sql(db, table, lookup, columns);
+        let mut conn = self
+            .pool
+            .get_conn()
+            .await
+            .map_err(|e| format!("cannot connect to MySQL: {e}"))?;
+        let rows: Vec<mysql_async::Row> = conn
+            .query(sql)
+            .await
+            .map_err(|e| format!("row read from {db}.{table}: {e}"))?;
+        Ok(rows.first().map(render_row))
+    }
+}
+
+/// `SELECT columns FROM db.table WHERE c1 = 'v1' AND ... LIMIT 1` (text protocol, so
+/// cells arrive as the offline scan's do).
+pub fn select_sql(db: &str, table: &str, lookup: &[(String, Bytes)], columns: &[String]) -> String {
+    let cols = columns
+        .iter()
+        .map(|c| ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cond = lookup
+        .iter()
+        .map(|(c, v)| {
+            format!(
+                "{} = {}",
+                ident(c),
+                mysql_async::Value::Bytes(v.to_vec()).as_sql(false)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let cond = if cond.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {cond}")
+    };
+    format!(
+        "SELECT {cols} FROM {}.{}{cond} LIMIT 1",
+        ident(db),
+        ident(table)
+    )
+}
+
+/// A row as a JSON object of its columns in order, cells through [`cell_json`].
+pub fn render_row(row: &mysql_async::Row) -> serde_json::Value {
+    let mut obj = serde_json::Map::new();
+    for (i, col) in row.columns_ref().iter().enumerate() {
+        let v = row
+            .as_ref(i)
+            .map_or(serde_json::Value::Null, |v| cell_json(v, col.column_type()));
+        obj.insert(col.name_str().into_owned(), v);
+    }
+    serde_json::Value::Object(obj)
+}
+
+/// Whether a cached value is what the cache should hold for `expected` (the rendered
+/// row, or `None` when the row is gone: then only the negative entry matches).
+pub fn matches(cached: &[u8], expected: Option<&serde_json::Value>) -> bool {
+    match expected {
+        None => cached == crate::audit::render::NOT_FOUND,
+        Some(e) => serde_json::from_slice::<serde_json::Value>(cached).is_ok_and(|v| &v == e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn select_quotes_identifiers_and_values() {
+        let sql = select_sql(
+            "app",
+            "us`ers",
+            &[
+                ("id".into(), Bytes::from_static(b"42")),
+                ("email".into(), Bytes::from_static(b"o'hara\\x")),
+            ],
+            &["id".into(), "name".into()],
+        );
+        assert_eq!(
+            sql,
+            "SELECT `id`, `name` FROM `app`.`us``ers` WHERE `id` = '42' AND `email` = 'o\\'hara\\\\x' LIMIT 1"
+        );
+    }
+
+    #[test]
+    fn matching_values() {
+        let e = serde_json::json!({"id": 1, "name": "A"});
+        assert!(matches(br#"{"name":"A","id":1}"#, Some(&e)));
+        assert!(!matches(br#"{"id":1,"name":"B"}"#, Some(&e)));
+        assert!(!matches(br#"{"id":"1","name":"A"}"#, Some(&e)));
+        assert!(!matches(crate::audit::render::NOT_FOUND, Some(&e)));
+        assert!(matches(crate::audit::render::NOT_FOUND, None));
+        assert!(!matches(br#"{"id":1,"name":"A"}"#, None));
+    }
+}
