@@ -44,11 +44,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Whether the binary under test has the online checker (`[audit]`, `/status`
-/// "audit"). Until the `online` branch is merged the config must not carry `[audit]`
-/// (the config rejects unknown sections) and the online assertions are skipped.
-const ONLINE: bool = true;
-
 /// Rows 1..=ROWS exist at the start.
 const ROWS: i64 = 150;
 /// Written by the writers and read by the lease readers throughout.
@@ -87,14 +82,11 @@ fn key(id: i64) -> String {
 
 fn write_config(dir: &Path, db: &MariaDb, redis: &RedisServer) -> PathBuf {
     let p = dir.join("coherent.toml");
-    let audit = if ONLINE {
-        format!(
-            "[audit]\nsample = 1.0\ndelays_ms = [{}]\nconfirm_grace_ms = {CONFIRM_GRACE_MS}\n",
-            DELAYS_MS.map(|d| d.to_string()).join(", ")
-        )
-    } else {
-        String::new()
-    };
+    // Every invalidation sampled, so the online counts are exact, not estimates.
+    let audit = format!(
+        "[audit]\nsample = 1.0\ndelays_ms = [{}]\nconfirm_grace_ms = {CONFIRM_GRACE_MS}\n",
+        DELAYS_MS.map(|d| d.to_string()).join(", ")
+    );
     std::fs::write(
         &p,
         format!(
@@ -582,7 +574,7 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
         Some(serde_json::to_vec(&rendered).expect("json")),
         "the cache-aside loader and the audit's renderer must produce the same bytes"
     );
-    let o0 = ONLINE.then(|| Online::read(&a));
+    let o0 = Online::read(&a);
     let load = Load::start(&rt, &pool, &cache, 2, 4);
     assert!(wait_until(Duration::from_secs(60), || load
         .updates
@@ -611,7 +603,8 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
             DELETED_ROWS.count()
         ),
     );
-    if let Some(o0) = &o0 {
+    {
+        let o0 = &o0;
         let o1 = Online::wait_idle(&a, "phase 1");
         let d = o1.delta(o0);
         for (i, (delay, checks, incons)) in d.iter().enumerate() {
@@ -627,17 +620,16 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
         assert_eq!((o1.errors, o1.dropped), (0, 0), "{o1:?}");
         figures.insert(
             "phase 1 online".into(),
-            format!(
-                "{}",
-                o1.windows
-                    .iter()
-                    .map(|w| format!(
+            o1.windows
+                .iter()
+                .map(|w| {
+                    format!(
                         "[{} ms: {} checks, {} inconsistencies, consistency {}, {} nines]",
                         w.delay_ms, w.checks, w.inconsistencies, w.consistency, w.nines
-                    ))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
         );
     }
     // Offline, the healthy cache is clean.
@@ -710,7 +702,7 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
     // is why the writers stop before the restart: with writes during the catch-up, a
     // delete lagging more than the grace would be a real, timing-dependent
     // inconsistency.
-    let o2 = ONLINE.then(|| {
+    let o2 = {
         let o = Online::wait_idle(&b, "phase 2");
         // Every transaction the new process applied (replayed or new) changed one row:
         // one sample, checked once in each window; none dropped.
@@ -721,21 +713,18 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
         }
         assert_eq!((o.errors, o.dropped), (0, 0), "phase 2: {o:?}");
         o
-    });
+    };
     figures.insert(
         "phase 2 (kill -9)".into(),
         format!(
-            "{} updates (part while down), {} cached keys stale while down, all deleted by the replay; {} transactions applied by the new process; {p2_reads} lease reads ({p2_read_errors} cache errors){}",
+            "{} updates (part while down), {} cached keys stale while down, all deleted by the replay; {} transactions applied by the new process; {p2_reads} lease reads ({p2_read_errors} cache errors); online (new process) (window ms, checks, inconsistencies): {:?}",
             p2_updates.len(),
             KILL_ROWS.count(),
             u64_at(&status(&b), &["binlog", "transactions"]),
-            o2.as_ref().map_or(String::new(), |o| format!(
-                "; online (new process): {:?}",
-                o.windows
-                    .iter()
-                    .map(|w| (w.delay_ms, w.checks, w.inconsistencies))
-                    .collect::<Vec<_>>()
-            )),
+            o2.windows
+                .iter()
+                .map(|w| (w.delay_ms, w.checks, w.inconsistencies))
+                .collect::<Vec<_>>(),
         ),
     );
 
@@ -747,7 +736,7 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
     // that do not answer, the sidecar's batches time out into the retry queue.
     fill(OUTAGE_ROWS);
     let s3 = status(&b);
-    let o3 = ONLINE.then(|| Online::read(&b));
+    let o3 = Online::read(&b);
     // Readers keep running on the live rows (they hang while Redis is stopped and
     // resume after); the only writes are the OUTAGE_ROWS updates, so every sample of
     // this phase is one of them.
@@ -780,7 +769,7 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
     // (pending back to 0) as a check error ("cache unreachable", counted apart, not
     // a check). So no check of an outage sample can run after SIGCONT, before the
     // retried delete lands.
-    let o3_during = ONLINE.then(|| Online::wait_idle(&b, "phase 3 (Redis stopped)"));
+    let o3_during = Online::wait_idle(&b, "phase 3 (Redis stopped)");
     redis_srv.pause(false).expect("SIGCONT redis");
     wait_settled(&db, &b, "phase 3 (after SIGCONT)", false);
     // Nothing lost: every delete queued during the outage lands (from the retry queue,
@@ -820,7 +809,8 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
             OUTAGE_ROWS.count(),
         ),
     );
-    if let (Some(before), Some(during)) = (&o3, &o3_during) {
+    {
+        let (before, during) = (&o3, &o3_during);
         let after = Online::wait_idle(&b, "phase 3");
         for (delay, checks, incons) in after.delta(before) {
             assert_eq!(incons, 0, "phase 3 window {delay} ms: {after:?}");
@@ -849,7 +839,7 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
     let stale_old: BTreeMap<i64, Vec<u8>> = STALE_ROWS
         .map(|id| (id, cache_get(&mut rc, id).expect("filled")))
         .collect();
-    let o4 = ONLINE.then(|| Online::wait_idle(&b, "before phase 4"));
+    let o4 = Online::wait_idle(&b, "before phase 4");
     let committed = Instant::now();
     for id in STALE_ROWS {
         update(id);
@@ -877,7 +867,8 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
     // The test waits for the first and verifies the second on the checker's own
     // counters; nothing else is invalidated meanwhile, so the counters move only for
     // these samples. Window 1 s: +0 inconsistencies, window 5 s: +STALE_ROWS.
-    if let Some(o4) = &o4 {
+    {
+        let o4 = &o4;
         let n = STALE_ROWS.count() as u64;
         let mut o = Online::default();
         let done = wait_until(Duration::from_secs(60), || {
@@ -885,12 +876,6 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
             o.w(0).checks == o4.w(0).checks + n
         });
         assert!(done, "1 s window of phase 4 not checked: {o:?}");
-    } else {
-        // Without the online checker only the order against the second deletes
-        // matters, which wait_settled ensured.
-        while committed.elapsed() < Duration::from_millis(1500) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
     let stale_set = Instant::now();
     for (id, old) in &stale_old {
@@ -900,7 +885,8 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
             .query(&mut rc)
             .expect("plain SET");
     }
-    if let Some(o4) = &o4 {
+    {
+        let o4 = &o4;
         let o = Online::read(&b);
         assert_eq!(
             o.w(1).checks,
@@ -979,7 +965,8 @@ fn chaos_online_and_offline_audits_match_the_ground_truth() {
         ),
     );
 
-    if let Some(o4) = &o4 {
+    {
+        let o4 = &o4;
         let o = Online::wait_idle(&b, "final");
         let d = o.delta(o4);
         let n = STALE_ROWS.count() as u64;
