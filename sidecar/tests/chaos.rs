@@ -25,6 +25,17 @@
 //! value planted before them could be wiped and the ground truth would depend on
 //! timing.
 //!
+//! Ground truth of the online checker (`sample = 1.0`, windows 1 s and 5 s), asserted
+//! per phase from the `/status` counters:
+//! - phase 1 (first process): checks = invalidations committed in every window, 0
+//!   inconsistencies, consistency 1.0, no error, nothing dropped;
+//! - phase 2 (the restarted process counts from zero): checks = transactions it
+//!   applied (replayed or new), 0 inconsistencies;
+//! - phase 3: 0 checks and 0 inconsistencies, one check error per outage sample and
+//!   window (Redis is held stopped until all of them resolved);
+//! - phase 4: 1 s window +0 inconsistencies, 5 s window +one per stale key, and
+//!   `last_inconsistent` names exactly those keys with their cached value.
+//!
 //! The test asserts no absolute time: every wait polls a condition with a generous
 //! deadline, and the online ground truth is made exact by ordering (the `/status`
 //! counters are used as barriers), never by sleeping "long enough".
@@ -60,6 +71,7 @@ const KILL_ROWS: RangeInclusive<i64> = 131..=140;
 /// The online checker's windows. The gap between them (4 s) is the margin phase 4
 /// relies on (see there); short so the test stays short.
 const DELAYS_MS: [u64; 2] = [1000, 5000];
+/// A mismatch is re-read after this before it counts (the spec's default).
 const CONFIRM_GRACE_MS: u64 = 1000;
 
 /// What a service caches for a row: the rule's `value` renderer columns. The fields
