@@ -51,6 +51,9 @@ type Queue = VecDeque<(u32, f64)>;
 #[derive(Debug, Default)]
 pub struct PipelineState {
     probe: OnceLock<Arc<SourceProbe>>,
+    /// The retry queue, read live: its worker drains it while no transaction arrives,
+    /// and `/status` must not show the depth of the last applied transaction.
+    retry_queue: OnceLock<LiveRetry>,
     inner: Mutex<Inner>,
 }
 
@@ -68,6 +71,15 @@ struct Inner {
     failed: Option<String>,
     /// Counters of the retry queue.
     retry: RetryStatsSnapshot,
+}
+
+/// The retry queue as [`PipelineState`] holds it (the queue itself has no `Debug`).
+struct LiveRetry(RetryQueue);
+
+impl std::fmt::Debug for LiveRetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("LiveRetry").field(&self.0.stats()).finish()
+    }
 }
 
 /// A point-in-time copy of [`PipelineState`].
@@ -124,7 +136,7 @@ impl PipelineState {
                 .or_else(|| probe.and_then(|p| p.last_error())),
             failed,
             stats,
-            retry,
+            retry: self.retry_queue.get().map_or(retry, |q| q.0.stats()),
         }
     }
 
@@ -264,6 +276,7 @@ async fn run_inner(
     // Deletes the target refuses wait in the durable retry queue (the checkpoint may
     // pass them once they are queued); its worker retries them with backoff.
     let queue = RetryQueue::open(&cfg.retry).await?;
+    let _ = state.retry_queue.set(LiveRetry(queue.clone()));
     // Every batch, first, second or retried, is timed per target.
     let target = crate::timed::Timed::new(target, label, &meter);
     let worker = queue.spawn_worker(target.clone());
