@@ -1,0 +1,1014 @@
+//! The chaos test of the consistency audit (issue 6, "How it is checked").
+//!
+//! Real parts, all private to the test: a MariaDB with a row binlog, a `redis-server`
+//! as the cache (the sidecar's `kind = "redis"` target), the `coherent` binary running
+//! the binlog pipeline with the online checker, writers committing updates, and
+//! readers going through the cache-aside library with leases. The test injects the
+//! three faults of the issue and tracks, itself, every stale value it causes; the
+//! online checker (`/status` "audit") and the offline audit (`coherent audit`) must
+//! report exactly that ground truth: no false positive, no miss.
+//!
+//! Phases, in this order (each fault's rows are disjoint, see the `*_ROWS` constants):
+//! 1. Healthy: writers + lease readers, sidecar up. Online: every window 0
+//!    inconsistencies, consistency exactly 1.0 over all sampled invalidations.
+//! 2. `kill -9` of the sidecar mid-load; writes continue while it is down (keys cached
+//!    before are now really stale); restart from the checkpoint: the replay deletes
+//!    them. Nothing lost.
+//! 3. The target Redis stopped (SIGSTOP) for seconds while rows change: the deletes go
+//!    to the durable retry queue and land after SIGCONT. Nothing lost.
+//! 4. Plain `SET` fills without leases, made stale on purpose (the classic race: read
+//!    the old row, the writer commits, the sidecar deletes, then SET the old value).
+//!    These are the only stale keys at the end: the audit must name exactly them.
+//!
+//! Phase 4 comes last on purpose: the replay after `kill -9` re-deletes the keys of
+//! every transaction after the checkpoint, and retried deletes land late, so a stale
+//! value planted before them could be wiped and the ground truth would depend on
+//! timing.
+//!
+//! Ground truth of the online checker (`sample = 1.0`, windows 1 s and 5 s), asserted
+//! per phase from the `/status` counters:
+//! - phase 1 (first process): checks = invalidations committed in every window, 0
+//!   inconsistencies, consistency 1.0, no error, nothing dropped;
+//! - phase 2 (the restarted process counts from zero): checks = transactions it
+//!   applied (replayed or new), 0 inconsistencies;
+//! - phase 3: 0 checks and 0 inconsistencies, one check error per outage sample and
+//!   window (Redis is held stopped until all of them resolved);
+//! - phase 4: 1 s window +0 inconsistencies, 5 s window +one per stale key, and
+//!   `last_inconsistent` names exactly those keys with their cached value.
+//!
+//! The test asserts no absolute time: every wait polls a condition with a generous
+//! deadline, and the online ground truth is made exact by ordering (the `/status`
+//! counters are used as barriers), never by sleeping "long enough".
+
+mod common;
+
+use cache_aside::{Cache, CacheClient, Options};
+use common::{mariadb, tmpdir, wait_until, Sidecar};
+use connectors::testing::{MariaDb, MariaDbOptions, RedisServer};
+use mysql_async::prelude::Queryable;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Rows 1..=ROWS exist at the start.
+const ROWS: i64 = 150;
+/// Written by the writers and read by the lease readers throughout.
+const LIVE_WRITTEN: RangeInclusive<i64> = 1..=95;
+/// Read by the readers (negative entries once deleted), deleted in phase 1.
+const DELETED_ROWS: RangeInclusive<i64> = 96..=100;
+/// Phase 4: plain SET fills made stale on purpose. Nobody else touches them.
+const STALE_ROWS: RangeInclusive<i64> = 101..=106;
+/// Phase 3: cached before the Redis stop, updated while it is stopped.
+const OUTAGE_ROWS: RangeInclusive<i64> = 111..=130;
+/// Phase 2: cached before the kill, updated while the sidecar is down.
+const KILL_ROWS: RangeInclusive<i64> = 131..=140;
+
+/// The online checker's windows. The gap between them (4 s) is the margin phase 4
+/// relies on (see there); short so the test stays short.
+const DELAYS_MS: [u64; 2] = [1000, 5000];
+/// A mismatch is re-read after this before it counts (the spec's default).
+const CONFIRM_GRACE_MS: u64 = 1000;
+
+/// What a service caches for a row: the rule's `value` renderer columns. The fields
+/// are in alphabetical order on purpose: the renderer (sidecar/src/audit/render.rs)
+/// builds a `serde_json::Map`, which serializes its keys sorted (serde_json without
+/// `preserve_order`), so the loader's bytes equal the renderer's byte for byte. (The
+/// audits compare parsed JSON, so a different field order would still be equal; the
+/// test checks the bytes anyway so the figures are not an artefact of that.)
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct User {
+    email: String,
+    id: i64,
+    name: Option<String>,
+    visits: i64,
+}
+
+fn key(id: i64) -> String {
+    format!("user:{id}")
+}
+
+fn write_config(dir: &Path, db: &MariaDb, redis: &RedisServer) -> PathBuf {
+    let p = dir.join("coherent.toml");
+    // Every invalidation sampled, so the online counts are exact, not estimates.
+    let audit = format!(
+        "[audit]\nsample = 1.0\ndelays_ms = [{}]\nconfirm_grace_ms = {CONFIRM_GRACE_MS}\n",
+        DELAYS_MS.map(|d| d.to_string()).join(", ")
+    );
+    std::fs::write(
+        &p,
+        format!(
+            r#"[engine]
+listen = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+ready_max_lag_secs = 60
+
+[mysql]
+url = "{url}"
+server_id = 64077
+start = "current"
+heartbeat_secs = 1
+
+[checkpoint]
+store = "file"
+path = "{cp}"
+interval_ms = 100
+
+[target]
+kind = "redis"
+url = "{redis}"
+batch_timeout = "1s"
+
+# Short backoffs so deletes queued while Redis is stopped land soon after it is back.
+[retry]
+path = "{retry}"
+backoff = "50ms"
+max_backoff = "1s"
+
+{audit}
+[[rules]]
+table = "app.users"
+keys = ["user:{{id}}"]
+value = {{ format = "json", columns = ["email", "id", "name", "visits"] }}
+"#,
+            url = db.url(),
+            redis = redis.url(),
+            cp = dir.join("coherent.checkpoint").display(),
+            retry = dir.join("coherent.retry").display(),
+        ),
+    )
+    .expect("write config");
+    p
+}
+
+/// `/status` as JSON (Null when it does not answer).
+fn status(s: &Sidecar) -> serde_json::Value {
+    let (code, body) = s.get("/status");
+    if code != 200 {
+        return serde_json::Value::Null;
+    }
+    serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
+}
+
+/// `kill -9`, and reap.
+fn kill9(s: &mut Sidecar) {
+    s.signal("-KILL");
+    s.wait_exit(Duration::from_secs(30));
+}
+
+fn u64_at(v: &serde_json::Value, path: &[&str]) -> u64 {
+    let mut v = v;
+    for p in path {
+        v = &v[*p];
+    }
+    v.as_u64().unwrap_or(0)
+}
+
+fn gtid_binlog_pos(db: &MariaDb) -> String {
+    db.sql("SELECT @@GLOBAL.gtid_binlog_pos")
+        .expect("gtid")
+        .trim()
+        .to_string()
+}
+
+/// Waits until the sidecar has applied every committed transaction, its second
+/// deletes have fired and its retry queue is empty: every delete so far has landed.
+fn wait_settled(db: &MariaDb, s: &Sidecar, what: &str) {
+    let end = gtid_binlog_pos(db);
+    let mut last = serde_json::Value::Null;
+    let ok = wait_until(Duration::from_secs(90), || {
+        last = status(s);
+        let b = &last["binlog"];
+        b["gtid"].as_str() == Some(end.as_str())
+            && u64_at(b, &["pending_double_deletes"]) == 0
+            && u64_at(b, &["retry", "depth"]) == 0
+    });
+    assert!(
+        ok,
+        "{what}: sidecar not settled at {end}: {last}\n{}",
+        s.log()
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// The online checker's figures.
+
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Window {
+    delay_ms: u64,
+    checks: u64,
+    inconsistencies: u64,
+    consistency: f64,
+    nines: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Online {
+    pending: u64,
+    errors: u64,
+    dropped: u64,
+    windows: Vec<Window>,
+    last_inconsistent: Vec<serde_json::Value>,
+}
+
+impl Online {
+    fn read(s: &Sidecar) -> Online {
+        let st = status(s);
+        let a = &st["audit"];
+        assert!(
+            a.is_object(),
+            "/status has no \"audit\" object though [audit] sample = 1.0: {st}"
+        );
+        let windows = a["windows"]
+            .as_array()
+            .map(|w| {
+                w.iter()
+                    .map(|w| Window {
+                        delay_ms: u64_at(w, &["delay_ms"]),
+                        checks: u64_at(w, &["checks"]),
+                        inconsistencies: u64_at(w, &["inconsistencies"]),
+                        consistency: w["consistency"].as_f64().unwrap_or(-1.0),
+                        nines: w["nines"].as_f64().unwrap_or(-1.0),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Online {
+            pending: u64_at(a, &["pending"]),
+            errors: u64_at(a, &["errors"]),
+            dropped: u64_at(a, &["dropped"]),
+            windows,
+            last_inconsistent: a["last_inconsistent"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    fn w(&self, i: usize) -> &Window {
+        &self.windows[i]
+    }
+
+    /// Waits until no sample is pending (every window of every sample resolved).
+    fn wait_idle(s: &Sidecar, what: &str) -> Online {
+        let mut o = Online::default();
+        let ok = wait_until(Duration::from_secs(90), || {
+            o = Online::read(s);
+            o.pending == 0
+        });
+        assert!(ok, "{what}: online checker still pending: {o:?}");
+        o
+    }
+
+    /// Checks and inconsistencies per window since `before`.
+    fn delta(&self, before: &Online) -> Vec<(u64, u64, u64)> {
+        self.windows
+            .iter()
+            .zip(&before.windows)
+            .map(|(a, b)| {
+                (
+                    a.delay_ms,
+                    a.checks - b.checks,
+                    a.inconsistencies - b.inconsistencies,
+                )
+            })
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Database and cache access of the writers and readers.
+
+async fn load_user(pool: &mysql_async::Pool, id: i64) -> Result<Option<User>, mysql_async::Error> {
+    let mut c = pool.get_conn().await?;
+    let row: Option<(String, i64, Option<String>, i64)> = c
+        .exec_first(
+            "SELECT email, id, name, visits FROM app.users WHERE id = ?",
+            (id,),
+        )
+        .await?;
+    Ok(row.map(|(email, id, name, visits)| User {
+        email,
+        id,
+        name,
+        visits,
+    }))
+}
+
+/// One committed update of row `id` (a new name, sometimes NULL, and one more visit).
+/// Returns whether a row changed (it always does while the row exists).
+async fn update_user(pool: &mysql_async::Pool, id: i64) -> Result<bool, mysql_async::Error> {
+    let name = (fastrand::u8(..8) != 0).then(|| format!("Name {}", fastrand::u32(..)));
+    let mut c = pool.get_conn().await?;
+    c.exec_drop(
+        "UPDATE app.users SET visits = visits + 1, name = ? WHERE id = ?",
+        (name, id),
+    )
+    .await?;
+    Ok(c.affected_rows() == 1)
+}
+
+/// Updates rows `ids` in one transaction (as [`update_user`] does each).
+async fn update_users_in_one_transaction(
+    pool: &mysql_async::Pool,
+    ids: &[i64],
+) -> Result<u64, mysql_async::Error> {
+    let mut c = pool.get_conn().await?;
+    let mut tx = c.start_transaction(mysql_async::TxOpts::default()).await?;
+    let mut n = 0;
+    for id in ids {
+        let name = format!("Name {}", fastrand::u32(..));
+        tx.exec_drop(
+            "UPDATE app.users SET visits = visits + 1, name = ? WHERE id = ?",
+            (name, id),
+        )
+        .await?;
+        n += tx.affected_rows();
+    }
+    tx.commit().await?;
+    Ok(n)
+}
+
+fn ttl() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// Reads through the cache with leases (what every reader of the test does).
+async fn read_through(
+    cache: &Cache,
+    pool: &mysql_async::Pool,
+    id: i64,
+) -> Result<Option<User>, cache_aside::Error<mysql_async::Error>> {
+    cache
+        .get_or_load(&key(id), ttl(), || load_user(pool, id))
+        .await
+}
+
+/// Background writers and readers.
+struct Load {
+    stop_writers: Arc<AtomicBool>,
+    stop_readers: Arc<AtomicBool>,
+    writers: Vec<tokio::task::JoinHandle<Result<(), String>>>,
+    readers: Vec<tokio::task::JoinHandle<Result<(), String>>>,
+    /// Rows changed by committed updates, in commit order (one invalidated key each).
+    updates: Arc<Mutex<Vec<i64>>>,
+    reads: Arc<AtomicU64>,
+    read_errors: Arc<AtomicU64>,
+}
+
+impl Load {
+    fn start(
+        rt: &tokio::runtime::Runtime,
+        pool: &mysql_async::Pool,
+        cache: &Cache,
+        writers: usize,
+        readers: usize,
+    ) -> Load {
+        let stop_writers = Arc::new(AtomicBool::new(false));
+        let stop_readers = Arc::new(AtomicBool::new(false));
+        let updates = Arc::new(Mutex::new(Vec::new()));
+        let reads = Arc::new(AtomicU64::new(0));
+        let read_errors = Arc::new(AtomicU64::new(0));
+        let w = (0..writers)
+            .map(|_| {
+                let (pool, stop, updates) = (pool.clone(), stop_writers.clone(), updates.clone());
+                rt.spawn(async move {
+                    let rows: Vec<i64> = LIVE_WRITTEN.collect();
+                    while !stop.load(Ordering::SeqCst) {
+                        let id = rows[fastrand::usize(..rows.len())];
+                        match update_user(&pool, id).await {
+                            Ok(true) => updates.lock().unwrap_or_else(|p| p.into_inner()).push(id),
+                            Ok(false) => return Err(format!("row {id} vanished")),
+                            Err(e) => return Err(format!("writer: {e}")),
+                        }
+                        // A steady load, not a flood: 2 cores are shared.
+                        tokio::time::sleep(Duration::from_millis(4)).await;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let r = (0..readers)
+            .map(|_| {
+                let (pool, cache, stop) = (pool.clone(), cache.clone(), stop_readers.clone());
+                let (reads, errors) = (reads.clone(), read_errors.clone());
+                rt.spawn(async move {
+                    let rows: Vec<i64> = LIVE_WRITTEN.chain(DELETED_ROWS).collect();
+                    while !stop.load(Ordering::SeqCst) {
+                        let id = rows[fastrand::usize(..rows.len())];
+                        match read_through(&cache, &pool, id).await {
+                            Ok(Some(u)) if u.id != id => {
+                                return Err(format!("read row {} for {id}", u.id))
+                            }
+                            Ok(_) => reads.fetch_add(1, Ordering::Relaxed),
+                            // Cache errors are counted; the readers go on (a service would).
+                            Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+                        };
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        Load {
+            stop_writers,
+            stop_readers,
+            writers: w,
+            readers: r,
+            updates,
+            reads,
+            read_errors,
+        }
+    }
+
+    /// Stops the writers; returns the rows they changed (one entry per commit).
+    fn stop_writers(&mut self, rt: &tokio::runtime::Runtime) -> Vec<i64> {
+        self.stop_writers.store(true, Ordering::SeqCst);
+        for h in self.writers.drain(..) {
+            rt.block_on(h).expect("writer task").expect("writer");
+        }
+        std::mem::take(&mut *self.updates.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Stops the readers; returns (reads, cache errors).
+    fn stop_readers(&mut self, rt: &tokio::runtime::Runtime) -> (u64, u64) {
+        self.stop_readers.store(true, Ordering::SeqCst);
+        for h in self.readers.drain(..) {
+            rt.block_on(h).expect("reader task").expect("reader");
+        }
+        (
+            self.reads.load(Ordering::SeqCst),
+            self.read_errors.load(Ordering::SeqCst),
+        )
+    }
+
+    fn stop(mut self, rt: &tokio::runtime::Runtime) -> (Vec<i64>, (u64, u64)) {
+        let u = self.stop_writers(rt);
+        (u, self.stop_readers(rt))
+    }
+}
+
+/// The cache, read synchronously by the test itself (never while Redis is stopped).
+fn cache_get(c: &mut redis::Connection, id: i64) -> Option<Vec<u8>> {
+    redis::cmd("GET").arg(key(id)).query(c).expect("GET")
+}
+
+/// How the audit must classify the key of row `id` right now: the test's own ground
+/// truth, computed from the cache and the database directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Consistent,
+    Stale,
+    Missing,
+    /// No row; the key is absent or the library's negative entry.
+    NoRow,
+    Orphan,
+}
+
+fn classify(cached: Option<&[u8]>, row: Option<&User>) -> Class {
+    const NOT_FOUND: &[u8] = b"\0coherent:not-found";
+    match (cached, row) {
+        (None, Some(_)) => Class::Missing,
+        (None, None) => Class::NoRow,
+        (Some(c), None) if c == NOT_FOUND => Class::NoRow,
+        (Some(_), None) => Class::Orphan,
+        (Some(c), Some(r)) => {
+            let same =
+                serde_json::from_slice::<serde_json::Value>(c).ok() == serde_json::to_value(r).ok();
+            if same {
+                Class::Consistent
+            } else {
+                Class::Stale
+            }
+        }
+    }
+}
+
+fn run_audit(cfg: &Path, out: &Path) -> (i32, serde_json::Value) {
+    let o = Command::new(env!("CARGO_BIN_EXE_coherent"))
+        .args(["audit", "--config"])
+        .arg(cfg)
+        .arg("--out")
+        .arg(out)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run coherent audit");
+    let report = std::fs::read(out.join("report.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    if report.is_null() {
+        panic!(
+            "coherent audit wrote no report: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    (o.status.code().unwrap_or(-1), report)
+}
+
+#[test]
+fn chaos_online_and_offline_audits_match_the_ground_truth() {
+    assert!(
+        RedisServer::available(),
+        "redis-server is not installed: run scripts/install-deps.sh"
+    );
+    let started = Instant::now();
+    let db = mariadb(MariaDbOptions::default());
+    db.sql(&format!(
+        "CREATE DATABASE app;
+         CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL,
+                                 name VARCHAR(100) NULL, visits INT NOT NULL DEFAULT 0);
+         USE app; INSERT INTO app.users (id, email, name) SELECT seq, CONCAT('u', seq, '@x.org'),
+             IF(seq % 7 = 0, NULL, CONCAT('Name ', seq)) FROM seq_1_to_{ROWS};
+         CREATE USER app@'%' IDENTIFIED BY 'app'; GRANT ALL ON app.* TO app@'%';"
+    ))
+    .expect("schema");
+    let redis_srv = RedisServer::start(&[]).expect("start private redis-server");
+    let dir = tmpdir("chaos");
+    let cfg = write_config(&dir, &db, &redis_srv);
+    let cp = dir.join("coherent.checkpoint");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let pool = mysql_async::Pool::from_url(format!("mysql://app:app@127.0.0.1:{}/app", db.port()))
+        .expect("pool");
+    let cache = rt.block_on(async {
+        let client = CacheClient::redis(&redis_srv.url())
+            .await
+            .expect("cache client")
+            .with_lease_interval(Duration::from_secs(2));
+        Cache::new(
+            client,
+            Options {
+                negative_ttl: Some(Duration::from_secs(600)),
+                ..Options::default()
+            },
+        )
+    });
+    let mut rc = redis::Client::open(redis_srv.url())
+        .expect("redis url")
+        .get_connection()
+        .expect("connect redis");
+    let read = |id: i64| rt.block_on(load_user(&pool, id)).expect("select");
+    let fill = |ids: RangeInclusive<i64>| {
+        for id in ids {
+            rt.block_on(read_through(&cache, &pool, id)).expect("fill");
+        }
+    };
+    let update = |id: i64| assert!(rt.block_on(update_user(&pool, id)).expect("update"));
+
+    // ---- Phase 1: healthy sidecar, writers and lease readers --------------------
+    let mut a = Sidecar::start(&cfg);
+    a.wait_ready(Duration::from_secs(60));
+    // The loader's bytes are the renderer's bytes (see `User`).
+    fill(1..=1);
+    let u1 = read(1).expect("row 1");
+    let rendered = serde_json::json!({
+        "id": u1.id, "email": u1.email, "name": u1.name, "visits": u1.visits
+    });
+    assert_eq!(
+        cache_get(&mut rc, 1),
+        Some(serde_json::to_vec(&rendered).expect("json")),
+        "the cache-aside loader and the audit's renderer must produce the same bytes"
+    );
+    let o0 = Online::read(&a);
+    let load = Load::start(&rt, &pool, &cache, 2, 4);
+    assert!(wait_until(Duration::from_secs(60), || load
+        .updates
+        .lock()
+        .map(|u| u.len() >= 300)
+        .unwrap_or(false)));
+    // Deleted rows: readers then cache negative entries, which are not orphans.
+    for id in DELETED_ROWS {
+        db.sql(&format!("DELETE FROM app.users WHERE id = {id}"))
+            .expect("delete");
+    }
+    assert!(wait_until(Duration::from_secs(60), || load
+        .updates
+        .lock()
+        .map(|u| u.len() >= 600)
+        .unwrap_or(false)));
+    let (p1_updates, (p1_reads, p1_read_errors)) = load.stop(&rt);
+    wait_settled(&db, &a, "phase 1");
+    let p1_invalidations = p1_updates.len() as u64 + DELETED_ROWS.count() as u64;
+    let mut figures = BTreeMap::<String, String>::new();
+    figures.insert(
+        "phase 1 (healthy)".into(),
+        format!(
+            "{} updates + {} deletes committed, {p1_reads} lease reads ({p1_read_errors} cache errors)",
+            p1_updates.len(),
+            DELETED_ROWS.count()
+        ),
+    );
+    {
+        let o0 = &o0;
+        let o1 = Online::wait_idle(&a, "phase 1");
+        let d = o1.delta(o0);
+        for (i, (delay, checks, incons)) in d.iter().enumerate() {
+            // sample = 1.0: every invalidation is checked in every window, and with
+            // leases and a healthy sidecar none is inconsistent.
+            assert_eq!(*incons, 0, "phase 1 window {delay} ms: {o1:?}");
+            assert_eq!(
+                *checks, p1_invalidations,
+                "phase 1 window {delay} ms: checks vs invalidations committed: {o1:?}"
+            );
+            assert_eq!(o1.w(i).consistency, 1.0, "{o1:?}");
+        }
+        assert_eq!((o1.errors, o1.dropped), (0, 0), "{o1:?}");
+        figures.insert(
+            "phase 1 online".into(),
+            o1.windows
+                .iter()
+                .map(|w| {
+                    format!(
+                        "[{} ms: {} checks, {} inconsistencies, consistency {}, {} nines]",
+                        w.delay_ms, w.checks, w.inconsistencies, w.consistency, w.nines
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
+    // Offline, the healthy cache is clean.
+    let (code, r) = run_audit(&cfg, &dir.join("audit-phase1"));
+    assert_eq!(code, 0, "phase 1 offline audit: {r}");
+    assert_eq!(r["totals"]["stale"], 0, "{r}");
+    assert_eq!(r["totals"]["orphan"], 0, "{r}");
+    assert!(r["totals"]["consistent"].as_u64().unwrap_or(0) > 0, "{r}");
+    figures.insert("phase 1 offline".into(), format!("{}", r["totals"]));
+
+    // ---- Phase 2: kill -9 of the sidecar mid-load, writes while it is down -------
+    fill(KILL_ROWS);
+    let mut load = Load::start(&rt, &pool, &cache, 2, 4);
+    let t0 = u64_at(&status(&a), &["binlog", "transactions"]);
+    let cp_before = std::fs::read_to_string(&cp).unwrap_or_default();
+    let mid = wait_until(Duration::from_secs(60), || {
+        u64_at(&status(&a), &["binlog", "transactions"]) >= t0 + 150
+            && std::fs::read_to_string(&cp).unwrap_or_default() != cp_before
+    });
+    assert!(mid, "no progress before the kill: {}", a.log());
+    kill9(&mut a);
+    // Changes the sidecar has not seen: the cached KILL_ROWS values are now stale
+    // (really: nothing deletes them until the replay).
+    let kill_old: Vec<Option<Vec<u8>>> = KILL_ROWS.map(|id| cache_get(&mut rc, id)).collect();
+    for id in KILL_ROWS {
+        update(id);
+    }
+    for (id, old) in KILL_ROWS.zip(&kill_old) {
+        assert!(old.is_some(), "user:{id} was filled before the kill");
+        assert_eq!(
+            &cache_get(&mut rc, id),
+            old,
+            "user:{id} must stay stale while the sidecar is down"
+        );
+        assert_eq!(
+            classify(old.as_deref(), read(id).as_ref()),
+            Class::Stale,
+            "user:{id}"
+        );
+    }
+    // Writers and readers keep going while it is down (readers may fill values the
+    // replay must delete). The writers stop before the restart: see the phase-2
+    // ground truth below.
+    let n = load.updates.lock().map(|u| u.len()).unwrap_or(0);
+    assert!(wait_until(Duration::from_secs(60), || load
+        .updates
+        .lock()
+        .map(|u| u.len() >= n + 100)
+        .unwrap_or(false)));
+    let p2_updates = load.stop_writers(&rt);
+    let b = Sidecar::start(&cfg);
+    b.wait_ready(Duration::from_secs(60));
+    wait_settled(&db, &b, "phase 2 (replay after kill -9)");
+    // Nothing lost: the replay from the checkpoint deleted every key changed while the
+    // sidecar was down.
+    for id in KILL_ROWS {
+        assert_eq!(
+            classify(cache_get(&mut rc, id).as_deref(), read(id).as_ref()),
+            Class::Missing,
+            "user:{id} (changed while the sidecar was down) must have been deleted by the replay"
+        );
+    }
+    let (p2_reads, p2_read_errors) = load.stop_readers(&rt);
+    // Phase-2 ground truth online: 0 inconsistencies. The checker of the killed
+    // process died with it (its counters too); the new one samples the replayed and
+    // later invalidations. Each of its checks reads the key after that invalidation's
+    // delete landed (or re-reads it after the grace), and once the writers stopped a
+    // lease reader can only fill a value read after the last commit: any value older
+    // than the row was deleted by the replay before its check could confirm it. That
+    // is why the writers stop before the restart: with writes during the catch-up, a
+    // delete lagging more than the grace would be a real, timing-dependent
+    // inconsistency.
+    let o2 = {
+        let o = Online::wait_idle(&b, "phase 2");
+        // Every transaction the new process applied (replayed or new) changed one row:
+        // one sample, checked once in each window; none dropped.
+        let applied = u64_at(&status(&b), &["binlog", "transactions"]);
+        for w in &o.windows {
+            assert_eq!(w.inconsistencies, 0, "phase 2 (new process): {o:?}");
+            assert_eq!(w.checks, applied, "phase 2 (new process): {o:?}");
+        }
+        assert_eq!((o.errors, o.dropped), (0, 0), "phase 2: {o:?}");
+        o
+    };
+    figures.insert(
+        "phase 2 (kill -9)".into(),
+        format!(
+            "{} updates (part while down), {} cached keys stale while down, all deleted by the replay; {} transactions applied by the new process; {p2_reads} lease reads ({p2_read_errors} cache errors); online (new process) (window ms, checks, inconsistencies): {:?}",
+            p2_updates.len(),
+            KILL_ROWS.count(),
+            u64_at(&status(&b), &["binlog", "transactions"]),
+            o2.windows
+                .iter()
+                .map(|w| (w.delay_ms, w.checks, w.inconsistencies))
+                .collect::<Vec<_>>(),
+        ),
+    );
+
+    // ---- Phase 3: the target Redis stopped (SIGSTOP) for seconds -----------------
+    // SIGSTOP rather than kill + restart: the server keeps its data, so the values
+    // cached before the outage are still there when it comes back and the test can
+    // see the queued deletes land (a restart without persistence would empty the
+    // cache and hide a lost delete). Clients see what a hung server does: requests
+    // that do not answer, the sidecar's batches time out into the retry queue.
+    fill(OUTAGE_ROWS);
+    let s3 = status(&b);
+    let o3 = Online::read(&b);
+    // Readers keep running on the live rows (they hang while Redis is stopped and
+    // resume after); the only writes are the OUTAGE_ROWS updates, so every sample of
+    // this phase is one of them.
+    let load = Load::start(&rt, &pool, &cache, 0, 4);
+    redis_srv.pause(true).expect("SIGSTOP redis");
+    // Two transactions of 10 rows. (Against a hung Redis, the sidecar tries each delete
+    // batch in line for its batch timeout, twice, before queueing it: one transaction
+    // per 2 x batch_timeout. A row per transaction would make this phase long.)
+    let outage: Vec<i64> = OUTAGE_ROWS.collect();
+    for ids in outage.chunks(10) {
+        let n = rt
+            .block_on(update_users_in_one_transaction(&pool, ids))
+            .expect("update");
+        assert_eq!(n, ids.len() as u64);
+    }
+    // The deletes (first and second) have timed out into the durable retry queue.
+    let queued_before = u64_at(&s3, &["binlog", "retry", "queued"]);
+    let end = gtid_binlog_pos(&db);
+    let mut last = serde_json::Value::Null;
+    let queued = wait_until(Duration::from_secs(60), || {
+        last = status(&b);
+        last["binlog"]["gtid"].as_str() == Some(end.as_str())
+            && u64_at(&last, &["binlog", "pending_double_deletes"]) == 0
+            && u64_at(&last, &["binlog", "retry", "queued"]) > queued_before
+    });
+    assert!(queued, "deletes not queued while Redis is stopped: {last}");
+    // Ground truth online for this phase: 0 inconsistencies. The OUTAGE_ROWS values
+    // are really stale while Redis is stopped, but nobody can read them: Redis stays
+    // stopped until the checker has resolved every window of every outage sample
+    // (pending back to 0) as a check error ("cache unreachable", counted apart, not
+    // a check). So no check of an outage sample can run after SIGCONT, before the
+    // retried delete lands.
+    let o3_during = Online::wait_idle(&b, "phase 3 (Redis stopped)");
+    redis_srv.pause(false).expect("SIGCONT redis");
+    // Nothing lost: the retry queue drains by itself (no new write pushes it) and
+    // every delete queued during the outage landed.
+    wait_settled(&db, &b, "phase 3 (after SIGCONT)");
+    for id in OUTAGE_ROWS {
+        assert_eq!(
+            classify(cache_get(&mut rc, id).as_deref(), read(id).as_ref()),
+            Class::Missing,
+            "user:{id} (changed while Redis was stopped) must have been deleted by the retry queue"
+        );
+    }
+    let (_, (p3_reads, p3_read_errors)) = load.stop(&rt);
+    // Deletes handed to the retry queue during the outage (first and second deletes of
+    // the OUTAGE_ROWS keys): all delivered, none dead-lettered.
+    let r = status(&b)["binlog"]["retry"].clone();
+    let queued_in_outage = u64_at(&r, &["queued"]) - queued_before;
+    assert!(
+        queued_in_outage >= OUTAGE_ROWS.count() as u64
+            && u64_at(&r, &["delivered"]) >= queued_in_outage
+            && u64_at(&r, &["dead_letters"]) == 0,
+        "retry queue after the outage: {r}"
+    );
+    figures.insert("retry queue".into(), r.to_string());
+    figures.insert(
+        "phase 3 (redis SIGSTOP)".into(),
+        format!(
+            "{} updates while stopped, {queued_in_outage} deletes to the retry queue, all landed after SIGCONT; {p3_reads} lease reads ({p3_read_errors} cache errors)",
+            OUTAGE_ROWS.count(),
+        ),
+    );
+    {
+        let (before, during) = (&o3, &o3_during);
+        let after = Online::wait_idle(&b, "phase 3");
+        for (delay, checks, incons) in after.delta(before) {
+            assert_eq!(incons, 0, "phase 3 window {delay} ms: {after:?}");
+            // Unreachable cache: errors, not checks.
+            assert_eq!(checks, 0, "phase 3 window {delay} ms: {after:?}");
+        }
+        assert_eq!(
+            during.errors - before.errors,
+            (OUTAGE_ROWS.count() * DELAYS_MS.len()) as u64,
+            "one check error per outage sample and window: {during:?}"
+        );
+        figures.insert(
+            "phase 3 online".into(),
+            format!(
+                "{} check errors while Redis was stopped",
+                during.errors - before.errors
+            ),
+        );
+    }
+
+    // ---- Phase 4: plain SET fills without leases, stale on purpose ---------------
+    // The classic stale-fill race, played deterministically: the filler read the old
+    // row, the writer commits, the sidecar deletes (twice: double delete), then the
+    // filler SETs the old value. Recorded as ground truth.
+    fill(STALE_ROWS);
+    let stale_old: BTreeMap<i64, Vec<u8>> = STALE_ROWS
+        .map(|id| (id, cache_get(&mut rc, id).expect("filled")))
+        .collect();
+    let o4 = Online::wait_idle(&b, "before phase 4");
+    let committed = Instant::now();
+    for id in STALE_ROWS {
+        update(id);
+    }
+    wait_settled(&db, &b, "phase 4 deletes");
+    for id in STALE_ROWS {
+        assert_eq!(
+            cache_get(&mut rc, id),
+            None,
+            "user:{id} deleted by the sidecar"
+        );
+    }
+    // Online ground truth per window, made exact by ordering: the stale values are
+    // SET after the 1 s window has checked every phase-4 sample (the keys were absent
+    // then: consistent) and before the 5 s window checks any (then every one is
+    // present, differs from its row, still the same after the grace: inconsistent).
+    // The test waits for the first and verifies the second on the checker's own
+    // counters; nothing else is invalidated meanwhile, so the counters move only for
+    // these samples. Window 1 s: +0 inconsistencies, window 5 s: +STALE_ROWS.
+    {
+        let o4 = &o4;
+        let n = STALE_ROWS.count() as u64;
+        let mut o = Online::default();
+        let done = wait_until(Duration::from_secs(60), || {
+            o = Online::read(&b);
+            o.w(0).checks == o4.w(0).checks + n
+        });
+        assert!(done, "1 s window of phase 4 not checked: {o:?}");
+    }
+    let stale_set = Instant::now();
+    for (id, old) in &stale_old {
+        let _: () = redis::cmd("SET")
+            .arg(key(*id))
+            .arg(old)
+            .query(&mut rc)
+            .expect("plain SET");
+    }
+    {
+        let o4 = &o4;
+        let o = Online::read(&b);
+        assert_eq!(
+            o.w(1).checks,
+            o4.w(1).checks,
+            "the {} ms window checked a phase-4 sample before the stale SET ({:?} after \
+             the commits): the ground truth of that window is not exact; {o:?}",
+            DELAYS_MS[1],
+            stale_set - committed
+        );
+    }
+    let expected_stale: BTreeSet<String> = STALE_ROWS.map(key).collect();
+
+    // ---- Quiesce, then the final figures -------------------------------------------
+    wait_settled(&db, &b, "final");
+    // The test's own classification of every key (the ground truth).
+    let mut truth = BTreeMap::<&'static str, u64>::new();
+    let mut truth_stale = BTreeSet::new();
+    for id in 1..=ROWS {
+        let c = classify(cache_get(&mut rc, id).as_deref(), read(id).as_ref());
+        let name = match c {
+            Class::Consistent => "consistent",
+            Class::Stale => {
+                truth_stale.insert(key(id));
+                "stale"
+            }
+            Class::Missing => "missing",
+            Class::NoRow => "no row",
+            Class::Orphan => "orphan",
+        };
+        *truth.entry(name).or_default() += 1;
+    }
+    // Nothing lost: the only stale keys are the ones the test made stale.
+    assert_eq!(truth_stale, expected_stale, "ground truth: {truth:?}");
+    assert_eq!(truth.get("orphan"), None, "{truth:?}");
+
+    // Offline: exactly the ground truth.
+    let (code, r) = run_audit(&cfg, &dir.join("audit-final"));
+    assert_eq!(code, 1, "stale keys found: exit 1: {r}");
+    let t = &r["totals"];
+    let get = |k: &str| truth.get(k).copied().unwrap_or(0);
+    assert_eq!(t["rows"], ROWS - DELETED_ROWS.count() as i64, "{r}");
+    assert_eq!(t["stale"], get("stale"), "{r}");
+    assert_eq!(t["consistent"], get("consistent"), "{r}");
+    assert_eq!(t["missing"], get("missing"), "{r}");
+    assert_eq!(t["orphan"], 0, "{r}");
+    let listed: BTreeMap<String, &serde_json::Value> = r["tables"][0]["stale_keys"]
+        .as_array()
+        .expect("stale_keys")
+        .iter()
+        .map(|s| (s["key"].as_str().unwrap_or("").to_string(), s))
+        .collect();
+    assert_eq!(
+        listed.keys().cloned().collect::<BTreeSet<_>>(),
+        expected_stale,
+        "the offline audit names exactly the keys the test made stale"
+    );
+    for (id, old) in &stale_old {
+        let s = listed[&key(*id)];
+        assert_eq!(
+            s["cached"].as_str().map(str::as_bytes),
+            Some(&old[..]),
+            "{s}"
+        );
+        let expected: serde_json::Value =
+            serde_json::from_str(s["expected"].as_str().unwrap_or("")).expect("expected json");
+        assert_eq!(Some(expected), serde_json::to_value(read(*id)).ok(), "{s}");
+        // A plain SET records no write time on Redis (and the lease fill's record was
+        // deleted with its value).
+        assert!(s["written_ms"].is_null(), "{s}");
+    }
+    figures.insert(
+        "final offline".into(),
+        format!(
+            "{t} (consistency {}, {} nines)",
+            r["consistency"], r["nines"]
+        ),
+    );
+
+    {
+        let o4 = &o4;
+        let o = Online::wait_idle(&b, "final");
+        let d = o.delta(o4);
+        let n = STALE_ROWS.count() as u64;
+        assert_eq!(d[0].2, 0, "window {} ms: {o:?}", d[0].0);
+        assert_eq!(d[1].2, n, "window {} ms: {o:?}", d[1].0);
+        for (delay, checks, _) in &d {
+            assert_eq!(*checks, n, "phase 4 window {delay} ms: {o:?}");
+        }
+        // Since the restart (phases 2-4), the whole ground truth of the new process.
+        assert_eq!(o.w(0).inconsistencies, 0, "{o:?}");
+        assert_eq!(o.w(1).inconsistencies, n, "{o:?}");
+        let named: BTreeSet<String> = o
+            .last_inconsistent
+            .iter()
+            .map(|i| i["key"].as_str().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(named, expected_stale, "last_inconsistent: {o:?}");
+        for i in &o.last_inconsistent {
+            assert_eq!(i["delay_ms"], DELAYS_MS[1], "{i}");
+            assert_eq!(i["table"], "app.users", "{i}");
+            assert!(i["written_ms"].is_null(), "{i}");
+            let id: i64 = i["key"]
+                .as_str()
+                .and_then(|k| k.strip_prefix("user:"))
+                .and_then(|k| k.parse().ok())
+                .expect("key");
+            assert_eq!(
+                i["cached"].as_str().map(str::as_bytes),
+                Some(&stale_old[&id][..]),
+                "{i}"
+            );
+        }
+        figures.insert(
+            "online since restart".into(),
+            o.windows
+                .iter()
+                .map(|w| {
+                    format!(
+                        "[{} ms: {} checks, {} inconsistencies, consistency {:.6}, {:.2} nines]",
+                        w.delay_ms, w.checks, w.inconsistencies, w.consistency, w.nines
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+                + &format!(" errors {} dropped {}", o.errors, o.dropped),
+        );
+    }
+    eprintln!("chaos figures ({:.1} s):", started.elapsed().as_secs_f64());
+    for (k, v) in &figures {
+        eprintln!("  {k}: {v}");
+    }
+    eprintln!("  ground truth at the end: {truth:?}, stale keys {expected_stale:?}");
+    drop(b);
+    rt.block_on(pool.disconnect()).ok();
+    let _ = std::fs::remove_dir_all(&dir);
+}
