@@ -285,6 +285,75 @@ async fn target_slower_than_batch_timeout_loses_nothing() {
     worker.abort();
 }
 
+/// Counts the batches the pipeline itself sends (the queue's worker has its own).
+#[derive(Clone)]
+struct Counting<T>(T, std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl<T: Target> Target for Counting<T> {
+    async fn delete_batch(&self, keys: &[Bytes]) -> Result<(), crate::target::TargetError> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.delete_batch(keys).await
+    }
+}
+
+/// A hung target (SIGSTOP) costs the pipeline one timed-out batch, not one per
+/// transaction: after a refused batch, the next ones go straight to the retry queue
+/// for a second, so the binlog keeps its pace; once the target answers again, batches
+/// go to it directly, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_target_is_skipped_while_it_fails() {
+    if !RedisServer::available() {
+        return;
+    }
+    let d = tmp("breaker");
+    let s = RedisServer::start(&[]).unwrap();
+    const N: u64 = 100;
+    set_all(&s, 0..N, "stale");
+    let cfg = TargetConfig {
+        batch_timeout: HumanDuration(Duration::from_millis(300)),
+        ..TargetConfig::redis(s.url())
+    };
+    let target = RedisTarget::connect(&cfg).await.unwrap();
+    let q = RetryQueue::open(&retry_cfg(&d)).await.unwrap();
+    let worker = q.spawn_worker(target.clone());
+    let cp = FileCheckpointStore::new(d.join("cp"));
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = Counting(target, calls.clone());
+    let (feed, stop, task) = run(counted, Some(q.clone()), cp.clone(), Duration::ZERO);
+    s.pause(true).unwrap();
+    for n in 0..50 {
+        feed.send(tx(n, n)).unwrap();
+    }
+    wait_checkpoint(&cp, pos(49), 60).await;
+    let during = calls.load(std::sync::atomic::Ordering::Relaxed);
+    let queued = q.stats().enqueued;
+    s.pause(false).unwrap();
+    // Every transaction of the outage was queued, but the hung target was tried for
+    // only a few of them: one per second the outage lasted, not 50 (each try waits
+    // the batch timeout, twice).
+    assert_eq!(queued, 50, "every delete of the outage is queued");
+    assert!(during < 10, "{during} batches sent to a hung target");
+    wait_for(|| q.depth() == 0, 30).await;
+    // Healthy again: after the open second, batches go to the target directly.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = calls.load(std::sync::atomic::Ordering::Relaxed);
+    for n in 50..N {
+        feed.send(tx(n, n)).unwrap();
+    }
+    wait_checkpoint(&cp, pos(N - 1), 60).await;
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::Relaxed) - before,
+        N - 50,
+        "healthy target gets every batch"
+    );
+    assert_eq!(q.stats().enqueued, 50, "nothing queued once healthy");
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    assert_eq!(lost(&s, 0..N), 0, "lost deletes");
+    assert_eq!(q.stats().dead_letters, 0);
+    worker.abort();
+}
+
 /// The second delete removes a stale value written between the first and the
 /// second delete (a reader that filled an old value), and a key invalidated twice
 /// within the delay gets one second delete, not two.

@@ -95,6 +95,9 @@ pub struct PipelineStats {
     pub queued: u64,
     /// Times reading paused because the retry queue was past `max_depth`.
     pub backpressure_pauses: u64,
+    /// Of `queued`, deletes queued without trying the target, within a second of a
+    /// batch it refused.
+    pub queued_without_trying: u64,
 }
 
 /// Second deletes that came due, with the transactions they belong to.
@@ -116,6 +119,12 @@ struct Held {
 /// Delete attempts per batch before the pipeline stops.
 const TARGET_ATTEMPTS: u32 = 5;
 
+/// After a batch the target refused went to the retry queue, later batches go
+/// straight to the queue for this long before one is tried on the target again: a
+/// target that hangs rather than refuses would otherwise cost every transaction its
+/// full in-line attempts (`attempts` x `batch_timeout`) and stall the binlog.
+const BREAKER_OPEN: Duration = Duration::from_secs(1);
+
 /// Binlog -> rules -> target -> checkpoint.
 pub struct Pipeline<S, T, C> {
     source: S,
@@ -131,6 +140,8 @@ pub struct Pipeline<S, T, C> {
     delayed: DelayedDeletes,
     held: VecDeque<Held>,
     next_seq: u64,
+    /// Until then, deliveries skip the target and go to the retry queue.
+    queue_until: Option<Instant>,
 }
 
 impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
@@ -156,6 +167,7 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
             delayed: DelayedDeletes::new(),
             held: VecDeque::new(),
             next_seq: 0,
+            queue_until: None,
         }
     }
 
@@ -334,25 +346,27 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
     }
 
     /// Deletes `keys`; if the target refuses and there is a retry queue, queues
-    /// them durably instead.
+    /// them durably instead (and, for [`BREAKER_OPEN`], queues later batches without
+    /// trying the target).
     async fn deliver(&mut self, keys: &[Bytes], position: &Position) -> Result<(), PipelineError> {
-        let err = match self.target.delete_batch(keys).await {
-            Ok(()) => return Ok(()),
+        if self.retry.is_some() && self.queue_until.is_some_and(|t| Instant::now() < t) {
+            tracing::debug!(keys = keys.len(), %position, "target failing: queued without trying it");
+            self.stats.queued_without_trying += keys.len() as u64;
+            return self.enqueue(keys, position).await;
+        }
+        let mut source = match self.target.delete_batch(keys).await {
+            Ok(()) => {
+                self.queue_until = None;
+                return Ok(());
+            }
             Err(e) => e,
         };
-        if let Some(q) = &self.retry {
-            tracing::warn!(error = %err, keys = keys.len(), %position, "delete failed; queued for retry");
-            q.enqueue(keys, &position.to_string())
-                .await
-                .map_err(|source| PipelineError::Queue {
-                    position: position.clone(),
-                    source,
-                })?;
-            self.stats.queued += keys.len() as u64;
-            return Ok(());
+        if self.retry.is_some() {
+            tracing::warn!(error = %source, keys = keys.len(), %position, "delete failed; queued for retry");
+            self.queue_until = Some(Instant::now() + BREAKER_OPEN);
+            return self.enqueue(keys, position).await;
         }
         let mut attempt = 1;
-        let mut source = err;
         loop {
             if attempt >= TARGET_ATTEMPTS {
                 return Err(PipelineError::Target {
@@ -368,6 +382,22 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
                 Err(e) => source = e,
             }
         }
+    }
+
+    /// Hands `keys` to the retry queue; Ok once a crash can no longer lose them.
+    /// Called only with a queue.
+    async fn enqueue(&mut self, keys: &[Bytes], position: &Position) -> Result<(), PipelineError> {
+        debug_assert!(self.retry.is_some());
+        if let Some(q) = &self.retry {
+            q.enqueue(keys, &position.to_string())
+                .await
+                .map_err(|source| PipelineError::Queue {
+                    position: position.clone(),
+                    source,
+                })?;
+            self.stats.queued += keys.len() as u64;
+        }
+        Ok(())
     }
 
     /// Writes the newest applied position if it is not saved yet.

@@ -153,6 +153,7 @@ fn pipeline_json(p: &crate::pipeline::PipelineState) -> serde_json::Value {
         "double_deletes": s.stats.double_deletes,
         "pending_double_deletes": s.stats.pending_double_deletes,
         "backpressure_pauses": s.stats.backpressure_pauses,
+        "queued_without_trying": s.stats.queued_without_trying,
         "retry": {
             "depth": s.retry.depth,
             "queued": s.retry.enqueued,
