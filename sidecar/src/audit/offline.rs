@@ -30,7 +30,8 @@ use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use crate::clock::now_ms;
 
 /// Keys read per pipelined round trip (and rows looked up per query).
 const BATCH: usize = 500;
@@ -43,13 +44,6 @@ const MAX_LISTED: usize = 1000;
 /// checker's `confirm_grace_ms`: a write in flight (row committed, cache not yet
 /// refilled) is not stale.
 const RECHECK_GRACE: Duration = Duration::from_millis(1000);
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// How the cache tells when a value was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
