@@ -15,6 +15,10 @@ pub struct Counts {
     pub missing: u64,
     /// Cached without a row.
     pub orphan: u64,
+    /// Cached, with a row, under a template whose value is not the rendered row
+    /// (not in the rule's `value.keys`): not compared, so neither consistent nor
+    /// stale (its orphans are still found).
+    pub unchecked: u64,
 }
 
 /// One stale key with what the cache and the database hold.
@@ -22,12 +26,45 @@ pub struct Counts {
 pub struct StaleKey {
     /// The key.
     pub key: String,
-    /// The cached value.
+    /// The cached value (at most [`MAX_VALUE_BYTES`], then [`TRUNCATED`]).
     pub cached: String,
-    /// The row rendered as the cache should hold it.
+    /// The row rendered as the cache should hold it (truncated alike).
     pub expected: String,
     /// `OBJECT WRITTEN` of the key (Unix ms), when the cache reports it.
     pub written_ms: Option<i64>,
+}
+
+/// The longest `cached` / `expected` kept in a report, bytes: a report lists up to
+/// 1000 stale keys per template, and a value may be megabytes.
+pub const MAX_VALUE_BYTES: usize = 4096;
+
+/// What follows a value cut at [`MAX_VALUE_BYTES`] (then the full length).
+pub const TRUNCATED: &str = "…[truncated, ";
+
+/// `v` as text, cut at [`MAX_VALUE_BYTES`] (on a character boundary) with a marker
+/// telling the full length: `…[truncated, 123456 bytes]`.
+pub fn clip(v: &[u8]) -> String {
+    let text = String::from_utf8_lossy(v);
+    if text.len() <= MAX_VALUE_BYTES {
+        return text.into_owned();
+    }
+    let mut end = MAX_VALUE_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{TRUNCATED}{} bytes]", &text[..end], v.len())
+}
+
+impl StaleKey {
+    /// A stale key, its values clipped to [`MAX_VALUE_BYTES`].
+    pub fn new(key: &[u8], cached: &[u8], expected: &str, written_ms: Option<i64>) -> Self {
+        StaleKey {
+            key: String::from_utf8_lossy(key).into_owned(),
+            cached: clip(cached),
+            expected: clip(expected.as_bytes()),
+            written_ms,
+        }
+    }
 }
 
 /// One rule's result.
@@ -37,6 +74,10 @@ pub struct TableReport {
     pub table: String,
     /// The key template audited.
     pub key: String,
+    /// Whether its cached values are compared with the rendered row (the rule's
+    /// `value.keys`; by default its first template only). When false, a cached key
+    /// with a row counts `unchecked`; orphans are found either way.
+    pub compared: bool,
     /// Counts.
     pub counts: Counts,
     /// consistent / (consistent + stale + orphan); 1 when nothing was cached.
@@ -48,7 +89,6 @@ pub struct TableReport {
     /// Keys first found stale or orphan whose row changed during the scan (seen in
     /// the binlog): re-read (row and cache) before being classified; their final
     /// class is in `counts`.
-    #[serde(default)]
     pub rechecked: u64,
 }
 
@@ -70,21 +110,16 @@ pub struct Report {
     /// Per table and key template, worst consistency first.
     pub tables: Vec<TableReport>,
     /// Keys re-checked because their row changed during the scan (sum of the tables').
-    #[serde(default)]
     pub rechecked: u64,
     /// Distinct keys of rows the binlog showed changing during the scan; null when
     /// the binlog could not be read (see `notes`).
-    #[serde(default)]
     pub changed_during_scan: Option<u64>,
     /// How old the stale values were when found: now - the value's write time.
-    #[serde(default)]
     pub staleness_age: AgeHistogram,
     /// The running sidecar's invalidation lag (`/status` `audit.invalidation_lag`),
     /// null when no sidecar answered (see `notes`).
-    #[serde(default)]
     pub invalidation_lag: Option<InvalidationLag>,
     /// What the audit could not do or measure (binlog unreadable, no sidecar).
-    #[serde(default)]
     pub notes: Vec<String>,
 }
 
@@ -142,7 +177,8 @@ impl AgeHistogram {
 /// delete applied, sampled keys).
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct InvalidationLag {
-    /// Where it was read (`http://HOST:PORT/status`).
+    /// Where it was read (`http://HOST:PORT/status`); not in `/status` itself
+    /// (read from there, then filled in).
     #[serde(default)]
     pub source: String,
     /// Bucket upper bounds, seconds.
@@ -177,6 +213,33 @@ pub fn nines(r: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_values_are_clipped_with_a_marker() {
+        assert_eq!(clip(b"short"), "short");
+        let exact = vec![b'a'; MAX_VALUE_BYTES];
+        assert_eq!(
+            clip(&exact).len(),
+            MAX_VALUE_BYTES,
+            "at the limit: kept whole"
+        );
+        let long = vec![b'a'; 100_000];
+        let c = clip(&long);
+        assert!(c.ends_with("…[truncated, 100000 bytes]"), "{}", &c[4000..]);
+        assert!(c.len() < MAX_VALUE_BYTES + 40);
+        // A multi-byte character across the limit is not split.
+        let mut e = vec![b'a'; MAX_VALUE_BYTES - 1];
+        e.extend("é".repeat(10).as_bytes());
+        let c = clip(&e);
+        assert!(c.starts_with(&"a".repeat(MAX_VALUE_BYTES - 1)));
+        assert!(
+            c[MAX_VALUE_BYTES - 1..].starts_with(TRUNCATED),
+            "{}",
+            &c[4090..]
+        );
+        let k = StaleKey::new(b"k", &long, &"x".repeat(5000), None);
+        assert!(k.cached.contains(TRUNCATED) && k.expected.contains("5000 bytes"));
+    }
 
     #[test]
     fn age_buckets() {
