@@ -8,7 +8,7 @@
 
 mod common;
 
-use connectors::testing::{MariaDb, MariaDbOptions};
+use connectors::testing::MariaDbOptions;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
@@ -21,8 +21,14 @@ impl Drop for Engine {
 }
 
 fn engine() -> Engine {
+    engine_with(&["--listen", "127.0.0.1:0"])
+}
+
+/// `coherent serve` (engine only) with `args`; its address as it prints it.
+fn engine_with(args: &[&str]) -> Engine {
     let child = Command::new(env!("CARGO_BIN_EXE_coherent"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", ""])
+        .args(["serve", "--admin-listen", ""])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -79,11 +85,7 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn audit_counts_equal_ground_truth() {
-    if !MariaDb::available() {
-        eprintln!("SKIP: mariadbd is not installed");
-        return;
-    }
-    let db = MariaDb::start(MariaDbOptions::default()).expect("start mariadb");
+    let db = common::mariadb(MariaDbOptions::default());
     db.sql(
         "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL);
          USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), IF(seq % 7 = 0, NULL, CONCAT('Name ', seq)) FROM seq_1_to_2000;",
@@ -248,13 +250,31 @@ fn audit_counts_equal_ground_truth() {
         "{}",
         String::from_utf8_lossy(&st.stderr)
     );
-    render_in_chromium(&dir.join("dirty/report.html"), "");
+    let dirty = read_report(&dir.join("dirty"));
+    render_in_chromium(
+        &dir.join("dirty/report.html"),
+        "",
+        &dirty,
+        &[
+            "<code>user:301</code>",
+            "<code>user:5001</code>",
+            "Old name",
+        ],
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Renders the page in headless Chromium and checks a screenshot was produced
-/// (kept at `AUDIT_SCREENSHOT`, with `-suffix` before `.png` when a suffix is given).
-fn render_in_chromium(page: &std::path::Path, suffix: &str) {
+/// Renders the page in headless Chromium: a screenshot (kept at
+/// `AUDIT_SCREENSHOT`, with `-suffix` before `.png` when a suffix is given, to be
+/// looked at), and the DOM Chromium built from the page (`--dump-dom`), which must
+/// hold the summary figures of the report `r` (as the page shows them), an SVG chart
+/// in each chart container the report calls for, and `expect`.
+fn render_in_chromium(
+    page: &std::path::Path,
+    suffix: &str,
+    r: &serde_json::Value,
+    expect: &[&str],
+) {
     let Some(bin) = ["chromium", "chromium-browser"].into_iter().find(|b| {
         Command::new("which")
             .arg(b)
@@ -280,26 +300,76 @@ fn render_in_chromium(page: &std::path::Path, suffix: &str) {
         })
         .unwrap_or_else(|_| page.with_extension("png"));
     let profile = page.with_file_name("chromium-profile");
-    let st = Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--no-first-run",
-            "--window-size=1000,1200",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("file://{}", page.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run chromium");
-    assert!(st.success(), "chromium failed");
+    let chromium = |extra: &str| {
+        Command::new(bin)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--window-size=1000,1200",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(extra)
+            .arg(format!("file://{}", page.display()))
+            .stderr(Stdio::null())
+            .output()
+            .expect("run chromium")
+    };
+    let st = chromium(&format!("--screenshot={}", shot.display()));
+    assert!(st.status.success(), "chromium failed");
     let len = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(len > 5000, "screenshot too small: {len} bytes");
+    let out = chromium("--dump-dom");
+    assert!(out.status.success(), "chromium --dump-dom failed");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let t = &r["totals"];
+    let figures = [
+        format!(
+            "id=\"sum-consistency\">{:.6}<",
+            r["consistency"].as_f64().unwrap_or(-1.0)
+        ),
+        format!(
+            "id=\"sum-nines\">{:.2}<",
+            r["nines"].as_f64().unwrap_or(-1.0)
+        ),
+        format!("id=\"sum-rows\">{}<", t["rows"]),
+        format!("id=\"sum-stale\">{}<", t["stale"]),
+        format!("id=\"sum-orphan\">{}<", t["orphan"]),
+        format!("id=\"sum-rechecked\">{}<", r["rechecked"]),
+    ];
+    for f in &figures {
+        assert!(
+            dom.contains(f.as_str()),
+            "summary figure {f} not in the DOM"
+        );
+    }
+    let mut charts = vec!["chart-classes", "chart-worst"];
+    if t["stale"].as_u64().unwrap_or(0) > 0 {
+        charts.push("chart-age");
+    }
+    if !r["invalidation_lag"].is_null() {
+        charts.push("chart-lag");
+    }
+    for c in charts {
+        let at = dom
+            .find(&format!("<div id=\"{c}\">"))
+            .unwrap_or_else(|| panic!("no {c} in the DOM"));
+        assert!(
+            dom[at..]
+                .trim_start_matches(&format!("<div id=\"{c}\">"))
+                .starts_with("<svg"),
+            "{c} holds no SVG chart: {}",
+            &dom[at..(at + 200).min(dom.len())]
+        );
+    }
+    // Bars: one <rect> per class at least.
+    assert!(dom.matches("<rect").count() >= 5, "SVG bars drawn");
+    for e in expect {
+        assert!(dom.contains(e), "{e} not in the DOM");
+    }
 }
 
 /// Answers every HTTP request with `body` (a stand-in for the sidecar's `/status`).
@@ -328,11 +398,7 @@ fn fake_status(body: String) -> String {
 /// `/status` of `[admin] listen`.
 #[test]
 fn audit_classifies_every_template() {
-    if !MariaDb::available() {
-        eprintln!("SKIP: mariadbd is not installed");
-        return;
-    }
-    let db = MariaDb::start(MariaDbOptions::default()).expect("start mariadb");
+    let db = common::mariadb(MariaDbOptions::default());
     db.sql(
         "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL, KEY (email));
          USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), CONCAT('Name ', seq) FROM seq_1_to_200;",
@@ -375,7 +441,7 @@ fn audit_classifies_every_template() {
     std::fs::write(
         &cfg,
         format!(
-            "[engine]\nlisten = \"{}\"\n[admin]\nlisten = \"{admin}\"\n[mysql]\nurl = \"{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\", \"user:email:{{email}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"] }}\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:session:{{email}}\"]\n",
+            "[engine]\nlisten = \"{}\"\n[admin]\nlisten = \"{admin}\"\n[mysql]\nurl = \"{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\", \"user:email:{{email}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"], keys = [\"user:{{id}}\", \"user:email:{{email}}\"] }}\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:session:{{email}}\"]\n",
             e.1,
             db.url()
         ),
@@ -423,7 +489,12 @@ fn audit_classifies_every_template() {
     assert_eq!(l["source"], format!("http://{admin}/status"));
     let html = std::fs::read_to_string(dir.join("out/report.html")).expect("html");
     assert!(html.contains("11 sampled keys"), "lag chart shown");
-    render_in_chromium(&dir.join("out/report.html"), "templates");
+    render_in_chromium(
+        &dir.join("out/report.html"),
+        "templates",
+        &r,
+        &["11 sampled keys", "<code>user:email:U1@X.ORG</code>"],
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -434,11 +505,7 @@ fn audit_classifies_every_template() {
 /// seen in the binlog and re-checked: no stale report.
 #[test]
 fn audit_rechecks_rows_changed_during_the_scan() {
-    if !MariaDb::available() {
-        eprintln!("SKIP: mariadbd is not installed");
-        return;
-    }
-    let db = MariaDb::start(MariaDbOptions::default()).expect("start mariadb");
+    let db = common::mariadb(MariaDbOptions::default());
     db.sql(
         "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL);
          USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), CONCAT('Name ', seq) FROM seq_1_to_3000;
@@ -563,11 +630,7 @@ fn audit_rechecks_rows_changed_during_the_scan() {
 /// during the scan could not be re-checked.
 #[test]
 fn audit_on_redis_reads_lease_write_times() {
-    if !MariaDb::available() || !connectors::testing::RedisServer::available() {
-        eprintln!("SKIP: mariadbd or redis-server is not installed");
-        return;
-    }
-    let db = MariaDb::start(MariaDbOptions::default()).expect("start mariadb");
+    let db = common::mariadb(MariaDbOptions::default());
     db.sql(
         "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL);
          USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), CONCAT('Name ', seq) FROM seq_1_to_100;
@@ -575,6 +638,10 @@ fn audit_on_redis_reads_lease_write_times() {
          CREATE USER ro@'localhost' IDENTIFIED BY 'ro'; GRANT SELECT ON app.* TO ro@'localhost';",
     )
     .expect("schema");
+    assert!(
+        connectors::testing::RedisServer::available(),
+        "redis-server is not installed: run scripts/install-deps.sh"
+    );
     let redis_server = connectors::testing::RedisServer::start(&[]).expect("redis-server");
     let client = redis::Client::open(redis_server.url()).expect("client");
     let mut c = client.get_connection().expect("connect redis");
@@ -770,5 +837,188 @@ fn audit_with_the_running_sidecar() {
     );
     assert_eq!(lag["source"], format!("http://{}/status", sidecar.admin));
     assert!(!r["notes"].to_string().contains("no sidecar"), "{r}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A pointer-style secondary template (`user:email:{email}` caching the id) is not
+/// compared by value (the rule's `value.keys` defaults to its first template): its
+/// cached keys count `unchecked`, never stale, and its orphans are still found. The
+/// engine requires a password and listens on a wildcard address: the audit reaches
+/// it on loopback with `[engine] requirepass`; without the password it fails
+/// (exit 2), it does not fall back to another way of reading write times.
+#[test]
+fn audit_pointer_template_on_a_password_engine() {
+    let db = common::mariadb(MariaDbOptions::default());
+    db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL, KEY (email));
+         USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), CONCAT('Name ', seq) FROM seq_1_to_200;",
+    )
+    .expect("schema");
+    let e = engine_with(&["--listen", "0.0.0.0:0", "--requirepass", "s3cret"]);
+    assert!(e.1.starts_with("0.0.0.0:"), "wildcard listen: {}", e.1);
+    let port =
+        e.1.rsplit_once(':')
+            .map(|(_, p)| p.to_string())
+            .unwrap_or_default();
+    let client = redis::Client::open(format!("redis://:s3cret@127.0.0.1:{port}")).expect("client");
+    let mut c = client.get_connection().expect("connect engine");
+    let set = |c: &mut redis::Connection, k: &str, v: &str| {
+        let _: () = redis::cmd("SET").arg(k).arg(v).query(c).expect("SET");
+    };
+    for id in 1..=20i64 {
+        let v = json(id, &format!("u{id}@x.org"), Some(&format!("Name {id}")));
+        set(&mut c, &format!("user:{id}"), &v);
+    }
+    // The pointers: the id, as a service caching "email -> id" stores it.
+    for id in 1..=30i64 {
+        set(&mut c, &format!("user:email:u{id}@x.org"), &id.to_string());
+    }
+    set(&mut c, "user:email:gone@x.org", "999");
+    let dir = temp_dir("audit-pointer");
+    let config = |password: &str| {
+        format!(
+            "[engine]\nlisten = \"{}\"\n{password}[admin]\nlisten = \"\"\n[mysql]\nurl = \"{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\", \"user:email:{{email}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"] }}\n",
+            e.1,
+            db.url()
+        )
+    };
+    let cfg = dir.join("coherent.toml");
+    std::fs::write(&cfg, config("requirepass = \"s3cret\"\n")).expect("config");
+    let (code, r) = audit(&cfg, &dir.join("out"));
+    assert_eq!(code, 1, "the orphan pointer: {r}");
+    let id = entry(&r, "user:{id}");
+    assert_eq!(id["compared"], true);
+    assert_eq!(
+        (&id["counts"]["consistent"], &id["counts"]["missing"]),
+        (&20.into(), &180.into()),
+        "{r}"
+    );
+    let em = entry(&r, "user:email:{email}");
+    assert_eq!(em["compared"], false, "{r}");
+    let n = &em["counts"];
+    assert_eq!(
+        (
+            &n["consistent"],
+            &n["stale"],
+            &n["unchecked"],
+            &n["missing"],
+            &n["orphan"]
+        ),
+        (&0.into(), &0.into(), &30.into(), &170.into(), &1.into()),
+        "pointers are unchecked, not stale: {r}"
+    );
+    assert_eq!(
+        em["orphan_keys"],
+        serde_json::json!(["user:email:gone@x.org"])
+    );
+    assert_eq!(r["totals"]["unchecked"], 30);
+    assert_eq!(r["totals"]["stale"], 0);
+    // Without the orphan the deploy gate passes although 30 pointers are cached.
+    let _: () = redis::cmd("DEL")
+        .arg("user:email:gone@x.org")
+        .query(&mut c)
+        .expect("DEL");
+    let (code, r) = audit(&cfg, &dir.join("clean"));
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["totals"]["unchecked"], 30);
+    // Without the password: an error naming the refusal, no report.
+    let nopw = dir.join("nopw.toml");
+    std::fs::write(&nopw, config("")).expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_coherent"))
+        .args(["audit", "--config"])
+        .arg(&nopw)
+        .arg("--out")
+        .arg(dir.join("nopw"))
+        .output()
+        .expect("run audit");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("NOAUTH") || err.contains("uthentication"),
+        "{err}"
+    );
+    assert!(!dir.join("nopw/report.json").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Rows deleted during a rate-limited scan while their keys stay cached (nothing
+/// invalidates them here): each key is counted once. Rows 1..=50 were scanned
+/// (consistent) before their delete, so the orphan pass's re-check moves them to
+/// orphan; rows 2901..=2910 held stale values, were queued by the scan (their row
+/// changed) and are met again by the orphan pass, which must not queue them twice.
+#[test]
+fn audit_counts_a_key_changed_during_the_scan_once() {
+    let db = common::mariadb(MariaDbOptions::default());
+    db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL);
+         USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), CONCAT('Name ', seq) FROM seq_1_to_3000;",
+    )
+    .expect("schema");
+    let e = engine();
+    let client = redis::Client::open(format!("redis://{}", e.1)).expect("client");
+    let mut c = client.get_connection().expect("connect engine");
+    for id in (1..=300i64).chain(2901..=2910) {
+        let name = if id > 2900 {
+            "Old".to_string()
+        } else {
+            format!("Name {id}")
+        };
+        let _: () = redis::cmd("SET")
+            .arg(format!("user:{id}"))
+            .arg(json(id, &format!("u{id}@x.org"), Some(&name)))
+            .query(&mut c)
+            .expect("SET");
+    }
+    let dir = temp_dir("audit-once");
+    let cfg = dir.join("coherent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[engine]\nlisten = \"{}\"\n[admin]\nlisten = \"\"\n[mysql]\nurl = \"{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"] }}\n",
+            e.1,
+            db.url()
+        ),
+    )
+    .expect("config");
+    // 3000 rows at 1000 rows/s: the first progress line comes after about 1 s, when
+    // rows 1..=50 are scanned and rows 2901..=2910 are not yet.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coherent"))
+        .args(["audit", "--max-rows-per-sec", "1000", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run audit");
+    let err = child.stderr.take().expect("stderr");
+    let mut log = String::new();
+    let mut deleted = false;
+    for line in BufReader::new(err).lines() {
+        let line = line.expect("read");
+        if !deleted && line.contains("rows/s") {
+            deleted = true;
+            db.sql("DELETE FROM app.users WHERE id <= 50 OR id BETWEEN 2901 AND 2910")
+                .expect("delete");
+        }
+        log.push_str(&line);
+        log.push('\n');
+    }
+    let code = child.wait().expect("wait").code();
+    let r = read_report(&dir.join("out"));
+    assert!(deleted, "a progress line came: {log}");
+    assert_eq!(code, Some(1), "{r}\n{log}");
+    let t = &r["totals"];
+    assert_eq!(t["rows"], 3000, "{r}");
+    assert_eq!(
+        (&t["consistent"], &t["stale"], &t["orphan"], &t["missing"]),
+        (&250.into(), &0.into(), &60.into(), &2690.into()),
+        "every key counted once: {r}"
+    );
+    assert_eq!(r["rechecked"], 60, "each changed key re-checked once: {r}");
+    let orphans = entry(&r, "user:{id}")["orphan_keys"]
+        .as_array()
+        .map(|a| a.len())
+        .unwrap_or(0);
+    assert_eq!(orphans, 60, "{r}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,14 +7,39 @@
 //! Memory: one entry per distinct changed key, so it grows with the write rate times
 //! the scan's duration, not with the table.
 
+use connectors::binlog::source::SourceError;
 use connectors::binlog::{BinlogSource, MysqlConfig, Position, StartPosition};
-use connectors::rules::{KeyBatch, RuleConfig, Rules};
+use connectors::rules::{KeyBatch, RuleConfig, RuleError, Rules};
 use futures_util::TryStreamExt;
 use sqlx::mysql::MySqlConnection;
 use sqlx::Row;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Why the changes during the scan cannot be followed (the audit goes on without
+/// re-checks, with a note).
+#[derive(Debug, thiserror::Error)]
+pub enum ChangesError {
+    /// Neither `SHOW MASTER STATUS` nor `SHOW BINARY LOG STATUS` answered.
+    #[error("cannot read the server's binlog position: {0}")]
+    Position(#[source] sqlx::Error),
+    /// The audited rules do not compile for the reader.
+    #[error("rules: {0}")]
+    Rules(#[from] RuleError),
+    /// The binlog reader could not start or stopped.
+    #[error("binlog reader: {0}")]
+    Reader(#[source] Arc<SourceError>),
+    /// The reader's shared state was poisoned (its task panicked).
+    #[error("the binlog reader panicked")]
+    Poisoned,
+}
+
+impl From<SourceError> for ChangesError {
+    fn from(e: SourceError) -> Self {
+        ChangesError::Reader(Arc::new(e))
+    }
+}
 
 /// How long [`Watcher::sync`] waits for the reader to reach the server's position.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,9 +56,11 @@ fn mark(file: &str, pos: u64) -> Mark {
 }
 
 /// The server's current binlog file and offset; `None` when the binlog is off.
-pub async fn master_status(conn: &mut MySqlConnection) -> Result<Option<(String, u64)>, String> {
+pub async fn master_status(
+    conn: &mut MySqlConnection,
+) -> Result<Option<(String, u64)>, ChangesError> {
     // MySQL 8.4 renamed SHOW MASTER STATUS.
-    let mut last = String::new();
+    let mut last = None;
     for q in ["SHOW MASTER STATUS", "SHOW BINARY LOG STATUS"] {
         let rows: Result<Vec<sqlx::mysql::MySqlRow>, _> = sqlx::raw_sql(sqlx::AssertSqlSafe(q))
             .fetch(&mut *conn)
@@ -54,17 +81,19 @@ pub async fn master_status(conn: &mut MySqlConnection) -> Result<Option<(String,
                 let pos = text(1).and_then(|p| p.parse().ok()).unwrap_or(4);
                 return Ok(Some((file, pos)));
             }
-            Err(e) => last = e.to_string(),
+            Err(e) => last = Some(e),
         }
     }
-    Err(last)
+    Err(ChangesError::Position(last.unwrap_or_else(|| {
+        sqlx::Error::Protocol("no binlog status query".into())
+    })))
 }
 
 #[derive(Default)]
 struct Shared {
     keys: HashSet<Vec<u8>>,
     reached: Mark,
-    error: Option<String>,
+    error: Option<Arc<SourceError>>,
 }
 
 /// The running binlog reader and the keys it collected.
@@ -85,7 +114,7 @@ impl Watcher {
         server_id: u32,
         rules: &[&RuleConfig],
         aux: &mut MySqlConnection,
-    ) -> Result<Option<Watcher>, String> {
+    ) -> Result<Option<Watcher>, ChangesError> {
         let Some((file, pos)) = master_status(aux).await? else {
             return Ok(None);
         };
@@ -97,7 +126,7 @@ impl Watcher {
                 ..(*r).clone()
             })
             .collect();
-        let compiled = Rules::compile(&configs).map_err(|e| e.to_string())?;
+        let compiled = Rules::compile(&configs)?;
         let mut config = MysqlConfig::new(url, server_id);
         config.start = StartPosition::File {
             file: file.clone(),
@@ -107,14 +136,14 @@ impl Watcher {
         let filter_rules = compiled.clone();
         let filter: connectors::binlog::decode::TableFilter =
             Arc::new(move |d: &str, t: &str| filter_rules.covers(d, t));
-        let mut source = BinlogSource::new(config, None, Some(filter))
-            .map_err(|e| e.to_string())?
-            .with_backoff(connectors::binlog::source::Backoff {
+        let mut source = BinlogSource::new(config, None, Some(filter))?.with_backoff(
+            connectors::binlog::source::Backoff {
                 min: Duration::from_millis(100),
                 max: Duration::from_secs(1),
                 max_attempts: 3,
-            });
-        source.ensure_connected().await.map_err(|e| e.to_string())?;
+            },
+        );
+        source.ensure_connected().await?;
         let start = mark(&file, pos);
         let shared = Arc::new(Mutex::new(Shared {
             reached: start,
@@ -141,7 +170,7 @@ impl Watcher {
                     }
                     Err(e) => {
                         if let Ok(mut s) = s2.lock() {
-                            s.error = Some(e.to_string());
+                            s.error = Some(Arc::new(e));
                         }
                         n2.notify_waiters();
                         source.shutdown().await;
@@ -163,7 +192,7 @@ impl Watcher {
     /// far (so a change committed before the cache was read is known). `Err` when the
     /// reader failed; a timeout (a rotated binlog with no transaction after it leaves
     /// the server's position out of reach) sets `timed_out` and returns Ok.
-    pub async fn sync(&mut self, aux: &mut MySqlConnection) -> Result<(), String> {
+    pub async fn sync(&mut self, aux: &mut MySqlConnection) -> Result<(), ChangesError> {
         let Some((file, pos)) = master_status(aux).await? else {
             return Ok(());
         };
@@ -183,9 +212,9 @@ impl Watcher {
             // Registered before the check, so a notification in between is not lost.
             let notified = self.notify.notified();
             {
-                let s = self.shared.lock().map_err(|e| e.to_string())?;
+                let s = self.shared.lock().map_err(|_| ChangesError::Poisoned)?;
                 if let Some(e) = &s.error {
-                    return Err(e.clone());
+                    return Err(ChangesError::Reader(e.clone()));
                 }
                 if s.reached >= target {
                     return Ok(());

@@ -119,13 +119,13 @@ code{font-size:12px;word-break:break-all}.note{color:#8a5a00;background:#fff6e0;
     );
     let _ = write!(
         h,
-        r#"<div class="card"><div class="big">{:.6}</div>consistency</div><div class="card"><div class="big">{:.2}</div>nines</div><div class="card"><div class="big">{}</div>rows scanned</div><div class="card"><div class="big">{}</div>rechecked</div><div class="card"><div class="big">{:.1} s</div>duration</div>"#,
-        r.consistency, r.nines, t.rows, r.rechecked, r.duration_secs
+        r#"<div class="card"><div class="big" id="sum-consistency">{:.6}</div>consistency</div><div class="card"><div class="big" id="sum-nines">{:.2}</div>nines</div><div class="card"><div class="big" id="sum-rows">{}</div>rows scanned</div><div class="card"><div class="big" id="sum-stale">{}</div>stale</div><div class="card"><div class="big" id="sum-orphan">{}</div>orphan</div><div class="card"><div class="big" id="sum-rechecked">{}</div>rechecked</div><div class="card"><div class="big">{:.1} s</div>duration</div>"#,
+        r.consistency, r.nines, t.rows, t.stale, t.orphan, r.rechecked, r.duration_secs
     );
     for n in &r.notes {
         let _ = write!(h, r#"<div class="note">{}</div>"#, esc(n));
     }
-    h.push_str("<h2>Keys per class</h2>");
+    h.push_str(r#"<h2>Keys per class</h2><div id="chart-classes">"#);
     let class =
         |name: &str, v: u64, c: &'static str| (name.to_string(), v as f64, v.to_string(), c);
     h.push_str(&hbars(
@@ -134,10 +134,12 @@ code{font-size:12px;word-break:break-all}.note{color:#8a5a00;background:#fff6e0;
             class("stale", t.stale, "#e63946"),
             class("orphan", t.orphan, "#f4a261"),
             class("missing", t.missing, "#8d99ae"),
+            class("unchecked", t.unchecked, "#b8c0cc"),
         ],
         None,
         100,
     ));
+    h.push_str("</div>");
     let _ = write!(
         h,
         r#"<p class="muted">{} keys first found stale or orphan were re-read because their row changed during the scan (binlog); {} keys changed during the scan.</p>"#,
@@ -152,7 +154,11 @@ code{font-size:12px;word-break:break-all}.note{color:#8a5a00;background:#fff6e0;
         h.push_str(
             r#"<p class="muted">How long ago each stale value was written (engine: OBJECT WRITTEN; Redis: the lease fill's <code>written</code>).</p>"#,
         );
-        h.push_str(&age_chart(&r.staleness_age));
+        let _ = write!(
+            h,
+            r#"<div id="chart-age">{}</div>"#,
+            age_chart(&r.staleness_age)
+        );
     }
     h.push_str("<h2>Invalidation lag</h2>");
     match &r.invalidation_lag {
@@ -169,7 +175,7 @@ code{font-size:12px;word-break:break-all}.note{color:#8a5a00;background:#fff6e0;
                 mean * 1000.0,
                 esc(&l.source)
             );
-            h.push_str(&lag_chart(l));
+            let _ = write!(h, r#"<div id="chart-lag">{}</div>"#, lag_chart(l));
         }
         None => h.push_str(r#"<p class="muted">No sidecar reachable: no invalidation lag.</p>"#),
     }
@@ -194,26 +200,36 @@ code{font-size:12px;word-break:break-all}.note{color:#8a5a00;background:#fff6e0;
             )
         })
         .collect();
-    h.push_str(&hbars(&worst, Some(1.0), 260));
-    h.push_str("<table><tr><th>table</th><th>key</th><th>rows</th><th>consistent</th><th>stale</th><th>orphan</th><th>missing</th><th>rechecked</th><th>consistency</th></tr>");
+    let _ = write!(
+        h,
+        r#"<div id="chart-worst">{}</div>"#,
+        hbars(&worst, Some(1.0), 260)
+    );
+    h.push_str("<table id=\"tables\"><tr><th>table</th><th>key</th><th>rows</th><th>consistent</th><th>stale</th><th>orphan</th><th>missing</th><th>unchecked</th><th>rechecked</th><th>consistency</th></tr>");
     for tb in &r.tables {
         let c = &tb.counts;
         let _ = write!(
             h,
-            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.6}</td></tr>",
+            "<tr><td>{}</td><td><code>{}</code>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.6}</td></tr>",
             esc(&tb.table),
             esc(&tb.key),
+            if tb.compared {
+                ""
+            } else {
+                r#" <span class="muted">(not compared by value)</span>"#
+            },
             c.rows,
             c.consistent,
             c.stale,
             c.orphan,
             c.missing,
+            c.unchecked,
             tb.rechecked,
             tb.consistency
         );
     }
     let started = r.started_ms as i64;
-    h.push_str("</table><h2>Stale keys</h2><table><tr><th>table</th><th>key</th><th>cached</th><th>row</th><th>written (Unix ms)</th><th>age at audit</th></tr>");
+    h.push_str("</table><h2>Stale keys</h2><table id=\"stale-keys\"><tr><th>table</th><th>key</th><th>cached</th><th>row</th><th>written (Unix ms)</th><th>age at audit</th></tr>");
     for tb in &r.tables {
         for s in &tb.stale_keys {
             let _ = write!(
@@ -230,7 +246,9 @@ code{font-size:12px;word-break:break-all}.note{color:#8a5a00;background:#fff6e0;
             );
         }
     }
-    h.push_str("</table><h2>Orphan keys</h2><table><tr><th>table</th><th>key</th></tr>");
+    h.push_str(
+        "</table><h2>Orphan keys</h2><table id=\"orphan-keys\"><tr><th>table</th><th>key</th></tr>",
+    );
     for tb in &r.tables {
         for k in &tb.orphan_keys {
             let _ = write!(

@@ -18,12 +18,6 @@ const LOOKUP_BATCH: usize = 500;
 /// scans the table, so they are fewer and larger.
 pub(super) const UNINDEXED_BATCH: usize = 20_000;
 
-/// The templates whose cached value is the rendered row.
-// TODO(1.1): connectors' shared accessor replaces this once merged.
-fn value_templates(rule: &RuleConfig) -> Vec<String> {
-    rule.keys.iter().take(1).cloned().collect()
-}
-
 /// One key template of a rule, with its results.
 pub(super) struct Template {
     /// The template.
@@ -127,13 +121,26 @@ pub(super) async fn prepare(rule: &RuleConfig, aux: &mut MySqlConnection) -> Res
     if rule.keys.is_empty() {
         bail!("rule {}: no key template", rule.table);
     }
-    let compared = value_templates(rule);
+    // The templates whose cached value is the rendered row: the same function the
+    // online checker reads (`value.keys`, by default the first template).
+    if let Some(n) = renderer
+        .keys
+        .iter()
+        .flatten()
+        .find(|n| !rule.keys.contains(n))
+    {
+        bail!(
+            "rule {}: value.keys names {n:?}, which is not one of its keys",
+            rule.table
+        );
+    }
+    let compared = rule.value_templates();
     let mut templates = Vec::new();
-    for text in &rule.keys {
+    for (i, text) in rule.keys.iter().enumerate() {
         let tmpl = KeyTemplate::parse(text).map_err(|e| anyhow::anyhow!("{text}: {e}"))?;
         templates.push(Template {
             tmpl,
-            compared: compared.iter().any(|c| c == text),
+            compared: compared.contains(&i),
             counts: Counts::default(),
             stale_keys: Vec::new(),
             orphan_keys: Vec::new(),
