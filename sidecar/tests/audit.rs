@@ -152,7 +152,12 @@ fn audit_counts_equal_ground_truth() {
     let mut stale = std::collections::BTreeSet::new();
     for id in (301..=325i64).chain(1001..=1005) {
         let v = if id > 1000 {
-            "not json".to_string()
+            // One value far longer than the report keeps (4 KiB).
+            if id == 1005 {
+                "y".repeat(10_000)
+            } else {
+                "not json".to_string()
+            }
         } else {
             json(id, &format!("u{id}@x.org"), Some("Old name"))
         };
@@ -197,6 +202,17 @@ fn audit_counts_equal_ground_truth() {
         .map(|s| s["key"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(listed, stale, "exactly the stale keys the test made");
+    let long = r["tables"][0]["stale_keys"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["key"] == "user:1005"))
+        .map(|s| s["cached"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default();
+    assert!(
+        long.starts_with(&"y".repeat(4096)) && long.ends_with("…[truncated, 10000 bytes]"),
+        "clipped at 4 KiB with a marker: {} bytes",
+        long.len()
+    );
+    assert!(long.len() < 4200, "{}", long.len());
     for s in r["tables"][0]["stale_keys"].as_array().expect("stale") {
         assert!(
             s["written_ms"].as_i64().is_some(),
