@@ -10,6 +10,12 @@
 //! A change yields the keys of its before image and of its after image, so a changed
 //! email deletes both the old and the new `user:email:*` key. Placeholder values are
 //! the bytes MySQL prints for the column (see [`crate::binlog::decode::render_value`]).
+//!
+//! A rule may say how a row renders into its cached value, for the audits:
+//! `value = { columns = ["id", "email"], keys = ["user:{id}"] }`. `keys` lists the
+//! templates whose cached value *is* the rendered row (default: the first template
+//! only); the other templates (pointers such as `user:email:{email}` -> id) are not
+//! compared by value. [`Rule::value_templates`] is the one place both audits read it.
 
 use crate::binlog::{Cell, ChangeKind, Row, RowChange};
 use crate::duration::HumanDuration;
@@ -58,6 +64,16 @@ pub enum RuleError {
         /// The row's table.
         table_name: String,
     },
+    /// `value.keys` names a template that is not in the rule's `keys`.
+    #[error("rules[{index}].value.keys {template:?}: not one of the rule's keys {keys:?}")]
+    ValueKey {
+        /// Rule index.
+        index: usize,
+        /// The unknown template.
+        template: String,
+        /// The rule's templates.
+        keys: Vec<String>,
+    },
     /// A placeholder's column is not in the row image (binlog_row_image is not FULL).
     #[error("key {template:?} needs column `{column}` of `{db}`.`{table}`, which the binlog row image does not carry: set binlog_row_image=FULL")]
     AbsentColumn {
@@ -92,8 +108,9 @@ pub struct RuleConfig {
     /// [`Rules::backstops`], by the embedded engine.
     #[serde(default, skip_serializing_if = "HumanDuration::is_zero")]
     pub ttl_backstop: HumanDuration,
-    /// How a row renders into its cached value (under every key template), for the
-    /// offline audit: `value = { format = "json", columns = ["id", "email"] }`.
+    /// How a row renders into its cached value, for the audits:
+    /// `value = { format = "json", columns = ["id", "email"] }`; under the templates of
+    /// [`ValueRenderer::keys`] (default: the first one), see [`Rule::value_templates`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<ValueRenderer>,
 }
@@ -108,6 +125,45 @@ pub struct ValueRenderer {
     pub format: String,
     /// The columns, in field order.
     pub columns: Vec<String>,
+    /// The key templates (as written in the rule's `keys`) whose cached value is the
+    /// rendered row. Absent: the rule's first template only. Other templates (e.g. a
+    /// secondary key caching the id) are not compared by value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<String>>,
+}
+
+impl RuleConfig {
+    /// Indices into `keys` of the templates whose cached value is the rendered row:
+    /// empty without a `value` renderer; `value.keys` when given (names that are not
+    /// in `keys` are skipped here; [`Rules::compile`] rejects them); else `[0]`.
+    pub fn value_templates(&self) -> Vec<usize> {
+        value_templates_of(self).unwrap_or_else(|(found, _)| found)
+    }
+}
+
+/// [`RuleConfig::value_templates`], with the first name `value.keys` lists that is
+/// not a template of the rule as the error (next to the indices found).
+fn value_templates_of(c: &RuleConfig) -> Result<Vec<usize>, (Vec<usize>, String)> {
+    let Some(v) = &c.value else {
+        return Ok(Vec::new());
+    };
+    let Some(names) = &v.keys else {
+        return Ok(vec![0]);
+    };
+    let mut found = Vec::with_capacity(names.len());
+    let mut unknown = None;
+    for n in names {
+        match c.keys.iter().position(|k| k == n) {
+            Some(i) if !found.contains(&i) => found.push(i),
+            Some(_) => {}
+            None => unknown = unknown.or_else(|| Some(n.clone())),
+        }
+    }
+    found.sort_unstable();
+    match unknown {
+        None => Ok(found),
+        Some(n) => Err((found, n)),
+    }
 }
 
 fn default_format() -> String {
@@ -282,7 +338,9 @@ impl KeyTemplate {
         let rest = &key[pos..];
         match self.segments.get(seg) {
             None => {
-                if rest.is_empty() {
+                // Splits giving one column two values are dropped here, before they
+                // count against MAX_KEY_SPLITS, so they cannot crowd out a valid one.
+                if rest.is_empty() && self.repeats_agree(cur) {
                     out.push(cur.clone());
                 }
             }
@@ -309,6 +367,18 @@ impl KeyTemplate {
                 }
             }
         }
+    }
+
+    /// Whether a column used at several placeholders has the same value at each
+    /// (`values` parallel to the placeholders).
+    fn repeats_agree(&self, values: &[&[u8]]) -> bool {
+        let cols: Vec<&str> = self.columns().collect();
+        cols.iter().enumerate().all(|(i, c)| {
+            cols[..i]
+                .iter()
+                .position(|x| x == c)
+                .is_none_or(|j| values.get(j) == values.get(i))
+        })
     }
 
     /// The columns the template uses.
@@ -389,6 +459,32 @@ pub struct Rule {
     columns: Option<Vec<String>>,
     double_delete: Duration,
     ttl_backstop: Duration,
+    value: Option<ValueRenderer>,
+    value_templates: Vec<usize>,
+}
+
+/// Which row image of a change a key was rendered from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Image {
+    /// The row before the change (updates and deletes).
+    Before,
+    /// The row after the change (inserts and updates).
+    After,
+}
+
+/// One key a change invalidates, with where it came from: see [`Rules::for_each_key`].
+#[derive(Debug, Clone)]
+pub struct KeyOrigin<'a> {
+    /// Index of the rule in [`Rules::rules`].
+    pub rule: usize,
+    /// Index of the template in that rule's [`Rule::keys`].
+    pub template: usize,
+    /// The image the key was rendered from.
+    pub image: Image,
+    /// That image.
+    pub row: &'a Row,
+    /// The key.
+    pub key: Bytes,
 }
 
 impl Rule {
@@ -400,6 +496,18 @@ impl Rule {
     /// The parsed key templates.
     pub fn keys(&self) -> &[KeyTemplate] {
         &self.keys
+    }
+
+    /// The value renderer, when the rule has one.
+    pub fn value(&self) -> Option<&ValueRenderer> {
+        self.value.as_ref()
+    }
+
+    /// Indices into [`Rule::keys`] of the templates whose cached value is the rendered
+    /// row (`value.keys`, default the first template; empty without a renderer).
+    /// The audits compare only these by value.
+    pub fn value_templates(&self) -> &[usize] {
+        &self.value_templates
     }
 
     /// Delay of the second delete (zero: none).
@@ -464,6 +572,12 @@ impl Rules {
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            let value_templates =
+                value_templates_of(c).map_err(|(_, template)| RuleError::ValueKey {
+                    index,
+                    template,
+                    keys: c.keys.clone(),
+                })?;
             rules.push(Rule {
                 pattern,
                 source: c.table.clone(),
@@ -471,6 +585,8 @@ impl Rules {
                 columns: c.columns.clone(),
                 double_delete: c.double_delete.0,
                 ttl_backstop: c.ttl_backstop.0,
+                value: c.value.clone(),
+                value_templates,
             });
         }
         Ok(Rules { rules })
@@ -499,14 +615,44 @@ impl Rules {
     /// Adds the keys `change` invalidates to `out`: for every matching rule, every
     /// template over the before image and over the after image.
     pub fn keys_for(&self, change: &RowChange, out: &mut KeyBatch) -> Result<(), RuleError> {
-        for rule in &self.rules {
+        self.for_each_key(change, |k| {
+            let delay = self
+                .rules
+                .get(k.rule)
+                .map_or(Duration::ZERO, |r| r.double_delete);
+            out.push_delayed(k.key, delay);
+        })
+    }
+
+    /// Calls `f` with every key `change` invalidates and where it came from: for each
+    /// matching, triggered rule in order, the before image then the after image, each
+    /// template in order (duplicates included; a NULL placeholder yields no key). The
+    /// one walk behind [`Rules::keys_for`] (the pipeline's hot path: nothing is
+    /// allocated beyond the keys themselves) and the online audit's sampling.
+    pub fn for_each_key<'c>(
+        &self,
+        change: &'c RowChange,
+        mut f: impl FnMut(KeyOrigin<'c>),
+    ) -> Result<(), RuleError> {
+        for (ri, rule) in self.rules.iter().enumerate() {
             if !rule.pattern.matches(&change.db, &change.table) || !rule.triggered(change) {
                 continue;
             }
-            for image in [&change.before, &change.after].into_iter().flatten() {
-                for t in &rule.keys {
-                    if let Some(k) = t.render(image, &change.db, &change.table)? {
-                        out.push_delayed(k, rule.double_delete);
+            let images = [
+                (Image::Before, change.before.as_ref()),
+                (Image::After, change.after.as_ref()),
+            ];
+            for (image, row) in images {
+                let Some(row) = row else { continue };
+                for (ti, t) in rule.keys.iter().enumerate() {
+                    if let Some(key) = t.render(row, &change.db, &change.table)? {
+                        f(KeyOrigin {
+                            rule: ri,
+                            template: ti,
+                            image,
+                            row,
+                            key,
+                        });
                     }
                 }
             }
@@ -741,5 +887,101 @@ mod tests {
         assert!(rep.parse_key(b"7-8").is_empty(), "same column, two values");
         let many = KeyTemplate::parse("{a}{b}").unwrap();
         assert_eq!(many.parse_key(&[b'x'; 100]).len(), MAX_KEY_SPLITS);
+        // 40 splits of `{a}` exist, only the last one gives `id` one value: the
+        // invalid ones must not use up the MAX_KEY_SPLITS budget.
+        let rep = KeyTemplate::parse("{id}:{a}:{id}").unwrap();
+        let key = format!("7:{}:7", vec!["x"; 40].join(":"));
+        let splits = rep.parse_key(key.as_bytes());
+        assert_eq!(splits.len(), 1, "{splits:?}");
+        assert_eq!(splits[0][0], ("id", &b"7"[..]));
+    }
+
+    fn users(value: &str) -> Rules {
+        rules(&format!(
+            "[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\", \"user:email:{{email}}\", \"u:{{id}}\"]\n{value}\n"
+        ))
+    }
+
+    #[test]
+    fn value_templates_default_to_the_first_and_follow_value_keys() {
+        assert!(
+            users("").rules()[0].value_templates().is_empty(),
+            "no renderer"
+        );
+        assert!(users("").rules()[0].value().is_none());
+        let r = users("value = { columns = [\"id\"] }");
+        assert_eq!(r.rules()[0].value_templates(), [0]);
+        let r = users("value = { columns = [\"id\"], keys = [\"u:{id}\", \"user:{id}\"] }");
+        assert_eq!(r.rules()[0].value_templates(), [0, 2]);
+        assert_eq!(r.rules()[0].value().map(|v| v.columns.len()), Some(1));
+        let r = users("value = { columns = [\"id\"], keys = [] }");
+        assert!(r.rules()[0].value_templates().is_empty(), "explicitly none");
+        // The config form agrees and skips unknown names; compile rejects them.
+        let cfg = RuleConfig {
+            table: "app.users".into(),
+            keys: vec!["user:{id}".into(), "user:email:{email}".into()],
+            columns: None,
+            double_delete: HumanDuration::default(),
+            ttl_backstop: HumanDuration::default(),
+            value: Some(ValueRenderer {
+                format: "json".into(),
+                columns: vec!["id".into()],
+                keys: Some(vec!["user:email:{email}".into(), "nope:{id}".into()]),
+            }),
+        };
+        assert_eq!(cfg.value_templates(), [1]);
+        let err = Rules::compile(&[cfg]).unwrap_err();
+        assert!(
+            matches!(&err, RuleError::ValueKey { template, .. } if template == "nope:{id}"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn for_each_key_names_rule_template_and_image() {
+        let r = rules(
+            r#"
+            [[rules]]
+            table = "app.users"
+            keys = ["user:{id}", "user:email:{email}"]
+            [[rules]]
+            table = "app.*"
+            keys = ["any:{id}"]
+        "#,
+        );
+        let cols = ["id", "email"];
+        let change = RowChange {
+            db: "app".into(),
+            table: "users".into(),
+            kind: ChangeKind::Update,
+            before: Some(row(&cols, &[Some("7"), Some("a@x")])),
+            after: Some(row(&cols, &[Some("7"), None])),
+        };
+        let mut seen = Vec::new();
+        r.for_each_key(&change, |k| {
+            seen.push((
+                k.rule,
+                k.template,
+                k.image,
+                String::from_utf8_lossy(&k.key).into_owned(),
+                k.row.get("email").cloned(),
+            ))
+        })
+        .unwrap();
+        let a = Some(Cell::Value(Bytes::from_static(b"a@x")));
+        assert_eq!(
+            seen,
+            [
+                (0, 0, Image::Before, "user:7".to_string(), a.clone()),
+                (0, 1, Image::Before, "user:email:a@x".to_string(), a.clone()),
+                (0, 0, Image::After, "user:7".to_string(), Some(Cell::Null)),
+                (1, 0, Image::Before, "any:7".to_string(), a),
+                (1, 0, Image::After, "any:7".to_string(), Some(Cell::Null)),
+            ]
+        );
+        // keys_for is the same walk, deduplicated.
+        let mut out = KeyBatch::default();
+        r.keys_for(&change, &mut out).unwrap();
+        assert_eq!(out.len(), 3);
     }
 }

@@ -3,6 +3,7 @@
 mod admin;
 mod audit;
 mod check;
+mod clock;
 mod config;
 mod pipeline;
 mod sweep;
