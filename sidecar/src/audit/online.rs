@@ -268,4 +268,24 @@ mod tests {
         assert_eq!(first_window(Some(61.0), &d), 3, "late for all");
         assert_eq!(first_window(None, &d), 0, "deferred: all checked");
     }
+
+    #[tokio::test]
+    async fn a_dead_checker_shows_as_failed() {
+        let state = AuditState::new(&AuditConfig::default());
+        let task = tokio::spawn(async {
+            let delays: Vec<u64> = Vec::new();
+            // Stands for a bug in the checker loop.
+            assert!(!delays.is_empty(), "checker bug");
+        });
+        watch(task, &state).await;
+        let why = state.failed().unwrap_or_default().to_string();
+        assert!(why.contains("checker bug"), "{why}");
+        assert_eq!(state.json()["failed"], why.as_str());
+        // A cancelled checker (the pipeline stopping) is not a failure.
+        let quiet = AuditState::new(&AuditConfig::default());
+        let task = tokio::spawn(std::future::pending::<()>());
+        task.abort();
+        watch(task, &quiet).await;
+        assert!(quiet.failed().is_none());
+    }
 }
