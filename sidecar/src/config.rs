@@ -166,7 +166,8 @@ impl Config {
                 origin.at("telemetry", None, key)
             )
         })?;
-        cfg.audit.validate().map_err(|(key, e)| {
+        cfg.audit.validate().map_err(|e| {
+            let key = e.config_key().unwrap_or("");
             anyhow::anyhow!("{}: [audit] {key}: {e}", origin.at("audit", None, key))
         })?;
         let connector = match &cfg.mysql {

@@ -9,6 +9,7 @@
 //! nothing), never a transaction half applied, and lets the reader keep its stream
 //! open while the applier flushes.
 
+use crate::clock::{lag_since, now_secs};
 use anyhow::Result;
 use connectors::binlog::decode::TableFilter;
 use connectors::binlog::{BinlogSource, Position, SourceError, SourceProbe, Transaction};
@@ -24,25 +25,10 @@ use opentelemetry::{Context as OtelContext, KeyValue};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Transactions read ahead of the applier.
 const READ_AHEAD: usize = 256;
-
-/// Seconds from a commit to `now`. Binlog commit times are whole seconds, so the
-/// commit happened in `[ts, ts + 1)` and, being received at `received`, no later
-/// than that: the lower bound `now - min(ts + 1, received)` is exact to within a
-/// second, and is not inflated by up to a second for changes applied in real time.
-fn lag_since(ts: u32, received: f64, now: f64) -> f64 {
-    (now - (f64::from(ts) + 1.0).min(received)).max(0.0)
-}
-
-fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
 
 /// (commit time, arrival time) of transactions read but not applied yet.
 type Queue = VecDeque<(u32, f64)>;
@@ -322,6 +308,9 @@ async fn run_inner(
                         // One trace per transaction: its deletes are child spans
                         // (started by `Timed` under this context), the checkpoint an event.
                         let before = (pipe.stats().invalidations, pipe.stats().checkpointed.clone());
+                        // Deletes handed to the retry queue land later, at a time we do
+                        // not see here: the checker records no lag for them.
+                        let queued_before = pipe.stats().queued;
                         let mut span = tracer.start("transaction");
                         span.set_attribute(KeyValue::new("binlog.position", t.position.to_string()));
                         span.set_attribute(KeyValue::new("rows", t.changes.len() as i64));
@@ -341,9 +330,10 @@ async fn run_inner(
                         });
                         state.publish(pipe.stats(), pipe.retry_stats());
                         // Moved, not cloned, to the checker (never waits on it).
+                        let deferred = pipe.stats().queued > queued_before;
                         let r = r.map(|t| {
                             if let Some(f) = &feed {
-                                f.offer(t, arrived, now);
+                                f.offer(t, arrived, now, deferred);
                             }
                         });
                         if let Err(e) = r {
@@ -427,18 +417,4 @@ fn end_transaction_span<T, E: std::fmt::Display>(
         span.set_status(Status::error(e.to_string()));
     }
     span.end();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::lag_since;
-
-    #[test]
-    fn lag_is_a_lower_bound_within_a_second() {
-        // Received right after the commit, applied 2 ms later: not 0.5 s.
-        assert!((lag_since(100, 100.5, 100.502) - 0.002).abs() < 1e-9);
-        // A backlog: committed at 100, read at 160, applied at 160.1.
-        assert!((lag_since(100, 160.0, 160.1) - 59.1).abs() < 1e-9);
-        assert_eq!(lag_since(100, 99.0, 98.0), 0.0);
-    }
 }

@@ -349,8 +349,8 @@ impl Telemetry {
             .build();
     }
 
-    /// The online audit checker: checks and inconsistencies per delay window, the
-    /// consistency as a ratio and as nines, check errors, dropped samples, and the
+    /// The online audit checker: checks, inconsistencies and late deletes per delay
+    /// window, the consistency as a ratio and as nines, check errors, dropped samples, and the
     /// invalidation lag of sampled keys (a histogram recorded as they are sampled).
     pub fn observe_audit(&self, state: std::sync::Arc<crate::audit::online::AuditState>) {
         use crate::audit::online::{window_label, LAG_BOUNDS};
@@ -379,6 +379,16 @@ impl Telemetry {
             .with_callback(move |o| {
                 for (i, kv) in l.iter().enumerate() {
                     o.observe(s.window(i).1, std::slice::from_ref(kv));
+                }
+            })
+            .build();
+        let (s, l) = (state.clone(), labels.clone());
+        self.meter
+            .u64_observable_counter("coherent_audit_late")
+            .with_description("Sampled keys whose delete was applied after the window's delay after the commit (not checks)")
+            .with_callback(move |o| {
+                for (i, kv) in l.iter().enumerate() {
+                    o.observe(s.late(i), std::slice::from_ref(kv));
                 }
             })
             .build();
@@ -414,7 +424,7 @@ impl Telemetry {
         let s = state.clone();
         self.meter
             .u64_observable_counter("coherent_audit_samples_dropped")
-            .with_description("Samples dropped: max_pending reached, or transactions the checker's channel had no room for")
+            .with_description("Samples dropped at max_pending, plus transactions (each counted as one) the checker's channel had no room for")
             .with_callback(move |o| o.observe(s.dropped(), &[]))
             .build();
         let h = self

@@ -206,7 +206,8 @@ pub fn nines(r: f64) -> f64 {
     if r >= 1.0 {
         12.0
     } else {
-        (-(1.0 - r).log10()).clamp(0.0, 12.0)
+        // `+ 0.0` turns the -0.0 of a ratio of 0 (-log10(1)) into 0.0 for display.
+        (-(1.0 - r).log10()).clamp(0.0, 12.0) + 0.0
     }
 }
 
@@ -257,5 +258,14 @@ mod tests {
         assert_eq!(h.counts, vec![2, 1, 0, 1, 0, 0, 0, 1]);
         assert_eq!(h.unknown, 1);
         assert_eq!(h.total(), 6);
+    }
+
+    #[test]
+    fn nines_of_ratios() {
+        assert_eq!(nines(1.0), 12.0);
+        assert!((nines(0.999) - 3.0).abs() < 1e-9);
+        // All inconsistent: 0 nines, printed "0", not "-0".
+        assert!(nines(0.0).is_sign_positive() && nines(0.0) == 0.0);
+        assert_eq!(format!("{:.2}", nines(0.0)), "0.00");
     }
 }

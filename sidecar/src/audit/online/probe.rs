@@ -3,10 +3,12 @@
 //!
 //! The cache is the embedded engine (in process, `GET` + `OBJECT WRITTEN` in one
 //! atomic batch) or the external Redis / Cluster target (`GET` + `HGET <lease_key>
-//! written`, pipelined; both keys share a slot). The database is read with
+//! written` in one Lua script, [`READ`], so a fill or a delete cannot land between
+//! the two reads; both keys share a slot, so it runs on a cluster). The database is read with
 //! mysql_async over the text protocol, so cells come back exactly as the offline
 //! audit's scan sees them and render through the same [`cell_json`].
 
+use super::error::AuditError;
 use crate::audit::render::{cell_json, ident};
 use bytes::Bytes;
 use connectors::target::redis::RedisConn;
@@ -17,6 +19,22 @@ use tokio::sync::Mutex;
 
 /// The cached value of a key and when it was written (Unix ms), if known.
 pub type Cached = (Option<Bytes>, Option<i64>);
+
+/// What stands for a value that is not a string (not one the cache-aside library
+/// wrote; it can never equal a rendered row).
+pub const NOT_A_STRING: &[u8] = b"<not a string>";
+
+/// `KEYS = [key, lease_key]` -> `{}` when the key is missing, else `{type_ok, written,
+/// value}`: `type_ok` 1 for a string (then `value` is it), 0 for another type;
+/// `written` the lease side key's `written` field or false. One script, so the value
+/// and its write time are read at one instant.
+pub const READ: &str = r#"
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'none' then return {} end
+local w = redis.call('HGET', KEYS[2], 'written')
+if t ~= 'string' then return {0, w} end
+return {1, w, redis.call('GET', KEYS[1])}
+"#;
 
 /// Where the checker reads the cache.
 pub enum Cache {
@@ -63,7 +81,7 @@ impl Cache {
     }
 
     /// `GET key` and the key's write time.
-    pub async fn read(&self, key: &[u8]) -> Result<Cached, String> {
+    pub async fn read(&self, key: &[u8]) -> Result<Cached, AuditError> {
         match self {
             Cache::Engine { engine, db } => {
                 let k = Bytes::copy_from_slice(key);
@@ -83,10 +101,9 @@ impl Cache {
                     Some(Reply::Bulk(b)) => Some(b),
                     Some(Reply::Nil) => None,
                     Some(Reply::Error(e)) if e.starts_with("WRONGTYPE") => {
-                        // Not a string: not a value the cache-aside library wrote.
-                        Some(Bytes::from_static(b"<not a string>"))
+                        Some(Bytes::from_static(NOT_A_STRING))
                     }
-                    other => return Err(format!("engine GET: unexpected reply {other:?}")),
+                    other => return Err(AuditError::CacheReply(format!("GET: {other:?}"))),
                 };
                 let written = match it.next() {
                     Some(Reply::Int(ms)) => Some(ms),
@@ -99,28 +116,48 @@ impl Cache {
                 if guard.is_none() {
                     let c = connectors::target::redis::config::connect(config)
                         .await
-                        .map_err(|e| format!("cannot connect to the cache: {e}"))?;
+                        .map_err(AuditError::CacheConnect)?;
                     *guard = Some(c);
                 }
                 let Some(c) = guard.as_ref() else {
-                    return Err("no cache connection".into());
+                    return Err(AuditError::CacheReply("no cache connection".into()));
                 };
                 // Clones are cheap handles onto the same multiplexed connection.
                 let mut c = c.clone();
                 drop(guard);
-                let mut p = redis::pipe();
-                p.cmd("GET").arg(key);
-                p.cmd("HGET")
-                    .arg(connectors::target::redis::lease_key(key).as_ref())
-                    .arg("written");
-                let r: redis::RedisResult<(Option<Vec<u8>>, Option<i64>)> = match &mut c {
-                    RedisConn::Single(cm) => p.query_async(cm.as_mut()).await,
-                    RedisConn::Cluster(cc) => p.query_async(cc).await,
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(READ)
+                    .arg(2)
+                    .arg(key)
+                    .arg(connectors::target::redis::lease_key(key).as_ref());
+                let r: redis::Value = match &mut c {
+                    RedisConn::Single(cm) => cmd.query_async(cm.as_mut()).await?,
+                    RedisConn::Cluster(cc) => cmd.query_async(cc).await?,
                 };
-                r.map(|(v, w)| (v.map(Bytes::from), w))
-                    .map_err(|e| format!("cache read: {e}"))
+                parse_read(r)
             }
         }
+    }
+}
+
+/// The reply of [`READ`].
+fn parse_read(r: redis::Value) -> Result<Cached, AuditError> {
+    use redis::Value as V;
+    let bad = |r: &V| AuditError::CacheReply(format!("{r:?}"));
+    let V::Array(items) = &r else {
+        return Err(bad(&r));
+    };
+    let written = match items.get(1) {
+        None | Some(V::Nil) => None,
+        Some(V::BulkString(b)) => std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()),
+        Some(V::Int(i)) => Some(*i),
+        Some(_) => return Err(bad(&r)),
+    };
+    match (items.first(), items.get(2)) {
+        (None, _) => Ok((None, None)),
+        (Some(V::Int(0)), _) => Ok((Some(Bytes::from_static(NOT_A_STRING)), written)),
+        (Some(V::Int(1)), Some(V::BulkString(v))) => Ok((Some(Bytes::from(v.clone())), written)),
+        _ => Err(bad(&r)),
     }
 }
 
@@ -132,8 +169,8 @@ pub struct Db {
 impl Db {
     /// A pool for `url` (connections are made on first use). Connections drop
     /// NO_BACKSLASH_ESCAPES so the backslash-escaped literals below mean what they say.
-    pub fn new(url: &str) -> Result<Db, String> {
-        let opts = mysql_async::Opts::from_url(url).map_err(|e| format!("[mysql] url: {e}"))?;
+    pub fn new(url: &str) -> Result<Db, AuditError> {
+        let opts = mysql_async::Opts::from_url(url).map_err(AuditError::MysqlUrl)?;
         let pool_opts = mysql_async::PoolOpts::default()
             .with_constraints(mysql_async::PoolConstraints::new(0, 8).unwrap_or_default());
         let opts = mysql_async::OptsBuilder::from_opts(opts)
@@ -155,17 +192,16 @@ impl Db {
         table: &str,
         lookup: &[(String, Bytes)],
         columns: &[String],
-    ) -> Result<Option<serde_json::Value>, String> {
+    ) -> Result<Option<serde_json::Value>, AuditError> {
         let sql = select_sql(db, table, lookup, columns);
-        let mut conn = self
-            .pool
-            .get_conn()
-            .await
-            .map_err(|e| format!("cannot connect to MySQL: {e}"))?;
-        let rows: Vec<mysql_async::Row> = conn
-            .query(sql)
-            .await
-            .map_err(|e| format!("row read from {db}.{table}: {e}"))?;
+        let mut conn = self.pool.get_conn().await.map_err(AuditError::DbConnect)?;
+        let rows: Vec<mysql_async::Row> =
+            conn.query(sql)
+                .await
+                .map_err(|source| AuditError::RowRead {
+                    table: format!("{db}.{table}"),
+                    source,
+                })?;
         Ok(rows.first().map(render_row))
     }
 }
@@ -241,6 +277,30 @@ mod tests {
             sql,
             "SELECT `id`, `name` FROM `app`.`us``ers` WHERE `id` = '42' AND `email` = 'o\\'hara\\\\x' LIMIT 1"
         );
+    }
+
+    #[test]
+    fn read_script_replies() {
+        use redis::Value as V;
+        assert_eq!(parse_read(V::Array(vec![])).unwrap(), (None, None));
+        let v = parse_read(V::Array(vec![
+            V::Int(1),
+            V::BulkString(b"1764000000123".to_vec()),
+            V::BulkString(b"{}".to_vec()),
+        ]))
+        .unwrap();
+        assert_eq!(v, (Some(Bytes::from_static(b"{}")), Some(1764000000123)));
+        let v = parse_read(V::Array(vec![
+            V::Int(1),
+            V::Nil,
+            V::BulkString(b"x".to_vec()),
+        ]))
+        .unwrap();
+        assert_eq!(v, (Some(Bytes::from_static(b"x")), None));
+        let v = parse_read(V::Array(vec![V::Int(0), V::Nil])).unwrap();
+        assert_eq!(v, (Some(Bytes::from_static(NOT_A_STRING)), None));
+        assert!(parse_read(V::Nil).is_err());
+        assert!(parse_read(V::Array(vec![V::Int(1), V::Nil])).is_err());
     }
 
     #[test]
