@@ -208,7 +208,7 @@ fn audit_counts_equal_ground_truth() {
         .map(|s| s["cached"].as_str().unwrap_or("").to_string())
         .unwrap_or_default();
     assert!(
-        long.starts_with(&"y".repeat(4096)) && long.ends_with("…[truncated, 10000 bytes]"),
+        long.starts_with(&"y".repeat(4096)) && long.ends_with("... [truncated, 10000 bytes]"),
         "clipped at 4 KiB with a marker: {} bytes",
         long.len()
     );

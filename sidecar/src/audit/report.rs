@@ -26,7 +26,7 @@ pub struct Counts {
 pub struct StaleKey {
     /// The key.
     pub key: String,
-    /// The cached value (at most [`MAX_VALUE_BYTES`], then [`TRUNCATED`]).
+    /// The cached value (cut at 4 KiB with a marker, see [`clip`]).
     pub cached: String,
     /// The row rendered as the cache should hold it (truncated alike).
     pub expected: String,
@@ -34,29 +34,16 @@ pub struct StaleKey {
     pub written_ms: Option<i64>,
 }
 
-/// The longest `cached` / `expected` kept in a report, bytes: a report lists up to
-/// 1000 stale keys per template, and a value may be megabytes.
-pub const MAX_VALUE_BYTES: usize = 4096;
-
-/// What follows a value cut at [`MAX_VALUE_BYTES`] (then the full length).
-pub const TRUNCATED: &str = "…[truncated, ";
-
-/// `v` as text, cut at [`MAX_VALUE_BYTES`] (on a character boundary) with a marker
-/// telling the full length: `…[truncated, 123456 bytes]`.
+/// `v` as text, cut at 4 KiB (on a character boundary) with a marker telling the
+/// full length: `... [truncated, 123456 bytes]`. A report lists up to 1000 stale
+/// keys per template and a value may be megabytes. The online checker's function
+/// ([`super::online::state::shown`]), so both audits cut alike.
 pub fn clip(v: &[u8]) -> String {
-    let text = String::from_utf8_lossy(v);
-    if text.len() <= MAX_VALUE_BYTES {
-        return text.into_owned();
-    }
-    let mut end = MAX_VALUE_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{TRUNCATED}{} bytes]", &text[..end], v.len())
+    super::online::state::shown(v)
 }
 
 impl StaleKey {
-    /// A stale key, its values clipped to [`MAX_VALUE_BYTES`].
+    /// A stale key, its values clipped ([`clip`]).
     pub fn new(key: &[u8], cached: &[u8], expected: &str, written_ms: Option<i64>) -> Self {
         StaleKey {
             key: String::from_utf8_lossy(key).into_owned(),
@@ -215,6 +202,9 @@ pub fn nines(r: f64) -> f64 {
 mod tests {
     use super::*;
 
+    const MAX_VALUE_BYTES: usize = 4096;
+    const TRUNCATED: &str = "... [truncated, ";
+
     #[test]
     fn long_values_are_clipped_with_a_marker() {
         assert_eq!(clip(b"short"), "short");
@@ -226,7 +216,11 @@ mod tests {
         );
         let long = vec![b'a'; 100_000];
         let c = clip(&long);
-        assert!(c.ends_with("…[truncated, 100000 bytes]"), "{}", &c[4000..]);
+        assert!(
+            c.ends_with("... [truncated, 100000 bytes]"),
+            "{}",
+            &c[4000..]
+        );
         assert!(c.len() < MAX_VALUE_BYTES + 40);
         // A multi-byte character across the limit is not split.
         let mut e = vec![b'a'; MAX_VALUE_BYTES - 1];
