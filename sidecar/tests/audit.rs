@@ -8,115 +8,42 @@
 
 mod common;
 
+use common::audit::{
+    audit, entry, read_report, redis_conn, run_audit, set, spawn_writer, user_json,
+    user_json_named, user_json_seeded, AuditConfig, RunningAudit, Users, USER_EMAIL_RULE,
+    USER_RULE, WRITER_USER,
+};
+use common::{tmpdir, ServeConfig, Sidecar};
 use connectors::testing::MariaDbOptions;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-struct Engine(Child, String);
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn engine() -> Engine {
-    engine_with(&["--listen", "127.0.0.1:0"])
-}
-
-/// `coherent serve` (engine only) with `args`; its address as it prints it.
-fn engine_with(args: &[&str]) -> Engine {
-    let child = Command::new(env!("CARGO_BIN_EXE_coherent"))
-        .args(["serve", "--admin-listen", ""])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn coherent");
-    // Owned by the guard first, so it is killed and reaped even if reading fails.
-    let mut e = Engine(child, String::new());
-    let out = e.0.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(out).lines();
-    loop {
-        let line = lines.next().expect("coherent exited").expect("read");
-        if let Some(a) = line.strip_prefix("coherent: engine listening on ") {
-            e.1 = a.to_string();
-            return e;
-        }
-    }
-}
-
-fn json(id: i64, email: &str, name: Option<&str>) -> String {
-    serde_json::json!({"id": id, "email": email, "name": name}).to_string()
-}
-
-fn audit(cfg: &std::path::Path, out: &std::path::Path) -> (i32, serde_json::Value) {
-    let st = Command::new(env!("CARGO_BIN_EXE_coherent"))
-        .args(["audit", "--config"])
-        .arg(cfg)
-        .arg("--out")
-        .arg(out)
-        .status()
-        .expect("run audit");
-    (st.code().unwrap_or(-1), read_report(out))
-}
-
-fn read_report(out: &std::path::Path) -> serde_json::Value {
-    std::fs::read(out.join("report.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(serde_json::Value::Null)
-}
-
-/// The report entry of one key template.
-fn entry<'a>(r: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
-    r["tables"]
-        .as_array()
-        .and_then(|t| t.iter().find(|e| e["key"] == key))
-        .unwrap_or_else(|| panic!("no entry for {key} in {r}"))
-}
-
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("coherent-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    dir
+/// `coherent serve`, engine only, on a free loopback port.
+fn engine() -> Sidecar {
+    Sidecar::engine_only(&["--listen", "127.0.0.1:0"])
 }
 
 #[test]
 fn audit_counts_equal_ground_truth() {
     let db = common::mariadb(MariaDbOptions::default());
-    db.sql(
-        "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL);
-         USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), IF(seq % 7 = 0, NULL, CONCAT('Name ', seq)) FROM seq_1_to_2000;",
-    )
-    .expect("schema");
+    Users {
+        rows: 2000,
+        null_names: true,
+        ..Users::default()
+    }
+    .seed(&db);
     let e = engine();
-    let client = redis::Client::open(format!("redis://{}", e.1)).expect("client");
-    let mut c = client.get_connection().expect("connect engine");
-    let dir = temp_dir("audit");
-    let cfg = dir.join("coherent.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[engine]\nlisten = \"{}\"\n[admin]\nlisten = \"\"\n[mysql]\nurl = \"{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\", \"user:email:{{email}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"] }}\n",
-            e.1,
-            db.url()
-        ),
-    )
-    .expect("config");
-    let set = |c: &mut redis::Connection, k: &str, v: &str| {
-        let _: () = redis::cmd("SET").arg(k).arg(v).query(c).expect("SET");
-    };
+    let mut c = redis_conn(&format!("redis://{}", e.engine));
+    let dir = tmpdir("audit");
+    let url = db.url();
+    let cfg =
+        AuditConfig::engine(&e.engine, &url, USER_EMAIL_RULE).write(&dir.join("coherent.toml"));
     // Correct values for ids 1..=300 (name NULL for multiples of 7).
     for id in 1..=300i64 {
         let name = format!("Name {id}");
         let name = (id % 7 != 0).then_some(name.as_str());
-        set(
-            &mut c,
-            &format!("user:{id}"),
-            &json(id, &format!("u{id}@x.org"), name),
-        );
+        set(&mut c, &format!("user:{id}"), &user_json_named(id, name));
     }
     // Clean so far: exit 0, counts exact. Both templates are classified: nothing is
     // cached under `user:email:{email}`, so its 2000 keys are missing.
@@ -159,13 +86,17 @@ fn audit_counts_equal_ground_truth() {
                 "not json".to_string()
             }
         } else {
-            json(id, &format!("u{id}@x.org"), Some("Old name"))
+            user_json_named(id, Some("Old name"))
         };
         set(&mut c, &format!("user:{id}"), &v);
         stale.insert(format!("user:{id}"));
     }
     for id in [5001i64, 5002, 5003, 5004] {
-        set(&mut c, &format!("user:{id}"), &json(id, "gone@x.org", None));
+        set(
+            &mut c,
+            &format!("user:{id}"),
+            &user_json(id, "gone@x.org", None),
+        );
     }
     set(&mut c, "user:6000", "\0coherent:not-found");
     let (code, r) = audit(&cfg, &dir.join("dirty"));
@@ -234,15 +165,12 @@ fn audit_counts_equal_ground_truth() {
         "self-contained"
     );
     // Errors: exit 2 (MySQL unreachable).
-    let bad = dir.join("bad.toml");
-    std::fs::write(
-        &bad,
-        format!(
-            "[engine]\nlisten = \"{}\"\n[mysql]\nurl = \"mysql://repl:secret@127.0.0.1:1\"\nserver_id = 77\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\"]\nvalue = {{ columns = [\"id\"] }}\n",
-            e.1
-        ),
+    let bad = AuditConfig::engine(
+        &e.engine,
+        "mysql://repl:secret@127.0.0.1:1",
+        "[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{id}\"]\nvalue = { columns = [\"id\"] }\n",
     )
-    .expect("config");
+    .write(&dir.join("bad.toml"));
     let (code, _) = audit(&bad, &dir.join("bad"));
     assert_eq!(code, 2);
     // A Redis Cluster target is refused (exit 2), not audited on the wrong cache.
@@ -253,19 +181,9 @@ fn audit_counts_equal_ground_truth() {
         format!("[target]\nkind = \"redis-cluster\"\nnodes = [\"127.0.0.1:1\"]\n{text}"),
     )
     .expect("config");
-    let st = Command::new(env!("CARGO_BIN_EXE_coherent"))
-        .args(["audit", "--config"])
-        .arg(&cluster)
-        .arg("--out")
-        .arg(dir.join("cluster"))
-        .output()
-        .expect("run audit");
-    assert_eq!(st.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&st.stderr).contains("redis-cluster"),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    let st = run_audit(&cluster, &dir.join("cluster"));
+    assert_eq!(st.code, Some(2));
+    assert!(st.stderr.contains("redis-cluster"), "{}", st.stderr);
     let dirty = read_report(&dir.join("dirty"));
     render_in_chromium(
         &dir.join("dirty/report.html"),
@@ -415,54 +333,55 @@ fn fake_status(body: String) -> String {
 #[test]
 fn audit_classifies_every_template() {
     let db = common::mariadb(MariaDbOptions::default());
-    db.sql(
-        "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL, KEY (email));
-         USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), CONCAT('Name ', seq) FROM seq_1_to_200;",
-    )
-    .expect("schema");
+    Users {
+        rows: 200,
+        email_index: true,
+        ..Users::default()
+    }
+    .seed(&db);
     let e = engine();
-    let client = redis::Client::open(format!("redis://{}", e.1)).expect("client");
-    let mut c = client.get_connection().expect("connect engine");
-    let set = |c: &mut redis::Connection, k: &str, v: &str| {
-        let _: () = redis::cmd("SET").arg(k).arg(v).query(c).expect("SET");
-    };
+    let mut c = redis_conn(&format!("redis://{}", e.engine));
     for id in 1..=100i64 {
-        let v = json(id, &format!("u{id}@x.org"), Some(&format!("Name {id}")));
+        let v = user_json_seeded(id);
         set(&mut c, &format!("user:{id}"), &v);
         if id <= 60 {
             // 1..=50 correct under the email key too, 51..=60 stale there.
             let v = if id <= 50 {
                 v
             } else {
-                json(id, &format!("u{id}@x.org"), Some("Old"))
+                user_json_named(id, Some("Old"))
             };
             set(&mut c, &format!("user:email:u{id}@x.org"), &v);
         }
     }
-    set(&mut c, "user:9999", &json(9999, "gone@x.org", None));
+    set(&mut c, "user:9999", &user_json(9999, "gone@x.org", None));
     // Another rule's key (no renderer, not audited) is not an orphan of user:{id}.
     set(&mut c, "user:session:s1", "opaque");
     set(
         &mut c,
         "user:email:nobody@x.org",
-        &json(0, "nobody@x.org", None),
+        &user_json(0, "nobody@x.org", None),
     );
     // The collation finds u1@x.org for it, but no row renders this exact key.
-    set(&mut c, "user:email:U1@X.ORG", &json(1, "U1@X.ORG", None));
+    set(
+        &mut c,
+        "user:email:U1@X.ORG",
+        &user_json(1, "U1@X.ORG", None),
+    );
     let lag = serde_json::json!({"audit": {"invalidation_lag": {
         "le_secs": [0.001, 0.01, 0.1], "counts": [5, 9, 10], "count": 11, "sum_secs": 0.4}}});
     let admin = fake_status(lag.to_string());
-    let dir = temp_dir("audit2");
-    let cfg = dir.join("coherent.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[engine]\nlisten = \"{}\"\n[admin]\nlisten = \"{admin}\"\n[mysql]\nurl = \"{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\", \"user:email:{{email}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"], keys = [\"user:{{id}}\", \"user:email:{{email}}\"] }}\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:session:{{email}}\"]\n",
-            e.1,
-            db.url()
-        ),
-    )
-    .expect("config");
+    let dir = tmpdir("audit2");
+    let url = db.url();
+    let cfg = AuditConfig {
+        admin: &admin,
+        ..AuditConfig::engine(
+            &e.engine,
+            &url,
+            "[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{id}\", \"user:email:{email}\"]\nvalue = { format = \"json\", columns = [\"id\", \"email\", \"name\"], keys = [\"user:{id}\", \"user:email:{email}\"] }\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:session:{email}\"]\n",
+        )
+    }
+    .write(&dir.join("coherent.toml"));
     let (code, r) = audit(&cfg, &dir.join("out"));
     assert_eq!(code, 1, "{r}");
     let id = &entry(&r, "user:{id}")["counts"];
@@ -522,105 +441,33 @@ fn audit_classifies_every_template() {
 #[test]
 fn audit_rechecks_rows_changed_during_the_scan() {
     let db = common::mariadb(MariaDbOptions::default());
-    db.sql(
-        "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL);
-         USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), CONCAT('Name ', seq) FROM seq_1_to_3000;
-         CREATE USER w@'%' IDENTIFIED BY 'w'; GRANT ALL ON app.* TO w@'%';",
-    )
-    .expect("schema");
-    let e = engine();
-    let client = redis::Client::open(format!("redis://{}", e.1)).expect("client");
-    let mut c = client.get_connection().expect("connect engine");
-    for id in 1..=300i64 {
-        let v = json(id, &format!("u{id}@x.org"), Some(&format!("Name {id}")));
-        let _: () = redis::cmd("SET")
-            .arg(format!("user:{id}"))
-            .arg(v)
-            .query(&mut c)
-            .expect("SET");
+    Users {
+        rows: 3000,
+        ..Users::default()
     }
-    let dir = temp_dir("audit3");
-    let cfg = dir.join("coherent.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[engine]\nlisten = \"{}\"\n[admin]\nlisten = \"\"\n[mysql]\nurl = \"{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"] }}\n",
-            e.1,
-            db.url()
-        ),
-    )
-    .expect("config");
+    .seed(&db);
+    db.sql(WRITER_USER).expect("writer user");
+    let e = engine();
+    let mut c = redis_conn(&format!("redis://{}", e.engine));
+    for id in 1..=300i64 {
+        set(&mut c, &format!("user:{id}"), &user_json_seeded(id));
+    }
+    let dir = tmpdir("audit3");
+    let url = db.url();
+    let cfg = AuditConfig::engine(&e.engine, &url, USER_RULE).write(&dir.join("coherent.toml"));
     // 3000 rows at 1500 rows/s: the scan takes about 2 s; the first progress line
     // comes after about 1 s, when the scan is well past the rows the writer updates.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coherent"))
-        .args(["audit", "--max-rows-per-sec", "1500", "--config"])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(dir.join("out"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run audit");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        let url = format!("mysql://w:w@127.0.0.1:{}/app", db.port());
-        let engine = e.1.clone();
-        std::thread::spawn(move || -> u64 {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                use mysql_async::prelude::Queryable;
-                let mut conn = mysql_async::Conn::from_url(url).await.expect("writer");
-                let client = redis::Client::open(format!("redis://{engine}")).expect("client");
-                let mut cache = client
-                    .get_multiplexed_async_connection()
-                    .await
-                    .expect("cache");
-                let mut n = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    for id in 1..=300i64 {
-                        n += 1;
-                        let name = format!("W{n}");
-                        conn.exec_drop("UPDATE users SET name = ? WHERE id = ?", (&name, id))
-                            .await
-                            .expect("update");
-                        let key = format!("user:{id}");
-                        let _: () = redis::cmd("DEL")
-                            .arg(&key)
-                            .query_async(&mut cache)
-                            .await
-                            .expect("DEL");
-                        let v = json(id, &format!("u{id}@x.org"), Some(&name));
-                        let _: () = redis::cmd("SET")
-                            .arg(&key)
-                            .arg(v)
-                            .query_async(&mut cache)
-                            .await
-                            .expect("SET");
-                        if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                            break;
-                        }
-                    }
-                }
-                n
-            })
-        })
-    };
-    let err = child.stderr.take().expect("stderr");
-    let mut log = String::new();
-    for line in BufReader::new(err).lines() {
-        let line = line.expect("read");
+    let child = RunningAudit::spawn(&cfg, &dir.join("out"), 1500);
+    // The test plays the sidecar: the writer deletes each key after its commit.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(&db, &e.engine, true, &stop);
+    let (code, log) = child.finish(|line| {
         if line.contains("rows/s") {
-            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            stop.store(true, Ordering::SeqCst);
         }
-        log.push_str(&line);
-        log.push('\n');
-    }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    stop.store(true, Ordering::SeqCst);
     let updates = writer.join().expect("writer");
-    let code = child.wait().expect("wait").code();
     let r = read_report(&dir.join("out"));
     assert!(updates > 300, "the writer ran during the scan: {updates}");
     assert_eq!(code, Some(0), "no stale report: {r}\n{log}");
@@ -647,26 +494,24 @@ fn audit_rechecks_rows_changed_during_the_scan() {
 #[test]
 fn audit_on_redis_reads_lease_write_times() {
     let db = common::mariadb(MariaDbOptions::default());
+    Users {
+        rows: 100,
+        ..Users::default()
+    }
+    .seed(&db);
     db.sql(
-        "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL);
-         USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), CONCAT('Name ', seq) FROM seq_1_to_100;
-         CREATE USER ro@'%' IDENTIFIED BY 'ro'; GRANT SELECT ON app.* TO ro@'%';
+        "CREATE USER ro@'%' IDENTIFIED BY 'ro'; GRANT SELECT ON app.* TO ro@'%';
          CREATE USER ro@'localhost' IDENTIFIED BY 'ro'; GRANT SELECT ON app.* TO ro@'localhost';",
     )
-    .expect("schema");
+    .expect("read-only user");
     assert!(
         connectors::testing::RedisServer::available(),
         "redis-server is not installed: run scripts/install-deps.sh"
     );
     let redis_server = connectors::testing::RedisServer::start(&[]).expect("redis-server");
-    let client = redis::Client::open(redis_server.url()).expect("client");
-    let mut c = client.get_connection().expect("connect redis");
-    let set = |c: &mut redis::Connection, k: &str, v: &str| {
-        let _: () = redis::cmd("SET").arg(k).arg(v).query(c).expect("SET");
-    };
+    let mut c = redis_conn(&redis_server.url());
     for id in 1..=10i64 {
-        let v = json(id, &format!("u{id}@x.org"), Some(&format!("Name {id}")));
-        set(&mut c, &format!("user:{id}"), &v);
+        set(&mut c, &format!("user:{id}"), &user_json_seeded(id));
     }
     // user:11: a lease fill two minutes ago; user:12: a plain SET (no write time).
     let now_ms = std::time::SystemTime::now()
@@ -674,25 +519,25 @@ fn audit_on_redis_reads_lease_write_times() {
         .expect("clock")
         .as_millis() as i64;
     let written = now_ms - 120_000;
-    set(&mut c, "user:11", &json(11, "u11@x.org", Some("Old")));
+    set(&mut c, "user:11", &user_json_named(11, Some("Old")));
     let _: () = redis::cmd("HSET")
         .arg("{user:11}:lease")
         .arg("written")
         .arg(written)
         .query(&mut c)
         .expect("HSET");
-    set(&mut c, "user:12", &json(12, "u12@x.org", Some("Old")));
-    let dir = temp_dir("audit4");
-    let cfg = dir.join("coherent.toml");
-    std::fs::write(
-        &cfg,
+    set(&mut c, "user:12", &user_json_named(12, Some("Old")));
+    let dir = tmpdir("audit4");
+    let ro = format!("mysql://ro:ro@127.0.0.1:{}", db.port());
+    let cfg = AuditConfig::new(
         format!(
-            "[admin]\nlisten = \"\"\n[target]\nkind = \"redis\"\nurl = \"{}\"\n[mysql]\nurl = \"mysql://ro:ro@127.0.0.1:{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"] }}\n",
-            redis_server.url(),
-            db.port()
+            "[target]\nkind = \"redis\"\nurl = \"{}\"\n",
+            redis_server.url()
         ),
+        &ro,
+        USER_RULE,
     )
-    .expect("config");
+    .write(&dir.join("coherent.toml"));
     let (code, r) = audit(&cfg, &dir.join("out"));
     assert_eq!(code, 1, "{r}");
     let t = &r["totals"];
@@ -734,114 +579,45 @@ fn audit_on_redis_reads_lease_write_times() {
 #[test]
 fn audit_with_the_running_sidecar() {
     let db = common::mariadb(MariaDbOptions::default());
-    db.sql(
-        "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL);
-         USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), CONCAT('Name ', seq) FROM seq_1_to_2000;
-         CREATE USER w@'%' IDENTIFIED BY 'w'; GRANT ALL ON app.* TO w@'%';",
-    )
-    .expect("schema");
-    let dir = temp_dir("audit5");
-    let rules = "[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{id}\"]\nvalue = { format = \"json\", columns = [\"id\", \"email\", \"name\"] }\n";
-    let serve_cfg = dir.join("serve.toml");
-    std::fs::write(
-        &serve_cfg,
-        format!(
-            "[mysql]\nurl = \"{}\"\nserver_id = 64021\nheartbeat_secs = 1\n[checkpoint]\nstore = \"file\"\npath = \"{}\"\n[retry]\npath = \"{}\"\n[audit]\nsample = 1.0\ndelays_ms = [500]\n{rules}",
-            db.url(),
-            dir.join("checkpoint").display(),
-            dir.join("retry").display()
-        ),
-    )
-    .expect("config");
-    let sidecar = common::Sidecar::start(&serve_cfg);
-    sidecar.wait_ready(std::time::Duration::from_secs(30));
-    let client = redis::Client::open(format!("redis://{}", sidecar.engine)).expect("client");
-    let mut c = client.get_connection().expect("connect engine");
+    Users {
+        rows: 2000,
+        ..Users::default()
+    }
+    .seed(&db);
+    db.sql(WRITER_USER).expect("writer user");
+    let dir = tmpdir("audit5");
+    let url = db.url();
+    let serve_cfg = ServeConfig {
+        mysql: &url,
+        server_id: 64021,
+        rest: &format!("[audit]\nsample = 1.0\ndelays_ms = [500]\n{USER_RULE}"),
+        ..ServeConfig::default()
+    }
+    .write(&dir);
+    let sidecar = Sidecar::start_ready(&serve_cfg);
+    let mut c = redis_conn(&format!("redis://{}", sidecar.engine));
     for id in 1..=300i64 {
-        let v = json(id, &format!("u{id}@x.org"), Some(&format!("Name {id}")));
-        let _: () = redis::cmd("SET")
-            .arg(format!("user:{id}"))
-            .arg(v)
-            .query(&mut c)
-            .expect("SET");
+        set(&mut c, &format!("user:{id}"), &user_json_seeded(id));
     }
     // The audit's config: the same database and rules, the sidecar's addresses.
-    let audit_cfg = dir.join("audit.toml");
-    std::fs::write(
-        &audit_cfg,
-        format!(
-            "[engine]\nlisten = \"{}\"\n[admin]\nlisten = \"{}\"\n[mysql]\nurl = \"{}\"\nserver_id = 64021\n{rules}",
-            sidecar.engine,
-            sidecar.admin,
-            db.url()
-        ),
-    )
-    .expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coherent"))
-        .args(["audit", "--max-rows-per-sec", "1000", "--config"])
-        .arg(&audit_cfg)
-        .arg("--out")
-        .arg(dir.join("out"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run audit");
+    let audit_cfg = AuditConfig {
+        admin: &sidecar.admin,
+        server_id: 64021,
+        ..AuditConfig::engine(&sidecar.engine, &url, USER_RULE)
+    }
+    .write(&dir.join("audit.toml"));
+    let child = RunningAudit::spawn(&audit_cfg, &dir.join("out"), 1000);
     // The writer: UPDATE, then refill the key with the new row (a cache-aside
     // reader); the sidecar deletes the key after each commit.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        let url = format!("mysql://w:w@127.0.0.1:{}/app", db.port());
-        let engine = sidecar.engine.clone();
-        std::thread::spawn(move || -> u64 {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                use mysql_async::prelude::Queryable;
-                let mut conn = mysql_async::Conn::from_url(url).await.expect("writer");
-                let client = redis::Client::open(format!("redis://{engine}")).expect("client");
-                let mut cache = client
-                    .get_multiplexed_async_connection()
-                    .await
-                    .expect("cache");
-                let mut n = 0u64;
-                'outer: loop {
-                    for id in 1..=300i64 {
-                        if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                            break 'outer;
-                        }
-                        n += 1;
-                        let name = format!("W{n}");
-                        conn.exec_drop("UPDATE users SET name = ? WHERE id = ?", (&name, id))
-                            .await
-                            .expect("update");
-                        let v = json(id, &format!("u{id}@x.org"), Some(&name));
-                        let _: () = redis::cmd("SET")
-                            .arg(format!("user:{id}"))
-                            .arg(v)
-                            .query_async(&mut cache)
-                            .await
-                            .expect("SET");
-                    }
-                }
-                n
-            })
-        })
-    };
-    let err = child.stderr.take().expect("stderr");
-    let mut log = String::new();
-    for line in BufReader::new(err).lines() {
-        let line = line.expect("read");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(&db, &sidecar.engine, false, &stop);
+    let (code, log) = child.finish(|line| {
         if line.contains("rows/s") {
-            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            stop.store(true, Ordering::SeqCst);
         }
-        log.push_str(&line);
-        log.push('\n');
-    }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    stop.store(true, Ordering::SeqCst);
     let updates = writer.join().expect("writer");
-    let code = child.wait().expect("wait").code();
     let r = read_report(&dir.join("out"));
     eprintln!(
         "{updates} updates; totals {}, rechecked {}, lag count {}",
@@ -870,41 +646,40 @@ fn audit_with_the_running_sidecar() {
 #[test]
 fn audit_pointer_template_on_a_password_engine() {
     let db = common::mariadb(MariaDbOptions::default());
-    db.sql(
-        "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL, KEY (email));
-         USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), CONCAT('Name ', seq) FROM seq_1_to_200;",
-    )
-    .expect("schema");
-    let e = engine_with(&["--listen", "0.0.0.0:0", "--requirepass", "s3cret"]);
-    assert!(e.1.starts_with("0.0.0.0:"), "wildcard listen: {}", e.1);
-    let port =
-        e.1.rsplit_once(':')
-            .map(|(_, p)| p.to_string())
-            .unwrap_or_default();
-    let client = redis::Client::open(format!("redis://:s3cret@127.0.0.1:{port}")).expect("client");
-    let mut c = client.get_connection().expect("connect engine");
-    let set = |c: &mut redis::Connection, k: &str, v: &str| {
-        let _: () = redis::cmd("SET").arg(k).arg(v).query(c).expect("SET");
-    };
+    Users {
+        rows: 200,
+        email_index: true,
+        ..Users::default()
+    }
+    .seed(&db);
+    let e = Sidecar::engine_only(&["--listen", "0.0.0.0:0", "--requirepass", "s3cret"]);
+    assert!(
+        e.engine.starts_with("0.0.0.0:"),
+        "wildcard listen: {}",
+        e.engine
+    );
+    let port = e
+        .engine
+        .rsplit_once(':')
+        .map(|(_, p)| p.to_string())
+        .unwrap_or_default();
+    let mut c = redis_conn(&format!("redis://:s3cret@127.0.0.1:{port}"));
     for id in 1..=20i64 {
-        let v = json(id, &format!("u{id}@x.org"), Some(&format!("Name {id}")));
-        set(&mut c, &format!("user:{id}"), &v);
+        set(&mut c, &format!("user:{id}"), &user_json_seeded(id));
     }
     // The pointers: the id, as a service caching "email -> id" stores it.
     for id in 1..=30i64 {
         set(&mut c, &format!("user:email:u{id}@x.org"), &id.to_string());
     }
     set(&mut c, "user:email:gone@x.org", "999");
-    let dir = temp_dir("audit-pointer");
-    let config = |password: &str| {
-        format!(
-            "[engine]\nlisten = \"{}\"\n{password}[admin]\nlisten = \"\"\n[mysql]\nurl = \"{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\", \"user:email:{{email}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"] }}\n",
-            e.1,
-            db.url()
-        )
-    };
-    let cfg = dir.join("coherent.toml");
-    std::fs::write(&cfg, config("requirepass = \"s3cret\"\n")).expect("config");
+    let dir = tmpdir("audit-pointer");
+    let url = db.url();
+    let config = AuditConfig::engine(&e.engine, &url, USER_EMAIL_RULE);
+    let cfg = AuditConfig {
+        cache: format!("{}requirepass = \"s3cret\"\n", config.cache),
+        ..config
+    }
+    .write(&dir.join("coherent.toml"));
     let (code, r) = audit(&cfg, &dir.join("out"));
     assert_eq!(code, 1, "the orphan pointer: {r}");
     let id = entry(&r, "user:{id}");
@@ -943,17 +718,10 @@ fn audit_pointer_template_on_a_password_engine() {
     assert_eq!(code, 0, "{r}");
     assert_eq!(r["totals"]["unchecked"], 30);
     // Without the password: an error naming the refusal, no report.
-    let nopw = dir.join("nopw.toml");
-    std::fs::write(&nopw, config("")).expect("config");
-    let out = Command::new(env!("CARGO_BIN_EXE_coherent"))
-        .args(["audit", "--config"])
-        .arg(&nopw)
-        .arg("--out")
-        .arg(dir.join("nopw"))
-        .output()
-        .expect("run audit");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let nopw = config.write(&dir.join("nopw.toml"));
+    let out = run_audit(&nopw, &dir.join("nopw"));
+    let err = out.stderr;
+    assert_eq!(out.code, Some(2), "{err}");
     assert!(
         err.contains("NOAUTH") || err.contains("uthentication"),
         "{err}"
@@ -970,61 +738,39 @@ fn audit_pointer_template_on_a_password_engine() {
 #[test]
 fn audit_counts_a_key_changed_during_the_scan_once() {
     let db = common::mariadb(MariaDbOptions::default());
-    db.sql(
-        "CREATE DATABASE app; CREATE TABLE app.users (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, name VARCHAR(100) NULL);
-         USE app; INSERT INTO app.users SELECT seq, CONCAT('u', seq, '@x.org'), CONCAT('Name ', seq) FROM seq_1_to_3000;",
-    )
-    .expect("schema");
+    Users {
+        rows: 3000,
+        ..Users::default()
+    }
+    .seed(&db);
     let e = engine();
-    let client = redis::Client::open(format!("redis://{}", e.1)).expect("client");
-    let mut c = client.get_connection().expect("connect engine");
+    let mut c = redis_conn(&format!("redis://{}", e.engine));
     for id in (1..=300i64).chain(2901..=2910) {
         let name = if id > 2900 {
             "Old".to_string()
         } else {
             format!("Name {id}")
         };
-        let _: () = redis::cmd("SET")
-            .arg(format!("user:{id}"))
-            .arg(json(id, &format!("u{id}@x.org"), Some(&name)))
-            .query(&mut c)
-            .expect("SET");
+        set(
+            &mut c,
+            &format!("user:{id}"),
+            &user_json_named(id, Some(&name)),
+        );
     }
-    let dir = temp_dir("audit-once");
-    let cfg = dir.join("coherent.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[engine]\nlisten = \"{}\"\n[admin]\nlisten = \"\"\n[mysql]\nurl = \"{}\"\nserver_id = 77\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\"]\nvalue = {{ format = \"json\", columns = [\"id\", \"email\", \"name\"] }}\n",
-            e.1,
-            db.url()
-        ),
-    )
-    .expect("config");
+    let dir = tmpdir("audit-once");
+    let url = db.url();
+    let cfg = AuditConfig::engine(&e.engine, &url, USER_RULE).write(&dir.join("coherent.toml"));
     // 3000 rows at 1000 rows/s: the first progress line comes after about 1 s, when
     // rows 1..=50 are scanned and rows 2901..=2910 are not yet.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coherent"))
-        .args(["audit", "--max-rows-per-sec", "1000", "--config"])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(dir.join("out"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run audit");
-    let err = child.stderr.take().expect("stderr");
-    let mut log = String::new();
+    let child = RunningAudit::spawn(&cfg, &dir.join("out"), 1000);
     let mut deleted = false;
-    for line in BufReader::new(err).lines() {
-        let line = line.expect("read");
+    let (code, log) = child.finish(|line| {
         if !deleted && line.contains("rows/s") {
             deleted = true;
             db.sql("DELETE FROM app.users WHERE id <= 50 OR id BETWEEN 2901 AND 2910")
                 .expect("delete");
         }
-        log.push_str(&line);
-        log.push('\n');
-    }
-    let code = child.wait().expect("wait").code();
+    });
     let r = read_report(&dir.join("out"));
     assert!(deleted, "a progress line came: {log}");
     assert_eq!(code, Some(1), "{r}\n{log}");

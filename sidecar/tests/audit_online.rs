@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{http_get, mariadb, tmpdir, wait_until, Resp, Sidecar};
+use common::{http_get, mariadb, migrations, tmpdir, wait_until, Resp, ServeConfig, Sidecar};
 use connectors::testing::{MariaDb, MariaDbOptions, RedisCluster, RedisServer};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -28,17 +28,7 @@ fn db() -> MariaDb {
 
 /// The example schema from migrations/.
 fn schema(db: &MariaDb) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("migrations/")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-        .collect();
-    files.sort();
-    for f in files {
-        db.sql(&std::fs::read_to_string(&f).expect("read migration"))
-            .expect("apply migration");
-    }
+    migrations(db);
 }
 
 /// Delays 2 s and 5 s after the commit, mismatches re-read 2.5 s later.
@@ -50,46 +40,18 @@ confirm_grace_ms = 2500
 "#;
 
 fn write_config(dir: &Path, url: &str, target: &str, audit: &str, rules: &str) -> PathBuf {
-    let p = dir.join("coherent.toml");
-    std::fs::write(
-        &p,
-        format!(
-            r#"[engine]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[mysql]
-url = "{url}"
-server_id = 64011
-start = "current"
-heartbeat_secs = 1
-
-[checkpoint]
-store = "file"
-path = "{cp}"
-interval_ms = 100
-
-[target]
-{target}
-
-[retry]
-path = "{retry}"
-{audit}
-{rules}"#,
-            cp = dir.join("coherent.checkpoint").display(),
-            retry = dir.join("coherent.retry").display()
-        ),
-    )
-    .expect("write config");
-    p
+    ServeConfig {
+        mysql: url,
+        server_id: 64011,
+        target,
+        rest: &format!("{audit}\n{rules}"),
+        ..ServeConfig::default()
+    }
+    .write(dir)
 }
 
 fn start(config: &Path) -> Sidecar {
-    let s = Sidecar::start(config);
-    s.wait_ready(Duration::from_secs(30));
-    s
+    Sidecar::start_ready(config)
 }
 
 /// The `"audit"` object of `/status`.

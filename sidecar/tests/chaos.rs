@@ -47,14 +47,13 @@
 mod common;
 
 use cache_aside::{Cache, CacheClient, Options};
-use common::{mariadb, tmpdir, wait_until, Sidecar};
+use common::{mariadb, tmpdir, wait_until, ServeConfig, Sidecar};
 use connectors::testing::{MariaDb, MariaDbOptions, RedisServer};
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -102,58 +101,33 @@ fn key(id: i64) -> String {
 }
 
 fn write_config(dir: &Path, db: &MariaDb, redis: &RedisServer) -> PathBuf {
-    let p = dir.join("coherent.toml");
     // Every invalidation sampled, so the online counts are exact, not estimates.
-    let audit = format!(
-        "[audit]\nsample = 1.0\ndelays_ms = [{}]\nconfirm_grace_ms = {CONFIRM_GRACE_MS}\n",
-        DELAYS_MS.map(|d| d.to_string()).join(", ")
-    );
-    std::fs::write(
-        &p,
-        format!(
-            r#"[engine]
-listen = "127.0.0.1:0"
+    let rest = format!(
+        r#"[audit]
+sample = 1.0
+delays_ms = [{}]
+confirm_grace_ms = {CONFIRM_GRACE_MS}
 
-[admin]
-listen = "127.0.0.1:0"
-ready_max_lag_secs = 60
-
-[mysql]
-url = "{url}"
-server_id = 64077
-start = "current"
-heartbeat_secs = 1
-
-[checkpoint]
-store = "file"
-path = "{cp}"
-interval_ms = 100
-
-[target]
-kind = "redis"
-url = "{redis}"
-batch_timeout = "1s"
-
-# Short backoffs so deletes queued while Redis is stopped land soon after it is back.
-[retry]
-path = "{retry}"
-backoff = "50ms"
-max_backoff = "1s"
-
-{audit}
 [[rules]]
 table = "app.users"
 keys = ["user:{{id}}"]
 value = {{ format = "json", columns = ["email", "id", "name", "visits"] }}
 "#,
-            url = db.url(),
-            redis = redis.url(),
-            cp = dir.join("coherent.checkpoint").display(),
-            retry = dir.join("coherent.retry").display(),
+        DELAYS_MS.map(|d| d.to_string()).join(", ")
+    );
+    ServeConfig {
+        mysql: &db.url(),
+        server_id: 64077,
+        admin: "ready_max_lag_secs = 60",
+        target: &format!(
+            "kind = \"redis\"\nurl = \"{}\"\nbatch_timeout = \"1s\"",
+            redis.url()
         ),
-    )
-    .expect("write config");
-    p
+        // Short backoffs so deletes queued while Redis is stopped land soon after it is back.
+        retry: "backoff = \"50ms\"\nmax_backoff = \"1s\"",
+        rest: &rest,
+    }
+    .write(dir)
 }
 
 /// `/status` as JSON (Null when it does not answer).
@@ -555,25 +529,11 @@ fn classify(cached: Option<&[u8]>, row: Option<&User>) -> Class {
 }
 
 fn run_audit(cfg: &Path, out: &Path) -> (i32, serde_json::Value) {
-    let o = Command::new(env!("CARGO_BIN_EXE_coherent"))
-        .args(["audit", "--config"])
-        .arg(cfg)
-        .arg("--out")
-        .arg(out)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run coherent audit");
-    let report = std::fs::read(out.join("report.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(serde_json::Value::Null);
-    if report.is_null() {
-        panic!(
-            "coherent audit wrote no report: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+    let run = common::audit::run_audit(cfg, out);
+    if run.report.is_null() {
+        panic!("coherent audit wrote no report: {}", run.stderr);
     }
-    (o.status.code().unwrap_or(-1), report)
+    (run.code.unwrap_or(-1), run.report)
 }
 
 /// Unix ms, the clock the lease fill's `written` record uses.

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{http_get, mariadb, tmpdir, wait_until, Resp, Sidecar};
+use common::{http_get, mariadb, tmpdir, wait_until, Resp, ServeConfig, Sidecar};
 use connectors::testing::MariaDbOptions;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -173,33 +173,19 @@ fn a_binlog_transaction_arrives_as_a_span() {
         .expect("schema");
     let rx = Receiver::start();
     let dir = tmpdir("traces");
-    let config = format!(
-        r#"[mysql]
-url = "{url}"
-server_id = 64011
-start = "current"
-heartbeat_secs = 1
-
-[checkpoint]
-store = "file"
-path = "{cp}"
-interval_ms = 100
-
-[retry]
-path = "{retry}"
-
-[[rules]]
-table = "app.log"
-keys = ["log:{{seq}}"]
-
-{tel}"#,
-        url = db.url(),
-        cp = dir.join("coherent.checkpoint").display(),
-        retry = dir.join("coherent.retry").display(),
-        tel = telemetry(&rx.addr),
+    let url = db.url();
+    let rest = format!(
+        "[[rules]]\ntable = \"app.log\"\nkeys = [\"log:{{seq}}\"]\n\n{}",
+        telemetry(&rx.addr)
     );
-    let mut sc = start(&dir, &config);
-    sc.wait_ready(Duration::from_secs(30));
+    let config = ServeConfig {
+        mysql: &url,
+        server_id: 64011,
+        rest: &rest,
+        ..ServeConfig::default()
+    }
+    .write(&dir);
+    let mut sc = Sidecar::start_ready(&config);
     db.sql("INSERT INTO app.log VALUES (1)").expect("insert");
     let found = wait_until(Duration::from_secs(30), || {
         rx.find(|r| r.path == "/v1/traces" && r.has("transaction"))

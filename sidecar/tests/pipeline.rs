@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{mariadb, tmpdir, wait_until, Resp, Sidecar};
+use common::{mariadb, migrations, tmpdir, wait_until, Resp, ServeConfig, Sidecar};
 use connectors::testing::{MariaDb, MariaDbOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,17 +14,7 @@ use std::time::Duration;
 
 /// The example schema from migrations/, plus a log table tests use as a sentinel.
 fn schema(db: &MariaDb) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("migrations/")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-        .collect();
-    files.sort();
-    for f in files {
-        db.sql(&std::fs::read_to_string(&f).expect("read migration"))
-            .expect("apply migration");
-    }
+    migrations(db);
     db.sql("CREATE TABLE app.log (seq INT PRIMARY KEY)")
         .expect("log table");
 }
@@ -45,40 +35,15 @@ keys = ["log:{seq}"]
 "#;
 
 fn write_config(dir: &Path, url: &str, rules: &str) -> PathBuf {
-    let p = dir.join("coherent.toml");
-    std::fs::write(
-        &p,
-        format!(
-            r#"[engine]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-ready_max_lag_secs = 10
-
-[mysql]
-url = "{url}"
-server_id = 64001
-start = "current"
-heartbeat_secs = 1
-
-[checkpoint]
-store = "file"
-path = "{cp}"
-interval_ms = 100
-
-[target]
-kind = "embedded"
-
-[retry]
-path = "{retry}"
-{rules}"#,
-            cp = dir.join("coherent.checkpoint").display(),
-            retry = dir.join("coherent.retry").display()
-        ),
-    )
-    .expect("write config");
-    p
+    ServeConfig {
+        mysql: url,
+        server_id: 64001,
+        admin: "ready_max_lag_secs = 10",
+        target: "kind = \"embedded\"",
+        rest: rules,
+        ..ServeConfig::default()
+    }
+    .write(dir)
 }
 
 /// Sets `log:{seq}` and inserts that row, then waits until the key is gone: every
@@ -105,8 +70,7 @@ fn invalidates_keys_of_inserted_updated_and_deleted_rows() {
     .expect("seed");
     let dir = tmpdir("basic");
     let cfg = write_config(&dir, &db.url(), RULES);
-    let s = Sidecar::start(&cfg);
-    s.wait_ready(Duration::from_secs(30));
+    let s = Sidecar::start_ready(&cfg);
     let mut c = Resp::connect(&s.engine);
     // TTL backstop of the orders rule: a key it covers written without a TTL (or with
     // a longer one) gets at most 1 h; other keys are left alone.
@@ -222,8 +186,7 @@ fn kill_9_mid_stream_then_restart_loses_no_transaction() {
     let cfg = write_config(&dir, &db.url(), RULES);
     let cp = dir.join("coherent.checkpoint");
 
-    let mut a = Sidecar::start(&cfg);
-    a.wait_ready(Duration::from_secs(30));
+    let mut a = Sidecar::start_ready(&cfg);
     let load: String = (1..=LOAD)
         .map(|seq| {
             let [x, y] = users_of(seq);
@@ -341,8 +304,7 @@ fn readyz_follows_mariadb_and_metrics_have_sensible_values() {
     schema(&db);
     let dir = tmpdir("ready");
     let cfg = write_config(&dir, &db.url(), RULES);
-    let mut s = Sidecar::start(&cfg);
-    s.wait_ready(Duration::from_secs(30));
+    let mut s = Sidecar::start_ready(&cfg);
     let mut c = Resp::connect(&s.engine);
     for i in 1..=20 {
         c.set(&format!("user:{i}"));
@@ -415,8 +377,7 @@ fn fatal_pipeline_errors_exit_non_zero_with_the_reason() {
         &db.url(),
         "[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{uid}\"]\n",
     );
-    let mut s = Sidecar::start(&cfg);
-    s.wait_ready(Duration::from_secs(30));
+    let mut s = Sidecar::start_ready(&cfg);
     db.sql("INSERT INTO app.users (id, email, name) VALUES (1, 'a@x', 'A')")
         .expect("insert");
     let st = s.wait_exit(Duration::from_secs(30));

@@ -1,9 +1,12 @@
 //! The harness the sidecar's integration tests share: the `coherent` binary started
 //! on free ports (addresses read from its "coherent: ... listening on" lines, killed
 //! and reaped by PID when dropped), a private MariaDB, a tiny HTTP GET and RESP
-//! client, and polling.
+//! client, polling, the example schema, and a config for the binlog pipeline. The
+//! offline audit's part is in [`audit`].
 // Each test file uses its own part of the harness.
 #![allow(dead_code)]
+
+pub mod audit;
 
 use connectors::testing::{MariaDb, MariaDbOptions};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -54,6 +57,23 @@ impl Sidecar {
     pub fn start_args(extra: &[&str]) -> Sidecar {
         let mut cmd = serve_command();
         cmd.args(extra).stderr(Stdio::null());
+        Self::spawn(cmd, None)
+    }
+
+    /// [`Sidecar::start`], then waits (30 s at most) until it is ready.
+    pub fn start_ready(config: &Path) -> Sidecar {
+        let s = Self::start(config);
+        s.wait_ready(Duration::from_secs(30));
+        s
+    }
+
+    /// `coherent serve` with the admin listener off and `args` (`--listen` among
+    /// them), no config file; stderr is discarded.
+    pub fn engine_only(args: &[&str]) -> Sidecar {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_coherent"));
+        cmd.args(["serve", "--admin-listen", ""])
+            .args(args)
+            .stderr(Stdio::null());
         Self::spawn(cmd, None)
     }
 
@@ -147,6 +167,88 @@ fn serve_command() -> Command {
         "127.0.0.1:0",
     ]);
     cmd
+}
+
+/// A config for `coherent serve` running the binlog pipeline: engine and admin on free
+/// ports, the binlog from the server's current position with 1 s heartbeats, the
+/// checkpoint (saved every 100 ms) and the retry queue as files next to the config.
+#[derive(Default)]
+pub struct ServeConfig<'a> {
+    /// `[mysql] url`.
+    pub mysql: &'a str,
+    /// `[mysql] server_id`.
+    pub server_id: u32,
+    /// More `[admin]` lines.
+    pub admin: &'a str,
+    /// The `[target]` lines; "" leaves the section out (the embedded engine).
+    pub target: &'a str,
+    /// More `[retry]` lines.
+    pub retry: &'a str,
+    /// The sections that follow (`[audit]`, `[telemetry]`, `[[rules]]`).
+    pub rest: &'a str,
+}
+
+impl ServeConfig<'_> {
+    /// Writes it to `dir/coherent.toml` (checkpoint `dir/coherent.checkpoint`, retry
+    /// queue `dir/coherent.retry`); its path.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        let target = match self.target {
+            "" => String::new(),
+            t => format!("[target]\n{t}\n\n"),
+        };
+        let p = dir.join("coherent.toml");
+        std::fs::write(
+            &p,
+            format!(
+                r#"[engine]
+listen = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+{admin}
+
+[mysql]
+url = "{url}"
+server_id = {server_id}
+start = "current"
+heartbeat_secs = 1
+
+[checkpoint]
+store = "file"
+path = "{cp}"
+interval_ms = 100
+
+{target}[retry]
+path = "{retry}"
+{retry_more}
+{rest}"#,
+                admin = self.admin,
+                url = self.mysql,
+                server_id = self.server_id,
+                cp = dir.join("coherent.checkpoint").display(),
+                retry = dir.join("coherent.retry").display(),
+                retry_more = self.retry,
+                rest = self.rest,
+            ),
+        )
+        .expect("write config");
+        p
+    }
+}
+
+/// Applies the example schema from migrations/ (in file name order).
+pub fn migrations(db: &MariaDb) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("migrations/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    for f in files {
+        db.sql(&std::fs::read_to_string(&f).expect("read migration"))
+            .expect("apply migration");
+    }
 }
 
 /// A private mariadbd (own port and datadir, stopped by PID); missing is a failure.
