@@ -723,24 +723,8 @@ impl KeyBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::row;
     use std::sync::Arc;
-
-    fn row(cols: &[&str], vals: &[Option<&str>]) -> Row {
-        Row {
-            columns: cols
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .into(),
-            cells: vals
-                .iter()
-                .map(|v| match v {
-                    Some(s) => Cell::Value(Bytes::copy_from_slice(s.as_bytes())),
-                    None => Cell::Null,
-                })
-                .collect(),
-        }
-    }
 
     fn rules(toml_text: &str) -> Rules {
         #[derive(Deserialize)]

@@ -1,7 +1,10 @@
 //! Test support: a private MariaDB with a row-based binlog, on its own port and data
 //! directory, stopped by PID. Never touches a server already running on the machine.
-//! Public behind the `testing` feature so the sidecar's tests can reuse it.
+//! Public behind the `testing` feature so the sidecar's tests can reuse it. Also a
+//! builder of binlog rows for unit tests.
 
+use crate::binlog::{Cell, Row};
+use bytes::Bytes;
 use std::io;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -620,4 +623,23 @@ fn required(package: &str, present: bool) -> bool {
         panic!("{package} is not installed; scripts/install-deps.sh installs it");
     }
     present
+}
+
+/// A binlog row of `columns` holding `cells` in order (`None` is SQL NULL), as the
+/// binlog reader renders them: for unit tests of what is done with rows.
+pub fn row(columns: &[&str], cells: &[Option<&str>]) -> Row {
+    Row {
+        columns: columns
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .into(),
+        cells: cells
+            .iter()
+            .map(|v| match v {
+                Some(s) => Cell::Value(Bytes::copy_from_slice(s.as_bytes())),
+                None => Cell::Null,
+            })
+            .collect(),
+    }
 }

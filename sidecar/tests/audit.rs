@@ -9,15 +9,12 @@
 mod common;
 
 use common::audit::{
-    audit, entry, read_report, redis_conn, run_audit, set, spawn_writer, user_json,
+    audit, engine_conn, entry, fill_seeded, read_report, redis_conn, run_audit, set, user_json,
     user_json_named, user_json_seeded, AuditConfig, RunningAudit, Users, USER_EMAIL_RULE,
     USER_RULE, WRITER_USER,
 };
 use common::{tmpdir, ServeConfig, Sidecar};
-use connectors::testing::MariaDbOptions;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 /// `coherent serve`, engine only, on a free loopback port.
 fn engine() -> Sidecar {
@@ -26,15 +23,14 @@ fn engine() -> Sidecar {
 
 #[test]
 fn audit_counts_equal_ground_truth() {
-    let db = common::mariadb(MariaDbOptions::default());
-    Users {
+    let db = Users {
         rows: 2000,
         null_names: true,
         ..Users::default()
     }
-    .seed(&db);
+    .db();
     let e = engine();
-    let mut c = redis_conn(&format!("redis://{}", e.engine));
+    let mut c = engine_conn(&e.engine);
     let dir = tmpdir("audit");
     let url = db.url();
     let cfg =
@@ -332,15 +328,14 @@ fn fake_status(body: String) -> String {
 /// `/status` of `[admin] listen`.
 #[test]
 fn audit_classifies_every_template() {
-    let db = common::mariadb(MariaDbOptions::default());
-    Users {
+    let db = Users {
         rows: 200,
         email_index: true,
         ..Users::default()
     }
-    .seed(&db);
+    .db();
     let e = engine();
-    let mut c = redis_conn(&format!("redis://{}", e.engine));
+    let mut c = engine_conn(&e.engine);
     for id in 1..=100i64 {
         let v = user_json_seeded(id);
         set(&mut c, &format!("user:{id}"), &v);
@@ -440,18 +435,11 @@ fn audit_classifies_every_template() {
 /// seen in the binlog and re-checked: no stale report.
 #[test]
 fn audit_rechecks_rows_changed_during_the_scan() {
-    let db = common::mariadb(MariaDbOptions::default());
-    Users {
-        rows: 3000,
-        ..Users::default()
-    }
-    .seed(&db);
+    let db = Users::rows(3000).db();
     db.sql(WRITER_USER).expect("writer user");
     let e = engine();
-    let mut c = redis_conn(&format!("redis://{}", e.engine));
-    for id in 1..=300i64 {
-        set(&mut c, &format!("user:{id}"), &user_json_seeded(id));
-    }
+    let mut c = engine_conn(&e.engine);
+    fill_seeded(&mut c, 1..=300);
     let dir = tmpdir("audit3");
     let url = db.url();
     let cfg = AuditConfig::engine(&e.engine, &url, USER_RULE).write(&dir.join("coherent.toml"));
@@ -459,15 +447,7 @@ fn audit_rechecks_rows_changed_during_the_scan() {
     // comes after about 1 s, when the scan is well past the rows the writer updates.
     let child = RunningAudit::spawn(&cfg, &dir.join("out"), 1500);
     // The test plays the sidecar: the writer deletes each key after its commit.
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = spawn_writer(&db, &e.engine, true, &stop);
-    let (code, log) = child.finish(|line| {
-        if line.contains("rows/s") {
-            stop.store(true, Ordering::SeqCst);
-        }
-    });
-    stop.store(true, Ordering::SeqCst);
-    let updates = writer.join().expect("writer");
+    let (code, log, updates) = child.finish_while_writing(&db, &e.engine, true);
     let r = read_report(&dir.join("out"));
     assert!(updates > 300, "the writer ran during the scan: {updates}");
     assert_eq!(code, Some(0), "no stale report: {r}\n{log}");
@@ -493,12 +473,7 @@ fn audit_rechecks_rows_changed_during_the_scan() {
 /// during the scan could not be re-checked.
 #[test]
 fn audit_on_redis_reads_lease_write_times() {
-    let db = common::mariadb(MariaDbOptions::default());
-    Users {
-        rows: 100,
-        ..Users::default()
-    }
-    .seed(&db);
+    let db = Users::rows(100).db();
     db.sql(
         "CREATE USER ro@'%' IDENTIFIED BY 'ro'; GRANT SELECT ON app.* TO ro@'%';
          CREATE USER ro@'localhost' IDENTIFIED BY 'ro'; GRANT SELECT ON app.* TO ro@'localhost';",
@@ -510,9 +485,7 @@ fn audit_on_redis_reads_lease_write_times() {
     );
     let redis_server = connectors::testing::RedisServer::start(&[]).expect("redis-server");
     let mut c = redis_conn(&redis_server.url());
-    for id in 1..=10i64 {
-        set(&mut c, &format!("user:{id}"), &user_json_seeded(id));
-    }
+    fill_seeded(&mut c, 1..=10);
     // user:11: a lease fill two minutes ago; user:12: a plain SET (no write time).
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -578,12 +551,7 @@ fn audit_on_redis_reads_lease_write_times() {
 /// lag read from `/status` on the config's `[admin] listen`.
 #[test]
 fn audit_with_the_running_sidecar() {
-    let db = common::mariadb(MariaDbOptions::default());
-    Users {
-        rows: 2000,
-        ..Users::default()
-    }
-    .seed(&db);
+    let db = Users::rows(2000).db();
     db.sql(WRITER_USER).expect("writer user");
     let dir = tmpdir("audit5");
     let url = db.url();
@@ -595,10 +563,8 @@ fn audit_with_the_running_sidecar() {
     }
     .write(&dir);
     let sidecar = Sidecar::start_ready(&serve_cfg);
-    let mut c = redis_conn(&format!("redis://{}", sidecar.engine));
-    for id in 1..=300i64 {
-        set(&mut c, &format!("user:{id}"), &user_json_seeded(id));
-    }
+    let mut c = engine_conn(&sidecar.engine);
+    fill_seeded(&mut c, 1..=300);
     // The audit's config: the same database and rules, the sidecar's addresses.
     let audit_cfg = AuditConfig {
         admin: &sidecar.admin,
@@ -609,15 +575,7 @@ fn audit_with_the_running_sidecar() {
     let child = RunningAudit::spawn(&audit_cfg, &dir.join("out"), 1000);
     // The writer: UPDATE, then refill the key with the new row (a cache-aside
     // reader); the sidecar deletes the key after each commit.
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = spawn_writer(&db, &sidecar.engine, false, &stop);
-    let (code, log) = child.finish(|line| {
-        if line.contains("rows/s") {
-            stop.store(true, Ordering::SeqCst);
-        }
-    });
-    stop.store(true, Ordering::SeqCst);
-    let updates = writer.join().expect("writer");
+    let (code, log, updates) = child.finish_while_writing(&db, &sidecar.engine, false);
     let r = read_report(&dir.join("out"));
     eprintln!(
         "{updates} updates; totals {}, rechecked {}, lag count {}",
@@ -645,13 +603,12 @@ fn audit_with_the_running_sidecar() {
 /// (exit 2), it does not fall back to another way of reading write times.
 #[test]
 fn audit_pointer_template_on_a_password_engine() {
-    let db = common::mariadb(MariaDbOptions::default());
-    Users {
+    let db = Users {
         rows: 200,
         email_index: true,
         ..Users::default()
     }
-    .seed(&db);
+    .db();
     let e = Sidecar::engine_only(&["--listen", "0.0.0.0:0", "--requirepass", "s3cret"]);
     assert!(
         e.engine.starts_with("0.0.0.0:"),
@@ -664,9 +621,7 @@ fn audit_pointer_template_on_a_password_engine() {
         .map(|(_, p)| p.to_string())
         .unwrap_or_default();
     let mut c = redis_conn(&format!("redis://:s3cret@127.0.0.1:{port}"));
-    for id in 1..=20i64 {
-        set(&mut c, &format!("user:{id}"), &user_json_seeded(id));
-    }
+    fill_seeded(&mut c, 1..=20);
     // The pointers: the id, as a service caching "email -> id" stores it.
     for id in 1..=30i64 {
         set(&mut c, &format!("user:email:u{id}@x.org"), &id.to_string());
@@ -737,14 +692,9 @@ fn audit_pointer_template_on_a_password_engine() {
 /// changed) and are met again by the orphan pass, which must not queue them twice.
 #[test]
 fn audit_counts_a_key_changed_during_the_scan_once() {
-    let db = common::mariadb(MariaDbOptions::default());
-    Users {
-        rows: 3000,
-        ..Users::default()
-    }
-    .seed(&db);
+    let db = Users::rows(3000).db();
     let e = engine();
-    let mut c = redis_conn(&format!("redis://{}", e.engine));
+    let mut c = engine_conn(&e.engine);
     for id in (1..=300i64).chain(2901..=2910) {
         let name = if id > 2900 {
             "Old".to_string()

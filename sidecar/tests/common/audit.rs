@@ -3,7 +3,7 @@
 //! `coherent audit` run to the end or in the background while the test acts on its
 //! progress lines, and a writer changing rows during a scan.
 
-use connectors::testing::MariaDb;
+use connectors::testing::{MariaDb, MariaDbOptions};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -31,6 +31,21 @@ pub struct Users {
 }
 
 impl Users {
+    /// `rows` rows, every name set, no index on email.
+    pub fn rows(rows: u32) -> Users {
+        Users {
+            rows,
+            ..Users::default()
+        }
+    }
+
+    /// A private MariaDB ([`super::mariadb`]) holding it.
+    pub fn db(&self) -> MariaDb {
+        let db = super::mariadb(MariaDbOptions::default());
+        self.seed(&db);
+        db
+    }
+
     /// Creates database `app` with the table and its rows.
     pub fn seed(&self, db: &MariaDb) {
         let index = if self.email_index {
@@ -75,9 +90,21 @@ pub fn redis_conn(url: &str) -> redis::Connection {
         .expect("connect to the cache")
 }
 
+/// A connection to the engine at `addr` (`host:port`).
+pub fn engine_conn(addr: &str) -> redis::Connection {
+    redis_conn(&format!("redis://{addr}"))
+}
+
 /// SET `key` to `value`.
 pub fn set(c: &mut redis::Connection, key: &str, value: &str) {
     let _: () = redis::cmd("SET").arg(key).arg(value).query(c).expect("SET");
+}
+
+/// Caches the seeded rows `ids` as they were seeded ([`user_json_seeded`]).
+pub fn fill_seeded(c: &mut redis::Connection, ids: std::ops::RangeInclusive<i64>) {
+    for id in ids {
+        set(c, &format!("user:{id}"), &user_json_seeded(id));
+    }
 }
 
 /// The config of `coherent audit`.
@@ -215,6 +242,26 @@ impl RunningAudit {
             log.push('\n');
         }
         (self.0.wait().expect("wait").code(), log)
+    }
+
+    /// [`RunningAudit::finish`] with [`spawn_writer`] changing rows meanwhile, stopped
+    /// at the first progress line (or the end): the exit code, the stderr and the
+    /// number of updates.
+    pub fn finish_while_writing(
+        self,
+        db: &MariaDb,
+        engine: &str,
+        delete_first: bool,
+    ) -> (Option<i32>, String, u64) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = spawn_writer(db, engine, delete_first, &stop);
+        let (code, log) = self.finish(|line| {
+            if line.contains("rows/s") {
+                stop.store(true, Ordering::SeqCst);
+            }
+        });
+        stop.store(true, Ordering::SeqCst);
+        (code, log, writer.join().expect("writer"))
     }
 }
 

@@ -172,18 +172,10 @@ mod tests {
     use super::*;
     use connectors::binlog::ChangeKind;
 
+    /// A row without NULLs.
     fn row(cols: &[&str], vals: &[&str]) -> Row {
-        Row {
-            columns: cols
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .into(),
-            cells: vals
-                .iter()
-                .map(|v| Cell::Value(Bytes::copy_from_slice(v.as_bytes())))
-                .collect(),
-        }
+        let vals: Vec<Option<&str>> = vals.iter().map(|v| Some(*v)).collect();
+        connectors::testing::row(cols, &vals)
     }
 
     fn rules(value: &str) -> SampleRules {
