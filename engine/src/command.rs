@@ -133,13 +133,47 @@ impl CommandSpec {
     }
 }
 
+/// CLIENT LIST shows the command as `name|subcommand` (set by `table()` from
+/// `cmd::client::CONTAINERS`, so the connection need not scan that list per command).
+pub const LABEL_SUB: u32 = 1 << 14;
+
+/// FNV-1a over the (already lower-cased) name. The table is fixed and built from our
+/// own names, so a keyed hash buys nothing here, while SipHash cost ~150 instructions
+/// per lookup on the hot path of every command.
+#[derive(Default)]
+pub struct NameHasher(u64);
+
+impl std::hash::Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Table = HashMap<&'static [u8], CommandSpec, std::hash::BuildHasherDefault<NameHasher>>;
+
 /// The command table.
-pub fn table() -> &'static HashMap<&'static [u8], CommandSpec> {
-    static TABLE: OnceLock<HashMap<&'static [u8], CommandSpec>> = OnceLock::new();
+pub fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(|| {
         crate::cmd::all()
             .into_iter()
-            .map(|c| (c.name.as_bytes(), c))
+            .map(|mut c| {
+                if crate::cmd::client::CONTAINERS.contains(&c.name) && c.name != "debug" {
+                    c.flags |= LABEL_SUB;
+                }
+                (c.name.as_bytes(), c)
+            })
             .collect()
     })
 }
@@ -218,8 +252,20 @@ fn unknown_command(args: &[Bytes]) -> Reply {
 
 /// Runs one client request through every check, as Redis's `processCommand`.
 pub fn execute(store: &mut Store, client: &mut Client, args: Vec<Bytes>) -> Reply {
+    let spec = lookup(&args[0]);
+    execute_spec(store, client, spec, args)
+}
+
+/// `execute` with the table lookup of `args[0]` already done (the connection looks the
+/// name up once per request for its own checks).
+pub fn execute_spec(
+    store: &mut Store,
+    client: &mut Client,
+    spec: Option<&'static CommandSpec>,
+    args: Vec<Bytes>,
+) -> Reply {
     store.now = crate::util::now_ms();
-    let Some(spec) = lookup(&args[0]) else {
+    let Some(spec) = spec else {
         if client.multi.is_some() {
             client.multi_error = true;
         }

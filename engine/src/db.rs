@@ -125,13 +125,18 @@ macro_rules! typed_access {
         }
         /// Typed access that creates an empty value when the key is missing.
         pub fn $get_or_create(&mut self, key: &[u8], now: u64) -> Result<&mut $ty, CmdError> {
-            if self.lookup_mut(key, now).is_none() {
-                self.map.insert(
-                    CompactBytes::from(key),
-                    Entry::new(Value::$variant(Box::default()), now),
-                );
-            }
-            match self.map.get_mut(key).map(|e| &mut e.value) {
+            // Found or created by index: one hash probe, not a second `get_mut`.
+            let idx = match self.live_index(key, now) {
+                Some(idx) => {
+                    self.map[idx].touch(now);
+                    idx
+                }
+                None => {
+                    let e = Entry::new(Value::$variant(Box::default()), now);
+                    self.map.insert_full(CompactBytes::from(key), e).0
+                }
+            };
+            match self.map.get_index_mut(idx).map(|(_, e)| &mut e.value) {
                 Some(Value::$variant(v)) => {
                     let v: &mut $ty = v;
                     Ok(v)

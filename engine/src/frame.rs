@@ -57,7 +57,13 @@ pub fn parse_request(
 #[derive(Debug, Default)]
 pub struct Parser {
     partial: Option<Partial>,
+    /// The emptied `spans` of the last request, reused so that a request costs one
+    /// allocation (its argument vector), not two.
+    spare: Vec<(usize, usize)>,
 }
+
+/// Largest `spans` capacity kept for reuse (a huge request's is dropped).
+const SPARE_MAX: usize = 64;
 
 #[derive(Debug)]
 struct Partial {
@@ -88,15 +94,20 @@ impl Parser {
         let mut st = match self.partial.take() {
             Some(st) => st,
             None => {
-                let Some(eol) = find_crlf(buf, 0) else {
-                    if buf.len() > INLINE_MAX {
-                        return Err(ProtocolError::TooBigMbulkCount);
+                let (count, eol) = match quick_len(buf, 1).filter(|&(n, _)| n <= MAX_MULTIBULK) {
+                    Some(found) => found,
+                    None => {
+                        let Some(eol) = find_crlf(buf, 0) else {
+                            if buf.len() > INLINE_MAX {
+                                return Err(ProtocolError::TooBigMbulkCount);
+                            }
+                            return Ok(None);
+                        };
+                        match parse_len(&buf[1..eol]) {
+                            Some(n) if n <= MAX_MULTIBULK => (n, eol),
+                            _ => return Err(ProtocolError::InvalidMultibulkLength),
+                        }
                     }
-                    return Ok(None);
-                };
-                let count = match parse_len(&buf[1..eol]) {
-                    Some(n) if n <= MAX_MULTIBULK => n,
-                    _ => return Err(ProtocolError::InvalidMultibulkLength),
                 };
                 if !authenticated && count > UNAUTH_MAX_MULTIBULK {
                     return Err(ProtocolError::UnauthenticatedMultibulk);
@@ -105,10 +116,13 @@ impl Parser {
                     let _ = buf.split_to(eol + 2);
                     return Ok(Some(Vec::new()));
                 }
+                let mut spans = std::mem::take(&mut self.spare);
+                spans.clear();
+                spans.reserve((count as usize).min(1024));
                 Partial {
                     count: count as usize,
                     pos: eol + 2,
-                    spans: Vec::with_capacity((count as usize).min(1024)),
+                    spans,
                 }
             }
         };
@@ -126,14 +140,20 @@ impl Parser {
             if buf[pos] != b'$' {
                 return Err(ProtocolError::ExpectedDollar(buf[pos] as char));
             }
-            let Some(eol) = find_crlf(buf, pos) else {
-                if buf.len() - pos > INLINE_MAX {
-                    return Err(ProtocolError::TooBigBulkCount);
+            let (len, eol) = match quick_len(buf, pos + 1) {
+                Some((n, eol)) => (Some(n), eol),
+                None => {
+                    let Some(eol) = find_crlf(buf, pos) else {
+                        if buf.len() - pos > INLINE_MAX {
+                            return Err(ProtocolError::TooBigBulkCount);
+                        }
+                        self.partial = Some(st);
+                        return Ok(None);
+                    };
+                    (parse_len(&buf[pos + 1..eol]), eol)
                 }
-                self.partial = Some(st);
-                return Ok(None);
             };
-            let len = match parse_len(&buf[pos + 1..eol]) {
+            let len = match len {
                 Some(n) if !authenticated && n > max_bulk && n <= max_bulk_len => {
                     return Err(ProtocolError::UnauthenticatedBulk)
                 }
@@ -152,12 +172,34 @@ impl Parser {
             st.pos = end + 2;
         }
         let frame = buf.split_to(st.pos).freeze();
-        Ok(Some(
-            st.spans
-                .into_iter()
-                .map(|(s, e)| frame.slice(s..e))
-                .collect(),
-        ))
+        let args = st.spans.iter().map(|&(s, e)| frame.slice(s..e)).collect();
+        if st.spans.capacity() <= SPARE_MAX {
+            self.spare = st.spans;
+        }
+        Ok(Some(args))
+    }
+}
+
+/// The usual header in one pass: 1 to 18 digits (no leading zero but "0" itself)
+/// then CRLF, read at `from`; returns the number and where the CR is. `None` sends
+/// everything else (signs, incomplete or malformed headers) down the general path,
+/// which gives the same values and reports errors as Redis.
+#[inline]
+fn quick_len(buf: &[u8], from: usize) -> Option<(i64, usize)> {
+    let mut v: i64 = 0;
+    let mut i = from;
+    while i < buf.len() && i - from < 18 && buf[i].is_ascii_digit() {
+        v = v * 10 + (buf[i] - b'0') as i64;
+        i += 1;
+    }
+    let digits = i - from;
+    if digits == 0 || (digits > 1 && buf[from] == b'0') {
+        return None;
+    }
+    if i + 1 < buf.len() && buf[i] == b'\r' && buf[i + 1] == b'\n' {
+        Some((v, i))
+    } else {
+        None
     }
 }
 
@@ -375,6 +417,40 @@ mod tests {
         );
         let big = vec![b'a'; INLINE_MAX + 1];
         assert_eq!(parse(&big).unwrap_err(), ProtocolError::TooBigInline);
+    }
+
+    #[test]
+    fn header_fast_path_agrees_with_the_general_one() {
+        let ok = |input: &[u8]| parse(input).unwrap();
+        assert_eq!(ok(b"*0\r\n"), Some(Vec::new()));
+        assert_eq!(ok(b"*1\r\n$0\r\n\r\n"), Some(vec![Bytes::new()]));
+        assert_eq!(ok(b"*1\r\n$10\r\n0123456789\r\n").unwrap()[0].len(), 10);
+        assert_eq!(ok(b"*-1\r\n"), Some(Vec::new()));
+        assert_eq!(ok(b"*1\r\n$12\r"), None);
+        assert_eq!(ok(b"*12"), None);
+        for (bad, e) in [
+            (&b"*01\r\n"[..], ProtocolError::InvalidMultibulkLength),
+            (b"*2147483648\r\n", ProtocolError::InvalidMultibulkLength),
+            (
+                b"*999999999999999999\r\n",
+                ProtocolError::InvalidMultibulkLength,
+            ),
+            (b"*1\r\n$03\r\nabc\r\n", ProtocolError::InvalidBulkLength),
+            (b"*1\r\n$3x\r\nabc\r\n", ProtocolError::InvalidBulkLength),
+            (b"*1\r\n$+3\r\nabc\r\n", ProtocolError::InvalidBulkLength),
+            (b"*+1\r\n$1\r\na\r\n", ProtocolError::InvalidMultibulkLength),
+            (
+                b"*1\r\n$999999999999999999\r\n",
+                ProtocolError::InvalidBulkLength,
+            ),
+        ] {
+            assert_eq!(
+                parse(bad).unwrap_err(),
+                e,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

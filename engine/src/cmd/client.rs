@@ -34,12 +34,11 @@ pub fn cmd_label(args: &[Bytes]) -> String {
 }
 
 /// Sets `label` to `cmd_label(args)`, without allocating when the command repeats
-/// (the connection calls it after every command).
-pub fn update_cmd_label(label: &mut String, args: &[Bytes]) {
-    let container = args.len() > 1 && {
-        let n = &args[0];
-        CONTAINERS.iter().any(|c| eq_ic(n, c))
-    };
+/// (the connection calls it for every command). `spec` is the table row of `args[0]`:
+/// its `LABEL_SUB` flag saves scanning `CONTAINERS` per command.
+pub fn update_cmd_label(label: &mut String, args: &[Bytes], spec: Option<&CommandSpec>) {
+    let container =
+        args.len() > 1 && spec.is_some_and(|s| s.flags & crate::command::LABEL_SUB != 0);
     if !container && label.as_bytes().eq_ignore_ascii_case(&args[0]) {
         return;
     }
@@ -489,5 +488,23 @@ mod tests {
         assert_eq!(cmd_label(&a(&["CLIENT", "List"])), "client|list");
         assert_eq!(cmd_label(&a(&["GET", "k"])), "get");
         assert_eq!(cmd_label(&a(&["config"])), "config");
+    }
+
+    #[test]
+    fn update_label_notices_a_container_after_the_bare_name() {
+        let a =
+            |v: &[&str]| -> Vec<Bytes> { v.iter().map(|s| Bytes::from(s.to_string())).collect() };
+        let spec = |n: &str| crate::command::lookup(n.as_bytes());
+        let mut label = String::from("config");
+        update_cmd_label(&mut label, &a(&["CONFIG", "GET", "x"]), spec("config"));
+        assert_eq!(label, "config|get");
+        update_cmd_label(&mut label, &a(&["SET", "k", "v"]), spec("set"));
+        assert_eq!(label, "set");
+        update_cmd_label(&mut label, &a(&["Set", "k", "v"]), spec("set"));
+        assert_eq!(label, "set");
+        update_cmd_label(&mut label, &a(&["DEBUG", "sleep", "0"]), spec("debug"));
+        assert_eq!(label, "debug");
+        update_cmd_label(&mut label, &a(&["NOPE", "x"]), None);
+        assert_eq!(label, "nope");
     }
 }

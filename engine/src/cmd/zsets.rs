@@ -116,6 +116,29 @@ fn members_reply(ctx: &Ctx, items: &[(Bytes, f64)], withscores: bool) -> Reply {
     Reply::Array(out)
 }
 
+/// An optionally signed decimal of 1 to 15 digits (so below 2^53) as f64; `None`
+/// for anything else (left to `c_strtod`).
+fn small_int(b: &[u8]) -> Option<f64> {
+    let (neg, digits) = match b.first() {
+        Some(b'-') => (true, &b[1..]),
+        Some(b'+') => (false, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 15 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + (c - b'0') as u64;
+    }
+    // Negated as a float so "-0" is -0.0, as strtod reads it.
+    let v = v as f64;
+    Some(if neg { -v } else { v })
+}
+
 /// C's `strtod` over a whole string (leading whitespace skipped, decimal, hex with
 /// optional `p` exponent, `inf`/`infinity`, `nan`). Returns the value and whether
 /// `errno` would be `ERANGE` with an infinite or zero result; `None` when the string is
@@ -179,6 +202,11 @@ fn parse_hex_float(s: &str) -> Option<f64> {
 fn double_arg(b: &[u8]) -> Option<f64> {
     if b.is_empty() || b[0].is_ascii_whitespace() {
         return None;
+    }
+    // The usual score is a small integer ("0", "-12"): below 2^53 it is exact in f64,
+    // the value strtod gives, without the general parser's allocation.
+    if let Some(v) = small_int(b) {
+        return Some(v);
     }
     match c_strtod(b)? {
         (v, false) if !v.is_nan() => Some(v),
@@ -440,7 +468,6 @@ fn zadd_generic(ctx: &mut Ctx, args: &[Bytes], mut incr: bool) -> CmdResult {
     }
     let now = ctx.now();
     let limits = ctx.zset_limits();
-    let exists = ctx.db().zset_mut(key, now)?.is_some();
     let reply_of = |processed: bool, score: f64, added: i64, updated: i64| {
         if incr {
             if processed {
@@ -452,10 +479,15 @@ fn zadd_generic(ctx: &mut Ctx, args: &[Bytes], mut incr: bool) -> CmdResult {
             Reply::Int(if ch { added + updated } else { added })
         }
     };
-    if !exists && xx {
-        return Ok(reply_of(false, 0.0, 0, 0));
-    }
-    let z = ctx.db().zset_or_create(key, now)?;
+    // One key lookup: XX never creates the key, anything else finds or creates it.
+    let z = if xx {
+        match ctx.db().zset_mut(key, now)? {
+            Some(z) => z,
+            None => return Ok(reply_of(false, 0.0, 0, 0)),
+        }
+    } else {
+        ctx.db().zset_or_create(key, now)?
+    };
     let (mut added, mut updated, mut processed) = (0i64, 0i64, false);
     let mut last = 0.0;
     let mut failed = false;
@@ -494,7 +526,11 @@ fn zadd_generic(ctx: &mut Ctx, args: &[Bytes], mut incr: bool) -> CmdResult {
             }
         }
     }
-    ctx.db().remove_if_empty(key);
+    // Only a set created above and left empty is removed (checked here, so the
+    // usual ZADD pays no second key lookup).
+    if z.is_empty() {
+        ctx.db().remove_if_empty(key);
+    }
     if added > 0 || updated > 0 {
         ctx.key_event(notify::ZSET, if incr { "zincr" } else { "zadd" }, key);
     }
