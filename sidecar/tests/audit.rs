@@ -169,7 +169,7 @@ fn audit_counts_equal_ground_truth() {
     .write(&dir.join("bad.toml"));
     let (code, _) = audit(&bad, &dir.join("bad"));
     assert_eq!(code, 2);
-    // A Redis Cluster target is refused (exit 2), not audited on the wrong cache.
+    // An unreachable Redis Cluster target is an error (exit 2), not a clean audit.
     let cluster = dir.join("cluster.toml");
     let text = std::fs::read_to_string(&cfg).expect("config");
     std::fs::write(
@@ -179,7 +179,7 @@ fn audit_counts_equal_ground_truth() {
     .expect("config");
     let st = run_audit(&cluster, &dir.join("cluster"));
     assert_eq!(st.code, Some(2));
-    assert!(st.stderr.contains("redis-cluster"), "{}", st.stderr);
+    assert!(st.stderr.contains("127.0.0.1:1"), "{}", st.stderr);
     let dirty = read_report(&dir.join("dirty"));
     render_in_chromium(
         &dir.join("dirty/report.html"),
@@ -542,6 +542,119 @@ fn audit_on_redis_reads_lease_write_times() {
         r["notes"].to_string().contains("has no OBJECT WRITTEN"),
         "{r}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A Redis Cluster (three masters): values are read per key through the cluster
+/// connection, write times from the lease hashes in each key's slot, and orphans
+/// by SCANning every master; the counts equal the ground truth.
+#[test]
+fn audit_on_redis_cluster() {
+    assert!(
+        connectors::testing::RedisServer::available(),
+        "redis-server is not installed: run scripts/install-deps.sh"
+    );
+    let cluster = connectors::testing::RedisCluster::start().expect("start a redis cluster");
+    let db = Users::rows(60).db();
+    // redis-cli -c follows MOVED to the key's master.
+    let cli = |args: &[&str]| {
+        let mut a = vec!["-c"];
+        a.extend_from_slice(args);
+        cluster.nodes[0]
+            .cli(&a)
+            .expect("redis-cli")
+            .trim()
+            .to_string()
+    };
+    let set = |k: &str, v: &str| assert_eq!(cli(&["SET", k, v]), "OK", "SET {k}");
+    // Consistent: 1..=20; stale: 21..=25 (user:21 by a lease fill 2 minutes ago);
+    // orphans: 9001..=9010 (no such rows); missing: the other 35 rows.
+    for id in 1..=20i64 {
+        set(&format!("user:{id}"), &user_json_seeded(id));
+    }
+    let stale: Vec<String> = (21..=25).map(|id| format!("user:{id}")).collect();
+    for (id, k) in (21i64..).zip(&stale) {
+        set(k, &user_json_named(id, Some("Old")));
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let written = now_ms - 120_000;
+    assert_eq!(
+        cli(&["HSET", "{user:21}:lease", "written", &written.to_string()]),
+        "1"
+    );
+    let orphans: Vec<String> = (9001..=9010).map(|id| format!("user:{id}")).collect();
+    for (id, k) in (9001i64..).zip(&orphans) {
+        set(k, &user_json_seeded(id));
+    }
+    // The keys are spread: every master holds consistent, stale and orphan keys.
+    let on = |n: &connectors::testing::RedisServer, keys: &[String]| {
+        keys.iter()
+            .filter(|k| n.cli(&["EXISTS", k]).expect("redis-cli").trim() == "1")
+            .count()
+    };
+    let consistent: Vec<String> = (1..=20).map(|id| format!("user:{id}")).collect();
+    let mut spread = Vec::new();
+    for n in &cluster.nodes {
+        spread.push((on(n, &consistent), on(n, &stale), on(n, &orphans)));
+    }
+    assert!(
+        spread.iter().all(|&(c, s, o)| c > 0 && o > 0 && s < 5),
+        "keys not spread over the masters: {spread:?}"
+    );
+    let dir = tmpdir("audit-cluster");
+    let url = db.url();
+    let nodes: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let cfg = AuditConfig::new(
+        format!(
+            "[target]\nkind = \"redis-cluster\"\nnodes = [{}]\n",
+            nodes.join(", ")
+        ),
+        &url,
+        USER_RULE,
+    )
+    .write(&dir.join("coherent.toml"));
+    let (code, r) = audit(&cfg, &dir.join("out"));
+    assert_eq!(code, 1, "{r}");
+    let c = &entry(&r, "user:{id}")["counts"];
+    assert_eq!(c["rows"], 60, "{r}");
+    assert_eq!(c["consistent"], 20, "{r}");
+    assert_eq!(c["stale"], 5, "{r}");
+    assert_eq!(c["orphan"], 10, "{r}");
+    assert_eq!(c["missing"], 35, "{r}");
+    assert_eq!(c["unchecked"], 0, "{r}");
+    let listed: std::collections::BTreeMap<String, serde_json::Value> = r["tables"][0]
+        ["stale_keys"]
+        .as_array()
+        .expect("stale keys")
+        .iter()
+        .map(|s| {
+            (
+                s["key"].as_str().unwrap_or("").to_string(),
+                s["written_ms"].clone(),
+            )
+        })
+        .collect();
+    let names: Vec<&String> = listed.keys().collect();
+    let mut want: Vec<&String> = stale.iter().collect();
+    want.sort();
+    assert_eq!(names, want, "{r}");
+    // The lease hash of user:21 lives in its slot, read through the cluster.
+    assert_eq!(listed["user:21"], serde_json::json!(written), "{r}");
+    assert_eq!(listed["user:22"], serde_json::Value::Null, "plain SET: {r}");
+    let mut listed_orphans: Vec<String> = entry(&r, "user:{id}")["orphan_keys"]
+        .as_array()
+        .expect("orphan keys")
+        .iter()
+        .map(|k| k.as_str().unwrap_or("").to_string())
+        .collect();
+    listed_orphans.sort();
+    let mut want = orphans.clone();
+    want.sort();
+    assert_eq!(listed_orphans, want, "each orphan once: {r}");
+    assert!(r["notes"].to_string().contains("3 masters"), "{r}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -1,11 +1,22 @@
 //! The cache the audit reads: which one (the config's `[target]`, else the embedded
 //! engine at `[engine] listen` with its `requirepass`), and how it tells when a value
 //! was written.
+//!
+//! A Redis Cluster is read through the `redis` crate's cluster connection, which
+//! routes each command to its key's master. A pipeline there must stay within one
+//! slot, so a batch's GETs (and HGETs of the lease hashes) are sent as separate
+//! commands at once: the connection multiplexes them on each node's socket, one
+//! round trip per node rather than per key. SCAN walks one node only, so orphans are
+//! found by scanning every master (from `CLUSTER SLOTS`) on a plain connection each.
 
 use super::sidecar_status::reachable;
 use crate::config::Config;
 use anyhow::{bail, Context, Result};
+use connectors::target::redis::config::node_url;
 use connectors::target::TargetKind;
+use redis::aio::MultiplexedConnection;
+use redis::cluster_async::ClusterConnection;
+use redis::FromRedisValue;
 
 /// How the cache tells when a value was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,10 +27,65 @@ pub(super) enum WrittenBy {
     LeaseHash,
 }
 
+/// A connection to the cache: one node, or a cluster routing per key.
+#[derive(Clone)]
+pub(super) enum Conn {
+    /// A single Redis or the engine (pipelined).
+    Single(MultiplexedConnection),
+    /// A Redis Cluster (each command to its key's master).
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// One reply per command, in order: one pipeline on a single node; on a
+    /// cluster all commands at once, each routed by its key (a pipeline may not
+    /// cross slots).
+    async fn each<T: FromRedisValue>(&self, cmds: Vec<redis::Cmd>) -> redis::RedisResult<Vec<T>> {
+        match self {
+            Conn::Single(c) => {
+                let mut c = c.clone();
+                let mut p = redis::pipe();
+                for cmd in cmds {
+                    p.add_command(cmd);
+                }
+                p.query_async(&mut c).await
+            }
+            Conn::Cluster(c) => {
+                let sends = cmds.into_iter().map(|cmd| {
+                    let mut c = c.clone();
+                    async move { cmd.query_async::<T>(&mut c).await }
+                });
+                futures_util::future::join_all(sends)
+                    .await
+                    .into_iter()
+                    .collect()
+            }
+        }
+    }
+
+    /// The values of `keys`, in order.
+    pub async fn get_many<'a>(
+        &self,
+        keys: impl Iterator<Item = &'a [u8]>,
+    ) -> redis::RedisResult<Vec<Option<Vec<u8>>>> {
+        let cmds = keys
+            .map(|k| {
+                let mut c = redis::cmd("GET");
+                c.arg(k);
+                c
+            })
+            .collect();
+        self.each(cmds).await
+    }
+}
+
 /// Where the cache is, for messages (no password in it).
 pub(super) struct Cache {
     /// The connection (pipelined, shared by the scan's GET task).
-    pub conn: redis::aio::MultiplexedConnection,
+    pub conn: Conn,
+    /// One connection per node holding keys, for SCAN: the single node, or every
+    /// master of a cluster.
+    pub scan_nodes: Vec<MultiplexedConnection>,
     /// How write times are read.
     pub written_by: WrittenBy,
     /// A note for the report when the cache could not tell write times.
@@ -68,8 +134,7 @@ fn describe(url: &str) -> String {
 /// silent switch to the other method.
 pub(super) async fn connect(cfg: &Config) -> Result<Cache> {
     if cfg.target.kind == TargetKind::RedisCluster {
-        // SCAN and pipelined GETs would need routing per node and slot.
-        bail!("the offline audit does not support [target] kind = \"redis-cluster\" yet");
+        return connect_cluster(cfg).await;
     }
     let (info, name) = connection_info(cfg)?;
     let client = redis::Client::open(info).with_context(|| format!("cache {name}"))?;
@@ -90,7 +155,8 @@ pub(super) async fn connect(cfg: &Config) -> Result<Cache> {
     let embedded = cfg.target.kind == TargetKind::Embedded && cfg.target.url.is_none();
     match probe {
         Ok(_) => Ok(Cache {
-            conn,
+            conn: Conn::Single(conn.clone()),
+            scan_nodes: vec![conn],
             written_by: WrittenBy::Engine,
             note: None,
         }),
@@ -100,7 +166,8 @@ pub(super) async fn connect(cfg: &Config) -> Result<Cache> {
         // Redis answers an unknown OBJECT subcommand with an error reply (ERR
         // unknown subcommand, or "Unknown subcommand or wrong number of arguments").
         Err(e) if e.kind() == redis::ErrorKind::ResponseError => Ok(Cache {
-            conn,
+            conn: Conn::Single(conn.clone()),
+            scan_nodes: vec![conn],
             written_by: WrittenBy::LeaseHash,
             note: Some(format!(
                 "{name} has no OBJECT WRITTEN: write times are the lease fills' `written` field (unknown for plain SET fills)"
@@ -110,38 +177,200 @@ pub(super) async fn connect(cfg: &Config) -> Result<Cache> {
     }
 }
 
+/// The seed nodes' URLs, without passwords, for messages.
+fn describe_nodes(cfg: &Config) -> String {
+    let nodes: Vec<String> = cfg
+        .target
+        .nodes
+        .iter()
+        .map(|n| describe(&node_url(n)))
+        .collect();
+    format!("the cluster at {}", nodes.join(", "))
+}
+
+/// Connection info of a cluster node: the seed URL's scheme and credentials (and
+/// `[target] password`), at `host:port`.
+fn node_info(
+    seed: &str,
+    host: &str,
+    port: u16,
+    password: Option<&str>,
+) -> Result<redis::ConnectionInfo> {
+    let seed = node_url(seed);
+    let (scheme, rest) = seed.split_once("://").unwrap_or(("redis", seed.as_str()));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let user = authority
+        .rsplit_once('@')
+        .map(|(u, _)| format!("{u}@"))
+        .unwrap_or_default();
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let url = format!("{scheme}://{user}{host}:{port}");
+    let mut info = redis::IntoConnectionInfo::into_connection_info(url.as_str())
+        .with_context(|| format!("cluster node {host}:{port}"))?;
+    if let Some(p) = password {
+        info.redis.password = Some(p.to_string());
+    }
+    Ok(info)
+}
+
+/// The masters' addresses from a `CLUSTER SLOTS` reply (each slot range's first
+/// node), each once. A node that announces no IP (an empty string) is at the host
+/// the reply came from.
+fn masters(slots: &redis::Value, asked: &str) -> Vec<(String, u16)> {
+    let mut out: Vec<(String, u16)> = Vec::new();
+    let redis::Value::Array(ranges) = slots else {
+        return out;
+    };
+    for range in ranges {
+        let redis::Value::Array(fields) = range else {
+            continue;
+        };
+        let Some(redis::Value::Array(node)) = fields.get(2) else {
+            continue;
+        };
+        let host = match node.first() {
+            Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            Some(redis::Value::SimpleString(s)) => s.clone(),
+            _ => continue,
+        };
+        let host = if host.is_empty() {
+            asked.to_string()
+        } else {
+            host
+        };
+        let Some(redis::Value::Int(port)) = node.get(1) else {
+            continue;
+        };
+        let Ok(port) = u16::try_from(*port) else {
+            continue;
+        };
+        if !out.iter().any(|(h, p)| *h == host && *p == port) {
+            out.push((host, port));
+        }
+    }
+    out
+}
+
+/// A Redis Cluster: the cluster connection for reads (write times from the lease
+/// hashes, which live in their key's slot), and a plain connection to each master
+/// for SCAN.
+async fn connect_cluster(cfg: &Config) -> Result<Cache> {
+    let name = describe_nodes(cfg);
+    if cfg.target.nodes.is_empty() {
+        bail!("[target] kind = \"redis-cluster\" needs nodes = [\"host:port\", ...]");
+    }
+    let password = cfg.target.password.as_deref();
+    let urls: Vec<String> = cfg.target.nodes.iter().map(|n| node_url(n)).collect();
+    let mut b = redis::cluster::ClusterClientBuilder::new(urls);
+    if let Some(p) = password {
+        b = b.password(p.to_string());
+    }
+    let client = b.build().with_context(|| format!("cache {name}"))?;
+    let conn = client
+        .get_async_connection()
+        .await
+        .with_context(|| format!("cannot connect to the cache ({name})"))?;
+    // The masters, asked of the first seed node that answers.
+    let mut last_err = None;
+    let mut found = None;
+    for seed in &cfg.target.nodes {
+        let seed_info = redis::IntoConnectionInfo::into_connection_info(node_url(seed).as_str())
+            .with_context(|| format!("[target] nodes {}", describe(&node_url(seed))))?;
+        let asked = match &seed_info.addr {
+            redis::ConnectionAddr::Tcp(h, _) => h.clone(),
+            _ => String::new(),
+        };
+        let info = match &seed_info.addr {
+            redis::ConnectionAddr::Tcp(h, p) => node_info(seed, h, *p, password)?,
+            _ => seed_info,
+        };
+        let r = async {
+            let client = redis::Client::open(info)?;
+            let mut c = client.get_multiplexed_async_connection().await?;
+            redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query_async::<redis::Value>(&mut c)
+                .await
+        }
+        .await;
+        match r {
+            Ok(v) => {
+                found = Some((v, asked, seed.clone()));
+                break;
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    let Some((slots, asked, seed)) = found else {
+        let e = last_err.map(|e| e.to_string()).unwrap_or_default();
+        bail!("no seed node of {name} answered CLUSTER SLOTS: {e}");
+    };
+    let nodes = masters(&slots, &asked);
+    if nodes.is_empty() {
+        bail!("{name}: CLUSTER SLOTS named no master");
+    }
+    let mut scan_nodes = Vec::with_capacity(nodes.len());
+    for (host, port) in &nodes {
+        let info = node_info(&seed, host, *port, password)?;
+        let c = redis::Client::open(info)
+            .with_context(|| format!("cluster node {host}:{port}"))?
+            .get_multiplexed_async_connection()
+            .await
+            .with_context(|| format!("cannot connect to cluster master {host}:{port}"))?;
+        scan_nodes.push(c);
+    }
+    Ok(Cache {
+        conn: Conn::Cluster(conn),
+        scan_nodes,
+        written_by: WrittenBy::LeaseHash,
+        note: Some(format!(
+            "{name} ({} masters, each SCANned for orphans) is read through the lease fills' `written` field for write times (unknown for plain SET fills)",
+            nodes.len()
+        )),
+    })
+}
+
 /// When each key's value was written (Unix ms), as far as the cache knows.
 pub(super) async fn written_ms<'a>(
     cache: &mut Cache,
     keys: impl Iterator<Item = &'a [u8]>,
 ) -> Vec<Option<i64>> {
-    let mut p = redis::pipe();
-    let mut n = 0;
-    for k in keys {
-        n += 1;
-        match cache.written_by {
-            WrittenBy::Engine => p.cmd("OBJECT").arg("WRITTEN").arg(k),
-            WrittenBy::LeaseHash => p
-                .cmd("HGET")
-                .arg(connectors::target::redis::lease_key(k).as_ref())
-                .arg("written"),
-        };
-    }
+    let cmds: Vec<redis::Cmd> = keys
+        .map(|k| match cache.written_by {
+            WrittenBy::Engine => {
+                let mut c = redis::cmd("OBJECT");
+                c.arg("WRITTEN").arg(k);
+                c
+            }
+            WrittenBy::LeaseHash => {
+                let mut c = redis::cmd("HGET");
+                c.arg(connectors::target::redis::lease_key(k).as_ref())
+                    .arg("written");
+                c
+            }
+        })
+        .collect();
+    let n = cmds.len();
     if n == 0 {
         return Vec::new();
     }
     // Unknown write times are a gap in the histogram, not a failed audit.
-    let got: redis::RedisResult<Vec<Option<i64>>> = p.query_async(&mut cache.conn).await;
+    let got: redis::RedisResult<Vec<Option<i64>>> = cache.conn.each(cmds).await;
     got.unwrap_or_else(|_| vec![None; n])
 }
 
-/// The cached values of `keys`, in one pipeline.
+/// The cached values of `keys`, in one pipeline (one round trip per node on a
+/// cluster).
 pub(super) async fn get_all(cache: &mut Cache, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
-    let mut p = redis::pipe();
-    for k in keys {
-        p.cmd("GET").arg(k.as_slice());
-    }
-    p.query_async(&mut cache.conn).await.context("cache GET")
+    cache
+        .conn
+        .get_many(keys.iter().map(|k| k.as_slice()))
+        .await
+        .context("cache GET")
 }
 
 #[cfg(test)]

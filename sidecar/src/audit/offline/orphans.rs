@@ -28,15 +28,36 @@ pub(super) async fn find_orphans(
     let me = t.templates[ki].tmpl.literal_len();
     let batch = t.templates[ki].lookup_batch();
     let mut mine: Vec<Vec<u8>> = Vec::with_capacity(batch + BATCH);
+    // Every node that holds keys (each cluster master: SCAN sees one node's keys,
+    // and a key lives on one master only, so none is seen twice).
+    for node in 0..ctx.cache.scan_nodes.len() {
+        scan_node(t, ki, node, &glob, me, batch, &mut mine, scan, ctx).await?;
+    }
+    Ok(())
+}
+
+/// SCANs one node for the template's glob, classifying the keys found by batches.
+#[allow(clippy::too_many_arguments)]
+async fn scan_node(
+    t: &mut Table,
+    ki: usize,
+    node: usize,
+    glob: &str,
+    me: usize,
+    batch: usize,
+    mine: &mut Vec<Vec<u8>>,
+    scan: &mut MySqlConnection,
+    ctx: &mut Ctx,
+) -> Result<()> {
     let mut cursor: u64 = 0;
     loop {
         let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(&glob)
+            .arg(glob)
             .arg("COUNT")
             .arg(BATCH)
-            .query_async(&mut ctx.cache.conn)
+            .query_async(&mut ctx.cache.scan_nodes[node])
             .await
             .context("SCAN")?;
         // A key a more specific template also parses is that template's
@@ -48,7 +69,7 @@ pub(super) async fn find_orphans(
         }));
         cursor = next;
         if mine.len() >= batch || (cursor == 0 && !mine.is_empty()) {
-            orphans_among(t, ki, &mine, scan, ctx).await?;
+            orphans_among(t, ki, mine, scan, ctx).await?;
             mine.clear();
         }
         if cursor == 0 {

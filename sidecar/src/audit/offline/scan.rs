@@ -2,7 +2,7 @@
 //! snapshot (rate-limited), each row rendered to its keys, the keys read from the
 //! cache in pipelined batches while the scan goes on, and classified.
 
-use super::cache::written_ms;
+use super::cache::{written_ms, Conn};
 use super::class::{same_json, Class};
 use super::progress::Progress;
 use super::table::{render_value, row_kinds, row_texts, Table};
@@ -127,15 +127,11 @@ pub(super) async fn scan_table(
 /// rows (one batch in flight at most, so memory stays at two batches).
 type InFlight = tokio::task::JoinHandle<(Vec<Pending>, redis::RedisResult<Vec<Option<Vec<u8>>>>)>;
 
-/// Sends the batch's GETs in one pipeline.
-fn send_batch(cache: &redis::aio::MultiplexedConnection, batch: Vec<Pending>) -> InFlight {
-    let mut cache = cache.clone();
+/// Sends the batch's GETs in one pipeline (routed per key on a cluster).
+fn send_batch(cache: &Conn, batch: Vec<Pending>) -> InFlight {
+    let cache = cache.clone();
     tokio::spawn(async move {
-        let mut p = redis::pipe();
-        for x in &batch {
-            p.cmd("GET").arg(&x.key);
-        }
-        let vals = p.query_async(&mut cache).await;
+        let vals = cache.get_many(batch.iter().map(|x| x.key.as_slice())).await;
         (batch, vals)
     })
 }
