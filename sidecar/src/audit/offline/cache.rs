@@ -375,7 +375,50 @@ pub(super) async fn get_all(cache: &mut Cache, keys: &[Vec<u8>]) -> Result<Vec<O
 
 #[cfg(test)]
 mod tests {
-    use super::describe;
+    use super::{describe, masters, node_info};
+    use redis::Value;
+
+    fn node(host: &str, port: i64) -> Value {
+        Value::Array(vec![
+            Value::BulkString(host.as_bytes().to_vec()),
+            Value::Int(port),
+            Value::BulkString(b"id".to_vec()),
+        ])
+    }
+
+    #[test]
+    fn masters_are_each_range_first_node_once() {
+        let slots = Value::Array(vec![
+            Value::Array(vec![
+                Value::Int(0),
+                Value::Int(5460),
+                node("10.0.0.1", 7000),
+                node("10.0.0.9", 7009),
+            ]),
+            Value::Array(vec![Value::Int(5461), Value::Int(9000), node("", 7001)]),
+            Value::Array(vec![
+                Value::Int(9001),
+                Value::Int(16383),
+                node("10.0.0.1", 7000),
+            ]),
+        ]);
+        assert_eq!(
+            masters(&slots, "seed"),
+            vec![("10.0.0.1".to_string(), 7000), ("seed".to_string(), 7001)]
+        );
+        assert!(masters(&Value::Nil, "seed").is_empty());
+    }
+
+    #[test]
+    fn node_info_keeps_the_seed_credentials() {
+        let i = node_info("redis://u:pw@h:1/0", "10.0.0.2", 7002, None).expect("info");
+        assert_eq!(i.addr.to_string(), "10.0.0.2:7002");
+        assert_eq!(i.redis.username.as_deref(), Some("u"));
+        assert_eq!(i.redis.password.as_deref(), Some("pw"));
+        let i = node_info("h:1", "::1", 7003, Some("secret")).expect("info");
+        assert_eq!(i.redis.password.as_deref(), Some("secret"));
+        assert!(i.addr.to_string().contains("7003"), "{}", i.addr);
+    }
 
     #[test]
     fn urls_are_described_without_password() {
