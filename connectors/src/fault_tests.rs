@@ -173,6 +173,38 @@ pub(crate) fn run<T: Target + 'static>(
     (feed, stop, task)
 }
 
+/// The parts of a target-outage test: a redis-server (started with `args`) holding
+/// `n` stale user keys, a Redis target on it with `batch_timeout`, an embedded retry
+/// queue whose worker delivers to that target, and a checkpoint file.
+struct Rig {
+    s: RedisServer,
+    target: RedisTarget,
+    q: RetryQueue,
+    worker: tokio::task::JoinHandle<()>,
+    cp: FileCheckpointStore,
+}
+
+async fn rig(name: &str, args: &[&str], n: u64, batch_timeout: Duration) -> Rig {
+    let d = tmp(name);
+    let s = RedisServer::start(args).unwrap();
+    set_all(&s, 0..n, "stale");
+    let cfg = TargetConfig {
+        batch_timeout: HumanDuration(batch_timeout),
+        ..TargetConfig::redis(s.url())
+    };
+    let target = RedisTarget::connect(&cfg).await.unwrap();
+    let q = RetryQueue::open(&retry_cfg(&d)).await.unwrap();
+    let worker = q.spawn_worker(target.clone());
+    let cp = FileCheckpointStore::new(d.join("cp"));
+    Rig {
+        s,
+        target,
+        q,
+        worker,
+        cp,
+    }
+}
+
 /// The target killed for 10 s during a write load, restarted (with its AOF): every
 /// delete of the outage is queued durably, the binlog keeps moving, the queue
 /// drains afterwards, nothing is lost or dead-lettered, and the checkpoint ends at
@@ -182,18 +214,20 @@ async fn target_killed_for_10s_during_load_loses_nothing() {
     if !RedisServer::available() {
         return;
     }
-    let d = tmp("kill");
-    let mut s = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]).unwrap();
     const N: u64 = 600;
-    set_all(&s, 0..N, "stale");
-    let cfg = TargetConfig {
-        batch_timeout: HumanDuration(Duration::from_millis(300)),
-        ..TargetConfig::redis(s.url())
-    };
-    let target = RedisTarget::connect(&cfg).await.unwrap();
-    let q = RetryQueue::open(&retry_cfg(&d)).await.unwrap();
-    let worker = q.spawn_worker(target.clone());
-    let cp = FileCheckpointStore::new(d.join("cp"));
+    let Rig {
+        mut s,
+        target,
+        q,
+        worker,
+        cp,
+    } = rig(
+        "kill",
+        &["--appendonly", "yes", "--appendfsync", "always"],
+        N,
+        Duration::from_millis(300),
+    )
+    .await;
     let (feed, stop, task) = run(
         target,
         Some(q.clone()),
@@ -240,37 +274,21 @@ async fn target_slower_than_batch_timeout_loses_nothing() {
     if !RedisServer::available() {
         return;
     }
-    let d = tmp("slow");
-    let s = RedisServer::start(&[]).unwrap();
     const N: u64 = 200;
-    set_all(&s, 0..N, "stale");
-    let cfg = TargetConfig {
-        batch_timeout: HumanDuration(Duration::from_millis(100)),
-        ..TargetConfig::redis(s.url())
-    };
-    let target = RedisTarget::connect(&cfg).await.unwrap();
-    let q = RetryQueue::open(&retry_cfg(&d)).await.unwrap();
-    let worker = q.spawn_worker(target.clone());
-    let cp = FileCheckpointStore::new(d.join("cp"));
+    let Rig {
+        s,
+        target,
+        q,
+        worker,
+        cp,
+    } = rig("slow", &[], N, Duration::from_millis(100)).await;
     let (feed, stop, task) = run(target, Some(q.clone()), cp.clone(), Duration::ZERO);
     s.pause(true).unwrap();
     for n in 0..20 {
         feed.send(tx(n, n)).unwrap();
     }
     // The binlog keeps moving while the target hangs: the checkpoint passes tx 19.
-    let cp2 = cp.clone();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let c = cp2.load().await.unwrap();
-        if c.is_some_and(|c| c.position == pos(19)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "checkpoint stuck while target hung"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_checkpoint(&cp, pos(19), 20).await;
     s.pause(false).unwrap();
     for n in 20..N {
         feed.send(tx(n, n)).unwrap();
@@ -305,18 +323,14 @@ async fn hung_target_is_skipped_while_it_fails() {
     if !RedisServer::available() {
         return;
     }
-    let d = tmp("breaker");
-    let s = RedisServer::start(&[]).unwrap();
     const N: u64 = 100;
-    set_all(&s, 0..N, "stale");
-    let cfg = TargetConfig {
-        batch_timeout: HumanDuration(Duration::from_millis(300)),
-        ..TargetConfig::redis(s.url())
-    };
-    let target = RedisTarget::connect(&cfg).await.unwrap();
-    let q = RetryQueue::open(&retry_cfg(&d)).await.unwrap();
-    let worker = q.spawn_worker(target.clone());
-    let cp = FileCheckpointStore::new(d.join("cp"));
+    let Rig {
+        s,
+        target,
+        q,
+        worker,
+        cp,
+    } = rig("breaker", &[], N, Duration::from_millis(300)).await;
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counted = Counting(target, calls.clone());
     let (feed, stop, task) = run(counted, Some(q.clone()), cp.clone(), Duration::ZERO);

@@ -16,7 +16,7 @@
 use crate::binlog::{BinlogSource, Position, SourceError, Transaction};
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
 use crate::delayed::DelayedDeletes;
-use crate::retry::{QueueError, RetryQueue, RetryStatsSnapshot};
+use crate::retry::{QueueError, RetryQueue};
 use crate::rules::{KeyBatch, RuleError, Rules};
 use crate::target::{Target, TargetError};
 use bytes::Bytes;
@@ -177,11 +177,6 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
     pub fn with_retry_queue(mut self, queue: RetryQueue) -> Self {
         self.retry = Some(queue);
         self
-    }
-
-    /// The retry queue's counters, when there is one.
-    pub fn retry_stats(&self) -> Option<RetryStatsSnapshot> {
-        self.retry.as_ref().map(RetryQueue::stats)
     }
 
     /// Whether reading should pause: the retry queue is past its `max_depth`. For

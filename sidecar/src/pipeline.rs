@@ -55,8 +55,6 @@ struct Inner {
     checkpoint_saved_at: f64,
     /// The error that stopped the pipeline.
     failed: Option<String>,
-    /// Counters of the retry queue.
-    retry: RetryStatsSnapshot,
 }
 
 /// The retry queue as [`PipelineState`] holds it (the queue itself has no `Debug`).
@@ -96,14 +94,13 @@ pub struct Snapshot {
 impl PipelineState {
     /// A copy of the current state.
     pub fn snapshot(&self) -> Snapshot {
-        let (stats, oldest, saved, failed, mut lag, retry) = match self.inner.lock() {
+        let (stats, oldest, saved, failed, mut lag) = match self.inner.lock() {
             Ok(g) => (
                 g.stats.clone(),
                 g.queued.front().copied(),
                 g.checkpoint_saved_at,
                 g.failed.clone(),
                 g.lag,
-                g.retry.clone(),
             ),
             Err(_) => Default::default(),
         };
@@ -122,7 +119,11 @@ impl PipelineState {
                 .or_else(|| probe.and_then(|p| p.last_error())),
             failed,
             stats,
-            retry: self.retry_queue.get().map_or(retry, |q| q.0.stats()),
+            retry: self
+                .retry_queue
+                .get()
+                .map(|q| q.0.stats())
+                .unwrap_or_default(),
         }
     }
 
@@ -132,15 +133,12 @@ impl PipelineState {
         }
     }
 
-    fn publish(&self, stats: &PipelineStats, retry: Option<RetryStatsSnapshot>) {
+    fn publish(&self, stats: &PipelineStats) {
         self.update(|g| {
             if stats.checkpointed != g.stats.checkpointed {
                 g.checkpoint_saved_at = now_secs();
             }
             g.stats = stats.clone();
-            if let Some(r) = retry {
-                g.retry = r;
-            }
         });
     }
 }
@@ -295,13 +293,13 @@ async fn run_inner(
                 // the handler, where nothing can cancel it half done.
                 due = pipe.next_due_delayed(), if delayed => {
                     let r = pipe.fire_delayed(due).await;
-                    state.publish(pipe.stats(), pipe.retry_stats());
+                    state.publish(pipe.stats());
                     if let Err(e) = r {
                         break Err(e.into());
                     }
                 }
                 _ = tokio::time::sleep(Duration::from_millis(20)), if hold => {
-                    state.publish(pipe.stats(), pipe.retry_stats());
+                    state.publish(pipe.stats());
                 }
                 m = rx.recv(), if !hold => match m {
                     Some(Ok(t)) => {
@@ -328,7 +326,7 @@ async fn run_inner(
                                 }
                             }
                         });
-                        state.publish(pipe.stats(), pipe.retry_stats());
+                        state.publish(pipe.stats());
                         // Moved, not cloned, to the checker (never waits on it).
                         let deferred = pipe.stats().queued > queued_before;
                         let r = r.map(|t| {
@@ -349,7 +347,7 @@ async fn run_inner(
                     if let Err(e) = pipe.flush().await {
                         break Err(e.into());
                     }
-                    state.publish(pipe.stats(), pipe.retry_stats());
+                    state.publish(pipe.stats());
                 }
             }
         };
@@ -367,7 +365,7 @@ async fn run_inner(
             Ok(()) => pipe.flush().await,
             Err(e) => Err(e),
         };
-        state.publish(pipe.stats(), pipe.retry_stats());
+        state.publish(pipe.stats());
         match (result, flushed) {
             (Err(e), _) => Err(e),
             (Ok(()), Err(e)) => Err(e.into()),
