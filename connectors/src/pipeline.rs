@@ -257,7 +257,7 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
                 }
                 t = self.source.next_transaction(), if !hold => {
                     let t = t?;
-                    self.apply(t).await?;
+                    self.apply(&t).await?;
                 }
                 _ = tokio::time::sleep(Duration::from_millis(20)), if hold => {}
             }
@@ -269,7 +269,7 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
     /// Processes exactly one transaction (and any second deletes already due).
     pub async fn step(&mut self) -> Result<Transaction, PipelineError> {
         let t = self.source.next_transaction().await?;
-        self.apply(t.clone()).await?;
+        self.apply(&t).await?;
         let due = self.delayed.due_now(DELAYED_BATCH);
         if !due.is_empty() {
             self.fire(due).await?;
@@ -405,7 +405,7 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
         Ok(())
     }
 
-    async fn apply(&mut self, t: Transaction) -> Result<(), PipelineError> {
+    async fn apply(&mut self, t: &Transaction) -> Result<(), PipelineError> {
         self.batch.clear();
         for change in &t.changes {
             self.rules
@@ -436,7 +436,7 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
         let mut held = Held {
             seq,
             checkpoint: Checkpoint {
-                position: t.position,
+                position: t.position.clone(),
                 timestamp: t.timestamp,
                 saved_at: now.as_secs(),
             },
