@@ -4,7 +4,7 @@
 
 use crate::fault_tests::tmp;
 use crate::retry::{RetryConfig, RetryQueue};
-use crate::target::{EmbeddedTarget, RedisTarget, Target, TargetConfig};
+use crate::targets::{EmbeddedTarget, RedisTarget, Target, TargetConfig};
 use crate::testing::RedisServer;
 use bytes::Bytes;
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@ use crate::binlog::config::MysqlConfig;
 use crate::checkpoint::CheckpointConfig;
 use crate::retry::RetryConfig;
 use crate::rules::{RuleConfig, Rules};
-use crate::target::TargetConfig;
+use crate::targets::TargetConfig;
 use serde::{Deserialize, Serialize};
 
 /// The connector's sections of the config file.

@@ -9,7 +9,7 @@ use crate::duration::HumanDuration;
 use crate::pipeline::{Pipeline, TransactionSource};
 use crate::retry::{RetryConfig, RetryQueue};
 use crate::rules::{RuleConfig, Rules};
-use crate::target::{RedisTarget, Target, TargetConfig};
+use crate::targets::{RedisTarget, Target, TargetConfig};
 use crate::testing::RedisServer;
 use bytes::Bytes;
 use std::path::PathBuf;
@@ -308,7 +308,7 @@ async fn target_slower_than_batch_timeout_loses_nothing() {
 struct Counting<T>(T, std::sync::Arc<std::sync::atomic::AtomicU64>);
 
 impl<T: Target> Target for Counting<T> {
-    async fn delete_batch(&self, keys: &[Bytes]) -> Result<(), crate::target::TargetError> {
+    async fn delete_batch(&self, keys: &[Bytes]) -> Result<(), crate::targets::TargetError> {
         self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.0.delete_batch(keys).await
     }

@@ -2,7 +2,7 @@
 //! changes into cache keys, the targets that delete them, and the checkpoint.
 //!
 //! Data flows one way: binlog event ([`binlog::decode`]) -> row change
-//! ([`binlog::RowChange`]) -> keys ([`rules`]) -> deletes ([`target`]) -> checkpoint
+//! ([`binlog::RowChange`]) -> keys ([`rules`]) -> deletes ([`targets`]) -> checkpoint
 //! ([`checkpoint`]), wired by [`pipeline`]. No module reaches back up the chain.
 
 pub mod binlog;
@@ -19,7 +19,7 @@ mod fault_tests;
 #[cfg(test)]
 mod bench_tests;
 pub mod rules;
-pub mod target;
+pub mod targets;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -18,7 +18,7 @@ use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
 use crate::delayed::DelayedDeletes;
 use crate::retry::{QueueError, RetryQueue};
 use crate::rules::{KeyBatch, RuleError, Rules};
-use crate::target::{Target, TargetError};
+use crate::targets::{Target, TargetError};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::future::Future;

@@ -104,7 +104,7 @@ pub struct RuleConfig {
     #[serde(default = "default_double_delete")]
     pub double_delete: HumanDuration,
     /// Maximum TTL of a key the rule covers (`"0"`/absent: none). Applied by the
-    /// external-Redis sweeper ([`crate::target::redis::sweeper`]) and, through
+    /// external-Redis sweeper ([`crate::targets::redis::sweeper`]) and, through
     /// [`Rules::backstops`], by the embedded engine.
     #[serde(default, skip_serializing_if = "HumanDuration::is_zero")]
     pub ttl_backstop: HumanDuration,

@@ -11,7 +11,7 @@ use connectors::binlog::MysqlConfig;
 use connectors::checkpoint::CheckpointConfig;
 use connectors::retry::RetryConfig;
 use connectors::rules::{RuleConfig, RuleError, Rules};
-use connectors::target::TargetConfig;
+use connectors::targets::TargetConfig;
 use connectors::ConnectorConfig;
 use engine::EngineConfig;
 use serde::Deserialize;

@@ -17,7 +17,7 @@ use connectors::checkpoint::{AnyCheckpointStore, CheckpointStore};
 use connectors::pipeline::TransactionSource;
 use connectors::retry::{RetryQueue, RetryStatsSnapshot};
 use connectors::rules::Rules;
-use connectors::target::AnyTarget;
+use connectors::targets::AnyTarget;
 use connectors::{ConnectorConfig, Pipeline, PipelineStats};
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::{Span as _, Status, TraceContextExt as _, Tracer as _};

@@ -6,8 +6,8 @@
 //! one node: list every master in `[target] nodes`.
 
 use connectors::rules::Rules;
-use connectors::target::redis::sweeper::{sweep, SweepConfig};
-use connectors::target::{TargetConfig, TargetKind};
+use connectors::targets::redis::sweeper::{sweep, SweepConfig};
+use connectors::targets::{TargetConfig, TargetKind};
 use std::time::Duration;
 
 /// Time between sweeps.

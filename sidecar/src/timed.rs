@@ -3,7 +3,7 @@
 //! and, when the batch runs inside a transaction's trace, into a `deletes` child span.
 
 use bytes::Bytes;
-use connectors::target::{Target, TargetError, TargetKind};
+use connectors::targets::{Target, TargetError, TargetKind};
 use opentelemetry::metrics::{Histogram, Meter};
 use opentelemetry::trace::{Span, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};

@@ -8,7 +8,7 @@ use super::{MysqlConfig, Position, Transaction};
 use crate::checkpoint::{Checkpoint, CheckpointStore, FileCheckpointStore, MysqlCheckpointStore};
 use crate::pipeline::Pipeline;
 use crate::rules::{RuleConfig, Rules};
-use crate::target::EmbeddedTarget;
+use crate::targets::EmbeddedTarget;
 use crate::testing::{MariaDb, MariaDbOptions};
 use bytes::Bytes;
 use engine::{Engine, EngineConfig, Reply};

@@ -15,7 +15,7 @@ pub mod embedded;
 pub mod rabbitmq;
 
 use crate::duration::HumanDuration;
-use crate::target::Target;
+use crate::targets::Target;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 use super::*;
 use crate::duration::HumanDuration;
 use crate::retry::{RetryConfig, RetryQueue};
-use crate::target::{RedisTarget, TargetConfig, TargetError};
+use crate::targets::{RedisTarget, TargetConfig, TargetError};
 use crate::testing::RedisServer;
 use std::sync::atomic::{AtomicBool, Ordering};
 

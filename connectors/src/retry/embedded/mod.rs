@@ -15,7 +15,7 @@ mod log;
 mod integration_tests;
 
 use super::{now_ms, QueueError, QueuedDelete, RetryConfig, RetryStats};
-use crate::target::Target;
+use crate::targets::Target;
 use bytes::Bytes;
 use log::{Entry, Log, Record};
 use std::collections::{BTreeMap, HashMap};

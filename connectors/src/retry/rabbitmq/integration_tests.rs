@@ -3,7 +3,7 @@
 use crate::checkpoint::{CheckpointStore, FileCheckpointStore};
 use crate::fault_tests::{lost, pos, retry_cfg, run, set_all, tmp, tx, wait_for};
 use crate::retry::{QueueKind, RetryConfig, RetryQueue};
-use crate::target::{RedisTarget, Target, TargetConfig, TargetError};
+use crate::targets::{RedisTarget, Target, TargetConfig, TargetError};
 use crate::testing::{RabbitMq, RedisServer};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,7 +1,7 @@
 //! Connection handling, publishing with confirms, and the consumer.
 
 use crate::retry::{QueueError, QueuedDelete, RetryConfig, RetryStats};
-use crate::target::Target;
+use crate::targets::Target;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use lapin::options::{

@@ -12,8 +12,8 @@
 use super::sidecar_status::reachable;
 use crate::config::Config;
 use anyhow::{bail, Context, Result};
-use connectors::target::redis::config::node_url;
-use connectors::target::TargetKind;
+use connectors::targets::redis::config::node_url;
+use connectors::targets::TargetKind;
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::FromRedisValue;
@@ -348,7 +348,7 @@ pub(super) async fn written_ms<'a>(
             }
             WrittenBy::LeaseHash => {
                 let mut c = redis::cmd("HGET");
-                c.arg(connectors::target::redis::lease_key(k).as_ref())
+                c.arg(connectors::targets::redis::lease_key(k).as_ref())
                     .arg("written");
                 c
             }

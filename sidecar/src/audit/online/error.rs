@@ -1,7 +1,7 @@
 //! The online checker's errors.
 
 use connectors::rules::RuleError;
-use connectors::target::TargetError;
+use connectors::targets::TargetError;
 
 /// What can go wrong in the online checker: a bad `[audit]` value at startup, or a
 /// check's read of the cache or the database (counted as a check error, not a check).

@@ -11,8 +11,8 @@
 use super::error::AuditError;
 use crate::audit::render::{cell_json, ident};
 use bytes::Bytes;
-use connectors::target::redis::RedisConn;
-use connectors::target::{TargetConfig, TargetKind};
+use connectors::targets::redis::RedisConn;
+use connectors::targets::{TargetConfig, TargetKind};
 use engine::Reply;
 use mysql_async::prelude::Queryable;
 use tokio::sync::Mutex;
@@ -114,7 +114,7 @@ impl Cache {
             Cache::Redis { config, conn } => {
                 let mut guard = conn.lock().await;
                 if guard.is_none() {
-                    let c = connectors::target::redis::config::connect(config)
+                    let c = connectors::targets::redis::config::connect(config)
                         .await
                         .map_err(AuditError::CacheConnect)?;
                     *guard = Some(c);
@@ -129,7 +129,7 @@ impl Cache {
                 cmd.arg(READ)
                     .arg(2)
                     .arg(key)
-                    .arg(connectors::target::redis::lease_key(key).as_ref());
+                    .arg(connectors::targets::redis::lease_key(key).as_ref());
                 let r: redis::Value = match &mut c {
                     RedisConn::Single(cm) => cmd.query_async(cm.as_mut()).await?,
                     RedisConn::Cluster(cc) => cmd.query_async(cc).await?,

@@ -5,8 +5,8 @@
 //! stay in one slot) and each slot's command is sent concurrently on the
 //! multiplexed cluster connection, which follows MOVED/ASK redirections itself.
 
-use crate::target::stack::DeleteRequest;
-use crate::target::{DeleteCommand, TargetError};
+use crate::targets::stack::DeleteRequest;
+use crate::targets::{DeleteCommand, TargetError};
 use bytes::Bytes;
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;

@@ -4,7 +4,7 @@
 use super::sweeper::{sweep, SweepConfig};
 use super::*;
 use crate::rules::{RuleConfig, Rules};
-use crate::target::{DeleteCommand, TargetConfig};
+use crate::targets::{DeleteCommand, TargetConfig};
 use crate::testing::{RedisCluster, RedisServer};
 use std::time::{Duration, Instant};
 

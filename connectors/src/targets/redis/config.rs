@@ -1,7 +1,7 @@
 //! From `[target]` to a connected client.
 
 use super::service::RedisConn;
-use crate::target::{TargetConfig, TargetError, TargetKind};
+use crate::targets::{TargetConfig, TargetError, TargetKind};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::IntoConnectionInfo;
