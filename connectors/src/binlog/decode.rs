@@ -1268,7 +1268,7 @@ mod file_tests {
     use std::path::PathBuf;
 
     fn testdata() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/mysql-binlogs")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/mysql-binlogs")
     }
 
     /// (file, events, rows, commits, ddls) for every file that must decode fully.
@@ -1337,7 +1337,7 @@ mod file_tests {
     #[test]
     fn decodes_every_test_binlog() {
         let mut names: Vec<String> = std::fs::read_dir(testdata())
-            .expect("shared/testdata/mysql-binlogs beside the repository")
+            .expect("connectors/testdata/mysql-binlogs in the repository")
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .filter(|n| n != "README.md")
             .collect();
