@@ -19,11 +19,20 @@
 //! that knows the engine's value types; `file` and `payload` the two containers.
 
 pub mod crc64;
+mod decode;
+mod encode;
+mod file;
 pub mod intset;
 pub mod listpack;
 pub mod lzf;
+mod object;
+mod payload;
 pub mod ziplist;
 pub mod zipmap;
+
+pub use file::{read_rdb, write_rdb, Eviction, LoadOptions, Loaded, Skipped, WriteOptions};
+pub use object::Limits;
+pub use payload::{dump_payload, restore_payload, PayloadError};
 
 /// The RDB version this codec writes, and the newest it reads.
 pub const RDB_VERSION: u16 = 10;
@@ -77,4 +86,54 @@ pub struct BlobError {
     pub blob: &'static str,
     pub at: usize,
     pub what: &'static str,
+}
+
+/// Why RDB data could not be read or written. Offsets count bytes from the start of
+/// the file (or payload).
+#[derive(Debug, thiserror::Error)]
+pub enum RdbError {
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("not an RDB file: the header is {0:?}, expected REDIS and a 4-digit version")]
+    NotRdb(String),
+    #[error("RDB version {0} is not supported (this reader knows 1 to {RDB_VERSION})")]
+    Version(u32),
+    #[error("data ends at offset {offset} inside {what}")]
+    Truncated { offset: u64, what: &'static str },
+    #[error("corrupt data at offset {offset}: {what}")]
+    Corrupt { offset: u64, what: String },
+    #[error("corrupt {source} (blob at offset {offset})")]
+    Blob {
+        offset: u64,
+        #[source]
+        source: BlobError,
+    },
+    #[error("key {key:?} at offset {offset}: {what} values are not supported")]
+    Unsupported {
+        offset: u64,
+        key: String,
+        what: &'static str,
+    },
+    #[error("checksum mismatch: the file says {stored:016x}, its data gives {computed:016x}")]
+    Checksum { stored: u64, computed: u64 },
+}
+
+impl RdbError {
+    fn corrupt(offset: u64, what: impl Into<String>) -> RdbError {
+        RdbError::Corrupt {
+            offset,
+            what: what.into(),
+        }
+    }
+}
+
+/// A key for an error message: printable, and cut to a sane length.
+fn show_key(key: &[u8]) -> String {
+    let s = String::from_utf8_lossy(key);
+    if s.chars().count() > 64 {
+        let cut: String = s.chars().take(64).collect();
+        format!("{cut}...")
+    } else {
+        s.into_owned()
+    }
 }
