@@ -371,7 +371,7 @@ pub fn read_rdb<R: Read>(input: R, now: u64, opts: &LoadOptions) -> Result<Loade
                 }
                 let mut entry = Entry::new(value, now);
                 if let Some(idle) = idle {
-                    entry.touch(now.saturating_sub(idle.saturating_mul(1000)));
+                    object::set_idle(&mut entry, idle, now);
                 }
                 target.insert_entry(key, entry, expire.unwrap_or(0));
             }

@@ -31,7 +31,7 @@ pub mod ziplist;
 pub mod zipmap;
 
 pub use file::{read_rdb, write_rdb, Eviction, LoadOptions, Loaded, Skipped, WriteOptions};
-pub use object::Limits;
+pub use object::{set_idle, Limits};
 pub use payload::{dump_payload, restore_payload, PayloadError};
 
 /// The RDB version this codec writes, and the newest it reads.

@@ -5,6 +5,7 @@
 use super::decode::Object;
 use super::encode::Encoder;
 use super::{intset, kind, listpack};
+use crate::db::Entry;
 use crate::types::hash::HashLimits;
 use crate::types::zset::ZSetLimits;
 use crate::types::{CompactBytes, Hash, List, Set, Value, ZSet};
@@ -135,6 +136,14 @@ fn score_text(d: f64) -> String {
     } else {
         crate::util::fmt_g(d, 17)
     }
+}
+
+/// Sets an entry's last access to `idle` seconds before `now` (Unix ms) on the 24-bit
+/// LRU clock, wrapping as Redis 7.0 does for idle times past the clock (IDLE opcode,
+/// RESTORE ... IDLETIME).
+pub fn set_idle(entry: &mut Entry, idle: u64, now: u64) {
+    let secs = ((now / 1000) as i64).saturating_sub(idle.min(i64::MAX as u64) as i64);
+    entry.touch(secs.rem_euclid(1 << 24) as u64 * 1000);
 }
 
 /// Why a decoded object cannot become a value.

@@ -38,7 +38,7 @@ pub fn restore_payload(payload: &[u8], limits: &Limits) -> Result<Value, Payload
     if payload.len() < 10 {
         return Err(PayloadError::VersionOrChecksum);
     }
-    let (body, footer) = payload.split_at(payload.len() - 10);
+    let footer = &payload[payload.len() - 10..];
     let version = u16::from_le_bytes([footer[0], footer[1]]);
     if version > RDB_VERSION {
         return Err(PayloadError::VersionOrChecksum);
@@ -51,7 +51,9 @@ pub fn restore_payload(payload: &[u8], limits: &Limits) -> Result<Value, Payload
     if crc64::checksum(&payload[..payload.len() - 8]) != stored {
         return Err(PayloadError::VersionOrChecksum);
     }
-    let mut r = Reader::new(body);
+    // The object is read from the whole payload, footer included, as Redis reads it:
+    // an object that runs into the footer is not an error there.
+    let mut r = Reader::new(payload);
     let t = r.u8("the type")?;
     let obj = r.object(t, b"")?;
     object::into_value(obj, limits).map_err(|e| {
@@ -152,7 +154,8 @@ mod tests {
             restore_payload(&v11, &lim),
             Err(PayloadError::VersionOrChecksum)
         ));
-        // A right footer over a body that is cut short or garbled: a format error.
+        // A right footer over a body that is cut short or garbled: a format error, or
+        // a value when what is read of the footer happens to fit (as in Redis).
         let seal = |body: &[u8]| {
             let mut p = body.to_vec();
             p.extend_from_slice(&RDB_VERSION.to_le_bytes());
@@ -164,11 +167,15 @@ mod tests {
             let full = dump_payload(&value, true, -2);
             let body = &full[..full.len() - 10];
             for cut in 0..body.len() {
-                assert!(matches!(
+                assert!(!matches!(
                     restore_payload(&seal(&body[..cut]), &lim),
-                    Err(PayloadError::Format(_))
+                    Err(PayloadError::VersionOrChecksum)
                 ));
             }
+            assert!(matches!(
+                restore_payload(&seal(&body[..1]), &lim),
+                Err(PayloadError::Format(_))
+            ));
         }
         let mut rng = fastrand::Rng::with_seed(11);
         for _ in 0..20_000 {
