@@ -1,9 +1,9 @@
 //! LZF, the compression of RDB strings (Redis's `lzf_c.c`/`lzf_d.c`, liblzf 3.6).
 //!
 //! Written here rather than taken from a crate: the `lzf` crate is deprecated, and
-//! byte-identical DUMP payloads need exactly Redis's compressor settings (a 2^16-slot
-//! hash table, `VERY_FAST`, no reference to the first input byte). Decompression is
-//! the same for every LZF encoder.
+//! byte-identical DUMP payloads need exactly Redis's compressor (liblzf 3.6 with a
+//! 2^16-slot hash table, `VERY_FAST`, no reference to the first input byte, matches
+//! up to the last byte). Decompression is the same for every LZF encoder.
 //!
 //! Format: `000LLLLL` + L+1 literal bytes; `LLLooooo oooooooo` a back reference of
 //! L+2 bytes at distance `o`+1; `111ooooo LLLLLLLL oooooooo` one of L+9 bytes.
@@ -91,22 +91,23 @@ impl Compressor {
                 .map(|r| r as usize)
                 .filter(|&r| r > 0 && r < ip && ip - r - 1 < MAX_OFF);
             let matched = reference.filter(|&r| {
-                ip + 4 < in_len
-                    && input[r] == input[ip]
+                input[r] == input[ip]
                     && input[r + 1] == input[ip + 1]
                     && input[r + 2] == input[ip + 2]
             });
             if let Some(r) = matched {
                 let off = ip - r - 1;
                 let maxlen = (in_len - ip - 2).min(MAX_REF);
+                // Room for the longest reference, counting the literal run's control
+                // byte only when the run is not empty.
+                if out.len() - (lit == 0) as usize + 3 + 1 >= max_out {
+                    return None;
+                }
                 // Stop the literal run (drop its control byte when it is empty).
                 let ctrl = out.len() - lit - 1;
                 out[ctrl] = (lit as u8).wrapping_sub(1);
                 if lit == 0 {
                     out.pop();
-                }
-                if out.len() + 3 + 1 >= max_out {
-                    return None;
                 }
                 // Bytes [0, len) match; as in lzf_c.c the first 16 are compared without
                 // the maxlen bound when maxlen > 16 (the input always has them).
@@ -283,6 +284,19 @@ mod tests {
         let mut c = Compressor::default();
         let out = roundtrip(&mut c, b"abcdefabcdefabcdefabcdefabcdef").unwrap();
         assert_eq!(out, b"\x06abcdefa\xe0\x0c\x05\x01ef");
+    }
+
+    #[test]
+    fn matches_reach_the_last_bytes() {
+        // liblzf 3.6 (Redis 7.0) takes a 3-byte match with only 4 bytes left; older
+        // versions wanted 5. Seen in the DUMP of a long list by redis-server 7.0.15.
+        let mut input = b"-abc".to_vec();
+        input.extend_from_slice(&b"0123456789".repeat(3));
+        input.extend_from_slice(b"abc!");
+        let out = roundtrip(&mut Compressor::default(), &input).unwrap();
+        let n = out.len();
+        // ... a 3-byte reference to "abc" 33 bytes back, then a literal "!".
+        assert_eq!(&out[n - 4..], &[0x20, 32, 0, b'!']);
     }
 
     #[test]
