@@ -492,3 +492,45 @@ fn redis_files_load_in_the_engine() {
         assert_same(&format!("{name} in the engine"), &theirs, &snapshot(&mut e));
     }
 }
+
+/// Records the modification events of the write path.
+#[derive(Debug, Default)]
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl engine::store::KeyHook for Recorder {
+    fn modified(&self, db: usize, key: &[u8], event: &str) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(format!("{db}:{event}:{}", String::from_utf8_lossy(key)));
+        }
+    }
+}
+
+#[test]
+fn restore_goes_through_the_write_path() {
+    use bytes::Bytes;
+    use engine::Reply;
+    let engine = engine::Engine::new(engine::EngineConfig::default());
+    let rec = std::sync::Arc::new(Recorder::default());
+    engine.shared().lock().add_hook(rec.clone());
+    let run = |args: &[&[u8]]| {
+        let reply = engine.execute(0, args.iter().map(|a| Bytes::copy_from_slice(a)).collect());
+        let events = std::mem::take(&mut *rec.0.lock().expect("recorder"));
+        (reply, events)
+    };
+    run(&[b"SET", b"src", b"v"]);
+    let (Reply::Bulk(payload), _) = run(&[b"DUMP", b"src"]) else {
+        panic!("DUMP failed");
+    };
+    assert_eq!(
+        run(&[b"RESTORE", b"k", b"0", &payload]),
+        (Reply::OK, vec!["0:restore:k".into()])
+    );
+    // Refused: nothing changed, nothing recorded.
+    let (reply, events) = run(&[b"RESTORE", b"k", b"0", &payload]);
+    assert!(matches!(reply, Reply::Error(ref e) if e.starts_with("BUSYKEY")));
+    assert!(events.is_empty());
+    // A replace with a TTL already past deletes the old value.
+    let (reply, events) = run(&[b"RESTORE", b"k", b"1", &payload, b"REPLACE", b"ABSTTL"]);
+    assert_eq!((reply, events), (Reply::OK, vec!["0:del:k".to_string()]));
+    assert_eq!(run(&[b"EXISTS", b"k"]).0, Reply::Int(0));
+}
