@@ -362,7 +362,9 @@ pub fn read_rdb<R: Read>(input: R, now: u64, opts: &LoadOptions) -> Result<Loade
                         ))
                     }
                 };
-                let target = &mut loaded.dbs[db];
+                let target = loaded.dbs.get_mut(db).ok_or_else(|| {
+                    RdbError::corrupt(at, "a key, but the engine has no databases")
+                })?;
                 if target.contains_raw(&key) {
                     return Err(RdbError::corrupt(
                         at,
@@ -632,6 +634,11 @@ mod tests {
             read_rdb(&b"RADIS0010"[..], NOW, &opts),
             Err(RdbError::NotRdb(_))
         ));
+        let none = LoadOptions {
+            databases: 0,
+            ..Default::default()
+        };
+        assert!(read_rdb(&file[..], NOW, &none).is_err());
         // A database past `databases`.
         let few = LoadOptions {
             databases: 4,
