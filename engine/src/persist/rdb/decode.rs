@@ -55,17 +55,35 @@ enum Length {
     Encoded(u8),
 }
 
-/// An RDB reader: counts the offset and keeps the running CRC64 of what it read.
+/// An RDB reader: buffers its input, counts the offset and keeps the running CRC64 of
+/// what it consumed (updated a buffer at a time, not per read).
 pub(crate) struct Reader<R> {
     inner: R,
+    buf: Box<[u8]>,
+    /// Next unread byte of `buf`, and the end of the valid data in it.
+    pos: usize,
+    end: usize,
+    /// Consumed bytes from here to `pos` are not in `crc` yet.
+    crc_from: usize,
     offset: u64,
     crc: Running,
 }
 
 impl<R: Read> Reader<R> {
+    /// A reader with a 64 KiB buffer (files).
     pub(crate) fn new(inner: R) -> Self {
+        Self::with_capacity(inner, 1 << 16)
+    }
+
+    /// A reader with a buffer of `cap` bytes (a payload already in memory needs no
+    /// more than its size).
+    pub(crate) fn with_capacity(inner: R, cap: usize) -> Self {
         Reader {
             inner,
+            buf: vec![0; cap.max(16)].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+            crc_from: 0,
             offset: 0,
             crc: Running::default(),
         }
@@ -77,30 +95,61 @@ impl<R: Read> Reader<R> {
     }
 
     /// CRC64 of everything read so far.
-    pub(crate) fn checksum(&self) -> u64 {
+    pub(crate) fn checksum(&mut self) -> u64 {
+        self.crc.update(&self.buf[self.crc_from..self.pos]);
+        self.crc_from = self.pos;
         self.crc.value()
     }
 
-    /// Fills `buf`; the end of the data is `Truncated` at the current offset.
-    pub(crate) fn fill(&mut self, buf: &mut [u8], what: &'static str) -> Result<(), RdbError> {
-        match self.inner.read_exact(buf) {
-            Ok(()) => {
-                self.crc.update(buf);
-                self.offset += buf.len() as u64;
-                Ok(())
+    /// Reads more input into the buffer; the end of the data is `Truncated` at the
+    /// current offset.
+    fn refill(&mut self, what: &'static str) -> Result<(), RdbError> {
+        self.crc.update(&self.buf[self.crc_from..self.pos]);
+        self.pos = 0;
+        self.crc_from = 0;
+        self.end = 0;
+        loop {
+            match self.inner.read(&mut self.buf) {
+                Ok(0) => {
+                    return Err(RdbError::Truncated {
+                        offset: self.offset,
+                        what,
+                    })
+                }
+                Ok(n) => {
+                    self.end = n;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(RdbError::Io(e)),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(RdbError::Truncated {
-                offset: self.offset,
-                what,
-            }),
-            Err(e) => Err(RdbError::Io(e)),
         }
     }
 
+    /// Fills `out`; the end of the data is `Truncated` at the current offset.
+    pub(crate) fn fill(&mut self, out: &mut [u8], what: &'static str) -> Result<(), RdbError> {
+        let mut done = 0;
+        while done < out.len() {
+            if self.pos == self.end {
+                self.refill(what)?;
+            }
+            let n = (out.len() - done).min(self.end - self.pos);
+            out[done..done + n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+            self.pos += n;
+            self.offset += n as u64;
+            done += n;
+        }
+        Ok(())
+    }
+
     pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, RdbError> {
-        let mut b = [0u8; 1];
-        self.fill(&mut b, what)?;
-        Ok(b[0])
+        if self.pos == self.end {
+            self.refill(what)?;
+        }
+        let b = self.buf[self.pos];
+        self.pos += 1;
+        self.offset += 1;
+        Ok(b)
     }
 
     pub(crate) fn array<const N: usize>(
@@ -576,7 +625,7 @@ mod tests {
         let mut r = Reader::new(&b"\x81\x00\x00\x00\xff\x00\x00\x00\x00abc"[..]);
         assert!(matches!(
             r.string("s"),
-            Err(RdbError::Truncated { offset: 9, .. })
+            Err(RdbError::Truncated { offset: 12, .. })
         ));
         let mut r = Reader::new(&b"\xc4"[..]);
         assert!(r

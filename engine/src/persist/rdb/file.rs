@@ -8,7 +8,7 @@ use super::object::{self, Invalid, Limits};
 use super::{opcode, show_key, RdbError, RDB_VERSION, REDIS_VERSION};
 use crate::db::{lru_clock, Db, Entry};
 use bytes::Bytes;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 
 /// Which eviction metadata is saved with each key, as the `maxmemory-policy` decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -254,7 +254,7 @@ mod module_opcode {
 
 /// Loads an RDB file of any version up to 10 at time `now` (Unix ms).
 pub fn read_rdb<R: Read>(input: R, now: u64, opts: &LoadOptions) -> Result<Loaded, RdbError> {
-    let mut r = Reader::new(BufReader::with_capacity(1 << 16, input));
+    let mut r = Reader::new(input);
     let header: [u8; 9] = r.array("the header")?;
     let version = std::str::from_utf8(&header[5..])
         .ok()

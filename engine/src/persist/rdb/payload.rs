@@ -53,7 +53,7 @@ pub fn restore_payload(payload: &[u8], limits: &Limits) -> Result<Value, Payload
     }
     // The object is read from the whole payload, footer included, as Redis reads it:
     // an object that runs into the footer is not an error there.
-    let mut r = Reader::new(payload);
+    let mut r = Reader::with_capacity(payload, payload.len());
     let t = r.u8("the type")?;
     let obj = r.object(t, b"")?;
     object::into_value(obj, limits).map_err(|e| {
