@@ -342,6 +342,12 @@ impl Db {
         })
     }
 
+    /// The absolute expiry (Unix ms, 0 for none) of a stored key, live or not, without
+    /// expiring or touching it: the RDB writer reads it while iterating.
+    pub fn expire_at(&self, key: &[u8]) -> u64 {
+        self.volatile.get(key).copied().unwrap_or(0)
+    }
+
     /// Drops every key.
     pub fn clear(&mut self) {
         self.map = IndexMap::new();

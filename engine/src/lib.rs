@@ -20,6 +20,7 @@ pub mod frame;
 pub mod lease;
 pub mod longdouble;
 pub mod notify;
+pub mod persist;
 pub mod pubsub;
 pub mod reply;
 pub mod server;

@@ -4,6 +4,7 @@ pub mod client;
 pub mod command_info;
 pub mod config;
 pub mod connection;
+pub mod dump;
 pub mod hashes;
 pub mod info;
 pub mod keys;
@@ -33,6 +34,7 @@ pub fn all() -> Vec<CommandSpec> {
     v.extend(command_info::commands());
     v.extend(client::commands());
     v.extend(keys::commands());
+    v.extend(dump::commands());
     v.extend(strings::commands());
     v.extend(lists::commands());
     v.extend(hashes::commands());
