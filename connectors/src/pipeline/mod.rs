@@ -13,6 +13,8 @@
 //! the oldest transaction whose second deletes have not fired (or been queued).
 //! When the queue is deeper than its `max_depth`, reading the binlog pauses.
 
+mod held;
+
 use crate::binlog::{BinlogSource, Position, SourceError, Transaction};
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
 use crate::delayed::DelayedDeletes;
@@ -20,7 +22,7 @@ use crate::retry::{QueueError, RetryQueue};
 use crate::rules::{KeyBatch, RuleError, Rules};
 use crate::targets::{Target, TargetError};
 use bytes::Bytes;
-use std::collections::VecDeque;
+use held::HeldTransactions;
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -100,21 +102,39 @@ pub struct PipelineStats {
     pub queued_without_trying: u64,
 }
 
+/// What applying one transaction did: reported as it happened, so no caller has to
+/// rebuild it from counter differences.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Distinct keys its rows map to; each was deleted or durably queued.
+    pub keys: usize,
+    /// Of `keys`, handed to the retry queue instead of deleted now (they land later).
+    pub queued: usize,
+    /// Of `queued`, queued without trying the target, which failed within the last
+    /// second.
+    pub queued_without_trying: usize,
+    /// Second deletes scheduled for its keys.
+    pub delayed: usize,
+    /// The position the checkpoint was saved at while applying it, if it was saved
+    /// (it may stay behind this transaction while second deletes are pending).
+    pub checkpointed: Option<Position>,
+}
+
+/// How one delete batch was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// The target deleted the keys.
+    Landed,
+    /// The keys are in the retry queue; `tried`: the target refused them first.
+    Queued { tried: bool },
+}
+
 /// Second deletes that came due, with the transactions they belong to.
 #[derive(Debug)]
 pub struct DueDeletes(Vec<(Bytes, u64)>);
 
 /// Keys per batch of second deletes.
 const DELAYED_BATCH: usize = 4096;
-
-/// A transaction whose checkpoint waits on its second deletes.
-#[derive(Debug)]
-struct Held {
-    seq: u64,
-    checkpoint: Checkpoint,
-    /// Second deletes of this transaction still pending on the wheel.
-    remaining: usize,
-}
 
 /// Delete attempts per batch before the pipeline stops.
 const TARGET_ATTEMPTS: u32 = 5;
@@ -138,8 +158,7 @@ pub struct Pipeline<S, T, C> {
     batch: KeyBatch,
     retry: Option<RetryQueue>,
     delayed: DelayedDeletes,
-    held: VecDeque<Held>,
-    next_seq: u64,
+    held: HeldTransactions,
     /// Until then, deliveries skip the target and go to the retry queue.
     queue_until: Option<Instant>,
 }
@@ -165,8 +184,7 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
             batch: KeyBatch::default(),
             retry: None,
             delayed: DelayedDeletes::new(),
-            held: VecDeque::new(),
-            next_seq: 0,
+            held: HeldTransactions::default(),
             queue_until: None,
         }
     }
@@ -202,7 +220,7 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
     /// Sends second deletes taken by [`Pipeline::next_due_delayed`] and advances the
     /// checkpoint past transactions they held back.
     pub async fn fire_delayed(&mut self, due: DueDeletes) -> Result<(), PipelineError> {
-        self.fire(due.0).await
+        self.fire(due.0).await.map(|_| ())
     }
 
     /// Records a pause of reading for backpressure (for callers driving `step`).
@@ -271,9 +289,7 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
         let t = self.source.next_transaction().await?;
         self.apply(&t).await?;
         let due = self.delayed.due_now(DELAYED_BATCH);
-        if !due.is_empty() {
-            self.fire(due).await?;
-        }
+        self.fire(due).await?;
         Ok(t)
     }
 
@@ -286,80 +302,74 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
         Ok(())
     }
 
-    /// Sends second deletes that came due and releases their transactions.
-    async fn fire(&mut self, due: Vec<(Bytes, u64)>) -> Result<(), PipelineError> {
+    /// Sends second deletes that came due and releases their transactions. Returns
+    /// where the checkpoint moved, if it did.
+    async fn fire(&mut self, due: Vec<(Bytes, u64)>) -> Result<Option<Position>, PipelineError> {
         if due.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let keys: Vec<Bytes> = due.iter().map(|(k, _)| k.clone()).collect();
-        let base = self.held.front().map(|h| h.seq).unwrap_or(0);
         // Position of the newest owner, for the queue's record.
         let position = due
             .iter()
             .map(|(_, s)| *s)
             .max()
-            .and_then(|s| s.checked_sub(base))
-            .and_then(|i| self.held.get(i as usize))
-            .map(|h| h.checkpoint.position.clone());
+            .and_then(|s| self.held.checkpoint(s))
+            .map(|c| c.position.clone());
         if let Some(position) = position {
             self.deliver(&keys, &position).await?;
         }
         self.stats.double_deletes += keys.len() as u64;
         for (_, seq) in &due {
-            self.release(*seq);
+            self.held.release(*seq);
         }
         self.stats.pending_double_deletes = self.delayed.len() as u64;
         self.advance().await
     }
 
-    fn release(&mut self, seq: u64) {
-        let base = self.held.front().map(|h| h.seq).unwrap_or(0);
-        if let Some(h) = seq
-            .checked_sub(base)
-            .and_then(|i| self.held.get_mut(i as usize))
-        {
-            h.remaining = h.remaining.saturating_sub(1);
-        }
-    }
-
-    /// Moves every transaction at the front with no pending second delete to the
-    /// checkpoint candidate, and saves it if the interval passed.
-    async fn advance(&mut self) -> Result<(), PipelineError> {
-        while self.held.front().is_some_and(|h| h.remaining == 0) {
-            if let Some(h) = self.held.pop_front() {
-                self.pending = Some(h.checkpoint);
-            }
+    /// Moves the checkpoint candidate past every transaction at the front with no
+    /// pending second delete, and saves it if the interval passed. Returns where the
+    /// checkpoint moved, if it was saved.
+    async fn advance(&mut self) -> Result<Option<Position>, PipelineError> {
+        if let Some(cp) = self.held.pop_released() {
+            self.pending = Some(cp);
         }
         if self.pending.is_some()
             && self
                 .last_save
                 .is_none_or(|at| at.elapsed() >= self.interval)
         {
-            self.flush().await?;
+            return self.save().await;
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Deletes `keys`; if the target refuses and there is a retry queue, queues
     /// them durably instead (and, for [`BREAKER_OPEN`], queues later batches without
     /// trying the target).
-    async fn deliver(&mut self, keys: &[Bytes], position: &Position) -> Result<(), PipelineError> {
+    async fn deliver(
+        &mut self,
+        keys: &[Bytes],
+        position: &Position,
+    ) -> Result<Delivery, PipelineError> {
         if self.retry.is_some() && self.queue_until.is_some_and(|t| Instant::now() < t) {
             tracing::debug!(keys = keys.len(), %position, "target failing: queued without trying it");
             self.stats.queued_without_trying += keys.len() as u64;
-            return self.enqueue(keys, position).await;
+            self.enqueue(keys, position).await?;
+            return Ok(Delivery::Queued { tried: false });
         }
         let mut source = match self.target.delete_batch(keys).await {
             Ok(()) => {
                 self.queue_until = None;
-                return Ok(());
+                return Ok(Delivery::Landed);
             }
             Err(e) => e,
         };
         if self.retry.is_some() {
             tracing::warn!(error = %source, keys = keys.len(), %position, "delete failed; queued for retry");
             self.queue_until = Some(Instant::now() + BREAKER_OPEN);
-            return self.enqueue(keys, position).await;
+            self.enqueue(keys, position).await?;
+            return Ok(Delivery::Queued { tried: true });
         }
         let mut attempt = 1;
         loop {
@@ -373,7 +383,7 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
             tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
             attempt += 1;
             match self.target.delete_batch(keys).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(Delivery::Landed),
                 Err(e) => source = e,
             }
         }
@@ -397,15 +407,25 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
 
     /// Writes the newest applied position if it is not saved yet.
     pub async fn flush(&mut self) -> Result<(), PipelineError> {
-        if let Some(cp) = self.pending.take() {
-            self.checkpoint.save(&cp).await?;
-            self.stats.checkpointed = Some(cp.position);
-            self.last_save = Some(Instant::now());
-        }
-        Ok(())
+        self.save().await.map(|_| ())
     }
 
-    async fn apply(&mut self, t: &Transaction) -> Result<(), PipelineError> {
+    /// Saves the checkpoint candidate, if any; returns its position.
+    async fn save(&mut self) -> Result<Option<Position>, PipelineError> {
+        let Some(cp) = self.pending.take() else {
+            return Ok(None);
+        };
+        self.checkpoint.save(&cp).await?;
+        self.stats.checkpointed = Some(cp.position.clone());
+        self.last_save = Some(Instant::now());
+        Ok(Some(cp.position))
+    }
+
+    /// Applies one transaction: its keys are deleted as one batch (or durably queued),
+    /// the second deletes of keys with a `double_delete` go on the timing wheel, and
+    /// the checkpoint moves as far as no pending delete holds it back. An error stops
+    /// the pipeline: the transaction is never skipped.
+    pub async fn apply(&mut self, t: &Transaction) -> Result<Applied, PipelineError> {
         self.batch.clear();
         for change in &t.changes {
             self.rules
@@ -415,11 +435,20 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
                     source,
                 })?;
         }
+        let mut applied = Applied {
+            keys: self.batch.len(),
+            ..Applied::default()
+        };
         if !self.batch.is_empty() {
             let keys = std::mem::take(&mut self.batch);
             let res = self.deliver(keys.keys(), &t.position).await;
             self.batch = keys;
-            res?;
+            if let Delivery::Queued { tried } = res? {
+                applied.queued = applied.keys;
+                if !tried {
+                    applied.queued_without_trying = applied.keys;
+                }
+            }
         }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -431,35 +460,25 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
         self.stats.applied = Some(t.position.clone());
         // Eligible for the checkpoint once its second deletes (if any) fired: by
         // order, every earlier transaction's first deletes already landed.
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let mut held = Held {
-            seq,
-            checkpoint: Checkpoint {
-                position: t.position.clone(),
-                timestamp: t.timestamp,
-                saved_at: now.as_secs(),
-            },
-            remaining: 0,
-        };
-        let base = self.held.front().map(|h| h.seq).unwrap_or(seq);
+        let seq = self.held.push(Checkpoint {
+            position: t.position.clone(),
+            timestamp: t.timestamp,
+            saved_at: now.as_secs(),
+        });
         for (k, d) in self.batch.keys().iter().zip(self.batch.delays()) {
             if d.is_zero() {
                 continue;
             }
-            held.remaining += 1;
+            applied.delayed += 1;
+            self.held.hold(seq);
+            // A key already pending moves to this transaction: its previous owner
+            // no longer waits for it.
             if let Some(prev) = self.delayed.schedule(k.clone(), *d, seq) {
-                if let Some(h) = prev
-                    .checked_sub(base)
-                    .and_then(|i| self.held.get_mut(i as usize))
-                {
-                    h.remaining = h.remaining.saturating_sub(1);
-                }
+                self.held.release(prev);
             }
         }
         self.stats.pending_double_deletes = self.delayed.len() as u64;
-        self.held.push_back(held);
-        self.advance().await?;
-        Ok(())
+        applied.checkpointed = self.advance().await?;
+        Ok(applied)
     }
 }
