@@ -154,18 +154,12 @@ pub(crate) fn run<T: Target + 'static>(
 ) -> RunningPipeline {
     let (feed, rx) = mpsc::unbounded_channel();
     let (stop, stopped) = oneshot::channel::<()>();
-    let mut p = Pipeline::new(
-        ScriptedSource(rx),
-        rules(double_delete),
-        target,
-        checkpoint,
-        Duration::ZERO,
-    );
+    let mut p = Pipeline::new(rules(double_delete), target, checkpoint, Duration::ZERO);
     if let Some(q) = queue {
         p = p.with_retry_queue(q);
     }
     let task = tokio::spawn(async move {
-        p.run_until(async {
+        p.run(ScriptedSource(rx), &mut (), async {
             let _ = stopped.await;
         })
         .await

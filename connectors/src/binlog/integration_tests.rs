@@ -52,6 +52,17 @@ async fn next(source: &mut BinlogSource) -> Transaction {
         .expect("no source error")
 }
 
+/// Reads one transaction from `source` and applies it (the tests that follow the
+/// pipeline transaction by transaction).
+async fn step<T: crate::targets::Target, C: CheckpointStore>(
+    pipe: &mut Pipeline<T, C>,
+    source: &mut BinlogSource,
+) -> Result<Transaction, crate::PipelineError> {
+    let t = source.next_transaction().await?;
+    pipe.apply(&t).await?;
+    Ok(t)
+}
+
 /// Reads transactions until one touches `app.log`, returning those with row changes
 /// or DDL (other server-side transactions are not the test's).
 async fn until_sentinel(source: &mut BinlogSource) -> Vec<Transaction> {
@@ -346,19 +357,18 @@ async fn pipeline_deletes_the_right_keys_from_the_engine() {
     let engine = Engine::new(EngineConfig::default());
     let dir = tmp("pipe");
     let store = FileCheckpointStore::new(dir.join("cp"));
-    let source = BinlogSource::new(config(&db), None, Some(filter)).unwrap();
+    let mut source = BinlogSource::new(config(&db), None, Some(filter)).unwrap();
     let mut pipe = Pipeline::new(
-        source,
         rules,
         EmbeddedTarget::new(engine.clone(), 0),
         store.clone(),
         Duration::ZERO,
     );
     // Start streaming (position "current") before the writes.
-    pipe.source_mut().ensure_connected().await.unwrap();
+    source.ensure_connected().await.unwrap();
     db.sql("INSERT INTO app.log VALUES (0)").unwrap();
     loop {
-        let t = pipe.step().await.unwrap();
+        let t = step(&mut pipe, &mut source).await.unwrap();
         if t.changes.iter().any(|c| c.table == "log") {
             break;
         }
@@ -385,7 +395,7 @@ async fn pipeline_deletes_the_right_keys_from_the_engine() {
     )
     .unwrap();
     let last = loop {
-        let t = tokio::time::timeout(Duration::from_secs(30), pipe.step())
+        let t = tokio::time::timeout(Duration::from_secs(30), step(&mut pipe, &mut source))
             .await
             .unwrap()
             .unwrap();
@@ -415,7 +425,7 @@ async fn pipeline_deletes_the_right_keys_from_the_engine() {
         "checkpoint at the last applied transaction"
     );
     assert!(pipe.stats().invalidations >= 6);
-    pipe.into_source().shutdown().await;
+    source.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -427,11 +437,10 @@ async fn run_log_pipeline<S: CheckpointStore + Clone>(
     upto: u32,
 ) -> Vec<u32> {
     let engine = Engine::new(EngineConfig::default());
-    let source = BinlogSource::new(config(db), start, app_only())
+    let mut source = BinlogSource::new(config(db), start, app_only())
         .unwrap()
         .with_backoff(fast_backoff());
     let mut pipe = Pipeline::new(
-        source,
         rules(&[("app.log", &["log:{seq}"])]),
         EmbeddedTarget::new(engine, 0),
         store.clone(),
@@ -439,7 +448,7 @@ async fn run_log_pipeline<S: CheckpointStore + Clone>(
     );
     let mut seen = Vec::new();
     while !seen.contains(&upto) {
-        let t = tokio::time::timeout(Duration::from_secs(30), pipe.step())
+        let t = tokio::time::timeout(Duration::from_secs(30), step(&mut pipe, &mut source))
             .await
             .expect("progress")
             .expect("no error");
@@ -448,7 +457,7 @@ async fn run_log_pipeline<S: CheckpointStore + Clone>(
             seen.push(String::from_utf8(v).unwrap().parse().unwrap());
         }
     }
-    pipe.into_source().shutdown().await;
+    source.shutdown().await;
     seen
 }
 
@@ -488,7 +497,6 @@ async fn restart_scenario_with<S: CheckpointStore + Clone + 'static>(
                 source.ensure_connected().await.unwrap();
                 tx.send(()).unwrap();
                 let mut pipe = Pipeline::new(
-                    source,
                     rules(&[("app.log", &["log:{seq}"])]),
                     EmbeddedTarget::new(Engine::new(EngineConfig::default()), 0),
                     store,
@@ -496,7 +504,7 @@ async fn restart_scenario_with<S: CheckpointStore + Clone + 'static>(
                 );
                 let mut seen = Vec::new();
                 while !seen.contains(&10) {
-                    let t = pipe.step().await.unwrap();
+                    let t = step(&mut pipe, &mut source).await.unwrap();
                     for c in &t.changes {
                         let v = val(c.after.as_ref().unwrap().get("seq"));
                         seen.push(String::from_utf8(v).unwrap().parse::<u32>().unwrap());
@@ -789,10 +797,9 @@ async fn catch_up_throughput() {
     db.sql(&sql).unwrap();
     let mut c = config(&db);
     c.start = format!("file:{start}").parse().unwrap();
-    let source = BinlogSource::new(c, None, app_only()).unwrap();
+    let mut source = BinlogSource::new(c, None, app_only()).unwrap();
     let dir = tmp("bench");
     let mut pipe = Pipeline::new(
-        source,
         rules(&[
             ("app.users", &["user:{id}", "user:email:{email}"]),
             ("app.log", &["log:{seq}"]),
@@ -803,7 +810,7 @@ async fn catch_up_throughput() {
     );
     let t0 = std::time::Instant::now();
     loop {
-        let t = pipe.step().await.unwrap();
+        let t = step(&mut pipe, &mut source).await.unwrap();
         if t.changes.iter().any(|c| c.table == "log") {
             break;
         }
@@ -817,7 +824,7 @@ async fn catch_up_throughput() {
         s.rows as f64 / secs
     );
     assert_eq!(s.rows, rows + 1);
-    pipe.into_source().shutdown().await;
+    source.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -903,15 +910,15 @@ async fn commit_to_delete_lag() {
     let mut source = BinlogSource::new(config(&db), None, app_only()).unwrap();
     source.ensure_connected().await.unwrap();
     let mut pipe = Pipeline::new(
-        source,
         rules(&[("app.users", &["user:{id}", "user:email:{email}"])]),
         EmbeddedTarget::new(engine.clone(), 0),
         FileCheckpointStore::new(dir.join("cp")),
         Duration::from_millis(200),
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // The production loop: reader and applier, source shut down when it stops.
     let runner = tokio::spawn(async move {
-        pipe.run_until(async {
+        pipe.run(source, &mut (), async {
             let _ = stop_rx.await;
         })
         .await
@@ -992,6 +999,5 @@ async fn commit_to_delete_lag() {
     );
     assert_eq!(missing, 0, "every changed row's key was deleted");
     assert!(pipe.stats().rows >= rows);
-    pipe.into_source().shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }

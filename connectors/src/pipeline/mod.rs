@@ -1,5 +1,11 @@
 //! The pipeline: transaction -> keys -> one delete batch -> checkpoint.
 //!
+//! [`Pipeline::apply`] is the core: it takes one transaction and says what it did
+//! ([`Applied`]). [`Pipeline::run`] ([`run`]) is the one loop around it: it reads a
+//! [`TransactionSource`], fires second deletes as they come due, pauses for
+//! backpressure, flushes the checkpoint when idle, drains on stop, and reports each
+//! transaction to an [`Observer`].
+//!
 //! Transactions are handled one at a time in binlog order. The keys of a transaction
 //! are deleted as one batch; only after that batch was applied is the transaction's
 //! end position eligible for the checkpoint, so a checkpoint never runs ahead of a
@@ -14,8 +20,10 @@
 //! When the queue is deeper than its `max_depth`, reading the binlog pauses.
 
 mod held;
+pub mod lag;
+pub mod run;
 
-use crate::binlog::{BinlogSource, Position, SourceError, Transaction};
+use crate::binlog::{Position, SourceError, Transaction};
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
 use crate::delayed::DelayedDeletes;
 use crate::retry::{QueueError, RetryQueue};
@@ -23,8 +31,11 @@ use crate::rules::{KeyBatch, RuleError, Rules};
 use crate::targets::{Target, TargetError};
 use bytes::Bytes;
 use held::HeldTransactions;
-use std::future::Future;
+use lag::Lag;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use run::{Observer, Report, TransactionSource};
 
 /// Why the pipeline stopped.
 #[derive(Debug, thiserror::Error)]
@@ -59,19 +70,9 @@ pub enum PipelineError {
         /// The cause.
         source: QueueError,
     },
-}
-
-/// Where the pipeline gets transactions from (the binlog, or a test double).
-pub trait TransactionSource: Send {
-    /// The next committed transaction in binlog order.
-    fn next_transaction(&mut self)
-        -> impl Future<Output = Result<Transaction, SourceError>> + Send;
-}
-
-impl TransactionSource for BinlogSource {
-    async fn next_transaction(&mut self) -> Result<Transaction, SourceError> {
-        BinlogSource::next_transaction(self).await
-    }
+    /// The task reading transactions ended without an error of its own.
+    #[error("the transaction reader stopped")]
+    ReaderStopped,
 }
 
 /// Counters of the pipeline.
@@ -85,10 +86,11 @@ pub struct PipelineStats {
     pub invalidations: u64,
     /// Position of the last transaction whose deletes landed.
     pub applied: Option<Position>,
-    /// Position last written to the checkpoint store.
+    /// Position last written to the checkpoint store (or loaded from it).
     pub checkpointed: Option<Position>,
-    /// Seconds between the last transaction's commit and its deletes landing.
-    pub lag_seconds: f64,
+    /// Unix seconds the checkpoint was last written (or, loaded, when it had been);
+    /// 0 = none yet.
+    pub checkpoint_saved_at: f64,
     /// Second (delayed) deletes sent.
     pub double_deletes: u64,
     /// Second deletes waiting on the timing wheel.
@@ -129,10 +131,6 @@ enum Delivery {
     Queued { tried: bool },
 }
 
-/// Second deletes that came due, with the transactions they belong to.
-#[derive(Debug)]
-pub struct DueDeletes(Vec<(Bytes, u64)>);
-
 /// Keys per batch of second deletes.
 const DELAYED_BATCH: usize = 4096;
 
@@ -146,8 +144,7 @@ const TARGET_ATTEMPTS: u32 = 5;
 const BREAKER_OPEN: Duration = Duration::from_secs(1);
 
 /// Binlog -> rules -> target -> checkpoint.
-pub struct Pipeline<S, T, C> {
-    source: S,
+pub struct Pipeline<T, C> {
     rules: Rules,
     target: T,
     checkpoint: C,
@@ -161,19 +158,13 @@ pub struct Pipeline<S, T, C> {
     held: HeldTransactions,
     /// Until then, deliveries skip the target and go to the retry queue.
     queue_until: Option<Instant>,
+    lag: Arc<Lag>,
 }
 
-impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
+impl<T: Target, C: CheckpointStore> Pipeline<T, C> {
     /// A pipeline writing checkpoints at most once per `checkpoint_interval`.
-    pub fn new(
-        source: S,
-        rules: Rules,
-        target: T,
-        checkpoint: C,
-        checkpoint_interval: Duration,
-    ) -> Self {
+    pub fn new(rules: Rules, target: T, checkpoint: C, checkpoint_interval: Duration) -> Self {
         Pipeline {
-            source,
             rules,
             target,
             checkpoint,
@@ -186,6 +177,7 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
             delayed: DelayedDeletes::new(),
             held: HeldTransactions::default(),
             queue_until: None,
+            lag: Arc::default(),
         }
     }
 
@@ -197,35 +189,16 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
         self
     }
 
-    /// Whether reading should pause: the retry queue is past its `max_depth`. For
-    /// callers that drive the pipeline with [`Pipeline::step`].
-    pub fn is_backpressured(&self) -> bool {
-        self.backpressured()
-    }
-
-    /// Whether second deletes wait on the timing wheel.
-    pub fn has_delayed(&self) -> bool {
-        !self.delayed.is_empty()
-    }
-
-    /// Waits for the next second deletes to come due and takes them off the wheel.
-    /// Cancel-safe: nothing leaves the wheel unless it is returned. Pass the result
-    /// to [`Pipeline::fire_delayed`] (outside any `select!`, since sending is not
-    /// cancel-safe). For callers that drive the pipeline with [`Pipeline::step`]:
-    /// without it, second deletes would fire only when the next transaction arrives.
-    pub async fn next_due_delayed(&mut self) -> DueDeletes {
-        DueDeletes(self.delayed.next_batch(DELAYED_BATCH).await)
-    }
-
-    /// Sends second deletes taken by [`Pipeline::next_due_delayed`] and advances the
-    /// checkpoint past transactions they held back.
-    pub async fn fire_delayed(&mut self, due: DueDeletes) -> Result<(), PipelineError> {
-        self.fire(due.0).await.map(|_| ())
-    }
-
-    /// Records a pause of reading for backpressure (for callers driving `step`).
-    pub fn note_backpressure_pause(&mut self) {
-        self.stats.backpressure_pauses += 1;
+    /// Loads the saved checkpoint, if any, and counts it as applied and saved; the
+    /// source should resume from the returned position.
+    pub async fn resume(&mut self) -> Result<Option<Position>, PipelineError> {
+        let Some(cp) = self.checkpoint.load().await? else {
+            return Ok(None);
+        };
+        self.stats.applied = Some(cp.position.clone());
+        self.stats.checkpointed = Some(cp.position.clone());
+        self.stats.checkpoint_saved_at = cp.saved_at as f64;
+        Ok(Some(cp.position))
     }
 
     fn backpressured(&self) -> bool {
@@ -239,62 +212,13 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
         &self.stats
     }
 
-    /// The source (for its own counters).
-    pub fn source(&self) -> &S {
-        &self.source
-    }
-
-    /// The source, mutably (to connect it before the first step).
-    pub fn source_mut(&mut self) -> &mut S {
-        &mut self.source
-    }
-
-    /// Consumes the pipeline, returning the source (to shut it down).
-    pub fn into_source(self) -> S {
-        self.source
-    }
-
-    /// Runs until `stop` resolves (then writes the last checkpoint) or an error.
-    /// Pending second deletes are waited for (not dropped) before the last
-    /// checkpoint is written.
-    pub async fn run_until(&mut self, stop: impl Future<Output = ()>) -> Result<(), PipelineError> {
-        tokio::pin!(stop);
-        let mut paused = false;
-        loop {
-            let hold = self.backpressured();
-            if hold && !paused {
-                self.stats.backpressure_pauses += 1;
-                tracing::warn!("retry queue past max_depth: binlog reading paused");
-            }
-            paused = hold;
-            tokio::select! {
-                biased;
-                _ = &mut stop => break,
-                due = self.delayed.next_batch(DELAYED_BATCH) => {
-                    self.fire(due).await?;
-                }
-                t = self.source.next_transaction(), if !hold => {
-                    let t = t?;
-                    self.apply(&t).await?;
-                }
-                _ = tokio::time::sleep(Duration::from_millis(20)), if hold => {}
-            }
-        }
-        self.drain_delayed().await?;
-        self.flush().await
-    }
-
-    /// Processes exactly one transaction (and any second deletes already due).
-    pub async fn step(&mut self) -> Result<Transaction, PipelineError> {
-        let t = self.source.next_transaction().await?;
-        self.apply(&t).await?;
-        let due = self.delayed.due_now(DELAYED_BATCH);
-        self.fire(due).await?;
-        Ok(t)
+    /// The lag, shared with readers in other tasks.
+    pub fn lag(&self) -> Arc<Lag> {
+        self.lag.clone()
     }
 
     /// Waits for every pending second delete to fire, then advances the checkpoint.
-    pub async fn drain_delayed(&mut self) -> Result<(), PipelineError> {
+    async fn drain_delayed(&mut self) -> Result<(), PipelineError> {
         while !self.delayed.is_empty() {
             let due = self.delayed.next_batch(DELAYED_BATCH).await;
             self.fire(due).await?;
@@ -405,11 +329,6 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
         Ok(())
     }
 
-    /// Writes the newest applied position if it is not saved yet.
-    pub async fn flush(&mut self) -> Result<(), PipelineError> {
-        self.save().await.map(|_| ())
-    }
-
     /// Saves the checkpoint candidate, if any; returns its position.
     async fn save(&mut self) -> Result<Option<Position>, PipelineError> {
         let Some(cp) = self.pending.take() else {
@@ -417,6 +336,7 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
         };
         self.checkpoint.save(&cp).await?;
         self.stats.checkpointed = Some(cp.position.clone());
+        self.stats.checkpoint_saved_at = crate::clock::now_secs();
         self.last_save = Some(Instant::now());
         Ok(Some(cp.position))
     }
@@ -456,7 +376,6 @@ impl<S: TransactionSource, T: Target, C: CheckpointStore> Pipeline<S, T, C> {
         self.stats.transactions += 1;
         self.stats.rows += t.changes.len() as u64;
         self.stats.invalidations += self.batch.len() as u64;
-        self.stats.lag_seconds = (now.as_secs_f64() - f64::from(t.timestamp)).max(0.0);
         self.stats.applied = Some(t.position.clone());
         // Eligible for the checkpoint once its second deletes (if any) fired: by
         // order, every earlier transaction's first deletes already landed.

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 pub use embedded::EmbeddedQueue;
 pub use rabbitmq::RabbitQueue;
@@ -245,12 +245,7 @@ impl RetryStats {
 }
 
 /// Milliseconds since the epoch (due times survive restarts).
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub(crate) use crate::clock::now_ms;
 
 /// The configured queue.
 #[derive(Clone)]
