@@ -16,6 +16,7 @@ use connectors::pipeline::lag::Lag;
 use connectors::pipeline::{Observer, Report};
 use connectors::retry::{RetryQueue, RetryStatsSnapshot};
 use connectors::rules::Rules;
+use connectors::targets::stack::{self, StackConfig};
 use connectors::targets::AnyTarget;
 use connectors::{ConnectorConfig, Pipeline, PipelineError, PipelineStats};
 use opentelemetry::context::FutureExt as _;
@@ -179,14 +180,19 @@ async fn run_inner(
     // pass them once they are queued); its worker retries them with backoff.
     let queue = RetryQueue::open(&cfg.retry).await?;
     let _ = state.retry_queue.set(LiveRetry(queue.clone()));
-    // Every batch, first, second or retried, is timed per target.
-    let target = crate::timed::Timed::new(target, label, &meter);
-    let worker = queue.spawn_worker(target.clone());
+    // One stack for the target; every batch, first, second or retried, is timed.
+    // The worker's clone shares its concurrency limit.
+    let deletes = stack::build(
+        target,
+        StackConfig::for_target(&cfg.target),
+        crate::timed::Timed::new(label, &meter),
+    );
+    let worker = queue.spawn_worker(deletes.clone());
     let sweeper = crate::sweep::spawn(&cfg.target, &rules, swept);
     let interval = Duration::from_millis(cfg.checkpoint.interval_ms);
     let r2 = rules.clone();
     let filter: TableFilter = Arc::new(move |db: &str, t: &str| r2.covers(db, t));
-    let mut pipe = Pipeline::new(rules, target, store, interval).with_retry_queue(queue);
+    let mut pipe = Pipeline::new(rules, deletes, store, interval).with_retry_queue(queue);
     let resume = pipe.resume().await?;
     match &resume {
         Some(position) => {

@@ -8,7 +8,8 @@ use super::{MysqlConfig, Position, Transaction};
 use crate::checkpoint::{Checkpoint, CheckpointStore, FileCheckpointStore, MysqlCheckpointStore};
 use crate::pipeline::Pipeline;
 use crate::rules::{RuleConfig, Rules};
-use crate::targets::EmbeddedTarget;
+use crate::targets::stack::{self, StackConfig};
+use crate::targets::{DeleteService, EmbeddedTarget};
 use crate::testing::{MariaDb, MariaDbOptions};
 use bytes::Bytes;
 use engine::{Engine, EngineConfig, Reply};
@@ -52,10 +53,15 @@ async fn next(source: &mut BinlogSource) -> Transaction {
         .expect("no source error")
 }
 
+/// Database 0 of `engine` as a target, in its stack.
+fn embedded(engine: Engine) -> DeleteService {
+    stack::build(EmbeddedTarget::new(engine, 0), StackConfig::default(), ())
+}
+
 /// Reads one transaction from `source` and applies it (the tests that follow the
 /// pipeline transaction by transaction).
-async fn step<T: crate::targets::Target, C: CheckpointStore>(
-    pipe: &mut Pipeline<T, C>,
+async fn step<C: CheckpointStore>(
+    pipe: &mut Pipeline<C>,
     source: &mut BinlogSource,
 ) -> Result<Transaction, crate::PipelineError> {
     let t = source.next_transaction().await?;
@@ -360,7 +366,7 @@ async fn pipeline_deletes_the_right_keys_from_the_engine() {
     let mut source = BinlogSource::new(config(&db), None, Some(filter)).unwrap();
     let mut pipe = Pipeline::new(
         rules,
-        EmbeddedTarget::new(engine.clone(), 0),
+        embedded(engine.clone()),
         store.clone(),
         Duration::ZERO,
     );
@@ -442,7 +448,7 @@ async fn run_log_pipeline<S: CheckpointStore + Clone>(
         .with_backoff(fast_backoff());
     let mut pipe = Pipeline::new(
         rules(&[("app.log", &["log:{seq}"])]),
-        EmbeddedTarget::new(engine, 0),
+        embedded(engine),
         store.clone(),
         Duration::ZERO,
     );
@@ -498,7 +504,7 @@ async fn restart_scenario_with<S: CheckpointStore + Clone + 'static>(
                 tx.send(()).unwrap();
                 let mut pipe = Pipeline::new(
                     rules(&[("app.log", &["log:{seq}"])]),
-                    EmbeddedTarget::new(Engine::new(EngineConfig::default()), 0),
+                    embedded(Engine::new(EngineConfig::default())),
                     store,
                     Duration::ZERO,
                 );
@@ -804,7 +810,7 @@ async fn catch_up_throughput() {
             ("app.users", &["user:{id}", "user:email:{email}"]),
             ("app.log", &["log:{seq}"]),
         ]),
-        EmbeddedTarget::new(Engine::new(EngineConfig::default()), 0),
+        embedded(Engine::new(EngineConfig::default())),
         FileCheckpointStore::new(dir.join("cp")),
         Duration::from_millis(200),
     );
@@ -911,7 +917,7 @@ async fn commit_to_delete_lag() {
     source.ensure_connected().await.unwrap();
     let mut pipe = Pipeline::new(
         rules(&[("app.users", &["user:{id}", "user:email:{email}"])]),
-        EmbeddedTarget::new(engine.clone(), 0),
+        embedded(engine.clone()),
         FileCheckpointStore::new(dir.join("cp")),
         Duration::from_millis(200),
     );

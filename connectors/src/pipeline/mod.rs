@@ -12,9 +12,10 @@
 //! delete. A transaction whose keys cannot be computed stops the pipeline with its
 //! position: it is never skipped.
 //!
-//! With a retry queue ([`Pipeline::with_retry_queue`]), a batch the target refuses
-//! (after the target stack's quick in-line retries) is written to the durable queue
-//! instead, and that counts as landed. Each key with a `double_delete` delay is
+//! Each batch is sent once, through the target's stack ([`crate::targets::stack`]:
+//! timeout, concurrency limit, quick in-line retries, metrics) and a breaker. With a
+//! retry queue ([`Pipeline::with_retry_queue`]), a batch that fails is written to the
+//! durable queue instead, and that counts as landed; without one, the pipeline stops. Each key with a `double_delete` delay is
 //! also put on the timing wheel ([`crate::delayed`]); the checkpoint stays before
 //! the oldest transaction whose second deletes have not fired (or been queued).
 //! When the queue is deeper than its `max_depth`, reading the binlog pauses.
@@ -28,12 +29,14 @@ use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
 use crate::delayed::DelayedDeletes;
 use crate::retry::{QueueError, RetryQueue};
 use crate::rules::{KeyBatch, RuleError, Rules};
-use crate::targets::{Target, TargetError};
+use crate::targets::stack::{Breaker, BreakerLayer};
+use crate::targets::{DeleteRequest, DeleteService, TargetError};
 use bytes::Bytes;
 use held::HeldTransactions;
 use lag::Lag;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tower::{Layer, Service, ServiceExt};
 
 pub use run::{Observer, Report, TransactionSource};
 
@@ -134,19 +137,15 @@ enum Delivery {
 /// Keys per batch of second deletes.
 const DELAYED_BATCH: usize = 4096;
 
-/// Delete attempts per batch before the pipeline stops.
-const TARGET_ATTEMPTS: u32 = 5;
-
-/// After a batch the target refused went to the retry queue, later batches go
-/// straight to the queue for this long before one is tried on the target again: a
-/// target that hangs rather than refuses would otherwise cost every transaction its
-/// full in-line attempts (`attempts` x `batch_timeout`) and stall the binlog.
+/// After a batch failed, later batches go straight to the retry queue for this long
+/// before one is tried on the target again (see [`crate::targets::stack::breaker`]).
 const BREAKER_OPEN: Duration = Duration::from_secs(1);
 
 /// Binlog -> rules -> target -> checkpoint.
-pub struct Pipeline<T, C> {
+pub struct Pipeline<C> {
     rules: Rules,
-    target: T,
+    /// The target's stack, behind the breaker.
+    deletes: Breaker<DeleteService>,
     checkpoint: C,
     interval: Duration,
     last_save: Option<Instant>,
@@ -156,17 +155,22 @@ pub struct Pipeline<T, C> {
     retry: Option<RetryQueue>,
     delayed: DelayedDeletes,
     held: HeldTransactions,
-    /// Until then, deliveries skip the target and go to the retry queue.
-    queue_until: Option<Instant>,
     lag: Arc<Lag>,
 }
 
-impl<T: Target, C: CheckpointStore> Pipeline<T, C> {
-    /// A pipeline writing checkpoints at most once per `checkpoint_interval`.
-    pub fn new(rules: Rules, target: T, checkpoint: C, checkpoint_interval: Duration) -> Self {
+impl<C: CheckpointStore> Pipeline<C> {
+    /// A pipeline sending to `deletes` (a target in its stack,
+    /// [`crate::targets::stack::build`]) and writing checkpoints at most once per
+    /// `checkpoint_interval`.
+    pub fn new(
+        rules: Rules,
+        deletes: DeleteService,
+        checkpoint: C,
+        checkpoint_interval: Duration,
+    ) -> Self {
         Pipeline {
             rules,
-            target,
+            deletes: BreakerLayer::new(BREAKER_OPEN).layer(deletes),
             checkpoint,
             interval: checkpoint_interval,
             last_save: None,
@@ -176,14 +180,14 @@ impl<T: Target, C: CheckpointStore> Pipeline<T, C> {
             retry: None,
             delayed: DelayedDeletes::new(),
             held: HeldTransactions::default(),
-            queue_until: None,
             lag: Arc::default(),
         }
     }
 
     /// Sends deletes the target refuses to `queue` (durably) instead of stopping,
     /// and pauses reading while the queue is past its `max_depth`. Start the
-    /// queue's worker separately ([`RetryQueue::spawn_worker`]).
+    /// queue's worker separately ([`RetryQueue::spawn_worker`]), on a clone of the
+    /// same stack.
     pub fn with_retry_queue(mut self, queue: RetryQueue) -> Self {
         self.retry = Some(queue);
         self
@@ -268,49 +272,36 @@ impl<T: Target, C: CheckpointStore> Pipeline<T, C> {
         Ok(None)
     }
 
-    /// Deletes `keys`; if the target refuses and there is a retry queue, queues
-    /// them durably instead (and, for [`BREAKER_OPEN`], queues later batches without
-    /// trying the target).
+    /// Sends `keys` once; if that fails and there is a retry queue, queues them
+    /// durably instead (without one, the pipeline stops).
     async fn deliver(
         &mut self,
         keys: &[Bytes],
         position: &Position,
     ) -> Result<Delivery, PipelineError> {
-        if self.retry.is_some() && self.queue_until.is_some_and(|t| Instant::now() < t) {
-            tracing::debug!(keys = keys.len(), %position, "target failing: queued without trying it");
-            self.stats.queued_without_trying += keys.len() as u64;
-            self.enqueue(keys, position).await?;
-            return Ok(Delivery::Queued { tried: false });
-        }
-        let mut source = match self.target.delete_batch(keys).await {
-            Ok(()) => {
-                self.queue_until = None;
-                return Ok(Delivery::Landed);
-            }
+        let sent = match self.deletes.ready().await {
+            Ok(svc) => svc.call(DeleteRequest::new(keys)).await,
+            Err(e) => Err(e),
+        };
+        let error = match sent {
+            Ok(()) => return Ok(Delivery::Landed),
             Err(e) => e,
         };
-        if self.retry.is_some() {
-            tracing::warn!(error = %source, keys = keys.len(), %position, "delete failed; queued for retry");
-            self.queue_until = Some(Instant::now() + BREAKER_OPEN);
-            self.enqueue(keys, position).await?;
-            return Ok(Delivery::Queued { tried: true });
+        if self.retry.is_none() {
+            return Err(PipelineError::Target {
+                position: position.clone(),
+                source: error,
+            });
         }
-        let mut attempt = 1;
-        loop {
-            if attempt >= TARGET_ATTEMPTS {
-                return Err(PipelineError::Target {
-                    position: position.clone(),
-                    source,
-                });
-            }
-            tracing::warn!(error = %source, attempt, "delete batch failed; retrying");
-            tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-            attempt += 1;
-            match self.target.delete_batch(keys).await {
-                Ok(()) => return Ok(Delivery::Landed),
-                Err(e) => source = e,
-            }
+        let tried = !matches!(error, TargetError::Failing(_));
+        if tried {
+            tracing::warn!(error = %error, keys = keys.len(), %position, "delete failed; queued for retry");
+        } else {
+            tracing::debug!(keys = keys.len(), %position, "target failing: queued without trying it");
+            self.stats.queued_without_trying += keys.len() as u64;
         }
+        self.enqueue(keys, position).await?;
+        Ok(Delivery::Queued { tried })
     }
 
     /// Hands `keys` to the retry queue; Ok once a crash can no longer lose them.

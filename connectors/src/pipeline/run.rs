@@ -17,7 +17,6 @@ use super::{Applied, Pipeline, PipelineError, PipelineStats, DELAYED_BATCH};
 use crate::binlog::{BinlogSource, SourceError, Transaction};
 use crate::checkpoint::CheckpointStore;
 use crate::clock::{lag_since, now_secs};
-use crate::targets::Target;
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -109,7 +108,7 @@ pub trait Observer: Send {
 /// Observes nothing.
 impl Observer for () {}
 
-impl<T: Target, C: CheckpointStore> Pipeline<T, C> {
+impl<C: CheckpointStore> Pipeline<C> {
     /// Runs until `stop` resolves or an error. On stop, pending second deletes are
     /// sent (they are at most one `double_delete` away) and the last checkpoint is
     /// written; on an error, the checkpoint is still written up to the last applied

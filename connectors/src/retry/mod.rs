@@ -15,7 +15,7 @@ pub mod embedded;
 pub mod rabbitmq;
 
 use crate::duration::HumanDuration;
-use crate::targets::Target;
+use crate::targets::DeleteService;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -308,14 +308,12 @@ impl RetryQueue {
         }
     }
 
-    /// Starts the task that retries queued deletes against `target`.
-    pub fn spawn_worker<T: Target + Clone + 'static>(
-        &self,
-        target: T,
-    ) -> tokio::task::JoinHandle<()> {
+    /// Starts the task that retries queued deletes through `deletes` (the target in
+    /// its stack).
+    pub fn spawn_worker(&self, deletes: DeleteService) -> tokio::task::JoinHandle<()> {
         match self {
-            RetryQueue::Embedded(q) => tokio::spawn(q.clone().run_worker(target)),
-            RetryQueue::RabbitMq(q) => tokio::spawn(q.clone().run_worker(target)),
+            RetryQueue::Embedded(q) => tokio::spawn(q.clone().run_worker(deletes)),
+            RetryQueue::RabbitMq(q) => tokio::spawn(q.clone().run_worker(deletes)),
         }
     }
 }

@@ -15,7 +15,7 @@ mod log;
 mod integration_tests;
 
 use super::{now_ms, QueueError, QueuedDelete, RetryConfig, RetryStats};
-use crate::targets::Target;
+use crate::targets::DeleteService;
 use bytes::Bytes;
 use log::{Entry, Log, Record};
 use std::collections::{BTreeMap, HashMap};
@@ -311,8 +311,8 @@ impl EmbeddedQueue {
         self.lock().log.size()
     }
 
-    /// Retries due deletes against `target` until the process ends.
-    pub async fn run_worker<T: Target>(self: Arc<Self>, target: T) {
+    /// Retries due deletes through `deletes` until the process ends.
+    pub async fn run_worker(self: Arc<Self>, mut deletes: DeleteService) {
         loop {
             let (batch, next) = self.take_due(self.cfg.batch);
             if batch.is_empty() {
@@ -324,7 +324,7 @@ impl EmbeddedQueue {
                 continue;
             }
             let keys: Vec<Bytes> = batch.iter().map(|(_, e)| e.key.clone()).collect();
-            let ok = match target.delete_batch(&keys).await {
+            let ok = match deletes.send(&keys).await {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::warn!(error = %e, keys = keys.len(), "retry batch failed");

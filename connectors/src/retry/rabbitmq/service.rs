@@ -1,7 +1,7 @@
 //! Connection handling, publishing with confirms, and the consumer.
 
 use crate::retry::{QueueError, QueuedDelete, RetryConfig, RetryStats};
-use crate::targets::Target;
+use crate::targets::DeleteService;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use lapin::options::{
@@ -375,14 +375,14 @@ impl RabbitQueue {
         Ok(out)
     }
 
-    /// Consumes the work queue and deletes against `target` until the process ends,
+    /// Consumes the work queue and deletes through `deletes` until the process ends,
     /// reconnecting with backoff (and re-declaring the queues) whenever the
     /// connection is lost. Unacked deliveries of a lost connection go back to the
     /// queue on the broker's side.
-    pub async fn run_worker<T: Target>(self: Arc<Self>, target: T) {
+    pub async fn run_worker(self: Arc<Self>, mut deletes: DeleteService) {
         let mut attempt = 0u32;
         loop {
-            if let Err(e) = self.consume(&target, &mut attempt).await {
+            if let Err(e) = self.consume(&mut deletes, &mut attempt).await {
                 if attempt.is_multiple_of(10) {
                     tracing::warn!(error = %e, attempt, "retry queue consumer lost its connection; reconnecting");
                 }
@@ -414,16 +414,20 @@ impl RabbitQueue {
         Ok(())
     }
 
-    async fn consume<T: Target>(&self, target: &T, attempt: &mut u32) -> Result<(), QueueError> {
+    async fn consume(
+        &self,
+        deletes: &mut DeleteService,
+        attempt: &mut u32,
+    ) -> Result<(), QueueError> {
         let (conn, ch) = self.connect().await?;
-        let res = self.consume_on(target, attempt, &ch).await;
+        let res = self.consume_on(deletes, attempt, &ch).await;
         let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(0, "".into())).await;
         res
     }
 
-    async fn consume_on<T: Target>(
+    async fn consume_on(
         &self,
-        target: &T,
+        deletes: &mut DeleteService,
         attempt: &mut u32,
         ch: &Channel,
     ) -> Result<(), QueueError> {
@@ -471,7 +475,7 @@ impl RabbitQueue {
                 .collect();
             let last = deliveries.last().map(|d| d.delivery_tag).unwrap_or(0);
             let n = keys.len() as u64;
-            match target.delete_batch(&keys).await {
+            match deletes.send(&keys).await {
                 Ok(()) => {
                     // Acked only now that the delete landed; a lost ack means a
                     // redelivery and a repeated (idempotent) delete.
