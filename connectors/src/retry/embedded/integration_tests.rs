@@ -4,8 +4,9 @@
 use super::*;
 use crate::duration::HumanDuration;
 use crate::fault_tests::redis;
+use crate::retry::store::QueueStore;
 use crate::retry::{RetryConfig, RetryQueue};
-use crate::targets::{DeleteRequest, TargetConfig, TargetError};
+use crate::targets::{DeleteRequest, DeleteService, TargetConfig, TargetError};
 use crate::testing::RedisServer;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -133,12 +134,14 @@ async fn compacts_when_drained() {
     let q = EmbeddedQueue::open(c.clone()).unwrap();
     let q = Arc::new(q);
     let keys: Vec<Bytes> = (0..40_000).map(|i| Bytes::from(format!("k:{i}"))).collect();
-    q.enqueue(&keys, "bin.000001:4", 1).await.unwrap();
+    q.push(&keys, "bin.000001:4", c.backoff_for(1))
+        .await
+        .unwrap();
     assert!(q.log_size() > 1 << 20);
-    let worker = tokio::spawn(
-        q.clone()
-            .run_worker(switch(Arc::new(AtomicBool::new(true)))),
-    );
+    let worker = tokio::spawn(crate::retry::worker::run(
+        q.clone(),
+        switch(Arc::new(AtomicBool::new(true))),
+    ));
     wait_for(|| q.stats().snapshot().depth == 0, 20).await;
     worker.abort();
     assert!(q.log_size() < 1 << 20, "log compacted to {}", q.log_size());
