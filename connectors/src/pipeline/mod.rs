@@ -15,10 +15,11 @@
 //! Each batch is sent once, through the target's stack ([`crate::targets::stack`]:
 //! timeout, concurrency limit, quick in-line retries, metrics) and a breaker. With a
 //! retry queue ([`Pipeline::with_retry_queue`]), a batch that fails is written to the
-//! durable queue instead, and that counts as landed; without one, the pipeline stops. Each key with a `double_delete` delay is
-//! also put on the timing wheel ([`crate::delayed`]); the checkpoint stays before
-//! the oldest transaction whose second deletes have not fired (or been queued).
-//! When the queue is deeper than its `max_depth`, reading the binlog pauses.
+//! durable queue instead, and that counts as landed; without one, the pipeline
+//! stops. Each key with a `double_delete` delay is also put on the timing wheel
+//! ([`crate::delayed`]); the checkpoint stays before the oldest transaction whose
+//! second deletes have not fired (or been queued) ([`held`]). When the queue is
+//! deeper than its `max_depth`, reading the binlog pauses.
 
 mod held;
 pub mod lag;

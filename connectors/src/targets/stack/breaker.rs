@@ -43,6 +43,7 @@ impl<S> Layer<S> for BreakerLayer {
                 open_until: AtomicU64::new(CLOSED),
                 open_for: self.open_for,
             }),
+            turn_away: false,
         }
     }
 }
@@ -81,10 +82,23 @@ impl State {
 }
 
 /// Turns batches away with [`TargetError::Failing`] for a while after one failed.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Breaker<S> {
     inner: S,
     state: Arc<State>,
+    /// Decided in `poll_ready` (open: the inner service was not made ready), so
+    /// `call` agrees with it even if the open period ends in between.
+    turn_away: bool,
+}
+
+impl<S: Clone> Clone for Breaker<S> {
+    fn clone(&self) -> Self {
+        Breaker {
+            inner: self.inner.clone(),
+            state: self.state.clone(),
+            turn_away: false,
+        }
+    }
 }
 
 impl<S> Service<DeleteRequest> for Breaker<S>
@@ -98,14 +112,15 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TargetError>> {
         // Open, the inner service is not called, so its readiness (a concurrency
         // permit) is not needed either.
-        if self.state.is_open() {
+        self.turn_away = self.state.is_open();
+        if self.turn_away {
             return Poll::Ready(Ok(()));
         }
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: DeleteRequest) -> Self::Future {
-        let stage = if self.state.is_open() {
+        let stage = if std::mem::take(&mut self.turn_away) {
             Stage::Open {
                 open_for: self.state.open_for,
             }
@@ -197,5 +212,26 @@ mod tests {
             assert!(send(&mut svc).await.is_ok());
         }
         assert_eq!(calls.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn a_call_agrees_with_its_poll_ready() {
+        use tower::{ServiceBuilder, ServiceExt};
+        let calls = Arc::new(AtomicU32::new(0));
+        // The inner service must be made ready before each call (it panics
+        // otherwise): the breaker must not call it on a readiness it skipped.
+        let mut svc = ServiceBuilder::new()
+            .layer(BreakerLayer::new(Duration::from_millis(50)))
+            .concurrency_limit(1)
+            .service(flaky(calls.clone(), 1, Duration::ZERO));
+        assert!(send(&mut svc).await.is_err());
+        let ready = svc.ready().await.unwrap();
+        // The open period ends between poll_ready and call.
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let req = DeleteRequest::new(&[bytes::Bytes::from_static(b"k")]);
+        let res = ready.call(req).await;
+        assert!(matches!(res, Err(TargetError::Failing(_))), "{res:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(send(&mut svc).await.is_ok());
     }
 }
