@@ -1,10 +1,12 @@
 //! Benchmarks, `#[ignore]`d; run with `bench/delivery.sh` (release build):
-//! deletes/s to an external Redis (pipelined) and to the embedded engine, and the
-//! drain rate of a 1,000,000-delete backlog in the embedded queue.
+//! deletes/s to an external Redis (pipelined) and to the embedded engine, each in
+//! the target stack as the sidecar runs it, and the drain rate of a
+//! 1,000,000-delete backlog in the embedded queue.
 
-use crate::fault_tests::tmp;
+use crate::fault_tests::{redis, tmp};
 use crate::retry::{RetryConfig, RetryQueue};
-use crate::targets::{EmbeddedTarget, RedisTarget, Target, TargetConfig};
+use crate::targets::stack::{self, StackConfig};
+use crate::targets::{DeleteService, EmbeddedTarget, TargetConfig};
 use crate::testing::RedisServer;
 use bytes::Bytes;
 use std::time::{Duration, Instant};
@@ -55,10 +57,19 @@ fn dbsize(engine: &engine::Engine) -> i64 {
     }
 }
 
-async fn rate<T: Target>(t: &T, keys: &[Bytes], batch: usize) -> f64 {
+/// The embedded engine's database 0 as a target, in its stack (as the sidecar runs it).
+fn embedded(engine: &engine::Engine) -> DeleteService {
+    stack::build(
+        EmbeddedTarget::new(engine.clone(), 0),
+        StackConfig::default(),
+        (),
+    )
+}
+
+async fn rate(t: &mut DeleteService, keys: &[Bytes], batch: usize) -> f64 {
     let t0 = Instant::now();
     for c in keys.chunks(batch) {
-        t.delete_batch(c).await.unwrap();
+        t.send(c).await.unwrap();
     }
     keys.len() as f64 / t0.elapsed().as_secs_f64()
 }
@@ -69,18 +80,16 @@ async fn bench_targets_deletes_per_sec() {
     let n = n();
     let ks = keys(n);
     let s = RedisServer::start(&[]).unwrap();
-    let redis = RedisTarget::connect(&TargetConfig::redis(s.url()))
-        .await
-        .unwrap();
+    let mut redis = redis(&TargetConfig::redis(s.url())).await;
     let engine = engine::Engine::new(engine::EngineConfig::default());
-    let emb = EmbeddedTarget::new(engine.clone(), 0);
+    let mut emb = embedded(&engine);
     for batch in [10usize, 100, 1000] {
         // Fill so deletes do real work.
         fill_engine(&engine, &ks);
-        let e = rate(&emb, &ks, batch).await;
+        let e = rate(&mut emb, &ks, batch).await;
         assert_eq!(dbsize(&engine), 0);
         fill_redis(&s.url(), &ks).await;
-        let r = rate(&redis, &ks, batch).await;
+        let r = rate(&mut redis, &ks, batch).await;
         assert_eq!(s.cli(&["DBSIZE"]).unwrap().trim(), "0");
         println!("BENCH deletes/s, {n} keys, {batch} keys per transaction batch: external redis {r:.0}/s, embedded engine {e:.0}/s");
     }
@@ -111,9 +120,7 @@ async fn bench_embedded_queue_drain_1m() {
     let q = RetryQueue::open(&cfg).await.unwrap();
     let replay = t1.elapsed();
     assert_eq!(q.depth(), n as u64);
-    let redis = RedisTarget::connect(&TargetConfig::redis(s.url()))
-        .await
-        .unwrap();
+    let redis = redis(&TargetConfig::redis(s.url())).await;
     fill_redis(&s.url(), &ks).await;
     let t2 = Instant::now();
     let w = q.spawn_worker(redis);
@@ -134,7 +141,7 @@ async fn bench_embedded_queue_drain_1m() {
     }
     fill_engine(&engine, &ks);
     let t3 = Instant::now();
-    let w2 = q2.spawn_worker(EmbeddedTarget::new(engine.clone(), 0));
+    let w2 = q2.spawn_worker(embedded(&engine));
     while q2.depth() > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

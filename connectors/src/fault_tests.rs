@@ -9,7 +9,8 @@ use crate::duration::HumanDuration;
 use crate::pipeline::{Pipeline, TransactionSource};
 use crate::retry::{RetryConfig, RetryQueue};
 use crate::rules::{RuleConfig, Rules};
-use crate::targets::{RedisTarget, Target, TargetConfig};
+use crate::targets::stack::{self, StackConfig};
+use crate::targets::{DeleteRequest, DeleteService, RedisTarget, TargetConfig};
 use crate::testing::RedisServer;
 use bytes::Bytes;
 use std::path::PathBuf;
@@ -144,28 +145,28 @@ type RunningPipeline = (
     tokio::task::JoinHandle<Result<(), crate::PipelineError>>,
 );
 
+/// A Redis target as `cfg` says, in its stack.
+pub(crate) async fn redis(cfg: &TargetConfig) -> DeleteService {
+    let target = RedisTarget::connect(cfg).await.unwrap();
+    stack::build(target, StackConfig::for_target(cfg), ())
+}
+
 /// Starts a pipeline on a scripted source; returns the feed, the stop switch and
 /// the task.
-pub(crate) fn run<T: Target + 'static>(
-    target: T,
+pub(crate) fn run(
+    target: DeleteService,
     queue: Option<RetryQueue>,
     checkpoint: FileCheckpointStore,
     double_delete: Duration,
 ) -> RunningPipeline {
     let (feed, rx) = mpsc::unbounded_channel();
     let (stop, stopped) = oneshot::channel::<()>();
-    let mut p = Pipeline::new(
-        ScriptedSource(rx),
-        rules(double_delete),
-        target,
-        checkpoint,
-        Duration::ZERO,
-    );
+    let mut p = Pipeline::new(rules(double_delete), target, checkpoint, Duration::ZERO);
     if let Some(q) = queue {
         p = p.with_retry_queue(q);
     }
     let task = tokio::spawn(async move {
-        p.run_until(async {
+        p.run(ScriptedSource(rx), &mut (), async {
             let _ = stopped.await;
         })
         .await
@@ -178,7 +179,7 @@ pub(crate) fn run<T: Target + 'static>(
 /// queue whose worker delivers to that target, and a checkpoint file.
 struct Rig {
     s: RedisServer,
-    target: RedisTarget,
+    target: DeleteService,
     q: RetryQueue,
     worker: tokio::task::JoinHandle<()>,
     cp: FileCheckpointStore,
@@ -192,7 +193,7 @@ async fn rig(name: &str, args: &[&str], n: u64, batch_timeout: Duration) -> Rig 
         batch_timeout: HumanDuration(batch_timeout),
         ..TargetConfig::redis(s.url())
     };
-    let target = RedisTarget::connect(&cfg).await.unwrap();
+    let target = redis(&cfg).await;
     let q = RetryQueue::open(&retry_cfg(&d)).await.unwrap();
     let worker = q.spawn_worker(target.clone());
     let cp = FileCheckpointStore::new(d.join("cp"));
@@ -303,15 +304,20 @@ async fn target_slower_than_batch_timeout_loses_nothing() {
     worker.abort();
 }
 
-/// Counts the batches the pipeline itself sends (the queue's worker has its own).
-#[derive(Clone)]
-struct Counting<T>(T, std::sync::Arc<std::sync::atomic::AtomicU64>);
-
-impl<T: Target> Target for Counting<T> {
-    async fn delete_batch(&self, keys: &[Bytes]) -> Result<(), crate::targets::TargetError> {
-        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.0.delete_batch(keys).await
-    }
+/// Counts the batches the pipeline itself sends to `target` (the queue's worker has
+/// its own).
+fn counting(
+    target: DeleteService,
+    calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> DeleteService {
+    DeleteService::new(tower::service_fn(move |req: DeleteRequest| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut target = target.clone();
+        async move {
+            use tower::{Service, ServiceExt};
+            target.ready().await?.call(req).await
+        }
+    }))
 }
 
 /// A hung target (SIGSTOP) costs the pipeline one timed-out batch, not one per
@@ -332,7 +338,7 @@ async fn hung_target_is_skipped_while_it_fails() {
         cp,
     } = rig("breaker", &[], N, Duration::from_millis(300)).await;
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counted = Counting(target, calls.clone());
+    let counted = counting(target, calls.clone());
     let (feed, stop, task) = run(counted, Some(q.clone()), cp.clone(), Duration::ZERO);
     s.pause(true).unwrap();
     for n in 0..50 {
@@ -379,9 +385,7 @@ async fn delayed_delete_removes_stale_fill() {
     let d = tmp("stale");
     let s = RedisServer::start(&[]).unwrap();
     set_all(&s, 0..2, "v1");
-    let target = RedisTarget::connect(&TargetConfig::redis(s.url()))
-        .await
-        .unwrap();
+    let target = redis(&TargetConfig::redis(s.url())).await;
     let cp = FileCheckpointStore::new(d.join("cp"));
     let (feed, stop, task) = run(target, None, cp.clone(), Duration::from_millis(400));
     feed.send(tx(1, 0)).unwrap();
@@ -416,9 +420,7 @@ async fn crash_between_first_and_second_delete_loses_nothing() {
     let s = RedisServer::start(&[]).unwrap();
     const N: u64 = 50;
     set_all(&s, 0..N, "v1");
-    let target = RedisTarget::connect(&TargetConfig::redis(s.url()))
-        .await
-        .unwrap();
+    let target = redis(&TargetConfig::redis(s.url())).await;
     let cp = FileCheckpointStore::new(d.join("cp"));
     let (feed, _stop, task) = run(target.clone(), None, cp.clone(), Duration::from_millis(500));
     for n in 0..N {

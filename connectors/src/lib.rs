@@ -7,6 +7,7 @@
 
 pub mod binlog;
 pub mod checkpoint;
+pub mod clock;
 pub mod config;
 pub mod delayed;
 pub mod duration;
@@ -25,4 +26,4 @@ pub mod targets;
 pub mod testing;
 
 pub use config::ConnectorConfig;
-pub use pipeline::{Pipeline, PipelineError, PipelineStats};
+pub use pipeline::{Applied, Pipeline, PipelineError, PipelineStats};

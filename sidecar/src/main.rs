@@ -160,7 +160,9 @@ fn serve(
         let signals = shutdown_signals()?;
         let engine = server.engine();
         let telemetry = std::sync::Arc::new(telemetry::Telemetry::new(&cfg.telemetry)?);
-        telemetry.observe_engine(engine.clone());
+        // Keys the external-Redis TTL sweeper fixes (counted with the engine's backstops).
+        let swept = sweep::SweptKeys::default();
+        telemetry.observe_engine(engine.clone(), swept.clone());
         let pipeline_state = connector
             .as_ref()
             .map(|_| std::sync::Arc::new(pipeline::PipelineState::default()));
@@ -203,7 +205,7 @@ fn serve(
                 let stop = engine.clone();
                 let audit = audit_state.map(|a| (cfg.audit.clone(), a));
                 Some(tokio::spawn(async move {
-                    let r = pipeline::run(cc, rules, e.clone(), state, audit, async move {
+                    let r = pipeline::run(cc, rules, e.clone(), state, audit, swept, async move {
                         stop.shutdown_requested().await
                     })
                     .await;

@@ -8,17 +8,36 @@
 use connectors::rules::Rules;
 use connectors::targets::redis::sweeper::{sweep, SweepConfig};
 use connectors::targets::{TargetConfig, TargetKind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Time between sweeps.
 const PERIOD: Duration = Duration::from_secs(60);
 
-/// Keys the sweeper gave a backstop TTL, for `/metrics`.
-pub static FIXED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Keys the sweeper gave a backstop TTL, for `/metrics` (clones share the count).
+#[derive(Debug, Clone, Default)]
+pub struct SweptKeys(Arc<AtomicU64>);
+
+impl SweptKeys {
+    /// Keys fixed so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+}
 
 /// Starts the sweeper when the target is an external Redis and some rule has a
-/// backstop; `None` otherwise (the embedded engine applies backstops itself).
-pub fn spawn(target: &TargetConfig, rules: &Rules) -> Option<tokio::task::JoinHandle<()>> {
+/// backstop, counting the keys it fixes in `swept`; `None` otherwise (the embedded
+/// engine applies backstops itself).
+pub fn spawn(
+    target: &TargetConfig,
+    rules: &Rules,
+    swept: SweptKeys,
+) -> Option<tokio::task::JoinHandle<()>> {
     if rules.backstops().is_empty() {
         return None;
     }
@@ -37,7 +56,7 @@ pub fn spawn(target: &TargetConfig, rules: &Rules) -> Option<tokio::task::JoinHa
             for url in &urls {
                 match sweep_node(url, &rules).await {
                     Ok((scanned, fixed)) => {
-                        FIXED.fetch_add(fixed, std::sync::atomic::Ordering::Relaxed);
+                        swept.add(fixed);
                         tracing::info!(node = %redact(url), scanned, fixed, "TTL backstop sweep done")
                     }
                     Err(e) => {

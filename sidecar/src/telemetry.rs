@@ -214,8 +214,9 @@ impl Telemetry {
         }
     }
 
-    /// Observes the engine: keys, clients and commands processed.
-    pub fn observe_engine(&self, engine: engine::Engine) {
+    /// Observes the engine: keys, clients and commands processed, and TTL backstops
+    /// applied (by the engine, plus the keys the external-Redis sweeper fixed).
+    pub fn observe_engine(&self, engine: engine::Engine, swept: crate::sweep::SweptKeys) {
         let e = engine.clone();
         self.meter
             .u64_observable_gauge("coherent_engine_keys")
@@ -233,8 +234,7 @@ impl Telemetry {
             .u64_observable_counter("coherent_backstop_ttls_applied")
             .with_description("Keys given a TTL backstop: writes capped by the engine plus keys fixed by the external-Redis sweeper")
             .with_callback(move |o| {
-                let swept = crate::sweep::FIXED.load(std::sync::atomic::Ordering::Relaxed);
-                o.observe(e.ttl_backstops_applied() + swept, &[])
+                o.observe(e.ttl_backstops_applied() + swept.get(), &[])
             })
             .build();
         let e = engine;

@@ -1,13 +1,15 @@
-//! A [`Target`] wrapper that measures every delete batch: the duration goes into the
-//! `coherent_delete_latency_seconds` histogram (attributes `target` and `outcome`),
-//! and, when the batch runs inside a transaction's trace, into a `deletes` child span.
+//! Measures every delete batch the target stack sends (its metrics layer calls
+//! [`Timed`]): the duration goes into the `coherent_delete_latency_seconds` histogram
+//! (attributes `target` and `outcome`), and, when the batch runs inside a
+//! transaction's trace, into a `deletes` child span.
 
-use bytes::Bytes;
-use connectors::targets::{Target, TargetError, TargetKind};
+use connectors::targets::stack::DeleteRecorder;
+use connectors::targets::{TargetError, TargetKind};
+use opentelemetry::global::BoxedSpan;
 use opentelemetry::metrics::{Histogram, Meter};
 use opentelemetry::trace::{Span, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
-use std::time::Instant;
+use std::time::Duration;
 
 /// Name of the delete-latency histogram.
 pub const DELETE_LATENCY: &str = "coherent_delete_latency_seconds";
@@ -28,95 +30,98 @@ pub fn kind_label(kind: TargetKind) -> &'static str {
     }
 }
 
-/// A target whose delete batches are timed.
-#[derive(Clone)]
-pub struct Timed<T> {
-    inner: T,
+/// The target stack's [`DeleteRecorder`]: each batch into the histogram, and into a
+/// span when it runs inside a trace.
+pub struct Timed {
     label: &'static str,
     latency: Histogram<f64>,
 }
 
-impl<T> Timed<T> {
-    /// Wraps `inner`, recording into `meter`'s histogram with `target = label`.
-    pub fn new(inner: T, label: &'static str, meter: &Meter) -> Self {
+impl Timed {
+    /// Records into `meter`'s histogram with `target = label`.
+    pub fn new(label: &'static str, meter: &Meter) -> Self {
         let latency = meter
             .f64_histogram(DELETE_LATENCY)
             // No `with_unit`: the Prometheus exporter would append `_seconds` again.
             .with_description("Seconds one delete batch to the target took")
             .with_boundaries(BOUNDS.to_vec())
             .build();
-        Timed {
-            inner,
-            label,
-            latency,
-        }
+        Timed { label, latency }
     }
 }
 
-impl<T: Target> Target for Timed<T> {
-    async fn delete_batch(&self, keys: &[Bytes]) -> Result<(), TargetError> {
+impl DeleteRecorder for Timed {
+    type Batch = Option<BoxedSpan>;
+
+    fn start(&self, keys: usize) -> Option<BoxedSpan> {
         // Only batches of a traced transaction get a span: the retry worker's
         // batches would otherwise each start a trace of their own.
         let cx = Context::current();
-        let mut span = cx.has_active_span().then(|| {
+        cx.has_active_span().then(|| {
             let mut s =
                 opentelemetry::global::tracer("coherent").start_with_context("deletes", &cx);
             s.set_attribute(KeyValue::new("target", self.label));
-            s.set_attribute(KeyValue::new("keys", keys.len() as i64));
+            s.set_attribute(KeyValue::new("keys", keys as i64));
             s
-        });
-        let started = Instant::now();
-        let res = self.inner.delete_batch(keys).await;
-        let outcome = if res.is_ok() { "ok" } else { "error" };
+        })
+    }
+
+    fn finish(&self, span: Option<BoxedSpan>, elapsed: Duration, result: &Result<(), TargetError>) {
+        let outcome = if result.is_ok() { "ok" } else { "error" };
         self.latency.record(
-            started.elapsed().as_secs_f64(),
+            elapsed.as_secs_f64(),
             &[
                 KeyValue::new("target", self.label),
                 KeyValue::new("outcome", outcome),
             ],
         );
-        if let Some(s) = &mut span {
-            if let Err(e) = &res {
+        if let Some(mut s) = span {
+            if let Err(e) = result {
                 s.set_status(Status::error(e.to_string()));
             }
             s.end();
         }
-        res
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use connectors::targets::stack::{self, StackConfig};
+    use connectors::targets::DeleteRequest;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-
-    /// Fails every other batch.
-    #[derive(Default)]
-    struct Flaky(AtomicUsize);
-
-    impl Target for Flaky {
-        async fn delete_batch(&self, _keys: &[Bytes]) -> Result<(), TargetError> {
-            if self.0.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) {
-                Ok(())
-            } else {
-                Err(TargetError::Unavailable("down".into()))
-            }
-        }
-    }
 
     #[tokio::test]
     async fn records_latency_per_target_and_outcome() {
         // The same provider and rendering as /metrics.
         let tel = crate::telemetry::Telemetry::new(&Default::default()).unwrap();
         let meter = tel.meter();
-        let flaky = Arc::new(Flaky::default());
-        let t = Timed::new(flaky.clone(), "redis-cluster", meter);
+        // Fails every other batch.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let flaky = tower::service_fn(move |_: DeleteRequest| {
+            let ok = c.fetch_add(1, Ordering::Relaxed).is_multiple_of(2);
+            async move {
+                if ok {
+                    Ok(())
+                } else {
+                    Err(TargetError::Unavailable("down".into()))
+                }
+            }
+        });
+        // One attempt per batch: each is recorded as it went.
+        let cfg = StackConfig {
+            attempts: 1,
+            ..StackConfig::default()
+        };
+        let mut t = stack::build(flaky, cfg, Timed::new("redis-cluster", meter));
         let keys = [Bytes::from_static(b"k")];
-        assert!(t.delete_batch(&keys).await.is_ok());
-        assert!(t.delete_batch(&keys).await.is_err());
-        assert!(t.delete_batch(&keys).await.is_ok());
-        assert_eq!(flaky.0.load(Ordering::Relaxed), 3);
+        assert!(t.send(&keys).await.is_ok());
+        assert!(t.send(&keys).await.is_err());
+        assert!(t.send(&keys).await.is_ok());
+        assert_eq!(calls.load(Ordering::Relaxed), 3);
         let text = tel.render();
         assert!(
             text.contains("# TYPE coherent_delete_latency_seconds histogram"),

@@ -8,7 +8,8 @@ use super::{MysqlConfig, Position, Transaction};
 use crate::checkpoint::{Checkpoint, CheckpointStore, FileCheckpointStore, MysqlCheckpointStore};
 use crate::pipeline::Pipeline;
 use crate::rules::{RuleConfig, Rules};
-use crate::targets::EmbeddedTarget;
+use crate::targets::stack::{self, StackConfig};
+use crate::targets::{DeleteService, EmbeddedTarget};
 use crate::testing::{MariaDb, MariaDbOptions};
 use bytes::Bytes;
 use engine::{Engine, EngineConfig, Reply};
@@ -50,6 +51,22 @@ async fn next(source: &mut BinlogSource) -> Transaction {
         .await
         .expect("a transaction within 30 s")
         .expect("no source error")
+}
+
+/// Database 0 of `engine` as a target, in its stack.
+fn embedded(engine: Engine) -> DeleteService {
+    stack::build(EmbeddedTarget::new(engine, 0), StackConfig::default(), ())
+}
+
+/// Reads one transaction from `source` and applies it (the tests that follow the
+/// pipeline transaction by transaction).
+async fn step<C: CheckpointStore>(
+    pipe: &mut Pipeline<C>,
+    source: &mut BinlogSource,
+) -> Result<Transaction, crate::PipelineError> {
+    let t = source.next_transaction().await?;
+    pipe.apply(&t).await?;
+    Ok(t)
 }
 
 /// Reads transactions until one touches `app.log`, returning those with row changes
@@ -346,19 +363,18 @@ async fn pipeline_deletes_the_right_keys_from_the_engine() {
     let engine = Engine::new(EngineConfig::default());
     let dir = tmp("pipe");
     let store = FileCheckpointStore::new(dir.join("cp"));
-    let source = BinlogSource::new(config(&db), None, Some(filter)).unwrap();
+    let mut source = BinlogSource::new(config(&db), None, Some(filter)).unwrap();
     let mut pipe = Pipeline::new(
-        source,
         rules,
-        EmbeddedTarget::new(engine.clone(), 0),
+        embedded(engine.clone()),
         store.clone(),
         Duration::ZERO,
     );
     // Start streaming (position "current") before the writes.
-    pipe.source_mut().ensure_connected().await.unwrap();
+    source.ensure_connected().await.unwrap();
     db.sql("INSERT INTO app.log VALUES (0)").unwrap();
     loop {
-        let t = pipe.step().await.unwrap();
+        let t = step(&mut pipe, &mut source).await.unwrap();
         if t.changes.iter().any(|c| c.table == "log") {
             break;
         }
@@ -385,7 +401,7 @@ async fn pipeline_deletes_the_right_keys_from_the_engine() {
     )
     .unwrap();
     let last = loop {
-        let t = tokio::time::timeout(Duration::from_secs(30), pipe.step())
+        let t = tokio::time::timeout(Duration::from_secs(30), step(&mut pipe, &mut source))
             .await
             .unwrap()
             .unwrap();
@@ -415,7 +431,7 @@ async fn pipeline_deletes_the_right_keys_from_the_engine() {
         "checkpoint at the last applied transaction"
     );
     assert!(pipe.stats().invalidations >= 6);
-    pipe.into_source().shutdown().await;
+    source.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -427,19 +443,18 @@ async fn run_log_pipeline<S: CheckpointStore + Clone>(
     upto: u32,
 ) -> Vec<u32> {
     let engine = Engine::new(EngineConfig::default());
-    let source = BinlogSource::new(config(db), start, app_only())
+    let mut source = BinlogSource::new(config(db), start, app_only())
         .unwrap()
         .with_backoff(fast_backoff());
     let mut pipe = Pipeline::new(
-        source,
         rules(&[("app.log", &["log:{seq}"])]),
-        EmbeddedTarget::new(engine, 0),
+        embedded(engine),
         store.clone(),
         Duration::ZERO,
     );
     let mut seen = Vec::new();
     while !seen.contains(&upto) {
-        let t = tokio::time::timeout(Duration::from_secs(30), pipe.step())
+        let t = tokio::time::timeout(Duration::from_secs(30), step(&mut pipe, &mut source))
             .await
             .expect("progress")
             .expect("no error");
@@ -448,7 +463,7 @@ async fn run_log_pipeline<S: CheckpointStore + Clone>(
             seen.push(String::from_utf8(v).unwrap().parse().unwrap());
         }
     }
-    pipe.into_source().shutdown().await;
+    source.shutdown().await;
     seen
 }
 
@@ -488,15 +503,14 @@ async fn restart_scenario_with<S: CheckpointStore + Clone + 'static>(
                 source.ensure_connected().await.unwrap();
                 tx.send(()).unwrap();
                 let mut pipe = Pipeline::new(
-                    source,
                     rules(&[("app.log", &["log:{seq}"])]),
-                    EmbeddedTarget::new(Engine::new(EngineConfig::default()), 0),
+                    embedded(Engine::new(EngineConfig::default())),
                     store,
                     Duration::ZERO,
                 );
                 let mut seen = Vec::new();
                 while !seen.contains(&10) {
-                    let t = pipe.step().await.unwrap();
+                    let t = step(&mut pipe, &mut source).await.unwrap();
                     for c in &t.changes {
                         let v = val(c.after.as_ref().unwrap().get("seq"));
                         seen.push(String::from_utf8(v).unwrap().parse::<u32>().unwrap());
@@ -789,21 +803,20 @@ async fn catch_up_throughput() {
     db.sql(&sql).unwrap();
     let mut c = config(&db);
     c.start = format!("file:{start}").parse().unwrap();
-    let source = BinlogSource::new(c, None, app_only()).unwrap();
+    let mut source = BinlogSource::new(c, None, app_only()).unwrap();
     let dir = tmp("bench");
     let mut pipe = Pipeline::new(
-        source,
         rules(&[
             ("app.users", &["user:{id}", "user:email:{email}"]),
             ("app.log", &["log:{seq}"]),
         ]),
-        EmbeddedTarget::new(Engine::new(EngineConfig::default()), 0),
+        embedded(Engine::new(EngineConfig::default())),
         FileCheckpointStore::new(dir.join("cp")),
         Duration::from_millis(200),
     );
     let t0 = std::time::Instant::now();
     loop {
-        let t = pipe.step().await.unwrap();
+        let t = step(&mut pipe, &mut source).await.unwrap();
         if t.changes.iter().any(|c| c.table == "log") {
             break;
         }
@@ -817,7 +830,7 @@ async fn catch_up_throughput() {
         s.rows as f64 / secs
     );
     assert_eq!(s.rows, rows + 1);
-    pipe.into_source().shutdown().await;
+    source.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -903,15 +916,15 @@ async fn commit_to_delete_lag() {
     let mut source = BinlogSource::new(config(&db), None, app_only()).unwrap();
     source.ensure_connected().await.unwrap();
     let mut pipe = Pipeline::new(
-        source,
         rules(&[("app.users", &["user:{id}", "user:email:{email}"])]),
-        EmbeddedTarget::new(engine.clone(), 0),
+        embedded(engine.clone()),
         FileCheckpointStore::new(dir.join("cp")),
         Duration::from_millis(200),
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // The production loop: reader and applier, source shut down when it stops.
     let runner = tokio::spawn(async move {
-        pipe.run_until(async {
+        pipe.run(source, &mut (), async {
             let _ = stop_rx.await;
         })
         .await
@@ -992,6 +1005,5 @@ async fn commit_to_delete_lag() {
     );
     assert_eq!(missing, 0, "every changed row's key was deleted");
     assert!(pipe.stats().rows >= rows);
-    pipe.into_source().shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }

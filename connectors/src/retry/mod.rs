@@ -7,21 +7,30 @@
 //! A delete counts as handled, for the checkpoint, once it landed or once
 //! [`RetryQueue::enqueue`] returned (fsync'd locally, or confirmed by RabbitMQ).
 //!
+//! The backends are storage only ([`store::QueueStore`]: push, take what is due,
+//! ack, requeue with a next due time, dead-letter):
+//!
 //! - [`embedded`]: an append-only local file (default);
 //! - [`rabbitmq`]: a durable RabbitMQ queue, delayed retries through per-message
 //!   TTL and a dead-letter exchange.
+//!
+//! One [`worker`] drives either through the target's stack with one set of
+//! attempt, backoff, jitter and dead-letter rules.
 
 pub mod embedded;
 pub mod rabbitmq;
+pub mod store;
+pub mod worker;
 
 use crate::duration::HumanDuration;
-use crate::targets::Target;
+use crate::targets::DeleteService;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+use store::QueueStore;
 
 pub use embedded::EmbeddedQueue;
 pub use rabbitmq::RabbitQueue;
@@ -245,12 +254,7 @@ impl RetryStats {
 }
 
 /// Milliseconds since the epoch (due times survive restarts).
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub(crate) use crate::clock::now_ms;
 
 /// The configured queue.
 #[derive(Clone)]
@@ -276,11 +280,18 @@ impl RetryQueue {
     }
 
     /// Queues `keys` (caused by the transaction at `position`) durably: when this
-    /// returns Ok a crash cannot lose them.
+    /// returns Ok a crash cannot lose them. Their first retry comes one backoff
+    /// later ([`worker::first_retry_in`]).
     pub async fn enqueue(&self, keys: &[Bytes], position: &str) -> Result<(), QueueError> {
         match self {
-            RetryQueue::Embedded(q) => q.enqueue(keys, position, 1).await,
-            RetryQueue::RabbitMq(q) => q.enqueue(keys, position).await,
+            RetryQueue::Embedded(q) => {
+                q.push(keys, position, worker::first_retry_in(q.config()))
+                    .await
+            }
+            RetryQueue::RabbitMq(q) => {
+                q.push(keys, position, worker::first_retry_in(q.config()))
+                    .await
+            }
         }
     }
 
@@ -300,7 +311,7 @@ impl RetryQueue {
     /// The dead-letter store's contents.
     pub async fn dead_letters(&self) -> Result<Vec<QueuedDelete>, QueueError> {
         match self {
-            RetryQueue::Embedded(q) => q.dead_letters(),
+            RetryQueue::Embedded(q) => q.dead_letters().await,
             RetryQueue::RabbitMq(q) => q.dead_letters().await,
         }
     }
@@ -313,14 +324,12 @@ impl RetryQueue {
         }
     }
 
-    /// Starts the task that retries queued deletes against `target`.
-    pub fn spawn_worker<T: Target + Clone + 'static>(
-        &self,
-        target: T,
-    ) -> tokio::task::JoinHandle<()> {
+    /// Starts the worker that retries queued deletes through `deletes` (the target
+    /// in its stack).
+    pub fn spawn_worker(&self, deletes: DeleteService) -> tokio::task::JoinHandle<()> {
         match self {
-            RetryQueue::Embedded(q) => tokio::spawn(q.clone().run_worker(target)),
-            RetryQueue::RabbitMq(q) => tokio::spawn(q.clone().run_worker(target)),
+            RetryQueue::Embedded(q) => tokio::spawn(worker::run(q.clone(), deletes)),
+            RetryQueue::RabbitMq(q) => tokio::spawn(worker::run(q.clone(), deletes)),
         }
     }
 }

@@ -5,10 +5,12 @@
 //! hands it every rule's `(key glob, ttl_backstop)`, and from then on each write of
 //! a covered key (by any client) has its TTL capped.
 
-use super::{Target, TargetError};
+use super::{DeleteRequest, TargetError};
 use crate::rules::Rules;
 use bytes::Bytes;
 use engine::{Engine, Reply};
+use std::future::{ready, Ready};
+use std::task::{Context, Poll};
 
 /// Keys per DEL command: large enough to amortise the call, small enough that one
 /// command does not hold the store lock for long.
@@ -43,8 +45,25 @@ impl EmbeddedTarget {
     }
 }
 
-impl Target for EmbeddedTarget {
-    async fn delete_batch(&self, keys: &[Bytes]) -> Result<(), TargetError> {
+/// The deletes run in `call` (the engine is in process and never waits on I/O), so
+/// the response is ready at once.
+impl tower::Service<DeleteRequest> for EmbeddedTarget {
+    type Response = ();
+    type Error = TargetError;
+    type Future = Ready<Result<(), TargetError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), TargetError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: DeleteRequest) -> Self::Future {
+        ready(self.delete_batch(&req.keys))
+    }
+}
+
+impl EmbeddedTarget {
+    /// Deletes `keys` in one `execute_batch` (DEL commands of [`KEYS_PER_DEL`] keys).
+    pub fn delete_batch(&self, keys: &[Bytes]) -> Result<(), TargetError> {
         if keys.is_empty() {
             return Ok(());
         }
@@ -140,7 +159,6 @@ mod tests {
             Bytes::from_static(b"c"),
             Bytes::from_static(b"zz"),
         ])
-        .await
         .unwrap();
         let exists = |k: &'static str| {
             !matches!(

@@ -1,26 +1,30 @@
 //! Invalidation targets: where deletes go.
 //!
+//! A target is a tower `Service` that deletes one batch of keys ([`Target`]):
+//!
 //! - [`embedded`]: the sidecar's own engine, in process (the default).
 //! - [`redis`]: an external Redis or Redis Cluster, laid out like a Vector sink
 //!   (`config.rs`, `service.rs` with a tower `Service` sending one delete batch,
 //!   `integration_tests.rs`), plus the TTL-backstop `sweeper.rs`.
 //!
-//! Every target is driven through the same tower stack ([`stack`]): a concurrency
-//! limit and a per-batch timeout; retries over longer spans belong to the durable
-//! retry queue ([`crate::retry`]), not to in-memory loops.
+//! Every target, whichever it is, is driven through the same tower stack
+//! ([`stack::build`]): timeout, concurrency limit, quick in-line retries, metrics;
+//! retries over longer spans belong to the durable retry queue ([`crate::retry`]),
+//! not to in-memory loops.
 
 pub mod embedded;
 pub mod redis;
 pub mod stack;
 
 use crate::duration::HumanDuration;
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use std::future::Future;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tower::Service;
 
 pub use embedded::EmbeddedTarget;
 pub use redis::RedisTarget;
+pub use stack::{DeleteRequest, DeleteService};
 
 /// A delete that did not land.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -34,13 +38,32 @@ pub enum TargetError {
     /// The batch did not complete within the batch timeout.
     #[error("delete batch timed out after {0:?}")]
     Timeout(Duration),
+    /// Not tried: the target failed a batch less than this long ago (the
+    /// pipeline's breaker, [`stack::breaker`]).
+    #[error("target not tried: it failed less than {0:?} ago")]
+    Failing(Duration),
 }
 
-/// A cache that keys can be deleted from.
-pub trait Target: Send + Sync {
-    /// Deletes `keys` as one batch. Ok means every key is gone (deleting a missing
-    /// key is fine); on Err none may be assumed deleted and the batch is retried.
-    fn delete_batch(&self, keys: &[Bytes]) -> impl Future<Output = Result<(), TargetError>> + Send;
+/// A cache that keys can be deleted from: a tower service taking one batch
+/// ([`DeleteRequest`]). Ok means every key is gone (deleting a missing key is fine);
+/// on Err none may be assumed deleted and the batch is retried. Implemented by every
+/// service of that shape.
+pub trait Target:
+    Service<DeleteRequest, Response = (), Error = TargetError, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> Target for S where
+    S: Service<DeleteRequest, Response = (), Error = TargetError, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
 }
 
 /// The `[target]` section.
@@ -256,17 +279,26 @@ impl AnyTarget {
     }
 }
 
-impl Target for AnyTarget {
-    async fn delete_batch(&self, keys: &[Bytes]) -> Result<(), TargetError> {
+impl Service<DeleteRequest> for AnyTarget {
+    type Response = ();
+    type Error = TargetError;
+    type Future = futures_util::future::Either<
+        <EmbeddedTarget as Service<DeleteRequest>>::Future,
+        <RedisTarget as Service<DeleteRequest>>::Future,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TargetError>> {
         match self {
-            AnyTarget::Embedded(t) => t.delete_batch(keys).await,
-            AnyTarget::Redis(t) => t.delete_batch(keys).await,
+            AnyTarget::Embedded(t) => t.poll_ready(cx),
+            AnyTarget::Redis(t) => t.poll_ready(cx),
         }
     }
-}
 
-impl<T: Target> Target for std::sync::Arc<T> {
-    fn delete_batch(&self, keys: &[Bytes]) -> impl Future<Output = Result<(), TargetError>> + Send {
-        (**self).delete_batch(keys)
+    fn call(&mut self, req: DeleteRequest) -> Self::Future {
+        use futures_util::future::Either;
+        match self {
+            AnyTarget::Embedded(t) => Either::Left(t.call(req)),
+            AnyTarget::Redis(t) => Either::Right(t.call(req)),
+        }
     }
 }

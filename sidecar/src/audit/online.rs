@@ -48,7 +48,7 @@ pub use config::{window_label, AuditConfig};
 pub use error::AuditError;
 pub use state::{AuditState, LAG_BOUNDS};
 
-use crate::clock::{lag_since, now_secs};
+use crate::clock::now_secs;
 use bytes::Bytes;
 use check::Checker;
 use connectors::binlog::Transaction;
@@ -69,10 +69,9 @@ struct Applied {
     t: Transaction,
     /// Unix seconds the reader received it.
     received: f64,
-    /// Unix seconds its deletes were applied.
-    applied: f64,
-    /// Some deletes went to the retry queue instead (`applied` is not their time).
-    deferred: bool,
+    /// Its lag as the pipeline measured it (a lower bound, exact to 1 s); `None`
+    /// when some deletes went to the retry queue instead (they land later).
+    lag: Option<f64>,
 }
 
 /// The applier's end of the channel.
@@ -85,18 +84,13 @@ pub struct Feed {
 impl Feed {
     /// Hands an applied transaction to the checker without waiting: when the checker
     /// is behind, the transaction is dropped and counted (as one, see
-    /// [`AuditState::dropped`]). `deferred`: some of its deletes were queued for
-    /// retry rather than applied at `applied`.
-    pub fn offer(&self, t: Transaction, received: f64, applied: f64, deferred: bool) {
+    /// [`AuditState::dropped`]). `lag` is the pipeline's; `None` (deferred): some of
+    /// its deletes were queued for retry rather than applied.
+    pub fn offer(&self, t: Transaction, received: f64, lag: Option<f64>) {
         if t.changes.is_empty() {
             return;
         }
-        let a = Applied {
-            t,
-            received,
-            applied,
-            deferred,
-        };
+        let a = Applied { t, received, lag };
         if self.tx.try_send(a).is_err() {
             self.state.add_dropped_transaction();
         }
@@ -189,8 +183,7 @@ async fn run(
         tokio::select! {
             m = rx.recv() => {
                 let Some(a) = m else { break };
-                // The lag as the pipeline measures it (lower bound, exact to 1 s).
-                let lag = (!a.deferred).then(|| lag_since(a.t.timestamp, a.received, a.applied));
+                let lag = a.lag;
                 let meta = Meta {
                     position: Arc::from(a.t.position.to_string()),
                     commit_ts: a.t.timestamp,

@@ -3,8 +3,10 @@
 
 use super::*;
 use crate::duration::HumanDuration;
+use crate::fault_tests::redis;
+use crate::retry::store::QueueStore;
 use crate::retry::{RetryConfig, RetryQueue};
-use crate::targets::{RedisTarget, TargetConfig, TargetError};
+use crate::targets::{DeleteRequest, DeleteService, TargetConfig, TargetError};
 use crate::testing::RedisServer;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -20,17 +22,18 @@ fn cfg(name: &str) -> RetryConfig {
     }
 }
 
-#[derive(Clone)]
-struct Switch(Arc<AtomicBool>);
-
-impl Target for Switch {
-    async fn delete_batch(&self, _: &[Bytes]) -> Result<(), TargetError> {
-        if self.0.load(Ordering::SeqCst) {
-            Ok(())
-        } else {
-            Err(TargetError::Unavailable("down".into()))
+/// A target that deletes nothing: it succeeds while `up` is set, fails otherwise.
+fn switch(up: Arc<AtomicBool>) -> DeleteService {
+    DeleteService::new(tower::service_fn(move |_: DeleteRequest| {
+        let ok = up.load(Ordering::SeqCst);
+        async move {
+            if ok {
+                Ok(())
+            } else {
+                Err(TargetError::Unavailable("down".into()))
+            }
         }
-    }
+    }))
 }
 
 async fn wait_for(mut f: impl FnMut() -> bool, secs: u64) {
@@ -75,9 +78,7 @@ async fn survives_a_crash_and_drains_into_redis() {
         .unwrap();
     let q = RetryQueue::open(&c).await.unwrap();
     assert_eq!(q.depth(), 5000, "replayed after the crash");
-    let target = RedisTarget::connect(&TargetConfig::redis(s.url()))
-        .await
-        .unwrap();
+    let target = redis(&TargetConfig::redis(s.url())).await;
     let worker = q.spawn_worker(target);
     wait_for(|| q.depth() == 0, 20).await;
     assert_eq!(
@@ -102,7 +103,7 @@ async fn retries_with_backoff_then_dead_letters() {
     };
     let q = RetryQueue::open(&c).await.unwrap();
     let up = Arc::new(AtomicBool::new(false));
-    let worker = q.spawn_worker(Switch(up.clone()));
+    let worker = q.spawn_worker(switch(up.clone()));
     q.enqueue(&[Bytes::from("a"), Bytes::from("b")], "bin.000001:4")
         .await
         .unwrap();
@@ -133,12 +134,14 @@ async fn compacts_when_drained() {
     let q = EmbeddedQueue::open(c.clone()).unwrap();
     let q = Arc::new(q);
     let keys: Vec<Bytes> = (0..40_000).map(|i| Bytes::from(format!("k:{i}"))).collect();
-    q.enqueue(&keys, "bin.000001:4", 1).await.unwrap();
+    q.push(&keys, "bin.000001:4", c.backoff_for(1))
+        .await
+        .unwrap();
     assert!(q.log_size() > 1 << 20);
-    let worker = tokio::spawn(
-        q.clone()
-            .run_worker(Switch(Arc::new(AtomicBool::new(true)))),
-    );
+    let worker = tokio::spawn(crate::retry::worker::run(
+        q.clone(),
+        switch(Arc::new(AtomicBool::new(true))),
+    ));
     wait_for(|| q.stats().snapshot().depth == 0, 20).await;
     worker.abort();
     assert!(q.log_size() < 1 << 20, "log compacted to {}", q.log_size());

@@ -1,9 +1,10 @@
-//! The embedded retry queue: an append-only log file, replayed on open.
+//! The embedded retry queue: an append-only log file, replayed on open. Storage
+//! only ([`QueueStore`]); the worker in [`crate::retry::worker`] decides.
 //!
 //! Records (each framed as `len u32 | crc32 u32 | body`, little-endian):
 //! `Enqueue{id, attempts, due, key, position}`, `Ack{id}` (landed),
 //! `Retry{id, attempts, due}` (failed again), `Dead{id}` (moved to the `.dead`
-//! file). Enqueues are fsync'd before [`EmbeddedQueue::enqueue`] returns, which is
+//! file). Enqueues are fsync'd before [`QueueStore::push`] returns, which is
 //! what lets the checkpoint move past them; acks and retries are not (a lost ack
 //! only repeats an idempotent delete). A torn tail from a crash is cut off at the
 //! first bad frame. When the log is mostly dead weight it is compacted: the live
@@ -14,13 +15,13 @@ mod log;
 #[cfg(test)]
 mod integration_tests;
 
+use super::store::{QueueStore, Taken};
 use super::{now_ms, QueueError, QueuedDelete, RetryConfig, RetryStats};
-use crate::targets::Target;
 use bytes::Bytes;
 use log::{Entry, Log, Record};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -40,9 +41,19 @@ struct Inner {
 /// The local durable queue.
 pub struct EmbeddedQueue {
     cfg: RetryConfig,
-    inner: Mutex<Inner>,
+    /// Shared with the blocking task that appends and fsyncs pushes.
+    inner: Arc<Mutex<Inner>>,
     stats: RetryStats,
     wake: Notify,
+}
+
+/// How long an idle `take_due` waits before looking again (a push wakes it sooner).
+const IDLE: Duration = Duration::from_millis(200);
+
+/// Locks `inner`. A panic while holding the lock leaves consistent data (each write
+/// is a whole record), so a poisoned lock is still usable.
+fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    inner.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl EmbeddedQueue {
@@ -92,32 +103,20 @@ impl EmbeddedQueue {
         }
         Ok(EmbeddedQueue {
             cfg,
-            inner: Mutex::new(Inner {
+            inner: Arc::new(Mutex::new(Inner {
                 log,
                 dead,
                 ready,
                 in_flight: HashMap::new(),
                 next_id,
-            }),
+            })),
             stats,
             wake: Notify::new(),
         })
     }
 
-    /// The section it was opened with.
-    pub fn config(&self) -> &RetryConfig {
-        &self.cfg
-    }
-
-    /// Counters.
-    pub fn stats(&self) -> &RetryStats {
-        &self.stats
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding the lock leaves consistent data (each write is a
-        // whole record), so a poisoned lock is still usable.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.inner)
     }
 
     fn io(&self, source: std::io::Error) -> QueueError {
@@ -127,64 +126,13 @@ impl EmbeddedQueue {
         }
     }
 
-    /// Appends `keys` with `attempts` done so far, due after the first backoff,
-    /// and fsyncs before returning.
-    pub async fn enqueue(
-        self: &Arc<Self>,
-        keys: &[Bytes],
-        position: &str,
-        attempts: u32,
-    ) -> Result<(), QueueError> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let me = self.clone();
-        let keys: Vec<Bytes> = keys.to_vec();
-        let position: Arc<str> = position.into();
-        tokio::task::spawn_blocking(move || me.enqueue_sync(keys, position, attempts))
-            .await
-            .map_err(|e| self.io(std::io::Error::other(e)))?
+    /// Size of the log file in bytes.
+    pub fn log_size(&self) -> u64 {
+        self.lock().log.size()
     }
 
-    fn enqueue_sync(
-        &self,
-        keys: Vec<Bytes>,
-        position: Arc<str>,
-        attempts: u32,
-    ) -> Result<(), QueueError> {
-        let due = now_ms() + self.cfg.backoff_for(attempts).as_millis() as u64;
-        let n = keys.len() as u64;
-        let mut g = self.lock();
-        let first = g.next_id;
-        let records: Vec<Record> = keys
-            .into_iter()
-            .enumerate()
-            .map(|(i, key)| Record::Enqueue {
-                id: first + i as u64,
-                due,
-                entry: Entry {
-                    key,
-                    position: position.clone(),
-                    attempts,
-                },
-            })
-            .collect();
-        g.log.append(&records, true).map_err(|e| self.io(e))?;
-        g.next_id += n;
-        for r in records {
-            if let Record::Enqueue { id, due, entry } = r {
-                g.ready.insert((due, id), entry);
-            }
-        }
-        drop(g);
-        self.stats.count(n, 0, 0, 0);
-        self.stats.add_depth(n as i64);
-        self.wake.notify_one();
-        Ok(())
-    }
-
-    /// Takes up to `max` entries that are due.
-    fn take_due(&self, max: usize) -> (Vec<(u64, Entry)>, Option<u64>) {
+    /// Takes up to `max` entries that are due; returns them and the next due time.
+    fn take_ready(&self, max: usize) -> (Vec<Taken<u64>>, Option<u64>) {
         let now = now_ms();
         let mut g = self.lock();
         let mut out = Vec::new();
@@ -193,69 +141,19 @@ impl EmbeddedQueue {
                 Some((&(due, _), _)) if due <= now => {}
                 _ => break,
             }
-            if let Some(((_, id), e)) = g.ready.pop_first() {
-                g.in_flight.insert(id, e.clone());
-                out.push((id, e));
+            if let Some(((due, id), e)) = g.ready.pop_first() {
+                out.push(Taken {
+                    key: e.key.clone(),
+                    position: e.position.clone(),
+                    attempts: e.attempts,
+                    due_ms: due,
+                    ticket: id,
+                });
+                g.in_flight.insert(id, e);
             }
         }
         let next = g.ready.first_key_value().map(|(&(due, _), _)| due);
         (out, next)
-    }
-
-    /// Records the outcome of a batch taken with `take_due`.
-    fn settle(&self, batch: Vec<(u64, Entry)>, ok: bool) -> Result<(), QueueError> {
-        let mut g = self.lock();
-        let n = batch.len() as u64;
-        if ok {
-            let recs: Vec<Record> = batch
-                .iter()
-                .map(|(id, _)| Record::Ack { id: *id })
-                .collect();
-            g.log.append(&recs, false).map_err(|e| self.io(e))?;
-            for (id, _) in &batch {
-                g.in_flight.remove(id);
-            }
-            drop(g);
-            self.stats.count(0, 0, n, 0);
-            self.stats.add_depth(-(n as i64));
-            self.maybe_compact()?;
-            return Ok(());
-        }
-        let now = now_ms();
-        let mut recs = Vec::with_capacity(batch.len());
-        let mut dead = Vec::new();
-        for (id, mut e) in batch {
-            g.in_flight.remove(&id);
-            e.attempts += 1;
-            if e.attempts >= self.cfg.max_attempts {
-                tracing::error!(key = %String::from_utf8_lossy(&e.key), position = %e.position,
-                    attempts = e.attempts, "delete dead-lettered after max_attempts");
-                dead.push(Record::Enqueue {
-                    id,
-                    due: now,
-                    entry: e,
-                });
-                recs.push(Record::Dead { id });
-            } else {
-                let due = now + self.cfg.backoff_for(e.attempts).as_millis() as u64;
-                recs.push(Record::Retry {
-                    id,
-                    attempts: e.attempts,
-                    due,
-                });
-                g.ready.insert((due, id), e);
-            }
-        }
-        let n_dead = dead.len() as u64;
-        if !dead.is_empty() {
-            // The dead letter must be durable before the live entry is dropped.
-            g.dead.append(&dead, true).map_err(|e| self.io(e))?;
-        }
-        g.log.append(&recs, false).map_err(|e| self.io(e))?;
-        drop(g);
-        self.stats.count(0, n - n_dead, 0, n_dead);
-        self.stats.add_depth(-(n_dead as i64));
-        Ok(())
     }
 
     fn maybe_compact(&self) -> Result<(), QueueError> {
@@ -288,9 +186,179 @@ impl EmbeddedQueue {
         );
         Ok(())
     }
+}
 
-    /// The dead-letter file's entries.
-    pub fn dead_letters(&self) -> Result<Vec<QueuedDelete>, QueueError> {
+/// Appends one `Enqueue` record per key, due at `due`, fsyncs, and makes them ready.
+/// Runs on a blocking thread.
+fn append_pushes(
+    inner: &Mutex<Inner>,
+    keys: Vec<Bytes>,
+    position: Arc<str>,
+    due: u64,
+) -> std::io::Result<()> {
+    let mut g = lock(inner);
+    let first = g.next_id;
+    let records: Vec<Record> = keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, key)| Record::Enqueue {
+            id: first + i as u64,
+            due,
+            entry: Entry {
+                key,
+                position: position.clone(),
+                attempts: 1,
+            },
+        })
+        .collect();
+    g.log.append(&records, true)?;
+    g.next_id += records.len() as u64;
+    for r in records {
+        if let Record::Enqueue { id, due, entry } = r {
+            g.ready.insert((due, id), entry);
+        }
+    }
+    Ok(())
+}
+
+impl QueueStore for EmbeddedQueue {
+    type Ticket = u64;
+    /// Taken entries wait in the queue's own in-flight table.
+    type Consumer = ();
+
+    fn config(&self) -> &RetryConfig {
+        &self.cfg
+    }
+
+    fn stats(&self) -> &RetryStats {
+        &self.stats
+    }
+
+    async fn push(
+        &self,
+        keys: &[Bytes],
+        position: &str,
+        due_in: Duration,
+    ) -> Result<(), QueueError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let n = keys.len() as u64;
+        let inner = self.inner.clone();
+        let keys: Vec<Bytes> = keys.to_vec();
+        let position: Arc<str> = position.into();
+        let due = now_ms() + due_in.as_millis() as u64;
+        tokio::task::spawn_blocking(move || append_pushes(&inner, keys, position, due))
+            .await
+            .map_err(|e| self.io(std::io::Error::other(e)))?
+            .map_err(|e| self.io(e))?;
+        self.stats.count(n, 0, 0, 0);
+        self.stats.add_depth(n as i64);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn consumer(&self) {}
+
+    async fn take_due(&self, _: &mut (), max: usize) -> Result<Vec<Taken<u64>>, QueueError> {
+        loop {
+            let (batch, next) = self.take_ready(max);
+            if !batch.is_empty() {
+                return Ok(batch);
+            }
+            let wait = next
+                .map(|due| Duration::from_millis(due.saturating_sub(now_ms())))
+                .unwrap_or(IDLE)
+                .min(IDLE);
+            let _ = tokio::time::timeout(wait, self.wake.notified()).await;
+        }
+    }
+
+    async fn ack(&self, _: &mut (), landed: Vec<Taken<u64>>) -> Result<(), QueueError> {
+        let n = landed.len() as u64;
+        let mut g = self.lock();
+        let recs: Vec<Record> = landed
+            .iter()
+            .map(|t| Record::Ack { id: t.ticket })
+            .collect();
+        g.log.append(&recs, false).map_err(|e| self.io(e))?;
+        for t in &landed {
+            g.in_flight.remove(&t.ticket);
+        }
+        drop(g);
+        self.stats.count(0, 0, n, 0);
+        self.stats.add_depth(-(n as i64));
+        self.maybe_compact()
+    }
+
+    async fn requeue(
+        &self,
+        _: &mut (),
+        failed: Vec<(Taken<u64>, Duration)>,
+    ) -> Result<(), QueueError> {
+        let now = now_ms();
+        let mut g = self.lock();
+        let mut recs = Vec::with_capacity(failed.len());
+        for (t, after) in failed {
+            let Some(mut e) = g.in_flight.remove(&t.ticket) else {
+                continue;
+            };
+            e.attempts = t.attempts;
+            let due = now + after.as_millis() as u64;
+            recs.push(Record::Retry {
+                id: t.ticket,
+                attempts: e.attempts,
+                due,
+            });
+            // Ready in memory before the (unsynced) record: retried even if the
+            // write fails, and replayed from its enqueue after a crash.
+            g.ready.insert((due, t.ticket), e);
+        }
+        let res = g.log.append(&recs, false).map_err(|e| self.io(e));
+        drop(g);
+        self.stats.count(0, recs.len() as u64, 0, 0);
+        res
+    }
+
+    async fn dead_letter(&self, _: &mut (), dead: Vec<Taken<u64>>) -> Result<(), QueueError> {
+        let now = now_ms();
+        let mut g = self.lock();
+        let mut entries = Vec::with_capacity(dead.len());
+        for t in dead {
+            if let Some(mut e) = g.in_flight.remove(&t.ticket) {
+                e.attempts = t.attempts;
+                entries.push((t.ticket, e));
+            }
+        }
+        let dead_recs: Vec<Record> = entries
+            .iter()
+            .map(|(id, e)| Record::Enqueue {
+                id: *id,
+                due: now,
+                entry: e.clone(),
+            })
+            .collect();
+        // The dead letter must be durable before the live entry is dropped.
+        if let Err(err) = g.dead.append(&dead_recs, true) {
+            // Still live: back in the queue, dead-lettered after its next failure.
+            for (id, e) in entries {
+                g.ready.insert((now, id), e);
+            }
+            return Err(self.io(err));
+        }
+        let recs: Vec<Record> = entries
+            .iter()
+            .map(|(id, _)| Record::Dead { id: *id })
+            .collect();
+        let res = g.log.append(&recs, false).map_err(|e| self.io(e));
+        drop(g);
+        let n = entries.len() as u64;
+        self.stats.count(0, 0, 0, n);
+        self.stats.add_depth(-(n as i64));
+        res
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<QueuedDelete>, QueueError> {
         let g = self.lock();
         let recs = g.dead.read_all().map_err(|e| self.io(e))?;
         Ok(recs
@@ -304,37 +372,5 @@ impl EmbeddedQueue {
                 _ => None,
             })
             .collect())
-    }
-
-    /// Size of the log file in bytes.
-    pub fn log_size(&self) -> u64 {
-        self.lock().log.size()
-    }
-
-    /// Retries due deletes against `target` until the process ends.
-    pub async fn run_worker<T: Target>(self: Arc<Self>, target: T) {
-        loop {
-            let (batch, next) = self.take_due(self.cfg.batch);
-            if batch.is_empty() {
-                let wait = next
-                    .map(|due| Duration::from_millis(due.saturating_sub(now_ms())))
-                    .unwrap_or(Duration::from_millis(200))
-                    .min(Duration::from_millis(200));
-                let _ = tokio::time::timeout(wait, self.wake.notified()).await;
-                continue;
-            }
-            let keys: Vec<Bytes> = batch.iter().map(|(_, e)| e.key.clone()).collect();
-            let ok = match target.delete_batch(&keys).await {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::warn!(error = %e, keys = keys.len(), "retry batch failed");
-                    false
-                }
-            };
-            if let Err(e) = self.settle(batch, ok) {
-                tracing::error!(error = %e, "retry queue write failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
     }
 }

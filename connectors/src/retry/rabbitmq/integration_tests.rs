@@ -1,26 +1,28 @@
 //! Against a private RabbitMQ node (own node name, ports, epmd port, dirs).
 
 use crate::checkpoint::{CheckpointStore, FileCheckpointStore};
-use crate::fault_tests::{lost, pos, retry_cfg, run, set_all, tmp, tx, wait_for};
+use crate::fault_tests::{lost, pos, redis, retry_cfg, run, set_all, tmp, tx, wait_for};
 use crate::retry::{QueueKind, RetryConfig, RetryQueue};
-use crate::targets::{RedisTarget, Target, TargetConfig, TargetError};
+use crate::targets::{DeleteRequest, DeleteService, TargetConfig, TargetError};
 use crate::testing::{RabbitMq, RedisServer};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tower::{Service, ServiceExt};
 
 /// Refuses every other batch, so the queue carries part of the load.
-#[derive(Clone)]
-struct Flaky(RedisTarget, Arc<AtomicU64>);
-
-impl Target for Flaky {
-    async fn delete_batch(&self, keys: &[Bytes]) -> Result<(), TargetError> {
-        if self.1.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
-            return Err(TargetError::Unavailable("flaky".into()));
+fn flaky(redis: DeleteService, calls: Arc<AtomicU64>) -> DeleteService {
+    DeleteService::new(tower::service_fn(move |req: DeleteRequest| {
+        let refuse = calls.fetch_add(1, Ordering::SeqCst).is_multiple_of(2);
+        let mut redis = redis.clone();
+        async move {
+            if refuse {
+                return Err(TargetError::Unavailable("flaky".into()));
+            }
+            redis.ready().await?.call(req).await
         }
-        self.0.delete_batch(keys).await
-    }
+    }))
 }
 
 fn rabbit_cfg(r: &RabbitMq, dir: &std::path::Path) -> RetryConfig {
@@ -31,18 +33,21 @@ fn rabbit_cfg(r: &RabbitMq, dir: &std::path::Path) -> RetryConfig {
     }
 }
 
-/// Refuses every batch while `up` is false, counting the refusals.
-#[derive(Clone)]
-struct Gate(RedisTarget, Arc<AtomicBool>, Arc<AtomicU64>);
-
-impl Target for Gate {
-    async fn delete_batch(&self, keys: &[Bytes]) -> Result<(), TargetError> {
-        if !self.1.load(Ordering::SeqCst) {
-            self.2.fetch_add(1, Ordering::SeqCst);
-            return Err(TargetError::Unavailable("gate closed".into()));
+/// Refuses every batch while `up` is false, counting the refusals in `refused`.
+fn gate(redis: DeleteService, up: Arc<AtomicBool>, refused: Arc<AtomicU64>) -> DeleteService {
+    DeleteService::new(tower::service_fn(move |req: DeleteRequest| {
+        let open = up.load(Ordering::SeqCst);
+        if !open {
+            refused.fetch_add(1, Ordering::SeqCst);
         }
-        self.0.delete_batch(keys).await
-    }
+        let mut redis = redis.clone();
+        async move {
+            if !open {
+                return Err(TargetError::Unavailable("gate closed".into()));
+            }
+            redis.ready().await?.call(req).await
+        }
+    }))
 }
 
 /// Messages (ready + unacked) in the work and retry queues, from `rabbitmqctl`.
@@ -83,20 +88,18 @@ async fn rabbitmq_acks_only_after_the_delete_landed() {
     let s = RedisServer::start(&[]).unwrap();
     const N: u64 = 20;
     set_all(&s, 0..N, "stale");
-    let redis = RedisTarget::connect(&TargetConfig::redis(s.url()))
-        .await
-        .unwrap();
-    let gate = Gate(
-        redis,
+    let redis = redis(&TargetConfig::redis(s.url())).await;
+    let (up, refused) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicU64::new(0)),
     );
+    let gate = gate(redis, up.clone(), refused.clone());
     let q = RetryQueue::open(&rabbit_cfg(&r, &d)).await.unwrap();
     let keys: Vec<Bytes> = (0..N).map(|i| Bytes::from(format!("user:{i}"))).collect();
     q.enqueue(&keys, "bin.000001:4").await.unwrap();
     assert_eq!(q.depth(), N);
     let worker = q.spawn_worker(gate.clone());
-    wait_for(|| gate.2.load(Ordering::SeqCst) >= 4, 30).await;
+    wait_for(|| refused.load(Ordering::SeqCst) >= 4, 30).await;
     // Refused deletes are neither acked away nor counted as delivered.
     assert_eq!(q.stats().delivered, 0);
     assert_eq!(q.depth(), N);
@@ -113,7 +116,7 @@ async fn rabbitmq_acks_only_after_the_delete_landed() {
         held >= N,
         "broker holds {held} of {N} after the worker stopped"
     );
-    gate.1.store(true, Ordering::SeqCst);
+    up.store(true, Ordering::SeqCst);
     let worker = q.spawn_worker(gate.clone());
     wait_for(|| q.depth() == 0, 60).await;
     assert_eq!(lost(&s, 0..N), 0, "lost deletes");
@@ -139,14 +142,12 @@ async fn rabbitmq_restart_during_load_loses_nothing() {
     let s = RedisServer::start(&[]).unwrap();
     const N: u64 = 400;
     set_all(&s, 0..N, "stale");
-    let redis = RedisTarget::connect(&TargetConfig::redis(s.url()))
-        .await
-        .unwrap();
-    let flaky = Flaky(redis.clone(), Arc::new(AtomicU64::new(0)));
+    let redis = redis(&TargetConfig::redis(s.url())).await;
+    let flaky_pipeline = flaky(redis.clone(), Arc::new(AtomicU64::new(0)));
     let q = RetryQueue::open(&rabbit_cfg(&r, &d)).await.unwrap();
-    let worker = q.spawn_worker(Flaky(redis.clone(), Arc::new(AtomicU64::new(0))));
+    let worker = q.spawn_worker(flaky(redis.clone(), Arc::new(AtomicU64::new(0))));
     let cp = FileCheckpointStore::new(d.join("cp"));
-    let (feed, stop, task) = run(flaky, Some(q.clone()), cp.clone(), Duration::ZERO);
+    let (feed, stop, task) = run(flaky_pipeline, Some(q.clone()), cp.clone(), Duration::ZERO);
     let mut restart = None;
     for n in 0..N {
         feed.send(tx(n, n)).unwrap();
@@ -230,9 +231,7 @@ async fn bench_rabbitmq_drain_1m() {
         q.enqueue(c, "bin.000001:4").await.unwrap();
     }
     let enq = t0.elapsed();
-    let redis = RedisTarget::connect(&TargetConfig::redis(s.url()))
-        .await
-        .unwrap();
+    let redis = redis(&TargetConfig::redis(s.url())).await;
     crate::bench_tests::fill_redis(&s.url(), &keys).await;
     let t1 = std::time::Instant::now();
     let worker = q.spawn_worker(redis);

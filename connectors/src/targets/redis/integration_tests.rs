@@ -4,9 +4,16 @@
 use super::sweeper::{sweep, SweepConfig};
 use super::*;
 use crate::rules::{RuleConfig, Rules};
-use crate::targets::{DeleteCommand, TargetConfig};
+use crate::targets::stack::{self, StackConfig};
+use crate::targets::{DeleteCommand, DeleteService, TargetConfig};
 use crate::testing::{RedisCluster, RedisServer};
 use std::time::{Duration, Instant};
+
+/// The target `cfg` describes, in its stack.
+async fn connect(cfg: &TargetConfig) -> Result<DeleteService, TargetError> {
+    let t = RedisTarget::connect(cfg).await?;
+    Ok(stack::build(t, StackConfig::for_target(cfg), ()))
+}
 
 fn keys(prefix: &str, n: usize) -> Vec<Bytes> {
     (0..n)
@@ -42,9 +49,9 @@ async fn single_node_pipelined_unlink_and_del() {
             command,
             ..TargetConfig::redis(format!("{}/0", s.url()))
         };
-        let t = RedisTarget::connect(&cfg).await.unwrap();
+        let mut t = connect(&cfg).await.unwrap();
         // 2000 keys: four UNLINK/DEL commands in one pipeline.
-        t.delete_batch(&keys("user", 2000)).await.unwrap();
+        t.send(&keys("user", 2000)).await.unwrap();
         assert_eq!(dbsize(&s), 10, "{command:?}");
         s.cli(&["FLUSHALL"]).unwrap();
     }
@@ -56,7 +63,7 @@ async fn single_node_pipelined_unlink_and_del() {
         s.cli(&a).unwrap()
     };
     s2(&["SET", "user:1", "x"]);
-    let t = RedisTarget::connect(&TargetConfig::redis(format!(
+    let mut t = connect(&TargetConfig::redis(format!(
         "redis://:pw@127.0.0.1:{}/3",
         s.port()
     )))
@@ -66,10 +73,10 @@ async fn single_node_pipelined_unlink_and_del() {
     // library's scripts keep, a hash of `token` or, after a fill, `written`), unless
     // `void_leases = false`.
     s2(&["HSET", "{user:1}:lease", "written", "1764000000000"]);
-    t.delete_batch(&keys("user", 2)).await.unwrap();
+    t.send(&keys("user", 2)).await.unwrap();
     assert_eq!(s2(&["EXISTS", "user:1"]).trim(), "0");
     assert_eq!(s2(&["EXISTS", "{user:1}:lease"]).trim(), "0");
-    let keep_leases = RedisTarget::connect(&TargetConfig {
+    let mut keep_leases = connect(&TargetConfig {
         void_leases: false,
         ..TargetConfig::redis(format!("redis://:pw@127.0.0.1:{}/3", s.port()))
     })
@@ -77,7 +84,7 @@ async fn single_node_pipelined_unlink_and_del() {
     .unwrap();
     s2(&["SET", "user:1", "x"]);
     s2(&["SET", "{user:1}:lease", "token"]);
-    keep_leases.delete_batch(&keys("user", 2)).await.unwrap();
+    keep_leases.send(&keys("user", 2)).await.unwrap();
     assert_eq!(s2(&["EXISTS", "user:1"]).trim(), "0");
     assert_eq!(s2(&["EXISTS", "{user:1}:lease"]).trim(), "1");
     let bad = RedisTarget::connect(&TargetConfig::redis(format!(
@@ -124,10 +131,8 @@ async fn fill_write_time_goes_with_its_value() {
     let side = |key: &str| String::from_utf8(lease_key(key.as_bytes()).to_vec()).unwrap();
     fill("user:1", Some(Duration::from_secs(60))).await;
     fill("user:{2}:n", Some(Duration::from_secs(60))).await;
-    let t = RedisTarget::connect(&TargetConfig::redis(s.url()))
-        .await
-        .unwrap();
-    t.delete_batch(&[Bytes::from("user:1"), Bytes::from("user:{2}:n")])
+    let mut t = connect(&TargetConfig::redis(s.url())).await.unwrap();
+    t.send(&[Bytes::from("user:1"), Bytes::from("user:{2}:n")])
         .await
         .unwrap();
     assert_eq!(dbsize(&s), 0, "values and side keys deleted");
@@ -165,10 +170,10 @@ async fn slow_target_times_out_per_batch() {
         batch_timeout: crate::duration::HumanDuration(Duration::from_millis(200)),
         ..TargetConfig::redis(s.url())
     };
-    let t = RedisTarget::connect(&cfg).await.unwrap();
+    let mut t = connect(&cfg).await.unwrap();
     s.pause(true).unwrap();
     let started = Instant::now();
-    let err = t.delete_batch(&keys("k", 3)).await.unwrap_err();
+    let err = t.send(&keys("k", 3)).await.unwrap_err();
     // Two attempts of 200 ms plus a 20 ms pause, far below any hang.
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -188,10 +193,9 @@ async fn cluster_deletes_across_slots() {
         return;
     }
     let c = RedisCluster::start().unwrap();
-    let t = RedisTarget::connect(&TargetConfig::redis_cluster(c.urls()))
-        .await
-        .unwrap();
-    let RedisConn::Cluster(mut conn) = t.conn().clone() else {
+    let cfg = TargetConfig::redis_cluster(c.urls());
+    let target = RedisTarget::connect(&cfg).await.unwrap();
+    let RedisConn::Cluster(mut conn) = target.conn().clone() else {
         panic!("not a cluster connection");
     };
     let ks = keys("user", 3000);
@@ -215,7 +219,8 @@ async fn cluster_deletes_across_slots() {
     for n in &c.nodes {
         assert!(n.cli(&["DBSIZE"]).unwrap().trim().parse::<u64>().unwrap() > 500);
     }
-    t.delete_batch(&ks).await.unwrap();
+    let mut t = stack::build(target, StackConfig::for_target(&cfg), ());
+    t.send(&ks).await.unwrap();
     let total: u64 = c
         .nodes
         .iter()
@@ -225,7 +230,7 @@ async fn cluster_deletes_across_slots() {
     // Hash tags keep keys in one slot: one command.
     let tagged = vec![Bytes::from("{u1}:a"), Bytes::from("{u1}:b")];
     assert_eq!(service::by_slot(&tagged).len(), 1);
-    t.delete_batch(&tagged).await.unwrap();
+    t.send(&tagged).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,8 +2,9 @@
 //!
 //! [`config`] turns `[target]` into a client, [`service`] is the tower `Service`
 //! that sends one delete batch (pipelined on one node, one command per hash slot
-//! on a cluster), [`sweeper`] applies TTL backstops, and [`RedisTarget`] wraps the
-//! service in the shared [`super::stack`].
+//! on a cluster), [`sweeper`] applies TTL backstops, and [`RedisTarget`] adds the
+//! lease side keys to each batch. Like every target, it runs in the shared
+//! [`super::stack`].
 
 pub mod config;
 pub mod service;
@@ -12,18 +13,19 @@ pub mod sweeper;
 #[cfg(test)]
 mod integration_tests;
 
-use super::stack::{self, DeleteRequest, DeleteService, StackConfig};
-use super::{Target, TargetConfig, TargetError};
+use super::stack::DeleteRequest;
+use super::{TargetConfig, TargetError};
 use bytes::Bytes;
-use tower::ServiceExt;
+use std::task::{Context, Poll};
+use tower::Service;
 
 pub use service::{RedisConn, RedisDeleteService};
 
-/// An external Redis (or Cluster) behind the timeout / concurrency / retry stack.
+/// An external Redis (or Cluster) as a target.
 #[derive(Clone)]
 pub struct RedisTarget {
     conn: RedisConn,
-    stack: DeleteService,
+    service: RedisDeleteService,
     void_leases: bool,
 }
 
@@ -31,18 +33,10 @@ impl RedisTarget {
     /// Connects as `config` says (`kind = "redis"` or `"redis-cluster"`).
     pub async fn connect(config: &TargetConfig) -> Result<Self, TargetError> {
         let conn = config::connect(config).await?;
-        let svc = RedisDeleteService::new(conn.clone(), config.command);
-        let stack = stack::build(
-            svc,
-            StackConfig {
-                timeout: config.batch_timeout.0,
-                concurrency: config.concurrency,
-                ..StackConfig::default()
-            },
-        );
+        let service = RedisDeleteService::new(conn.clone(), config.command);
         Ok(RedisTarget {
             conn,
-            stack,
+            service,
             void_leases: config.void_leases,
         })
     }
@@ -53,20 +47,28 @@ impl RedisTarget {
     }
 }
 
-impl Target for RedisTarget {
-    async fn delete_batch(&self, keys: &[Bytes]) -> Result<(), TargetError> {
-        if keys.is_empty() {
-            return Ok(());
+impl Service<DeleteRequest> for RedisTarget {
+    type Response = ();
+    type Error = TargetError;
+    type Future = <RedisDeleteService as Service<DeleteRequest>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TargetError>> {
+        self.service.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: DeleteRequest) -> Self::Future {
+        if req.keys.is_empty() {
+            return Box::pin(std::future::ready(Ok(())));
         }
         if self.void_leases {
-            let mut all = Vec::with_capacity(keys.len() * 2);
-            for k in keys {
+            let mut all = Vec::with_capacity(req.keys.len() * 2);
+            for k in req.keys.iter() {
                 all.push(k.clone());
                 all.push(lease_key(k));
             }
-            return self.stack.clone().oneshot(DeleteRequest::new(&all)).await;
+            return self.service.call(DeleteRequest { keys: all.into() });
         }
-        self.stack.clone().oneshot(DeleteRequest::new(keys)).await
+        self.service.call(req)
     }
 }
 
