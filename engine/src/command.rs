@@ -193,7 +193,7 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
 /// What a handler works with: the shared store and the calling client.
 pub struct Ctx<'a> {
     pub store: &'a mut Store,
-    pub client: &'a mut Client,
+    pub(crate) client: &'a mut Client,
 }
 
 impl Ctx<'_> {
@@ -251,14 +251,14 @@ fn unknown_command(args: &[Bytes]) -> Reply {
 }
 
 /// Runs one client request through every check, as Redis's `processCommand`.
-pub fn execute(store: &mut Store, client: &mut Client, args: Vec<Bytes>) -> Reply {
+pub(crate) fn execute(store: &mut Store, client: &mut Client, args: Vec<Bytes>) -> Reply {
     let spec = lookup(&args[0]);
     execute_spec(store, client, spec, args)
 }
 
 /// `execute` with the table lookup of `args[0]` already done (the connection looks the
 /// name up once per request for its own checks).
-pub fn execute_spec(
+pub(crate) fn execute_spec(
     store: &mut Store,
     client: &mut Client,
     spec: Option<&'static CommandSpec>,
@@ -334,7 +334,12 @@ fn reject(store: &mut Store, client: &mut Client, spec: &CommandSpec, e: CmdErro
 
 /// Runs a handler with no checks but the table lookup's (EXEC uses it for queued
 /// commands, the blocking machinery for retries).
-pub fn call(store: &mut Store, client: &mut Client, spec: &CommandSpec, args: &[Bytes]) -> Reply {
+pub(crate) fn call(
+    store: &mut Store,
+    client: &mut Client,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> Reply {
     store.stats.commands += 1;
     let mut ctx = Ctx { store, client };
     let reply = match (spec.handler)(&mut ctx, args) {
@@ -363,14 +368,20 @@ fn serve_blocked(store: &mut Store) {
             let Some(b) = store.blocking.get(id) else {
                 continue;
             };
-            let (args, bdb, resp) = (b.args.clone(), b.db, b.resp);
+            let args = b.args.clone();
             let Some(spec) = lookup(&args[0]) else {
                 continue;
             };
-            let mut stand_in = Client::detached(id, bdb, resp);
+            // The blocked client's own record: it is in the registry while its
+            // connection waits outside the lock.
+            let Some(mut client) = store.clients.checkout(id) else {
+                continue;
+            };
             store.now = crate::util::now_ms();
-            let reply = call(store, &mut stand_in, spec, &args);
-            if stand_in.block.is_some() {
+            let reply = call(store, &mut client, spec, &args);
+            let still_blocked = client.block.take().is_some();
+            store.clients.checkin(client);
+            if still_blocked {
                 // Nothing left for this client: the key is empty again.
                 break;
             }

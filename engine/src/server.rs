@@ -69,8 +69,7 @@ impl Engine {
     /// Runs one command in database `db` as a trusted in-process client.
     pub fn execute(&self, db: usize, args: Vec<Bytes>) -> Reply {
         let mut store = self.shared.lock();
-        let mut client = Client::detached(0, db, 3);
-        client.no_block = true;
+        let mut client = Client::in_process(db);
         if args.is_empty() {
             return Reply::error("ERR empty command");
         }
@@ -80,8 +79,7 @@ impl Engine {
     /// Runs several commands atomically (no other client runs in between).
     pub fn execute_batch(&self, db: usize, cmds: Vec<Vec<Bytes>>) -> Vec<Reply> {
         let mut store = self.shared.lock();
-        let mut client = Client::detached(0, db, 3);
-        client.no_block = true;
+        let mut client = Client::in_process(db);
         cmds.into_iter()
             .map(|args| {
                 if args.is_empty() {

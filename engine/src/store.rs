@@ -5,36 +5,17 @@
 //! blocking pops and WATCH simple; connections parse and encode outside it.
 
 use crate::blocking::Blocking;
+use crate::client::Clients;
 use crate::config::EngineConfig;
 use crate::db::Db;
 use crate::lease::LeaseTable;
 use crate::notify;
-use crate::pubsub::PubSub;
+use crate::pubsub::{PubSub, PushSender};
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Notify;
-
-/// What CLIENT LIST and CLIENT KILL know of a connection.
-#[derive(Debug)]
-pub struct ClientInfo {
-    pub id: u64,
-    pub addr: String,
-    pub laddr: String,
-    pub name: Option<Bytes>,
-    pub db: usize,
-    pub created: Instant,
-    pub last_active: Instant,
-    pub last_cmd: String,
-    pub sub: usize,
-    pub psub: usize,
-    pub multi: i64,
-    pub resp: u8,
-    pub flags: String,
-    /// Wakes the connection so it closes (CLIENT KILL).
-    pub kill: Arc<Notify>,
-}
 
 /// Server-wide counters for INFO.
 #[derive(Debug, Default, Clone)]
@@ -59,27 +40,6 @@ pub trait KeyHook: Send + Sync + std::fmt::Debug {
     fn modified(&self, db: usize, key: &[u8], event: &str);
 }
 
-/// Hasher for server-assigned client ids: they are sequential and not chosen by
-/// clients, so SipHash's keyed defence buys nothing; a multiplication spreads them
-/// over the high bits the table uses.
-#[derive(Default)]
-pub struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64 keys go through this hasher; fold anything else in for safety.
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
 /// The shared state.
 #[derive(Debug)]
 pub struct Store {
@@ -95,8 +55,8 @@ pub struct Store {
     watched_flags: HashMap<(u64, usize, Bytes), bool>,
     /// TTL backstops set by the embedding process (see [`crate::backstop`]).
     pub backstops: crate::backstop::Backstops,
-    /// Connected clients by id; looked up twice per command (CLIENT LIST's view).
-    pub clients: HashMap<u64, ClientInfo, std::hash::BuildHasherDefault<IdHasher>>,
+    /// Connected clients (see [`crate::client`]).
+    pub(crate) clients: Clients,
     pub stats: Stats,
     /// The time of the current command, in Unix ms (cached as Redis does).
     pub now: u64,
@@ -106,7 +66,6 @@ pub struct Store {
     pub shutdown_requested: bool,
     /// DEBUG SET-ACTIVE-EXPIRE.
     pub active_expire: bool,
-    pub next_client_id: u64,
     hooks: Vec<Arc<dyn KeyHook>>,
     /// Outstanding lease tokens (LEASEGET/LEASESET); every modification voids them.
     pub leases: LeaseTable,
@@ -125,16 +84,45 @@ impl Store {
             dirty_cas: HashSet::new(),
             watched_flags: HashMap::new(),
             backstops: Default::default(),
-            clients: HashMap::default(),
+            clients: Clients::default(),
             stats: Stats::default(),
             now: crate::util::now_ms(),
             started: Instant::now(),
             notify_flags,
             shutdown_requested: false,
             active_expire: true,
-            next_client_id: 1,
             hooks: Vec::new(),
             leases: LeaseTable::default(),
+        }
+    }
+
+    /// Registers a new connection; returns its client id. Its pushes (pub/sub
+    /// messages, keyspace notifications) go to `push`; `kill` wakes it on CLIENT KILL.
+    pub(crate) fn connect(
+        &mut self,
+        addr: String,
+        laddr: String,
+        push: PushSender,
+        kill: Arc<Notify>,
+    ) -> u64 {
+        self.stats.connections += 1;
+        let authed = self.config.requirepass.is_none();
+        let id = self.clients.connect(addr, laddr, authed, kill);
+        self.pubsub.register(id, push);
+        id
+    }
+
+    /// Forgets a closed connection: its blocked command, WATCHes and subscriptions.
+    pub(crate) fn disconnect(&mut self, id: u64) {
+        self.blocking.unblock(id);
+        match self.clients.disconnect(id) {
+            Some(c) => {
+                self.unwatch(id, &c.watched);
+                self.pubsub.unregister(id, &c.channels, &c.patterns);
+            }
+            None => self
+                .pubsub
+                .unregister(id, &Default::default(), &Default::default()),
         }
     }
 

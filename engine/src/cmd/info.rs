@@ -157,7 +157,7 @@ fn info_section(ctx: &mut Ctx, name: &str, o: &mut String) {
         }
         "clients" => {
             o.push_str("# Clients\r\n");
-            f!("connected_clients:{}", store.clients.len());
+            f!("connected_clients:{}", store.clients.connected());
             f!("cluster_connections:0");
             f!("maxclients:{}", cfg.maxclients);
             f!("client_recent_max_input_buffer:0");

@@ -208,5 +208,5 @@ pub fn used_memory(store: &crate::store::Store) -> u64 {
         .flat_map(|d| d.iter())
         .map(|(k, e)| key_usage(k, &e.value))
         .sum();
-    (BASE_MEMORY + data + store.clients.len() * 20_000) as u64
+    (BASE_MEMORY + data + store.clients.connected() * 20_000) as u64
 }

@@ -252,16 +252,22 @@ mod tests {
         run(&mut store, &mut c, &["SET", "k", "v"]);
         // Client 7 watches `k` in db 1 (missing there, present in db 0, so the swap
         // changes it); client 9 watches `w`, missing on both sides, which Redis leaves
-        // untouched; client 8 is blocked on `k` in db 1.
+        // untouched; a connected client is blocked on `k` in db 1.
         store.watch(7, 1, Bytes::from_static(b"k"), false);
         store.watch(9, 1, Bytes::from_static(b"w"), false);
+        let (push, _pushes) = tokio::sync::mpsc::unbounded_channel();
+        let kill = std::sync::Arc::new(tokio::sync::Notify::new());
+        let blocked = store.connect(String::new(), String::new(), push, kill);
+        if let Some(mut b) = store.clients.checkout(blocked) {
+            b.db = 1;
+            store.clients.checkin(b);
+        }
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         store.blocking.block(
-            8,
+            blocked,
             crate::blocking::Blocked {
                 args: vec![Bytes::from_static(b"GET"), Bytes::from_static(b"k")],
                 db: 1,
-                resp: 2,
                 keys: vec![Bytes::from_static(b"k")],
                 tx,
             },

@@ -24,13 +24,13 @@ pub fn commands() -> Vec<CommandSpec> {
 }
 
 /// Forgets every key the client watches (and its dirty mark).
-pub fn unwatch_all(store: &mut Store, client: &mut Client) {
+pub(crate) fn unwatch_all(store: &mut Store, client: &mut Client) {
     let watched = std::mem::take(&mut client.watched);
     store.unwatch(client.id, &watched);
 }
 
 /// Redis's `discardTransaction`: drops the queue, the error flag and the WATCHes.
-pub fn discard_transaction(store: &mut Store, client: &mut Client) {
+pub(crate) fn discard_transaction(store: &mut Store, client: &mut Client) {
     client.multi = None;
     client.multi_error = false;
     unwatch_all(store, client);
