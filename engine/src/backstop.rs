@@ -10,7 +10,7 @@
 //! Backstops are set by the process embedding the engine ([`Engine::set_ttl_backstops`]),
 //! not by clients: CONFIG does not show or change them.
 
-use crate::server::Engine;
+use crate::engine::Engine;
 use crate::store::Store;
 use crate::util::glob_match;
 use std::collections::HashMap;

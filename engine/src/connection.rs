@@ -4,9 +4,9 @@
 use crate::blocking::Blocked;
 use crate::client::Client;
 use crate::command;
+use crate::engine::Shared;
 use crate::frame::{self, ProtocolError};
 use crate::reply::Reply;
-use crate::server::Shared;
 use crate::store::Store;
 use bytes::BytesMut;
 use std::sync::Arc;

@@ -6,27 +6,37 @@
 //! [`cmd`] one file per command family, [`command`] the table and dispatcher,
 //! [`connection`] and [`server`] the network side. [`lease`] holds the lease tokens of
 //! LEASEGET/LEASESET (`cmd/leases.rs`), which close the stale-fill race.
+//!
+//! The public surface is what an embedding process needs: [`Engine`] (run commands in
+//! process, [`Engine::stats`], hooks, shutdown), [`Server`] (serve it over TCP),
+//! [`EngineConfig`] and [`Reply`]. The store itself stays inside the crate.
 
-pub mod backstop;
-pub mod blocking;
-pub mod client;
-pub mod cmd;
-pub mod command;
-pub mod config;
-pub mod connection;
-pub mod db;
-pub mod error;
-pub mod frame;
-pub mod lease;
-pub mod longdouble;
-pub mod notify;
-pub mod pubsub;
-pub mod reply;
-pub mod server;
-pub mod store;
-pub mod types;
-pub mod util;
+pub(crate) mod backstop;
+pub(crate) mod blocking;
+pub(crate) mod client;
+pub(crate) mod cmd;
+pub(crate) mod command;
+pub(crate) mod config;
+pub(crate) mod connection;
+pub(crate) mod db;
+mod engine;
+pub(crate) mod error;
+pub(crate) mod frame;
+pub(crate) mod lease;
+pub(crate) mod longdouble;
+pub(crate) mod notify;
+pub(crate) mod pubsub;
+pub(crate) mod reply;
+pub(crate) mod server;
+pub(crate) mod store;
+pub(crate) mod types;
+pub(crate) mod util;
 
-pub use config::EngineConfig;
+pub use backstop::Backstop;
+pub use config::{ConfigError, EngineConfig};
+pub use engine::{Engine, EngineStats};
+pub use frame::split_args;
 pub use reply::Reply;
-pub use server::{Engine, Server};
+pub use server::{os_signal, Server};
+pub use store::KeyHook;
+pub use util::{now_ms, now_us};

@@ -19,18 +19,18 @@ use tokio::sync::Notify;
 
 /// Server-wide counters for INFO.
 #[derive(Debug, Default, Clone)]
-pub struct Stats {
-    pub commands: u64,
-    pub connections: u64,
-    pub rejected_connections: u64,
-    pub keyspace_hits: u64,
-    pub keyspace_misses: u64,
-    pub expired_keys: u64,
-    pub evicted_keys: u64,
-    pub net_input_bytes: u64,
-    pub net_output_bytes: u64,
+pub(crate) struct Stats {
+    pub(crate) commands: u64,
+    pub(crate) connections: u64,
+    pub(crate) rejected_connections: u64,
+    pub(crate) keyspace_hits: u64,
+    pub(crate) keyspace_misses: u64,
+    pub(crate) expired_keys: u64,
+    pub(crate) evicted_keys: u64,
+    pub(crate) net_input_bytes: u64,
+    pub(crate) net_output_bytes: u64,
     /// Changes since start, like Redis's `server.dirty`.
-    pub dirty: u64,
+    pub(crate) dirty: u64,
 }
 
 /// Hooks run on every key modification, for layers above the engine (leases, TTL
@@ -42,11 +42,11 @@ pub trait KeyHook: Send + Sync + std::fmt::Debug {
 
 /// The shared state.
 #[derive(Debug)]
-pub struct Store {
-    pub dbs: Vec<Db>,
-    pub config: EngineConfig,
-    pub pubsub: PubSub,
-    pub blocking: Blocking,
+pub(crate) struct Store {
+    pub(crate) dbs: Vec<Db>,
+    pub(crate) config: EngineConfig,
+    pub(crate) pubsub: PubSub,
+    pub(crate) blocking: Blocking,
     /// (db, key) -> clients watching it.
     watches: HashMap<(usize, Bytes), Vec<u64>>,
     /// Clients whose watched keys changed: their EXEC fails.
@@ -54,26 +54,26 @@ pub struct Store {
     /// (client, db, key) -> whether the key had already expired when it was watched.
     watched_flags: HashMap<(u64, usize, Bytes), bool>,
     /// TTL backstops set by the embedding process (see [`crate::backstop`]).
-    pub backstops: crate::backstop::Backstops,
+    pub(crate) backstops: crate::backstop::Backstops,
     /// Connected clients (see [`crate::client`]).
     pub(crate) clients: Clients,
-    pub stats: Stats,
+    pub(crate) stats: Stats,
     /// The time of the current command, in Unix ms (cached as Redis does).
-    pub now: u64,
-    pub started: Instant,
+    pub(crate) now: u64,
+    pub(crate) started: Instant,
     notify_flags: u32,
     /// Set by SHUTDOWN.
-    pub shutdown_requested: bool,
+    pub(crate) shutdown_requested: bool,
     /// DEBUG SET-ACTIVE-EXPIRE.
-    pub active_expire: bool,
+    pub(crate) active_expire: bool,
     hooks: Vec<Arc<dyn KeyHook>>,
     /// Outstanding lease tokens (LEASEGET/LEASESET); every modification voids them.
-    pub leases: LeaseTable,
+    pub(crate) leases: LeaseTable,
 }
 
 impl Store {
     /// A store with `config.databases` empty databases.
-    pub fn new(config: EngineConfig) -> Self {
+    pub(crate) fn new(config: EngineConfig) -> Self {
         let notify_flags = notify::parse_flags(&config.notify_keyspace_events).unwrap_or(0);
         Store {
             dbs: (0..config.databases).map(|_| Db::default()).collect(),
@@ -127,17 +127,17 @@ impl Store {
     }
 
     /// Adds a modification hook.
-    pub fn add_hook(&mut self, hook: Arc<dyn KeyHook>) {
+    pub(crate) fn add_hook(&mut self, hook: Arc<dyn KeyHook>) {
         self.hooks.push(hook);
     }
 
     /// Re-reads `notify-keyspace-events` after CONFIG SET.
-    pub fn reload_notify_flags(&mut self) {
+    pub(crate) fn reload_notify_flags(&mut self) {
         self.notify_flags = notify::parse_flags(&self.config.notify_keyspace_events).unwrap_or(0);
     }
 
     /// Records that a key changed: WATCH, blocked clients, hooks, notifications.
-    pub fn key_event(&mut self, db: usize, class: u32, event: &str, key: &[u8]) {
+    pub(crate) fn key_event(&mut self, db: usize, class: u32, event: &str, key: &[u8]) {
         self.apply_backstop(db, key);
         self.touch(db, key);
         self.leases.void(db, key);
@@ -149,7 +149,7 @@ impl Store {
     }
 
     /// Marks a key modified for WATCH and wakes clients blocked on it.
-    pub fn touch(&mut self, db: usize, key: &[u8]) {
+    pub(crate) fn touch(&mut self, db: usize, key: &[u8]) {
         self.blocking.signal(db, key);
         if !self.watches.is_empty() {
             if let Some(ids) = self.watches.get(&(db, Bytes::copy_from_slice(key))) {
@@ -158,25 +158,13 @@ impl Store {
         }
     }
 
-    /// Marks every watched key of a database modified (FLUSHDB, SWAPDB).
-    pub fn touch_db(&mut self, db: usize) {
-        let ids: Vec<u64> = self
-            .watches
-            .iter()
-            .filter(|((d, _), _)| *d == db)
-            .flat_map(|(_, ids)| ids.iter().copied())
-            .collect();
-        self.dirty_cas.extend(ids);
-        self.blocking.signal_db(db);
-    }
-
     /// Redis's `touchAllWatchedKeysInDb`, for FLUSHDB, FLUSHALL and SWAPDB: call it
     /// BEFORE `db` is emptied or swapped with `replaced_with`. Unlike `touch_db`, only
     /// watchers of keys that exist in either database are invalidated, so a WATCH on a
     /// missing key survives FLUSHALL, exactly as in Redis. SWAPDB a b calls it twice,
     /// `(a, Some(b))` and `(b, Some(a))`, before swapping; blocked clients still need
     /// `blocking.signal_db` afterwards.
-    pub fn touch_db_watchers(&mut self, db: usize, replaced_with: Option<usize>) {
+    pub(crate) fn touch_db_watchers(&mut self, db: usize, replaced_with: Option<usize>) {
         self.leases.void_db(db);
         let now = self.now;
         let keys: Vec<Bytes> = self
@@ -225,7 +213,7 @@ impl Store {
 
     /// Whether a client's watched key had already expired when it was watched (or
     /// became "expired" through SWAPDB); EXEC ignores such keys' expiry.
-    pub fn watched_expired(&self, id: u64, db: usize, key: &Bytes) -> bool {
+    pub(crate) fn watched_expired(&self, id: u64, db: usize, key: &Bytes) -> bool {
         self.watched_flags
             .get(&(id, db, key.clone()))
             .copied()
@@ -233,7 +221,7 @@ impl Store {
     }
 
     /// Publishes a keyspace notification if its class is enabled.
-    pub fn notify(&mut self, db: usize, class: u32, event: &str, key: &[u8]) {
+    pub(crate) fn notify(&mut self, db: usize, class: u32, event: &str, key: &[u8]) {
         let f = self.notify_flags;
         if f & class == 0 || !self.pubsub.has_subscribers() {
             return;
@@ -250,7 +238,7 @@ impl Store {
     }
 
     /// Publishes `expired` events for keys the databases expired lazily or actively.
-    pub fn flush_expired(&mut self) {
+    pub(crate) fn flush_expired(&mut self) {
         // Runs after every command and usually finds nothing: a tight scan for the
         // next database with pending keys (indexing each of 16 cost ~200 instructions).
         let mut next = 0;
@@ -290,7 +278,7 @@ impl Store {
     }
 
     /// WATCH: registers a client's interest in a key.
-    pub fn watch(&mut self, id: u64, db: usize, key: Bytes, expired: bool) {
+    pub(crate) fn watch(&mut self, id: u64, db: usize, key: Bytes, expired: bool) {
         let ids = self.watches.entry((db, key.clone())).or_default();
         if !ids.contains(&id) {
             ids.push(id);
@@ -299,7 +287,7 @@ impl Store {
     }
 
     /// UNWATCH (and end of EXEC/DISCARD): forgets a client's watched keys.
-    pub fn unwatch(&mut self, id: u64, keys: &[(usize, Bytes, bool)]) {
+    pub(crate) fn unwatch(&mut self, id: u64, keys: &[(usize, Bytes, bool)]) {
         for (db, key, _) in keys {
             let k = (*db, key.clone());
             if let Some(ids) = self.watches.get_mut(&k) {
@@ -314,20 +302,15 @@ impl Store {
     }
 
     /// Whether a client's watched keys changed since WATCH.
-    pub fn is_dirty(&self, id: u64) -> bool {
+    pub(crate) fn is_dirty(&self, id: u64) -> bool {
         self.dirty_cas.contains(&id)
-    }
-
-    /// Marks a client's transaction as doomed (used when a watched key expired).
-    pub fn mark_dirty(&mut self, id: u64) {
-        self.dirty_cas.insert(id);
     }
 
     /// Voids the lease tokens of keys a write command named, whether or not it changed
     /// them: a DEL of a key that is already missing must still void the token of a
     /// reader that missed it (that is the stale-fill race), and DEL does not signal a
     /// key it did not find. Voiding too often only refuses a fill; too rarely is a bug.
-    pub fn void_leases(&mut self, db: usize, keys: &[&Bytes]) {
+    pub(crate) fn void_leases(&mut self, db: usize, keys: &[&Bytes]) {
         if self.leases.is_empty() {
             return;
         }
@@ -337,19 +320,40 @@ impl Store {
     }
 
     /// Publishes a message; returns the receivers (PUBLISH).
-    pub fn publish(&mut self, channel: &[u8], message: &[u8]) -> i64 {
+    pub(crate) fn publish(&mut self, channel: &[u8], message: &[u8]) -> i64 {
         self.pubsub.publish(channel, message)
     }
 
     /// Keys in all databases.
-    pub fn total_keys(&self) -> usize {
+    pub(crate) fn total_keys(&self) -> usize {
         self.dbs.iter().map(|d| d.len()).sum()
+    }
+
+    /// The counters the embedding process sees ([`crate::Engine::stats`]).
+    pub(crate) fn stats(&self) -> crate::EngineStats {
+        let st = &self.stats;
+        crate::EngineStats {
+            keys: self.total_keys() as u64,
+            expires: self.dbs.iter().map(|d| d.volatile_len() as u64).sum(),
+            connected_clients: self.clients.connected() as u64,
+            blocked_clients: self.blocking.count() as u64,
+            commands_processed: st.commands,
+            connections_received: st.connections,
+            rejected_connections: st.rejected_connections,
+            expired_keys: st.expired_keys,
+            evicted_keys: st.evicted_keys,
+            changes: st.dirty,
+            leases_outstanding: self.leases.len() as u64,
+            leases_granted: self.leases.granted,
+            leases_voided: self.leases.voided,
+            ttl_backstops_applied: self.backstops.applied(),
+        }
     }
 
     /// Runs one active expiry pass over every database, as Redis's `activeExpireCycle`:
     /// sample 20 volatile keys per database, repeat while more than a quarter expired,
     /// within a time budget.
-    pub fn active_expire_cycle(&mut self, budget: std::time::Duration) {
+    pub(crate) fn active_expire_cycle(&mut self, budget: std::time::Duration) {
         if !self.active_expire {
             return;
         }

@@ -15,7 +15,7 @@ fn pair(k: &str, v: &str) -> Resp {
 }
 
 fn blocked(srv: &EngineServer) -> usize {
-    srv.engine.shared().lock().blocking.count()
+    srv.engine.stats().blocked_clients as usize
 }
 
 /// Waits until exactly `n` clients are parked, so that arrival order is deterministic.
