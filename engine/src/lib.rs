@@ -33,7 +33,7 @@ pub(crate) mod types;
 pub(crate) mod util;
 
 pub use backstop::Backstop;
-pub use config::{ConfigError, EngineConfig};
+pub use config::{check_setting, EngineConfig, SettingError, SettingValue};
 pub use engine::{Engine, EngineStats};
 pub use frame::split_args;
 pub use reply::Reply;

@@ -108,7 +108,7 @@ fn tcp_port(ctx: &Ctx) -> String {
         .laddr
         .rsplit_once(':')
         .map(|(_, p)| p.to_string())
-        .or_else(|| ctx.store.config.get("port"))
+        .or_else(|| ctx.store.config.show("port"))
         .unwrap_or_else(|| "0".into())
 }
 

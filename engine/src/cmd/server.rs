@@ -213,28 +213,9 @@ fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::config::{canonical, config_check};
     use crate::cmd::info::human;
     use crate::command;
     use crate::config::EngineConfig;
-
-    #[test]
-    fn config_values_are_checked_like_redis() {
-        assert_eq!(
-            config_check("hash-max-listpack-value", "1kb"),
-            Ok("1024".into())
-        );
-        assert!(config_check("maxclients", "0")
-            .unwrap_err()
-            .contains("between 1 and 4294967295"));
-        assert!(config_check("maxmemory", "-1")
-            .unwrap_err()
-            .contains("memory value"));
-        assert_eq!(
-            canonical("hash-max-ziplist-entries"),
-            "hash-max-listpack-entries"
-        );
-    }
 
     fn run(
         store: &mut crate::store::Store,
