@@ -5,8 +5,10 @@
 use crate::client::Client;
 use crate::command;
 use crate::config::EngineConfig;
+use crate::keyspace::propagate::PropagationSink;
+use crate::keyspace::KeyHook;
 use crate::reply::Reply;
-use crate::store::{KeyHook, Store};
+use crate::store::Store;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -151,6 +153,13 @@ impl Engine {
     /// Adds a hook that sees every modification of the keyspace (see [`KeyHook`]).
     pub fn add_key_hook(&self, hook: Arc<dyn KeyHook>) {
         self.shared.lock().add_hook(hook);
+    }
+
+    /// Adds a consumer of the command stream: every change to the keyspace as the
+    /// commands that replay it (see [`PropagationSink`]). The AOF and replication
+    /// plug in here.
+    pub fn add_propagation_sink(&self, sink: Arc<dyn PropagationSink>) {
+        self.shared.lock().add_propagation_sink(sink);
     }
 
     /// Asks the server (if one runs this engine) and every connection to stop.

@@ -181,7 +181,7 @@ fn reset(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     ctx.client.multi = None;
     ctx.client.multi_error = false;
     let watched = std::mem::take(&mut ctx.client.watched);
-    ctx.store.unwatch(id, &watched);
+    ctx.store.watches.unwatch(id, &watched);
     let channels = std::mem::take(&mut ctx.client.channels);
     for c in &channels {
         ctx.store.pubsub.unsubscribe(id, c);

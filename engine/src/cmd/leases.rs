@@ -111,6 +111,11 @@ fn leaseset(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     {
         return Ok(Reply::Nil);
     }
+    // Replays as the SET it is: the token means nothing to a replica (SET rewrites
+    // this again to SET ... PXAT when there is an expiry).
+    if ctx.propagating() {
+        ctx.propagate_as(super::argv(&[b"SET", key, value]));
+    }
     let mut set = vec![Bytes::from_static(b"set"), key.clone(), value.clone()];
     if let Some(ms) = px {
         set.push(Bytes::from_static(b"px"));
