@@ -1,6 +1,6 @@
 //! Clients blocked on keys (BLPOP and friends), served first-come first-served.
 
-use crate::reply::Reply;
+use crate::net::reply::Reply;
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use tokio::sync::oneshot;
@@ -110,7 +110,7 @@ impl Blocking {
 #[cfg(test)]
 mod tests {
     use crate::client::Client;
-    use crate::reply::Reply;
+    use crate::net::reply::Reply;
     use crate::store::Store;
     use crate::EngineConfig;
     use bytes::Bytes;

@@ -8,7 +8,7 @@
 //! copied after each command. A record that is checked out belongs to the client
 //! running the current command: CLIENT LIST adds it from the command's context.
 
-use crate::reply::Reply;
+use crate::net::reply::Reply;
 use bytes::Bytes;
 use indexmap::IndexSet;
 use std::collections::HashMap;

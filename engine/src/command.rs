@@ -3,9 +3,9 @@
 //! notifications, serving clients blocked on keys that just received data).
 
 use crate::client::Client;
-use crate::db::Db;
 use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
+use crate::keyspace::db::Db;
+use crate::net::reply::Reply;
 use crate::store::Store;
 use crate::types::hash::HashLimits;
 use crate::types::zset::ZSetLimits;

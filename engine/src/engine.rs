@@ -7,7 +7,7 @@ use crate::command;
 use crate::config::EngineConfig;
 use crate::keyspace::propagate::PropagationSink;
 use crate::keyspace::KeyHook;
-use crate::reply::Reply;
+use crate::net::reply::Reply;
 use crate::store::Store;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -8,12 +8,12 @@
 use crate::blocking::Blocking;
 use crate::client::Clients;
 use crate::config::EngineConfig;
-use crate::db::{Db, ExpiredFlag};
+use crate::keyspace::db::{Db, ExpiredFlag};
+use crate::keyspace::notify;
 use crate::keyspace::propagate::{Propagation, PropagationSink};
 use crate::keyspace::watch::Watches;
 use crate::keyspace::KeyHook;
 use crate::lease::LeaseTable;
-use crate::notify;
 use crate::pubsub::{PubSub, PushSender};
 use std::sync::Arc;
 use std::time::Instant;
@@ -170,26 +170,5 @@ impl Store {
             leases_voided: self.leases.voided,
             ttl_backstops_applied: self.backstops.applied(),
         }
-    }
-
-    /// Runs one active expiry pass over every database, as Redis's `activeExpireCycle`:
-    /// sample 20 volatile keys per database, repeat while more than a quarter expired,
-    /// within a time budget.
-    pub(crate) fn active_expire_cycle(&mut self, budget: std::time::Duration) {
-        if !self.active_expire {
-            return;
-        }
-        let start = Instant::now();
-        self.now = crate::util::now_ms();
-        for db in 0..self.dbs.len() {
-            loop {
-                let (sampled, expired) = self.dbs[db].expire_sample(20, self.now);
-                if sampled == 0 || expired * 4 <= sampled || start.elapsed() > budget {
-                    break;
-                }
-            }
-        }
-        self.leases.sweep(self.now, self.config.lease_interval_ms);
-        self.flush_expired();
     }
 }

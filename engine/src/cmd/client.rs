@@ -5,7 +5,7 @@ use super::subcommand::{help_reply, sub_arity, unknown_sub};
 use crate::client::Client;
 use crate::command::{CommandSpec, Ctx};
 use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
+use crate::net::reply::Reply;
 use crate::util::eq_ic;
 use bytes::Bytes;
 use std::fmt::Write as _;

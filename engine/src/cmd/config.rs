@@ -4,7 +4,7 @@ use super::subcommand::{help_reply, subcommand};
 use crate::command::{CommandSpec, Ctx};
 use crate::config::{self, Setting, IMMUTABLE, SETTINGS};
 use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
+use crate::net::reply::Reply;
 use crate::util::{glob_match, lower};
 use bytes::Bytes;
 

@@ -2,8 +2,8 @@
 
 use crate::command::{CommandSpec, Ctx, DENYOOM, FAST, READONLY, WRITE};
 use crate::error::{CmdError, CmdResult};
-use crate::notify;
-use crate::reply::Reply;
+use crate::keyspace::notify;
+use crate::net::reply::Reply;
 use crate::types::Hash;
 use crate::util::{eq_ic, glob_match};
 use bytes::Bytes;

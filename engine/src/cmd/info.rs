@@ -3,9 +3,9 @@
 use super::object::{used_memory, BASE_MEMORY};
 use super::server::start_unix_secs;
 use crate::command::{CommandSpec, Ctx, LOADING, STALE};
-use crate::db::lru_clock;
 use crate::error::CmdResult;
-use crate::reply::Reply;
+use crate::keyspace::db::lru_clock;
+use crate::net::reply::Reply;
 use crate::util::eq_ic;
 use bytes::Bytes;
 use std::fmt::Write as _;

@@ -3,8 +3,8 @@
 
 use crate::command::{CommandSpec, Ctx, FAST, READONLY, WRITE};
 use crate::error::{CmdError, CmdResult};
-use crate::notify;
-use crate::reply::Reply;
+use crate::keyspace::notify;
+use crate::net::reply::Reply;
 use crate::util::{eq_ic, glob_match};
 use bytes::Bytes;
 

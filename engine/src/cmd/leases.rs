@@ -23,7 +23,7 @@
 use crate::command::{lookup, CommandSpec, Ctx, DENYOOM, FAST, LEASE_AWARE, READONLY, WRITE};
 use crate::error::{CmdError, CmdResult};
 use crate::lease::Grant;
-use crate::reply::Reply;
+use crate::net::reply::Reply;
 use crate::util::eq_ic;
 use bytes::Bytes;
 

@@ -4,8 +4,8 @@
 use crate::client::BlockRequest;
 use crate::command::{CommandSpec, Ctx, BLOCKING, DENYOOM, FAST, NOSCRIPT, READONLY, WRITE};
 use crate::error::{CmdError, CmdResult};
-use crate::notify;
-use crate::reply::Reply;
+use crate::keyspace::notify;
+use crate::net::reply::Reply;
 use crate::types::list::End;
 use crate::util::eq_ic;
 use bytes::Bytes;

@@ -4,9 +4,9 @@
 use super::object::obj_info;
 use super::subcommand::help_reply;
 use crate::command::{CommandSpec, Ctx, ADMIN, FAST, LOADING, NOSCRIPT, READONLY, STALE, WRITE};
-use crate::db::lru_clock;
 use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
+use crate::keyspace::db::lru_clock;
+use crate::net::reply::Reply;
 use crate::util::eq_ic;
 use bytes::Bytes;
 

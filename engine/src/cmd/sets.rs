@@ -2,8 +2,8 @@
 
 use crate::command::{CommandSpec, Ctx, DENYOOM, FAST, READONLY, WRITE};
 use crate::error::{CmdError, CmdResult};
-use crate::notify;
-use crate::reply::Reply;
+use crate::keyspace::notify;
+use crate::net::reply::Reply;
 use crate::types::{Set, Value};
 use crate::util::eq_ic;
 use bytes::Bytes;
@@ -238,7 +238,7 @@ fn load_sets<'a>(ctx: &'a mut Ctx, keys: &[Bytes]) -> Result<Vec<Option<&'a Set>
     for k in keys {
         db.set_mut(k, now)?;
     }
-    let db: &crate::db::Db = db;
+    let db: &crate::keyspace::db::Db = db;
     Ok(keys
         .iter()
         .map(|k| match db.get_live(k, now).map(|e| &e.value) {
@@ -438,7 +438,7 @@ mod tests {
                 events,
             }
         }
-        fn run(&mut self, line: &str) -> crate::reply::Reply {
+        fn run(&mut self, line: &str) -> crate::net::reply::Reply {
             let args = line
                 .split(' ')
                 .map(|s| Bytes::from(s.to_string()))

@@ -2,10 +2,10 @@
 //! ranges, LCS and the bit operations.
 
 use crate::command::{CommandSpec, Ctx, DENYOOM, FAST, READONLY, WRITE};
-use crate::db::{Db, Entry};
 use crate::error::{CmdError, CmdResult};
-use crate::notify;
-use crate::reply::Reply;
+use crate::keyspace::db::{Db, Entry};
+use crate::keyspace::notify;
+use crate::net::reply::Reply;
 use crate::types::{CompactBytes, Value};
 use crate::util::eq_ic;
 use bytes::Bytes;

@@ -7,7 +7,7 @@
 use crate::client::Client;
 use crate::command::{self, CommandSpec, Ctx, FAST, LOADING, NOSCRIPT, NO_QUEUE, STALE};
 use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
+use crate::net::reply::Reply;
 use crate::store::Store;
 use bytes::Bytes;
 

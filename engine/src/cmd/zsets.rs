@@ -3,8 +3,8 @@
 use crate::client::BlockRequest;
 use crate::command::{CommandSpec, Ctx, BLOCKING, DENYOOM, FAST, READONLY, WRITE};
 use crate::error::{CmdError, CmdResult};
-use crate::notify;
-use crate::reply::Reply;
+use crate::keyspace::notify;
+use crate::net::reply::Reply;
 use crate::types::zset::ScoredMember;
 use crate::types::{Value, ZSet};
 use crate::util::{eq_ic, glob_match};
@@ -806,7 +806,7 @@ struct PopShape {
     emit_key: bool,
     nested: bool,
     /// Propagated as `ZPOPMIN|ZPOPMAX key` (BZPOP*) or, with `count`, `... key n`
-    /// ([B]ZMPOP): a replica must never block and must pop from the same key.
+    /// (ZMPOP, BZMPOP): a replica must never block and must pop from the same key.
     replay: Replay,
 }
 

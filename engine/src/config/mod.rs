@@ -1,6 +1,6 @@
 //! Engine settings, in one table as Redis's `config.c` keeps them.
 //!
-//! Each row of [`settings!`] below declares a setting once: its `[engine]` key and
+//! Each row of `settings!` below declares a setting once: its `[engine]` key and
 //! field type, its default, its CONFIG name and older aliases, its kind (yes/no,
 //! bounded integer, memory size with units, one of a list, or special text) and
 //! whether CONFIG SET may change it. From that one row come the field of
@@ -32,7 +32,7 @@ macro_rules! settings {
     ) => {
         /// Settings of the engine: the `[engine]` section of the config file, changed
         /// at run time by CONFIG SET. Field names are Redis's config names with `_`
-        /// for `-`; see [`crate::config`] for the table they come from.
+        /// for `-` (`engine/src/config/mod.rs` is the table they come from).
         #[derive(Debug, Clone, PartialEq)]
         pub struct EngineConfig {
             $( $(#[doc = $doc])* pub $field: $ty, )*
@@ -185,13 +185,13 @@ fn port_of(c: &EngineConfig) -> Value {
 }
 
 fn check_notify(s: &str) -> Result<String, String> {
-    crate::notify::parse_flags(s)
+    crate::keyspace::notify::parse_flags(s)
         .map(|_| s.to_string())
         .ok_or_else(|| "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".into())
 }
 
 fn show_notify(s: &str) -> String {
-    crate::notify::flags_to_string(crate::notify::parse_flags(s).unwrap_or(0))
+    crate::keyspace::notify::flags_to_string(crate::keyspace::notify::parse_flags(s).unwrap_or(0))
 }
 
 fn clamp_hz(v: Value) -> Value {

@@ -33,18 +33,20 @@
 //! token) and propagates the command itself, as its handler rewrote it
 //! ([`propagate`]); the end of each execution unit hands the unit to the propagation
 //! sinks (the AOF and replication will be sinks). Below all of this, every mutating
-//! method of [`crate::db::Db`] passes its snapshot hook ([`crate::db::BeforeWrite`])
+//! method of [`crate::keyspace::db::Db`] passes its snapshot hook ([`crate::keyspace::db::BeforeWrite`])
 //! before it changes or removes an entry, so a point-in-time snapshot can save the old
 //! entry first.
 //!
-//! No command handler knows about any consumer: a handler changes a [`crate::db::Db`]
+//! No command handler knows about any consumer: a handler changes a [`crate::keyspace::db::Db`]
 //! and announces the change.
 
+pub(crate) mod db;
+pub(crate) mod expire;
+pub(crate) mod notify;
 pub(crate) mod propagate;
 pub(crate) mod watch;
 
 use crate::command::{CommandSpec, LEASE_AWARE, WRITE};
-use crate::notify;
 use crate::store::Store;
 use bytes::Bytes;
 use propagate::Own;
@@ -276,7 +278,7 @@ mod tests {
     use super::propagate::{Propagated, PropagationSink};
     use super::*;
     use crate::client::Client;
-    use crate::db::{BeforeWrite, Db, Entry};
+    use crate::keyspace::db::{BeforeWrite, Db, Entry};
     use crate::types::Value;
     use crate::{Engine, EngineConfig, Reply};
     use std::sync::{Arc, Mutex};
@@ -575,7 +577,7 @@ mod tests {
             crate::command::call(s, &mut c, spec.expect("known command"), &a)
         };
         let written = |s: &mut Store, key: &[u8]| s.dbs[0].peek(key, 0).map(Entry::written_at);
-        let t0 = crate::db::WRITE_EPOCH_MS + 1_000_000;
+        let t0 = crate::keyspace::db::WRITE_EPOCH_MS + 1_000_000;
         run(&mut s, t0, "HSET h f v");
         assert_eq!(written(&mut s, b"h"), Some(t0));
         run(&mut s, t0 + 1000, "HSET h f w");

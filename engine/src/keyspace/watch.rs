@@ -1,7 +1,7 @@
 //! WATCH: which clients watch which keys, and whose transaction a change dooms
 //! (Redis's `multi.c` watched-keys dictionary and `CLIENT_DIRTY_CAS`).
 
-use crate::db::Db;
+use crate::keyspace::db::Db;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 

@@ -68,7 +68,7 @@ impl Server {
                         continue;
                     }
                     let rx = shared.subscribe_shutdown();
-                    tokio::spawn(crate::connection::serve(shared.clone(), stream, rx));
+                    tokio::spawn(crate::net::connection::serve(shared.clone(), stream, rx));
                 }
             }
         }
