@@ -192,7 +192,7 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
 
 /// What a handler works with: the shared store and the calling client.
 pub struct Ctx<'a> {
-    pub store: &'a mut Store,
+    pub(crate) store: &'a mut Store,
     pub(crate) client: &'a mut Client,
 }
 
