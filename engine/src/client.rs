@@ -153,8 +153,11 @@ impl std::hash::Hasher for IdHasher {
 /// The registry of connected clients, by id.
 #[derive(Debug)]
 pub(crate) struct Clients {
-    /// Records not checked out (see the module doc).
-    records: HashMap<u64, Client, std::hash::BuildHasherDefault<IdHasher>>,
+    /// Every connection's record; `None` while checked out (see the module doc).
+    /// Boxed, so that checking one out and back in moves a pointer, not the record
+    /// (~450 bytes, copied twice per batch of requests otherwise), and the slot stays,
+    /// so that it costs one probe each way.
+    records: HashMap<u64, Option<Box<Client>>, std::hash::BuildHasherDefault<IdHasher>>,
     /// Connected and not killed, checked out or not (INFO `connected_clients`).
     connected: usize,
     next_id: u64,
@@ -181,16 +184,16 @@ impl Clients {
     ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        let mut c = Client::new(id, addr, laddr, authed);
+        let mut c = Box::new(Client::new(id, addr, laddr, authed));
         c.kill = Some(kill);
-        self.records.insert(id, c);
+        self.records.insert(id, Some(c));
         self.connected += 1;
         id
     }
 
     /// Removes a connection's record for good (its connection closed).
-    pub(crate) fn disconnect(&mut self, id: u64) -> Option<Client> {
-        let c = self.records.remove(&id)?;
+    pub(crate) fn disconnect(&mut self, id: u64) -> Option<Box<Client>> {
+        let c = self.records.remove(&id)??;
         if !c.killed {
             self.connected -= 1;
         }
@@ -198,22 +201,28 @@ impl Clients {
     }
 
     /// Takes a record out to run commands with; `None` if it is gone or was killed.
-    pub(crate) fn checkout(&mut self, id: u64) -> Option<Client> {
-        match self.records.get(&id) {
-            Some(c) if !c.killed => self.records.remove(&id),
-            _ => None,
+    pub(crate) fn checkout(&mut self, id: u64) -> Option<Box<Client>> {
+        let slot = self.records.get_mut(&id)?;
+        if slot.as_ref().is_some_and(|c| c.killed) {
+            return None;
         }
+        slot.take()
     }
 
     /// Puts a checked-out record back.
-    pub(crate) fn checkin(&mut self, client: Client) {
-        self.records.insert(client.id, client);
+    pub(crate) fn checkin(&mut self, client: Box<Client>) {
+        match self.records.get_mut(&client.id) {
+            Some(slot) => *slot = Some(client),
+            None => {
+                self.records.insert(client.id, Some(client));
+            }
+        }
     }
 
     /// Marks a client killed and wakes its connection, which then closes; returns
     /// false if there is no such (live) client.
     pub(crate) fn kill(&mut self, id: u64) -> bool {
-        match self.records.get_mut(&id) {
+        match self.records.get_mut(&id).and_then(|s| s.as_mut()) {
             Some(c) if !c.killed => {
                 c.killed = true;
                 self.connected -= 1;
@@ -228,7 +237,10 @@ impl Clients {
 
     /// The live records not checked out.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Client> {
-        self.records.values().filter(|c| !c.killed)
+        self.records
+            .values()
+            .filter_map(|s| s.as_deref())
+            .filter(|c| !c.killed)
     }
 
     /// Connected clients, the one running a command included.

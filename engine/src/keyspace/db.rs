@@ -239,9 +239,18 @@ impl Db {
         self.before_write = hook;
     }
 
-    /// Calls the snapshot hook, if any, for the entry at `idx`.
-    #[inline]
+    /// Calls the snapshot hook, if any, for the entry at `idx`. The check is inline;
+    /// the call is out of line (no snapshot runs on the hot path).
+    #[inline(always)]
     fn guard_index(&mut self, idx: usize) {
+        if self.before_write.is_some() {
+            self.save_index(idx);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn save_index(&mut self, idx: usize) {
         if let Some(h) = self.before_write.as_mut() {
             if let Some((k, e)) = self.map.get_index(idx) {
                 let at = if e.has_ttl() {
@@ -255,21 +264,35 @@ impl Db {
     }
 
     /// Calls the snapshot hook, if any, for a key about to be created.
-    #[inline]
+    #[inline(always)]
     fn guard_new(&mut self, key: &[u8]) {
+        if self.before_write.is_some() {
+            self.save_new(key);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn save_new(&mut self, key: &[u8]) {
         if let Some(h) = self.before_write.as_mut() {
             h.before_write(key, None);
         }
     }
 
     /// Calls the snapshot hook, if any, for `key` (stored or not).
-    #[inline]
+    #[inline(always)]
     fn guard_key(&mut self, key: &[u8]) {
         if self.before_write.is_some() {
-            match self.map.get_index_of(key) {
-                Some(idx) => self.guard_index(idx),
-                None => self.guard_new(key),
-            }
+            self.save_key(key);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn save_key(&mut self, key: &[u8]) {
+        match self.map.get_index_of(key) {
+            Some(idx) => self.save_index(idx),
+            None => self.save_new(key),
         }
     }
 

@@ -150,6 +150,7 @@ impl Store {
     /// A command ran in `db` as `args`; `changed` tells whether it changed the
     /// keyspace, `outer` is what [`propagate::Propagation::begin_command`] returned
     /// (`None` when nothing is propagated).
+    #[inline]
     pub(crate) fn command_done(
         &mut self,
         spec: &CommandSpec,

@@ -133,10 +133,15 @@ impl Propagation {
     }
 
     /// Ends an execution unit: hands what it produced to the sinks.
+    #[inline]
     pub(crate) fn flush(&mut self) {
-        if self.expired.is_empty() && self.unit.is_empty() {
-            return;
+        if !self.expired.is_empty() || !self.unit.is_empty() {
+            self.send();
         }
+    }
+
+    #[inline(never)]
+    fn send(&mut self) {
         let mut ops = std::mem::take(&mut self.expired);
         if self.unit.len() > 1 {
             // MULTI and EXEC in the databases of the commands next to them, so that a
