@@ -19,9 +19,13 @@ pub(crate) enum Value {
 /// A value for one `[engine]` key, as a config file or the environment gives it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SettingValue<'a> {
+    /// `true` / `false` (yes/no settings).
     Bool(bool),
+    /// An integer (counts, bounds, sizes in bytes).
     Int(i64),
+    /// A float: no engine setting takes one, so it is always refused.
     Float(f64),
+    /// A string: names, addresses, sizes with units (`"64mb"`), yes/no.
     Str(&'a str),
 }
 
