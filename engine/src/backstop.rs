@@ -2,15 +2,16 @@
 //!
 //! Coherent's fourth consistency layer: a key a rule covers must not live forever
 //! even if every delete of it were lost. After every write of a matching key (any
-//! command: SET, HSET, LPUSH, EXPIRE, PERSIST, RENAME ...), [`Store::key_event`]
-//! caps its TTL: a key without a TTL, or with a longer one, gets `now + max`; a key
+//! command: SET, HSET, LPUSH, EXPIRE, PERSIST, RENAME ...), the write path
+//! (`crate::keyspace`) caps its TTL: a key without a TTL, or with a longer one, gets `now + max`; a key
 //! with a shorter TTL keeps it (a backstop never lengthens a TTL). PERSIST of such a
-//! key therefore re-applies the cap.
+//! key therefore re-applies the cap. The cap is propagated after the write as
+//! PEXPIREAT, so a replica or the AOF holds the same TTL.
 //!
 //! Backstops are set by the process embedding the engine ([`Engine::set_ttl_backstops`]),
 //! not by clients: CONFIG does not show or change them.
 
-use crate::server::Engine;
+use crate::engine::Engine;
 use crate::store::Store;
 use crate::util::glob_match;
 use std::collections::HashMap;
@@ -55,29 +56,25 @@ impl Backstops {
 }
 
 impl Store {
-    /// Caps the TTL of `key` in `db` if a backstop covers it; called by
-    /// [`Store::key_event`] after every write, once the command set the key's value
-    /// and its own TTL.
-    pub(crate) fn apply_backstop(&mut self, db: usize, key: &[u8]) {
+    /// Caps the TTL of `key` in `db` if a backstop covers it; called by the write path
+    /// after every write, once the command set the key's value and its own TTL.
+    /// Returns the expiry it set, if it set one.
+    pub(crate) fn apply_backstop(&mut self, db: usize, key: &[u8]) -> Option<u64> {
         if self.backstops.is_empty() {
-            return;
+            return None;
         }
-        let Some(max) = self.backstops.max_ttl(db, key) else {
-            return;
-        };
+        let max = self.backstops.max_ttl(db, key)?;
         let now = self.now;
-        let Some(d) = self.dbs.get_mut(db) else {
-            return;
-        };
+        let d = self.dbs.get_mut(db)?;
         // None: the write removed the key (DEL, RENAME's source, an emptied list).
-        let Some(at) = d.expire_of(key, now) else {
-            return;
-        };
+        let at = d.expire_of(key, now)?;
         let cap = now.saturating_add(max);
         if at == 0 || at > cap {
             d.set_expire(key, cap, now);
             self.backstops.applied += 1;
+            return Some(cap);
         }
+        None
     }
 }
 

@@ -1,6 +1,6 @@
 //! Clients blocked on keys (BLPOP and friends), served first-come first-served.
 
-use crate::reply::Reply;
+use crate::net::reply::Reply;
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use tokio::sync::oneshot;
@@ -11,7 +11,6 @@ pub struct Blocked {
     /// The command to re-run when a key is ready.
     pub args: Vec<Bytes>,
     pub db: usize,
-    pub resp: u8,
     pub keys: Vec<Bytes>,
     /// Where the reply goes once served.
     pub tx: oneshot::Sender<Reply>,
@@ -102,8 +101,49 @@ impl Blocking {
             .unwrap_or_default()
     }
 
-    /// A blocked client's command, db and protocol, for re-running it.
+    /// A blocked client's command and db, for re-running it.
     pub fn get(&self, id: u64) -> Option<&Blocked> {
         self.clients.get(&id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::client::Client;
+    use crate::net::reply::Reply;
+    use crate::store::Store;
+    use crate::EngineConfig;
+    use bytes::Bytes;
+
+    #[test]
+    fn no_block_clients_get_the_null_at_once() {
+        // EXEC runs queued commands with `no_block` set: the handler must answer at
+        // once and never ask to park the client. The same commands without the flag do
+        // ask.
+        let mut store = Store::new(EngineConfig::default());
+        let cases: [(&[&str], Reply); 4] = [
+            (&["BLPOP", "empty", "0"], Reply::NilArray),
+            (&["BRPOP", "empty", "other", "0"], Reply::NilArray),
+            (&["BLMOVE", "empty", "d", "LEFT", "LEFT", "0"], Reply::Nil),
+            (&["BLMPOP", "0", "1", "empty", "LEFT"], Reply::NilArray),
+        ];
+        for (cmd, null) in cases {
+            let args: Vec<Bytes> = cmd
+                .iter()
+                .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                .collect();
+            for no_block in [true, false] {
+                let mut client = Client::detached(9999, 0, 2);
+                client.no_block = no_block;
+                let reply = crate::command::execute(&mut store, &mut client, args.clone());
+                if no_block {
+                    assert_eq!(reply, null, "{cmd:?}");
+                    assert!(client.block.is_none(), "{cmd:?} must not block in EXEC");
+                } else {
+                    assert!(client.block.is_some(), "{cmd:?} should block");
+                }
+            }
+        }
+        assert_eq!(store.blocking.count(), 0);
     }
 }

@@ -3,9 +3,9 @@
 //! notifications, serving clients blocked on keys that just received data).
 
 use crate::client::Client;
-use crate::db::Db;
 use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
+use crate::keyspace::db::Db;
+use crate::net::reply::Reply;
 use crate::store::Store;
 use crate::types::hash::HashLimits;
 use crate::types::zset::ZSetLimits;
@@ -192,8 +192,8 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
 
 /// What a handler works with: the shared store and the calling client.
 pub struct Ctx<'a> {
-    pub store: &'a mut Store,
-    pub client: &'a mut Client,
+    pub(crate) store: &'a mut Store,
+    pub(crate) client: &'a mut Client,
 }
 
 impl Ctx<'_> {
@@ -206,11 +206,36 @@ impl Ctx<'_> {
         let i = self.client.db;
         &mut self.store.dbs[i]
     }
-    /// Records a modification of `key` in the selected database (WATCH, blocked
-    /// clients, keyspace notifications, hooks). Call it once per key a write changed.
+    /// Announces a change of `key` in the selected database to the write path
+    /// (`crate::keyspace`): call it once per key a write changed, after changing it.
+    /// `event` is the keyspace-notification name, `class` its class.
     pub fn key_event(&mut self, class: u32, event: &str, key: &[u8]) {
         let db = self.client.db;
-        self.store.key_event(db, class, event, key);
+        self.store.key_changed(db, key, class, event);
+    }
+    /// Whether the command stream has a consumer: build a replacement for
+    /// [`Ctx::propagate_as`] only then.
+    pub fn propagating(&self) -> bool {
+        self.store.propagation.is_on()
+    }
+    /// Propagates `argv` instead of the command as called (Redis's
+    /// `rewriteClientCommandVector`): for relative or random arguments.
+    pub fn propagate_as(&mut self, argv: Vec<Bytes>) {
+        if self.propagating() {
+            self.store.propagation.replace(argv);
+        }
+    }
+    /// Also propagates `argv` in the selected database, ahead of the command's own
+    /// (Redis's `alsoPropagate`).
+    pub fn also_propagate(&mut self, argv: Vec<Bytes>) {
+        let db = self.client.db;
+        self.store.propagation.also(db, argv);
+    }
+    /// Propagates nothing of the command itself (`preventCommandPropagation`).
+    pub fn prevent_propagation(&mut self) {
+        if self.propagating() {
+            self.store.propagation.prevent();
+        }
     }
     /// Hash encoding thresholds from the config.
     pub fn hash_limits(&self) -> HashLimits {
@@ -251,14 +276,14 @@ fn unknown_command(args: &[Bytes]) -> Reply {
 }
 
 /// Runs one client request through every check, as Redis's `processCommand`.
-pub fn execute(store: &mut Store, client: &mut Client, args: Vec<Bytes>) -> Reply {
+pub(crate) fn execute(store: &mut Store, client: &mut Client, args: Vec<Bytes>) -> Reply {
     let spec = lookup(&args[0]);
     execute_spec(store, client, spec, args)
 }
 
 /// `execute` with the table lookup of `args[0]` already done (the connection looks the
 /// name up once per request for its own checks).
-pub fn execute_spec(
+pub(crate) fn execute_spec(
     store: &mut Store,
     client: &mut Client,
     spec: Option<&'static CommandSpec>,
@@ -333,27 +358,36 @@ fn reject(store: &mut Store, client: &mut Client, spec: &CommandSpec, e: CmdErro
 }
 
 /// Runs a handler with no checks but the table lookup's (EXEC uses it for queued
-/// commands, the blocking machinery for retries).
-pub fn call(store: &mut Store, client: &mut Client, spec: &CommandSpec, args: &[Bytes]) -> Reply {
+/// commands, the blocking machinery for retries), then the write path's per-command
+/// work ([`Store::command_done`]).
+pub(crate) fn call(
+    store: &mut Store,
+    client: &mut Client,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> Reply {
     store.stats.commands += 1;
+    let dirty = store.stats.dirty;
+    let outer = store
+        .propagation
+        .is_on()
+        .then(|| store.propagation.begin_command());
     let mut ctx = Ctx { store, client };
     let reply = match (spec.handler)(&mut ctx, args) {
         Ok(r) => r,
         Err(e) => e.into(),
     };
-    // Checked first so writes pay nothing while no lease is outstanding (the key list
-    // is a fresh Vec).
-    if spec.flags & WRITE != 0 && spec.flags & LEASE_AWARE == 0 && !store.leases.is_empty() {
-        // A DEL of a missing key must void a reader's token too (see `void_leases`).
-        store.void_leases(client.db, &spec.keys(args));
-    }
+    let changed = store.stats.dirty != dirty;
+    store.command_done(spec, args, client.db, changed, outer);
     reply
 }
 
-/// Work after every top-level command: publish expiry events, then serve blocked
-/// clients whose keys received data, oldest first.
-pub fn after_command(store: &mut Store) {
+/// Work after every top-level command (an execution unit): announce expired keys,
+/// hand the unit's propagation to the sinks, then serve blocked clients whose keys
+/// received data, oldest first (each its own unit).
+pub(crate) fn after_command(store: &mut Store) {
     store.flush_expired();
+    store.propagation.flush();
     serve_blocked(store);
 }
 
@@ -363,14 +397,20 @@ fn serve_blocked(store: &mut Store) {
             let Some(b) = store.blocking.get(id) else {
                 continue;
             };
-            let (args, bdb, resp) = (b.args.clone(), b.db, b.resp);
+            let args = b.args.clone();
             let Some(spec) = lookup(&args[0]) else {
                 continue;
             };
-            let mut stand_in = Client::detached(id, bdb, resp);
+            // The blocked client's own record: it is in the registry while its
+            // connection waits outside the lock.
+            let Some(mut client) = store.clients.checkout(id) else {
+                continue;
+            };
             store.now = crate::util::now_ms();
-            let reply = call(store, &mut stand_in, spec, &args);
-            if stand_in.block.is_some() {
+            let reply = call(store, &mut client, spec, &args);
+            let still_blocked = client.block.take().is_some();
+            store.clients.checkin(client);
+            if still_blocked {
                 // Nothing left for this client: the key is empty again.
                 break;
             }
@@ -378,6 +418,7 @@ fn serve_blocked(store: &mut Store) {
                 let _ = b.tx.send(reply);
             }
             store.flush_expired();
+            store.propagation.flush();
         }
     }
 }

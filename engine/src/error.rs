@@ -1,6 +1,6 @@
 //! Errors a command replies with. The texts are Redis 7.0's, byte for byte.
 
-use crate::reply::Reply;
+use crate::net::reply::Reply;
 
 /// A command failure; its `Display` is the error line without the leading `-`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

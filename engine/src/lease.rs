@@ -60,9 +60,17 @@ impl LeaseTable {
         self.dbs.values().map(|m| m.len()).sum()
     }
 
-    /// Whether no lease is outstanding.
+    /// Whether no lease is outstanding (checked after every write: no database keeps
+    /// an empty map).
     pub fn is_empty(&self) -> bool {
-        self.dbs.values().all(|m| m.is_empty())
+        self.dbs.is_empty()
+    }
+
+    /// Drops the map of `db` once its last lease left.
+    fn prune(&mut self, db: usize) {
+        if self.dbs.get(&db).is_some_and(|m| m.is_empty()) {
+            self.dbs.remove(&db);
+        }
     }
 
     /// Grants a lease on a missing key, or tells the caller to wait.
@@ -93,7 +101,7 @@ impl LeaseTable {
         let Some(m) = self.dbs.get_mut(&db) else {
             return false;
         };
-        match m.get(key) {
+        let consumed = match m.get(key) {
             Some(l) if !l.live(now, interval) => {
                 m.remove(key);
                 false
@@ -103,7 +111,9 @@ impl LeaseTable {
                 true
             }
             _ => false,
-        }
+        };
+        self.prune(db);
+        consumed
     }
 
     /// Milliseconds left of the key's lease, if it has a live one.
@@ -118,6 +128,7 @@ impl LeaseTable {
         if let Some(m) = self.dbs.get_mut(&db) {
             if m.remove(key).is_some() {
                 self.voided += 1;
+                self.prune(db);
             }
         }
     }

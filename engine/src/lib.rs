@@ -1,33 +1,53 @@
 //! Coherent's engine: an in-memory store that speaks the Redis protocol (RESP2/RESP3),
 //! so any Redis client can use it.
 //!
-//! The layout follows Redis and tokio's mini-redis: [`frame`] parses requests,
-//! [`reply`] encodes replies, [`db`] holds a keyspace, [`types`] the value types,
-//! [`cmd`] one file per command family, [`command`] the table and dispatcher,
-//! [`connection`] and [`server`] the network side. [`lease`] holds the lease tokens of
-//! LEASEGET/LEASESET (`cmd/leases.rs`), which close the stale-fill race.
+//! The layout follows Redis and tokio's mini-redis:
+//!
+//! - `net`: RESP parsing (`frame`) and replies (`reply`), one task per connection
+//!   (`connection`), the listener (`server`);
+//! - `command`: the command table and the dispatcher; `cmd`: one file per command
+//!   family, each exporting its rows of the table;
+//! - `keyspace`: the databases (`db`), expiry, WATCH, keyspace notifications, and the
+//!   write path every change passes, which fans it out to its consumers (its module
+//!   doc says where a write's side effects go), the command stream (`propagate`)
+//!   included;
+//! - `types`: the value types and their encodings;
+//! - `store`: everything the handlers share under one lock; `client`: the one
+//!   record per connection; `blocking`, `pubsub`: blocked clients and
+//!   subscriptions; `lease`, `backstop`: Coherent's lease tokens and TTL backstops;
+//! - `config`: the settings table that CONFIG, the TOML `[engine]` section and INFO
+//!   read;
+//! - `persist`: Redis's file formats (the RDB codec, DUMP payloads).
+//!
+//! The public surface is what an embedding process needs: [`Engine`] (run commands in
+//! process, [`Engine::stats`], hooks and propagation sinks, shutdown), [`Server`]
+//! (serve it over TCP), [`EngineConfig`] and [`Reply`]. The store stays inside the
+//! crate.
 
-pub mod backstop;
-pub mod blocking;
-pub mod client;
-pub mod cmd;
-pub mod command;
-pub mod config;
-pub mod connection;
-pub mod db;
-pub mod error;
-pub mod frame;
-pub mod lease;
-pub mod longdouble;
-pub mod notify;
+pub(crate) mod backstop;
+pub(crate) mod blocking;
+pub(crate) mod client;
+pub(crate) mod cmd;
+pub(crate) mod command;
+pub(crate) mod config;
+mod engine;
+pub(crate) mod error;
+pub(crate) mod keyspace;
+pub(crate) mod lease;
+pub(crate) mod longdouble;
+pub(crate) mod net;
 pub mod persist;
-pub mod pubsub;
-pub mod reply;
-pub mod server;
-pub mod store;
-pub mod types;
-pub mod util;
+pub(crate) mod pubsub;
+pub(crate) mod store;
+pub(crate) mod types;
+pub(crate) mod util;
 
-pub use config::EngineConfig;
-pub use reply::Reply;
-pub use server::{Engine, Server};
+pub use backstop::Backstop;
+pub use config::{check_setting, EngineConfig, SettingError, SettingValue};
+pub use engine::{Engine, EngineStats};
+pub use keyspace::propagate::{Propagated, PropagationSink};
+pub use keyspace::KeyHook;
+pub use net::frame::split_args;
+pub use net::reply::Reply;
+pub use net::server::{os_signal, Server};
+pub use util::{now_ms, now_us};

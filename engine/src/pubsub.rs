@@ -1,6 +1,6 @@
 //! Channel and pattern subscriptions, and message fan-out.
 
-use crate::reply::Reply;
+use crate::net::reply::Reply;
 use bytes::Bytes;
 use indexmap::IndexSet;
 use std::collections::HashMap;

@@ -15,7 +15,7 @@ fn pair(k: &str, v: &str) -> Resp {
 }
 
 fn blocked(srv: &EngineServer) -> usize {
-    srv.engine.shared().lock().blocking.count()
+    srv.engine.stats().blocked_clients as usize
 }
 
 /// Waits until exactly `n` clients are parked, so that arrival order is deterministic.
@@ -163,51 +163,9 @@ fn a_disconnected_waiter_is_not_served() {
 }
 
 #[test]
-fn no_block_clients_get_the_null_at_once() {
-    // EXEC runs queued commands with `no_block` set: the handler must answer at once
-    // and never ask to park the client. The same commands without the flag do ask.
-    let srv = EngineServer::start();
-    let cases: [(&[&str], engine::Reply); 4] = [
-        (&["BLPOP", "empty", "0"], engine::Reply::NilArray),
-        (&["BRPOP", "empty", "other", "0"], engine::Reply::NilArray),
-        (
-            &["BLMOVE", "empty", "d", "LEFT", "LEFT", "0"],
-            engine::Reply::Nil,
-        ),
-        (
-            &["BLMPOP", "0", "1", "empty", "LEFT"],
-            engine::Reply::NilArray,
-        ),
-    ];
-    for (cmd, null) in cases {
-        let args: Vec<bytes::Bytes> = cmd
-            .iter()
-            .map(|s| bytes::Bytes::copy_from_slice(s.as_bytes()))
-            .collect();
-        for no_block in [true, false] {
-            let mut store = srv.engine.shared().lock();
-            let mut client = engine::client::Client::detached(9999, 0, 2);
-            client.no_block = no_block;
-            let reply = engine::command::execute(&mut store, &mut client, args.clone());
-            if no_block {
-                assert_eq!(reply, null, "{cmd:?}");
-                assert!(client.block.is_none(), "{cmd:?} must not block in EXEC");
-            } else {
-                assert!(client.block.is_some(), "{cmd:?} should block");
-            }
-        }
-    }
-    assert_eq!(blocked(&srv), 0);
-}
-
-#[test]
 fn blpop_inside_multi_returns_null_at_exec() {
-    if engine::command::lookup(b"multi").is_none() {
-        // MULTI/EXEC belong to the transactions family; until it is merged the
-        // no_block path is covered by `no_block_clients_get_the_null_at_once`.
-        eprintln!("MULTI not implemented in this build: skipped");
-        return;
-    }
+    // EXEC runs queued commands with `no_block` set (the handler-level check of that
+    // flag is the unit test `blocking::tests::no_block_clients_get_the_null_at_once`).
     let srv = EngineServer::start();
     let mut c = Conn::connect(srv.addr);
     assert_eq!(c.cmd(&["MULTI"]), Resp::Simple("OK".into()));

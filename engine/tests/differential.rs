@@ -64,7 +64,7 @@ fn run_script(
             b'~' | b'%' | b'?' => (line.as_bytes()[0], &line[1..]),
             _ => (b'=', line),
         };
-        let args = engine::frame::split_args(cmd.as_bytes())
+        let args = engine::split_args(cmd.as_bytes())
             .unwrap_or_else(|| panic!("{name}:{}: unbalanced quotes", i + 1));
         let argv: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
         redis.send(&argv);

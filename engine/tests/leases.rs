@@ -233,17 +233,17 @@ fn the_table_does_not_leak() {
     for i in 0..1000 {
         lease(&mut a, &format!("k{i}"));
     }
-    assert_eq!(srv.engine.shared().lock().leases.len(), 1000);
+    assert_eq!(srv.engine.stats().leases_outstanding, 1000);
     a.cmd(&["CONFIG", "SET", "lease-interval-ms", "50"]);
     // Nobody fills or deletes: the active cycle sweeps them after the interval.
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(srv.engine.shared().lock().leases.len(), 0);
+    assert_eq!(srv.engine.stats().leases_outstanding, 0);
     // Consumed and voided leases leave at once.
     let t = lease(&mut a, "c");
     a.cmd(&["LEASESET", "c", &t, "v"]);
     lease(&mut a, "d");
     a.cmd(&["DEL", "d"]);
-    assert_eq!(srv.engine.shared().lock().leases.len(), 0);
+    assert_eq!(srv.engine.stats().leases_outstanding, 0);
 }
 
 #[test]

@@ -2,8 +2,7 @@
 //! WATCH and blocked clients), in Redis 7.0's names and order.
 
 use bytes::Bytes;
-use engine::store::KeyHook;
-use engine::{Engine, EngineConfig, Reply};
+use engine::{Engine, EngineConfig, KeyHook, Reply};
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Default)]
@@ -26,7 +25,7 @@ impl Fixture {
     fn new() -> Fixture {
         let engine = Engine::new(EngineConfig::default());
         let rec = Arc::new(Recorder::default());
-        engine.shared().lock().add_hook(rec.clone());
+        engine.add_key_hook(rec.clone());
         Fixture { engine, rec }
     }
 

@@ -21,11 +21,27 @@ fn queued() -> Resp {
     Resp::Simple("QUEUED".into())
 }
 
-/// Gives `key` in db 0 a TTL of `ms` milliseconds through the store (no PEXPIRE yet).
+/// Gives `key` in db 0 a TTL of `ms` milliseconds, in process.
 fn set_ttl(srv: &EngineServer, key: &str, ms: u64) {
-    let mut store = srv.engine.shared().lock();
-    let now = engine::util::now_ms();
-    assert!(store.dbs[0].set_expire(key.as_bytes(), now + ms, now));
+    let args = ["PEXPIRE", key, &ms.to_string()]
+        .iter()
+        .map(|a| bytes::Bytes::copy_from_slice(a.as_bytes()))
+        .collect();
+    assert_eq!(srv.engine.execute(0, args), engine::Reply::Int(1));
+}
+
+/// Keys stored in the engine, expired ones not yet reclaimed included.
+fn stored_keys(srv: &EngineServer) -> u64 {
+    srv.engine.stats().keys
+}
+
+/// DEBUG SET-ACTIVE-EXPIRE, in process.
+fn set_active_expire(srv: &EngineServer, on: bool) {
+    let args = ["DEBUG", "SET-ACTIVE-EXPIRE", if on { "1" } else { "0" }]
+        .iter()
+        .map(|a| bytes::Bytes::copy_from_slice(a.as_bytes()))
+        .collect();
+    assert_eq!(srv.engine.execute(0, args), engine::Reply::OK);
 }
 
 /// Reads pushes until one equals `want`, failing after a deadline.
@@ -181,16 +197,17 @@ fn watch_sees_other_clients_flushes_and_expiry() {
     set_ttl(&srv, "k", 50);
     assert_eq!(a.cmd(&["WATCH", "k"]), ok());
     std::thread::sleep(Duration::from_millis(400));
-    assert!(!srv.engine.shared().lock().dbs[0].contains_raw(b"k"));
+    // `k` is the only key: the engine stores none.
+    assert_eq!(stored_keys(&srv), 0);
     assert_eq!(set_in_tx(&mut a), Resp::Array(None));
 
     // Logically expired but not yet deleted (no active expiry): still aborts.
-    srv.engine.shared().lock().active_expire = false;
+    set_active_expire(&srv, false);
     a.cmd(&["SET", "k", "v"]);
     set_ttl(&srv, "k", 50);
     assert_eq!(a.cmd(&["WATCH", "k"]), ok());
     std::thread::sleep(Duration::from_millis(150));
-    assert!(srv.engine.shared().lock().dbs[0].contains_raw(b"k"));
+    assert_eq!(stored_keys(&srv), 1);
     assert_eq!(set_in_tx(&mut a), Resp::Array(None));
 
     // Already expired when watched: its deletion is no change, as in Redis 7.0.
@@ -200,7 +217,7 @@ fn watch_sees_other_clients_flushes_and_expiry() {
     assert_eq!(a.cmd(&["WATCH", "k"]), ok());
     assert_eq!(b.cmd(&["GET", "k"]), Resp::Bulk(None));
     assert_eq!(set_in_tx(&mut a), arr(vec![ok()]));
-    srv.engine.shared().lock().active_expire = true;
+    set_active_expire(&srv, true);
 
     // A WATCH on a missing key survives FLUSHALL (nothing existed to be flushed).
     b.cmd(&["DEL", "k"]);

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{Conn, EngineServer, RedisServer, Resp};
-use engine::persist::rdb::{self, Eviction, LoadOptions, WriteOptions};
+use engine::persist::rdb::{Eviction, LoadOptions, WriteOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -313,14 +313,10 @@ fn write_engine_file(
 ) -> PathBuf {
     let path = dir.path().join(name);
     let file = std::fs::File::create(&path).expect("create rdb");
-    let store = engine.engine.shared().lock();
-    rdb::write_rdb(
-        &store.dbs,
-        engine::util::now_ms(),
-        opts,
-        std::io::BufWriter::new(file),
-    )
-    .expect("write rdb");
+    engine
+        .engine
+        .write_rdb(std::io::BufWriter::new(file), opts)
+        .expect("write rdb");
     path
 }
 
@@ -470,7 +466,10 @@ fn redis_files_load_in_the_engine() {
     for (name, args, config) in saves {
         let (theirs, path) = redis_save(&dir, name, args, config);
         let file = std::fs::File::open(&path).expect("open the saved file");
-        let loaded = rdb::read_rdb(file, engine::util::now_ms(), &LoadOptions::default())
+        let engine = EngineServer::start();
+        let loaded = engine
+            .engine
+            .load_rdb(file, &LoadOptions::default())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(loaded.version, 10);
         assert_eq!(
@@ -481,13 +480,6 @@ fn redis_files_load_in_the_engine() {
             loaded.skipped.functions, 1,
             "{name}: the function library is skipped"
         );
-        let engine = EngineServer::start();
-        {
-            let mut store = engine.engine.shared().lock();
-            for (i, db) in loaded.dbs.into_iter().enumerate() {
-                store.dbs[i] = db;
-            }
-        }
         let mut e = Conn::connect(engine.addr);
         assert_same(&format!("{name} in the engine"), &theirs, &snapshot(&mut e));
     }
@@ -497,7 +489,7 @@ fn redis_files_load_in_the_engine() {
 #[derive(Debug, Default)]
 struct Recorder(std::sync::Mutex<Vec<String>>);
 
-impl engine::store::KeyHook for Recorder {
+impl engine::KeyHook for Recorder {
     fn modified(&self, db: usize, key: &[u8], event: &str) {
         if let Ok(mut v) = self.0.lock() {
             v.push(format!("{db}:{event}:{}", String::from_utf8_lossy(key)));
@@ -511,7 +503,7 @@ fn restore_goes_through_the_write_path() {
     use engine::Reply;
     let engine = engine::Engine::new(engine::EngineConfig::default());
     let rec = std::sync::Arc::new(Recorder::default());
-    engine.shared().lock().add_hook(rec.clone());
+    engine.add_key_hook(rec.clone());
     let run = |args: &[&[u8]]| {
         let reply = engine.execute(0, args.iter().map(|a| Bytes::copy_from_slice(a)).collect());
         let events = std::mem::take(&mut *rec.0.lock().expect("recorder"));

@@ -210,7 +210,7 @@ fn serve(
                     })
                     .await;
                     if r.is_err() {
-                        e.shared().trigger_shutdown();
+                        e.trigger_shutdown();
                     }
                     r
                 }))
@@ -221,7 +221,7 @@ fn serve(
         server
             .run(async move {
                 signals.await;
-                stop.shared().trigger_shutdown();
+                stop.trigger_shutdown();
             })
             .await?;
         let piped = match pipeline_task {

@@ -221,13 +221,13 @@ impl Telemetry {
         self.meter
             .u64_observable_gauge("coherent_engine_keys")
             .with_description("Keys in the embedded engine, all databases")
-            .with_callback(move |o| o.observe(e.shared().lock().total_keys() as u64, &[]))
+            .with_callback(move |o| o.observe(e.stats().keys, &[]))
             .build();
         let e = engine.clone();
         self.meter
             .u64_observable_gauge("coherent_engine_connected_clients")
             .with_description("Clients connected to the embedded engine")
-            .with_callback(move |o| o.observe(e.shared().lock().clients.len() as u64, &[]))
+            .with_callback(move |o| o.observe(e.stats().connected_clients, &[]))
             .build();
         let e = engine.clone();
         self.meter
@@ -241,7 +241,7 @@ impl Telemetry {
         self.meter
             .u64_observable_counter("coherent_engine_commands")
             .with_description("Commands processed by the embedded engine")
-            .with_callback(move |o| o.observe(e.shared().lock().stats.commands, &[]))
+            .with_callback(move |o| o.observe(e.stats().commands_processed, &[]))
             .build();
     }
 

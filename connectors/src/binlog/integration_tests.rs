@@ -844,7 +844,7 @@ struct DeleteClock {
     deleted: Vec<std::sync::atomic::AtomicU64>,
 }
 
-impl engine::store::KeyHook for DeleteClock {
+impl engine::KeyHook for DeleteClock {
     fn modified(&self, _db: usize, key: &[u8], event: &str) {
         if event != "del" {
             return;
@@ -880,7 +880,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 /// engine. A writer updates the rows in id order, `COHERENT_BENCH_BATCH` rows per
 /// autocommit UPDATE, paced to `COHERENT_BENCH_RATE` row changes/s for
 /// `COHERENT_BENCH_SECS` seconds, and notes when each UPDATE returned (the commit
-/// as the application sees it). A [`KeyHook`](engine::store::KeyHook) on the engine
+/// as the application sees it). A [`KeyHook`](engine::KeyHook) on the engine
 /// notes when each key is deleted. Lag = delete time - commit return time, both
 /// from the same monotonic clock; a delete that lands before the writer's UPDATE
 /// returned counts as 0.
@@ -910,7 +910,7 @@ async fn commit_to_delete_lag() {
             .map(|_| std::sync::atomic::AtomicU64::new(0))
             .collect(),
     });
-    engine.shared().lock().add_hook(clock.clone());
+    engine.add_key_hook(clock.clone());
 
     let dir = tmp("lag");
     let mut source = BinlogSource::new(config(&db), None, app_only()).unwrap();

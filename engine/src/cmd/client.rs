@@ -2,10 +2,10 @@
 //! GETREDIR HELP.
 
 use super::subcommand::{help_reply, sub_arity, unknown_sub};
+use crate::client::Client;
 use crate::command::{CommandSpec, Ctx};
 use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
-use crate::store::ClientInfo;
+use crate::net::reply::Reply;
 use crate::util::eq_ic;
 use bytes::Bytes;
 use std::fmt::Write as _;
@@ -69,7 +69,7 @@ fn client(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         "getname" => Ok(Reply::opt_bulk(ctx.client.name.clone())),
         "list" => list(ctx, args),
         "info" => {
-            let line = self_line(ctx, "client|info");
+            let line = Row::of(ctx, ctx.client, true).line();
             Ok(Reply::Verbatim(Bytes::from(line)))
         }
         "kill" => kill(ctx, args),
@@ -148,9 +148,6 @@ fn setname(ctx: &mut Ctx, name: &Bytes) -> CmdResult {
     } else {
         Some(super::own(name))
     };
-    if let Some(info) = ctx.store.clients.get_mut(&ctx.client.id) {
-        info.name.clone_from(&ctx.client.name);
-    }
     Ok(Reply::OK)
 }
 
@@ -180,8 +177,7 @@ fn parse_kind(b: &[u8]) -> Result<Kind, CmdError> {
     })
 }
 
-/// A snapshot of one client for CLIENT LIST: the registry's entry, refreshed with the
-/// live state when it is the caller.
+/// One client as CLIENT LIST shows it, read from its record.
 struct Row {
     id: u64,
     addr: String,
@@ -199,6 +195,43 @@ struct Row {
 }
 
 impl Row {
+    /// The row of `c`; `caller` is the client running this command (never idle).
+    fn of(ctx: &Ctx, c: &Client, caller: bool) -> Row {
+        let blocked = !caller && ctx.store.blocking.is_blocked(c.id);
+        Row {
+            id: c.id,
+            addr: c.addr.clone(),
+            laddr: c.laddr.clone(),
+            name: c
+                .name
+                .as_ref()
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .unwrap_or_default(),
+            age: c.created.elapsed().as_secs(),
+            idle: if caller {
+                0
+            } else {
+                c.last_active.elapsed().as_secs()
+            },
+            flags: flags_of(
+                c.multi.is_some(),
+                c.subscriptions() > 0,
+                blocked,
+                c.no_evict,
+            ),
+            db: c.db,
+            sub: c.channels.len(),
+            psub: c.patterns.len(),
+            multi: c.multi.as_ref().map_or(-1, |q| q.len() as i64),
+            cmd: if c.last_cmd.is_empty() {
+                "NULL".into()
+            } else {
+                c.last_cmd.clone()
+            },
+            resp: c.resp,
+        }
+    }
+
     fn kind(&self) -> Kind {
         if self.sub + self.psub > 0 {
             Kind::PubSub
@@ -251,78 +284,18 @@ fn flags_of(multi: bool, pubsub: bool, blocked: bool, no_evict: bool) -> String 
     f
 }
 
-fn row_of(ctx: &Ctx, info: &ClientInfo) -> Row {
-    let blocked = ctx.store.blocking.is_blocked(info.id);
-    let flags = if info.flags == "N" || info.flags.is_empty() {
-        flags_of(info.multi >= 0, info.sub + info.psub > 0, blocked, false)
-    } else {
-        info.flags.clone()
-    };
-    Row {
-        id: info.id,
-        addr: info.addr.clone(),
-        laddr: info.laddr.clone(),
-        name: info
-            .name
-            .as_ref()
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .unwrap_or_default(),
-        age: info.created.elapsed().as_secs(),
-        idle: info.last_active.elapsed().as_secs(),
-        flags,
-        db: info.db,
-        sub: info.sub,
-        psub: info.psub,
-        multi: info.multi,
-        cmd: info.last_cmd.clone(),
-        resp: info.resp,
-    }
-}
-
-/// The caller's row, from its live state (the registry is refreshed only after a command).
-fn self_row(ctx: &Ctx, cmd: &str) -> Row {
-    let c = &*ctx.client;
-    let age = ctx
-        .store
-        .clients
-        .get(&c.id)
-        .map_or(0, |i| i.created.elapsed().as_secs());
-    Row {
-        id: c.id,
-        addr: c.addr.clone(),
-        laddr: c.laddr.clone(),
-        name: c
-            .name
-            .as_ref()
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .unwrap_or_default(),
-        age,
-        idle: 0,
-        flags: flags_of(c.multi.is_some(), c.subscriptions() > 0, false, c.no_evict),
-        db: c.db,
-        sub: c.channels.len(),
-        psub: c.patterns.len(),
-        multi: c.multi.as_ref().map_or(-1, |q| q.len() as i64),
-        cmd: cmd.to_string(),
-        resp: c.resp,
-    }
-}
-
-fn self_line(ctx: &Ctx, cmd: &str) -> String {
-    self_row(ctx, cmd).line()
-}
-
-/// Every client, ordered by id; the caller's row is live.
-fn rows(ctx: &Ctx, self_cmd: &str) -> Vec<Row> {
+/// Every connected client, ordered by id: the registry's records plus the caller's,
+/// which is checked out while its command runs. An in-process caller (id 0) is not
+/// a connection and is not listed.
+fn rows(ctx: &Ctx) -> Vec<Row> {
     let mut v: Vec<Row> = ctx
         .store
         .clients
-        .values()
-        .filter(|i| i.id != ctx.client.id)
-        .map(|i| row_of(ctx, i))
+        .iter()
+        .map(|c| Row::of(ctx, c, false))
         .collect();
-    if ctx.store.clients.contains_key(&ctx.client.id) {
-        v.push(self_row(ctx, self_cmd));
+    if ctx.client.id != 0 {
+        v.push(Row::of(ctx, ctx.client, true));
     }
     v.sort_by_key(|r| r.id);
     v
@@ -351,7 +324,7 @@ fn list(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         return Err(CmdError::Syntax);
     }
     let mut out = String::new();
-    for r in rows(ctx, "client|list") {
+    for r in rows(ctx) {
         if kind.is_some_and(|k| r.kind() != k) {
             continue;
         }
@@ -368,10 +341,7 @@ fn kill(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if args.len() == 3 {
         // Old form: CLIENT KILL addr, which may kill the caller too.
         let addr = String::from_utf8_lossy(&args[2]).into_owned();
-        let target = rows(ctx, "client|kill")
-            .into_iter()
-            .find(|r| r.addr == addr)
-            .map(|r| r.id);
+        let target = rows(ctx).into_iter().find(|r| r.addr == addr).map(|r| r.id);
         let Some(id) = target else {
             return Err(CmdError::err("No such client"));
         };
@@ -417,7 +387,7 @@ fn kill(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             return Err(CmdError::Syntax);
         }
     }
-    let victims: Vec<u64> = rows(ctx, "client|kill")
+    let victims: Vec<u64> = rows(ctx)
         .into_iter()
         .filter(|r| {
             id.is_none_or(|i| r.id == i)
@@ -440,11 +410,9 @@ fn kill_one(ctx: &mut Ctx, id: u64) {
         ctx.client.close_after_reply = true;
         return;
     }
-    if let Some(info) = ctx.store.clients.remove(&id) {
-        // The connection task cleans up the rest when it wakes; removing the entry
-        // now keeps it out of CLIENT LIST and a second KILL from counting it again.
-        info.kill.notify_one();
-    }
+    // The connection cleans up when it wakes; the mark keeps the client out of
+    // CLIENT LIST and a second KILL from counting it again.
+    ctx.store.clients.kill(id);
 }
 
 fn unblock(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {

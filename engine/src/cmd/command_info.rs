@@ -4,7 +4,7 @@
 use super::subcommand::{help_reply, subcommand};
 use crate::command::{self, CommandSpec, Ctx, LOADING, STALE};
 use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
+use crate::net::reply::Reply;
 use crate::util::{eq_ic, glob_match};
 use bytes::Bytes;
 

@@ -2,9 +2,9 @@
 
 use super::subcommand::{help_reply, subcommand};
 use crate::command::{CommandSpec, Ctx};
-use crate::config::{parse_memory, EngineConfig};
+use crate::config::{self, Setting, IMMUTABLE, SETTINGS};
 use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
+use crate::net::reply::Reply;
 use crate::util::{glob_match, lower};
 use bytes::Bytes;
 
@@ -20,25 +20,6 @@ const CONFIG_SUBS: &[(&str, i32)] = &[
     ("rewrite", 2),
     ("help", 2),
 ];
-
-/// Old names Redis 7.0 still accepts, mapped to the current ones.
-const CONFIG_ALIASES: &[(&str, &str)] = &[
-    ("hash-max-ziplist-entries", "hash-max-listpack-entries"),
-    ("hash-max-ziplist-value", "hash-max-listpack-value"),
-    ("zset-max-ziplist-entries", "zset-max-listpack-entries"),
-    ("zset-max-ziplist-value", "zset-max-listpack-value"),
-    ("list-max-ziplist-size", "list-max-listpack-size"),
-];
-
-/// Parameters CONFIG SET refuses to change at run time.
-const CONFIG_IMMUTABLE: &[&str] = &["databases", "bind", "port", "io-threads"];
-
-pub(crate) fn canonical(name: &str) -> &str {
-    CONFIG_ALIASES
-        .iter()
-        .find(|(a, _)| *a == name)
-        .map_or(name, |(_, c)| c)
-}
 
 fn config(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     match subcommand("config", CONFIG_SUBS, args)? {
@@ -67,6 +48,8 @@ fn config(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     }
 }
 
+/// CONFIG GET: every parameter matching any pattern, each once, as a map. An exact
+/// name answers under the spelling the client used, as Redis does.
 fn config_get(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let cfg = &ctx.store.config;
     let mut out: Vec<(String, String)> = Vec::new();
@@ -75,22 +58,18 @@ fn config_get(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             out.push((name, value));
         }
     };
-    let names = EngineConfig::PARAMS
-        .iter()
-        .chain(CONFIG_ALIASES.iter().map(|(a, _)| a));
     for pat in &args[2..] {
         let is_glob = pat.iter().any(|c| matches!(c, b'*' | b'?' | b'['));
         if !is_glob {
-            // An exact name answers under the spelling the client used, as Redis does.
-            if let Some(v) = cfg.get(canonical(&lower(pat))) {
-                push(String::from_utf8_lossy(pat).into_owned(), v);
+            if let Some(s) = config::lookup(&lower(pat)) {
+                push(String::from_utf8_lossy(pat).into_owned(), s.show(cfg));
             }
             continue;
         }
-        for n in names.clone() {
-            if glob_match(pat, n.as_bytes(), true) {
-                if let Some(v) = cfg.get(canonical(n)) {
-                    push(n.to_string(), v);
+        for s in SETTINGS.iter().filter(|s| s.in_config()) {
+            for name in std::iter::once(&s.name).chain(s.aliases) {
+                if glob_match(pat, name.as_bytes(), true) {
+                    push(name.to_string(), s.show(cfg));
                 }
             }
         }
@@ -102,100 +81,45 @@ fn config_get(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     ))
 }
 
-/// Checks a value the way Redis's typed configs do, and returns the form the engine's
-/// setter expects (memory values converted to plain bytes).
-pub(crate) fn config_check(name: &str, value: &str) -> Result<String, String> {
-    fn int(v: &str, min: i64, max: i64) -> Result<String, String> {
-        let n = crate::util::parse_i64(v.as_bytes())
-            .ok_or_else(|| "argument couldn't be parsed into an integer".to_string())?;
-        if n < min || n > max {
-            return Err(format!(
-                "argument must be between {min} and {max} inclusive"
-            ));
-        }
-        Ok(n.to_string())
-    }
-    fn mem(v: &str, min: u64) -> Result<String, String> {
-        if v.starts_with('-') {
-            return Err("argument must be a memory value".into());
-        }
-        let n = parse_memory(v).map_err(|e| e.0)?;
-        if n < min {
-            return Err(format!(
-                "argument must be between {min} and {} inclusive",
-                i64::MAX
-            ));
-        }
-        Ok(n.to_string())
-    }
-    match name {
-        "maxclients" => int(value, 1, u32::MAX as i64),
-        "hz" | "timeout" => int(value, 0, i32::MAX as i64),
-        "hash-max-listpack-entries" | "set-max-intset-entries" | "zset-max-listpack-entries" => {
-            int(value, 0, i64::MAX)
-        }
-        "list-max-listpack-size" => int(value, i32::MIN as i64, i32::MAX as i64),
-        "hash-max-listpack-value" | "zset-max-listpack-value" | "maxmemory" => mem(value, 0),
-        "proto-max-bulk-len" | "client-query-buffer-limit" => mem(value, 1024 * 1024),
-        "notify-keyspace-events" => crate::notify::parse_flags(value)
-            .map(|_| value.to_string())
-            .ok_or_else(|| "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".into()),
-        "appendonly" => {
-            if value.eq_ignore_ascii_case("yes") || value.eq_ignore_ascii_case("no") {
-                Ok(value.to_ascii_lowercase())
-            } else {
-                Err("argument must be 'yes' or 'no'".into())
-            }
-        }
-        _ => Ok(value.to_string()),
-    }
-}
-
+/// CONFIG SET of one or more pairs: all or nothing, with Redis's checks and texts.
 fn config_set(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if !args.len().is_multiple_of(2) {
         return Err(CmdError::Syntax);
     }
-    let mut pairs: Vec<(String, String)> = Vec::new();
+    let failed = |given: &str, msg: &str| {
+        CmdError::err(format!(
+            "CONFIG SET failed (possibly related to argument '{given}') - {msg}"
+        ))
+    };
+    let mut pairs: Vec<(&Setting, String, String)> = Vec::new();
     for p in args[2..].chunks(2) {
         let given = String::from_utf8_lossy(&p[0]).into_owned();
-        let name = canonical(&given.to_ascii_lowercase()).to_string();
-        if !EngineConfig::PARAMS.contains(&name.as_str()) {
+        let Some(s) = config::lookup(&given) else {
             return Err(CmdError::err(format!(
                 "Unknown option or number of arguments for CONFIG SET - '{given}'"
             )));
-        }
-        let failed = |msg: &str| {
-            CmdError::err(format!(
-                "CONFIG SET failed (possibly related to argument '{given}') - {msg}"
-            ))
         };
-        if CONFIG_IMMUTABLE.contains(&name.as_str()) {
-            return Err(failed("can't set immutable config"));
+        if s.flags & IMMUTABLE != 0 {
+            return Err(failed(&given, "can't set immutable config"));
         }
-        if pairs.iter().any(|(n, _)| *n == name) {
-            return Err(failed("duplicate parameter"));
+        if pairs.iter().any(|(o, _, _)| o.name == s.name) {
+            return Err(failed(&given, "duplicate parameter"));
         }
-        pairs.push((name, String::from_utf8_lossy(&p[1]).into_owned()));
+        pairs.push((s, given, String::from_utf8_lossy(&p[1]).into_owned()));
     }
-    // All or nothing, as Redis: apply to a copy and keep it only if every value is good.
+    // Applied to a copy that replaces the config only if every value is good.
     let mut cfg = ctx.store.config.clone();
-    for (i, (name, value)) in pairs.iter().enumerate() {
-        let given = String::from_utf8_lossy(&args[2 + 2 * i]).into_owned();
-        let failed = |msg: String| {
-            CmdError::err(format!(
-                "CONFIG SET failed (possibly related to argument '{given}') - {msg}"
-            ))
-        };
-        let v = config_check(name, value).map_err(failed)?;
-        cfg.set(name, &v).map_err(|e| failed(e.0))?;
+    for (s, given, value) in &pairs {
+        let v = s.parse(value).map_err(|e| failed(given, &e))?;
+        if !(s.put)(&mut cfg, v) {
+            return Err(failed(given, "argument is out of range"));
+        }
     }
-    let notify_changed = cfg.notify_keyspace_events != ctx.store.config.notify_keyspace_events;
     ctx.store.config = cfg;
-    if notify_changed {
-        ctx.store.reload_notify_flags();
+    for (s, _, _) in &pairs {
+        if let Some(apply) = s.apply {
+            apply(ctx.store);
+        }
     }
     Ok(Reply::OK)
 }
-
-// ---------------------------------------------------------------------------------
-// MEMORY, OBJECT, DEBUG

@@ -2,7 +2,7 @@
 
 use crate::command::{CommandSpec, Ctx, FAST, LOADING, NO_AUTH, NO_QUEUE, STALE, SUB_OK};
 use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
+use crate::net::reply::Reply;
 use crate::util::eq_ic;
 use bytes::Bytes;
 
@@ -181,7 +181,7 @@ fn reset(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     ctx.client.multi = None;
     ctx.client.multi_error = false;
     let watched = std::mem::take(&mut ctx.client.watched);
-    ctx.store.unwatch(id, &watched);
+    ctx.store.watches.unwatch(id, &watched);
     let channels = std::mem::take(&mut ctx.client.channels);
     for c in &channels {
         ctx.store.pubsub.unsubscribe(id, c);

@@ -2,11 +2,11 @@
 //! the RDB format ([`crate::persist::rdb`]), interchangeable with Redis's.
 
 use crate::command::{CommandSpec, Ctx, DENYOOM, READONLY, WRITE};
-use crate::db::Entry;
 use crate::error::{CmdError, CmdResult};
-use crate::notify;
+use crate::keyspace::db::Entry;
+use crate::keyspace::notify;
+use crate::net::reply::Reply;
 use crate::persist::rdb::{self, Limits, PayloadError};
-use crate::reply::Reply;
 use crate::util::eq_ic;
 use bytes::Bytes;
 

@@ -2,8 +2,8 @@
 
 use crate::command::{CommandSpec, Ctx, DENYOOM, FAST, READONLY, WRITE};
 use crate::error::{CmdError, CmdResult};
-use crate::notify;
-use crate::reply::Reply;
+use crate::keyspace::notify;
+use crate::net::reply::Reply;
 use crate::types::Hash;
 use crate::util::{eq_ic, glob_match};
 use bytes::Bytes;
@@ -39,9 +39,9 @@ pub fn commands() -> Vec<CommandSpec> {
 }
 
 /// Read access to a hash (`None` when the key is missing).
-fn read<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Result<Option<&'a mut Hash>, CmdError> {
+fn read<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Result<Option<&'a Hash>, CmdError> {
     let now = ctx.now();
-    ctx.db().hash_mut(key, now)
+    ctx.db().hash(key, now)
 }
 
 /// HSET and HMSET share everything but the reply.
@@ -91,7 +91,6 @@ fn hget(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 
 fn hmget(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let h = read(ctx, &args[1])?;
-    let h = h.as_deref();
     Ok(Reply::Array(
         args[2..]
             .iter()
@@ -208,6 +207,9 @@ fn hincrbyfloat(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let text = Bytes::from(crate::util::fmt_long_double(new));
     h.insert(own(&args[2]), text.clone(), limits);
     ctx.key_event(notify::HASH, "hincrbyfloat", &args[1]);
+    if ctx.propagating() {
+        ctx.propagate_as(super::argv(&[b"HSET", &args[1], &args[2], &text]));
+    }
     Ok(Reply::Bulk(text))
 }
 

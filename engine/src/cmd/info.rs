@@ -3,9 +3,9 @@
 use super::object::{used_memory, BASE_MEMORY};
 use super::server::start_unix_secs;
 use crate::command::{CommandSpec, Ctx, LOADING, STALE};
-use crate::db::lru_clock;
 use crate::error::CmdResult;
-use crate::reply::Reply;
+use crate::keyspace::db::lru_clock;
+use crate::net::reply::Reply;
 use crate::util::eq_ic;
 use bytes::Bytes;
 use std::fmt::Write as _;
@@ -108,7 +108,7 @@ fn tcp_port(ctx: &Ctx) -> String {
         .laddr
         .rsplit_once(':')
         .map(|(_, p)| p.to_string())
-        .or_else(|| ctx.store.config.get("port"))
+        .or_else(|| ctx.store.config.show("port"))
         .unwrap_or_else(|| "0".into())
 }
 
@@ -157,7 +157,7 @@ fn info_section(ctx: &mut Ctx, name: &str, o: &mut String) {
         }
         "clients" => {
             o.push_str("# Clients\r\n");
-            f!("connected_clients:{}", store.clients.len());
+            f!("connected_clients:{}", store.clients.connected());
             f!("cluster_connections:0");
             f!("maxclients:{}", cfg.maxclients);
             f!("client_recent_max_input_buffer:0");

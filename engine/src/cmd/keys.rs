@@ -3,12 +3,12 @@
 
 use crate::command::{CommandSpec, Ctx, FAST, READONLY, WRITE};
 use crate::error::{CmdError, CmdResult};
-use crate::notify;
-use crate::reply::Reply;
+use crate::keyspace::notify;
+use crate::net::reply::Reply;
 use crate::util::{eq_ic, glob_match};
 use bytes::Bytes;
 
-use super::int_arg;
+use super::{argv, int_arg};
 
 /// This family's rows of the command table.
 pub fn commands() -> Vec<CommandSpec> {
@@ -73,7 +73,7 @@ fn exists(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     let n = args[1..]
         .iter()
-        .filter(|k| db.lookup_mut(k, now).is_some())
+        .filter(|k| db.lookup(k, now).is_some())
         .count();
     Ok(Reply::Int(n as i64))
 }
@@ -96,21 +96,20 @@ fn type_cmd(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 fn rename_generic(ctx: &mut Ctx, args: &[Bytes], nx: bool) -> CmdResult {
     let (src, dst) = (&args[1], &args[2]);
     let now = ctx.now();
-    if ctx.db().lookup_mut(src, now).is_none() {
+    if ctx.db().lookup(src, now).is_none() {
         return Err(CmdError::NoSuchKey);
     }
     if src == dst {
         return Ok(if nx { Reply::Int(0) } else { Reply::OK });
     }
     let db = ctx.db();
-    if nx && db.lookup_mut(dst, now).is_some() {
+    if nx && db.lookup(dst, now).is_some() {
         return Ok(Reply::Int(0));
     }
-    let Some((mut e, at)) = db.remove_with_expire(src, now) else {
+    let Some((e, at)) = db.remove_with_expire(src, now) else {
         return Err(CmdError::NoSuchKey);
     };
     db.remove(dst, now);
-    e.set_written(now);
     db.insert_entry(dst, e, at);
     ctx.key_event(notify::GENERIC, "rename_from", src);
     ctx.key_event(notify::GENERIC, "rename_to", dst);
@@ -146,22 +145,22 @@ fn copy(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         return Err(same_object());
     }
     let now = ctx.now();
-    let Some(e) = ctx.db().lookup_mut(src, now).cloned() else {
+    let Some(e) = ctx.db().lookup(src, now).cloned() else {
         return Ok(Reply::Int(0));
     };
     let at = ctx.db().expire_of(src, now).unwrap_or(0);
     let target = &mut ctx.store.dbs[dst_db];
-    if target.lookup_mut(dst, now).is_some() {
+    if target.lookup(dst, now).is_some() {
         if !replace {
             return Ok(Reply::Int(0));
         }
         target.remove(dst, now);
     }
     let mut e = e;
-    e.set_written(now);
     e.touch(now);
     target.insert_entry(dst, e, at);
-    ctx.store.key_event(dst_db, notify::GENERIC, "copy_to", dst);
+    ctx.store
+        .key_changed(dst_db, dst, notify::GENERIC, "copy_to");
     Ok(Reply::Int(1))
 }
 
@@ -173,20 +172,20 @@ fn move_cmd(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         return Err(same_object());
     }
     let now = ctx.now();
-    if ctx.db().lookup_mut(key, now).is_none() {
+    if ctx.db().lookup(key, now).is_none() {
         return Ok(Reply::Int(0));
     }
-    if ctx.store.dbs[dst_db].lookup_mut(key, now).is_some() {
+    if ctx.store.dbs[dst_db].lookup(key, now).is_some() {
         return Ok(Reply::Int(0));
     }
-    let Some((mut e, at)) = ctx.db().remove_with_expire(key, now) else {
+    let Some((e, at)) = ctx.db().remove_with_expire(key, now) else {
         return Ok(Reply::Int(0));
     };
-    e.set_written(now);
     ctx.store.dbs[dst_db].insert_entry(key, e, at);
     ctx.store
-        .key_event(src_db, notify::GENERIC, "move_from", key);
-    ctx.store.key_event(dst_db, notify::GENERIC, "move_to", key);
+        .key_changed(src_db, key, notify::GENERIC, "move_from");
+    ctx.store
+        .key_changed(dst_db, key, notify::GENERIC, "move_to");
     Ok(Reply::Int(1))
 }
 
@@ -342,9 +341,17 @@ fn expire_generic(ctx: &mut Ctx, args: &[Bytes], basetime: i64, seconds: bool) -
     if when <= now as i64 {
         ctx.db().remove(key, now);
         ctx.key_event(notify::GENERIC, "del", key);
+        ctx.propagate_as(argv(&[b"DEL", key]));
     } else {
         ctx.db().set_expire(key, when as u64, now);
         ctx.key_event(notify::GENERIC, "expire", key);
+        // Propagated as PEXPIREAT with the absolute time (options kept), as Redis.
+        if ctx.propagating() && (cmd != "pexpireat") {
+            let mut v = args.to_vec();
+            v[0] = Bytes::from_static(b"PEXPIREAT");
+            v[2] = Bytes::from(when.to_string());
+            ctx.propagate_as(v);
+        }
     }
     Ok(Reply::Int(1))
 }

@@ -23,7 +23,7 @@
 use crate::command::{lookup, CommandSpec, Ctx, DENYOOM, FAST, LEASE_AWARE, READONLY, WRITE};
 use crate::error::{CmdError, CmdResult};
 use crate::lease::Grant;
-use crate::reply::Reply;
+use crate::net::reply::Reply;
 use crate::util::eq_ic;
 use bytes::Bytes;
 
@@ -110,6 +110,11 @@ fn leaseset(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             .consume(db, key, token as u64, now, interval)
     {
         return Ok(Reply::Nil);
+    }
+    // Replays as the SET it is: the token means nothing to a replica (SET rewrites
+    // this again to SET ... PXAT when there is an expiry).
+    if ctx.propagating() {
+        ctx.propagate_as(super::argv(&[b"SET", key, value]));
     }
     let mut set = vec![Bytes::from_static(b"set"), key.clone(), value.clone()];
     if let Some(ms) = px {

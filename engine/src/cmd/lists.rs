@@ -4,8 +4,8 @@
 use crate::client::BlockRequest;
 use crate::command::{CommandSpec, Ctx, BLOCKING, DENYOOM, FAST, NOSCRIPT, READONLY, WRITE};
 use crate::error::{CmdError, CmdResult};
-use crate::notify;
-use crate::reply::Reply;
+use crate::keyspace::notify;
+use crate::net::reply::Reply;
 use crate::types::list::End;
 use crate::util::eq_ic;
 use bytes::Bytes;
@@ -233,7 +233,7 @@ fn rpop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 
 fn llen(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let now = ctx.now();
-    let n = ctx.db().list_mut(&args[1], now)?.map_or(0, |l| l.len());
+    let n = ctx.db().list(&args[1], now)?.map_or(0, |l| l.len());
     Ok(Reply::Int(n as i64))
 }
 
@@ -241,7 +241,7 @@ fn lrange(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let start = int_arg(&args[2])?;
     let end = int_arg(&args[3])?;
     let now = ctx.now();
-    let Some(list) = ctx.db().list_mut(&args[1], now)? else {
+    let Some(list) = ctx.db().list(&args[1], now)? else {
         return Ok(Reply::Array(Vec::new()));
     };
     let out = match range_of(start, end, list.len()) {
@@ -253,7 +253,7 @@ fn lrange(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 
 fn lindex(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let now = ctx.now();
-    let Some(list) = ctx.db().list_mut(&args[1], now)? else {
+    let Some(list) = ctx.db().list(&args[1], now)? else {
         return Ok(Reply::Nil);
     };
     let index = int_arg(&args[2])?;
@@ -343,7 +343,7 @@ fn lpos(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         rank = rank.wrapping_neg();
     }
     let now = ctx.now();
-    let Some(list) = ctx.db().list_mut(&args[1], now)? else {
+    let Some(list) = ctx.db().list(&args[1], now)? else {
         return Ok(if count != -1 {
             Reply::Array(Vec::new())
         } else {
@@ -391,13 +391,13 @@ fn lpos(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 fn lmove_generic(ctx: &mut Ctx, src: &Bytes, dst: &Bytes, from: End, to: End) -> CmdResult {
     let now = ctx.now();
     let db = ctx.db();
-    match db.list_mut(src, now)? {
+    match db.list(src, now)? {
         Some(l) if !l.is_empty() => {}
         _ => return Ok(Reply::Nil),
     }
     if src != dst {
         // Type-check the destination before anything moves.
-        db.list_mut(dst, now)?;
+        db.list(dst, now)?;
     }
     let Some(v) = db.list_mut(src, now)?.and_then(|l| l.pop(from)) else {
         return Ok(Reply::Nil);
@@ -453,7 +453,7 @@ fn blmove_generic(
     let now = ctx.now();
     let (src, dst) = (&args[1], &args[2]);
     let retry = is_retry(ctx);
-    let has_items = match ctx.db().list_mut(src, now) {
+    let has_items = match ctx.db().list(src, now) {
         Ok(l) => l.is_some_and(|l| !l.is_empty()),
         // Redis 7.0 serves parked clients only from keys that hold lists: one whose
         // source became another type keeps waiting.
@@ -461,6 +461,15 @@ fn blmove_generic(
         Err(e) => return Err(e),
     };
     if has_items {
+        // Replays as the non-blocking form: a replica must never block.
+        if ctx.propagating() {
+            let v = if args.len() == 6 {
+                super::argv(&[b"LMOVE", src, dst, &args[3], &args[4]])
+            } else {
+                super::argv(&[b"RPOPLPUSH", src, dst])
+            };
+            ctx.propagate_as(v);
+        }
         lmove_generic(ctx, src, dst, from, to)
     } else {
         block_or_null(ctx, std::slice::from_ref(src), timeout, Reply::Nil)
@@ -501,14 +510,39 @@ fn pop_first(
             Err(_) if retry => continue,
             Err(e) => return Err(e),
         };
-        let reply = match count {
+        let (reply, n) = match count {
             None => match list.pop(end) {
-                Some(v) => Reply::Array(vec![Reply::Bulk(key.clone()), Reply::Bulk(v)]),
+                Some(v) => (
+                    Reply::Array(vec![Reply::Bulk(key.clone()), Reply::Bulk(v)]),
+                    None,
+                ),
                 None => continue,
             },
-            Some(n) => Reply::Array(vec![Reply::Bulk(key.clone()), bulks(list.pop_many(end, n))]),
+            Some(n) => {
+                let items = list.pop_many(end, n);
+                let n = items.len();
+                (
+                    Reply::Array(vec![Reply::Bulk(key.clone()), bulks(items)]),
+                    Some(n),
+                )
+            }
         };
         popped(ctx, key, end);
+        // Replays as [LR]POP of the key it popped from (a replica must never block,
+        // and must pop from the same key): `LPOP key` for BLPOP, `LPOP key n` for
+        // [B]LMPOP, as Redis.
+        if ctx.propagating() {
+            let pop: &[u8] = if matches!(end, End::Left) {
+                b"LPOP"
+            } else {
+                b"RPOP"
+            };
+            let mut v = super::argv(&[pop, key]);
+            if let Some(n) = n {
+                v.push(Bytes::from(n.to_string()));
+            }
+            ctx.propagate_as(v);
+        }
         return Ok(Some(reply));
     }
     Ok(None)

@@ -73,6 +73,11 @@ pub fn timeout_arg(b: &[u8]) -> Result<Option<std::time::Duration>, CmdError> {
     }
 }
 
+/// A command line for propagation (`Ctx::propagate_as`), from its parts.
+pub fn argv(parts: &[&[u8]]) -> Vec<Bytes> {
+    parts.iter().map(|p| Bytes::copy_from_slice(p)).collect()
+}
+
 /// Copies an argument so that a stored value does not pin the whole request buffer.
 pub fn own(b: &Bytes) -> Bytes {
     Bytes::copy_from_slice(b)

@@ -2,9 +2,9 @@
 
 use super::subcommand::{help_reply, subcommand};
 use crate::command::{CommandSpec, Ctx};
-use crate::db::lru_clock;
 use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
+use crate::keyspace::db::lru_clock;
+use crate::net::reply::Reply;
 use crate::types::{string_encoding, Value};
 use crate::util::eq_ic;
 use bytes::Bytes;
@@ -97,7 +97,7 @@ const OBJECT_SUBS: &[(&str, i32)] = &[
 ];
 
 /// OBJECT ENCODING of a value.
-pub fn encoding_of(e: &crate::db::Entry) -> &'static str {
+pub fn encoding_of(e: &crate::keyspace::db::Entry) -> &'static str {
     match &e.value {
         Value::Str(b) => string_encoding(b, e.is_raw()),
         Value::List(l) => l.encoding(),
@@ -208,5 +208,5 @@ pub fn used_memory(store: &crate::store::Store) -> u64 {
         .flat_map(|d| d.iter())
         .map(|(k, e)| key_usage(k, &e.value))
         .sum();
-    (BASE_MEMORY + data + store.clients.len() * 20_000) as u64
+    (BASE_MEMORY + data + store.clients.connected() * 20_000) as u64
 }

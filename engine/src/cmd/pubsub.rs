@@ -6,7 +6,7 @@
 
 use crate::command::{CommandSpec, Ctx, FAST, LOADING, NOSCRIPT, PUBSUB, STALE, SUB_OK};
 use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
+use crate::net::reply::Reply;
 use crate::util::eq_ic;
 use bytes::Bytes;
 

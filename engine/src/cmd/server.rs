@@ -4,9 +4,9 @@
 use super::object::obj_info;
 use super::subcommand::help_reply;
 use crate::command::{CommandSpec, Ctx, ADMIN, FAST, LOADING, NOSCRIPT, READONLY, STALE, WRITE};
-use crate::db::lru_clock;
 use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
+use crate::keyspace::db::lru_clock;
+use crate::net::reply::Reply;
 use crate::util::eq_ic;
 use bytes::Bytes;
 
@@ -45,23 +45,13 @@ fn flush_mode(args: &[Bytes]) -> Result<(), CmdError> {
 
 fn flushall(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     flush_mode(args)?;
-    for i in 0..ctx.store.dbs.len() {
-        // WATCH is invalidated only for keys that existed, so look before clearing.
-        ctx.store.touch_db_watchers(i, None);
-        ctx.store.dbs[i].clear();
-        ctx.store.blocking.signal_db(i);
-    }
-    ctx.store.stats.dirty += 1;
+    ctx.store.flush(None);
     Ok(Reply::OK)
 }
 
 fn flushdb(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     flush_mode(args)?;
-    let db = ctx.client.db;
-    ctx.store.touch_db_watchers(db, None);
-    ctx.store.dbs[db].clear();
-    ctx.store.blocking.signal_db(db);
-    ctx.store.stats.dirty += 1;
+    ctx.store.flush(Some(ctx.client.db));
     Ok(Reply::OK)
 }
 
@@ -80,14 +70,7 @@ fn swapdb(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     }
     let (a, b) = (a as usize, b as usize);
     if a != b {
-        // Watchers of keys that exist on either side see them change (before the swap,
-        // as Redis's touchAllWatchedKeysInDb); blocked clients may now find data.
-        ctx.store.touch_db_watchers(a, Some(b));
-        ctx.store.touch_db_watchers(b, Some(a));
-        ctx.store.dbs.swap(a, b);
-        ctx.store.blocking.signal_db(a);
-        ctx.store.blocking.signal_db(b);
-        ctx.store.stats.dirty += 1;
+        ctx.store.swap(a, b);
     }
     Ok(Reply::OK)
 }
@@ -213,28 +196,9 @@ fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::config::{canonical, config_check};
     use crate::cmd::info::human;
     use crate::command;
     use crate::config::EngineConfig;
-
-    #[test]
-    fn config_values_are_checked_like_redis() {
-        assert_eq!(
-            config_check("hash-max-listpack-value", "1kb"),
-            Ok("1024".into())
-        );
-        assert!(config_check("maxclients", "0")
-            .unwrap_err()
-            .contains("between 1 and 4294967295"));
-        assert!(config_check("maxmemory", "-1")
-            .unwrap_err()
-            .contains("memory value"));
-        assert_eq!(
-            canonical("hash-max-ziplist-entries"),
-            "hash-max-listpack-entries"
-        );
-    }
 
     fn run(
         store: &mut crate::store::Store,
@@ -252,23 +216,29 @@ mod tests {
         run(&mut store, &mut c, &["SET", "k", "v"]);
         // Client 7 watches `k` in db 1 (missing there, present in db 0, so the swap
         // changes it); client 9 watches `w`, missing on both sides, which Redis leaves
-        // untouched; client 8 is blocked on `k` in db 1.
-        store.watch(7, 1, Bytes::from_static(b"k"), false);
-        store.watch(9, 1, Bytes::from_static(b"w"), false);
+        // untouched; a connected client is blocked on `k` in db 1.
+        store.watches.watch(7, 1, Bytes::from_static(b"k"), false);
+        store.watches.watch(9, 1, Bytes::from_static(b"w"), false);
+        let (push, _pushes) = tokio::sync::mpsc::unbounded_channel();
+        let kill = std::sync::Arc::new(tokio::sync::Notify::new());
+        let blocked = store.connect(String::new(), String::new(), push, kill);
+        if let Some(mut b) = store.clients.checkout(blocked) {
+            b.db = 1;
+            store.clients.checkin(b);
+        }
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         store.blocking.block(
-            8,
+            blocked,
             crate::blocking::Blocked {
                 args: vec![Bytes::from_static(b"GET"), Bytes::from_static(b"k")],
                 db: 1,
-                resp: 2,
                 keys: vec![Bytes::from_static(b"k")],
                 tx,
             },
         );
         assert_eq!(run(&mut store, &mut c, &["SWAPDB", "0", "1"]), Reply::OK);
-        assert!(store.is_dirty(7));
-        assert!(!store.is_dirty(9));
+        assert!(store.watches.is_dirty(7));
+        assert!(!store.watches.is_dirty(9));
         assert_eq!(
             rx.try_recv().ok(),
             Some(Reply::Bulk(Bytes::from_static(b"v")))

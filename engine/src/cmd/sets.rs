@@ -2,8 +2,8 @@
 
 use crate::command::{CommandSpec, Ctx, DENYOOM, FAST, READONLY, WRITE};
 use crate::error::{CmdError, CmdResult};
-use crate::notify;
-use crate::reply::Reply;
+use crate::keyspace::notify;
+use crate::net::reply::Reply;
 use crate::types::{Set, Value};
 use crate::util::eq_ic;
 use bytes::Bytes;
@@ -36,9 +36,9 @@ pub fn commands() -> Vec<CommandSpec> {
 }
 
 /// Read access to a set (`None` when the key is missing).
-fn read<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Result<Option<&'a mut Set>, CmdError> {
+fn read<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Result<Option<&'a Set>, CmdError> {
     let now = ctx.now();
-    ctx.db().set_mut(key, now)
+    ctx.db().set(key, now)
 }
 
 fn bulks(members: impl IntoIterator<Item = Bytes>) -> Vec<Reply> {
@@ -121,7 +121,6 @@ fn sismember(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 
 fn smismember(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let s = read(ctx, &args[1])?;
-    let s = s.as_deref();
     Ok(Reply::Array(
         args[2..]
             .iter()
@@ -156,6 +155,10 @@ fn spop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             if removed {
                 ctx.key_event(notify::GENERIC, "del", key);
             }
+            // A random pop replays as the removal of what it popped.
+            if ctx.propagating() {
+                ctx.propagate_as(super::argv(&[b"SREM", key, &m]));
+            }
             return Ok(Reply::Bulk(m));
         }
         3 => {
@@ -172,9 +175,21 @@ fn spop(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             }
             if count >= s.len() as u64 {
                 // The whole set goes, in its own order (ascending for an intset).
-                std::mem::take(s).members()
+                let all = std::mem::take(s).members();
+                ctx.propagate_as(super::argv(&[b"DEL", key]));
+                all
             } else {
-                (0..count).filter_map(|_| s.pop_random()).collect()
+                let popped: Vec<Bytes> = (0..count).filter_map(|_| s.pop_random()).collect();
+                if ctx.propagating() {
+                    // SREMs of what was popped, 1024 members at a time, as Redis.
+                    for chunk in popped.chunks(1024) {
+                        let mut v = super::argv(&[b"SREM", key]);
+                        v.extend(chunk.iter().cloned());
+                        ctx.also_propagate(v);
+                    }
+                    ctx.prevent_propagation();
+                }
+                popped
             }
         }
         _ => return Err(CmdError::Syntax),
@@ -223,7 +238,7 @@ fn load_sets<'a>(ctx: &'a mut Ctx, keys: &[Bytes]) -> Result<Vec<Option<&'a Set>
     for k in keys {
         db.set_mut(k, now)?;
     }
-    let db: &crate::db::Db = db;
+    let db: &crate::keyspace::db::Db = db;
     Ok(keys
         .iter()
         .map(|k| match db.get_live(k, now).map(|e| &e.value) {
@@ -388,7 +403,8 @@ fn sscan(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 mod tests {
     use crate::client::Client;
     use crate::config::EngineConfig;
-    use crate::store::{KeyHook, Store};
+    use crate::keyspace::KeyHook;
+    use crate::store::Store;
     use crate::types::Value;
     use bytes::Bytes;
     use std::sync::{Arc, Mutex};
@@ -422,7 +438,7 @@ mod tests {
                 events,
             }
         }
-        fn run(&mut self, line: &str) -> crate::reply::Reply {
+        fn run(&mut self, line: &str) -> crate::net::reply::Reply {
             let args = line
                 .split(' ')
                 .map(|s| Bytes::from(s.to_string()))

@@ -2,15 +2,15 @@
 //! ranges, LCS and the bit operations.
 
 use crate::command::{CommandSpec, Ctx, DENYOOM, FAST, READONLY, WRITE};
-use crate::db::{Db, Entry};
 use crate::error::{CmdError, CmdResult};
-use crate::notify;
-use crate::reply::Reply;
+use crate::keyspace::db::{Db, Entry};
+use crate::keyspace::notify;
+use crate::net::reply::Reply;
 use crate::types::{CompactBytes, Value};
 use crate::util::eq_ic;
 use bytes::Bytes;
 
-use super::int_arg;
+use super::{argv, int_arg};
 
 /// This family's rows of the command table.
 pub fn commands() -> Vec<CommandSpec> {
@@ -86,9 +86,8 @@ fn str_entry<'a>(db: &'a mut Db, key: &[u8], now: u64) -> Result<Option<&'a mut 
 /// bytes are zero). The buffer is reused when not shared and grows greedily, so that
 /// APPEND in a loop does not copy the whole value each time. The value is now `raw`,
 /// as Redis's `dbUnshareStringValue` makes it.
-fn edit_str(e: &mut Entry, min_len: usize, now: u64) -> &mut [u8] {
+fn edit_str(e: &mut Entry, min_len: usize) -> &mut [u8] {
     e.set_raw(true);
-    e.set_written(now);
     match &mut e.value {
         Value::Str(b) => {
             let n = b.len().max(min_len);
@@ -225,7 +224,7 @@ fn set_generic(
     // wasted probe on the hottest path.
     let db = ctx.db();
     let found = if o.nx || o.xx || db.volatile_len() > 0 {
-        db.lookup_mut(key, now).is_some()
+        db.lookup(key, now).is_some()
     } else {
         false
     };
@@ -242,8 +241,18 @@ fn set_generic(
         db.set_expire(key, at, now);
     }
     ctx.key_event(notify::STRING, "set", key);
-    if when.is_some() {
+    if let Some(at) = when {
         ctx.key_event(notify::GENERIC, "expire", key);
+        // A relative expiry goes to replicas and the AOF as an absolute one, so that
+        // replaying it later keeps the same deadline (as Redis: SET ... PXAT).
+        if ctx.propagating()
+            && o.expire
+                .as_ref()
+                .is_some_and(|(_, k)| *k != ExpireKind::PxAt)
+        {
+            let at = at.to_string();
+            ctx.propagate_as(argv(&[b"SET", key, val, b"PXAT", at.as_bytes()]));
+        }
     }
     Ok((SetOutcome::Done, old))
 }
@@ -315,6 +324,7 @@ fn getex(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let Some((arg, kind)) = &o.expire else {
         if o.persist && ctx.db().persist(key, now) {
             ctx.key_event(notify::GENERIC, "persist", key);
+            ctx.propagate_as(argv(&[b"PERSIST", key]));
         }
         return Ok(Reply::Bulk(v));
     };
@@ -323,9 +333,13 @@ fn getex(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if absolute && at <= now {
         ctx.db().remove(key, now);
         ctx.key_event(notify::GENERIC, "del", key);
+        ctx.propagate_as(argv(&[b"DEL", key]));
     } else {
         ctx.db().set_expire(key, at, now);
         ctx.key_event(notify::GENERIC, "expire", key);
+        if ctx.propagating() {
+            ctx.propagate_as(argv(&[b"PEXPIREAT", key, at.to_string().as_bytes()]));
+        }
     }
     Ok(Reply::Bulk(v))
 }
@@ -335,7 +349,7 @@ fn mget(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     let out = args[1..]
         .iter()
-        .map(|k| match db.lookup_mut(k, now) {
+        .map(|k| match db.lookup(k, now) {
             Some(Entry {
                 value: Value::Str(b),
                 ..
@@ -357,7 +371,7 @@ fn mset_generic(ctx: &mut Ctx, args: &[Bytes], nx: bool) -> Result<bool, CmdErro
         let db = ctx.db();
         if args[1..]
             .chunks(2)
-            .any(|kv| db.lookup_mut(&kv[0], now).is_some())
+            .any(|kv| db.lookup(&kv[0], now).is_some())
         {
             return Ok(false);
         }
@@ -430,6 +444,10 @@ fn incrbyfloat(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     ctx.db()
         .insert_keep_ttl(key, Value::Str(CompactBytes::from(&text)), now);
     ctx.key_event(notify::STRING, "incrbyfloat", key);
+    // The result, not the increment: float formatting must not differ on a replica.
+    if ctx.propagating() {
+        ctx.propagate_as(argv(&[b"SET", key, &text, b"KEEPTTL"]));
+    }
     Ok(Reply::Bulk(text))
 }
 
@@ -454,7 +472,7 @@ fn append(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             let Some(e) = str_entry(ctx.db(), key, now)? else {
                 return Ok(Reply::Int(0));
             };
-            let v = edit_str(e, len + add.len(), now);
+            let v = edit_str(e, len + add.len());
             v[len..].copy_from_slice(add);
             v.len()
         }
@@ -534,7 +552,7 @@ fn setrange(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
                 return Ok(Reply::Int(0));
             };
             let end = offset as usize + val.len();
-            let v = edit_str(e, end, now);
+            let v = edit_str(e, end);
             v[offset as usize..end].copy_from_slice(val);
             let total = v.len();
             ctx.key_event(notify::STRING, "setrange", key);
@@ -572,7 +590,7 @@ fn setbit(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         old
     };
     let old = match str_entry(db, key, now)? {
-        Some(e) => set(edit_str(e, byte + 1, now)),
+        Some(e) => set(edit_str(e, byte + 1)),
         None => {
             let mut v = vec![0u8; byte + 1];
             let old = set(&mut v);
@@ -842,7 +860,7 @@ fn lcs(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let now = ctx.now();
     let mut vals = [Bytes::new(), Bytes::new()];
     for (n, k) in args[1..3].iter().enumerate() {
-        match ctx.db().lookup_mut(k, now) {
+        match ctx.db().lookup(k, now) {
             None => {}
             Some(Entry {
                 value: Value::Str(b),

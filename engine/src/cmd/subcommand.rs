@@ -2,7 +2,7 @@
 //! unknown-subcommand errors in Redis's wording, and HELP replies.
 
 use crate::error::CmdError;
-use crate::reply::Reply;
+use crate::net::reply::Reply;
 use crate::util::eq_ic;
 use bytes::Bytes;
 // Helpers shared with the CLIENT family: containers with subcommands.

@@ -7,7 +7,7 @@
 use crate::client::Client;
 use crate::command::{self, CommandSpec, Ctx, FAST, LOADING, NOSCRIPT, NO_QUEUE, STALE};
 use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
+use crate::net::reply::Reply;
 use crate::store::Store;
 use bytes::Bytes;
 
@@ -24,13 +24,13 @@ pub fn commands() -> Vec<CommandSpec> {
 }
 
 /// Forgets every key the client watches (and its dirty mark).
-pub fn unwatch_all(store: &mut Store, client: &mut Client) {
+pub(crate) fn unwatch_all(store: &mut Store, client: &mut Client) {
     let watched = std::mem::take(&mut client.watched);
-    store.unwatch(client.id, &watched);
+    store.watches.unwatch(client.id, &watched);
 }
 
 /// Redis's `discardTransaction`: drops the queue, the error flag and the WATCHes.
-pub fn discard_transaction(store: &mut Store, client: &mut Client) {
+pub(crate) fn discard_transaction(store: &mut Store, client: &mut Client) {
     client.multi = None;
     client.multi_error = false;
     unwatch_all(store, client);
@@ -59,7 +59,7 @@ fn discard(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
 fn watched_key_expired(ctx: &Ctx) -> bool {
     let now = ctx.store.now;
     ctx.client.watched.iter().any(|(db, key, _)| {
-        !ctx.store.watched_expired(ctx.client.id, *db, key)
+        !ctx.store.watches.watched_expired(ctx.client.id, *db, key)
             && ctx
                 .store
                 .dbs
@@ -73,7 +73,7 @@ fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
         return Err(CmdError::err("EXEC without MULTI"));
     };
     let doomed = ctx.client.multi_error;
-    let dirty = ctx.store.is_dirty(ctx.client.id) || watched_key_expired(ctx);
+    let dirty = ctx.store.watches.is_dirty(ctx.client.id) || watched_key_expired(ctx);
     // Unwatch before running: the transaction's own writes must not matter.
     discard_transaction(ctx.store, ctx.client);
     if doomed {
@@ -105,7 +105,7 @@ fn watch(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     }
     let id = ctx.client.id;
     // No point in watching more once the transaction is already doomed.
-    if ctx.store.is_dirty(id) {
+    if ctx.store.watches.is_dirty(id) {
         return Ok(Reply::OK);
     }
     let db = ctx.client.db;
@@ -124,7 +124,7 @@ fn watch(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         // not a change (Redis 7.0's `expired` flag).
         let expired = d.contains_raw(key) && !d.is_live(key, now);
         let key = super::own(key);
-        ctx.store.watch(id, db, key.clone(), expired);
+        ctx.store.watches.watch(id, db, key.clone(), expired);
         ctx.client.watched.push((db, key, expired));
     }
     Ok(Reply::OK)

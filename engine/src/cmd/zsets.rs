@@ -3,8 +3,8 @@
 use crate::client::BlockRequest;
 use crate::command::{CommandSpec, Ctx, BLOCKING, DENYOOM, FAST, READONLY, WRITE};
 use crate::error::{CmdError, CmdResult};
-use crate::notify;
-use crate::reply::Reply;
+use crate::keyspace::notify;
+use crate::net::reply::Reply;
 use crate::types::zset::ScoredMember;
 use crate::types::{Value, ZSet};
 use crate::util::{eq_ic, glob_match};
@@ -77,7 +77,13 @@ pub fn commands() -> Vec<CommandSpec> {
 // Shared helpers
 
 /// Read access to a sorted set (WRONGTYPE for other types).
-fn read<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Result<Option<&'a mut ZSet>, CmdError> {
+fn read<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Result<Option<&'a ZSet>, CmdError> {
+    let now = ctx.now();
+    Ok(ctx.db().zset(key, now)?.map(|z| &**z))
+}
+
+/// Write access to a sorted set (WRONGTYPE for other types).
+fn write<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Result<Option<&'a mut ZSet>, CmdError> {
     let now = ctx.now();
     Ok(ctx.db().zset_mut(key, now)?.map(|z| &mut **z))
 }
@@ -730,7 +736,7 @@ fn zrange_generic(
 
 fn zrem(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let key = &args[1];
-    let Some(z) = read(ctx, key)? else {
+    let Some(z) = write(ctx, key)? else {
         return Ok(Reply::Int(0));
     };
     let mut n = 0;
@@ -754,7 +760,7 @@ fn remove_ranks(
     event: &str,
     pick: impl Fn(&ZSet) -> (usize, usize),
 ) -> CmdResult {
-    let Some(z) = read(ctx, key)? else {
+    let Some(z) = write(ctx, key)? else {
         return Ok(Reply::Int(0));
     };
     let (s, e) = pick(z);
@@ -793,11 +799,22 @@ fn zremrangebylex(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 // ---------------------------------------------------------------------------
 // Popping
 
-/// How a pop replies (`genericZpopCommand`'s `emitkey` and `use_nested_array`).
+/// How a pop replies (`genericZpopCommand`'s `emitkey` and `use_nested_array`), and
+/// how it replays.
 #[derive(Clone, Copy)]
 struct PopShape {
     emit_key: bool,
     nested: bool,
+    /// Propagated as `ZPOPMIN|ZPOPMAX key` (BZPOP*) or, with `count`, `... key n`
+    /// (ZMPOP, BZMPOP): a replica must never block and must pop from the same key.
+    replay: Replay,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    AsCalled,
+    Pop,
+    PopCount,
 }
 
 /// Pops up to `count` members from the first existing key. `None` when every key is
@@ -810,7 +827,7 @@ fn pop_first(
     shape: PopShape,
 ) -> Result<Option<Reply>, CmdError> {
     for key in keys {
-        let Some(z) = read(ctx, key)? else {
+        let Some(z) = write(ctx, key)? else {
             continue;
         };
         let n = count.min(z.len());
@@ -824,6 +841,14 @@ fn pop_first(
             z.remove(m);
         }
         after_removal(ctx, key, if max { "zpopmax" } else { "zpopmin" });
+        if shape.replay != Replay::AsCalled && ctx.propagating() {
+            let pop: &[u8] = if max { b"ZPOPMAX" } else { b"ZPOPMIN" };
+            let mut v = super::argv(&[pop, key]);
+            if shape.replay == Replay::PopCount {
+                v.push(Bytes::from(items.len().to_string()));
+            }
+            ctx.propagate_as(v);
+        }
         let mut out = Vec::new();
         for (m, s) in &items {
             push_pair(&mut out, m, *s, shape.nested);
@@ -867,6 +892,7 @@ fn zpop(ctx: &mut Ctx, args: &[Bytes], max: bool) -> CmdResult {
     let shape = PopShape {
         emit_key: false,
         nested: ctx.client.resp >= 3 && count.is_some(),
+        replay: Replay::AsCalled,
     };
     Ok(pop_first(ctx, &args[1..2], max, count.unwrap_or(1), shape)?
         .unwrap_or(Reply::Array(Vec::new())))
@@ -898,6 +924,7 @@ fn bzpop(ctx: &mut Ctx, args: &[Bytes], max: bool) -> CmdResult {
     let shape = PopShape {
         emit_key: true,
         nested: false,
+        replay: Replay::Pop,
     };
     match pop_first(ctx, keys, max, 1, shape)? {
         Some(r) => Ok(r),
@@ -950,6 +977,7 @@ fn zmpop_generic(
     let shape = PopShape {
         emit_key: true,
         nested: true,
+        replay: Replay::PopCount,
     };
     match pop_first(ctx, keys, max, count.unwrap_or(1), shape)? {
         Some(r) => Ok(r),
@@ -1036,7 +1064,7 @@ fn setop(
     let now = ctx.now();
     let mut inputs = Vec::with_capacity(numkeys);
     for key in &args[1..=numkeys] {
-        let map: HashMap<Bytes, f64> = match ctx.db().lookup_mut(key, now).map(|e| &e.value) {
+        let map: HashMap<Bytes, f64> = match ctx.db().lookup(key, now).map(|e| &e.value) {
             None => HashMap::new(),
             Some(Value::ZSet(z)) => z.iter().map(|sm| (sm.member.clone(), sm.score)).collect(),
             Some(Value::Set(s)) => s.members().into_iter().map(|m| (m, 1.0)).collect(),

@@ -104,6 +104,7 @@ impl Hash {
             Hash::Table(m) => m.swap_remove(field).is_some(),
         }
     }
+    #[allow(dead_code)] // API for code that builds or reads values whole (the RDB codec)
     /// All (field, value) pairs in the encoding's order.
     pub fn pairs(&self) -> Vec<(Bytes, Bytes)> {
         self.iter().map(|(f, v)| (f.clone(), v.clone())).collect()

@@ -19,6 +19,7 @@ pub struct List {
 }
 
 impl List {
+    #[allow(dead_code)] // API for code that builds or reads values whole (the RDB codec)
     /// An empty list.
     pub fn new() -> Self {
         Self::default()
@@ -35,6 +36,7 @@ impl List {
     pub fn items(&self) -> &VecDeque<Bytes> {
         &self.items
     }
+    #[allow(dead_code)] // API for code that builds or reads values whole (the RDB codec)
     /// Mutable access to the underlying deque.
     pub fn items_mut(&mut self) -> &mut VecDeque<Bytes> {
         &mut self.items

@@ -226,6 +226,7 @@ impl ZSet {
             "listpack"
         }
     }
+    #[allow(dead_code)] // API for code that builds or reads values whole (the RDB codec)
     /// Marks the set as converted (used when a store command builds a large result).
     pub fn set_skiplist(&mut self, on: bool) {
         self.skiplist = on;

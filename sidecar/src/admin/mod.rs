@@ -165,15 +165,7 @@ fn pipeline_json(p: &crate::pipeline::PipelineState) -> serde_json::Value {
 }
 
 async fn status(State(s): State<AdminState>) -> Json<serde_json::Value> {
-    let (keys, clients, commands, expired) = {
-        let st = s.engine.shared().lock();
-        (
-            st.total_keys(),
-            st.clients.len(),
-            st.stats.commands,
-            st.stats.expired_keys,
-        )
-    };
+    let engine = s.engine.stats();
     Json(serde_json::json!({
         "uptime_seconds": s.started.elapsed().as_secs(),
         "binlog": s.pipeline.as_deref().map(pipeline_json),
@@ -181,10 +173,10 @@ async fn status(State(s): State<AdminState>) -> Json<serde_json::Value> {
         "audit": s.audit.as_deref().map(crate::audit::online::AuditState::json),
         "engine": {
             "listen": s.engine_addr,
-            "keys": keys,
-            "connected_clients": clients,
-            "commands_processed": commands,
-            "expired_keys": expired,
+            "keys": engine.keys,
+            "connected_clients": engine.connected_clients,
+            "commands_processed": engine.commands_processed,
+            "expired_keys": engine.expired_keys,
         }
     }))
 }

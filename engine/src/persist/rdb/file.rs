@@ -6,7 +6,7 @@ use super::decode::Reader;
 use super::encode::Encoder;
 use super::object::{self, Invalid, Limits};
 use super::{opcode, show_key, RdbError, RDB_VERSION, REDIS_VERSION};
-use crate::db::{lru_clock, Db, Entry};
+use crate::keyspace::db::{lru_clock, Db, Entry};
 use bytes::Bytes;
 use std::io::{self, Read, Write};
 
@@ -222,8 +222,8 @@ pub struct Skipped {
 /// A loaded file.
 #[derive(Debug, Default)]
 pub struct Loaded {
-    /// One database per index, `databases` of them.
-    pub dbs: Vec<Db>,
+    /// One database per index, `databases` of them (taken by the engine on load).
+    pub(crate) dbs: Vec<Db>,
     /// The aux fields in file order (`redis-ver`, `ctime`, ...).
     pub aux: Vec<(Bytes, Bytes)>,
     /// The file's RDB version.

@@ -5,7 +5,7 @@
 use super::decode::Object;
 use super::encode::Encoder;
 use super::{intset, kind, listpack};
-use crate::db::Entry;
+use crate::keyspace::db::Entry;
 use crate::types::hash::HashLimits;
 use crate::types::zset::ZSetLimits;
 use crate::types::{CompactBytes, Hash, List, Set, Value, ZSet};

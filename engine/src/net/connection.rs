@@ -4,11 +4,11 @@
 use crate::blocking::Blocked;
 use crate::client::Client;
 use crate::command;
-use crate::frame::{self, ProtocolError};
-use crate::reply::Reply;
-use crate::server::Shared;
-use crate::store::ClientInfo;
-use bytes::{Bytes, BytesMut};
+use crate::engine::Shared;
+use crate::net::frame::{self, ProtocolError};
+use crate::net::reply::Reply;
+use crate::store::Store;
+use bytes::BytesMut;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,39 +41,13 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
     let _ = stream.set_nodelay(true);
     let (push_tx, push_rx) = mpsc::unbounded_channel();
     let kill = Arc::new(Notify::new());
-    let client = {
-        let mut store = shared.lock();
-        let id = store.next_client_id;
-        store.next_client_id += 1;
-        store.stats.connections += 1;
-        let authed = store.config.requirepass.is_none();
-        store.pubsub.register(id, push_tx);
-        store.clients.insert(
-            id,
-            ClientInfo {
-                id,
-                addr: addr.clone(),
-                laddr: laddr.clone(),
-                name: None,
-                db: 0,
-                created: Instant::now(),
-                last_active: Instant::now(),
-                last_cmd: "NULL".into(),
-                sub: 0,
-                psub: 0,
-                multi: -1,
-                resp: 2,
-                flags: "N".into(),
-                kill: kill.clone(),
-            },
-        );
-        Client::new(id, addr, laddr, authed)
-    };
+    let id = shared.lock().connect(addr, laddr, push_tx, kill.clone());
     let mut conn = Conn {
+        id,
+        resp3: false,
         last_name: LastName::default(),
         shared: shared.clone(),
         stream,
-        client,
         inbuf: BytesMut::with_capacity(16 * 1024),
         parser: frame::Parser::default(),
         out: BytesMut::with_capacity(16 * 1024),
@@ -82,15 +56,8 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
         shutdown,
     };
     let exit = conn.run().await;
-    tracing::debug!(client = conn.client.id, ?exit, "connection closed");
-    let mut store = shared.lock();
-    let c = &mut conn.client;
-    store.blocking.unblock(c.id);
-    let watched = std::mem::take(&mut c.watched);
-    store.unwatch(c.id, &watched);
-    store.pubsub.unregister(c.id, &c.channels, &c.patterns);
-    store.clients.remove(&c.id);
-    drop(store);
+    tracing::debug!(client = id, ?exit, "connection closed");
+    shared.lock().disconnect(id);
     shared.client_gone();
 }
 
@@ -124,10 +91,14 @@ impl LastName {
 }
 
 struct Conn {
+    /// This connection's client id; its record lives in the store's registry.
+    id: u64,
+    /// Whether the client speaks RESP3, mirrored from its record after each batch:
+    /// pushes arriving between batches are encoded without the lock.
+    resp3: bool,
     last_name: LastName,
     shared: Arc<Shared>,
     stream: TcpStream,
-    client: Client,
     inbuf: BytesMut,
     parser: frame::Parser,
     out: BytesMut,
@@ -154,8 +125,8 @@ impl Conn {
                 _ = self.kill.notified() => return Exit::Killed,
                 _ = self.shutdown.changed() => return Exit::Shutdown,
                 Some(msg) = self.push_rx.recv() => {
-                    msg.encode(&mut self.out, self.client.resp == 3);
-                    self.drain_pushes();
+                    msg.encode(&mut self.out, self.resp3);
+                    self.drain_pushes(self.resp3);
                     if let Err(e) = self.flush().await {
                         return Exit::Io(e);
                     }
@@ -188,7 +159,7 @@ impl Conn {
                         return Some(Exit::Io(e));
                     }
                     match self.wait_blocked(rx, timeout, timeout_reply).await {
-                        Ok(reply) => reply.encode(&mut self.out, self.client.resp == 3),
+                        Ok(reply) => reply.encode(&mut self.out, self.resp3),
                         Err(exit) => return Some(exit),
                     }
                 }
@@ -205,20 +176,36 @@ impl Conn {
     }
 
     /// Parses and runs requests under one lock acquisition until the buffer runs dry,
-    /// a command blocks, or the connection must close.
+    /// a command blocks, or the connection must close. The client's record is checked
+    /// out of the registry meanwhile and back in before the lock is released.
     fn run_batch(&mut self) -> Next {
         let shared = self.shared.clone();
         let mut store = shared.lock();
-        let max_bulk = store.config.proto_max_bulk_len.min(i64::MAX as u64) as i64;
+        let Some(mut client) = store.clients.checkout(self.id) else {
+            // Killed between two batches.
+            return Next::Close(Exit::Killed);
+        };
         // One clock read per batch for CLIENT LIST's idle time.
-        let batch_started = Instant::now();
+        client.last_active = Instant::now();
+        let next = self.run_requests(&mut store, &mut client);
+        self.resp3 = client.resp == 3;
+        store.clients.checkin(client);
+        if matches!(next, Next::Close(Exit::Shutdown)) {
+            drop(store);
+            self.shared.trigger_shutdown();
+        }
+        next
+    }
+
+    fn run_requests(&mut self, store: &mut Store, client: &mut Client) -> Next {
+        let max_bulk = store.config.proto_max_bulk_len.min(i64::MAX as u64) as i64;
         loop {
-            let authed = self.client.authenticated;
+            let authed = client.authenticated;
             let args = match self.parser.parse(&mut self.inbuf, max_bulk, authed) {
                 Ok(Some(args)) => args,
                 Ok(None) => return Next::Continue,
                 Err(e) => {
-                    Reply::Error(format!("ERR {e}")).encode(&mut self.out, self.client.resp == 3);
+                    Reply::Error(format!("ERR {e}")).encode(&mut self.out, client.resp == 3);
                     return Next::Close(Exit::Protocol(e));
                 }
             };
@@ -232,69 +219,38 @@ impl Conn {
             // key gets data); cloning them for every command costs on the hot path.
             let blocking = spec.is_some_and(|s| s.flags & command::BLOCKING != 0);
             let block_args = if blocking { args.clone() } else { Vec::new() };
-            // A repeated name leaves the label as it is, unless the label carries a
-            // subcommand (`client|list`) that may differ this time.
+            // CLIENT LIST's `cmd=`: set before the command runs, so CLIENT LIST of
+            // itself shows `client|list`, as in Redis. A repeated name leaves the label
+            // as it is, unless the label carries a subcommand (`client|list`) that may
+            // differ this time.
             let label_sub = spec.is_some_and(|s| s.flags & command::LABEL_SUB != 0);
             if !repeated || label_sub {
-                self.update_label(&mut store, &args, spec);
+                crate::cmd::client::update_cmd_label(&mut client.last_cmd, &args, spec);
             }
-            let reply = command::execute_spec(&mut store, &mut self.client, spec, args);
-            self.update_info(&mut store, batch_started);
+            let reply = command::execute_spec(store, client, spec, args);
             // Pushes generated by this very command (a client subscribed to its own
             // keyspace events) go out before the command's reply, as in Redis.
-            self.drain_pushes();
-            if let Some(req) = self.client.block.take() {
+            self.drain_pushes(client.resp == 3);
+            if let Some(req) = client.block.take() {
                 let (tx, rx) = oneshot::channel();
                 store.blocking.block(
-                    self.client.id,
+                    client.id,
                     Blocked {
                         args: block_args,
-                        db: self.client.db,
-                        resp: self.client.resp,
+                        db: client.db,
                         keys: req.keys,
                         tx,
                     },
                 );
                 return Next::Block(rx, req.timeout, req.timeout_reply);
             }
-            reply.encode(&mut self.out, self.client.resp == 3);
-            if self.client.close_after_reply {
+            reply.encode(&mut self.out, client.resp == 3);
+            if client.close_after_reply {
                 return Next::Close(Exit::Quit);
             }
             if store.shutdown_requested {
-                drop(store);
-                self.shared.trigger_shutdown();
                 return Next::Close(Exit::Shutdown);
             }
-        }
-    }
-
-    /// CLIENT LIST's `cmd=`: the command being run (set before it runs, so CLIENT
-    /// LIST of itself shows `client|list`, as in Redis).
-    fn update_label(
-        &self,
-        store: &mut crate::store::Store,
-        args: &[Bytes],
-        spec: Option<&command::CommandSpec>,
-    ) {
-        if let Some(info) = store.clients.get_mut(&self.client.id) {
-            crate::cmd::client::update_cmd_label(&mut info.last_cmd, args, spec);
-        }
-    }
-
-    /// The rest of CLIENT LIST's view of this connection, after a command ran.
-    fn update_info(&self, store: &mut crate::store::Store, at: Instant) {
-        let c = &self.client;
-        if let Some(info) = store.clients.get_mut(&c.id) {
-            info.db = c.db;
-            if info.name != c.name {
-                info.name.clone_from(&c.name);
-            }
-            info.last_active = at;
-            info.sub = c.channels.len();
-            info.psub = c.patterns.len();
-            info.multi = c.multi.as_ref().map_or(-1, |q| q.len() as i64);
-            info.resp = c.resp;
         }
     }
 
@@ -315,7 +271,7 @@ impl Conn {
             tokio::select! {
                 r = &mut rx => return Ok(r.unwrap_or(timeout_reply)),
                 _ = &mut sleep => {
-                    let unblocked = self.shared.lock().blocking.unblock(self.client.id).is_some();
+                    let unblocked = self.shared.lock().blocking.unblock(self.id).is_some();
                     if unblocked {
                         return Ok(timeout_reply);
                     }
@@ -325,7 +281,7 @@ impl Conn {
                 _ = self.kill.notified() => return Err(Exit::Killed),
                 _ = self.shutdown.changed() => return Err(Exit::Shutdown),
                 Some(msg) = self.push_rx.recv() => {
-                    msg.encode(&mut self.out, self.client.resp == 3);
+                    msg.encode(&mut self.out, self.resp3);
                     if let Err(e) = self.flush().await {
                         return Err(Exit::Io(e));
                     }
@@ -342,13 +298,13 @@ impl Conn {
         }
     }
 
-    fn drain_pushes(&mut self) {
+    fn drain_pushes(&mut self, resp3: bool) {
         // Checked first: cheaper than a failing `try_recv` after every command.
         if self.push_rx.is_empty() {
             return;
         }
         while let Ok(msg) = self.push_rx.try_recv() {
-            msg.encode(&mut self.out, self.client.resp == 3);
+            msg.encode(&mut self.out, resp3);
         }
     }
 

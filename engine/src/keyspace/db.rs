@@ -4,6 +4,8 @@ use crate::error::CmdError;
 use crate::types::{CompactBytes, Hash, List, Set, Value, ZSet};
 use bytes::Bytes;
 use indexmap::IndexMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// The LRU clock's bits in `Entry::meta`.
 const LRU_MASK: u32 = 0xFF_FFFF;
@@ -92,10 +94,49 @@ fn write_clock(now_ms: u64) -> u32 {
     (now_ms.saturating_sub(WRITE_EPOCH_MS) / 100).min(u32::MAX as u64) as u32
 }
 
+/// Sees each entry before the keyspace changes or removes it, while a point-in-time
+/// snapshot runs, so that the snapshot can save the old entry first: what fork's
+/// copy-on-write gives Redis. Installed per database ([`Db::set_before_write`]);
+/// every mutating method of [`Db`] calls it behind one `Option` check, so nothing is
+/// paid while no snapshot runs.
+pub(crate) trait BeforeWrite: Send + std::fmt::Debug {
+    /// `key` is about to be written or removed; `old` is its entry and expiry (Unix
+    /// ms, 0 for none), or `None` when the key is being created. Called on every write
+    /// while installed (the consumer knows what it already saved). A typed `_mut`
+    /// accessor counts as a write even when the command turns out only to read.
+    fn before_write(&mut self, key: &[u8], old: Option<(&Entry, u64)>);
+    /// Every entry of `db` is about to go or be replaced (FLUSHDB, FLUSHALL, SWAPDB).
+    fn before_clear(&mut self, db: &Db);
+}
+
+/// Raised by any database of a store that expired a key, so that the write path,
+/// which runs after every command, scans the databases for expired keys only when
+/// there are some (scanning 16 databases cost ~100 instructions per command).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ExpiredFlag(Arc<AtomicBool>);
+
+impl ExpiredFlag {
+    #[inline]
+    fn raise(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    /// Whether it was raised since the last call; lowers it.
+    #[inline]
+    pub(crate) fn take(&self) -> bool {
+        self.0.load(Ordering::Relaxed) && self.0.swap(false, Ordering::Relaxed)
+    }
+}
+
 /// A keyspace.
 ///
 /// Keys live in an insertion-ordered map so that SCAN can walk it by index and
 /// RANDOMKEY and the active expiry cycle can sample it in O(1).
+///
+/// Reads (`lookup`, `peek`, the typed `list`/`hash`/`set`/`zset`, `get_str`) expire a
+/// key lazily but change nothing else; every other `&mut self` method is a write and
+/// passes the [`BeforeWrite`] hook first. What a write means for the rest of the
+/// engine (WATCH, notifications, replication, ...) is the write path's business
+/// (`crate::keyspace`), not this type's.
 #[derive(Debug, Default)]
 pub struct Db {
     map: IndexMap<CompactBytes, Entry>,
@@ -103,19 +144,39 @@ pub struct Db {
     /// dict; sampled by the active expiry cycle. A key is here iff its entry has
     /// `has_ttl()`, so keys without TTL are looked up once.
     volatile: IndexMap<CompactBytes, u64>,
-    /// Keys removed because they expired, waiting for their `expired` notification.
-    pub expired: Vec<Bytes>,
+    /// Keys removed because they expired, waiting for the write path to announce them.
+    pub(crate) expired: Vec<Bytes>,
+    /// Raised when `expired` gets a key (shared by the store's databases).
+    expired_flag: ExpiredFlag,
+    /// The index of the entry last opened for writing: the write path stamps its write
+    /// time (OBJECT WRITTEN) without probing the map again.
+    last_write: usize,
+    /// Set while a snapshot runs.
+    before_write: Option<Box<dyn BeforeWrite>>,
 }
 
 macro_rules! typed_access {
-    ($get:ident, $get_or_create:ident, $variant:ident, $ty:ty) => {
-        /// Typed read-write access; `WRONGTYPE` when the key holds another type.
+    ($read:ident, $get:ident, $get_or_create:ident, $variant:ident, $ty:ty) => {
+        /// Typed read access; `WRONGTYPE` when the key holds another type.
+        pub fn $read(&mut self, key: &[u8], now: u64) -> Result<Option<&$ty>, CmdError> {
+            match self.lookup(key, now) {
+                None => Ok(None),
+                Some(e) => match &e.value {
+                    Value::$variant(v) => {
+                        // Deref coercion from the Box where `$ty` is the bare type.
+                        let v: &$ty = v;
+                        Ok(Some(v))
+                    }
+                    _ => Err(CmdError::WrongType),
+                },
+            }
+        }
+        /// Typed write access; `WRONGTYPE` when the key holds another type.
         pub fn $get(&mut self, key: &[u8], now: u64) -> Result<Option<&mut $ty>, CmdError> {
             match self.lookup_mut(key, now) {
                 None => Ok(None),
                 Some(e) => match &mut e.value {
                     Value::$variant(v) => {
-                        // Deref coercion from the Box where `$ty` is the bare type.
                         let v: &mut $ty = v;
                         Ok(Some(v))
                     }
@@ -123,19 +184,22 @@ macro_rules! typed_access {
                 },
             }
         }
-        /// Typed access that creates an empty value when the key is missing.
+        /// Typed write access that creates an empty value when the key is missing.
         pub fn $get_or_create(&mut self, key: &[u8], now: u64) -> Result<&mut $ty, CmdError> {
             // Found or created by index: one hash probe, not a second `get_mut`.
             let idx = match self.live_index(key, now) {
                 Some(idx) => {
+                    self.guard_index(idx);
                     self.map[idx].touch(now);
                     idx
                 }
                 None => {
+                    self.guard_new(key);
                     let e = Entry::new(Value::$variant(Box::default()), now);
                     self.map.insert_full(CompactBytes::from(key), e).0
                 }
             };
+            self.last_write = idx;
             match self.map.get_index_mut(idx).map(|(_, e)| &mut e.value) {
                 Some(Value::$variant(v)) => {
                     let v: &mut $ty = v;
@@ -161,6 +225,77 @@ impl Db {
         self.volatile.len()
     }
 
+    /// An empty database that raises `flag` when it expires a key.
+    pub(crate) fn with_flag(flag: ExpiredFlag) -> Db {
+        Db {
+            expired_flag: flag,
+            ..Db::default()
+        }
+    }
+
+    /// Installs (or, with `None`, removes) the hook a running snapshot uses.
+    #[cfg_attr(not(test), allow(dead_code))] // the seam the snapshot (persist/) will use
+    pub(crate) fn set_before_write(&mut self, hook: Option<Box<dyn BeforeWrite>>) {
+        self.before_write = hook;
+    }
+
+    /// Calls the snapshot hook, if any, for the entry at `idx`. The check is inline;
+    /// the call is out of line (no snapshot runs on the hot path).
+    #[inline(always)]
+    fn guard_index(&mut self, idx: usize) {
+        if self.before_write.is_some() {
+            self.save_index(idx);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn save_index(&mut self, idx: usize) {
+        if let Some(h) = self.before_write.as_mut() {
+            if let Some((k, e)) = self.map.get_index(idx) {
+                let at = if e.has_ttl() {
+                    self.volatile.get(k.as_slice()).copied().unwrap_or(0)
+                } else {
+                    0
+                };
+                h.before_write(k, Some((e, at)));
+            }
+        }
+    }
+
+    /// Calls the snapshot hook, if any, for a key about to be created.
+    #[inline(always)]
+    fn guard_new(&mut self, key: &[u8]) {
+        if self.before_write.is_some() {
+            self.save_new(key);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn save_new(&mut self, key: &[u8]) {
+        if let Some(h) = self.before_write.as_mut() {
+            h.before_write(key, None);
+        }
+    }
+
+    /// Calls the snapshot hook, if any, for `key` (stored or not).
+    #[inline(always)]
+    fn guard_key(&mut self, key: &[u8]) {
+        if self.before_write.is_some() {
+            self.save_key(key);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn save_key(&mut self, key: &[u8]) {
+        match self.map.get_index_of(key) {
+            Some(idx) => self.save_index(idx),
+            None => self.save_new(key),
+        }
+    }
+
     /// Whether a stored entry has expired; one more probe only for keys with a TTL.
     #[inline]
     fn is_expired(&self, key: &[u8], e: &Entry, now: u64) -> bool {
@@ -175,9 +310,19 @@ impl Db {
         }
     }
 
-    /// Looks a key up, deleting it first if it has expired.
+    /// Reads a key, deleting it first if it has expired; records the access.
+    pub fn lookup(&mut self, key: &[u8], now: u64) -> Option<&Entry> {
+        let idx = self.live_index(key, now)?;
+        let e = &mut self.map[idx];
+        e.touch(now);
+        Some(e)
+    }
+
+    /// Opens a key for writing, deleting it first if it has expired.
     pub fn lookup_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
         let idx = self.live_index(key, now)?;
+        self.guard_index(idx);
+        self.last_write = idx;
         let e = &mut self.map[idx];
         e.touch(now);
         Some(e)
@@ -212,21 +357,25 @@ impl Db {
     }
 
     fn expire_at_index(&mut self, idx: usize) {
+        self.guard_index(idx);
         if let Some((k, e)) = self.map.swap_remove_index(idx) {
             if e.has_ttl() {
                 self.volatile.swap_remove(&k);
             }
             self.expired.push(k.to_bytes());
+            self.expired_flag.raise();
         }
     }
 
     /// Stores a value, dropping any TTL (SET semantics).
     pub fn insert(&mut self, key: impl AsRef<[u8]>, value: Value, now: u64) {
         let key = key.as_ref();
+        self.guard_key(key);
         // One hash probe for both cases (building the key is free for keys up to 22
         // bytes, which stay inline).
         match self.map.entry(CompactBytes::from(key)) {
             indexmap::map::Entry::Occupied(mut o) => {
+                self.last_write = o.index();
                 let had_ttl = o.get().has_ttl();
                 *o.get_mut() = Entry::new(value, now);
                 if had_ttl {
@@ -234,6 +383,7 @@ impl Db {
                 }
             }
             indexmap::map::Entry::Vacant(v) => {
+                self.last_write = v.index();
                 v.insert(Entry::new(value, now));
             }
         }
@@ -244,6 +394,8 @@ impl Db {
         let key = key.as_ref();
         match self.live_index(key, now) {
             Some(idx) => {
+                self.guard_index(idx);
+                self.last_write = idx;
                 let e = &mut self.map[idx];
                 e.value = value;
                 e.set_raw(false);
@@ -257,6 +409,7 @@ impl Db {
     /// Inserts a whole entry with its expiry (Unix ms, 0 for none): RENAME, MOVE, COPY,
     /// RESTORE. Replaces whatever the key held.
     pub fn insert_entry(&mut self, key: impl AsRef<[u8]>, mut entry: Entry, expire_at: u64) {
+        self.guard_key(key.as_ref());
         let key = CompactBytes::from(key.as_ref());
         entry.set_has_ttl(expire_at != 0);
         if expire_at != 0 {
@@ -264,7 +417,7 @@ impl Db {
         } else {
             self.volatile.swap_remove(&key);
         }
-        self.map.insert(key, entry);
+        self.last_write = self.map.insert_full(key, entry).0;
     }
 
     /// Removes a key; returns its entry if it existed and had not expired.
@@ -275,6 +428,10 @@ impl Db {
     /// Removes a key; returns its entry and expiry (Unix ms, 0 for none) if it existed
     /// and had not expired (RENAME and MOVE carry the TTL over).
     pub fn remove_with_expire(&mut self, key: &[u8], now: u64) -> Option<(Entry, u64)> {
+        if self.before_write.is_some() {
+            let idx = self.map.get_index_of(key)?;
+            self.guard_index(idx);
+        }
         let (k, e) = self.map.swap_remove_entry(key)?;
         let at = if e.has_ttl() {
             self.volatile.swap_remove(key).unwrap_or(0)
@@ -283,6 +440,7 @@ impl Db {
         };
         if at != 0 && at <= now {
             self.expired.push(k.to_bytes());
+            self.expired_flag.raise();
             None
         } else {
             Some((e, at))
@@ -291,18 +449,20 @@ impl Db {
 
     /// Removes a key if its collection became empty; returns true when it did.
     pub fn remove_if_empty(&mut self, key: &[u8]) -> bool {
-        let empty = self
+        let Some(idx) = self
             .map
-            .get(key)
-            .is_some_and(|e| e.value.is_empty_collection());
-        if empty {
-            if let Some((_, e)) = self.map.swap_remove_entry(key) {
-                if e.has_ttl() {
-                    self.volatile.swap_remove(key);
-                }
+            .get_index_of(key)
+            .filter(|&i| self.map[i].value.is_empty_collection())
+        else {
+            return false;
+        };
+        self.guard_index(idx);
+        if let Some((k, e)) = self.map.swap_remove_index(idx) {
+            if e.has_ttl() {
+                self.volatile.swap_remove(&k);
             }
         }
-        empty
+        true
     }
 
     /// Sets an absolute expiry in ms; returns false if the key does not exist.
@@ -310,6 +470,7 @@ impl Db {
         let Some(idx) = self.live_index(key, now) else {
             return false;
         };
+        self.guard_index(idx);
         let Some((k, e)) = self.map.get_index_mut(idx) else {
             return false;
         };
@@ -322,14 +483,19 @@ impl Db {
 
     /// Removes a TTL; returns true if there was one.
     pub fn persist(&mut self, key: &[u8], now: u64) -> bool {
-        match self.lookup_mut(key, now) {
-            Some(e) if e.has_ttl() => {
-                e.set_has_ttl(false);
-                self.volatile.swap_remove(key);
-                true
-            }
-            _ => false,
+        let Some(idx) = self.live_index(key, now) else {
+            return false;
+        };
+        if !self.map[idx].has_ttl() {
+            self.map[idx].touch(now);
+            return false;
         }
+        self.guard_index(idx);
+        let e = &mut self.map[idx];
+        e.touch(now);
+        e.set_has_ttl(false);
+        self.volatile.swap_remove(key);
+        true
     }
 
     /// The key's absolute expiry in ms: `None` if missing, `Some(0)` if no TTL.
@@ -350,8 +516,40 @@ impl Db {
 
     /// Drops every key.
     pub fn clear(&mut self) {
+        if let Some(mut h) = self.before_write.take() {
+            h.before_clear(self);
+            self.before_write = Some(h);
+        }
         self.map = IndexMap::new();
         self.volatile = IndexMap::new();
+    }
+
+    /// Trades keys with `other` (SWAPDB). A snapshot hook stays with its database
+    /// number: both hooks first see every entry go. Keys waiting for their expiry to
+    /// be announced stay too (they expired in this database).
+    pub(crate) fn swap_contents(&mut self, other: &mut Db) {
+        for db in [&mut *self, &mut *other] {
+            if let Some(mut h) = db.before_write.take() {
+                h.before_clear(db);
+                db.before_write = Some(h);
+            }
+        }
+        std::mem::swap(&mut self.map, &mut other.map);
+        std::mem::swap(&mut self.volatile, &mut other.volatile);
+    }
+
+    /// Records that the value of `key` was written at `now` (OBJECT WRITTEN). The
+    /// write path calls it for every change of a value; the entry is usually the one
+    /// last opened for writing, found without a probe.
+    pub(crate) fn stamp_written(&mut self, key: &[u8], now: u64) {
+        let idx = match self.map.get_index(self.last_write) {
+            Some((k, _)) if k.as_slice() == key => self.last_write,
+            _ => match self.map.get_index_of(key) {
+                Some(idx) => idx,
+                None => return,
+            },
+        };
+        self.map[idx].set_written(now);
     }
 
     /// A random live key.
@@ -440,14 +638,14 @@ impl Db {
         (sampled, expired)
     }
 
-    typed_access!(list_mut, list_or_create, List, List);
-    typed_access!(hash_mut, hash_or_create, Hash, Hash);
-    typed_access!(set_mut, set_or_create, Set, Set);
-    typed_access!(zset_mut, zset_or_create, ZSet, Box<ZSet>);
+    typed_access!(list, list_mut, list_or_create, List, List);
+    typed_access!(hash, hash_mut, hash_or_create, Hash, Hash);
+    typed_access!(set, set_mut, set_or_create, Set, Set);
+    typed_access!(zset, zset_mut, zset_or_create, ZSet, Box<ZSet>);
 
     /// A string value; `WRONGTYPE` for other types.
     pub fn get_str(&mut self, key: &[u8], now: u64) -> Result<Option<&CompactBytes>, CmdError> {
-        match self.lookup_mut(key, now) {
+        match self.lookup(key, now) {
             None => Ok(None),
             Some(e) => match &e.value {
                 Value::Str(b) => Ok(Some(b)),

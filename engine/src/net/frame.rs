@@ -41,10 +41,11 @@ pub const UNAUTH_MAX_MULTIBULK: i64 = 10;
 /// server buffer much.
 pub const UNAUTH_MAX_BULK: i64 = 16384;
 
-/// Parses one request from the front of `buf`, without resuming state (tests, tools).
+/// Parses one request from the front of `buf`, without resuming state (tests).
 ///
 /// Returns `Ok(None)` when more bytes are needed, `Ok(Some(args))` with the bytes consumed
 /// from `buf` (an empty `args` for a blank inline line or `*0`, which Redis ignores).
+#[cfg(test)]
 pub fn parse_request(
     buf: &mut BytesMut,
     max_bulk_len: i64,

@@ -1,0 +1,207 @@
+//! The engine as the embedding process sees it: run commands in process, read its
+//! counters, register hooks, stop it. Everything else stays behind the store's lock
+//! inside the crate.
+
+use crate::client::Client;
+use crate::command;
+use crate::config::EngineConfig;
+use crate::keyspace::propagate::PropagationSink;
+use crate::keyspace::KeyHook;
+use crate::net::reply::Reply;
+use crate::store::Store;
+use bytes::Bytes;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::watch;
+
+/// State shared by the server's tasks and in-process users of the engine.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    store: Mutex<Store>,
+    /// Accepted connections, counted before they register (for `maxclients`).
+    connections: AtomicUsize,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Locks the store. A panic in a handler must not take the whole server down with a
+    /// poisoned lock, so poisoning is ignored: every handler leaves the store consistent
+    /// between its own steps.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks every task to stop.
+    pub(crate) fn trigger_shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// A receiver that changes to `true` on shutdown.
+    pub(crate) fn subscribe_shutdown(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Counts an accepted connection; false (and not counted) when `max` are open.
+    pub(crate) fn client_arrived(&self, max: usize) -> bool {
+        if self.connections.fetch_add(1, Ordering::SeqCst) >= max {
+            self.client_gone();
+            return false;
+        }
+        true
+    }
+
+    /// Counts a closed connection.
+    pub(crate) fn client_gone(&self) {
+        self.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Open connections.
+    pub(crate) fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// A snapshot of the engine's counters: what `/status` and `/metrics` show of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EngineStats {
+    /// Keys in all databases (DBSIZE summed: expired keys not yet reclaimed count).
+    pub keys: u64,
+    /// Keys with a TTL, all databases.
+    pub expires: u64,
+    /// Connected clients (INFO `connected_clients`).
+    pub connected_clients: u64,
+    /// Clients waiting in a blocking command (INFO `blocked_clients`).
+    pub blocked_clients: u64,
+    /// Commands run since start or CONFIG RESETSTAT (INFO `total_commands_processed`).
+    pub commands_processed: u64,
+    /// Connections accepted (INFO `total_connections_received`).
+    pub connections_received: u64,
+    /// Connections refused at `maxclients` (INFO `rejected_connections`).
+    pub rejected_connections: u64,
+    /// Keys removed because their TTL passed (INFO `expired_keys`).
+    pub expired_keys: u64,
+    /// Keys removed to stay under `maxmemory` (INFO `evicted_keys`).
+    pub evicted_keys: u64,
+    /// Keyspace changes since start (INFO `rdb_changes_since_last_save`).
+    pub changes: u64,
+    /// Lease tokens outstanding (LEASEGET), including ones past the interval not yet
+    /// swept.
+    pub leases_outstanding: u64,
+    /// Lease tokens granted since start.
+    pub leases_granted: u64,
+    /// Lease tokens voided by a modification of their key.
+    pub leases_voided: u64,
+    /// Writes whose TTL a backstop added or shortened.
+    pub ttl_backstops_applied: u64,
+}
+
+/// An engine usable in-process (the sidecar's embedded target) and by the server.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+impl Engine {
+    /// A new, empty engine.
+    pub fn new(config: EngineConfig) -> Self {
+        let (tx, _) = watch::channel(false);
+        Engine {
+            shared: Arc::new(Shared {
+                store: Mutex::new(Store::new(config)),
+                connections: AtomicUsize::new(0),
+                shutdown: tx,
+            }),
+        }
+    }
+
+    /// The state the server's tasks share with this handle.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Runs one command in database `db` as a trusted in-process client.
+    pub fn execute(&self, db: usize, args: Vec<Bytes>) -> Reply {
+        let mut store = self.shared.lock();
+        let mut client = Client::in_process(db);
+        if args.is_empty() {
+            return Reply::error("ERR empty command");
+        }
+        command::execute(&mut store, &mut client, args)
+    }
+
+    /// Runs several commands atomically (no other client runs in between).
+    pub fn execute_batch(&self, db: usize, cmds: Vec<Vec<Bytes>>) -> Vec<Reply> {
+        let mut store = self.shared.lock();
+        let mut client = Client::in_process(db);
+        cmds.into_iter()
+            .map(|args| {
+                if args.is_empty() {
+                    Reply::error("ERR empty command")
+                } else {
+                    command::execute(&mut store, &mut client, args)
+                }
+            })
+            .collect()
+    }
+
+    /// Writes every database to `out` as an RDB file (Redis 7.0, version 10), as of
+    /// this moment: other clients wait while it runs (SAVE's semantics).
+    pub fn write_rdb(
+        &self,
+        out: impl std::io::Write,
+        opts: &crate::persist::rdb::WriteOptions,
+    ) -> Result<(), crate::persist::rdb::RdbError> {
+        let store = self.shared.lock();
+        crate::persist::rdb::write_rdb(&store.dbs, crate::util::now_ms(), opts, out)
+    }
+
+    /// Replaces every database with those of an RDB file; returns what the file said
+    /// of itself (version, aux fields, what was skipped). Consumers of the write path
+    /// see each replaced database as flushed. On an error nothing is replaced.
+    pub fn load_rdb(
+        &self,
+        input: impl std::io::Read,
+        opts: &crate::persist::rdb::LoadOptions,
+    ) -> Result<crate::persist::rdb::Loaded, crate::persist::rdb::RdbError> {
+        let mut loaded = crate::persist::rdb::read_rdb(input, crate::util::now_ms(), opts)?;
+        let mut store = self.shared.lock();
+        store.flush(None);
+        for (i, db) in std::mem::take(&mut loaded.dbs).into_iter().enumerate() {
+            store.replace_db(i, db);
+        }
+        Ok(loaded)
+    }
+
+    /// The engine's counters, read at once.
+    pub fn stats(&self) -> EngineStats {
+        self.shared.lock().stats()
+    }
+
+    /// Adds a hook that sees every modification of the keyspace (see [`KeyHook`]).
+    pub fn add_key_hook(&self, hook: Arc<dyn KeyHook>) {
+        self.shared.lock().add_hook(hook);
+    }
+
+    /// Adds a consumer of the command stream: every change to the keyspace as the
+    /// commands that replay it (see [`PropagationSink`]). The AOF and replication
+    /// plug in here.
+    pub fn add_propagation_sink(&self, sink: Arc<dyn PropagationSink>) {
+        self.shared.lock().add_propagation_sink(sink);
+    }
+
+    /// Asks the server (if one runs this engine) and every connection to stop.
+    pub fn trigger_shutdown(&self) {
+        self.shared.trigger_shutdown();
+    }
+
+    /// Resolves when a shutdown was requested (SHUTDOWN, or `trigger_shutdown`).
+    pub async fn shutdown_requested(&self) {
+        let mut rx = self.shared.subscribe_shutdown();
+        while !*rx.borrow() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Active expiry (Redis's `activeExpireCycle`): keys with a TTL are reclaimed even
+//! when no client touches them. Lazy expiry is in [`super::db::Db`]'s lookups; both
+//! announce the keys they remove through the write path.
+
+use crate::store::Store;
+use std::time::{Duration, Instant};
+
+impl Store {
+    /// Runs one active expiry pass over every database, as Redis's `activeExpireCycle`:
+    /// sample 20 volatile keys per database, repeat while more than a quarter expired,
+    /// within a time budget. Also drops lease tokens past their interval.
+    pub(crate) fn active_expire_cycle(&mut self, budget: Duration) {
+        if !self.active_expire {
+            return;
+        }
+        let start = Instant::now();
+        self.now = crate::util::now_ms();
+        for db in 0..self.dbs.len() {
+            loop {
+                let (sampled, expired) = self.dbs[db].expire_sample(20, self.now);
+                if sampled == 0 || expired * 4 <= sampled || start.elapsed() > budget {
+                    break;
+                }
+            }
+        }
+        self.leases.sweep(self.now, self.config.lease_interval_ms);
+        self.flush_expired();
+    }
+}
