@@ -14,6 +14,7 @@ pub mod object;
 pub mod pubsub;
 pub mod server;
 pub mod sets;
+pub mod sort;
 pub mod strings;
 pub mod subcommand;
 pub mod transactions;
@@ -40,6 +41,7 @@ pub fn all() -> Vec<CommandSpec> {
     v.extend(hashes::commands());
     v.extend(sets::commands());
     v.extend(zsets::commands());
+    v.extend(sort::commands());
     v.extend(pubsub::commands());
     v.extend(transactions::commands());
     v.extend(leases::commands());

@@ -144,7 +144,7 @@ fn small_int(b: &[u8]) -> Option<f64> {
 /// `errno` would be `ERANGE` with an infinite or zero result; `None` when the string is
 /// not entirely a number. The empty string reads as 0, as `strtod` leaves it unparsed
 /// but at its end.
-fn c_strtod(s: &[u8]) -> Option<(f64, bool)> {
+pub(super) fn c_strtod(s: &[u8]) -> Option<(f64, bool)> {
     if s.is_empty() {
         return Some((0.0, false));
     }
