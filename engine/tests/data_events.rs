@@ -99,3 +99,26 @@ fn sort_store_events() {
         &["SORT", "bad", "STORE", "d2"],
     ]);
 }
+
+#[test]
+fn bitfield_events() {
+    same_events(&[
+        // Created: one `setbit`, even for a write of zero.
+        &["BITFIELD", "b", "SET", "u8", "0", "0"],
+        // Unchanged value and length: no event.
+        &[
+            "BITFIELD", "b", "SET", "u8", "0", "0", "INCRBY", "u8", "0", "0",
+        ],
+        &[
+            "BITFIELD", "b", "INCRBY", "u8", "0", "1", "INCRBY", "u8", "0", "1",
+        ],
+        // Grown: counts as a change even when the written bits were already zero.
+        &["BITFIELD", "b", "SET", "u8", "16", "0"],
+        &["BITFIELD", "b", "GET", "u8", "0"],
+        &["BITFIELD_RO", "b", "GET", "u8", "0"],
+        // Every write refused by FAIL on a missing key: created, but no event.
+        &["BITFIELD", "f", "OVERFLOW", "FAIL", "SET", "u2", "0", "9"],
+        &["EXISTS", "f"],
+        &["BITFIELD", "f", "OVERFLOW", "FAIL", "SET", "u2", "0", "1"],
+    ]);
+}

@@ -1,5 +1,6 @@
 //! Command handlers, one file per family, each exporting its rows of the command table.
 
+pub mod bitfield;
 pub mod client;
 pub mod command_info;
 pub mod config;
@@ -37,6 +38,7 @@ pub fn all() -> Vec<CommandSpec> {
     v.extend(keys::commands());
     v.extend(dump::commands());
     v.extend(strings::commands());
+    v.extend(bitfield::commands());
     v.extend(lists::commands());
     v.extend(hashes::commands());
     v.extend(sets::commands());
