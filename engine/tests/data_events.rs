@@ -122,3 +122,25 @@ fn bitfield_events() {
         &["BITFIELD", "f", "OVERFLOW", "FAIL", "SET", "u2", "0", "1"],
     ]);
 }
+
+#[test]
+fn hyperloglog_events() {
+    same_events(&[
+        &["PFADD", "h", "a", "b"],
+        // Nothing new: no event.
+        &["PFADD", "h", "a"],
+        &["PFADD", "h"],
+        &["PFADD", "empty"],
+        // Caching the cardinality publishes nothing.
+        &["PFCOUNT", "h"],
+        &["PFCOUNT", "h", "empty"],
+        &["PFMERGE", "m", "h", "empty"],
+        &["PFMERGE", "m"],
+        &["PFDEBUG", "TODENSE", "h"],
+        &["PFDEBUG", "GETREG", "m"],
+        // A sparse header without opcodes: corrupt.
+        &["SET", "bad", "HYLL\x01\0\0\0\0\0\0\0\0\0\0\0"],
+        &["PFADD", "bad", "x"],
+        &["PFMERGE", "m", "bad"],
+    ]);
+}

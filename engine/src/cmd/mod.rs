@@ -7,6 +7,7 @@ pub mod config;
 pub mod connection;
 pub mod dump;
 pub mod hashes;
+pub mod hyperloglog;
 pub mod info;
 pub mod keys;
 pub mod leases;
@@ -39,6 +40,7 @@ pub fn all() -> Vec<CommandSpec> {
     v.extend(dump::commands());
     v.extend(strings::commands());
     v.extend(bitfield::commands());
+    v.extend(hyperloglog::commands());
     v.extend(lists::commands());
     v.extend(hashes::commands());
     v.extend(sets::commands());
