@@ -13,6 +13,7 @@ pub mod keys;
 pub mod leases;
 pub mod lists;
 pub mod object;
+pub mod pqsort;
 pub mod pubsub;
 pub mod server;
 pub mod sets;

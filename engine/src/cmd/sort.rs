@@ -13,6 +13,7 @@ use bytes::Bytes;
 use std::cmp::Ordering;
 
 use super::int_arg;
+use super::pqsort::pqsort;
 
 /// This family's rows of the command table.
 pub fn commands() -> Vec<CommandSpec> {
@@ -316,8 +317,13 @@ fn sort_generic(ctx: &mut Ctx, args: &[Bytes], readonly: bool) -> CmdResult {
                 by_pattern: o.by.is_some(),
                 store: o.store.is_some(),
             };
-            // Stable, as glibc's merge-sorting qsort (ties keep the container order).
-            items.sort_by(|a, b| compare(a, b, order));
+            let cmp = |a: &Item, b: &Item| compare(a, b, order);
+            if o.by.is_some() && (start != 0 || end != items.len() as i64 - 1) {
+                pqsort(&mut items, cmp, start, end);
+            } else {
+                // Stable, as glibc's merge-sorting qsort (ties keep the container order).
+                items.sort_by(cmp);
+            }
         }
     }
     if conversion_error {
