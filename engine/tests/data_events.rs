@@ -144,3 +144,74 @@ fn hyperloglog_events() {
         &["PFMERGE", "m", "bad"],
     ]);
 }
+
+#[test]
+fn geo_events() {
+    same_events(&[
+        &["GEOADD", "g", "13.361389", "38.115556", "Palermo"],
+        &["GEOADD", "g", "13.361389", "38.115556", "Palermo"],
+        &["GEOADD", "g", "CH", "15.087269", "37.502669", "Catania"],
+        &["GEOADD", "g", "XX", "1", "1", "Nobody"],
+        &["GEOADD", "g", "200", "1", "Bad"],
+        &["GEORADIUS", "g", "15", "37", "200", "km", "STORE", "d"],
+        &["GEORADIUS", "g", "15", "37", "200", "km", "STOREDIST", "d"],
+        &[
+            "GEORADIUSBYMEMBER",
+            "g",
+            "Palermo",
+            "10",
+            "km",
+            "STORE",
+            "d",
+        ],
+        &[
+            "GEOSEARCHSTORE",
+            "d",
+            "g",
+            "FROMLONLAT",
+            "15",
+            "37",
+            "BYBOX",
+            "400",
+            "400",
+            "km",
+        ],
+        // Nothing found: the destination goes (one del), then nothing happens.
+        &[
+            "GEOSEARCHSTORE",
+            "d",
+            "g",
+            "FROMLONLAT",
+            "0",
+            "0",
+            "BYRADIUS",
+            "1",
+            "km",
+        ],
+        &[
+            "GEOSEARCHSTORE",
+            "d",
+            "g",
+            "FROMLONLAT",
+            "0",
+            "0",
+            "BYRADIUS",
+            "1",
+            "km",
+        ],
+        &["SET", "d", "x"],
+        &["GEORADIUS", "nokey", "0", "0", "1", "km", "STORE", "d"],
+        &["GEORADIUS_RO", "g", "15", "37", "200", "km"],
+        &[
+            "GEOSEARCH",
+            "g",
+            "FROMMEMBER",
+            "Palermo",
+            "BYRADIUS",
+            "1",
+            "km",
+        ],
+        &["GEOPOS", "g", "Palermo"],
+        &["GEODIST", "g", "Palermo", "Catania"],
+    ]);
+}

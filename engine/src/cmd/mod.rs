@@ -6,6 +6,7 @@ pub mod command_info;
 pub mod config;
 pub mod connection;
 pub mod dump;
+pub mod geo;
 pub mod hashes;
 pub mod hyperloglog;
 pub mod info;
@@ -47,6 +48,7 @@ pub fn all() -> Vec<CommandSpec> {
     v.extend(sets::commands());
     v.extend(zsets::commands());
     v.extend(sort::commands());
+    v.extend(geo::commands());
     v.extend(pubsub::commands());
     v.extend(transactions::commands());
     v.extend(leases::commands());

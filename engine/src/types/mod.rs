@@ -1,6 +1,7 @@
 //! Value types and their encodings, one file per type as in Redis's `t_*.c`.
 
 pub mod compact;
+pub mod geohash;
 pub mod hash;
 pub mod hll;
 pub mod list;
