@@ -7,6 +7,9 @@
 #   QUICK=1 bench/engine-vs-redis.sh    # a short run (20,000 requests)
 #   TESTS=set,get bench/engine-vs-redis.sh
 #
+# Tests are redis-benchmark's own (-t NAME) or one of the custom commands below
+# (pfadd, geoadd), sent with random members (-r 100000).
+#
 # Each test runs on the engine then on Redis (alternating, so drift on the machine
 # hits both alike), with pipeline 1 and 16. A test whose command the engine does not
 # know yet (or answers with errors) shows n/a in the engine column. Prints a markdown
@@ -19,7 +22,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${N:-200000}
 [ "${QUICK:-0}" = 1 ] && N=${N_QUICK:-20000}
 CLIENTS=${CLIENTS:-50}
-TESTS=${TESTS:-set,get,incr,lpush,rpop,sadd,hset,zadd,lrange_100}
+TESTS=${TESTS:-set,get,incr,lpush,rpop,sadd,hset,zadd,lrange_100,pfadd,geoadd}
 PIPELINES=${PIPELINES:-1 16}
 
 for tool in redis-server redis-cli redis-benchmark python3 cargo; do
@@ -43,7 +46,17 @@ probe_cmd() {
     sadd) echo "SADD bench:probe:s a" ;;
     hset) echo "HSET bench:probe:h f v" ;;
     zadd) echo "ZADD bench:probe:z 1 a" ;;
+    pfadd) echo "PFADD bench:probe:hll a" ;;
+    geoadd) echo "GEOADD bench:probe:geo 13.361389 38.115556 a" ;;
     *) echo "PING" ;;
+  esac
+}
+
+# The command line of a custom test (one redis-benchmark has no -t for), or nothing.
+custom_cmd() {
+  case $1 in
+    pfadd) echo "PFADD bench:hll element:__rand_int__" ;;
+    geoadd) echo "GEOADD bench:geo 13.361389 38.115556 member:__rand_int__" ;;
   esac
 }
 
@@ -68,7 +81,15 @@ run() {
     return
   fi
   redis-cli -p "$port" FLUSHALL >/dev/null
-  csv=$(timeout 600 redis-benchmark -p "$port" -t "$t" -c "$CLIENTS" -n "$N" -P "$p" --csv 2>"$BENCH_TMP/bench.err") || {
+  local what custom
+  custom=$(custom_cmd "$t")
+  if [ -n "$custom" ]; then
+    # shellcheck disable=SC2206
+    what=(-r 100000 $custom)
+  else
+    what=(-t "$t")
+  fi
+  csv=$(timeout 600 redis-benchmark -p "$port" -c "$CLIENTS" -n "$N" -P "$p" --csv "${what[@]}" 2>"$BENCH_TMP/bench.err") || {
     echo "n/a n/a"
     return
   }

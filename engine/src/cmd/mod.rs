@@ -1,19 +1,24 @@
 //! Command handlers, one file per family, each exporting its rows of the command table.
 
+pub mod bitfield;
 pub mod client;
 pub mod command_info;
 pub mod config;
 pub mod connection;
 pub mod dump;
+pub mod geo;
 pub mod hashes;
+pub mod hyperloglog;
 pub mod info;
 pub mod keys;
 pub mod leases;
 pub mod lists;
 pub mod object;
+pub mod pqsort;
 pub mod pubsub;
 pub mod server;
 pub mod sets;
+pub mod sort;
 pub mod strings;
 pub mod subcommand;
 pub mod transactions;
@@ -36,10 +41,14 @@ pub fn all() -> Vec<CommandSpec> {
     v.extend(keys::commands());
     v.extend(dump::commands());
     v.extend(strings::commands());
+    v.extend(bitfield::commands());
+    v.extend(hyperloglog::commands());
     v.extend(lists::commands());
     v.extend(hashes::commands());
     v.extend(sets::commands());
     v.extend(zsets::commands());
+    v.extend(sort::commands());
+    v.extend(geo::commands());
     v.extend(pubsub::commands());
     v.extend(transactions::commands());
     v.extend(leases::commands());

@@ -66,13 +66,17 @@ fn check_len(ctx: &Ctx, size: u64, append: u64) -> Result<(), CmdError> {
 }
 
 /// A string value for reading; `WRONGTYPE` for other types.
-fn read_str(ctx: &mut Ctx, key: &[u8]) -> Result<Option<Bytes>, CmdError> {
+pub(super) fn read_str(ctx: &mut Ctx, key: &[u8]) -> Result<Option<Bytes>, CmdError> {
     let now = ctx.now();
     Ok(ctx.db().get_str(key, now)?.map(CompactBytes::to_bytes))
 }
 
 /// The live entry of a string key for in-place edits; `WRONGTYPE` for other types.
-fn str_entry<'a>(db: &'a mut Db, key: &[u8], now: u64) -> Result<Option<&'a mut Entry>, CmdError> {
+pub(super) fn str_entry<'a>(
+    db: &'a mut Db,
+    key: &[u8],
+    now: u64,
+) -> Result<Option<&'a mut Entry>, CmdError> {
     match db.lookup_mut(key, now) {
         None => Ok(None),
         Some(e) => match e.value {
@@ -98,7 +102,7 @@ fn edit_str(e: &mut Entry, min_len: usize) -> &mut [u8] {
 }
 
 /// Stores a string built by an edit command on a missing key, reported as `raw`.
-fn insert_raw(db: &mut Db, key: &[u8], v: Vec<u8>, now: u64) {
+pub(super) fn insert_raw(db: &mut Db, key: &[u8], v: Vec<u8>, now: u64) {
     db.insert(key, Value::Str(CompactBytes::from(v)), now);
     if let Some(e) = db.lookup_mut(key, now) {
         e.set_raw(true);

@@ -150,7 +150,7 @@ fn small_int(b: &[u8]) -> Option<f64> {
 /// `errno` would be `ERANGE` with an infinite or zero result; `None` when the string is
 /// not entirely a number. The empty string reads as 0, as `strtod` leaves it unparsed
 /// but at its end.
-fn c_strtod(s: &[u8]) -> Option<(f64, bool)> {
+pub(super) fn c_strtod(s: &[u8]) -> Option<(f64, bool)> {
     if s.is_empty() {
         return Some((0.0, false));
     }
@@ -205,7 +205,7 @@ fn parse_hex_float(s: &str) -> Option<f64> {
 
 /// Parses a score or weight as Redis's `getDoubleFromObject`: no leading space, the
 /// whole string, no overflow or underflow to zero, no NaN.
-fn double_arg(b: &[u8]) -> Option<f64> {
+pub(super) fn double_arg(b: &[u8]) -> Option<f64> {
     if b.is_empty() || b[0].is_ascii_whitespace() {
         return None;
     }
@@ -426,7 +426,7 @@ fn zincrby(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     zadd_generic(ctx, args, true)
 }
 
-fn zadd_generic(ctx: &mut Ctx, args: &[Bytes], mut incr: bool) -> CmdResult {
+pub(super) fn zadd_generic(ctx: &mut Ctx, args: &[Bytes], mut incr: bool) -> CmdResult {
     let key = &args[1];
     let (mut nx, mut xx, mut ch, mut gt, mut lt) = (false, false, false, false, false);
     let mut idx = 2;

@@ -106,6 +106,9 @@ settings! {
     list_max_listpack_size: i64 = -2 =>
         Setting::int("list-max-listpack-size", i32::MIN as i64, i32::MAX as i64)
             .alias(&["list-max-ziplist-size"]);
+    /// Largest sparse HyperLogLog before it turns dense.
+    hll_sparse_max_bytes: u64 = crate::types::hll::DEFAULT_SPARSE_MAX_BYTES as u64 =>
+        Setting::memory("hll-sparse-max-bytes", 0, i64::MAX as u64);
     /// Active expiry cycles per second (clamped to 1..=500 as in Redis).
     hz: u32 = 10 => Setting::int("hz", 0, i32::MAX as i64).normalize(clamp_hz);
     /// Memory limit in bytes (0: none).

@@ -1,7 +1,9 @@
 //! Value types and their encodings, one file per type as in Redis's `t_*.c`.
 
 pub mod compact;
+pub mod geohash;
 pub mod hash;
+pub mod hll;
 pub mod list;
 pub mod set;
 pub mod zset;
