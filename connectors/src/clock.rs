@@ -10,12 +10,9 @@ pub fn now_secs() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Unix time in milliseconds (0 if the clock is before 1970).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+/// Unix time in milliseconds: the engine's clock, so the pipeline, the retry queue
+/// and the engine's write times agree.
+pub use engine::now_ms;
 
 /// The commit time used for lags: binlog commit times are whole seconds, so the commit
 /// happened in `[ts, ts + 1)` and, being received at `received` (our clock), no later

@@ -1,15 +1,12 @@
 //! Wall-clock helpers of the audits. Seconds and the commit-to-apply lag are the
 //! connector's ([`connectors::clock`]), so the pipeline and the audits agree.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 pub use connectors::clock::now_secs;
 
-/// Unix time in milliseconds (0 if the clock is before 1970).
+/// Unix time in milliseconds, signed for the audits' differences (the engine's clock,
+/// through [`connectors::clock::now_ms`]).
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    i64::try_from(connectors::clock::now_ms()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
