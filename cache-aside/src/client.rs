@@ -1,11 +1,11 @@
 //! One client over the three kinds of cache: Coherent's engine (LEASEGET/LEASESET
-//! over RESP), a Redis, and a Redis Cluster (the same protocol as Lua scripts).
+//! over RESP), a Redis, and a Redis Cluster (the same protocol as Lua scripts),
+//! reached through [`crate::connection`] (on a single server, a dropped connection
+//! is re-opened, and the scripts re-loaded, once per request).
 
+use crate::connection::{ConnectOptions, Endpoint, RedisConn};
 use crate::scripts;
-use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::cluster_async::ClusterConnection;
-use redis::{FromRedisValue, RedisError, RedisResult, Value};
-use std::sync::{Arc, Mutex};
+use redis::{RedisError, RedisResult, Value};
 use std::time::Duration;
 
 /// What a lease read returns.
@@ -19,15 +19,6 @@ pub enum LeaseRead {
     Wait(u64),
 }
 
-#[derive(Clone)]
-enum Conn {
-    Single {
-        client: redis::Client,
-        conn: Arc<Mutex<MultiplexedConnection>>,
-    },
-    Cluster(ClusterConnection),
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Engine,
@@ -39,7 +30,7 @@ enum Kind {
 #[derive(Clone)]
 pub struct CacheClient {
     kind: Kind,
-    conn: Conn,
+    conn: RedisConn,
     lease_interval: Duration,
 }
 
@@ -68,24 +59,15 @@ fn scripts() -> &'static Scripts {
     })
 }
 
-enum Req<'a> {
-    Cmd(&'a redis::Cmd),
-    Script(&'a redis::ScriptInvocation<'a>),
-}
-
-async fn exec<T: FromRedisValue>(c: &mut impl ConnectionLike, r: &Req<'_>) -> RedisResult<T> {
-    match r {
-        Req::Cmd(cmd) => cmd.query_async(c).await,
-        Req::Script(s) => s.invoke_async(c).await,
-    }
-}
-
-async fn load_scripts(c: &mut impl ConnectionLike) -> RedisResult<()> {
+/// The lease scripts, loaded at every (re)connect to a Redis or a Cluster.
+fn script_list() -> Vec<redis::Script> {
     let s = scripts();
-    for script in [&s.get, &s.set, &s.invalidate, &s.written] {
-        script.prepare_invoke().load_async(c).await?;
-    }
-    Ok(())
+    vec![
+        s.get.clone(),
+        s.set.clone(),
+        s.invalidate.clone(),
+        s.written.clone(),
+    ]
 }
 
 impl CacheClient {
@@ -102,28 +84,21 @@ impl CacheClient {
     /// A Redis Cluster, from one or more seed nodes: leases run as Lua scripts (each
     /// key and its lease side key share a slot).
     pub async fn cluster(nodes: &[&str]) -> RedisResult<CacheClient> {
-        let client = redis::cluster::ClusterClient::new(nodes.to_vec())?;
-        let mut conn = client.get_async_connection().await?;
-        load_scripts(&mut conn).await?;
-        Ok(CacheClient {
-            kind: Kind::Cluster,
-            conn: Conn::Cluster(conn),
-            lease_interval: Duration::from_secs(10),
-        })
+        Self::connect(Endpoint::cluster(nodes)?, Kind::Cluster).await
     }
 
     async fn single(url: &str, kind: Kind) -> RedisResult<CacheClient> {
-        let client = redis::Client::open(url)?;
-        let mut conn = client.get_multiplexed_tokio_connection().await?;
-        if kind == Kind::Redis {
-            load_scripts(&mut conn).await?;
+        Self::connect(Endpoint::node(url)?, kind).await
+    }
+
+    async fn connect(endpoint: Endpoint, kind: Kind) -> RedisResult<CacheClient> {
+        let mut options = ConnectOptions::new();
+        if kind != Kind::Engine {
+            options = options.scripts(script_list());
         }
         Ok(CacheClient {
             kind,
-            conn: Conn::Single {
-                client,
-                conn: Arc::new(Mutex::new(conn)),
-            },
+            conn: RedisConn::connect(&endpoint, &options).await?,
             lease_interval: Duration::from_secs(10),
         })
     }
@@ -135,35 +110,13 @@ impl CacheClient {
         self
     }
 
-    /// Runs a request; on a single server, a dropped connection is re-opened (and the
-    /// scripts re-loaded) once.
-    async fn call<T: FromRedisValue>(&self, r: Req<'_>) -> RedisResult<T> {
-        match &self.conn {
-            Conn::Cluster(c) => exec(&mut c.clone(), &r).await,
-            Conn::Single { client, conn } => {
-                let mut c = conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                match exec(&mut c, &r).await {
-                    Err(e) if e.is_connection_dropped() || e.is_io_error() => {
-                        let mut fresh = client.get_multiplexed_tokio_connection().await?;
-                        if self.kind == Kind::Redis {
-                            load_scripts(&mut fresh).await?;
-                        }
-                        *conn.lock().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
-                        exec(&mut fresh, &r).await
-                    }
-                    other => other,
-                }
-            }
-        }
-    }
-
     /// Lease read: the value on a hit; on a miss a token, or how long to wait.
     pub async fn lease_get(&self, key: &str) -> RedisResult<LeaseRead> {
         let v: Value = match self.kind {
             Kind::Engine => {
                 let mut cmd = redis::cmd("LEASEGET");
                 cmd.arg(key);
-                self.call(Req::Cmd(&cmd)).await?
+                self.conn.query(&cmd).await?
             }
             Kind::Redis | Kind::Cluster => {
                 let token = fastrand::i64(1..=i64::MAX);
@@ -172,7 +125,7 @@ impl CacheClient {
                     .key(scripts::lease_key(key))
                     .arg(self.lease_interval.as_millis() as u64)
                     .arg(token);
-                self.call(Req::Script(&inv)).await?
+                self.conn.invoke(&inv).await?
             }
         };
         parse_lease_read(v)
@@ -195,7 +148,7 @@ impl CacheClient {
                 if let Some(px) = px {
                     cmd.arg("PX").arg(px);
                 }
-                self.call(Req::Cmd(&cmd)).await?
+                self.conn.query(&cmd).await?
             }
             Kind::Redis | Kind::Cluster => {
                 let mut inv = scripts().set.prepare_invoke();
@@ -204,7 +157,7 @@ impl CacheClient {
                     .arg(token)
                     .arg(value)
                     .arg(px.unwrap_or(0));
-                self.call(Req::Script(&inv)).await?
+                self.conn.invoke(&inv).await?
             }
         };
         Ok(matches!(v, Value::Okay) || matches!(&v, Value::SimpleString(s) if s == "OK"))
@@ -214,7 +167,7 @@ impl CacheClient {
     pub async fn get(&self, key: &str) -> RedisResult<Option<Vec<u8>>> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(key);
-        self.call(Req::Cmd(&cmd)).await
+        self.conn.query(&cmd).await
     }
 
     /// Plain SET with an optional TTL (for clients that do not use leases).
@@ -224,7 +177,7 @@ impl CacheClient {
         if let Some(d) = ttl {
             cmd.arg("PX").arg((d.as_millis() as u64).max(1));
         }
-        self.call(Req::Cmd(&cmd)).await
+        self.conn.query(&cmd).await
     }
 
     /// When `key`'s value was written, in Unix ms; `None` when the key does not exist
@@ -245,12 +198,12 @@ impl CacheClient {
             Kind::Engine => {
                 let mut cmd = redis::cmd("OBJECT");
                 cmd.arg("WRITTEN").arg(key);
-                self.call(Req::Cmd(&cmd)).await?
+                self.conn.query(&cmd).await?
             }
             Kind::Redis | Kind::Cluster => {
                 let mut inv = scripts().written.prepare_invoke();
                 inv.key(key).key(scripts::lease_key(key));
-                self.call(Req::Script(&inv)).await?
+                self.conn.invoke(&inv).await?
             }
         };
         parse_written(v)
@@ -269,21 +222,21 @@ impl CacheClient {
                 for k in keys {
                     cmd.arg(*k);
                 }
-                self.call(Req::Cmd(&cmd)).await
+                self.conn.query(&cmd).await
             }
             Kind::Redis => {
                 let mut inv = scripts().invalidate.prepare_invoke();
                 for k in keys {
                     inv.key(*k).key(scripts::lease_key(k));
                 }
-                self.call(Req::Script(&inv)).await
+                self.conn.invoke(&inv).await
             }
             Kind::Cluster => {
                 let mut n = 0;
                 for k in keys {
                     let mut inv = scripts().invalidate.prepare_invoke();
                     inv.key(*k).key(scripts::lease_key(k));
-                    n += self.call::<u64>(Req::Script(&inv)).await?;
+                    n += self.conn.invoke::<u64>(&inv).await?;
                 }
                 Ok(n)
             }

@@ -26,5 +26,6 @@ impl Codec for Json {
     }
 }
 
-/// The bytes of a negative-cache entry ("the database has no such row").
-pub(crate) const NOT_FOUND: &[u8] = b"\0coherent:not-found";
+/// The bytes of a negative-cache entry ("the database has no such row"): the audits
+/// count a key holding it as consistent when its row is gone.
+pub const NOT_FOUND: &[u8] = b"\0coherent:not-found";

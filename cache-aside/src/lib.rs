@@ -107,6 +107,7 @@
 mod cache;
 pub mod client;
 pub mod codec;
+pub mod connection;
 pub mod error;
 pub mod metrics;
 pub mod scripts;

@@ -6,9 +6,10 @@
 //! a restart or SCRIPT FLUSH).
 //!
 //! A key's lease lives in a side key, [`lease_key`] (`{key}:lease`), a hash. While a
-//! lease is outstanding it holds the `token` and its `granted` time (Unix ms) with a
-//! PX of the lease interval, so the lease expires by itself. A successful fill replaces
-//! it with `written` (Unix ms of the fill, from the server's TIME) and no `token`, with
+//! lease is outstanding it holds the [`FIELD_TOKEN`] and its [`FIELD_GRANTED`] time
+//! (Unix ms) with a PX of the lease interval, so the lease expires by itself. A
+//! successful fill replaces it with [`FIELD_WRITTEN`] (Unix ms of the fill, from the
+//! server's TIME) and no token, with
 //! the value's own TTL (or none, when the value has none), so the write time lives
 //! exactly as long as the value: the consistency audit reads it
 //! ([`crate::CacheClient::written_ms`]) to tell how old a stale entry is. A lease is
@@ -90,6 +91,14 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 return redis.call('HGET', KEYS[2], 'written')
 "#;
 
+/// The lease hash's field holding the outstanding token (absent: no lease).
+pub const FIELD_TOKEN: &str = "token";
+/// The lease hash's field holding when the token was granted (Unix ms).
+pub const FIELD_GRANTED: &str = "granted";
+/// The lease hash's field a successful fill leaves: when the value was written (Unix
+/// ms, the server's clock). The audits read it as the value's write time.
+pub const FIELD_WRITTEN: &str = "written";
+
 /// The side key that holds `key`'s lease on Redis: `{key}:lease`, or `key:lease` when
 /// the key already has a hash tag (`user:{42}:name` -> `user:{42}:name:lease`), so it
 /// always lands in the key's cluster slot.
@@ -99,20 +108,28 @@ return redis.call('HGET', KEYS[2], 'written')
 /// may be in another slot on a cluster (the script then fails with CROSSSLOT, it never
 /// fills silently).
 pub fn lease_key(key: &str) -> String {
-    if has_hash_tag(key.as_bytes()) {
-        format!("{key}:lease")
+    String::from_utf8_lossy(&lease_key_bytes(key.as_bytes())).into_owned()
+}
+
+/// [`lease_key`] for a key that is any bytes (the sidecar's invalidations and the
+/// audits, which meet keys as the binlog renders them).
+pub fn lease_key_bytes(key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 8);
+    if has_hash_tag(key) {
+        out.extend_from_slice(key);
     } else {
-        format!("{{{key}}}:lease")
+        out.push(b'{');
+        out.extend_from_slice(key);
+        out.push(b'}');
     }
+    out.extend_from_slice(b":lease");
+    out
 }
 
 /// Redis Cluster's rule: a `{` followed later by a `}` with at least one byte between.
 fn has_hash_tag(k: &[u8]) -> bool {
     match k.iter().position(|&b| b == b'{') {
-        Some(open) => match k[open + 1..].iter().position(|&b| b == b'}') {
-            Some(len) => len > 0,
-            None => false,
-        },
+        Some(open) => matches!(k[open + 1..].iter().position(|&b| b == b'}'), Some(len) if len > 0),
         None => false,
     }
 }
@@ -133,6 +150,38 @@ mod tests {
                 redis::cluster_routing::get_slot(lease_key(k).as_bytes()),
                 "{k}"
             );
+        }
+    }
+
+    /// The byte form is the rule; the string form is the same bytes, and a side key
+    /// shares its key's slot unless the key has a `}` but no hash tag (the limit
+    /// [`lease_key`] documents).
+    #[test]
+    fn both_forms_agree_and_share_the_slot() {
+        for k in ["user:42", "user:{42}:name", "a{}b", "{x}", "", "x}y"] {
+            let lk = lease_key_bytes(k.as_bytes());
+            assert_eq!(lk, lease_key(k).into_bytes(), "{k}");
+            if !k.is_empty() && (!k.contains('}') || has_hash_tag(k.as_bytes())) {
+                assert_eq!(
+                    redis::cluster_routing::get_slot(k.as_bytes()),
+                    redis::cluster_routing::get_slot(&lk),
+                    "{k}"
+                );
+            }
+        }
+        assert_eq!(lease_key_bytes(b"user:42"), b"{user:42}:lease");
+        assert_eq!(lease_key_bytes(b"user:{42}:n"), b"user:{42}:n:lease");
+        assert_eq!(lease_key_bytes(b"k\xff"), b"{k\xff}:lease");
+    }
+
+    /// The scripts name the fields the constants name (the audits read them).
+    #[test]
+    fn scripts_use_the_field_names() {
+        for f in [FIELD_TOKEN, FIELD_GRANTED] {
+            assert!(LEASEGET.contains(&format!("'{f}'")), "{f}");
+        }
+        for s in [LEASESET, WRITTEN] {
+            assert!(s.contains(&format!("'{FIELD_WRITTEN}'")));
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Data flows one way: binlog event ([`binlog::decode`]) -> row change
 //! ([`binlog::RowChange`]) -> keys ([`rules`]) -> deletes ([`targets`]) -> checkpoint
 //! ([`checkpoint`]), wired by [`pipeline`]. No module reaches back up the chain.
+//! [`row`] renders MySQL values and rows (for the decoder, the rules and the audits).
 
 pub mod binlog;
 pub mod checkpoint;
@@ -13,6 +14,7 @@ pub mod delayed;
 pub mod duration;
 pub mod pipeline;
 pub mod retry;
+pub mod row;
 
 #[cfg(test)]
 mod fault_tests;

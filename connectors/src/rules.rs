@@ -9,7 +9,7 @@
 //!
 //! A change yields the keys of its before image and of its after image, so a changed
 //! email deletes both the old and the new `user:email:*` key. Placeholder values are
-//! the bytes MySQL prints for the column (see [`crate::binlog::decode::render_value`]).
+//! the bytes MySQL prints for the column (see [`crate::row::render_value`]).
 //!
 //! A rule may say how a row renders into its cached value, for the audits:
 //! `value = { columns = ["id", "email"], keys = ["user:{id}"] }`. `keys` lists the

@@ -2,10 +2,14 @@
 //! covered by a rule's `ttl_backstop` a TTL when they have none (a writer that forgot
 //! one would otherwise keep a stale value forever).
 //!
-//! On a Redis Cluster each configured seed node is swept on its own, since SCAN walks
-//! one node: list every master in `[target] nodes`.
+//! On a Redis Cluster each master is swept on its own, since SCAN walks one node: the
+//! masters are listed by `CLUSTER SLOTS` at every sweep
+//! ([`cache_aside::connection::RedisConn::masters`]), so a failover or a resharding
+//! is followed and replicas are never swept.
 
+use cache_aside::connection::ConnectOptions;
 use connectors::rules::Rules;
+use connectors::targets::redis::config::connect_with;
 use connectors::targets::redis::sweeper::{sweep, SweepConfig};
 use connectors::targets::{TargetConfig, TargetKind};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,75 +42,42 @@ pub fn spawn(
     rules: &Rules,
     swept: SweptKeys,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    if rules.backstops().is_empty() {
+    if rules.backstops().is_empty() || target.kind == TargetKind::Embedded {
         return None;
     }
-    let urls: Vec<String> = match target.kind {
-        TargetKind::Embedded => return None,
-        TargetKind::Redis => target.url.clone().into_iter().collect(),
-        TargetKind::RedisCluster => target
-            .nodes
-            .iter()
-            .map(|n| node_url(n, target.password.as_deref()))
-            .collect(),
-    };
+    let target = target.clone();
     let rules = rules.clone();
     Some(tokio::spawn(async move {
         loop {
-            for url in &urls {
-                match sweep_node(url, &rules).await {
-                    Ok((scanned, fixed)) => {
-                        swept.add(fixed);
-                        tracing::info!(node = %redact(url), scanned, fixed, "TTL backstop sweep done")
-                    }
-                    Err(e) => {
-                        tracing::warn!(node = %redact(url), error = %e, "TTL backstop sweep failed")
-                    }
-                }
-            }
+            sweep_masters(&target, &rules, &swept).await;
             tokio::time::sleep(PERIOD).await;
         }
     }))
 }
 
-async fn sweep_node(url: &str, rules: &Rules) -> redis::RedisResult<(u64, u64)> {
-    let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let report = sweep(&mut conn, rules, SweepConfig::default()).await?;
-    Ok((report.scanned, report.fixed))
-}
-
-/// A seed node (`host:port` or a URL) as a single-node URL with the cluster password.
-fn node_url(node: &str, password: Option<&str>) -> String {
-    if node.contains("://") {
-        return node.to_string();
-    }
-    match password {
-        Some(p) => format!("redis://:{p}@{node}"),
-        None => format!("redis://{node}"),
-    }
-}
-
-/// A URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn node_urls_and_redaction() {
-        assert_eq!(node_url("127.0.0.1:7000", None), "redis://127.0.0.1:7000");
-        assert_eq!(
-            node_url("127.0.0.1:7000", Some("pw")),
-            "redis://:pw@127.0.0.1:7000"
-        );
-        assert_eq!(redact("redis://:pw@h:1/0"), "redis://***@h:1/0");
-        assert_eq!(redact("redis://h:1"), "redis://h:1");
+/// One sweep of every node holding keys: the Redis, or each master of the cluster.
+/// A failure is logged; the next period tries again on a fresh connection.
+async fn sweep_masters(target: &TargetConfig, rules: &Rules, swept: &SweptKeys) {
+    let nodes = match connect_with(target, ConnectOptions::new()).await {
+        Ok(conn) => conn.masters().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let nodes = match nodes {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "TTL backstop sweep failed");
+            return;
+        }
+    };
+    for node in nodes {
+        match sweep(&node, rules, SweepConfig::default()).await {
+            Ok(r) => {
+                swept.add(r.fixed);
+                tracing::info!(node = %node.addr(), scanned = r.scanned, fixed = r.fixed, "TTL backstop sweep done")
+            }
+            Err(e) => {
+                tracing::warn!(node = %node.addr(), error = %e, "TTL backstop sweep failed")
+            }
+        }
     }
 }

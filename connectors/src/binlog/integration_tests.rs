@@ -2,11 +2,12 @@
 //! port and data directory, stopped by PID), with and without
 //! `binlog_row_metadata=FULL`.
 
-use super::decode::{Cell, ChangeKind, TableFilter};
+use super::decode::{ChangeKind, TableFilter};
 use super::source::{Backoff, BinlogSource};
 use super::{MysqlConfig, Position, Transaction};
 use crate::checkpoint::{Checkpoint, CheckpointStore, FileCheckpointStore, MysqlCheckpointStore};
 use crate::pipeline::Pipeline;
+use crate::row::Cell;
 use crate::rules::{RuleConfig, Rules};
 use crate::targets::stack::{self, StackConfig};
 use crate::targets::{DeleteService, EmbeddedTarget};
@@ -1006,4 +1007,32 @@ async fn commit_to_delete_lag() {
     assert_eq!(missing, 0, "every changed row's key was deleted");
     assert!(pipe.stats().rows >= rows);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The one "current binlog position" query answers what `SHOW MASTER STATUS` prints,
+/// and moves with a write; MariaDB has no executed GTID set column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn current_position_is_the_servers() {
+    let db = server(false);
+    let shown = |db: &MariaDb| -> (String, u64) {
+        let out = db.sql("SHOW MASTER STATUS").unwrap();
+        let mut f = out.split('\t');
+        let file = f.next().unwrap_or_default().to_string();
+        (file, f.next().unwrap_or_default().trim().parse().unwrap())
+    };
+    let mut conn = mysql_async::Conn::from_url(db.url()).await.unwrap();
+    let before = super::server::current_position(&mut conn)
+        .await
+        .unwrap()
+        .expect("the binlog is on");
+    assert_eq!((before.file.clone(), before.pos), shown(&db));
+    assert_eq!(before.executed_gtid_set, None);
+    db.sql("CREATE DATABASE moved").unwrap();
+    let after = super::server::current_position(&mut conn)
+        .await
+        .unwrap()
+        .expect("the binlog is on");
+    assert_eq!((after.file.clone(), after.pos), shown(&db));
+    assert!(after.pos > before.pos, "{after:?} after {before:?}");
+    conn.disconnect().await.unwrap();
 }

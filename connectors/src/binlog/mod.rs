@@ -2,24 +2,27 @@
 //! hands whole committed transactions, with named row images, to the pipeline.
 //!
 //! Laid out like a Vector source: [`config`] (the `[mysql]` section), [`source`] (the
-//! stream loop, reconnects), [`decode`] (events to transaction boundaries and values),
-//! [`position`] (files, offsets, GTIDs), [`schema`] (column names).
+//! stream loop, reconnects), [`decode`] (events to transaction boundaries and row
+//! images; values render through [`crate::row`]),
+//! [`position`] (files, offsets, GTIDs), [`schema`] (column names), [`server`] (the
+//! server's current position).
 
 pub mod config;
 pub mod decode;
 pub mod position;
 pub mod probe;
 pub mod schema;
+pub mod server;
 pub mod source;
 
 #[cfg(test)]
 mod integration_tests;
 
+pub use crate::row::{Cell, Row};
 pub use config::MysqlConfig;
-pub use decode::{Cell, ChangeKind, DecodeError};
+pub use decode::{ChangeKind, DecodeError};
 pub use position::{MariadbGtid, MariadbGtidState, Position, StartPosition};
 pub use probe::SourceProbe;
-pub use schema::Row;
 pub use source::{BinlogSource, SourceError, SourceStats};
 
 /// One row change with named, rendered before and after images.

@@ -8,7 +8,7 @@
 //! mismatch (the table changed in a way the binlog position has not reached yet)
 //! stops the pipeline instead of guessing.
 
-use super::decode::{render_value, Cell, ColumnRender, RawImage};
+use crate::row::{render_value, Cell, ColumnRender, RawImage, Row};
 use bytes::Bytes;
 use mysql_async::prelude::Queryable;
 use mysql_common::binlog::events::{OptionalMetadataField, TableMapEvent};
@@ -78,25 +78,6 @@ pub struct TableSchema {
     render: Vec<ColumnRender>,
     types: Vec<(ColumnType, Vec<u8>)>,
     signature: Vec<u8>,
-}
-
-/// A named, rendered row image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
-    /// Column names (shared by all rows of a table).
-    pub columns: Arc<[String]>,
-    /// Rendered cells, in column order.
-    pub cells: Vec<Cell>,
-}
-
-impl Row {
-    /// The cell of column `name`, if the table has it.
-    pub fn get(&self, name: &str) -> Option<&Cell> {
-        self.columns
-            .iter()
-            .position(|c| c == name)
-            .and_then(|i| self.cells.get(i))
-    }
 }
 
 impl TableSchema {

@@ -11,6 +11,7 @@ use super::decode::{DecodeError, Decoded, Decoder, TableFilter};
 use super::position::{MariadbGtidState, MysqlGtidSet, Position, PositionError, StartPosition};
 use super::probe::SourceProbe;
 use super::schema::{InfoSchema, SchemaCache, SchemaError};
+use super::server::current_position;
 use super::{RowChange, Transaction};
 use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
@@ -439,36 +440,22 @@ impl BinlogSource {
                         });
                     }
                 }
-                // MySQL 8.4 renamed SHOW MASTER STATUS.
-                let row: Option<mysql_async::Row> =
-                    match conn.query_first("SHOW MASTER STATUS").await {
-                        Ok(r) => r,
-                        Err(_) if !self.is_mariadb => conn
-                            .query_first("SHOW BINARY LOG STATUS")
-                            .await
-                            .map_err(q)?,
-                        Err(e) => return Err(q(e)),
-                    };
-                let row = row.ok_or_else(|| {
+                let now = current_position(conn).await.map_err(q)?.ok_or_else(|| {
                     SourceError::Query(mysql_async::Error::Other(
                         "SHOW MASTER STATUS returned nothing: is log_bin on?".into(),
                     ))
                 })?;
-                let file: String = row.get(0).unwrap_or_default();
-                let pos: u64 = row.get(1).unwrap_or(4);
-                // MySQL's fifth column is the executed GTID set at exactly this
-                // file and offset: the set the stream continues from.
+                // MySQL's executed GTID set at exactly this file and offset: the set
+                // the stream continues from.
                 let mut set = MysqlGtidSet::default();
-                if !self.is_mariadb && row.len() > 4 {
-                    let text: String = row
-                        .get::<Option<String>, _>(4)
-                        .flatten()
-                        .unwrap_or_default();
-                    set = text.parse().map_err(|e: PositionError| {
-                        SourceError::Config(format!("the server's Executed_Gtid_Set: {e}"))
-                    })?;
+                if !self.is_mariadb {
+                    if let Some(text) = &now.executed_gtid_set {
+                        set = text.parse().map_err(|e: PositionError| {
+                            SourceError::Config(format!("the server's Executed_Gtid_Set: {e}"))
+                        })?;
+                    }
                 }
-                Ok(file_pos(file, pos, set))
+                Ok(file_pos(now.file, now.pos, set))
             }
             StartPosition::Earliest => {
                 let row: Option<mysql_async::Row> =
@@ -553,7 +540,7 @@ impl BinlogSource {
                         .as_ref()
                         .ok_or(SourceError::Closed(resume.clone()))?;
                     for (b, a) in &raw.rows {
-                        let render = |img: &Option<super::decode::RawImage>| {
+                        let render = |img: &Option<crate::row::RawImage>| {
                             img.as_ref()
                                 .map(|i| schema.render(i))
                                 .transpose()

@@ -7,12 +7,11 @@
 //! Memory: one entry per distinct changed key, so it grows with the write rate times
 //! the scan's duration, not with the table.
 
+use connectors::binlog::server::current_position;
 use connectors::binlog::source::SourceError;
 use connectors::binlog::{BinlogSource, MysqlConfig, Position, StartPosition};
 use connectors::rules::{KeyBatch, RuleConfig, RuleError, Rules};
-use futures_util::TryStreamExt;
-use sqlx::mysql::MySqlConnection;
-use sqlx::Row;
+use mysql_async::Conn;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +22,7 @@ use std::time::Duration;
 pub enum ChangesError {
     /// Neither `SHOW MASTER STATUS` nor `SHOW BINARY LOG STATUS` answered.
     #[error("cannot read the server's binlog position: {0}")]
-    Position(#[source] sqlx::Error),
+    Position(#[source] mysql_async::Error),
     /// The audited rules do not compile for the reader.
     #[error("rules: {0}")]
     Rules(#[from] RuleError),
@@ -56,37 +55,11 @@ fn mark(file: &str, pos: u64) -> Mark {
 }
 
 /// The server's current binlog file and offset; `None` when the binlog is off.
-pub async fn master_status(
-    conn: &mut MySqlConnection,
-) -> Result<Option<(String, u64)>, ChangesError> {
-    // MySQL 8.4 renamed SHOW MASTER STATUS.
-    let mut last = None;
-    for q in ["SHOW MASTER STATUS", "SHOW BINARY LOG STATUS"] {
-        let rows: Result<Vec<sqlx::mysql::MySqlRow>, _> = sqlx::raw_sql(sqlx::AssertSqlSafe(q))
-            .fetch(&mut *conn)
-            .try_collect()
-            .await;
-        match rows {
-            Ok(rows) => {
-                let Some(r) = rows.first() else {
-                    return Ok(None);
-                };
-                let text = |i: usize| -> Option<String> {
-                    r.try_get_unchecked::<Option<&[u8]>, _>(i)
-                        .ok()
-                        .flatten()
-                        .map(|b| String::from_utf8_lossy(b).into_owned())
-                };
-                let file = text(0).unwrap_or_default();
-                let pos = text(1).and_then(|p| p.parse().ok()).unwrap_or(4);
-                return Ok(Some((file, pos)));
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(ChangesError::Position(last.unwrap_or_else(|| {
-        sqlx::Error::Protocol("no binlog status query".into())
-    })))
+async fn master_status(conn: &mut Conn) -> Result<Option<(String, u64)>, ChangesError> {
+    let now = current_position(conn)
+        .await
+        .map_err(ChangesError::Position)?;
+    Ok(now.map(|p| (p.file, p.pos)))
 }
 
 #[derive(Default)]
@@ -113,7 +86,7 @@ impl Watcher {
         url: &str,
         server_id: u32,
         rules: &[&RuleConfig],
-        aux: &mut MySqlConnection,
+        aux: &mut Conn,
     ) -> Result<Option<Watcher>, ChangesError> {
         let Some((file, pos)) = master_status(aux).await? else {
             return Ok(None);
@@ -192,7 +165,7 @@ impl Watcher {
     /// far (so a change committed before the cache was read is known). `Err` when the
     /// reader failed; a timeout (a rotated binlog with no transaction after it leaves
     /// the server's position out of reach) sets `timed_out` and returns Ok.
-    pub async fn sync(&mut self, aux: &mut MySqlConnection) -> Result<(), ChangesError> {
+    pub async fn sync(&mut self, aux: &mut Conn) -> Result<(), ChangesError> {
         let Some((file, pos)) = master_status(aux).await? else {
             return Ok(());
         };

@@ -6,14 +6,15 @@
 //!   invalidated keys at set delays after their commit);
 //! - [`report`]: the report's types (`report.json`) and the consistency figures;
 //! - [`html`]: the self-contained `report.html`;
-//! - [`render`]: a database row rendered as the cache-aside library stores it;
+//! - [`db`]: how both read MySQL (one driver, one session setup, rows rendered by
+//!   connectors' row renderer as the cache-aside library stores them);
 //! - [`changes`]: keys of rows changed during the offline scan (binlog).
 
 pub mod changes;
+pub mod db;
 pub mod html;
 pub mod offline;
 pub mod online;
-pub mod render;
 pub mod report;
 
 pub use offline::run;

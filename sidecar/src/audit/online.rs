@@ -48,12 +48,13 @@ pub use config::{window_label, AuditConfig};
 pub use error::AuditError;
 pub use state::{AuditState, LAG_BOUNDS};
 
+use crate::audit::db::Db;
 use crate::clock::now_secs;
 use bytes::Bytes;
 use check::Checker;
 use connectors::binlog::Transaction;
 use connectors::ConnectorConfig;
-use probe::{Cache, Db};
+use probe::Cache;
 use sample::{samples_of, Meta, Sample, SampleRules};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -120,7 +121,7 @@ pub fn spawn(
     let rules = SampleRules::compile(&cc.rules)?;
     let checker = Arc::new(Checker {
         cache: Cache::new(&cc.target, engine),
-        db: Db::new(&cc.mysql.url)?,
+        db: Db::new(&cc.mysql.url).map_err(AuditError::MysqlUrl)?,
         delays_ms: config.delays_ms.clone(),
         grace: Duration::from_millis(config.confirm_grace_ms),
         state: state.clone(),

@@ -34,12 +34,25 @@ pub struct StaleKey {
     pub written_ms: Option<i64>,
 }
 
-/// `v` as text, cut at 4 KiB (on a character boundary) with a marker telling the
-/// full length: `... [truncated, 123456 bytes]`. A report lists up to 1000 stale
-/// keys per template and a value may be megabytes. The online checker's function
-/// ([`super::online::state::shown`]), so both audits cut alike.
+/// Values listed in a report or in `/status` are cut to this many bytes: the list is
+/// for finding the key, and a thousand entries of multi-megabyte values would make
+/// the report (or `/status`, and its log line) that large.
+pub const MAX_SHOWN_BYTES: usize = 4096;
+
+/// `v` as text (lossy UTF-8), cut at [`MAX_SHOWN_BYTES`] (on a character boundary)
+/// with a marker telling the full length: `... [truncated, 123456 bytes]`. Both
+/// audits cut alike: the offline report's stale keys and the online checker's
+/// `/status` list.
 pub fn clip(v: &[u8]) -> String {
-    super::online::state::shown(v)
+    let text = String::from_utf8_lossy(v);
+    if v.len() <= MAX_SHOWN_BYTES {
+        return text.into_owned();
+    }
+    let mut end = MAX_SHOWN_BYTES.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... [truncated, {} bytes]", &text[..end], v.len())
 }
 
 impl StaleKey {
@@ -234,6 +247,16 @@ mod tests {
         );
         let k = StaleKey::new(b"k", &long, &"x".repeat(5000), None);
         assert!(k.cached.contains(TRUNCATED) && k.expected.contains("5000 bytes"));
+    }
+
+    #[test]
+    fn long_values_are_cut_with_a_marker() {
+        assert_eq!(clip(b"abc"), "abc");
+        let long = "é".repeat(3000); // 6000 bytes, 2-byte chars
+        let s = clip(long.as_bytes());
+        assert!(s.len() < MAX_SHOWN_BYTES + 64, "{}", s.len());
+        assert!(s.ends_with("... [truncated, 6000 bytes]"), "{s}");
+        assert!(s.starts_with("éé"));
     }
 
     #[test]

@@ -1,20 +1,12 @@
-//! From `[target]` to a connected client.
+//! From `[target]` to a connected client (through the cache-aside library's
+//! [`cache_aside::connection`], the one Redis connection module).
 
-use super::service::RedisConn;
 use crate::targets::{TargetConfig, TargetError, TargetKind};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClientBuilder;
+use cache_aside::connection::{ConnectOptions, Endpoint, RedisConn};
 use redis::IntoConnectionInfo;
 use std::time::Duration;
 
-/// A seed node may be written `host:port`; the client wants a URL.
-pub fn node_url(node: &str) -> String {
-    if node.contains("://") {
-        node.to_string()
-    } else {
-        format!("redis://{node}")
-    }
-}
+pub use cache_aside::connection::node_url;
 
 /// Checks a `redis://` / `rediss://` URL.
 pub fn check_url(url: &str) -> Result<(), String> {
@@ -30,45 +22,39 @@ fn unavailable(e: redis::RedisError) -> TargetError {
     TargetError::Unavailable(e.to_string())
 }
 
-/// Connects to the single node or the cluster `config` names.
-pub async fn connect(config: &TargetConfig) -> Result<RedisConn, TargetError> {
-    // Connect and response timeouts of the client itself stay under the batch
-    // timeout so a dead node fails a batch rather than hanging it.
-    let t = config.batch_timeout.0.max(Duration::from_millis(10));
+/// Where `[target]` points: its `url`, or its cluster's seed `nodes`.
+pub fn endpoint(config: &TargetConfig) -> Result<Endpoint, TargetError> {
     match config.kind {
         TargetKind::Redis => {
             let url = config
                 .url
                 .as_deref()
                 .ok_or_else(|| TargetError::Refused("url: required".into()))?;
-            let client = redis::Client::open(url).map_err(unavailable)?;
-            let cm = ConnectionManager::new_with_config(
-                client,
-                ConnectionManagerConfig::new()
-                    .set_connection_timeout(t)
-                    .set_response_timeout(t)
-                    .set_number_of_retries(1)
-                    .set_max_delay(200),
-            )
-            .await
-            .map_err(unavailable)?;
-            Ok(RedisConn::Single(Box::new(cm)))
+            Endpoint::node(url).map_err(unavailable)
         }
-        TargetKind::RedisCluster => {
-            let nodes: Vec<String> = config.nodes.iter().map(|n| node_url(n)).collect();
-            let mut b = ClusterClientBuilder::new(nodes)
-                .connection_timeout(t)
-                .response_timeout(t)
-                .retries(3);
-            if let Some(p) = &config.password {
-                b = b.password(p.clone());
-            }
-            let client = b.build().map_err(unavailable)?;
-            let conn = client.get_async_connection().await.map_err(unavailable)?;
-            Ok(RedisConn::Cluster(conn))
-        }
+        TargetKind::RedisCluster => Endpoint::cluster(&config.nodes).map_err(unavailable),
         TargetKind::Embedded => Err(TargetError::Refused(
             "kind = \"embedded\" is not an external Redis".into(),
         )),
     }
+}
+
+/// Connects to the single node or the cluster `config` names, with `[target]
+/// password` for a cluster's nodes.
+pub async fn connect_with(
+    config: &TargetConfig,
+    options: ConnectOptions,
+) -> Result<RedisConn, TargetError> {
+    let options = options.password(config.password.clone());
+    RedisConn::connect(&endpoint(config)?, &options)
+        .await
+        .map_err(unavailable)
+}
+
+/// Connects as the delete target does: connect and response timeouts of the client
+/// itself stay under the batch timeout, so a dead node fails a batch rather than
+/// hanging it; a cluster request is retried 3 times (redirections, reconnects).
+pub async fn connect(config: &TargetConfig) -> Result<RedisConn, TargetError> {
+    let t = config.batch_timeout.0.max(Duration::from_millis(10));
+    connect_with(config, ConnectOptions::new().timeouts(t, t).retries(3)).await
 }

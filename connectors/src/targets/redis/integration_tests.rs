@@ -7,6 +7,7 @@ use crate::rules::{RuleConfig, Rules};
 use crate::targets::stack::{self, StackConfig};
 use crate::targets::{DeleteCommand, DeleteService, TargetConfig};
 use crate::testing::{RedisCluster, RedisServer};
+use cache_aside::connection::by_slot;
 use std::time::{Duration, Instant};
 
 /// The target `cfg` describes, in its stack.
@@ -128,7 +129,7 @@ async fn fill_write_time_goes_with_its_value() {
             assert!(lib.written_ms(key).await.unwrap().is_some());
         }
     };
-    let side = |key: &str| String::from_utf8(lease_key(key.as_bytes()).to_vec()).unwrap();
+    let side = cache_aside::scripts::lease_key;
     fill("user:1", Some(Duration::from_secs(60))).await;
     fill("user:{2}:n", Some(Duration::from_secs(60))).await;
     let mut t = connect(&TargetConfig::redis(s.url())).await.unwrap();
@@ -142,14 +143,10 @@ async fn fill_write_time_goes_with_its_value() {
     fill("user:3", None).await;
     assert_eq!(s.cli(&["TTL", &side("user:3")]).unwrap().trim(), "-1");
     let rules = users_with_1h_backstop();
-    let mut conn = redis::Client::open(s.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
+    let conn = config::connect(&TargetConfig::redis(s.url()))
         .await
         .unwrap();
-    let r = sweep(&mut conn, &rules, SweepConfig::default())
-        .await
-        .unwrap();
+    let r = sweep(&conn, &rules, SweepConfig::default()).await.unwrap();
     assert_eq!((r.scanned, r.fixed), (1, 1), "side keys are not counted");
     let ttl = |k: &str| -> i64 { s.cli(&["PTTL", k]).unwrap().trim().parse().unwrap() };
     let (value_ttl, side_ttl) = (ttl("user:3"), ttl(&side("user:3")));
@@ -195,24 +192,19 @@ async fn cluster_deletes_across_slots() {
     let c = RedisCluster::start().unwrap();
     let cfg = TargetConfig::redis_cluster(c.urls());
     let target = RedisTarget::connect(&cfg).await.unwrap();
-    let RedisConn::Cluster(mut conn) = target.conn().clone() else {
-        panic!("not a cluster connection");
-    };
+    let conn = target.conn().clone();
+    assert!(conn.is_cluster(), "not a cluster connection");
     let ks = keys("user", 3000);
-    let slots = service::by_slot(&ks);
+    let slots = by_slot(&ks);
     assert!(slots.len() > 1000, "keys spread over {} slots", slots.len());
     for k in &ks {
-        let _: () = redis::cmd("SET")
-            .arg(&k[..])
-            .arg("v")
-            .query_async(&mut conn)
+        let _: () = conn
+            .query(redis::cmd("SET").arg(&k[..]).arg("v"))
             .await
             .unwrap();
     }
-    let _: () = redis::cmd("SET")
-        .arg("other")
-        .arg("v")
-        .query_async(&mut conn)
+    let _: () = conn
+        .query(redis::cmd("SET").arg("other").arg("v"))
         .await
         .unwrap();
     // Every node holds some of them.
@@ -229,7 +221,7 @@ async fn cluster_deletes_across_slots() {
     assert_eq!(total, 1, "only the unrelated key is left");
     // Hash tags keep keys in one slot: one command.
     let tagged = vec![Bytes::from("{u1}:a"), Bytes::from("{u1}:b")];
-    assert_eq!(service::by_slot(&tagged).len(), 1);
+    assert_eq!(by_slot(&tagged).len(), 1);
     t.send(&tagged).await.unwrap();
 }
 
@@ -243,11 +235,12 @@ async fn sweeper_sets_backstop_on_keys_without_ttl() {
     fill(&s, "other", 50);
     s.cli(&["EXPIRE", "user:0", "10"]).unwrap();
     let rules = users_with_1h_backstop();
-    let client = redis::Client::open(s.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let conn = config::connect(&TargetConfig::redis(s.url()))
+        .await
+        .unwrap();
     let started = Instant::now();
     let r = sweep(
-        &mut conn,
+        &conn,
         &rules,
         SweepConfig {
             max_keys_per_sec: 1000,
@@ -271,8 +264,41 @@ async fn sweeper_sets_backstop_on_keys_without_ttl() {
             > 3500
     );
     assert_eq!(s.cli(&["TTL", "other:1"]).unwrap().trim(), "-1");
-    let again = sweep(&mut conn, &rules, SweepConfig::default())
+    let again = sweep(&conn, &rules, SweepConfig::default()).await.unwrap();
+    assert_eq!(again.fixed, 0);
+}
+
+/// On a cluster the sweep runs on every master `CLUSTER SLOTS` lists (SCAN sees one
+/// node's keys): together they give every key its backstop, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeper_covers_every_cluster_master() {
+    let c = RedisCluster::start().unwrap();
+    let conn = config::connect(&TargetConfig::redis_cluster(c.urls()))
         .await
         .unwrap();
-    assert_eq!(again.fixed, 0);
+    let ks = keys("user", 300);
+    let sets = ks
+        .iter()
+        .map(|k| {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(&k[..]).arg("v");
+            cmd
+        })
+        .collect();
+    let _: Vec<()> = conn.each(sets).await.unwrap();
+    let masters = conn.masters().await.unwrap();
+    assert_eq!(masters.len(), c.nodes.len());
+    let rules = users_with_1h_backstop();
+    let (mut scanned, mut fixed) = (0, 0);
+    for m in &masters {
+        let r = sweep(m, &rules, SweepConfig::default()).await.unwrap();
+        assert!(r.fixed > 0, "{} held none of the keys", m.addr());
+        scanned += r.scanned;
+        fixed += r.fixed;
+    }
+    assert_eq!((scanned, fixed), (300, 300));
+    for k in ["user:0", "user:150", "user:299"] {
+        let ttl: i64 = conn.query(redis::cmd("TTL").arg(k)).await.unwrap();
+        assert!(ttl > 3500, "{k}: {ttl}");
+    }
 }

@@ -1,6 +1,7 @@
 //! External Redis and Redis Cluster as invalidation targets.
 //!
-//! [`config`] turns `[target]` into a client, [`service`] is the tower `Service`
+//! [`config`] turns `[target]` into a client (a [`RedisConn`], the cache-aside
+//! library's one Redis connection), [`service`] is the tower `Service`
 //! that sends one delete batch (pipelined on one node, one command per hash slot
 //! on a cluster), [`sweeper`] applies TTL backstops, and [`RedisTarget`] adds the
 //! lease side keys to each batch. Like every target, it runs in the shared
@@ -16,10 +17,12 @@ mod integration_tests;
 use super::stack::DeleteRequest;
 use super::{TargetConfig, TargetError};
 use bytes::Bytes;
+use cache_aside::scripts::lease_key_bytes;
 use std::task::{Context, Poll};
 use tower::Service;
 
-pub use service::{RedisConn, RedisDeleteService};
+pub use cache_aside::connection::RedisConn;
+pub use service::RedisDeleteService;
 
 /// An external Redis (or Cluster) as a target.
 #[derive(Clone)]
@@ -64,62 +67,10 @@ impl Service<DeleteRequest> for RedisTarget {
             let mut all = Vec::with_capacity(req.keys.len() * 2);
             for k in req.keys.iter() {
                 all.push(k.clone());
-                all.push(lease_key(k));
+                all.push(Bytes::from(lease_key_bytes(k)));
             }
             return self.service.call(DeleteRequest { keys: all.into() });
         }
         self.service.call(req)
-    }
-}
-
-/// The side key holding `key`'s lease on Redis: `{key}:lease`, or `key:lease` when
-/// the key already has a hash tag, so it always lands in the key's cluster slot. It
-/// must match `cache_aside::scripts::lease_key` (a test checks both agree).
-pub fn lease_key(key: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(key.len() + 8);
-    if has_hash_tag(key) {
-        out.extend_from_slice(key);
-    } else {
-        out.push(b'{');
-        out.extend_from_slice(key);
-        out.push(b'}');
-    }
-    out.extend_from_slice(b":lease");
-    Bytes::from(out)
-}
-
-/// Redis Cluster's rule: a `{` followed later by a `}` with at least one byte between.
-fn has_hash_tag(k: &[u8]) -> bool {
-    match k.iter().position(|&b| b == b'{') {
-        Some(open) => matches!(k[open + 1..].iter().position(|&b| b == b'}'), Some(len) if len > 0),
-        None => false,
-    }
-}
-
-#[cfg(test)]
-mod lease_key_tests {
-    use super::*;
-
-    #[test]
-    fn lease_keys_match_the_library_and_share_their_slot() {
-        for k in ["user:42", "user:{42}:name", "a{}b", "{x}", "", "x}y"] {
-            let lk = lease_key(k.as_bytes());
-            assert_eq!(
-                lk,
-                Bytes::from(cache_aside::scripts::lease_key(k)),
-                "the sidecar must void the side key the library's scripts use"
-            );
-            // A key with a `}` but no hash tag cannot share a slot with any other
-            // key; the library documents that leases need such keys to avoid `}`.
-            if !k.is_empty() && (!k.contains('}') || has_hash_tag(k.as_bytes())) {
-                assert_eq!(
-                    redis::cluster_routing::get_slot(k.as_bytes()),
-                    redis::cluster_routing::get_slot(&lk),
-                    "{k}"
-                );
-            }
-        }
-        assert_eq!(lease_key(b"user:42"), Bytes::from("{user:42}:lease"));
-        assert_eq!(lease_key(b"user:{42}:n"), Bytes::from("user:{42}:n:lease"));
     }
 }

@@ -3,29 +3,19 @@
 //! One node: the keys go out as one pipeline of `UNLINK k1 .. k512` commands (one
 //! round trip). A cluster: keys are grouped by hash slot (a multi-key command must
 //! stay in one slot) and each slot's command is sent concurrently on the
-//! multiplexed cluster connection, which follows MOVED/ASK redirections itself.
+//! multiplexed cluster connection, which follows MOVED/ASK redirections itself
+//! ([`RedisConn::each`] does both).
 
 use crate::targets::stack::DeleteRequest;
 use crate::targets::{DeleteCommand, TargetError};
 use bytes::Bytes;
-use redis::aio::ConnectionManager;
-use redis::cluster_async::ClusterConnection;
-use std::collections::HashMap;
+use cache_aside::connection::{by_slot, RedisConn};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 /// Keys per command on one node: amortises the command, keeps each one short.
 const KEYS_PER_COMMAND: usize = 512;
-
-/// A connection to one node (reconnecting) or to a cluster.
-#[derive(Clone)]
-pub enum RedisConn {
-    /// One server, through a reconnecting connection manager.
-    Single(Box<ConnectionManager>),
-    /// A cluster (slot map refreshed on MOVED).
-    Cluster(ClusterConnection),
-}
 
 /// Sends one [`DeleteRequest`].
 #[derive(Clone)]
@@ -49,16 +39,13 @@ fn error(e: redis::RedisError) -> TargetError {
     }
 }
 
-/// Groups `keys` by cluster hash slot, keeping the binlog order within a slot.
-pub fn by_slot(keys: &[Bytes]) -> HashMap<u16, Vec<Bytes>> {
-    let mut groups: HashMap<u16, Vec<Bytes>> = HashMap::new();
+/// `name k1 k2 ...`.
+fn command(name: &str, keys: &[Bytes]) -> redis::Cmd {
+    let mut cmd = redis::cmd(name);
     for k in keys {
-        groups
-            .entry(redis::cluster_routing::get_slot(k))
-            .or_default()
-            .push(k.clone());
+        cmd.arg(&k[..]);
     }
-    groups
+    cmd
 }
 
 impl tower::Service<DeleteRequest> for RedisDeleteService {
@@ -74,34 +61,18 @@ impl tower::Service<DeleteRequest> for RedisDeleteService {
         let conn = self.conn.clone();
         let name = self.command.name();
         Box::pin(async move {
-            match conn {
-                RedisConn::Single(c) => {
-                    let mut c = *c;
-                    let mut pipe = redis::pipe();
-                    for chunk in req.keys.chunks(KEYS_PER_COMMAND) {
-                        pipe.cmd(name)
-                            .arg(chunk.iter().map(|k| &k[..]).collect::<Vec<_>>())
-                            .ignore();
-                    }
-                    pipe.query_async::<()>(&mut c).await.map_err(error)
-                }
-                RedisConn::Cluster(c) => {
-                    let sends = by_slot(&req.keys).into_values().map(|keys| {
-                        let mut c = c.clone();
-                        async move {
-                            let mut cmd = redis::cmd(name);
-                            for k in &keys {
-                                cmd.arg(&k[..]);
-                            }
-                            cmd.query_async::<i64>(&mut c).await.map(|_| ())
-                        }
-                    });
-                    for r in futures_util::future::join_all(sends).await {
-                        r.map_err(error)?;
-                    }
-                    Ok(())
-                }
-            }
+            let cmds: Vec<redis::Cmd> = if conn.is_cluster() {
+                by_slot(&req.keys)
+                    .into_values()
+                    .map(|keys| command(name, &keys))
+                    .collect()
+            } else {
+                req.keys
+                    .chunks(KEYS_PER_COMMAND)
+                    .map(|chunk| command(name, chunk))
+                    .collect()
+            };
+            conn.each::<()>(cmds).await.map(|_| ()).map_err(error)
         })
     }
 }

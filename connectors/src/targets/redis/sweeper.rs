@@ -3,15 +3,18 @@
 //!
 //! `EXPIRE key secs NX` (Redis 7) sets the TTL only where none exists, in the same
 //! command that checks it, so a TTL the application sets meanwhile is never
-//! overwritten. On a cluster, run one sweep per master node.
+//! overwritten. On a cluster, run one sweep per master node
+//! ([`RedisConn::masters`]).
 //!
-//! Each key's lease side key ([`super::lease_key`]) gets the same backstop, set just
+//! Each key's lease side key ([`cache_aside::scripts::lease_key`]) gets the same backstop, set just
 //! before the key's: after a lease fill without a TTL it holds the fill's `written`
 //! time (cache-aside library) and has no TTL either, and must not outlive the value
 //! once the backstop expires it. The side key's EXPIRE is a no-op when it has a TTL
 //! (a lease outstanding, or a fill with a TTL) or does not exist.
 
 use crate::rules::Rules;
+use cache_aside::connection::RedisConn;
+use cache_aside::scripts::lease_key_bytes;
 use std::time::{Duration, Instant};
 
 /// What one sweep did.
@@ -42,8 +45,8 @@ impl Default for SweepConfig {
 }
 
 /// One pass over every rule with a backstop, on one node.
-pub async fn sweep<C: redis::aio::ConnectionLike + Send>(
-    conn: &mut C,
+pub async fn sweep(
+    conn: &RedisConn,
     rules: &Rules,
     cfg: SweepConfig,
 ) -> redis::RedisResult<SweepReport> {
@@ -53,25 +56,27 @@ pub async fn sweep<C: redis::aio::ConnectionLike + Send>(
         let secs = ttl.as_secs().max(1);
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&glob)
-                .arg("COUNT")
-                .arg(cfg.page)
-                .query_async(conn)
+            let (next, keys): (u64, Vec<Vec<u8>>) = conn
+                .query(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&glob)
+                        .arg("COUNT")
+                        .arg(cfg.page),
+                )
                 .await?;
             if !keys.is_empty() {
-                let mut pipe = redis::pipe();
+                let mut cmds = Vec::with_capacity(keys.len() * 2);
                 for k in &keys {
                     // Side key first, so it expires no later than the key.
-                    pipe.cmd("EXPIRE")
-                        .arg(&super::lease_key(k)[..])
-                        .arg(secs)
-                        .arg("NX");
-                    pipe.cmd("EXPIRE").arg(k).arg(secs).arg("NX");
+                    for key in [lease_key_bytes(k), k.clone()] {
+                        let mut c = redis::cmd("EXPIRE");
+                        c.arg(key).arg(secs).arg("NX");
+                        cmds.push(c);
+                    }
                 }
-                let set: Vec<i64> = pipe.query_async(conn).await?;
+                let set: Vec<i64> = conn.each(cmds).await?;
                 report.scanned += keys.len() as u64;
                 // Every second reply is a key's own EXPIRE.
                 report.fixed += set.iter().skip(1).step_by(2).filter(|&&n| n == 1).count() as u64;

@@ -1,7 +1,7 @@
 //! The classes a key ends in, and how a (row, cached value) pair settles.
 
-use crate::audit::render::NOT_FOUND;
 use crate::audit::report::Counts;
+use cache_aside::codec::NOT_FOUND;
 
 /// A key's class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! `coherent audit --config FILE --out DIR`: the offline audit.
 //!
 //! For each rule with a `value` renderer it streams the table in primary-key order
-//! inside a consistent snapshot (sqlx, text protocol, rate-limited), renders every
+//! inside a consistent snapshot (text protocol, rate-limited; see
+//! [`crate::audit::db`]), renders every
 //! key template of the rule for each row, and checks the cache in pipelined batches
 //! of [`BATCH`] keys while the scan goes on ([`scan`]). Each key is classified:
 //! consistent, stale (cached value differs from the rendered row), missing (not
@@ -25,16 +26,15 @@ pub mod sidecar_status;
 mod table;
 
 use super::changes::Watcher;
+use super::db::Db;
 use super::report::{nines, ratio, AgeHistogram, Counts, Report, TableReport};
 use crate::clock::now_ms;
 use crate::config::Loaded;
 use anyhow::{bail, Context, Result};
 use connectors::rules::{KeyTemplate, RuleConfig};
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
-use sqlx::{ConnectOptions, Connection};
+use mysql_async::Conn;
 use std::io::IsTerminal;
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Instant;
 use table::{prepare, Table, UNINDEXED_BATCH};
 
@@ -47,7 +47,7 @@ const MAX_LISTED: usize = 1000;
 struct Ctx {
     cache: cache::Cache,
     /// Lookups and binlog positions (the scan connection is busy streaming).
-    aux: MySqlConnection,
+    aux: Conn,
     watcher: Option<Watcher>,
     notes: Vec<String>,
     age: AgeHistogram,
@@ -87,16 +87,9 @@ pub async fn run(loaded: &Loaded, out: &Path, max_rows_per_sec: u64) -> Result<b
         bail!("no [[rules]] entry has a `value` renderer: nothing to audit");
     }
     let cache = cache::connect(cfg).await?;
-    // A streaming scan is a "slow statement" by design: sqlx must not warn about it.
-    let opts = MySqlConnectOptions::from_str(&mysql.url)
-        .context("[mysql] url")?
-        .disable_statement_logging();
-    let mut scan = MySqlConnection::connect_with(&opts)
-        .await
-        .context("cannot connect to MySQL")?;
-    let aux = MySqlConnection::connect_with(&opts)
-        .await
-        .context("cannot connect to MySQL")?;
+    let db = Db::new(&mysql.url).context("[mysql] url")?;
+    let mut scan = db.conn().await.context("cannot connect to MySQL")?;
+    let aux = db.conn().await.context("cannot connect to MySQL")?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let started = Instant::now();
     let started_ms = u64::try_from(now_ms()).unwrap_or(0);
@@ -180,6 +173,7 @@ pub async fn run(loaded: &Loaded, out: &Path, max_rows_per_sec: u64) -> Result<b
         changed_during_scan,
         invalidation_lag,
     );
+    db.disconnect().await;
     let clean = report.totals.stale == 0 && report.totals.orphan == 0;
     std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(&report)?)
         .context("cannot write report.json")?;

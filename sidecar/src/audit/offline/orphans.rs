@@ -12,16 +12,16 @@ use super::class::Class;
 use super::scan::presumed_class;
 use super::table::{lookup, Table};
 use super::{Ctx, BATCH, MAX_LISTED};
-use crate::audit::render::NOT_FOUND;
 use anyhow::{Context, Result};
-use sqlx::mysql::MySqlConnection;
+use cache_aside::codec::NOT_FOUND;
+use mysql_async::Conn;
 
 /// The template's keys in the cache that no row renders to. `scan` is the scan's
 /// connection, still in its snapshot.
 pub(super) async fn find_orphans(
     t: &mut Table,
     ki: usize,
-    scan: &mut MySqlConnection,
+    scan: &mut Conn,
     ctx: &mut Ctx,
 ) -> Result<()> {
     let glob = t.templates[ki].tmpl.glob();
@@ -46,18 +46,20 @@ async fn scan_node(
     me: usize,
     batch: usize,
     mine: &mut Vec<Vec<u8>>,
-    scan: &mut MySqlConnection,
+    scan: &mut Conn,
     ctx: &mut Ctx,
 ) -> Result<()> {
     let mut cursor: u64 = 0;
     loop {
-        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(glob)
-            .arg("COUNT")
-            .arg(BATCH)
-            .query_async(&mut ctx.cache.scan_nodes[node])
+        let (next, keys): (u64, Vec<Vec<u8>>) = ctx.cache.scan_nodes[node]
+            .query(
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(glob)
+                    .arg("COUNT")
+                    .arg(BATCH),
+            )
             .await
             .context("SCAN")?;
         // A key a more specific template also parses is that template's
@@ -84,7 +86,7 @@ async fn orphans_among(
     t: &mut Table,
     ki: usize,
     keys: &[Vec<u8>],
-    scan: &mut MySqlConnection,
+    scan: &mut Conn,
     ctx: &mut Ctx,
 ) -> Result<()> {
     let found = lookup(t, ki, keys, &mut ctx.aux).await?;

@@ -2,17 +2,18 @@
 //! snapshot (rate-limited), each row rendered to its keys, the keys read from the
 //! cache in pipelined batches while the scan goes on, and classified.
 
-use super::cache::{written_ms, Conn};
+use super::cache::{get_many, written_ms};
 use super::class::{same_json, Class};
 use super::progress::Progress;
-use super::table::{render_value, row_kinds, row_texts, Table};
+use super::table::{render_key, render_value, Table};
 use super::{Ctx, BATCH, MAX_LISTED};
-use crate::audit::render::{ident, CellKind};
+use crate::audit::db::{cells, ident};
 use crate::audit::report::StaleKey;
 use crate::clock::now_ms;
 use anyhow::{Context, Result};
-use futures_util::TryStreamExt;
-use sqlx::mysql::MySqlConnection;
+use cache_aside::connection::RedisConn;
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
 use std::time::{Duration, Instant};
 
 /// One key waiting for its cache read.
@@ -25,42 +26,34 @@ struct Pending {
 /// Opens the read-only, repeatable-read transaction the scan streams in: its
 /// snapshot is the table as the scan counts it, and the orphan pass asks it
 /// afterwards whether a key's row was there (so the scan counted the key).
-pub(super) async fn begin_snapshot(scan: &mut MySqlConnection) -> Result<()> {
+pub(super) async fn begin_snapshot(scan: &mut Conn) -> Result<()> {
     for q in [
         "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
         "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
     ] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(q))
-            .execute(&mut *scan)
-            .await
-            .with_context(|| q.to_string())?;
+        scan.query_drop(q).await.with_context(|| q.to_string())?;
     }
     Ok(())
 }
 
 /// Ends the scan's snapshot.
-pub(super) async fn end_snapshot(scan: &mut MySqlConnection) -> Result<()> {
-    sqlx::raw_sql(sqlx::AssertSqlSafe("COMMIT"))
-        .execute(&mut *scan)
-        .await
-        .context("COMMIT")?;
+pub(super) async fn end_snapshot(scan: &mut Conn) -> Result<()> {
+    scan.query_drop("COMMIT").await.context("COMMIT")?;
     Ok(())
 }
 
 /// Streams the table and checks the cache batch by batch.
-pub(super) async fn scan_table(
-    t: &mut Table,
-    scan: &mut MySqlConnection,
-    ctx: &mut Ctx,
-) -> Result<()> {
-    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM {}.{}",
-        ident(&t.db),
-        ident(&t.table)
-    )))
-    .fetch_one(&mut ctx.aux)
-    .await
-    .with_context(|| format!("cannot count the rows of {}", t.rule_table))?;
+pub(super) async fn scan_table(t: &mut Table, scan: &mut Conn, ctx: &mut Ctx) -> Result<()> {
+    let total: i64 = ctx
+        .aux
+        .query_first(format!(
+            "SELECT COUNT(*) FROM {}.{}",
+            ident(&t.db),
+            ident(&t.table)
+        ))
+        .await
+        .with_context(|| format!("cannot count the rows of {}", t.rule_table))?
+        .unwrap_or(0);
     let order = if t.pk.is_empty() {
         String::new()
     } else {
@@ -73,21 +66,16 @@ pub(super) async fn scan_table(
     let mut progress = Progress::new(ctx.tty, &t.rule_table, total.max(0) as u64);
     let start = Instant::now();
     let mut pending: Vec<Pending> = Vec::with_capacity(BATCH + t.templates.len());
-    let mut kinds: Vec<CellKind> = Vec::new();
     let mut inflight: Option<InFlight> = None;
     {
         // The text protocol: cells arrive as the text MySQL prints, like the binlog's.
-        let mut rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).fetch(&mut *scan);
-        while let Some(row) = rows.try_next().await.context("table scan")? {
+        let mut rows = scan.query_iter(sql).await.context("table scan")?;
+        while let Some(row) = rows.next().await.context("table scan")? {
             t.rows += 1;
-            if kinds.is_empty() {
-                kinds = row_kinds(&row);
-            }
-            let texts = row_texts(&row)?;
-            let value = render_value(t, &texts, &kinds);
+            let (cells, kinds) = cells(row);
+            let value = render_value(t, &cells, &kinds);
             for (ki, k) in t.templates.iter().enumerate() {
-                let key = k.tmpl.render_with(|c| t.col(c).and_then(|i| texts[i]));
-                if let Some(key) = key {
+                if let Some(key) = render_key(t, &k.tmpl, &cells) {
                     pending.push(Pending {
                         tmpl: ki,
                         key,
@@ -128,10 +116,10 @@ pub(super) async fn scan_table(
 type InFlight = tokio::task::JoinHandle<(Vec<Pending>, redis::RedisResult<Vec<Option<Vec<u8>>>>)>;
 
 /// Sends the batch's GETs in one pipeline (routed per key on a cluster).
-fn send_batch(cache: &Conn, batch: Vec<Pending>) -> InFlight {
+fn send_batch(cache: &RedisConn, batch: Vec<Pending>) -> InFlight {
     let cache = cache.clone();
     tokio::spawn(async move {
-        let vals = cache.get_many(batch.iter().map(|x| x.key.as_slice())).await;
+        let vals = get_many(&cache, batch.iter().map(|x| x.key.as_slice())).await;
         (batch, vals)
     })
 }

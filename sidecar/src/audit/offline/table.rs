@@ -3,13 +3,13 @@
 //! key (`WHERE (cols) IN (...)`).
 
 use super::class::Class;
-use crate::audit::render::{ident, text_cell_json, CellKind};
+use crate::audit::db::{cells, ident, value_json};
 use crate::audit::report::{Counts, StaleKey};
 use anyhow::{bail, Context, Result};
+use connectors::row::{Cell, CellKind};
 use connectors::rules::{KeyTemplate, RuleConfig};
-use futures_util::TryStreamExt;
-use sqlx::mysql::{MySqlConnection, MySqlRow};
-use sqlx::{Column, Row, TypeInfo};
+use mysql_async::prelude::{FromRow, Queryable};
+use mysql_async::Conn;
 use std::collections::{HashMap, HashSet};
 
 /// Keys looked up per query when an index starts with the template's columns.
@@ -17,6 +17,13 @@ const LOOKUP_BATCH: usize = 500;
 /// Keys looked up per query when the template's columns lead no index: each query
 /// scans the table, so they are fewer and larger.
 pub(super) const UNINDEXED_BATCH: usize = 20_000;
+
+/// A table's primary key columns, in order.
+const PRIMARY_KEY: &str = "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION";
+/// A table's columns and their `DATA_TYPE`s.
+const COLUMNS: &str = "SELECT CAST(COLUMN_NAME AS CHAR), CAST(DATA_TYPE AS CHAR) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?";
+/// The first column of each of a table's indexes.
+const LEADING: &str = "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND SEQ_IN_INDEX = 1";
 
 /// One key template of a rule, with its results.
 pub(super) struct Template {
@@ -99,7 +106,7 @@ impl Table {
 }
 
 /// Reads a rule's table layout: primary key, column kinds, the columns to select.
-pub(super) async fn prepare(rule: &RuleConfig, aux: &mut MySqlConnection) -> Result<Table> {
+pub(super) async fn prepare(rule: &RuleConfig, aux: &mut Conn) -> Result<Table> {
     let renderer = rule.value.as_ref().context("rule without value")?;
     if renderer.format != "json" {
         bail!(
@@ -149,33 +156,12 @@ pub(super) async fn prepare(rule: &RuleConfig, aux: &mut MySqlConnection) -> Res
             indexed: false,
         });
     }
-    let pk: Vec<String> = sqlx::query_scalar(
-        "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
-    )
-    .bind(db)
-    .bind(table)
-    .fetch_all(&mut *aux)
-    .await
-    .with_context(|| format!("cannot read the primary key of {db}.{table}"))?;
-    let cols: Vec<(String, String)> = sqlx::query_as(
-        "SELECT CAST(COLUMN_NAME AS CHAR), CAST(DATA_TYPE AS CHAR) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-    )
-    .bind(db)
-    .bind(table)
-    .fetch_all(&mut *aux)
-    .await
-    .with_context(|| format!("cannot read the columns of {db}.{table}"))?;
+    let pk: Vec<String> = about(aux, "the primary key", db, table, PRIMARY_KEY).await?;
+    let cols: Vec<(String, String)> = about(aux, "the columns", db, table, COLUMNS).await?;
     if cols.is_empty() {
         bail!("rule {}: table {db}.{table} not found", rule.table);
     }
-    let leading: Vec<String> = sqlx::query_scalar(
-        "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND SEQ_IN_INDEX = 1",
-    )
-    .bind(db)
-    .bind(table)
-    .fetch_all(&mut *aux)
-    .await
-    .with_context(|| format!("cannot read the indexes of {db}.{table}"))?;
+    let leading: Vec<String> = about(aux, "the indexes", db, table, LEADING).await?;
     for t in templates.iter_mut() {
         t.indexed = t.tmpl.columns().any(|c| leading.iter().any(|l| l == c));
     }
@@ -209,32 +195,28 @@ pub(super) async fn prepare(rule: &RuleConfig, aux: &mut MySqlConnection) -> Res
     })
 }
 
-/// The value a row renders to (the renderer's columns of `texts`).
-pub(super) fn render_value(
-    t: &Table,
-    texts: &[Option<&[u8]>],
-    kinds: &[CellKind],
-) -> serde_json::Value {
-    let mut obj = serde_json::Map::new();
-    for i in 0..t.value_cols {
-        obj.insert(t.select[i].clone(), text_cell_json(texts[i], kinds[i]));
-    }
-    serde_json::Value::Object(obj)
+/// An information_schema query about `db`.`table` (its two `?`), `what` naming it in
+/// the error.
+async fn about<T: FromRow + Send + 'static>(
+    aux: &mut Conn,
+    what: &str,
+    db: &str,
+    table: &str,
+    sql: &str,
+) -> Result<Vec<T>> {
+    aux.exec(sql, (db, table))
+        .await
+        .with_context(|| format!("cannot read {what} of {db}.{table}"))
 }
 
-/// A row's cells as text (the text protocol sends every cell as text).
-pub(super) fn row_texts(row: &MySqlRow) -> Result<Vec<Option<&[u8]>>> {
-    (0..row.len())
-        .map(|i| row.try_get_unchecked::<Option<&[u8]>, _>(i).context("cell"))
-        .collect()
+/// The value a row renders to (the renderer's columns, which lead `select`).
+pub(super) fn render_value(t: &Table, cells: &[Cell], kinds: &[CellKind]) -> serde_json::Value {
+    value_json(&t.select[..t.value_cols], cells, kinds)
 }
 
-/// The kinds of a row's columns, by their sqlx type names.
-pub(super) fn row_kinds(row: &MySqlRow) -> Vec<CellKind> {
-    row.columns()
-        .iter()
-        .map(|c| CellKind::of_sqlx_name(c.type_info().name()))
-        .collect()
+/// The key template `tmpl` renders for a row of `t` (`None`: a placeholder is NULL).
+pub(super) fn render_key(t: &Table, tmpl: &KeyTemplate, cells: &[Cell]) -> Option<Vec<u8>> {
+    tmpl.render_with(|c| t.col(c).and_then(|i| cells.get(i)).and_then(Cell::text))
 }
 
 /// Looks up the rows `keys` (of template `ki`) were rendered from: the value each
@@ -244,7 +226,7 @@ pub(super) async fn lookup(
     t: &Table,
     ki: usize,
     keys: &[Vec<u8>],
-    aux: &mut MySqlConnection,
+    aux: &mut Conn,
 ) -> Result<HashMap<Vec<u8>, serde_json::Value>> {
     let tmpl = &t.templates[ki].tmpl;
     let cols: Vec<&str> = {
@@ -290,17 +272,15 @@ pub(super) async fn lookup(
     };
     for chunk in tuples.chunks(t.templates[ki].lookup_batch()) {
         let sql = format!("{} WHERE {lhs} IN ({})", t.select_sql(), chunk.join(", "));
-        let rows: Vec<MySqlRow> = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .fetch(&mut *aux)
-            .try_collect()
+        let rows: Vec<mysql_async::Row> = aux
+            .query(sql)
             .await
             .with_context(|| format!("row lookup in {}", t.rule_table))?;
-        for row in &rows {
-            let texts = row_texts(row)?;
-            let kinds = row_kinds(row);
-            if let Some(key) = tmpl.render_with(|c| t.col(c).and_then(|i| texts[i])) {
+        for row in rows {
+            let (cells, kinds) = cells(row);
+            if let Some(key) = render_key(t, tmpl, &cells) {
                 if wanted.contains(key.as_slice()) {
-                    found.insert(key, render_value(t, &texts, &kinds));
+                    found.insert(key, render_value(t, &cells, &kinds));
                 }
             }
         }

@@ -1,9 +1,11 @@
 //! One check of a sampled (key, commit) at one delay, and its verdict.
 
 use super::error::AuditError;
-use super::probe::{self, Cache, Db};
+use super::probe::{self, Cache};
 use super::sample::Sample;
-use super::state::{shown, AuditState, Inconsistency};
+use super::state::{AuditState, Inconsistency};
+use crate::audit::db::Db;
+use crate::audit::report::clip;
 use crate::clock::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +72,7 @@ impl Checker {
     ) -> Result<Option<serde_json::Value>, AuditError> {
         tokio::time::timeout(
             READ_TIMEOUT,
-            self.db.render(&s.db, &s.table, &s.lookup, cols),
+            probe::read_row(&self.db, &s.db, &s.table, &s.lookup, cols),
         )
         .await
         .map_err(|_| AuditError::Timeout("row"))?
@@ -87,13 +89,13 @@ impl Checker {
             return Ok(None);
         };
         let found = |cached: &[u8], expected: Option<String>, written: Option<i64>| Inconsistency {
-            key: shown(&s.key),
+            key: clip(&s.key),
             table: format!("{}.{}", s.db, s.table),
             position: s.position.to_string(),
             commit_time: s.commit_ts,
             delay_ms,
-            cached: shown(cached),
-            expected: expected.map(|e| shown(e.as_bytes())),
+            cached: clip(cached),
+            expected: expected.map(|e| clip(e.as_bytes())),
             written_ms: written,
             checked_at_ms: now_ms(),
         };

@@ -4,13 +4,15 @@
 //! The cache is the embedded engine (in process, `GET` + `OBJECT WRITTEN` in one
 //! atomic batch) or the external Redis / Cluster target (`GET` + `HGET <lease_key>
 //! written` in one Lua script, [`READ`], so a fill or a delete cannot land between
-//! the two reads; both keys share a slot, so it runs on a cluster). The database is read with
-//! mysql_async over the text protocol, so cells come back exactly as the offline
-//! audit's scan sees them and render through the same [`cell_json`].
+//! the two reads; both keys share a slot, so it runs on a cluster). The database is
+//! read as the offline audit reads it ([`crate::audit::db`]), so cells come back
+//! exactly as its scan sees them and render through the same renderer.
 
 use super::error::AuditError;
-use crate::audit::render::{cell_json, ident};
+use crate::audit::db::{cells, ident, value_json, Db};
 use bytes::Bytes;
+use cache_aside::codec::NOT_FOUND;
+use cache_aside::scripts::{lease_key_bytes, FIELD_WRITTEN};
 use connectors::targets::redis::RedisConn;
 use connectors::targets::{TargetConfig, TargetKind};
 use engine::Reply;
@@ -24,14 +26,15 @@ pub type Cached = (Option<Bytes>, Option<i64>);
 /// wrote; it can never equal a rendered row).
 pub const NOT_A_STRING: &[u8] = b"<not a string>";
 
-/// `KEYS = [key, lease_key]` -> `{}` when the key is missing, else `{type_ok, written,
-/// value}`: `type_ok` 1 for a string (then `value` is it), 0 for another type;
-/// `written` the lease side key's `written` field or false. One script, so the value
-/// and its write time are read at one instant.
+/// `KEYS = [key, lease_key]`, `ARGV = [written field]` -> `{}` when the key is missing,
+/// else `{type_ok, written, value}`: `type_ok` 1 for a string (then `value` is it), 0
+/// for another type; `written` the lease side key's
+/// [`cache_aside::scripts::FIELD_WRITTEN`] field or false. One script, so the value and
+/// its write time are read at one instant.
 pub const READ: &str = r#"
 local t = redis.call('TYPE', KEYS[1])['ok']
 if t == 'none' then return {} end
-local w = redis.call('HGET', KEYS[2], 'written')
+local w = redis.call('HGET', KEYS[2], ARGV[1])
 if t ~= 'string' then return {0, w} end
 return {1, w, redis.call('GET', KEYS[1])}
 "#;
@@ -123,17 +126,15 @@ impl Cache {
                     return Err(AuditError::CacheReply("no cache connection".into()));
                 };
                 // Clones are cheap handles onto the same multiplexed connection.
-                let mut c = c.clone();
+                let c = c.clone();
                 drop(guard);
                 let mut cmd = redis::cmd("EVAL");
                 cmd.arg(READ)
                     .arg(2)
                     .arg(key)
-                    .arg(connectors::targets::redis::lease_key(key).as_ref());
-                let r: redis::Value = match &mut c {
-                    RedisConn::Single(cm) => cmd.query_async(cm.as_mut()).await?,
-                    RedisConn::Cluster(cc) => cmd.query_async(cc).await?,
-                };
+                    .arg(lease_key_bytes(key))
+                    .arg(FIELD_WRITTEN);
+                let r: redis::Value = c.query(&cmd).await?;
                 parse_read(r)
             }
         }
@@ -161,49 +162,26 @@ fn parse_read(r: redis::Value) -> Result<Cached, AuditError> {
     }
 }
 
-/// A pool of connections to the `[mysql]` server for the checks' row reads.
-pub struct Db {
-    pool: mysql_async::Pool,
-}
-
-impl Db {
-    /// A pool for `url` (connections are made on first use). Connections drop
-    /// NO_BACKSLASH_ESCAPES so the backslash-escaped literals below mean what they say.
-    pub fn new(url: &str) -> Result<Db, AuditError> {
-        let opts = mysql_async::Opts::from_url(url).map_err(AuditError::MysqlUrl)?;
-        let pool_opts = mysql_async::PoolOpts::default()
-            .with_constraints(mysql_async::PoolConstraints::new(0, 8).unwrap_or_default());
-        let opts = mysql_async::OptsBuilder::from_opts(opts)
-            .pool_opts(pool_opts)
-            .setup(vec![
-                "SET SESSION sql_mode = REPLACE(@@SESSION.sql_mode, 'NO_BACKSLASH_ESCAPES', '')",
-            ]);
-        Ok(Db {
-            pool: mysql_async::Pool::new(opts),
-        })
-    }
-
-    /// The row of `db`.`table` whose `lookup` columns hold those values, rendered as
-    /// a JSON object of `columns` (the cache-aside `Json` codec's form); `None` when
-    /// there is no such row.
-    pub async fn render(
-        &self,
-        db: &str,
-        table: &str,
-        lookup: &[(String, Bytes)],
-        columns: &[String],
-    ) -> Result<Option<serde_json::Value>, AuditError> {
-        let sql = select_sql(db, table, lookup, columns);
-        let mut conn = self.pool.get_conn().await.map_err(AuditError::DbConnect)?;
-        let rows: Vec<mysql_async::Row> =
-            conn.query(sql)
-                .await
-                .map_err(|source| AuditError::RowRead {
-                    table: format!("{db}.{table}"),
-                    source,
-                })?;
-        Ok(rows.first().map(render_row))
-    }
+/// The row of `schema`.`table` whose `lookup` columns hold those values, rendered as
+/// a JSON object of `columns` (the cache-aside `Json` codec's form); `None` when
+/// there is no such row.
+pub async fn read_row(
+    db: &Db,
+    schema: &str,
+    table: &str,
+    lookup: &[(String, Bytes)],
+    columns: &[String],
+) -> Result<Option<serde_json::Value>, AuditError> {
+    let sql = select_sql(schema, table, lookup, columns);
+    let mut conn = db.conn().await.map_err(AuditError::DbConnect)?;
+    let rows: Vec<mysql_async::Row> =
+        conn.query(sql)
+            .await
+            .map_err(|source| AuditError::RowRead {
+                table: format!("{schema}.{table}"),
+                source,
+            })?;
+    Ok(rows.into_iter().next().map(render_row))
 }
 
 /// `SELECT columns FROM db.table WHERE c1 = 'v1' AND ... LIMIT 1` (text protocol, so
@@ -237,23 +215,22 @@ pub fn select_sql(db: &str, table: &str, lookup: &[(String, Bytes)], columns: &[
     )
 }
 
-/// A row as a JSON object of its columns in order, cells through [`cell_json`].
-pub fn render_row(row: &mysql_async::Row) -> serde_json::Value {
-    let mut obj = serde_json::Map::new();
-    for (i, col) in row.columns_ref().iter().enumerate() {
-        let v = row
-            .as_ref(i)
-            .map_or(serde_json::Value::Null, |v| cell_json(v, col.column_type()));
-        obj.insert(col.name_str().into_owned(), v);
-    }
-    serde_json::Value::Object(obj)
+/// A row as a JSON object of its columns in order, through connectors' renderer.
+pub fn render_row(row: mysql_async::Row) -> serde_json::Value {
+    let names: Vec<String> = row
+        .columns_ref()
+        .iter()
+        .map(|c| c.name_str().into_owned())
+        .collect();
+    let (cells, kinds) = cells(row);
+    value_json(&names, &cells, &kinds)
 }
 
 /// Whether a cached value is what the cache should hold for `expected` (the rendered
 /// row, or `None` when the row is gone: then only the negative entry matches).
 pub fn matches(cached: &[u8], expected: Option<&serde_json::Value>) -> bool {
     match expected {
-        None => cached == crate::audit::render::NOT_FOUND,
+        None => cached == NOT_FOUND,
         Some(e) => serde_json::from_slice::<serde_json::Value>(cached).is_ok_and(|v| &v == e),
     }
 }
@@ -309,8 +286,8 @@ mod tests {
         assert!(matches(br#"{"name":"A","id":1}"#, Some(&e)));
         assert!(!matches(br#"{"id":1,"name":"B"}"#, Some(&e)));
         assert!(!matches(br#"{"id":"1","name":"A"}"#, Some(&e)));
-        assert!(!matches(crate::audit::render::NOT_FOUND, Some(&e)));
-        assert!(matches(crate::audit::render::NOT_FOUND, None));
+        assert!(!matches(NOT_FOUND, Some(&e)));
+        assert!(matches(NOT_FOUND, None));
         assert!(!matches(br#"{"id":1,"name":"A"}"#, None));
     }
 }

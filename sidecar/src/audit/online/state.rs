@@ -11,11 +11,6 @@ pub const LAG_BOUNDS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-/// `cached` and `expected` of a listed inconsistency are cut to this many bytes: the
-/// list is for finding the key, and 50 entries of multi-megabyte values would make
-/// `/status` (and the log line) that large.
-pub const MAX_SHOWN_BYTES: usize = 4096;
-
 /// Counters of one delay window.
 #[derive(Debug, Default)]
 struct Window {
@@ -37,7 +32,7 @@ pub struct Inconsistency {
     pub commit_time: u32,
     /// The delay of the check that found it.
     pub delay_ms: u64,
-    /// The cached value (cut to [`MAX_SHOWN_BYTES`], see [`shown`]).
+    /// The cached value (cut at 4 KiB, see [`crate::audit::report::clip`]).
     pub cached: String,
     /// The row rendered as the cache should hold it; null without a renderer or when
     /// the row is gone (cut like `cached`).
@@ -46,20 +41,6 @@ pub struct Inconsistency {
     pub written_ms: Option<i64>,
     /// When the check decided (Unix ms).
     pub checked_at_ms: i64,
-}
-
-/// `bytes` as text for `/status`: lossy UTF-8, cut at [`MAX_SHOWN_BYTES`] (on a char
-/// boundary) with a marker saying how long the whole value is.
-pub fn shown(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    if bytes.len() <= MAX_SHOWN_BYTES {
-        return text.into_owned();
-    }
-    let mut end = MAX_SHOWN_BYTES.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}... [truncated, {} bytes]", &text[..end], bytes.len())
 }
 
 /// Invalidation lag histogram: cumulative counts per bound of [`LAG_BOUNDS`].
@@ -349,15 +330,5 @@ mod tests {
         st.add_dropped_transaction();
         assert_eq!(st.json()["dropped"], 2);
         assert_eq!(st.json()["dropped_transactions"], 1);
-    }
-
-    #[test]
-    fn long_values_are_cut_with_a_marker() {
-        assert_eq!(shown(b"abc"), "abc");
-        let long = "é".repeat(3000); // 6000 bytes, 2-byte chars
-        let s = shown(long.as_bytes());
-        assert!(s.len() < MAX_SHOWN_BYTES + 64, "{}", s.len());
-        assert!(s.ends_with("... [truncated, 6000 bytes]"), "{s}");
-        assert!(s.starts_with("éé"));
     }
 }
