@@ -152,16 +152,18 @@ impl Config {
             .map_err(|e: toml::de::Error| anyhow::anyhow!("{name}: {}", e.message()))?;
         let overridden = apply_env(&mut doc, vars)?;
         if !overridden.is_empty() {
-            let merged = |e: toml::de::Error| {
-                anyhow::anyhow!(
-                    "{name} with environment overrides {}: {}",
-                    overridden.join(", "),
-                    e.message()
-                )
+            // The merged document has no spans: the error is placed at the section
+            // that fails on its own, and at the variables applied.
+            let merged = |e: toml::de::Error| ConfigError {
+                origin: Some(format!(
+                    "{name} with environment overrides {}",
+                    overridden.join(", ")
+                )),
+                ..ConfigError::new(failing_section(&doc), "", e.message())
             };
             let connector =
                 ConnectorConfig::deserialize(toml::Value::Table(doc.clone())).map_err(merged)?;
-            cfg = Config::deserialize(toml::Value::Table(doc)).map_err(merged)?;
+            cfg = Config::deserialize(toml::Value::Table(doc.clone())).map_err(merged)?;
             cfg.connector = connector;
         }
         let at = |e: ConfigError| place(e, &file, &overridden);
@@ -194,6 +196,17 @@ impl Config {
             connector,
         })
     }
+}
+
+/// The first top-level key of `doc` that the sidecar's or the connector's
+/// declaration refuses on its own ("" when none does alone).
+fn failing_section(doc: &toml::Table) -> &str {
+    doc.iter()
+        .find(|(k, v)| {
+            let one = toml::Value::Table([((*k).clone(), (*v).clone())].into_iter().collect());
+            Config::deserialize(one.clone()).is_err() || ConnectorConfig::deserialize(one).is_err()
+        })
+        .map_or("", |(k, _)| k.as_str())
 }
 
 /// Converts an environment value for an `[engine]` key to what the settings table
@@ -587,6 +600,41 @@ keys = ["order:{id}"]
             Config::load_with_env(Some(&p), env(&[("COHERENT_AUDIT_SAMPLE", "-1")])).unwrap_err()
         );
         assert!(err.contains("COHERENT_AUDIT_SAMPLE"), "{err}");
+    }
+
+    #[test]
+    fn env_merge_errors_name_the_variables_and_the_section() {
+        let p = tmp("engine-only.toml", "[engine]\nlisten = \"127.0.0.1:0\"\n");
+        let err = Config::load_with_env(
+            Some(&p),
+            env(&[("COHERENT_MYSQL_URL", "mysql://u@127.0.0.1:1")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{} with environment overrides COHERENT_MYSQL_URL: [mysql]: missing field `server_id`",
+                p.display()
+            )
+        );
+        // Relative data paths are resolved against data_dir, absolute ones kept.
+        let l = Config::load_with_env(
+            Some(&p),
+            env(&[
+                ("COHERENT_DATA_DIR", "/srv/coherent"),
+                ("COHERENT_RETRY_PATH", "/tmp/r.log"),
+            ]),
+        )
+        .unwrap();
+        let c = &l.config.connector;
+        assert_eq!(
+            (c.checkpoint.path.as_path(), c.retry.path.as_path()),
+            (
+                Path::new("/srv/coherent/coherent.checkpoint"),
+                Path::new("/tmp/r.log")
+            )
+        );
     }
 
     #[test]
