@@ -84,7 +84,7 @@ fn cases() -> Vec<Case> {
         case(
             "target-url",
             "[target]\nkind = \"redis\"\nurl = \"http://cache:6379\"",
-            "{file}:10: [target] key \"url\": Redis URL did not parse- InvalidClientConfig",
+            "{file}:10: [target] key \"url\": expected redis://[user][:password@]host:port[/db] (Redis URL did not parse- InvalidClientConfig)",
         ),
         case(
             "target-kind",
@@ -119,7 +119,7 @@ fn cases() -> Vec<Case> {
         case(
             "retry-amqp-url",
             "[retry]\nqueue = \"rabbitmq\"\nurl = \"http://rabbit\"",
-            "{file}:10: [retry] key \"url\": \"http://rabbit\" is not an amqp:// URL: Invalid AMQP scheme: http",
+            "{file}:10: [retry] key \"url\": expected amqp://user:password@host:port/vhost (Invalid AMQP scheme: http)",
         ),
         case(
             "engine-unknown",

@@ -168,7 +168,11 @@ impl RetryConfig {
                 None => bad("url", "required for queue = \"rabbitmq\"".into()),
                 Some(url) => match url.parse::<lapin::uri::AMQPUri>() {
                     Ok(_) => Ok(()),
-                    Err(e) => bad("url", format!("{url:?} is not an amqp:// URL: {e}")),
+                    // The URL is not repeated: it may hold a password.
+                    Err(e) => bad(
+                        "url",
+                        format!("expected amqp://user:password@host:port/vhost ({e})"),
+                    ),
                 },
             },
             _ => Ok(()),
