@@ -179,7 +179,24 @@ impl Config {
         // Every connector section is checked, [mysql] or not: a bad [target] or
         // [retry] is refused now, not when the first delete is sent.
         let rules = cfg.connector.validate().map_err(at)?;
+        let before: Vec<PathBuf> = cfg
+            .connector
+            .data_files()
+            .into_iter()
+            .map(Path::to_path_buf)
+            .collect();
         cfg.connector.resolve_paths(&cfg.data_dir);
+        // Before data_dir, relative paths were the working directory's: a file left
+        // there is not read any more, so say where it should go.
+        for (old, new) in before.iter().zip(cfg.connector.data_files()) {
+            if old.as_path() != new && old.exists() && !new.exists() {
+                tracing::warn!(
+                    "{name}: {} is in the working directory; data files are now read from data_dir: move it to {}",
+                    old.display(),
+                    new.display()
+                );
+            }
+        }
         let connector = match &cfg.connector.mysql {
             None => {
                 if !cfg.connector.rules.is_empty() {
