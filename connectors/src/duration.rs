@@ -63,16 +63,33 @@ impl Serialize for HumanDuration {
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Int(ms) => Ok(HumanDuration(Duration::from_millis(ms))),
-            Raw::Text(t) => HumanDuration::parse(&t).map_err(serde::de::Error::custom),
-        }
+        d.deserialize_any(DurationVisitor)
+    }
+}
+
+/// Reads a bare integer (milliseconds) or a string with a unit; a negative number is
+/// refused with its own message rather than as "no variant matched".
+struct DurationVisitor;
+
+impl serde::de::Visitor<'_> for DurationVisitor {
+    type Value = HumanDuration;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a duration like \"500ms\", \"2s\", \"1h\" or milliseconds")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, ms: u64) -> Result<HumanDuration, E> {
+        Ok(HumanDuration(Duration::from_millis(ms)))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, ms: i64) -> Result<HumanDuration, E> {
+        u64::try_from(ms)
+            .map(|ms| HumanDuration(Duration::from_millis(ms)))
+            .map_err(|_| E::custom(format!("invalid duration {ms}: must not be negative")))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<HumanDuration, E> {
+        HumanDuration::parse(s).map_err(E::custom)
     }
 }
 
@@ -94,5 +111,13 @@ mod tests {
         assert!(HumanDuration::parse("5 parsecs").is_err());
         assert!(HumanDuration::parse("ms").is_err());
         assert_eq!(HumanDuration::parse("2s").unwrap().to_string(), "2s");
+        let read = |v: &str| {
+            toml::from_str::<std::collections::HashMap<String, HumanDuration>>(&format!("d = {v}"))
+        };
+        assert_eq!(read("250").unwrap()["d"].0, Duration::from_millis(250));
+        assert_eq!(read("\"3s\"").unwrap()["d"].0, Duration::from_secs(3));
+        let e = read("-5").unwrap_err();
+        assert!(e.message().contains("must not be negative"), "{e}");
+        assert!(read("1.5").is_err());
     }
 }

@@ -18,6 +18,7 @@
 //! compared by value. [`Rule::value_templates`] is the one place both audits read it.
 
 use crate::binlog::{Cell, ChangeKind, Row, RowChange};
+use crate::config::ConfigError;
 use crate::duration::HumanDuration;
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -86,6 +87,41 @@ pub enum RuleError {
         /// Table.
         table: String,
     },
+}
+
+impl RuleError {
+    /// The error as a config error about its `[[rules]]` entry and key (compile-time
+    /// errors; the others, about rows, name no entry).
+    pub fn config_error(&self) -> ConfigError {
+        let (index, key, message) = match self {
+            RuleError::Table { index, table } => (
+                *index,
+                "table",
+                format!("{table:?}: expected \"db.table\" or \"db.*\""),
+            ),
+            RuleError::Template {
+                index,
+                template,
+                reason,
+            } => (*index, "keys", format!("{template:?}: {reason}")),
+            RuleError::NoKeys { index } => (
+                *index,
+                "keys",
+                "at least one key template is needed".to_string(),
+            ),
+            RuleError::ValueKey {
+                index,
+                template,
+                keys,
+            } => (
+                *index,
+                "value",
+                format!("keys {template:?}: not one of the rule's keys {keys:?}"),
+            ),
+            other => return ConfigError::new("rules", "", other.to_string()),
+        };
+        ConfigError::new("rules", key, message).at_index(index)
+    }
 }
 
 /// One `[[rules]]` entry as written in the config.

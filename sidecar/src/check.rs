@@ -36,14 +36,18 @@ impl Report {
 /// Runs every check; true when all passed.
 pub async fn run(loaded: &Loaded, file: &str) -> bool {
     let mut r = Report::default();
-    let Some((cc, _rules)) = &loaded.connector else {
+    let Some((cc, mysql)) = loaded
+        .connector
+        .as_ref()
+        .and_then(|(cc, _)| Some((cc, cc.mysql.as_ref()?)))
+    else {
         r.fail(format!(
             "{file} has no [mysql] section: add one with url = \"mysql://USER:PASSWORD@HOST:PORT\" and server_id = N (or set COHERENT_MYSQL_URL and COHERENT_MYSQL_SERVER_ID)"
         ));
         return false;
     };
-    check_checkpoint_file(&mut r, cc).await;
-    let opts = match Opts::from_url(&cc.mysql.url) {
+    check_checkpoint_file(&mut r, cc, mysql).await;
+    let opts = match Opts::from_url(&mysql.url) {
         Ok(o) => o,
         Err(e) => {
             r.fail(format!("[mysql] url: {e}"));
@@ -80,10 +84,10 @@ pub async fn run(loaded: &Loaded, file: &str) -> bool {
     r.ok(format!("connect to MySQL as {who} (server {version})"));
     let mariadb = version.to_ascii_lowercase().contains("mariadb");
 
-    check_variables(&mut r, &mut conn, cc.mysql.server_id).await;
+    check_variables(&mut r, &mut conn, mysql.server_id).await;
     check_grants(&mut r, &mut conn, mariadb).await;
     check_rules(&mut r, &mut conn, cc).await;
-    check_resume_file(&mut r, &mut conn, cc).await;
+    check_resume_file(&mut r, &mut conn, cc, mysql).await;
     let _ = conn.disconnect().await;
     if r.failures == 0 {
         println!("all checks passed");
@@ -296,15 +300,19 @@ async fn check_rules(r: &mut Report, conn: &mut Conn, cc: &connectors::Connector
     }
 }
 
-async fn check_checkpoint_file(r: &mut Report, cc: &connectors::ConnectorConfig) {
+async fn check_checkpoint_file(
+    r: &mut Report,
+    cc: &connectors::ConnectorConfig,
+    mysql: &connectors::binlog::MysqlConfig,
+) {
     if cc.checkpoint.store == CheckpointKind::Mysql {
         // Opening creates the table (the migration is idempotent) and proves the
         // user may write it.
-        match AnyCheckpointStore::open(&cc.checkpoint, &cc.mysql.url, cc.mysql.server_id).await {
+        match AnyCheckpointStore::open(&cc.checkpoint, &mysql.url, mysql.server_id).await {
             Ok(store) => match store.load().await {
                 Ok(None) => r.ok(format!(
                     "[checkpoint] store = \"mysql\": table coherent.checkpoint is usable; no checkpoint yet, the pipeline starts at [mysql] start = \"{}\"",
-                    cc.mysql.start
+                    mysql.start
                 )),
                 Ok(Some(cp)) => r.ok(format!(
                     "[checkpoint] store = \"mysql\" resumes after {}",
@@ -341,7 +349,7 @@ async fn check_checkpoint_file(r: &mut Report, cc: &connectors::ConnectorConfig)
         Ok(None) => r.ok(format!(
             "[checkpoint] {} is writable; no checkpoint yet, the pipeline starts at [mysql] start = \"{}\"",
             path.display(),
-            cc.mysql.start
+            mysql.start
         )),
         Ok(Some(cp)) => r.ok(format!(
             "[checkpoint] {} resumes after {}",
@@ -353,9 +361,13 @@ async fn check_checkpoint_file(r: &mut Report, cc: &connectors::ConnectorConfig)
 }
 
 /// A checkpoint's binlog file must still be on the server (not purged).
-async fn check_resume_file(r: &mut Report, conn: &mut Conn, cc: &connectors::ConnectorConfig) {
-    let Ok(store) =
-        AnyCheckpointStore::open(&cc.checkpoint, &cc.mysql.url, cc.mysql.server_id).await
+async fn check_resume_file(
+    r: &mut Report,
+    conn: &mut Conn,
+    cc: &connectors::ConnectorConfig,
+    mysql: &connectors::binlog::MysqlConfig,
+) {
+    let Ok(store) = AnyCheckpointStore::open(&cc.checkpoint, &mysql.url, mysql.server_id).await
     else {
         return;
     };
@@ -380,7 +392,7 @@ async fn check_resume_file(r: &mut Report, conn: &mut Conn, cc: &connectors::Con
             cp.position.file,
             files.join(", "),
             cc.checkpoint.path.display(),
-            cc.mysql.start
+            mysql.start
         ));
     }
 }

@@ -1,45 +1,62 @@
 //! The sidecar's configuration: a TOML file, overridden by `COHERENT_*` environment
 //! variables, overridden by command-line flags.
 //!
-//! Sections: `[engine]`, `[admin]`, `[telemetry]`, `[audit]`, and the connector's `[mysql]`, `[checkpoint]`,
-//! `[target]`, `[[rules]]` (see [`connectors::ConnectorConfig`]). Without `[mysql]`
-//! the sidecar runs the engine alone.
+//! The sidecar's own keys and sections: `data_dir`, `[engine]`, `[admin]`,
+//! `[telemetry]`, `[audit]`. The connector's sections, `[mysql]`, `[checkpoint]`,
+//! `[target]`, `[retry]`, `[[rules]]`, are declared once, in
+//! [`connectors::ConnectorConfig`], and read from the same file into
+//! [`Config::connector`]. Without `[mysql]` the sidecar runs the engine alone.
+//!
+//! Every refused value is a [`ConfigError`] naming the file and line (from the TOML
+//! spans) or the environment variable, the section and the key, at load time:
+//! `coherent.toml:12: [target] key "url": ...`.
 
 use anyhow::{bail, Context, Result};
-use connectors::binlog::config::MysqlConfigError;
-use connectors::binlog::MysqlConfig;
-use connectors::checkpoint::CheckpointConfig;
-use connectors::retry::RetryConfig;
-use connectors::rules::{RuleConfig, RuleError, Rules};
-use connectors::targets::TargetConfig;
+use connectors::config::{fields_of, ConfigError, ConfigFile};
+use connectors::rules::Rules;
 use connectors::ConnectorConfig;
-use engine::EngineConfig;
+use engine::{EngineConfig, SettingValue};
 use serde::Deserialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The whole config file.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct Config {
+    /// `data_dir`: the directory of the sidecar's data files (the file checkpoint, the
+    /// embedded retry log); relative paths in `[checkpoint]` and `[retry]` are
+    /// resolved against it. Created when the pipeline starts. Default `data`
+    /// (relative to the working directory).
+    pub data_dir: PathBuf,
     /// `[engine]`: the embedded Redis-compatible server.
     pub engine: EngineConfig,
     /// `[admin]`: health, status and metrics over HTTP.
     pub admin: crate::admin::AdminConfig,
-    /// `[mysql]`: the server whose binlog is tailed; absent = no pipeline.
-    pub mysql: Option<MysqlConfig>,
-    /// `[checkpoint]`: where the binlog position is saved.
-    pub checkpoint: CheckpointConfig,
-    /// `[target]`: where deletes go.
-    pub target: TargetConfig,
-    /// `[[rules]]`: row changes -> cache keys.
-    pub rules: Vec<RuleConfig>,
-    /// `[retry]`: where deletes the target refused wait to be retried.
-    pub retry: RetryConfig,
     /// `[telemetry]`: optional OTLP export of metrics and traces.
     pub telemetry: crate::telemetry::TelemetryConfig,
     /// `[audit]`: the online consistency checker (sampled re-checks of invalidated
     /// keys; needs `[mysql]`).
     pub audit: crate::audit::online::AuditConfig,
+    /// The connector's sections, read by its own declaration; their relative file
+    /// paths resolved against `data_dir`.
+    #[serde(skip)]
+    pub connector: ConnectorConfig,
+}
+
+/// The default `data_dir`.
+pub const DEFAULT_DATA_DIR: &str = "data";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            engine: EngineConfig::default(),
+            admin: Default::default(),
+            telemetry: Default::default(),
+            audit: Default::default(),
+            connector: ConnectorConfig::default(),
+        }
+    }
 }
 
 /// A config file and the pipeline's compiled rules, ready to run.
@@ -47,75 +64,63 @@ pub struct Config {
 pub struct Loaded {
     /// The merged, validated config.
     pub config: Config,
-    /// `Some` when `[mysql]` is configured.
+    /// `Some` when `[mysql]` is configured: the connector's sections (as in
+    /// `config.connector`) and their compiled rules.
     pub connector: Option<(ConnectorConfig, Rules)>,
 }
 
-/// Where a value came from, for error messages.
-struct Origin<'a> {
-    name: &'a str,
-    text: &'a str,
-    env: &'a [String],
+/// Every top-level key a file may hold: the sidecar's and the connector's, from
+/// their declarations.
+fn known_keys() -> Vec<&'static str> {
+    let mut keys = fields_of::<Config>().to_vec();
+    keys.extend_from_slice(fields_of::<ConnectorConfig>());
+    keys
 }
 
-impl Origin<'_> {
-    /// "FILE line N: [section] key" (or the environment variable that set it).
-    fn at(&self, section: &str, index: Option<usize>, key: &str) -> String {
-        let var = match index {
-            Some(i) => format!("COHERENT_{}_{i}_{}", section, key).to_ascii_uppercase(),
-            None => format!("COHERENT_{}_{}", section, key).to_ascii_uppercase(),
-        };
-        if self.env.iter().any(|v| v == &var) {
-            return format!("environment variable {var}");
-        }
-        if index.is_some() && self.env.iter().any(|v| v == "COHERENT_RULES") {
-            return "environment variable COHERENT_RULES".to_string();
-        }
-        match line_of(self.text, section, index, key) {
-            Some(n) => format!("{} line {n}", self.name),
-            None => self.name.to_string(),
+/// Places `e`: at the environment variable that set its key, else at its file line.
+fn place(e: ConfigError, file: &ConfigFile, env: &[String]) -> ConfigError {
+    let var = match (e.section.as_str(), e.index) {
+        ("", _) => format!("COHERENT_{}", e.key),
+        (s, Some(i)) => format!("COHERENT_{s}_{i}_{}", e.key),
+        (s, None) => format!("COHERENT_{s}_{}", e.key),
+    }
+    .to_ascii_uppercase();
+    let origin = if env.contains(&var) {
+        Some(var)
+    } else if e.index.is_some() && env.iter().any(|v| v == "COHERENT_RULES") {
+        Some("COHERENT_RULES".to_string())
+    } else {
+        None
+    };
+    match origin {
+        Some(var) => ConfigError {
+            origin: Some(format!("environment variable {var}")),
+            line: None,
+            ..e
+        },
+        None => {
+            let placed = file.place(e);
+            // Not in the file: the variables that set other keys of its section
+            // (`COHERENT_TARGET_KIND=redis` without a URL) are why it matters.
+            let prefix = format!("COHERENT_{}_", placed.section.to_ascii_uppercase());
+            let set: Vec<&str> = env
+                .iter()
+                .filter(|v| !placed.section.is_empty() && v.starts_with(&prefix))
+                .map(String::as_str)
+                .collect();
+            if placed.line.is_some() || set.is_empty() {
+                return placed;
+            }
+            ConfigError {
+                origin: Some(format!(
+                    "{} with environment overrides {}",
+                    file.name(),
+                    set.join(", ")
+                )),
+                ..placed
+            }
         }
     }
-}
-
-/// The 1-based line of `key` in `[section]` (or in the `index`-th `[[section]]`).
-fn line_of(text: &str, section: &str, index: Option<usize>, key: &str) -> Option<usize> {
-    let mut current = String::new();
-    let mut seen = 0usize;
-    let mut header_line = None;
-    for (n, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if let Some(h) = line.strip_prefix("[[") {
-            current = h.split("]]").next().unwrap_or("").trim().to_string();
-            if current == section {
-                seen += 1;
-            }
-        } else if let Some(h) = line.strip_prefix('[') {
-            current = h.split(']').next().unwrap_or("").trim().to_string();
-        } else {
-            let in_section = current == section && index.is_none_or(|i| seen == i + 1);
-            if in_section {
-                if header_line.is_none() {
-                    header_line = Some(n + 1);
-                }
-                let k = line
-                    .split('=')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .trim_matches('"');
-                if line.contains('=') && k == key {
-                    return Some(n + 1);
-                }
-            }
-            continue;
-        }
-        if current == section && index.is_none_or(|i| seen == i + 1) {
-            header_line = Some(n + 1);
-        }
-    }
-    // The key is missing: point at the section header.
-    header_line
 }
 
 impl Config {
@@ -135,60 +140,73 @@ impl Config {
             None => String::new(),
         };
         let name = path.map_or("<defaults>".to_string(), |p| p.display().to_string());
-        // Parse the file on its own first: errors from the text carry line, column and
-        // the offending line, which a merged document no longer has.
-        toml::from_str::<Config>(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        let mut doc: toml::Table = text
+        // The file on its own first: its errors carry their line, which a document
+        // merged with the environment no longer has.
+        let file = ConfigFile::parse(&name, text)?;
+        file.check_known(&known_keys())?;
+        let mut cfg: Config = file.deserialize()?;
+        cfg.connector = file.deserialize()?;
+        let mut doc: toml::Table = file
+            .text()
             .parse()
-            .map_err(|e: toml::de::Error| anyhow::anyhow!("{name}: {e}"))?;
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("{name}: {}", e.message()))?;
         let overridden = apply_env(&mut doc, vars)?;
-        let cfg: Config = Config::deserialize(toml::Value::Table(doc)).map_err(|e| {
-            anyhow::anyhow!(
-                "{name} with environment overrides {}: {}",
-                overridden.join(", "),
-                e.message()
-            )
-        })?;
-        let origin = Origin {
-            name: &name,
-            text: &text,
-            env: &overridden,
-        };
+        if !overridden.is_empty() {
+            // The merged document has no spans: the error is placed at the section
+            // that fails on its own, and at the variables applied.
+            let merged = |e: toml::de::Error| ConfigError {
+                origin: Some(format!(
+                    "{name} with environment overrides {}",
+                    overridden.join(", ")
+                )),
+                ..ConfigError::new(failing_section(&doc), "", e.message())
+            };
+            let connector =
+                ConnectorConfig::deserialize(toml::Value::Table(doc.clone())).map_err(merged)?;
+            cfg = Config::deserialize(toml::Value::Table(doc.clone())).map_err(merged)?;
+            cfg.connector = connector;
+        }
+        let at = |e: ConfigError| place(e, &file, &overridden);
         cfg.engine
             .validate()
-            .map_err(|e| anyhow::anyhow!("{name}: [engine] {e}"))?;
-        cfg.admin.validate().map_err(|(key, e)| {
-            anyhow::anyhow!("{}: [admin] {key}: {e}", origin.at("admin", None, key))
-        })?;
-        cfg.telemetry.validate().map_err(|(key, e)| {
-            anyhow::anyhow!(
-                "{}: [telemetry] {key}: {e}",
-                origin.at("telemetry", None, key)
-            )
-        })?;
-        cfg.audit.validate().map_err(|e| {
-            let key = e.config_key().unwrap_or("");
-            anyhow::anyhow!("{}: [audit] {key}: {e}", origin.at("audit", None, key))
-        })?;
-        let connector = match &cfg.mysql {
+            .map_err(|e| at(ConfigError::new("engine", &e.key, e.message)))?;
+        cfg.admin.validate().map_err(at)?;
+        cfg.telemetry.validate().map_err(at)?;
+        cfg.audit.validate().map_err(at)?;
+        if cfg.data_dir.as_os_str().is_empty() {
+            return Err(at(ConfigError::new("", "data_dir", "must not be empty")).into());
+        }
+        // Every connector section is checked, [mysql] or not: a bad [target] or
+        // [retry] is refused now, not when the first delete is sent.
+        let rules = cfg.connector.validate().map_err(at)?;
+        let before: Vec<PathBuf> = cfg
+            .connector
+            .data_files()
+            .into_iter()
+            .map(Path::to_path_buf)
+            .collect();
+        cfg.connector.resolve_paths(&cfg.data_dir);
+        // Before data_dir, relative paths were the working directory's: a file left
+        // there is not read any more, so say where it should go.
+        for (old, new) in before.iter().zip(cfg.connector.data_files()) {
+            if old.as_path() != new && old.exists() && !new.exists() {
+                tracing::warn!(
+                    "{name}: {} is in the working directory; data files are now read from data_dir: move it to {}",
+                    old.display(),
+                    new.display()
+                );
+            }
+        }
+        let connector = match &cfg.connector.mysql {
             None => {
-                if !cfg.rules.is_empty() {
+                if !cfg.connector.rules.is_empty() {
                     tracing::warn!(
                         "{name}: [[rules]] without a [mysql] section: nothing will be invalidated"
                     );
                 }
                 None
             }
-            Some(mysql) => {
-                let cc = ConnectorConfig {
-                    mysql: mysql.clone(),
-                    checkpoint: cfg.checkpoint.clone(),
-                    target: cfg.target.clone(),
-                    rules: cfg.rules.clone(),
-                    retry: cfg.retry.clone(),
-                };
-                Some((cc.clone(), validate_connector(&cc, &origin)?))
-            }
+            Some(_) => Some((cfg.connector.clone(), rules)),
         };
         Ok(Loaded {
             config: cfg,
@@ -197,41 +215,28 @@ impl Config {
     }
 }
 
-/// [`ConnectorConfig::validate`], with each error placed at its file line.
-fn validate_connector(cc: &ConnectorConfig, origin: &Origin) -> Result<Rules> {
-    if let Err(e) = cc.mysql.validate() {
-        let key = match e {
-            MysqlConfigError::Url(_) => "url",
-            MysqlConfigError::ServerId => "server_id",
-            MysqlConfigError::Heartbeat => "heartbeat_secs",
-        };
-        bail!("{}: [mysql] {e}", origin.at("mysql", None, key));
-    }
-    if let Err(e) = cc.checkpoint.validate() {
-        let key = e.split([':', ' ']).next().unwrap_or("store");
-        bail!("{}: [checkpoint] {e}", origin.at("checkpoint", None, key));
-    }
-    Rules::compile(&cc.rules).map_err(|e| {
-        let (index, key) = match &e {
-            RuleError::Table { index, .. } => (*index, "table"),
-            RuleError::Template { index, .. } | RuleError::NoKeys { index } => (*index, "keys"),
-            _ => (0, "table"),
-        };
-        anyhow::anyhow!("{}: [[rules]] {e}", origin.at("rules", Some(index), key))
-    })
+/// The first top-level key of `doc` that the sidecar's or the connector's
+/// declaration refuses on its own ("" when none does alone).
+fn failing_section(doc: &toml::Table) -> &str {
+    doc.iter()
+        .find(|(k, v)| {
+            let one = toml::Value::Table([((*k).clone(), (*v).clone())].into_iter().collect());
+            Config::deserialize(one.clone()).is_err() || ConnectorConfig::deserialize(one).is_err()
+        })
+        .map_or("", |(k, _)| k.as_str())
 }
 
-/// Sections whose keys `COHERENT_<SECTION>_<KEY>` sets.
-const SECTIONS: &[&str] = &[
-    "engine",
-    "admin",
-    "mysql",
-    "checkpoint",
-    "target",
-    "retry",
-    "telemetry",
-    "audit",
-];
+/// Converts an environment value for an `[engine]` key to what the settings table
+/// takes; arrays and tables are no engine value.
+fn setting_value(v: &toml::Value) -> Option<SettingValue<'_>> {
+    Some(match v {
+        toml::Value::String(s) => SettingValue::Str(s),
+        toml::Value::Integer(n) => SettingValue::Int(*n),
+        toml::Value::Float(f) => SettingValue::Float(*f),
+        toml::Value::Boolean(b) => SettingValue::Bool(*b),
+        _ => return None,
+    })
+}
 
 /// Parses an environment value as a TOML value when it is one (numbers, booleans,
 /// arrays, inline tables), as a plain string otherwise.
@@ -244,8 +249,9 @@ fn env_value(v: &str) -> toml::Value {
 }
 
 /// Applies environment overrides and returns the names of the variables applied:
-/// - `COHERENT_<SECTION>_<KEY>` for `[engine]`, `[admin]`, `[mysql]`, `[checkpoint]`,
-///   `[target]`: the first word after the prefix is the section, the rest (lower-cased)
+/// - `COHERENT_DATA_DIR` sets `data_dir`.
+/// - `COHERENT_<SECTION>_<KEY>` for every section (`[engine]`, `[admin]`, `[mysql]`,
+///   `[checkpoint]`, `[target]`, `[retry]`, ...): the first word after the prefix is the section, the rest (lower-cased)
 ///   the key (`COHERENT_MYSQL_SERVER_ID=64001`).
 /// - `COHERENT_RULES` replaces every `[[rules]]` with a TOML array of inline tables
 ///   (`[{table = "app.users", keys = ["user:{id}"]}]`).
@@ -322,10 +328,16 @@ pub fn apply_env(
             applied.push(k.clone());
             continue;
         }
+        if rest == "data_dir" {
+            doc.insert(rest, toml::Value::String(v.clone()));
+            applied.push(k.clone());
+            continue;
+        }
         let Some((section, key)) = rest.split_once('_') else {
             continue;
         };
-        if !SECTIONS.contains(&section) {
+        // The sections (tables) the sidecar and the connector declare.
+        if !known_keys().contains(&section) || matches!(section, "data_dir" | "rules") {
             // COHERENT_LOG, COHERENT_CONFIG and similar are read elsewhere.
             continue;
         }
@@ -336,7 +348,9 @@ pub fn apply_env(
             // Strings whatever they look like (a password of digits is still a password).
             ("mysql", "url" | "start")
             | ("engine", "requirepass")
-            | ("checkpoint", "path")
+            | ("checkpoint", "path" | "url")
+            | ("retry", "path" | "url")
+            | ("target", "url" | "password")
             | ("telemetry", "otlp_endpoint") => toml::Value::String(v.clone()),
             // COHERENT_AUDIT_DELAYS_MS="1000,10000,60000" (or a TOML array).
             ("audit", "delays_ms") => match env_value(&v) {
@@ -351,6 +365,21 @@ pub fn apply_env(
             },
             _ => env_value(&v),
         };
+        if section == "engine" {
+            // Checked here, through the engine's settings table, so the error names
+            // the variable.
+            let checked = match setting_value(&value) {
+                Some(sv) => engine::check_setting(key, sv).map_err(|e| e.message),
+                None => Err("expected a string, an integer or a boolean".to_string()),
+            };
+            if let Err(message) = checked {
+                return Err(ConfigError {
+                    origin: Some(format!("environment variable {k}")),
+                    ..ConfigError::new("engine", key, message)
+                }
+                .into());
+            }
+        }
         let table = doc
             .entry(section.to_string())
             .or_insert_with(|| toml::Value::Table(Default::default()));
@@ -436,7 +465,7 @@ keys = ["order:{id}"]
         let p = tmp("full.toml", FULL);
         let l = Config::load_with_env(Some(&p), env(&[])).unwrap();
         let (cc, rules) = l.connector.expect("pipeline configured");
-        assert_eq!(cc.mysql.server_id, 64001);
+        assert_eq!(cc.mysql().unwrap().server_id, 64001);
         assert_eq!(rules.rules().len(), 2);
         assert_eq!(l.config.admin.ready_max_lag_secs, 5.0);
         // Without [mysql] there is no pipeline.
@@ -467,9 +496,10 @@ keys = ["order:{id}"]
         )
         .unwrap();
         let (cc, rules) = l.connector.unwrap();
-        assert_eq!(cc.mysql.url, "mysql://u:p@127.0.0.1:1234");
-        assert_eq!(cc.mysql.server_id, 77);
-        assert_eq!(cc.mysql.start.to_string(), "gtid:0-1-5");
+        let mysql = cc.mysql().unwrap();
+        assert_eq!(mysql.url, "mysql://u:p@127.0.0.1:1234");
+        assert_eq!(mysql.server_id, 77);
+        assert_eq!(mysql.start.to_string(), "gtid:0-1-5");
         assert_eq!(cc.checkpoint.path, std::path::PathBuf::from("/tmp/x.cp"));
         assert_eq!(cc.checkpoint.interval_ms, 0);
         assert_eq!(cc.target.db, 3);
@@ -564,7 +594,7 @@ keys = ["order:{id}"]
             Config::load_with_env(Some(&p), env(&[])).unwrap_err()
         );
         assert!(
-            err.contains("audit-bad.toml line 4") && err.contains("[audit] sample"),
+            err.contains("audit-bad.toml:4: [audit] key \"sample\""),
             "{err}"
         );
         let p = tmp("audit-bad2.toml", "[audit]\ndelays_ms = [3000, 1000]\n");
@@ -572,7 +602,10 @@ keys = ["order:{id}"]
             "{:#}",
             Config::load_with_env(Some(&p), env(&[])).unwrap_err()
         );
-        assert!(err.contains("line 2") && err.contains("delays_ms"), "{err}");
+        assert!(
+            err.contains("audit-bad2.toml:2: [audit] key \"delays_ms\""),
+            "{err}"
+        );
         let err = format!(
             "{:#}",
             Config::load_with_env(Some(&p), env(&[("COHERENT_AUDIT_DELAYS_MS", "1000,x")]))
@@ -587,15 +620,51 @@ keys = ["order:{id}"]
     }
 
     #[test]
+    fn env_merge_errors_name_the_variables_and_the_section() {
+        let p = tmp("engine-only.toml", "[engine]\nlisten = \"127.0.0.1:0\"\n");
+        let err = Config::load_with_env(
+            Some(&p),
+            env(&[("COHERENT_MYSQL_URL", "mysql://u@127.0.0.1:1")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{} with environment overrides COHERENT_MYSQL_URL: [mysql]: missing field `server_id`",
+                p.display()
+            )
+        );
+        // Relative data paths are resolved against data_dir, absolute ones kept.
+        let l = Config::load_with_env(
+            Some(&p),
+            env(&[
+                ("COHERENT_DATA_DIR", "/srv/coherent"),
+                ("COHERENT_RETRY_PATH", "/tmp/r.log"),
+            ]),
+        )
+        .unwrap();
+        let c = &l.config.connector;
+        assert_eq!(
+            (c.checkpoint.path.as_path(), c.retry.path.as_path()),
+            (
+                Path::new("/srv/coherent/coherent.checkpoint"),
+                Path::new("/tmp/r.log")
+            )
+        );
+    }
+
+    #[test]
     fn bad_key_names_its_line() {
         let p = tmp(
             "bad.toml",
             "[engine]\nlisten = \"127.0.0.1:0\"\nmaxclientz = 5\n",
         );
         let err = Config::load(Some(&p)).unwrap_err().to_string();
-        assert!(err.contains("bad.toml"), "{err}");
-        assert!(err.contains("line 3"), "{err}");
-        assert!(err.contains("maxclientz"), "{err}");
+        assert!(
+            err.starts_with(&format!("{}:3: [engine] key \"maxclientz\"", p.display())),
+            "{err}"
+        );
         let p = tmp("bad2.toml", "[engine]\nlisten = 5\n");
         let err = Config::load(Some(&p)).unwrap_err().to_string();
         assert!(err.contains("listen"), "{err}");
@@ -605,50 +674,45 @@ keys = ["order:{id}"]
     fn bad_connector_values_name_file_line_and_key() {
         let cases: &[(&str, &str, &str, &str)] = &[
             // (replace, with, expected line, expected key)
-            ("server_id = 64001", "server_id = 0", "line 10", "server_id"),
-            ("server_id = 64001", "serverid = 1", "line 10", "serverid"),
-            (
-                "start = \"current\"",
-                "start = \"later\"",
-                "line 11",
-                "start",
-            ),
+            ("server_id = 64001", "server_id = 0", ":10:", "server_id"),
+            ("server_id = 64001", "serverid = 1", ":10:", "serverid"),
+            ("start = \"current\"", "start = \"later\"", ":11:", "start"),
             (
                 "url = \"mysql://coherent:secret@127.0.0.1:3306\"",
                 "url = \"http://x\"",
-                "line 9",
+                ":9:",
                 "url",
             ),
             (
                 "kind = \"embedded\"",
                 "kind = \"memcached\"",
-                "line 18",
+                ":18:",
                 "kind",
             ),
-            ("store = \"file\"", "store = \"sqlite\"", "line 14", "store"),
+            ("store = \"file\"", "store = \"sqlite\"", ":14:", "store"),
             (
                 "table = \"app.orders\"",
                 "table = \"orders\"",
-                "line 26",
+                ":26:",
                 "table",
             ),
             (
                 "keys = [\"order:{id}\"]",
                 "keys = [\"order:{id\"]",
-                "line 27",
+                ":27:",
                 "keys",
             ),
-            ("keys = [\"order:{id}\"]", "keys = []", "line 27", "keys"),
+            ("keys = [\"order:{id}\"]", "keys = []", ":27:", "keys"),
             (
                 "columns = [\"email\", \"name\"]",
                 "colums = [\"email\"]",
-                "line 23",
+                ":23:",
                 "colums",
             ),
             (
                 "ready_max_lag_secs = 5",
                 "ready_max_lag_secs = -1",
-                "line 6",
+                ":6:",
                 "ready_max_lag_secs",
             ),
         ];
@@ -660,7 +724,8 @@ keys = ["order:{id}"]
                 Config::load_with_env(Some(&p), env(&[])).unwrap_err()
             );
             assert!(
-                err.contains(&format!("case{i}.toml")) && err.contains(line) && err.contains(key),
+                err.contains(&format!("case{i}.toml{line} "))
+                    && err.contains(&format!("key \"{key}\"")),
                 "case {i} ({to}): {err}"
             );
         }

@@ -42,6 +42,13 @@ enum Command {
         #[arg(long)]
         admin_listen: Option<String>,
     },
+    /// Load and validate a config file without starting anything: exit 0 when every
+    /// section is accepted, else 2 with the file, line, section and key refused.
+    CheckConfig {
+        /// Config file (TOML).
+        #[arg(long, short, env = "COHERENT_CONFIG")]
+        config: PathBuf,
+    },
     /// Verify the MySQL prerequisites of a config: binlog settings, grants, rule tables
     /// and columns. Exit status 0 only when every check passes.
     Check {
@@ -104,6 +111,19 @@ fn run() -> Result<()> {
                 cfg.admin.listen = a;
             }
             serve(cfg, connector)
+        }
+        Command::CheckConfig { config } => {
+            let loaded = config::Config::load(Some(&config))?;
+            println!(
+                "{}: ok ({})",
+                config.display(),
+                if loaded.connector.is_some() {
+                    "engine and binlog pipeline"
+                } else {
+                    "engine only, no [mysql]"
+                }
+            );
+            Ok(())
         }
         Command::Check { config } => {
             let loaded = config::Config::load(Some(&config))?;

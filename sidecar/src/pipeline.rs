@@ -164,9 +164,18 @@ async fn run_inner(
         }
         None => (None, None),
     };
+    let mysql = cfg.mysql()?;
+    // The data directory (and any other directory a data file is in) is made now,
+    // not at load: `check` and `audit` write nothing.
+    for file in cfg.data_files() {
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!("cannot create the data directory {}: {e}", dir.display())
+            })?;
+        }
+    }
     // store = "file" or "mysql" (a row in the migrations/ schema, via sqlx).
-    let store =
-        AnyCheckpointStore::open(&cfg.checkpoint, &cfg.mysql.url, cfg.mysql.server_id).await?;
+    let store = AnyCheckpointStore::open(&cfg.checkpoint, &mysql.url, mysql.server_id).await?;
     let target = AnyTarget::from_config(&cfg.target, Some(engine)).await?;
     let meter = opentelemetry::global::meter("coherent");
     let label = crate::timed::kind_label(cfg.target.kind);
@@ -199,12 +208,12 @@ async fn run_inner(
             tracing::info!(%position, store = ?cfg.checkpoint.store, "resuming from checkpoint")
         }
         None => {
-            tracing::info!(start = %cfg.mysql.start, "no checkpoint yet; starting at [mysql] start")
+            tracing::info!(start = %mysql.start, "no checkpoint yet; starting at [mysql] start")
         }
     }
     let _ = state.lag.set(pipe.lag());
     state.publish(pipe.stats());
-    let source = BinlogSource::new(cfg.mysql.clone(), resume, Some(filter))?;
+    let source = BinlogSource::new(mysql.clone(), resume, Some(filter))?;
     let _ = state.probe.set(source.probe());
     let mut publisher = Publisher {
         state,

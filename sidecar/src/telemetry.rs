@@ -5,6 +5,7 @@
 //! OpenTelemetry.
 
 use anyhow::{Context, Result};
+use connectors::config::ConfigError;
 use connectors::duration::HumanDuration;
 use opentelemetry::metrics::{Meter, MeterProvider};
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
@@ -44,17 +45,22 @@ impl Default for TelemetryConfig {
 
 impl TelemetryConfig {
     /// Checks values serde cannot: the key at fault and why.
-    pub fn validate(&self) -> std::result::Result<(), (&'static str, String)> {
+    pub fn validate(&self) -> std::result::Result<(), ConfigError> {
         if let Some(e) = &self.otlp_endpoint {
             if !e.starts_with("http://") {
-                return Err((
+                return Err(ConfigError::new(
+                    "telemetry",
                     "otlp_endpoint",
                     format!("{e:?}: expected an http:// URL (TLS is not built in)"),
                 ));
             }
         }
         if self.export_interval.is_zero() {
-            return Err(("export_interval", "must be more than 0".into()));
+            return Err(ConfigError::new(
+                "telemetry",
+                "export_interval",
+                "must be more than 0",
+            ));
         }
         Ok(())
     }

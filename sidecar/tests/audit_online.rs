@@ -735,7 +735,7 @@ fn bad_audit_config_names_the_key() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("bad.toml line 5") && err.contains("[audit] sample") && err.contains("2"),
+        err.contains("bad.toml:5: [audit] key \"sample\"") && err.contains("2"),
         "{err}"
     );
     // Without a binlog pipeline there is no checker: "audit" is null.

@@ -1,22 +1,9 @@
 //! `[mysql]`: which server to tail and where to start.
 
 use super::position::StartPosition;
+use crate::config::ConfigError;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-
-/// Errors in the `[mysql]` section.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MysqlConfigError {
-    /// `url` is not a valid `mysql://` URL.
-    #[error("url: {0}")]
-    Url(String),
-    /// `server_id` is 0 (the server refuses replicas with id 0).
-    #[error("server_id: must be a non-zero replica id, unique among the server's replicas")]
-    ServerId,
-    /// `heartbeat_secs` is 0 or too large.
-    #[error("heartbeat_secs: must be between 1 and 3600")]
-    Heartbeat,
-}
 
 /// The `[mysql]` section.
 ///
@@ -59,13 +46,19 @@ impl MysqlConfig {
     }
 
     /// Checks what serde cannot: the URL parses, the id is non-zero.
-    pub fn validate(&self) -> Result<(), MysqlConfigError> {
-        mysql_async::Opts::from_url(&self.url).map_err(|e| MysqlConfigError::Url(e.to_string()))?;
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, message: String| Err(ConfigError::new("mysql", key, message));
+        if let Err(e) = mysql_async::Opts::from_url(&self.url) {
+            return bad("url", e.to_string());
+        }
         if self.server_id == 0 {
-            return Err(MysqlConfigError::ServerId);
+            return bad(
+                "server_id",
+                "must be a non-zero replica id, unique among the server's replicas".into(),
+            );
         }
         if self.heartbeat_secs == 0 || self.heartbeat_secs > 3600 {
-            return Err(MysqlConfigError::Heartbeat);
+            return bad("heartbeat_secs", "must be between 1 and 3600".into());
         }
         Ok(())
     }
@@ -92,7 +85,7 @@ mod tests {
             toml::from_str("url = \"mysql://x\"\nserver_id = 1\nstart = \"later\"\n");
         assert!(bad.unwrap_err().to_string().contains("invalid start"));
         let zero = MysqlConfig::new("mysql://u@127.0.0.1:1", 0);
-        assert_eq!(zero.validate(), Err(MysqlConfigError::ServerId));
+        assert_eq!(zero.validate().unwrap_err().key, "server_id");
         assert!(MysqlConfig::new("http://x", 1).validate().is_err());
     }
 }

@@ -6,6 +6,7 @@ pub mod file;
 pub mod mysql;
 
 use crate::binlog::Position;
+use crate::config::ConfigError;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::path::PathBuf;
@@ -141,25 +142,28 @@ impl Default for CheckpointConfig {
 
 impl CheckpointConfig {
     /// Checks the section.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, message: String| Err(ConfigError::new("checkpoint", key, message));
         match self.store {
             CheckpointKind::File if self.path.as_os_str().is_empty() => {
-                Err("path: must not be empty".into())
+                bad("path", "must not be empty".into())
             }
             CheckpointKind::Mysql => {
                 if self.interval_ms < MIN_MYSQL_INTERVAL_MS {
                     // The save is itself a binlogged transaction: with no interval
                     // the pipeline would checkpoint its own checkpoint forever.
-                    return Err(format!(
-                        "interval_ms: must be at least {MIN_MYSQL_INTERVAL_MS} with store = \"mysql\" (each checkpoint write is a binlog transaction the pipeline reads back)"
+                    return bad("interval_ms", format!(
+                        "must be at least {MIN_MYSQL_INTERVAL_MS} with store = \"mysql\" (each checkpoint write is a binlog transaction the pipeline reads back)"
                     ));
                 }
                 if let Some(url) = &self.url {
-                    mysql_async::Opts::from_url(url).map_err(|e| format!("url: {e}"))?;
+                    if let Err(e) = mysql_async::Opts::from_url(url) {
+                        return bad("url", e.to_string());
+                    }
                 }
                 match &self.pipeline {
                     Some(p) if p.is_empty() || p.len() > 64 => {
-                        Err("pipeline: must be 1 to 64 characters".into())
+                        bad("pipeline", "must be 1 to 64 characters".into())
                     }
                     _ => Ok(()),
                 }
@@ -234,12 +238,12 @@ mod tests {
         assert_eq!(c.validate(), Ok(()));
         let c: CheckpointConfig =
             toml::from_str("store = \"mysql\"\nurl = \"http://x\"\n").unwrap();
-        assert!(c.validate().unwrap_err().starts_with("url:"));
+        assert_eq!(c.validate().unwrap_err().key, "url");
         let c: CheckpointConfig = toml::from_str("store = \"mysql\"\npipeline = \"\"\n").unwrap();
-        assert!(c.validate().unwrap_err().starts_with("pipeline:"));
+        assert_eq!(c.validate().unwrap_err().key, "pipeline");
         assert!(toml::from_str::<CheckpointConfig>("store = \"redis\"\n").is_err());
         let c: CheckpointConfig = toml::from_str("store = \"mysql\"\ninterval_ms = 0\n").unwrap();
-        assert!(c.validate().unwrap_err().starts_with("interval_ms:"));
+        assert_eq!(c.validate().unwrap_err().key, "interval_ms");
         let c: CheckpointConfig = toml::from_str("store = \"file\"\ninterval_ms = 0\n").unwrap();
         assert_eq!(c.validate(), Ok(()));
     }

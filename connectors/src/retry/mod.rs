@@ -22,6 +22,7 @@ pub mod rabbitmq;
 pub mod store;
 pub mod worker;
 
+use crate::config::ConfigError;
 use crate::duration::HumanDuration;
 use crate::targets::DeleteService;
 use bytes::Bytes;
@@ -50,8 +51,8 @@ pub enum QueueError {
     #[error("retry queue (rabbitmq): {0}")]
     Amqp(String),
     /// Bad `[retry]` section.
-    #[error("[retry] {0}")]
-    Config(String),
+    #[error("{0}")]
+    Config(#[from] ConfigError),
 }
 
 /// The `[retry]` section.
@@ -138,20 +139,42 @@ impl Default for RetryConfig {
 
 impl RetryConfig {
     /// Checks the section.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, message: String| Err(ConfigError::new("retry", key, message));
         if self.max_attempts == 0 {
-            return Err("max_attempts: must be at least 1".into());
+            return bad("max_attempts", "must be at least 1".into());
         }
-        if self.batch == 0 || self.max_depth == 0 {
-            return Err("batch and max_depth: must be at least 1".into());
+        if self.batch == 0 {
+            return bad("batch", "must be at least 1".into());
+        }
+        if self.max_depth == 0 {
+            return bad("max_depth", "must be at least 1".into());
+        }
+        // A zero pause would retry a refused delete in a tight loop.
+        if self.backoff.is_zero() {
+            return bad("backoff", "must be more than 0, like \"100ms\"".into());
+        }
+        if self.max_backoff < self.backoff {
+            return bad(
+                "max_backoff",
+                format!("must be at least backoff ({})", self.backoff),
+            );
         }
         match self.queue {
             QueueKind::Embedded if self.path.as_os_str().is_empty() => {
-                Err("path: must not be empty".into())
+                bad("path", "must not be empty".into())
             }
-            QueueKind::Rabbitmq if self.url.is_none() => {
-                Err("url: required for queue = \"rabbitmq\"".into())
-            }
+            QueueKind::Rabbitmq => match &self.url {
+                None => bad("url", "required for queue = \"rabbitmq\"".into()),
+                Some(url) => match url.parse::<lapin::uri::AMQPUri>() {
+                    Ok(_) => Ok(()),
+                    // The URL is not repeated: it may hold a password.
+                    Err(e) => bad(
+                        "url",
+                        format!("expected amqp://user:password@host:port/vhost ({e})"),
+                    ),
+                },
+            },
             _ => Ok(()),
         }
     }
@@ -268,7 +291,7 @@ pub enum RetryQueue {
 impl RetryQueue {
     /// Opens (embedded: replays the file; rabbitmq: connects and declares).
     pub async fn open(cfg: &RetryConfig) -> Result<Self, QueueError> {
-        cfg.validate().map_err(QueueError::Config)?;
+        cfg.validate()?;
         Ok(match cfg.queue {
             QueueKind::Embedded => {
                 RetryQueue::Embedded(Arc::new(EmbeddedQueue::open(cfg.clone())?))

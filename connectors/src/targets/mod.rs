@@ -16,6 +16,7 @@ pub mod embedded;
 pub mod redis;
 pub mod stack;
 
+use crate::config::ConfigError;
 use crate::duration::HumanDuration;
 use serde::{Deserialize, Serialize};
 use std::task::{Context, Poll};
@@ -161,33 +162,35 @@ impl TargetConfig {
         }
     }
 
-    /// Checks what serde cannot; the message names the key.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks what serde cannot; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, message: String| Err(ConfigError::new("target", key, message));
         if self.batch_timeout.is_zero() {
-            return Err("batch_timeout: must be more than 0".into());
+            return bad("batch_timeout", "must be more than 0".into());
         }
         if self.concurrency == 0 {
-            return Err("concurrency: must be at least 1".into());
+            return bad("concurrency", "must be at least 1".into());
         }
         match self.kind {
             TargetKind::Embedded => Ok(()),
-            TargetKind::Redis => {
-                let url = self
-                    .url
-                    .as_deref()
-                    .ok_or("url: required for kind = \"redis\"")?;
-                redis::config::check_url(url).map_err(|e| format!("url: {e}"))
-            }
+            TargetKind::Redis => match self.url.as_deref() {
+                None => bad("url", "required for kind = \"redis\"".into()),
+                Some(url) => match redis::config::check_url(url) {
+                    Ok(()) => Ok(()),
+                    Err(e) => bad("url", e.to_string()),
+                },
+            },
             TargetKind::RedisCluster => {
                 if self.nodes.is_empty() {
-                    return Err(
-                        "nodes: at least one seed node is required for kind = \"redis-cluster\""
-                            .into(),
+                    return bad(
+                        "nodes",
+                        "at least one seed node is required for kind = \"redis-cluster\"".into(),
                     );
                 }
                 for n in &self.nodes {
-                    redis::config::check_url(&redis::config::node_url(n))
-                        .map_err(|e| format!("nodes: {n:?}: {e}"))?;
+                    if let Err(e) = redis::config::check_url(&redis::config::node_url(n)) {
+                        return bad("nodes", format!("{n:?}: {e}"));
+                    }
                 }
                 Ok(())
             }
@@ -264,7 +267,9 @@ impl AnyTarget {
         config: &TargetConfig,
         engine: Option<engine::Engine>,
     ) -> Result<Self, TargetError> {
-        config.validate().map_err(TargetError::Refused)?;
+        config
+            .validate()
+            .map_err(|e| TargetError::Refused(e.to_string()))?;
         match config.kind {
             TargetKind::Embedded => {
                 let engine = engine.ok_or_else(|| {

@@ -313,9 +313,10 @@ impl<'de> serde::de::DeserializeSeed<'de> for KeySeed<'_> {
             Scalar::Float(f) => SettingValue::Float(*f),
             Scalar::Str(s) => SettingValue::Str(s),
         };
+        // The message only: the error's span places it at its section and key.
         self.cfg
             .set_key(self.key, value)
-            .map_err(|e| D::Error::custom(format!("[engine] {e}")))
+            .map_err(|e| D::Error::custom(e.message))
     }
 }
 

@@ -29,10 +29,11 @@ impl Default for AdminConfig {
 }
 
 impl AdminConfig {
-    /// Checks values serde accepts but the sidecar cannot use: `(key, reason)`.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    /// Checks values serde accepts but the sidecar cannot use, naming the key.
+    pub fn validate(&self) -> Result<(), connectors::config::ConfigError> {
         if !(self.ready_max_lag_secs.is_finite() && self.ready_max_lag_secs > 0.0) {
-            return Err((
+            return Err(connectors::config::ConfigError::new(
+                "admin",
                 "ready_max_lag_secs",
                 format!(
                     "must be a positive number of seconds, not {}",

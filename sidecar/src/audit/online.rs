@@ -121,7 +121,7 @@ pub fn spawn(
     let rules = SampleRules::compile(&cc.rules)?;
     let checker = Arc::new(Checker {
         cache: Cache::new(&cc.target, engine),
-        db: Db::new(&cc.mysql.url).map_err(AuditError::MysqlUrl)?,
+        db: Db::new(&cc.mysql().map_err(AuditError::Config)?.url).map_err(AuditError::MysqlUrl)?,
         delays_ms: config.delays_ms.clone(),
         grace: Duration::from_millis(config.confirm_grace_ms),
         state: state.clone(),

@@ -45,10 +45,13 @@ pub struct RabbitQueue {
 impl RabbitQueue {
     /// Connects and declares the queues.
     pub async fn open(cfg: RetryConfig) -> Result<Self, QueueError> {
-        let url = cfg
-            .url
-            .clone()
-            .ok_or_else(|| QueueError::Config("url: required".into()))?;
+        let url = cfg.url.clone().ok_or_else(|| {
+            QueueError::Config(crate::config::ConfigError::new(
+                "retry",
+                "url",
+                "required for queue = \"rabbitmq\"",
+            ))
+        })?;
         let q = RabbitQueue {
             cfg,
             url,

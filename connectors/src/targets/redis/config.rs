@@ -13,9 +13,10 @@ pub fn check_url(url: &str) -> Result<(), String> {
     if url.starts_with("rediss://") && !cfg!(feature = "tls") {
         return Err("rediss:// needs coherent-connectors built with feature `tls`".into());
     }
+    // The URL itself is not repeated: it may hold a password.
     url.into_connection_info()
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| format!("expected redis://[user][:password@]host:port[/db] ({e})"))
 }
 
 fn unavailable(e: redis::RedisError) -> TargetError {

@@ -58,7 +58,13 @@ pub(super) struct Cache {
 /// the embedded engine at `[engine] listen` (a wildcard reached on loopback) with
 /// `[engine] requirepass` and `[target] db`.
 fn connection_info(cfg: &Config) -> Result<(redis::ConnectionInfo, String)> {
-    if let Some(u) = cfg.target.url.as_deref().filter(|u| !u.is_empty()) {
+    if let Some(u) = cfg
+        .connector
+        .target
+        .url
+        .as_deref()
+        .filter(|u| !u.is_empty())
+    {
         let info = redis::IntoConnectionInfo::into_connection_info(u)
             .with_context(|| format!("[target] url {u}"))?;
         return Ok((info, redact(u)));
@@ -72,7 +78,7 @@ fn connection_info(cfg: &Config) -> Result<(redis::ConnectionInfo, String)> {
     let info = redis::ConnectionInfo {
         addr: redis::ConnectionAddr::Tcp(host.to_string(), port),
         redis: redis::RedisConnectionInfo {
-            db: i64::try_from(cfg.target.db).unwrap_or(0),
+            db: i64::try_from(cfg.connector.target.db).unwrap_or(0),
             username: None,
             password: cfg.engine.requirepass.clone(),
             ..Default::default()
@@ -87,7 +93,7 @@ fn connection_info(cfg: &Config) -> Result<(redis::ConnectionInfo, String)> {
 /// hashes. Any other failure (NOAUTH, a dropped connection) is an error, never a
 /// silent switch to the other method.
 pub(super) async fn connect(cfg: &Config) -> Result<Cache> {
-    if cfg.target.kind == TargetKind::RedisCluster {
+    if cfg.connector.target.kind == TargetKind::RedisCluster {
         return connect_cluster(cfg).await;
     }
     let (info, name) = connection_info(cfg)?;
@@ -106,7 +112,8 @@ pub(super) async fn connect(cfg: &Config) -> Result<Cache> {
                 .arg("coherent:audit:probe"),
         )
         .await;
-    let embedded = cfg.target.kind == TargetKind::Embedded && cfg.target.url.is_none();
+    let embedded =
+        cfg.connector.target.kind == TargetKind::Embedded && cfg.connector.target.url.is_none();
     match probe {
         Ok(_) => Ok(Cache {
             conn: conn.clone(),
@@ -134,6 +141,7 @@ pub(super) async fn connect(cfg: &Config) -> Result<Cache> {
 /// The seed nodes' URLs, without passwords, for messages.
 fn describe_nodes(cfg: &Config) -> String {
     let nodes: Vec<String> = cfg
+        .connector
         .target
         .nodes
         .iter()
@@ -147,10 +155,10 @@ fn describe_nodes(cfg: &Config) -> String {
 /// SCAN.
 async fn connect_cluster(cfg: &Config) -> Result<Cache> {
     let name = describe_nodes(cfg);
-    if cfg.target.nodes.is_empty() {
+    if cfg.connector.target.nodes.is_empty() {
         bail!("[target] kind = \"redis-cluster\" needs nodes = [\"host:port\", ...]");
     }
-    let conn = connect_with(&cfg.target, ConnectOptions::new())
+    let conn = connect_with(&cfg.connector.target, ConnectOptions::new())
         .await
         .with_context(|| format!("cannot connect to the cache ({name})"))?;
     let scan_nodes = conn

@@ -79,10 +79,15 @@ impl Ctx {
 /// Runs the audit; `Ok(true)` when no stale or orphan key was found.
 pub async fn run(loaded: &Loaded, out: &Path, max_rows_per_sec: u64) -> Result<bool> {
     let cfg = &loaded.config;
-    let Some(mysql) = &cfg.mysql else {
+    let Some(mysql) = &cfg.connector.mysql else {
         bail!("the config has no [mysql] section: the audit needs url = \"mysql://...\"");
     };
-    let rules: Vec<&RuleConfig> = cfg.rules.iter().filter(|r| r.value.is_some()).collect();
+    let rules: Vec<&RuleConfig> = cfg
+        .connector
+        .rules
+        .iter()
+        .filter(|r| r.value.is_some())
+        .collect();
     if rules.is_empty() {
         bail!("no [[rules]] entry has a `value` renderer: nothing to audit");
     }
@@ -119,6 +124,7 @@ pub async fn run(loaded: &Loaded, out: &Path, max_rows_per_sec: u64) -> Result<b
     // Every rule's templates, audited or not: a key of a rule without a renderer
     // (`user:session:{sid}`) is that rule's, not an orphan of `user:{id}`.
     ctx.all = cfg
+        .connector
         .rules
         .iter()
         .flat_map(|r| r.keys.iter())

@@ -1,6 +1,6 @@
 //! The `[audit]` section and the window labels.
 
-use super::error::AuditError;
+use connectors::config::ConfigError;
 use serde::Deserialize;
 
 /// The longest delay a check may be scheduled at: a day. (tokio's `DelayQueue`
@@ -48,14 +48,14 @@ impl Default for AuditConfig {
     }
 }
 
-fn bad(key: &'static str, reason: String) -> Result<(), AuditError> {
-    Err(AuditError::Config { key, reason })
+fn bad(key: &'static str, reason: String) -> Result<(), ConfigError> {
+    Err(ConfigError::new("audit", key, reason))
 }
 
 impl AuditConfig {
     /// Checks values serde accepts but the checker cannot use
-    /// ([`AuditError::Config`], naming the key).
-    pub fn validate(&self) -> Result<(), AuditError> {
+    /// (naming the key).
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if !(self.sample.is_finite() && (0.0..=1.0).contains(&self.sample)) {
             return bad(
                 "sample",
@@ -133,8 +133,8 @@ mod tests {
         assert_eq!(window_label(1500), "1500ms");
     }
 
-    fn key_of(c: &AuditConfig) -> Option<&'static str> {
-        c.validate().err().and_then(|e| e.config_key())
+    fn key_of(c: &AuditConfig) -> Option<String> {
+        c.validate().err().map(|e| e.key)
     }
 
     #[test]
@@ -154,7 +154,7 @@ mod tests {
                 sample: s,
                 ..AuditConfig::default()
             };
-            assert_eq!(key_of(&c), Some("sample"), "{s}");
+            assert_eq!(key_of(&c).as_deref(), Some("sample"), "{s}");
         }
         for d in [
             vec![],
@@ -168,7 +168,7 @@ mod tests {
                 delays_ms: d.clone(),
                 ..AuditConfig::default()
             };
-            assert_eq!(key_of(&c), Some("delays_ms"), "{d:?}");
+            assert_eq!(key_of(&c).as_deref(), Some("delays_ms"), "{d:?}");
         }
         let day = AuditConfig {
             delays_ms: vec![1000, MAX_DELAY_MS],
@@ -179,12 +179,12 @@ mod tests {
             confirm_grace_ms: MAX_GRACE_MS + 1,
             ..AuditConfig::default()
         };
-        assert_eq!(key_of(&c), Some("confirm_grace_ms"));
+        assert_eq!(key_of(&c).as_deref(), Some("confirm_grace_ms"));
         let c = AuditConfig {
             max_pending: 0,
             ..AuditConfig::default()
         };
-        assert_eq!(key_of(&c), Some("max_pending"));
+        assert_eq!(key_of(&c).as_deref(), Some("max_pending"));
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("more than 0"), "{err}");
         assert!(!AuditConfig {

@@ -7,14 +7,9 @@ use connectors::targets::TargetError;
 /// check's read of the cache or the database (counted as a check error, not a check).
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    /// An `[audit]` value serde accepts but the checker cannot use.
-    #[error("{reason}")]
-    Config {
-        /// The key in `[audit]`.
-        key: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
+    /// The config lacks what the checker needs (`[mysql]`).
+    #[error("{0}")]
+    Config(connectors::config::ConfigError),
     /// The `[[rules]]` do not compile.
     #[error("[[rules]]: {0}")]
     Rules(#[from] RuleError),
@@ -45,14 +40,4 @@ pub enum AuditError {
     /// A read took longer than the checker waits.
     #[error("{0} read timed out")]
     Timeout(&'static str),
-}
-
-impl AuditError {
-    /// The `[audit]` key a config error is about (for the error's file position).
-    pub fn config_key(&self) -> Option<&'static str> {
-        match self {
-            AuditError::Config { key, .. } => Some(key),
-            _ => None,
-        }
-    }
 }
