@@ -371,3 +371,33 @@ fn shutdown_nosave_and_no_save_points_leave_no_file() {
     assert_eq!(c.try_read(), None);
     assert!(dir.path().join("dump.rdb").exists());
 }
+
+#[test]
+fn the_save_schedule_saves_when_a_save_point_is_reached() {
+    let dir = TempDir::new("schedule");
+    // A save point of 1 second and 3 changes; the cron checks it hz times a second.
+    let srv = server(&dir.arg(), "1 3", 0);
+    let mut c = Conn::connect(srv.addr);
+    pipeline(
+        &mut c,
+        &["SET a 1".into(), "SET b 2".into(), "SET c 3".into()],
+    );
+    let start = Instant::now();
+    while info_field(&mut c, "rdb_saves") == "0" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no scheduled save"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_bgsave(&mut c);
+    assert_eq!(info_field(&mut c, "rdb_changes_since_last_save"), "0");
+    let e = load(&dir.path().join("dump.rdb"));
+    assert_eq!(run(&e, 0, "DBSIZE"), Reply::Int(3));
+    // BGSAVE SCHEDULE with nothing running starts at once.
+    assert_eq!(
+        c.cmd(&["BGSAVE", "SCHEDULE"]),
+        Resp::Simple("Background saving started".into())
+    );
+    wait_bgsave(&mut c);
+}

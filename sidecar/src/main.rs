@@ -155,10 +155,17 @@ fn serve(
             .await
             .with_context(|| format!("cannot listen on {}", cfg.engine.listen))?;
         let addr = server.local_addr()?;
+        let engine = server.engine();
+        // The persisted data comes back before anything is served (the RDB file of
+        // `dir`/`dbfilename`; a file that cannot be read stops the start).
+        let loaded =
+            engine::persist::load_at_start(&engine).context("cannot load the persisted data")?;
+        if let Some(l) = &loaded {
+            tracing::info!(file = %l.path.display(), keys = l.keys, "persisted data loaded");
+        }
         // Handlers are installed now, before any "listening" line is printed: a
         // SIGTERM sent right after it must stop us gracefully, not kill us.
         let signals = shutdown_signals()?;
-        let engine = server.engine();
         let telemetry = std::sync::Arc::new(telemetry::Telemetry::new(&cfg.telemetry)?);
         // Keys the external-Redis TTL sweeper fixes (counted with the engine's backstops).
         let swept = sweep::SweptKeys::default();
@@ -231,10 +238,17 @@ fn serve(
                 .and_then(|r| r.context("binlog pipeline stopped")),
             None => Ok(()),
         };
+        // Redis saves on SIGTERM when save points are set (SHUTDOWN saved already).
+        let e = engine.clone();
+        let saved = tokio::task::spawn_blocking(move || e.save_on_exit())
+            .await
+            .context("the final save panicked")
+            .and_then(|r| r.context("cannot save the RDB file at shutdown"));
         // Last OTLP push (also after a pipeline failure); blocking, so off the workers.
         let t = telemetry.clone();
         let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
         piped?;
+        saved?;
         tracing::info!("shut down");
         Ok(())
     })
