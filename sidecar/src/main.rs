@@ -163,6 +163,30 @@ fn serve(
         if let Some(l) = &loaded {
             tracing::info!(file = %l.path.display(), keys = l.keys, "persisted data loaded");
         }
+        // With the binlog pipeline on the embedded engine, loaded keys may have gone
+        // stale while we were down: the snapshot's binlog position says from where to
+        // replay before serving. A snapshot without one cannot be trusted: flushed.
+        let start = match (&connector, &loaded) {
+            (Some((cc, _)), _) if cc.target.kind != connectors::targets::TargetKind::Embedded => {
+                pipeline::EngineStart::NotTarget
+            }
+            (Some(_), Some(l)) => {
+                match pipeline::snapshot_position(l.aux(pipeline::POSITION_AUX).map(|v| &v[..]))
+                    .with_context(|| format!("cannot use {}", l.path.display()))?
+                {
+                    Some(p) => {
+                        engine.set_loading(true);
+                        pipeline::EngineStart::Warm(p)
+                    }
+                    None => {
+                        tracing::warn!(file = %l.path.display(), "the snapshot carries no binlog position: its keys may be stale, so the engine starts empty");
+                        engine.execute(0, vec!["FLUSHALL".into()]);
+                        pipeline::EngineStart::Empty
+                    }
+                }
+            }
+            _ => pipeline::EngineStart::Empty,
+        };
         // Handlers are installed now, before any "listening" line is printed: a
         // SIGTERM sent right after it must stop us gracefully, not kill us.
         let signals = shutdown_signals()?;
@@ -212,7 +236,7 @@ fn serve(
                 let stop = engine.clone();
                 let audit = audit_state.map(|a| (cfg.audit.clone(), a));
                 Some(tokio::spawn(async move {
-                    let r = pipeline::run(cc, rules, e.clone(), state, audit, swept, async move {
+                    let r = pipeline::run(cc, rules, e.clone(), state, audit, swept, start, async move {
                         stop.shutdown_requested().await
                     })
                     .await;

@@ -200,6 +200,8 @@ pub struct ServeConfig<'a> {
     pub mysql: &'a str,
     /// `[mysql] server_id`.
     pub server_id: u32,
+    /// More `[engine]` lines.
+    pub engine: &'a str,
     /// More `[admin]` lines.
     pub admin: &'a str,
     /// The `[target]` lines; "" leaves the section out (the embedded engine).
@@ -224,6 +226,7 @@ impl ServeConfig<'_> {
             format!(
                 r#"[engine]
 listen = "127.0.0.1:0"
+{engine}
 
 [admin]
 listen = "127.0.0.1:0"
@@ -244,6 +247,7 @@ interval_ms = 100
 path = "{retry}"
 {retry_more}
 {rest}"#,
+                engine = self.engine,
                 admin = self.admin,
                 url = self.mysql,
                 server_id = self.server_id,
