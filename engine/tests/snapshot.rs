@@ -401,3 +401,47 @@ fn the_save_schedule_saves_when_a_save_point_is_reached() {
     );
     wait_bgsave(&mut c);
 }
+
+#[test]
+fn a_killed_bgsave_leaves_the_next_one_alone() {
+    let dir = TempDir::new("killed");
+    let srv = server(&dir.arg(), "", 300);
+    let mut c = Conn::connect(srv.addr);
+    let fill: Vec<String> = (0..1500).map(|i| format!("SET k{i} v{i}")).collect();
+    pipeline(&mut c, &fill);
+    assert_eq!(
+        c.cmd(&["BGSAVE"]),
+        Resp::Simple("Background saving started".into())
+    );
+    // DEBUG RELOAD stops the running save, saves in the foreground and reloads.
+    assert_eq!(c.cmd(&["DEBUG", "RELOAD"]), Resp::Simple("OK".into()));
+    assert_eq!(info_field(&mut c, "rdb_bgsave_in_progress"), "0");
+    pipeline(&mut c, &["SET k0 second".into()]);
+    // A new BGSAVE, while the killed one's thread may still be winding down.
+    assert_eq!(
+        c.cmd(&["BGSAVE"]),
+        Resp::Simple("Background saving started".into())
+    );
+    let writes: Vec<String> = (0..1500).map(|i| format!("DEL k{i}")).collect();
+    pipeline(&mut c, &writes);
+    assert_eq!(info_field(&mut c, "rdb_bgsave_in_progress"), "1");
+    wait_bgsave(&mut c);
+    assert_eq!(info_field(&mut c, "rdb_last_bgsave_status"), "ok");
+    let e = load(&dir.path().join("dump.rdb"));
+    assert_eq!(run(&e, 0, "DBSIZE"), Reply::Int(1500));
+    assert_eq!(run(&e, 0, "GET k0"), bulk("second"));
+    assert_eq!(run(&e, 0, "GET k1499"), bulk("v1499"));
+    // Nothing left behind by the killed save (its thread removes its temporary file
+    // when it notices).
+    let names = || -> Vec<String> {
+        std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let start = Instant::now();
+    while names() != ["dump.rdb"] {
+        assert!(start.elapsed() < Duration::from_secs(30), "{:?}", names());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

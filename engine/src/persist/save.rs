@@ -313,11 +313,13 @@ pub(crate) fn bgsave_start(store: &mut Store) -> Result<(), PersistError> {
     let opts = write_options(store);
     let snapshot = Snapshot::begin(store, opts);
     let cancel = snapshot.cancel_flag();
+    let mine = cancel.clone();
+    let on_fail = cancel.clone();
     let now = crate::util::now_ms();
     store.save.last_bgsave_try = now / 1000;
     store.save.saves += 1;
     store.save.bgsave_scheduled = false;
-    store.save.progress.store(0, Ordering::Relaxed);
+    store.save.progress = snapshot.progress();
     store.save.progress_total = store.total_keys() as u64;
     store.save.child = Some(Child {
         kind: ChildKind::Rdb,
@@ -326,7 +328,6 @@ pub(crate) fn bgsave_start(store: &mut Store) -> Result<(), PersistError> {
         cancel,
     });
     let delay = Duration::from_micros(store.config.rdb_key_save_delay);
-    let progress = store.save.progress.clone();
     tracing::info!("Background saving started");
     let spawned = std::thread::Builder::new()
         .name("bgsave".into())
@@ -340,27 +341,35 @@ pub(crate) fn bgsave_start(store: &mut Store) -> Result<(), PersistError> {
                     SnapshotError::Cancelled => PersistError::Cancelled { path: path.clone() },
                 })
             });
-            if let Ok(n) = &r {
-                progress.store(*n, Ordering::Relaxed);
-            }
-            bgsave_done(&mut shared.lock(), r.map(|_| ()), now);
+            bgsave_done(&mut shared.lock(), &mine, r.map(|_| ()), now);
         });
     if let Err(e) = spawned {
         // Nothing runs: undo as a failed save would.
-        bgsave_done(
-            store,
-            Err(PersistError::Write {
-                path: rdb_path(store),
-                source: e,
-            }),
-            now,
-        );
+        let e = PersistError::Write {
+            path: rdb_path(store),
+            source: e,
+        };
+        bgsave_done(store, &on_fail, Err(e), now);
     }
     Ok(())
 }
 
-/// Records how a BGSAVE ended (`backgroundSaveDoneHandler`).
-fn bgsave_done(store: &mut Store, r: Result<(), PersistError>, started_ms: u64) {
+/// Records how a BGSAVE ended (`backgroundSaveDoneHandler`). `mine` identifies the
+/// job: one that was killed is no longer the store's child (another may be).
+fn bgsave_done(
+    store: &mut Store,
+    mine: &Arc<AtomicBool>,
+    r: Result<(), PersistError>,
+    started_ms: u64,
+) {
+    if !store
+        .save
+        .child
+        .as_ref()
+        .is_some_and(|c| Arc::ptr_eq(&c.cancel, mine))
+    {
+        return;
+    }
     let Some(child) = store.save.child.take() else {
         return;
     };

@@ -161,6 +161,8 @@ pub struct Snapshot {
     /// The databases that had keys when it began: number, state, keys, keys with TTL.
     dbs: Vec<(usize, Arc<Mutex<DbState>>, u64, u64)>,
     cancel: Arc<AtomicBool>,
+    /// Keys written so far (INFO's `current_save_keys_processed`).
+    progress: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Snapshot {
@@ -188,7 +190,13 @@ impl Snapshot {
             common,
             dbs,
             cancel: Arc::new(AtomicBool::new(false)),
+            progress: Arc::default(),
         }
+    }
+
+    /// The count of keys written so far, readable while it runs.
+    pub(crate) fn progress(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.progress.clone()
     }
 
     /// A flag that stops the snapshot at its next chunk (it then removes its hooks).
@@ -207,7 +215,9 @@ impl Snapshot {
         key_delay: Duration,
     ) -> Result<(W, u64), SnapshotError> {
         let r = self.write_inner(shared, out, key_delay);
-        if r.is_err() {
+        // A cancelled snapshot's hooks were removed by whoever cancelled it (and a new
+        // snapshot may own the databases' hooks by now).
+        if r.is_err() && !self.cancel.load(Ordering::Relaxed) {
             let mut store = shared.lock();
             for (i, state, _, _) in &self.dbs {
                 lock(state).done = true;
@@ -262,6 +272,7 @@ impl Snapshot {
                     }
                     buf.append(&mut s.pending);
                     let finished = s.done;
+                    self.progress.store(total + s.keys, Ordering::Relaxed);
                     if finished {
                         s.touched = HashSet::new();
                         total += s.keys;
