@@ -92,10 +92,10 @@ bgsave_ms() {
   echo $((t1 - t0))
 }
 
-# set_rps PORT PIPELINE: redis-benchmark SET requests per second.
+# set_rps PORT PIPELINE: redis-benchmark SET "requests-per-second p99-ms".
 set_rps() {
-  redis-benchmark -p "$1" -t set -n "$N" -r "$KEYS" -c 50 -P "$2" -q 2>/dev/null |
-    tr '\r' '\n' | awk '/^SET:/ {print $2}' | tail -1
+  redis-benchmark -p "$1" -t set -n "$N" -r "$KEYS" -c 50 -P "$2" --csv 2>/dev/null |
+    awk -F'"' '$2 == "SET" {print $4, $14}' | tail -1
 }
 
 # set_rps_under_bgsave PORT PIPELINE: the same while BGSAVEs run back to back.
@@ -116,7 +116,6 @@ set_rps_under_bgsave() {
   echo "$rps"
 }
 
-# load_ms NAME: restarts the server on its file and times until it answers with all keys.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 echo "engine: $BIN on port $EPORT; redis: $(redis-server --version | awk '{print $3}') on port $RPORT"
@@ -156,10 +155,14 @@ echo "| BGSAVE ms (to completion) | $E_BG | $R_BG | $(ratio "$R_BG" "$E_BG") |"
 echo "| RDB size bytes | $E_SIZE | $R_SIZE | $(ratio "$R_SIZE" "$E_SIZE") |"
 echo "| load at start ms (process start to all keys) | $E_LOAD | $R_LOAD | $(ratio "$R_LOAD" "$E_LOAD") |"
 for P in 1 16; do
-  E_IDLE=$(set_rps "$EPORT" "$P"); R_IDLE=$(set_rps "$RPORT" "$P")
-  E_BUSY=$(set_rps_under_bgsave "$EPORT" "$P"); R_BUSY=$(set_rps_under_bgsave "$RPORT" "$P")
+  read -r E_IDLE E_IDLE99 <<<"$(set_rps "$EPORT" "$P")"
+  read -r R_IDLE R_IDLE99 <<<"$(set_rps "$RPORT" "$P")"
+  read -r E_BUSY E_BUSY99 <<<"$(set_rps_under_bgsave "$EPORT" "$P")"
+  read -r R_BUSY R_BUSY99 <<<"$(set_rps_under_bgsave "$RPORT" "$P")"
   echo "| SET rps, pipeline $P, no save | $E_IDLE | $R_IDLE | $(ratio "$E_IDLE" "$R_IDLE") |"
   echo "| SET rps, pipeline $P, during BGSAVEs | $E_BUSY | $R_BUSY | $(ratio "$E_BUSY" "$R_BUSY") |"
+  echo "| SET p99 ms, pipeline $P, no save | $E_IDLE99 | $R_IDLE99 | $(ratio "$R_IDLE99" "$E_IDLE99") |"
+  echo "| SET p99 ms, pipeline $P, during BGSAVEs | $E_BUSY99 | $R_BUSY99 | $(ratio "$R_BUSY99" "$E_BUSY99") |"
 done
 echo
-echo "ratios: Redis/engine for times and size, engine/Redis for throughput (above 1: the engine is ahead)"
+echo "ratios: Redis/engine for times, sizes and p99, engine/Redis for throughput (above 1: the engine is ahead)"

@@ -83,7 +83,8 @@ pub struct EngineStats {
     pub expired_keys: u64,
     /// Keys removed to stay under `maxmemory` (INFO `evicted_keys`).
     pub evicted_keys: u64,
-    /// Keyspace changes since start (INFO `rdb_changes_since_last_save`).
+    /// Keyspace changes since start (Redis's `server.dirty`, never reset here; INFO's
+    /// `rdb_changes_since_last_save` counts from the last save).
     pub changes: u64,
     /// Lease tokens outstanding (LEASEGET), including ones past the interval not yet
     /// swept.
