@@ -44,9 +44,13 @@ build_coherent() {
   echo "${CARGO_TARGET_DIR:-$root/target}/release/coherent"
 }
 
-# start_engine BIN PORT: starts `coherent serve`, records its PID in ENGINE_PID.
+# start_engine BIN PORT: starts `coherent serve` without save points and with its
+# files in a directory of its own (as start_redis's --save "" --dir), PID in
+# ENGINE_PID.
 start_engine() {
-  COHERENT_LOG=warn "$1" serve --listen "127.0.0.1:$2" >"$BENCH_TMP/engine.log" 2>&1 &
+  mkdir -p "$BENCH_TMP/engine"
+  COHERENT_LOG=warn COHERENT_ENGINE_SAVE="" COHERENT_ENGINE_DIR="$BENCH_TMP/engine" \
+    "$1" serve --listen "127.0.0.1:$2" --admin-listen "" >"$BENCH_TMP/engine.log" 2>&1 &
   ENGINE_PID=$!
   STARTED_PIDS+=("$ENGINE_PID")
   wait_ping "$2"

@@ -303,6 +303,20 @@ pub(crate) fn execute_spec(
     if !client.authenticated && spec.flags & NO_AUTH == 0 {
         return reject(store, client, spec, CmdError::NoAuth);
     }
+    // Persistence gates, as Redis's processCommand; the embedding process's own
+    // commands (the sidecar's deletes, which must land) pass them.
+    if (!store.save.last_bgsave_ok || store.save.loading) && client.id != 0 {
+        if crate::persist::save::writes_denied(store)
+            && (spec.flags & WRITE != 0 || spec.name == "ping")
+        {
+            let e = CmdError::Other(MISCONF.into());
+            return reject(store, client, spec, e);
+        }
+        if store.save.loading && spec.flags & LOADING == 0 {
+            let e = CmdError::Other("LOADING Redis is loading the dataset in memory".into());
+            return reject(store, client, spec, e);
+        }
+    }
     if client.in_pubsub_mode() && spec.flags & SUB_OK == 0 {
         let e = CmdError::err(format!(
             "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
@@ -320,6 +334,9 @@ pub(crate) fn execute_spec(
     after_command(store);
     reply
 }
+
+/// The refusal of writes after a failed BGSAVE (`shared.bgsaveerr`).
+const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
 
 /// Redis 7.0's container commands, whose subcommands have their own names
 /// (`pubsub|numsub`) in error messages.

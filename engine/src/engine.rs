@@ -83,7 +83,8 @@ pub struct EngineStats {
     pub expired_keys: u64,
     /// Keys removed to stay under `maxmemory` (INFO `evicted_keys`).
     pub evicted_keys: u64,
-    /// Keyspace changes since start (INFO `rdb_changes_since_last_save`).
+    /// Keyspace changes since start (Redis's `server.dirty`, never reset here; INFO's
+    /// `rdb_changes_since_last_save` counts from the last save).
     pub changes: u64,
     /// Lease tokens outstanding (LEASEGET), including ones past the interval not yet
     /// swept.
@@ -107,10 +108,14 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Self {
         let (tx, _) = watch::channel(false);
         Engine {
-            shared: Arc::new(Shared {
-                store: Mutex::new(Store::new(config)),
-                connections: AtomicUsize::new(0),
-                shutdown: tx,
+            shared: Arc::new_cyclic(|weak| {
+                let mut store = Store::new(config);
+                store.shared = weak.clone();
+                Shared {
+                    store: Mutex::new(store),
+                    connections: AtomicUsize::new(0),
+                    shutdown: tx,
+                }
             }),
         }
     }
@@ -164,13 +169,45 @@ impl Engine {
         input: impl std::io::Read,
         opts: &crate::persist::rdb::LoadOptions,
     ) -> Result<crate::persist::rdb::Loaded, crate::persist::rdb::RdbError> {
-        let mut loaded = crate::persist::rdb::read_rdb(input, crate::util::now_ms(), opts)?;
+        let loaded = crate::persist::rdb::read_rdb(input, crate::util::now_ms(), opts)?;
+        Ok(self.shared.lock().load_dbs(loaded))
+    }
+
+    /// Saves the RDB file as shutting down requires, when save points are set
+    /// (Redis on SIGTERM): call after [`crate::Server::run`] returned. Nothing when a
+    /// SHUTDOWN command already did it (or was told NOSAVE).
+    pub fn save_on_exit(&self) -> Result<(), crate::persist::PersistError> {
+        self.shared.save_on_exit()
+    }
+
+    /// Marks the dataset as loading (or done): while it is, network clients get
+    /// `-LOADING Redis is loading the dataset in memory` for every command not
+    /// allowed while loading, and INFO says `loading:1`; in-process commands
+    /// ([`Engine::execute`]) still run. Coherent holds clients off this way until the
+    /// binlog caught up with a loaded snapshot.
+    pub fn set_loading(&self, loading: bool) {
         let mut store = self.shared.lock();
-        store.flush(None);
-        for (i, db) in std::mem::take(&mut loaded.dbs).into_iter().enumerate() {
-            store.replace_db(i, db);
+        if loading && !store.save.loading {
+            store.save.loading_started = crate::util::now_ms() / 1000;
         }
-        Ok(loaded)
+        store.save.loading = loading;
+    }
+
+    /// Whether the dataset is marked as loading ([`Engine::set_loading`]).
+    pub fn is_loading(&self) -> bool {
+        self.shared.lock().save.loading
+    }
+
+    /// Sets (or with `None` removes) an aux field written into every RDB file from
+    /// now on (SAVE, BGSAVE, shutdown): Coherent records the binlog position the data
+    /// is consistent with this way. A BGSAVE records the value set when it began.
+    pub fn set_save_aux(&self, name: &str, value: Option<Bytes>) {
+        let mut store = self.shared.lock();
+        let aux = &mut store.save.aux;
+        aux.retain(|(k, _)| k.as_ref() != name.as_bytes());
+        if let Some(v) = value {
+            aux.push((Bytes::copy_from_slice(name.as_bytes()), v));
+        }
     }
 
     /// The engine's counters, read at once.

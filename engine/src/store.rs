@@ -66,6 +66,11 @@ pub(crate) struct Store {
     pub(crate) leases: LeaseTable,
     /// The command stream for the AOF and replicas.
     pub(crate) propagation: Propagation,
+    /// Saves and loads: SAVE/BGSAVE state, loading, aux fields for the files.
+    pub(crate) save: crate::persist::save::SaveState,
+    /// The engine around this store, for work on threads of its own (BGSAVE); empty
+    /// for a bare store (unit tests).
+    pub(crate) shared: std::sync::Weak<crate::engine::Shared>,
 }
 
 impl Store {
@@ -93,6 +98,8 @@ impl Store {
             hooks: Vec::new(),
             leases: LeaseTable::default(),
             propagation: Propagation::default(),
+            save: crate::persist::save::SaveState::new(),
+            shared: std::sync::Weak::new(),
         }
     }
 

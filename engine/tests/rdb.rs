@@ -526,3 +526,90 @@ fn restore_goes_through_the_write_path() {
     assert_eq!((reply, events), (Reply::OK, vec!["0:del:k".to_string()]));
     assert_eq!(run(&[b"EXISTS", b"k"]).0, Reply::Int(0));
 }
+
+/// INFO persistence as text.
+fn info(c: &mut Conn) -> String {
+    match pipeline(c, &[words("INFO persistence")]).remove(0) {
+        Resp::Bulk(Some(t)) | Resp::Verbatim(t) => String::from_utf8_lossy(&t).into_owned(),
+        r => panic!("INFO replied {r:?}"),
+    }
+}
+
+/// Every key of the snapshot, as DEL commands in its database.
+fn delete_all(keys: &[KeyState]) -> Vec<Vec<Vec<u8>>> {
+    let mut cmds = Vec::new();
+    for k in keys {
+        cmds.push(cmd(&[b"SELECT", k.db.to_string().as_bytes()]));
+        cmds.push(cmd(&[b"DEL", &k.key]));
+    }
+    cmds.push(words("SELECT 0"));
+    cmds
+}
+
+#[test]
+fn engine_bgsave_loads_in_redis_while_everything_is_deleted() {
+    let dir = TempDir::new("bgsave-files");
+    // Slow enough (100 µs a key) for every DEL to land while the walk runs, so the
+    // snapshot hook serializes most entries, of every type, before they go.
+    let engine = EngineServer::start_with(engine::EngineConfig {
+        listen: "127.0.0.1:0".into(),
+        dir: dir.arg().into(),
+        save: String::new(),
+        rdb_key_save_delay: 100,
+        ..Default::default()
+    });
+    let mut e = Conn::connect(engine.addr);
+    populate(&mut e);
+    let ours = snapshot(&mut e);
+    let mut more = Vec::new();
+    for i in 0..2000 {
+        more.push(cmd(&[b"SET", format!("pad:{i}").as_bytes(), b"x"]));
+    }
+    pipeline(&mut e, &more);
+    pipeline(&mut e, &[words("BGSAVE")]);
+    pipeline(&mut e, &delete_all(&ours));
+    assert!(
+        info(&mut e).contains("rdb_bgsave_in_progress:1"),
+        "the deletes landed during the save"
+    );
+    while !info(&mut e).contains("rdb_bgsave_in_progress:0") {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let path = dir.path().join("dump.rdb");
+    check_rdb(&path);
+    let redis = RedisServer::start(&["--dir", dir.arg(), "--dbfilename", "dump.rdb"]);
+    let mut r = Conn::connect(redis.addr());
+    let theirs: Vec<KeyState> = snapshot(&mut r)
+        .into_iter()
+        .filter(|k| !k.key.starts_with(b"pad:"))
+        .collect();
+    assert_same("the engine's BGSAVE in redis", &ours, &theirs);
+}
+
+#[test]
+fn redis_dump_loads_at_engine_start() {
+    let dir = TempDir::new("redis-start");
+    let (theirs, path) = redis_save(&dir, "dump.rdb", &[], &[]);
+    let engine = EngineServer::start_with(engine::EngineConfig {
+        listen: "127.0.0.1:0".into(),
+        dir: dir.arg().into(),
+        save: String::new(),
+        ..Default::default()
+    });
+    let loaded = engine::persist::load_at_start(&engine.engine)
+        .expect("loads")
+        .expect("there is a file");
+    assert_eq!(loaded.path, path);
+    assert_eq!(loaded.keys as usize, theirs.len());
+    let mut e = Conn::connect(engine.addr);
+    assert_same(
+        "redis's dump.rdb at the engine's start",
+        &theirs,
+        &snapshot(&mut e),
+    );
+    let text = info(&mut e);
+    assert!(
+        text.contains(&format!("rdb_last_load_keys_loaded:{}", theirs.len())),
+        "{text}"
+    );
+}

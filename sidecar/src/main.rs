@@ -175,10 +175,41 @@ fn serve(
             .await
             .with_context(|| format!("cannot listen on {}", cfg.engine.listen))?;
         let addr = server.local_addr()?;
+        let engine = server.engine();
+        // The persisted data comes back before anything is served (the RDB file of
+        // `dir`/`dbfilename`; a file that cannot be read stops the start).
+        let loaded =
+            engine::persist::load_at_start(&engine).context("cannot load the persisted data")?;
+        if let Some(l) = &loaded {
+            tracing::info!(file = %l.path.display(), keys = l.keys, "persisted data loaded");
+        }
+        // With the binlog pipeline on the embedded engine, loaded keys may have gone
+        // stale while we were down: the snapshot's binlog position says from where to
+        // replay before serving. A snapshot without one cannot be trusted: flushed.
+        let start = match (&connector, &loaded) {
+            (Some((cc, _)), _) if cc.target.kind != connectors::targets::TargetKind::Embedded => {
+                pipeline::EngineStart::NotTarget
+            }
+            (Some(_), Some(l)) => {
+                match pipeline::snapshot_position(l.aux(pipeline::POSITION_AUX).map(|v| &v[..]))
+                    .with_context(|| format!("cannot use {}", l.path.display()))?
+                {
+                    Some(p) => {
+                        engine.set_loading(true);
+                        pipeline::EngineStart::Warm(p)
+                    }
+                    None => {
+                        tracing::warn!(file = %l.path.display(), "the snapshot carries no binlog position: its keys may be stale, so the engine starts empty");
+                        engine.execute(0, vec!["FLUSHALL".into()]);
+                        pipeline::EngineStart::Empty
+                    }
+                }
+            }
+            _ => pipeline::EngineStart::Empty,
+        };
         // Handlers are installed now, before any "listening" line is printed: a
         // SIGTERM sent right after it must stop us gracefully, not kill us.
         let signals = shutdown_signals()?;
-        let engine = server.engine();
         let telemetry = std::sync::Arc::new(telemetry::Telemetry::new(&cfg.telemetry)?);
         // Keys the external-Redis TTL sweeper fixes (counted with the engine's backstops).
         let swept = sweep::SweptKeys::default();
@@ -225,7 +256,7 @@ fn serve(
                 let stop = engine.clone();
                 let audit = audit_state.map(|a| (cfg.audit.clone(), a));
                 Some(tokio::spawn(async move {
-                    let r = pipeline::run(cc, rules, e.clone(), state, audit, swept, async move {
+                    let r = pipeline::run(cc, rules, e.clone(), state, audit, swept, start, async move {
                         stop.shutdown_requested().await
                     })
                     .await;
@@ -251,10 +282,17 @@ fn serve(
                 .and_then(|r| r.context("binlog pipeline stopped")),
             None => Ok(()),
         };
+        // Redis saves on SIGTERM when save points are set (SHUTDOWN saved already).
+        let e = engine.clone();
+        let saved = tokio::task::spawn_blocking(move || e.save_on_exit())
+            .await
+            .context("the final save panicked")
+            .and_then(|r| r.context("cannot save the RDB file at shutdown"));
         // Last OTLP push (also after a pipeline failure); blocking, so off the workers.
         let t = telemetry.clone();
         let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
         piped?;
+        saved?;
         tracing::info!("shut down");
         Ok(())
     })

@@ -10,7 +10,7 @@
 use crate::sweep::SweptKeys;
 use anyhow::Result;
 use connectors::binlog::decode::TableFilter;
-use connectors::binlog::{BinlogSource, SourceProbe, Transaction};
+use connectors::binlog::{BinlogSource, Position, SourceProbe, Transaction};
 use connectors::checkpoint::AnyCheckpointStore;
 use connectors::pipeline::lag::Lag;
 use connectors::pipeline::{Observer, Report};
@@ -26,6 +26,35 @@ use opentelemetry::{Context as OtelContext, KeyValue};
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+/// The RDB aux field that carries the binlog position the engine's data is consistent
+/// with (a [`Position`] as JSON): every delete of every transaction before it had
+/// landed in the engine when the snapshot began.
+pub const POSITION_AUX: &str = "coherent-binlog-position";
+
+/// How the embedded engine's data stands with the binlog at start.
+#[derive(Debug, Clone)]
+pub enum EngineStart {
+    /// The engine holds nothing persisted (empty, or a file without a position that
+    /// was flushed): consistent with any position.
+    Empty,
+    /// Loaded from a snapshot consistent with this position: the binlog is replayed
+    /// from it, and clients get `-LOADING` until the replay caught up.
+    Warm(Position),
+    /// The target is not the embedded engine: the engine's data is not the cache.
+    NotTarget,
+}
+
+/// The position a loaded snapshot carries, if any; an error when it carries one that
+/// cannot be read.
+pub fn snapshot_position(aux: Option<&[u8]>) -> Result<Option<Position>> {
+    aux.map(|v| {
+        serde_json::from_slice::<Position>(v).map_err(|e| {
+            anyhow::anyhow!("the RDB aux field {POSITION_AUX} is not a binlog position: {e}")
+        })
+    })
+    .transpose()
+}
 
 /// What the admin server and the metrics read about the pipeline.
 #[derive(Debug, Default)]
@@ -68,6 +97,10 @@ pub struct Snapshot {
     pub connected: bool,
     /// Binlog events received.
     pub events: u64,
+    /// Heartbeats received (see `SourceProbe::heartbeats`).
+    pub heartbeats: u64,
+    /// Transactions the source delivered.
+    pub delivered: u64,
     /// Reconnects after a failure.
     pub reconnects: u64,
     /// Wall-clock seconds of the last checkpoint write (0 = none yet).
@@ -92,6 +125,8 @@ impl PipelineState {
             lag_seconds: self.lag.get().map_or(0.0, |l| l.seconds()),
             connected: probe.is_some_and(|p| p.connected()) && failed.is_none(),
             events: probe.map_or(0, |p| p.events()),
+            heartbeats: probe.map_or(0, |p| p.heartbeats()),
+            delivered: probe.map_or(0, |p| p.delivered()),
             reconnects: probe.map_or(0, |p| p.reconnects()),
             checkpoint_saved_at: stats.checkpoint_saved_at,
             last_error: failed
@@ -128,6 +163,7 @@ pub type Audit = (
 /// Ok) or it fails (checkpoint flushed up to the last applied transaction, error
 /// recorded in `state`, returned). With `audit`, every applied transaction is also
 /// handed to the online checker. Keys the TTL sweeper fixes are counted in `swept`.
+#[allow(clippy::too_many_arguments)] // the wiring of serve, each part once
 pub async fn run(
     cfg: ConnectorConfig,
     rules: Rules,
@@ -135,9 +171,23 @@ pub async fn run(
     state: Arc<PipelineState>,
     audit: Option<Audit>,
     swept: SweptKeys,
+    start: EngineStart,
     stop: impl Future<Output = ()>,
 ) -> Result<()> {
-    let res = run_inner(cfg, rules, engine, &state, audit, swept, stop).await;
+    // A warm start holds clients off until the replay caught up.
+    let watcher = match &start {
+        EngineStart::Warm(from) => Some(tokio::spawn(catch_up(
+            cfg.mysql()?.url.clone(),
+            from.clone(),
+            engine.clone(),
+            state.clone(),
+        ))),
+        _ => None,
+    };
+    let res = run_inner(cfg, rules, engine, &state, audit, swept, start, stop).await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
     if let Err(e) = &res {
         let msg = format!("{e:#}");
         tracing::error!(error = %msg, "pipeline stopped");
@@ -146,6 +196,7 @@ pub async fn run(
     res
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_inner(
     cfg: ConnectorConfig,
     rules: Rules,
@@ -153,8 +204,10 @@ async fn run_inner(
     state: &PipelineState,
     audit: Option<Audit>,
     swept: SweptKeys,
+    start: EngineStart,
     stop: impl Future<Output = ()>,
 ) -> Result<()> {
+    let persisted = engine.clone();
     // The checker gets transactions only once applied; with sample = 0 there is no
     // feed and the observer sends nothing.
     let (feed, checker) = match audit {
@@ -213,13 +266,32 @@ async fn run_inner(
     }
     let _ = state.lag.set(pipe.lag());
     state.publish(pipe.stats());
-    let source = BinlogSource::new(mysql.clone(), resume, Some(filter))?;
+    // A warm engine replays from its snapshot's position (at or before the checkpoint:
+    // deletes are idempotent, so replaying more is harmless), and its snapshots carry
+    // a position only once a checkpoint of this run covers its data.
+    let (from, aux_engine) = match start {
+        EngineStart::Warm(p) => {
+            tracing::info!(from = %p, checkpoint = ?resume.as_ref().map(|c| c.to_string()), "warm restart: replaying the binlog from the snapshot's position before serving");
+            set_position_aux(&persisted, &p);
+            (Some(p), Some(persisted))
+        }
+        EngineStart::Empty => {
+            if let Some(c) = &resume {
+                set_position_aux(&persisted, c);
+            }
+            (resume, Some(persisted))
+        }
+        EngineStart::NotTarget => (resume, None),
+    };
+    let source = BinlogSource::new(mysql.clone(), from, Some(filter))?;
     let _ = state.probe.set(source.probe());
     let mut publisher = Publisher {
         state,
         feed,
         tracer: opentelemetry::global::tracer("coherent"),
         current: None,
+        saved_at_start: pipe.stats().checkpoint_saved_at,
+        aux: aux_engine.map(|e| (e, None)),
     };
     let res = pipe.run(source, &mut publisher, stop).await;
     worker.abort();
@@ -248,6 +320,39 @@ struct Publisher<'a> {
     tracer: BoxedTracer,
     /// The trace of the transaction being applied.
     current: Option<OtelContext>,
+    /// The checkpoint's save time when this run began: a different one is a
+    /// checkpoint of this run.
+    saved_at_start: f64,
+    /// The embedded engine whose snapshots carry the position, and the position last
+    /// given to it.
+    aux: Option<(engine::Engine, Option<Position>)>,
+}
+
+/// Records `p` as the position the engine's next snapshots are consistent with.
+fn set_position_aux(engine: &engine::Engine, p: &Position) {
+    match serde_json::to_vec(p) {
+        Ok(v) => engine.set_save_aux(POSITION_AUX, Some(v.into())),
+        Err(e) => tracing::error!(error = %e, "cannot record the binlog position for snapshots"),
+    }
+}
+
+impl Publisher<'_> {
+    /// After the checkpoint moved in this run, the engine's snapshots carry it: every
+    /// delete before it has landed in the engine.
+    fn track_checkpoint(&mut self, stats: &PipelineStats) {
+        let Some((engine, last)) = &mut self.aux else {
+            return;
+        };
+        if stats.checkpoint_saved_at == self.saved_at_start {
+            return;
+        }
+        if let Some(c) = &stats.checkpointed {
+            if last.as_ref() != Some(c) {
+                set_position_aux(engine, c);
+                *last = Some(c.clone());
+            }
+        }
+    }
 }
 
 impl Publisher<'_> {
@@ -295,6 +400,7 @@ impl Observer for Publisher<'_> {
             r.stats,
             None,
         );
+        self.track_checkpoint(r.stats);
         self.state.publish(r.stats);
         if let Some(f) = &self.feed {
             // Deletes handed to the retry queue land later, at a time we do not see
@@ -311,6 +417,54 @@ impl Observer for Publisher<'_> {
     }
 
     fn progress(&mut self, stats: &PipelineStats) {
+        self.track_checkpoint(stats);
         self.state.publish(stats);
+    }
+}
+
+/// Whether `p` is at or past the server position `end`.
+fn reached(p: &Position, end: &connectors::binlog::server::ServerPosition) -> bool {
+    p.file > end.file || (p.file == end.file && p.pos >= end.pos)
+}
+
+/// A warm start's watch: clients get `-LOADING` until the pipeline has applied the
+/// binlog up to where it ended when the pipeline started (`SHOW MASTER STATUS`), or,
+/// on a quiet server, until a heartbeat arrived after every transaction delivered
+/// was applied (the server sends one only once it has sent everything). Then the
+/// engine serves.
+async fn catch_up(url: String, from: Position, engine: engine::Engine, state: Arc<PipelineState>) {
+    let end = match mysql_async::Conn::from_url(url.as_str()).await {
+        Ok(mut c) => {
+            let end = connectors::binlog::server::current_position(&mut c).await;
+            let _ = c.disconnect().await;
+            end.ok().flatten()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "warm restart: cannot read the binlog's end; waiting for a heartbeat");
+            None
+        }
+    };
+    let started = std::time::Instant::now();
+    let heartbeats_at_start = state.snapshot().heartbeats;
+    loop {
+        let s = state.snapshot();
+        let applied_this_run = s.stats.transactions > 0;
+        let by_end = end.as_ref().is_some_and(|e| {
+            reached(&from, e)
+                || (applied_this_run && s.stats.applied.as_ref().is_some_and(|a| reached(a, e)))
+        });
+        // Heartbeats before transactions: read in this order, a heartbeat counted
+        // means every transaction counted after it was delivered before it.
+        let idle = s.heartbeats > heartbeats_at_start && s.stats.transactions >= s.delivered;
+        if by_end || idle {
+            engine.set_loading(false);
+            tracing::info!(
+                applied = ?s.stats.applied.as_ref().map(|p| p.to_string()),
+                secs = started.elapsed().as_secs_f64(),
+                "warm restart: caught up with the binlog; serving"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -35,6 +35,84 @@ fn sigterm_stops_gracefully() {
     );
 }
 
+/// A config with the engine's files in `dir` and save points on.
+fn persisted_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let p = dir.join("coherent.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[engine]\nlisten = \"127.0.0.1:0\"\ndir = \"{}\"\nsave = \"3600 1\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+            dir.display()
+        ),
+    )
+    .expect("write config");
+    p
+}
+
+#[test]
+fn sigterm_saves_and_the_next_start_loads() {
+    let dir = common::tmpdir("persist");
+    let cfg = persisted_config(&dir);
+    let mut r = Sidecar::start_persisted(&cfg);
+    let mut c = Resp::connect(&r.engine);
+    assert_eq!(c.cmd(&["SET", "k", "v"]), "+OK");
+    assert_eq!(c.cmd(&["RPUSH", "l", "a", "b"]), ":2");
+    assert_eq!(c.cmd(&["SELECT", "3"]), "+OK");
+    assert_eq!(c.cmd(&["SET", "t", "x", "EX", "1000"]), "+OK");
+    let st = r.stop();
+    assert!(st.success(), "exit status {st}: {}", r.log());
+    assert!(dir.join("dump.rdb").exists(), "{}", r.log());
+
+    let r = Sidecar::start_persisted(&cfg);
+    let mut c = Resp::connect(&r.engine);
+    assert_eq!(c.cmd(&["GET", "k"]), "v");
+    assert_eq!(c.cmd(&["LRANGE", "l", "0", "-1"]), "a\nb");
+    assert_eq!(c.cmd(&["SELECT", "3"]), "+OK");
+    let ttl: i64 = c.cmd(&["TTL", "t"])[1..].parse().expect("a TTL");
+    assert!((990..=1000).contains(&ttl), "{ttl}");
+    assert!(r.log().contains("persisted data loaded"), "{}", r.log());
+}
+
+#[test]
+fn a_bad_rdb_file_stops_the_start_and_is_left_alone() {
+    let dir = common::tmpdir("badrdb");
+    let cfg = persisted_config(&dir);
+    let mut r = Sidecar::start_persisted(&cfg);
+    let mut c = Resp::connect(&r.engine);
+    for i in 0..100 {
+        assert_eq!(c.cmd(&["SET", &format!("key:{i}"), "some value"]), "+OK");
+    }
+    assert!(r.stop().success());
+    let file = dir.join("dump.rdb");
+    let good = std::fs::read(&file).expect("saved file");
+    // Truncated, then one byte flipped (the checksum catches it), then garbage.
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x55;
+    for (what, bytes) in [
+        ("truncated", good[..good.len() - 20].to_vec()),
+        ("flipped", flipped),
+        ("garbage", b"not an rdb file at all".to_vec()),
+    ] {
+        std::fs::write(&file, &bytes).expect("write");
+        let out = Command::new(env!("CARGO_BIN_EXE_coherent"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        assert!(
+            err.contains(&file.display().to_string()) && err.contains("cannot be loaded"),
+            "{what}: {err}"
+        );
+        assert_eq!(
+            std::fs::read(&file).expect("still there"),
+            bytes,
+            "{what}: the file is left as it was"
+        );
+    }
+}
+
 /// `coherent serve --config <p>`, expected to fail at once: its stderr.
 fn serve_fails(p: &std::path::Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_coherent"))

@@ -11,6 +11,8 @@ pub struct SourceProbe {
     connected: AtomicBool,
     events: AtomicU64,
     reconnects: AtomicU64,
+    heartbeats: AtomicU64,
+    delivered: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -30,6 +32,18 @@ impl SourceProbe {
         self.reconnects.load(Ordering::Relaxed)
     }
 
+    /// Heartbeats received: the server sends one only when it has sent every event
+    /// and the stream stayed idle for the heartbeat period, so one received after
+    /// the transactions delivered before it means the source had caught up.
+    pub fn heartbeats(&self) -> u64 {
+        self.heartbeats.load(Ordering::Relaxed)
+    }
+
+    /// Transactions delivered to the reader (every commit, covered or not).
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+
     /// The last error the source saw (cleared by nothing: it stays as history).
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().map(|g| g.clone()).unwrap_or(None)
@@ -41,6 +55,14 @@ impl SourceProbe {
 
     pub(crate) fn event(&self) {
         self.events.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn heartbeat(&self) {
+        self.heartbeats.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn delivered_one(&self) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn reconnected(&self) {

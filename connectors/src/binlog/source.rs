@@ -570,7 +570,8 @@ impl BinlogSource {
                     self.schema.invalidate_all();
                     return Ok(self.deliver(changes, position, timestamp, Some(query), events));
                 }
-                Decoded::SkippedRows(_) | Decoded::Heartbeat | Decoded::Nothing => {}
+                Decoded::Heartbeat => self.probe.heartbeat(),
+                Decoded::SkippedRows(_) | Decoded::Nothing => {}
             }
         }
     }
@@ -586,6 +587,7 @@ impl BinlogSource {
         self.stats.transactions += 1;
         self.stats.rows += changes.len() as u64;
         self.resume = Some(position.clone());
+        self.probe.delivered_one();
         Transaction {
             changes,
             position,

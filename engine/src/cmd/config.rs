@@ -2,7 +2,7 @@
 
 use super::subcommand::{help_reply, subcommand};
 use crate::command::{CommandSpec, Ctx};
-use crate::config::{self, Setting, IMMUTABLE, SETTINGS};
+use crate::config::{self, Setting, IMMUTABLE, PROTECTED, SETTINGS};
 use crate::error::{CmdError, CmdResult};
 use crate::net::reply::Reply;
 use crate::util::{glob_match, lower};
@@ -101,6 +101,9 @@ fn config_set(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         };
         if s.flags & IMMUTABLE != 0 {
             return Err(failed(&given, "can't set immutable config"));
+        }
+        if s.flags & PROTECTED != 0 {
+            return Err(failed(&given, "can't set protected config"));
         }
         if pairs.iter().any(|(o, _, _)| o.name == s.name) {
             return Err(failed(&given, "duplicate parameter"));

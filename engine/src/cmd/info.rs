@@ -1,7 +1,6 @@
 //! INFO (`server.c` genRedisInfoString): sections in Redis's order and format.
 
 use super::object::{used_memory, BASE_MEMORY};
-use super::server::start_unix_secs;
 use crate::command::{CommandSpec, Ctx, LOADING, STALE};
 use crate::error::CmdResult;
 use crate::keyspace::db::lru_clock;
@@ -190,23 +189,69 @@ fn info_section(ctx: &mut Ctx, name: &str, o: &mut String) {
             f!("lazyfreed_objects:0");
         }
         "persistence" => {
+            let sv = &store.save;
+            let running = sv.child.as_ref();
+            let rdb_running = sv.bgsave_running();
             o.push_str("# Persistence\r\n");
-            f!("loading:0");
-            f!("async_loading:0");
-            f!("rdb_changes_since_last_save:{}", st.dirty);
-            f!("rdb_bgsave_in_progress:0");
-            f!("rdb_last_save_time:{}", start_unix_secs(ctx));
-            f!("rdb_last_bgsave_status:ok");
-            f!("rdb_last_bgsave_time_sec:-1");
-            f!("rdb_current_bgsave_time_sec:-1");
-            f!("rdb_saves:0");
+            f!("loading:{}", sv.loading as u8);
+            if sv.loading {
+                f!("async_loading:0");
+                f!("loading_start_time:{}", sv.loading_started);
+                f!("loading_total_bytes:0");
+                f!("loading_rdb_used_mem:0");
+                f!("loading_loaded_bytes:0");
+                f!("loading_loaded_perc:0.00");
+                f!("loading_eta_seconds:1");
+            } else {
+                f!("async_loading:0");
+            }
+            // No fork: the copy-on-write counters stay 0; the snapshot's progress is real.
+            f!("current_cow_peak:0");
+            f!("current_cow_size:0");
+            f!("current_cow_size_age:0");
+            f!("current_fork_perc:0.00");
+            let (processed, total) = if running.is_some() {
+                (
+                    sv.progress.load(std::sync::atomic::Ordering::Relaxed),
+                    sv.progress_total,
+                )
+            } else {
+                (0, 0)
+            };
+            f!("current_save_keys_processed:{processed}");
+            f!("current_save_keys_total:{total}");
+            f!(
+                "rdb_changes_since_last_save:{}",
+                st.dirty.saturating_sub(sv.dirty_at_save)
+            );
+            f!("rdb_bgsave_in_progress:{}", rdb_running as u8);
+            f!("rdb_last_save_time:{}", sv.lastsave);
+            f!(
+                "rdb_last_bgsave_status:{}",
+                if sv.last_bgsave_ok { "ok" } else { "err" }
+            );
+            f!("rdb_last_bgsave_time_sec:{}", sv.last_bgsave_secs);
+            let current = match running {
+                Some(c) if rdb_running => c.started.elapsed().as_secs() as i64,
+                _ => -1,
+            };
+            f!("rdb_current_bgsave_time_sec:{current}");
+            f!("rdb_saves:{}", sv.saves);
+            f!("rdb_last_cow_size:0");
+            f!("rdb_last_load_keys_expired:{}", sv.last_load_expired);
+            f!("rdb_last_load_keys_loaded:{}", sv.last_load_loaded);
             f!("aof_enabled:0");
             f!("aof_rewrite_in_progress:0");
             f!("aof_rewrite_scheduled:0");
             f!("aof_last_rewrite_time_sec:-1");
             f!("aof_current_rewrite_time_sec:-1");
             f!("aof_last_bgrewrite_status:ok");
+            f!("aof_rewrites:0");
+            f!("aof_rewrites_consecutive_failures:0");
             f!("aof_last_write_status:ok");
+            f!("aof_last_cow_size:0");
+            f!("module_fork_in_progress:0");
+            f!("module_fork_last_cow_size:0");
         }
         "stats" => {
             o.push_str("# Stats\r\n");

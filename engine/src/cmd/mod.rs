@@ -14,6 +14,7 @@ pub mod keys;
 pub mod leases;
 pub mod lists;
 pub mod object;
+pub mod persist;
 pub mod pqsort;
 pub mod pubsub;
 pub mod server;
@@ -33,6 +34,7 @@ pub fn all() -> Vec<CommandSpec> {
     let mut v = Vec::new();
     v.extend(connection::commands());
     v.extend(server::commands());
+    v.extend(persist::commands());
     v.extend(info::commands());
     v.extend(config::commands());
     v.extend(object::commands());

@@ -1,5 +1,5 @@
 //! Server commands (`server.c`, `db.c`, `debug.c`): FLUSHALL FLUSHDB DBSIZE SWAPDB TIME
-//! LASTSAVE ROLE SHUTDOWN DEBUG.
+//! ROLE SHUTDOWN DEBUG.
 
 use super::object::obj_info;
 use super::subcommand::help_reply;
@@ -21,7 +21,6 @@ pub fn commands() -> Vec<CommandSpec> {
         CommandSpec::new("time", 1, LOADING | STALE | FAST, (0, 0, 0), time),
         CommandSpec::new("debug", -2, admin, (0, 0, 0), debug),
         CommandSpec::new("shutdown", -1, admin, (0, 0, 0), shutdown),
-        CommandSpec::new("lastsave", 1, LOADING | STALE | FAST, (0, 0, 0), lastsave),
         CommandSpec::new(
             "role",
             1,
@@ -83,16 +82,6 @@ fn time(_ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     ]))
 }
 
-/// Unix seconds when the store was created (LASTSAVE: nothing is ever saved).
-pub(crate) fn start_unix_secs(ctx: &Ctx) -> u64 {
-    let up = ctx.store.started.elapsed().as_millis() as u64;
-    crate::util::now_ms().saturating_sub(up) / 1000
-}
-
-fn lastsave(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
-    Ok(Reply::Int(start_unix_secs(ctx) as i64))
-}
-
 fn role(_ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     Ok(Reply::Array(vec![
         Reply::text("master"),
@@ -122,6 +111,13 @@ fn shutdown(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if abort {
         return Err(CmdError::err("No shutdown in progress."));
     }
+    if let Err(e) = crate::persist::save::shutdown_save(ctx.store, save, nosave) {
+        tracing::error!(error = %e, "error trying to save the DB, can't exit");
+        // FORCE (and NOW) shut down anyway, as in Redis.
+        if !other {
+            return Err(CmdError::err("Errors trying to SHUTDOWN. Check logs."));
+        }
+    }
     ctx.store.shutdown_requested = true;
     // Redis closes the connection without replying.
     Ok(Reply::Raw(Bytes::new()))
@@ -139,6 +135,11 @@ fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             &[
                 "OBJECT <key>",
                 "    Show low level info about the `key` and associated value.",
+                "RELOAD [option ...]",
+                "    Save the RDB on disk and reload it back to memory. Available options:",
+                "    * MERGE: Merge the content of the RDB instead of flushing.",
+                "    * NOFLUSH: Do not flush the RDB before loading (not supported here).",
+                "    * NOSAVE: the database will be loaded from an existing RDB file.",
                 "SET-ACTIVE-EXPIRE <0|1>",
                 "    Setting it to 0 disables expiring keys in background when they are not",
                 "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
@@ -155,6 +156,9 @@ fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             std::thread::sleep(std::time::Duration::from_secs_f64(secs.min(3600.0)));
         }
         return Ok(Reply::OK);
+    }
+    if eq_ic(sub, "reload") {
+        return debug_reload(ctx, &args[2..]);
     }
     if eq_ic(sub, "set-active-expire") && n == 3 {
         // atoi semantics: anything that is not a non-zero number disables it.
@@ -188,6 +192,44 @@ fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         "unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
         String::from_utf8_lossy(sub)
     )))
+}
+
+/// DEBUG RELOAD [NOSAVE]: saves the file (unless NOSAVE), empties the keyspace and
+/// loads the file back, as Redis's does; a running background save is stopped first.
+fn debug_reload(ctx: &mut Ctx, opts: &[Bytes]) -> CmdResult {
+    let mut save = true;
+    for o in opts {
+        if eq_ic(o, "nosave") {
+            save = false;
+        } else if eq_ic(o, "merge") || eq_ic(o, "noflush") {
+            return Err(CmdError::err(format!(
+                "DEBUG RELOAD {} is not supported",
+                String::from_utf8_lossy(o).to_ascii_uppercase()
+            )));
+        } else {
+            return Err(CmdError::err(
+                "DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE options.",
+            ));
+        }
+    }
+    crate::persist::save::kill_child(ctx.store);
+    if save {
+        crate::persist::save::save_sync(ctx.store).map_err(|e| {
+            tracing::error!(error = %e, "DEBUG RELOAD: save failed");
+            CmdError::Other("ERR".into())
+        })?;
+    }
+    let path = crate::persist::save::rdb_path(ctx.store);
+    let opts = crate::persist::save::load_options(ctx.store);
+    let load_err = |e: &dyn std::fmt::Display| {
+        tracing::error!(file = %path.display(), error = %e, "DEBUG RELOAD: load failed");
+        CmdError::err("Error trying to load the RDB dump, check server logs.")
+    };
+    let file = std::fs::File::open(&path).map_err(|e| load_err(&e))?;
+    let loaded = crate::persist::rdb::read_rdb(std::io::BufReader::new(file), ctx.now(), &opts)
+        .map_err(|e| load_err(&e))?;
+    ctx.store.load_dbs(loaded);
+    Ok(Reply::OK)
 }
 
 // ---------------------------------------------------------------------------------

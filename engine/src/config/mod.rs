@@ -11,7 +11,7 @@
 
 mod setting;
 
-pub(crate) use setting::{Setting, Value, IMMUTABLE};
+pub(crate) use setting::{Setting, Value, IMMUTABLE, PROTECTED};
 pub use setting::{SettingError, SettingValue};
 
 use crate::store::Store;
@@ -137,12 +137,31 @@ settings! {
     /// than this is void and may be granted again.
     lease_interval_ms: u64 = 10_000 => Setting::int("lease-interval-ms", 1, i64::MAX);
 
+    /// Directory of the RDB file (Redis's `dir`; relative to the working directory).
+    dir: String = ".".into() =>
+        Setting::special("dir", check_nonempty, show_dir).protected();
+    /// The RDB file's name in `dir`.
+    dbfilename: String = "dump.rdb".into() =>
+        Setting::special("dbfilename", check_filename, same).protected();
+    /// Save points: pairs of seconds and changes ("3600 1 300 100 60 10000", Redis's
+    /// default); "" turns the schedule (and saving at shutdown) off.
+    save: String = "3600 1 300 100 60 10000".into() =>
+        Setting::special("save", crate::persist::save::normalize_save, same);
+    /// LZF-compress strings in RDB files.
+    rdbcompression: bool = true => Setting::boolean("rdbcompression");
+    /// Write (and check) the RDB files' CRC64 trailer.
+    rdbchecksum: bool = true => Setting::boolean("rdbchecksum");
+    /// Refuse writes with `-MISCONF` while the last BGSAVE failed (and save points are set).
+    stop_writes_on_bgsave_error: bool = true => Setting::boolean("stop-writes-on-bgsave-error");
+    /// Microseconds a background save pauses after each key (Redis's test knob, to make
+    /// a save slow deterministically); 0 in production.
+    rdb_key_save_delay: u64 = 0 => Setting::int("rdb-key-save-delay", 0, i32::MAX as i64);
+
     @views {
         Setting::special("bind", any, same).immutable().view(bind_of, refuse);
         Setting::special("port", any, same).immutable().view(port_of, refuse);
-        // Accepted and ignored until persistence exists (clients such as
-        // redis-benchmark set them).
-        Setting::special("save", any, same).view(|_| Value::Text(String::new()), ignore);
+        // Accepted and ignored until the AOF exists (clients such as redis-benchmark
+        // set it).
         Setting::boolean("appendonly").view(|_| Value::Bool(false), ignore);
     }
 }
@@ -161,6 +180,28 @@ fn ignore(_: &mut EngineConfig, _: Value) -> bool {
 
 fn refuse(_: &mut EngineConfig, _: Value) -> bool {
     false
+}
+
+fn check_nonempty(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("argument must not be empty".into());
+    }
+    Ok(s.to_string())
+}
+
+/// `dbfilename` is a name, not a path (Redis refuses paths).
+fn check_filename(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains('/') {
+        return Err("dbfilename can't be a path, just a filename".into());
+    }
+    Ok(s.to_string())
+}
+
+/// CONFIG GET dir shows the absolute path, as Redis (which chdir()s into it) does.
+fn show_dir(s: &str) -> String {
+    std::fs::canonicalize(s)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| s.to_string())
 }
 
 fn check_listen(s: &str) -> Result<String, String> {

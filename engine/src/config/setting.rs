@@ -63,6 +63,9 @@ pub(crate) enum Kind {
 pub(crate) const IMMUTABLE: u8 = 1 << 0;
 /// Not a CONFIG parameter: set only from the file (`listen`).
 pub(crate) const FILE_ONLY: u8 = 1 << 1;
+/// CONFIG SET refuses it as Redis refuses a protected config (`dir`, `dbfilename`):
+/// it names files the server writes.
+pub(crate) const PROTECTED: u8 = 1 << 2;
 
 /// One row of the table.
 #[derive(Clone, Copy)]
@@ -147,6 +150,11 @@ impl Setting {
     /// Not changeable by CONFIG SET.
     pub(crate) const fn immutable(mut self) -> Setting {
         self.flags |= IMMUTABLE;
+        self
+    }
+    /// Not changeable by CONFIG SET, as a protected config.
+    pub(crate) const fn protected(mut self) -> Setting {
+        self.flags |= PROTECTED;
         self
     }
     /// Not a CONFIG parameter.

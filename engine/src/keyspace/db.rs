@@ -94,17 +94,32 @@ fn write_clock(now_ms: u64) -> u32 {
     (now_ms.saturating_sub(WRITE_EPOCH_MS) / 100).min(u32::MAX as u64) as u32
 }
 
+/// A stored entry as the snapshot hook sees it: where it is in the database's order,
+/// the entry, and its expiry (Unix ms, 0 for none).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stored<'a> {
+    /// Its position in the database's insertion order (what [`Db::entry_at`] takes).
+    pub(crate) index: usize,
+    pub(crate) entry: &'a Entry,
+    pub(crate) expire_at: u64,
+}
+
 /// Sees each entry before the keyspace changes or removes it, while a point-in-time
 /// snapshot runs, so that the snapshot can save the old entry first: what fork's
 /// copy-on-write gives Redis. Installed per database ([`Db::set_before_write`]);
 /// every mutating method of [`Db`] calls it behind one `Option` check, so nothing is
 /// paid while no snapshot runs.
 pub(crate) trait BeforeWrite: Send + std::fmt::Debug {
-    /// `key` is about to be written or removed; `old` is its entry and expiry (Unix
-    /// ms, 0 for none), or `None` when the key is being created. Called on every write
-    /// while installed (the consumer knows what it already saved). A typed `_mut`
-    /// accessor counts as a write even when the command turns out only to read.
-    fn before_write(&mut self, key: &[u8], old: Option<(&Entry, u64)>);
+    /// `key` is about to be written or removed; `old` is its stored entry, or `None`
+    /// when the key is being created. Called on every write while installed (the
+    /// consumer knows what it already saved). A typed `_mut` accessor counts as a
+    /// write even when the command turns out only to read.
+    fn before_write(&mut self, key: &[u8], old: Option<Stored<'_>>);
+    /// The last entry (`moved`, at `moved.index`) is about to move to position `to`,
+    /// into the hole of a removed key: a walk by position would miss it otherwise.
+    fn before_move(&mut self, key: &[u8], moved: Stored<'_>, to: usize) {
+        let _ = (key, moved, to);
+    }
     /// Every entry of `db` is about to go or be replaced (FLUSHDB, FLUSHALL, SWAPDB).
     fn before_clear(&mut self, db: &Db);
 }
@@ -234,7 +249,6 @@ impl Db {
     }
 
     /// Installs (or, with `None`, removes) the hook a running snapshot uses.
-    #[cfg_attr(not(test), allow(dead_code))] // the seam the snapshot (persist/) will use
     pub(crate) fn set_before_write(&mut self, hook: Option<Box<dyn BeforeWrite>>) {
         self.before_write = hook;
     }
@@ -252,13 +266,51 @@ impl Db {
     #[inline(never)]
     fn save_index(&mut self, idx: usize) {
         if let Some(h) = self.before_write.as_mut() {
-            if let Some((k, e)) = self.map.get_index(idx) {
-                let at = if e.has_ttl() {
+            if let Some((k, entry)) = self.map.get_index(idx) {
+                let expire_at = if entry.has_ttl() {
                     self.volatile.get(k.as_slice()).copied().unwrap_or(0)
                 } else {
                     0
                 };
-                h.before_write(k, Some((e, at)));
+                let old = Stored {
+                    index: idx,
+                    entry,
+                    expire_at,
+                };
+                h.before_write(k, Some(old));
+            }
+        }
+    }
+
+    /// Before the entry at `idx` is swap-removed: the snapshot hook, if any, sees the
+    /// last entry move into its place.
+    #[inline(always)]
+    fn guard_swap_remove(&mut self, idx: usize) {
+        if self.before_write.is_some() {
+            self.save_move(idx);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn save_move(&mut self, to: usize) {
+        let last = self.map.len().wrapping_sub(1);
+        if last == to || last == usize::MAX {
+            return;
+        }
+        if let Some(h) = self.before_write.as_mut() {
+            if let Some((k, entry)) = self.map.get_index(last) {
+                let expire_at = if entry.has_ttl() {
+                    self.volatile.get(k.as_slice()).copied().unwrap_or(0)
+                } else {
+                    0
+                };
+                let moved = Stored {
+                    index: last,
+                    entry,
+                    expire_at,
+                };
+                h.before_move(k, moved, to);
             }
         }
     }
@@ -358,6 +410,7 @@ impl Db {
 
     fn expire_at_index(&mut self, idx: usize) {
         self.guard_index(idx);
+        self.guard_swap_remove(idx);
         if let Some((k, e)) = self.map.swap_remove_index(idx) {
             if e.has_ttl() {
                 self.volatile.swap_remove(&k);
@@ -431,6 +484,7 @@ impl Db {
         if self.before_write.is_some() {
             let idx = self.map.get_index_of(key)?;
             self.guard_index(idx);
+            self.guard_swap_remove(idx);
         }
         let (k, e) = self.map.swap_remove_entry(key)?;
         let at = if e.has_ttl() {
@@ -457,6 +511,7 @@ impl Db {
             return false;
         };
         self.guard_index(idx);
+        self.guard_swap_remove(idx);
         if let Some((k, e)) = self.map.swap_remove_index(idx) {
             if e.has_ttl() {
                 self.volatile.swap_remove(&k);
@@ -522,6 +577,32 @@ impl Db {
         }
         self.map = IndexMap::new();
         self.volatile = IndexMap::new();
+    }
+
+    /// Takes the keys of `loaded` in place of this database's (a loaded RDB file): the
+    /// snapshot hook and the expiry flag stay with this database, and the hook first
+    /// sees every entry go.
+    pub(crate) fn replace_contents(&mut self, loaded: Db) {
+        if let Some(mut h) = self.before_write.take() {
+            h.before_clear(self);
+            self.before_write = Some(h);
+        }
+        self.map = loaded.map;
+        self.volatile = loaded.volatile;
+        self.expired.extend(loaded.expired);
+    }
+
+    /// The entry at position `idx` of the insertion order, with its key and expiry
+    /// (Unix ms, 0 for none), without expiring or touching it: a snapshot walks the
+    /// database by position.
+    pub(crate) fn entry_at(&self, idx: usize) -> Option<(&CompactBytes, &Entry, u64)> {
+        let (k, e) = self.map.get_index(idx)?;
+        let at = if e.has_ttl() {
+            self.volatile.get(k.as_slice()).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        Some((k, e, at))
     }
 
     /// Trades keys with `other` (SWAPDB). A snapshot hook stays with its database

@@ -125,8 +125,21 @@ impl Store {
     /// consumers saw it emptied); a database beyond `databases` is dropped.
     pub(crate) fn replace_db(&mut self, i: usize, db: db::Db) {
         if let Some(slot) = self.dbs.get_mut(i) {
-            *slot = db;
+            slot.replace_contents(db);
         }
+    }
+
+    /// Replaces every database with those of a loaded file (consumers see a FLUSHALL
+    /// first); returns the rest of what was loaded.
+    pub(crate) fn load_dbs(
+        &mut self,
+        mut loaded: crate::persist::rdb::Loaded,
+    ) -> crate::persist::rdb::Loaded {
+        self.flush(None);
+        for (i, db) in std::mem::take(&mut loaded.dbs).into_iter().enumerate() {
+            self.replace_db(i, db);
+        }
+        loaded
     }
 
     /// SWAPDB `a` `b` (distinct): announces, then swaps.
@@ -287,7 +300,7 @@ mod tests {
     use super::propagate::{Propagated, PropagationSink};
     use super::*;
     use crate::client::Client;
-    use crate::keyspace::db::{BeforeWrite, Db, Entry};
+    use crate::keyspace::db::{BeforeWrite, Db, Entry, Stored};
     use crate::types::Value;
     use crate::{Engine, EngineConfig, Reply};
     use std::sync::{Arc, Mutex};
@@ -612,9 +625,13 @@ mod tests {
     struct Saver(Arc<Lines>);
 
     impl BeforeWrite for Saver {
-        fn before_write(&mut self, key: &[u8], old: Option<(&Entry, u64)>) {
+        fn before_write(&mut self, key: &[u8], old: Option<Stored<'_>>) {
             let old = match old {
-                Some((e, at)) => match &e.value {
+                Some(Stored {
+                    entry: e,
+                    expire_at: at,
+                    ..
+                }) => match &e.value {
                     Value::Str(v) => format!("{}@{at}", String::from_utf8_lossy(v.as_slice())),
                     v => format!("{}@{at}", v.type_name()),
                 },

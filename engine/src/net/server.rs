@@ -97,6 +97,8 @@ async fn expire_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         // Redis spends at most 25% of CPU time on this; a quarter of the period here.
         store.active_expire_cycle(period / 4);
         crate::command::after_command(&mut store);
+        // serverCron's save points and scheduled BGSAVE.
+        crate::persist::save::cron(&mut store);
     }
 }
 

@@ -1,5 +1,11 @@
 //! Persistence in Redis's own formats, so files move between Redis 7.0 and the engine
 //! in both directions. [`rdb`] is the RDB codec (objects, whole files and DUMP
-//! payloads); SAVE/BGSAVE, the AOF and the snapshot machinery build on it.
+//! payloads); [`snapshot`] the point-in-time snapshot without fork that BGSAVE (and
+//! the AOF rewrite) write from; [`save`] the files on disk: SAVE, BGSAVE, the `save`
+//! schedule, saving at shutdown and loading at start.
 
 pub mod rdb;
+pub mod save;
+pub mod snapshot;
+
+pub use save::{load_at_start, load_rdb_file, ChildKind, PersistError, StartupLoad};

@@ -88,8 +88,10 @@ pub struct EngineServer {
 
 impl EngineServer {
     pub fn start() -> EngineServer {
+        // No save points, as the redis-server it is compared with (`--save ""`).
         Self::start_with(engine::EngineConfig {
             listen: "127.0.0.1:0".into(),
+            save: String::new(),
             ..Default::default()
         })
     }

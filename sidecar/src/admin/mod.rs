@@ -105,6 +105,11 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     ) {
         return unavailable("engine not answering\n".into());
     }
+    if s.engine.is_loading() {
+        return unavailable(
+            "loading: replaying the binlog from the snapshot's position before serving\n".into(),
+        );
+    }
     if let Some(p) = &s.pipeline {
         let snap = p.snapshot();
         if let Some(e) = snap.failed {

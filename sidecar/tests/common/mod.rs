@@ -60,6 +60,22 @@ impl Sidecar {
         Self::spawn(cmd, None)
     }
 
+    /// [`Sidecar::start`] with the config's own `save` (the harness otherwise turns
+    /// save points off): for tests of persistence.
+    pub fn start_persisted(config: &Path) -> Sidecar {
+        static STARTS: AtomicUsize = AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, Ordering::Relaxed);
+        let stderr = config.with_extension(format!("p{n}.log"));
+        let log = std::fs::File::create(&stderr).expect("log file");
+        let mut cmd = serve_command();
+        cmd.env_remove(NO_SAVE.0)
+            .arg("--config")
+            .arg(config)
+            .env("COHERENT_LOG", "info")
+            .stderr(log);
+        Self::spawn(cmd, Some(stderr))
+    }
+
     /// [`Sidecar::start`], then waits (30 s at most) until it is ready.
     pub fn start_ready(config: &Path) -> Sidecar {
         let s = Self::start(config);
@@ -71,6 +87,7 @@ impl Sidecar {
     /// them), no config file; stderr is discarded.
     pub fn engine_only(args: &[&str]) -> Sidecar {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_coherent"));
+        cmd.env(NO_SAVE.0, NO_SAVE.1);
         cmd.args(["serve", "--admin-listen", ""])
             .args(args)
             .stderr(Stdio::null());
@@ -157,8 +174,13 @@ impl Sidecar {
     }
 }
 
+/// No save points: a test's SIGTERM must not leave a `dump.rdb` in the working
+/// directory for the next test to load (tests of persistence remove the variable).
+const NO_SAVE: (&str, &str) = ("COHERENT_ENGINE_SAVE", "");
+
 fn serve_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_coherent"));
+    cmd.env(NO_SAVE.0, NO_SAVE.1);
     cmd.args([
         "serve",
         "--listen",
@@ -178,6 +200,8 @@ pub struct ServeConfig<'a> {
     pub mysql: &'a str,
     /// `[mysql] server_id`.
     pub server_id: u32,
+    /// More `[engine]` lines.
+    pub engine: &'a str,
     /// More `[admin]` lines.
     pub admin: &'a str,
     /// The `[target]` lines; "" leaves the section out (the embedded engine).
@@ -202,6 +226,7 @@ impl ServeConfig<'_> {
             format!(
                 r#"[engine]
 listen = "127.0.0.1:0"
+{engine}
 
 [admin]
 listen = "127.0.0.1:0"
@@ -222,6 +247,7 @@ interval_ms = 100
 path = "{retry}"
 {retry_more}
 {rest}"#,
+                engine = self.engine,
                 admin = self.admin,
                 url = self.mysql,
                 server_id = self.server_id,

@@ -73,19 +73,40 @@ impl Default for WriteOptions {
 /// accesses, and OBJECT FREQ reports Redis's initial counter.
 const LFU_INIT: u8 = 5;
 
-/// Output buffered in 64 KiB pieces, with the running checksum of what went out.
-struct Out<W: Write> {
+/// Output buffered in 64 KiB pieces, with the running checksum of what went out: the
+/// one way bytes of an RDB file reach their writer, whole-file or piece by piece.
+pub(crate) struct Out<W: Write> {
     inner: W,
     buf: Vec<u8>,
     crc: Running,
 }
 
 impl<W: Write> Out<W> {
+    /// Output to `inner`.
+    pub(crate) fn new(inner: W) -> Self {
+        Out {
+            inner,
+            buf: Vec::with_capacity(1 << 16),
+            crc: Running::default(),
+        }
+    }
+
     fn flush_buf(&mut self) -> io::Result<()> {
         self.crc.update(&self.buf);
         self.inner.write_all(&self.buf)?;
         self.buf.clear();
         Ok(())
+    }
+
+    /// Writes the EOF opcode and the CRC64 trailer (0 without `checksum`), flushes,
+    /// and gives the writer back.
+    pub(crate) fn finish(mut self, checksum: bool) -> io::Result<W> {
+        self.write_all(&[opcode::EOF])?;
+        self.flush_buf()?;
+        let crc = if checksum { self.crc.value() } else { 0 };
+        self.inner.write_all(&crc.to_le_bytes())?;
+        self.inner.flush()?;
+        Ok(self.inner)
     }
 }
 
@@ -103,20 +124,14 @@ impl<W: Write> Write for Out<W> {
     }
 }
 
-/// Writes every live key of `dbs` (database `i` is `dbs[i]`) as an RDB file at time
-/// `now` (Unix ms): keys already expired at `now` are left out.
-pub fn write_rdb<W: Write>(
-    dbs: &[Db],
+/// The `REDIS0010` magic and the aux fields (Redis's own, then `opts.aux`), as of
+/// `now` (Unix ms).
+pub(crate) fn write_header<W: Write>(
+    w: &mut W,
+    enc: &mut Encoder,
     now: u64,
     opts: &WriteOptions,
-    out: W,
-) -> Result<(), RdbError> {
-    let mut w = Out {
-        inner: out,
-        buf: Vec::with_capacity(1 << 16),
-        crc: Running::default(),
-    };
-    let mut enc = Encoder::new(opts.compression);
+) -> io::Result<()> {
     write!(w, "REDIS{RDB_VERSION:04}")?;
     let aux_int = |n: u64| Bytes::from(n.to_string());
     let mut aux = vec![
@@ -135,9 +150,66 @@ pub fn write_rdb<W: Write>(
     aux.extend(opts.aux.iter().cloned());
     for (k, v) in &aux {
         w.write_all(&[opcode::AUX])?;
-        enc.string(&mut w, k)?;
-        enc.string(&mut w, v)?;
+        enc.string(w, k)?;
+        enc.string(w, v)?;
     }
+    Ok(())
+}
+
+/// `SELECTDB index` and the `RESIZEDB` hint that open a database's keys.
+pub(crate) fn write_db_start<W: Write>(
+    w: &mut W,
+    enc: &Encoder,
+    index: usize,
+    keys: u64,
+    volatile: u64,
+) -> io::Result<()> {
+    w.write_all(&[opcode::SELECTDB])?;
+    enc.len(w, index as u64)?;
+    w.write_all(&[opcode::RESIZEDB])?;
+    enc.len(w, keys)?;
+    enc.len(w, volatile)
+}
+
+/// One key: its expiry (`at`, Unix ms, 0 for none), eviction metadata, type, name and
+/// value (`rdbSaveKeyValuePair`).
+pub(crate) fn write_key<W: Write>(
+    w: &mut W,
+    enc: &mut Encoder,
+    key: &[u8],
+    entry: &Entry,
+    at: u64,
+    now: u64,
+    opts: &WriteOptions,
+) -> io::Result<()> {
+    if at != 0 {
+        w.write_all(&[opcode::EXPIRETIME_MS])?;
+        w.write_all(&at.to_le_bytes())?;
+    }
+    match opts.eviction {
+        Eviction::None => {}
+        Eviction::Lru => {
+            w.write_all(&[opcode::IDLE])?;
+            enc.len(w, idle_seconds(entry, now))?;
+        }
+        Eviction::Lfu => w.write_all(&[opcode::FREQ, LFU_INIT])?,
+    }
+    w.write_all(&[object::type_of(&entry.value)])?;
+    enc.string(w, key)?;
+    object::write_value(enc, w, &entry.value, opts.list_max_listpack_size)
+}
+
+/// Writes every live key of `dbs` (database `i` is `dbs[i]`) as an RDB file at time
+/// `now` (Unix ms): keys already expired at `now` are left out.
+pub fn write_rdb<W: Write>(
+    dbs: &[Db],
+    now: u64,
+    opts: &WriteOptions,
+    out: W,
+) -> Result<(), RdbError> {
+    let mut w = Out::new(out);
+    let mut enc = Encoder::new(opts.compression);
+    write_header(&mut w, &mut enc, now, opts)?;
     for (index, db) in dbs.iter().enumerate() {
         let (keys, volatile) = db.iter_live(now).fold((0u64, 0u64), |(k, v), (key, _)| {
             (k + 1, v + (db.expire_at(key) != 0) as u64)
@@ -145,35 +217,12 @@ pub fn write_rdb<W: Write>(
         if keys == 0 {
             continue;
         }
-        w.write_all(&[opcode::SELECTDB])?;
-        enc.len(&mut w, index as u64)?;
-        w.write_all(&[opcode::RESIZEDB])?;
-        enc.len(&mut w, keys)?;
-        enc.len(&mut w, volatile)?;
+        write_db_start(&mut w, &enc, index, keys, volatile)?;
         for (key, entry) in db.iter_live(now) {
-            let at = db.expire_at(key);
-            if at != 0 {
-                w.write_all(&[opcode::EXPIRETIME_MS])?;
-                w.write_all(&at.to_le_bytes())?;
-            }
-            match opts.eviction {
-                Eviction::None => {}
-                Eviction::Lru => {
-                    w.write_all(&[opcode::IDLE])?;
-                    enc.len(&mut w, idle_seconds(entry, now))?;
-                }
-                Eviction::Lfu => w.write_all(&[opcode::FREQ, LFU_INIT])?,
-            }
-            w.write_all(&[object::type_of(&entry.value)])?;
-            enc.string(&mut w, key)?;
-            object::write_value(&mut enc, &mut w, &entry.value, opts.list_max_listpack_size)?;
+            write_key(&mut w, &mut enc, key, entry, db.expire_at(key), now, opts)?;
         }
     }
-    w.write_all(&[opcode::EOF])?;
-    w.flush_buf()?;
-    let crc = if opts.checksum { w.crc.value() } else { 0 };
-    w.inner.write_all(&crc.to_le_bytes())?;
-    w.inner.flush()?;
+    w.finish(opts.checksum)?;
     Ok(())
 }
 

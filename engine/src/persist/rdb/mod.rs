@@ -20,8 +20,8 @@
 
 pub mod crc64;
 mod decode;
-mod encode;
-mod file;
+pub(crate) mod encode;
+pub(crate) mod file;
 pub mod intset;
 pub mod listpack;
 pub mod lzf;
