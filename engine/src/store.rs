@@ -66,6 +66,8 @@ pub(crate) struct Store {
     pub(crate) leases: LeaseTable,
     /// The command stream for the AOF and replicas.
     pub(crate) propagation: Propagation,
+    /// The AOF: its writer when on, its durability gate and INFO counters.
+    pub(crate) aof: crate::persist::aof::AofState,
 }
 
 impl Store {
@@ -93,6 +95,7 @@ impl Store {
             hooks: Vec::new(),
             leases: LeaseTable::default(),
             propagation: Propagation::default(),
+            aof: Default::default(),
         }
     }
 

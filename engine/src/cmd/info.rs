@@ -200,13 +200,7 @@ fn info_section(ctx: &mut Ctx, name: &str, o: &mut String) {
             f!("rdb_last_bgsave_time_sec:-1");
             f!("rdb_current_bgsave_time_sec:-1");
             f!("rdb_saves:0");
-            f!("aof_enabled:0");
-            f!("aof_rewrite_in_progress:0");
-            f!("aof_rewrite_scheduled:0");
-            f!("aof_last_rewrite_time_sec:-1");
-            f!("aof_current_rewrite_time_sec:-1");
-            f!("aof_last_bgrewrite_status:ok");
-            f!("aof_last_write_status:ok");
+            crate::persist::aof::info(store, o);
         }
         "stats" => {
             o.push_str("# Stats\r\n");

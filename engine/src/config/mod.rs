@@ -136,6 +136,38 @@ settings! {
     /// Lease interval in ms (LEASEGET): one token per key per interval; a lease older
     /// than this is void and may be granted again.
     lease_interval_ms: u64 = 10_000 => Setting::int("lease-interval-ms", 1, i64::MAX);
+    /// Directory of the persistence files (Redis's `dir`): the AOF directory
+    /// `appenddirname` is in it.
+    dir: String = ".".into() => Setting::special("dir", check_dir, same);
+    /// Log every write to the append-only file (`appendonly`). CONFIG SET yes starts
+    /// it with a rewrite, as Redis; at start the AOF is loaded when this is yes.
+    appendonly: bool = false =>
+        Setting::boolean("appendonly").try_apply(crate::persist::aof::apply_appendonly);
+    /// When the AOF is fsynced: `always` (a write is acknowledged once on disk),
+    /// `everysec` (once a second, in the background) or `no` (the OS decides).
+    appendfsync: String = "everysec".into() =>
+        Setting::one_of("appendfsync", &["always", "everysec", "no"])
+            .try_apply(crate::persist::aof::apply_policy);
+    /// Base name of the AOF's files (`appendonly.aof.1.base.rdb`, ...).
+    appendfilename: String = "appendonly.aof".into() =>
+        Setting::special("appendfilename", check_file_name, same).immutable();
+    /// The AOF directory's name, inside `dir`.
+    appenddirname: String = "appendonlydir".into() =>
+        Setting::special("appenddirname", check_file_name, same).immutable();
+    /// Write the AOF's base as an RDB (yes) or as commands (no).
+    aof_use_rdb_preamble: bool = true => Setting::boolean("aof-use-rdb-preamble");
+    /// Load an AOF whose last file ends inside a command, up to its last complete
+    /// command (yes), or refuse to start (no).
+    aof_load_truncated: bool = true => Setting::boolean("aof-load-truncated");
+    /// Rewrite the AOF when it grew by this percentage since the last rewrite (0: never).
+    auto_aof_rewrite_percentage: u32 = 100 =>
+        Setting::int("auto-aof-rewrite-percentage", 0, i32::MAX as i64);
+    /// ... and is at least this big.
+    auto_aof_rewrite_min_size: u64 = 64 * 1024 * 1024 =>
+        Setting::memory("auto-aof-rewrite-min-size", 0, i64::MAX as u64);
+    /// Write `#TS:<unix time>` annotations into the AOF.
+    aof_timestamp_enabled: bool = false =>
+        Setting::boolean("aof-timestamp-enabled").try_apply(crate::persist::aof::apply_policy);
 
     @views {
         Setting::special("bind", any, same).immutable().view(bind_of, refuse);
@@ -143,7 +175,6 @@ settings! {
         // Accepted and ignored until persistence exists (clients such as
         // redis-benchmark set them).
         Setting::special("save", any, same).view(|_| Value::Text(String::new()), ignore);
-        Setting::boolean("appendonly").view(|_| Value::Bool(false), ignore);
     }
 }
 
@@ -161,6 +192,22 @@ fn ignore(_: &mut EngineConfig, _: Value) -> bool {
 
 fn refuse(_: &mut EngineConfig, _: Value) -> bool {
     false
+}
+
+fn check_dir(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("dir can't be empty".into());
+    }
+    Ok(s.to_string())
+}
+
+/// A file name without a directory (`appendfilename`, `appenddirname`), as Redis's
+/// `isValidAOFfilename`.
+fn check_file_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s == "." || s == ".." || s.contains('/') {
+        return Err("must be a file name, not a path".into());
+    }
+    Ok(s.to_string())
 }
 
 fn check_listen(s: &str) -> Result<String, String> {
