@@ -636,3 +636,60 @@ fn kill_9_under_load_with_everysec_is_measured() {
     println!("appendfsync everysec: {n} writes acknowledged before kill -9, {lost} lost");
     assert!(n > 0);
 }
+
+#[test]
+fn markers_travel_in_the_stream_and_across_rewrites() {
+    for preamble in ["yes", "no"] {
+        let dir = TempDir::new(&format!("marker-{preamble}"));
+        let cfg = config(dir.path(), &[("aof_use_rdb_preamble", preamble)]);
+        let engine = EngineServer::start_with(cfg.clone());
+        let mut c = Conn::connect(engine.addr);
+        pipeline(&mut c, &[words("SET a 1")]);
+        engine.engine.aof_marker(b"bin.000001:100").expect("marker");
+        pipeline(&mut c, &[words("SET b 2")]);
+        engine.engine.aof_marker(b"bin.000001:200").expect("marker");
+        assert_eq!(
+            engine.engine.aof_marker(b"two\nlines"),
+            Err(engine::persist::aof::MarkerError::Invalid)
+        );
+        drop(c);
+        drop(engine);
+
+        // The last marker of the stream comes back at start.
+        let engine = EngineServer::start_with(cfg.clone());
+        assert_eq!(
+            engine.engine.last_aof_marker().as_deref(),
+            Some(&b"bin.000001:200"[..])
+        );
+        let (ok, out) = check_aof(&dir.manifest());
+        assert!(ok, "redis-check-aof with markers: {out}");
+        // A rewrite carries it into the base.
+        let mut c = Conn::connect(engine.addr);
+        assert!(matches!(c.cmd(&["BGREWRITEAOF"]), Resp::Simple(_)));
+        wait_rewrite(&mut c);
+        drop(c);
+        drop(engine);
+        let engine = EngineServer::start_with(cfg.clone());
+        assert_eq!(
+            engine.engine.last_aof_marker().as_deref(),
+            Some(&b"bin.000001:200"[..]),
+            "preamble {preamble}"
+        );
+        drop(engine);
+        // Redis loads the files all the same.
+        let mut redis = RedisAof::start(dir.path(), &[]);
+        assert_eq!(
+            redis.conn().cmd(&["MGET", "a", "b"]),
+            Resp::Array(Some(vec![
+                Resp::Bulk(Some(b"1".to_vec())),
+                Resp::Bulk(Some(b"2".to_vec())),
+            ]))
+        );
+    }
+    // Without an AOF there is no stream to mark.
+    let engine = EngineServer::start();
+    assert_eq!(
+        engine.engine.aof_marker(b"x"),
+        Err(engine::persist::aof::MarkerError::Off)
+    );
+}

@@ -28,6 +28,8 @@ pub struct Replayed {
     pub commands: u64,
     /// The file cut at its last complete command, and where (aof-load-truncated).
     pub truncated: Option<(PathBuf, u64)>,
+    /// The last marker in the stream (see [`super::MARKER_PREFIX`]).
+    pub marker: Option<Bytes>,
 }
 
 /// Redis's `AOF_ANNOTATION_LINE_MAX_LEN`: the longest line read at a time.
@@ -115,12 +117,15 @@ fn load_one(
         // An RDB base (multi-part bases are RDB only; an old-style preamble with a
         // command tail is not read here).
         tracing::info!("Reading RDB base file on AOF loading...");
-        engine
+        let loaded = engine
             .load_rdb(r, &load_options(cfg))
             .map_err(|source| AofError::Base {
                 path: path.to_path_buf(),
                 source,
             })?;
+        if let Some(m) = loaded.aux(super::MARKER_AUX) {
+            out.marker = Some(m.clone());
+        }
         return Ok(());
     }
     replay(engine, path, r, last, cfg.aof_load_truncated, out)
@@ -129,6 +134,7 @@ fn load_one(
 /// How reading one command ended.
 enum Step {
     Command(Vec<Bytes>),
+    Marker(Bytes),
     Eof,
     Truncated,
     Format,
@@ -151,6 +157,11 @@ fn next_command(r: &mut impl BufRead, pos: &mut u64) -> std::io::Result<Step> {
             return Ok(Step::Eof);
         }
         if buf[0] == b'#' {
+            if let Some(m) = buf.strip_prefix(super::MARKER_PREFIX) {
+                let m = m.strip_suffix(b"\n").unwrap_or(m);
+                let m = m.strip_suffix(b"\r").unwrap_or(m);
+                return Ok(Step::Marker(Bytes::copy_from_slice(m)));
+            }
             // An annotation (`#TS:...`); a long one is read on in pieces, each
             // skipped the same way unless it happens to start like a command.
             continue;
@@ -231,6 +242,11 @@ fn replay(
         let step = next_command(&mut r, &mut pos).map_err(|e| AofError::io(path, e))?;
         let argv = match step {
             Step::Command(argv) => argv,
+            Step::Marker(m) => {
+                out.marker = Some(m);
+                valid_up_to = pos;
+                continue;
+            }
             Step::Eof => break,
             Step::Format => {
                 return Err(AofError::Format {
@@ -332,6 +348,7 @@ mod tests {
                         .collect::<Vec<_>>()
                         .join(" ")
                 )),
+                Step::Marker(m) => out.push(format!("marker {}", String::from_utf8_lossy(&m))),
                 Step::Eof => return out,
                 Step::Truncated => {
                     out.push("truncated".into());
@@ -352,6 +369,12 @@ mod tests {
         let mut with_ts = b"#TS:1700000000\r\n".to_vec();
         with_ts.extend_from_slice(set);
         assert_eq!(steps(&with_ts), vec!["SET a 1@43"]);
+        let mut with_marker = b"#COHERENT:bin.000003:1234\r\n".to_vec();
+        with_marker.extend_from_slice(set);
+        assert_eq!(
+            steps(&with_marker),
+            vec!["marker bin.000003:1234", "SET a 1@54"]
+        );
         for cut in 1..set.len() {
             assert_eq!(steps(&set[..cut]), vec!["truncated"], "cut at {cut}");
         }

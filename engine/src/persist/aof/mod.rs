@@ -30,6 +30,26 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// The annotation line that carries a marker in a command file: `#COHERENT:<marker>`.
+/// Redis (and `redis-check-aof`) skip lines starting with `#` when they load an AOF,
+/// so files with markers still move to Redis.
+pub const MARKER_PREFIX: &[u8] = b"#COHERENT:";
+
+/// The aux field that carries the marker in an RDB base file (Redis keeps unknown
+/// aux fields to itself and loads the file).
+pub const MARKER_AUX: &str = "coherent-marker";
+
+/// A marker was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MarkerError {
+    /// The AOF is off: there is no stream to mark.
+    #[error("the AOF is off")]
+    Off,
+    /// Not one line of at most 512 bytes.
+    #[error("a marker is one line of at most 512 bytes, without CR or LF")]
+    Invalid,
+}
+
 /// Why the AOF could not be read or written. Each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum AofError {
@@ -199,6 +219,8 @@ pub(crate) struct AofState {
     pub(crate) gate: Arc<Gate>,
     pub(crate) stats: Arc<Stats>,
     pub(crate) writer: Option<Arc<Aof>>,
+    /// The last marker written or loaded: a rewrite's base carries it on.
+    pub(crate) marker: Option<bytes::Bytes>,
 }
 
 impl Drop for AofState {
@@ -209,6 +231,18 @@ impl Drop for AofState {
             w.stop();
         }
     }
+}
+
+/// Appends a marker to the stream at this point (under the store lock, so between two
+/// execution units).
+pub(crate) fn mark(store: &mut Store, marker: &[u8]) -> Result<(), MarkerError> {
+    if marker.len() > 512 || marker.iter().any(|&c| c == b'\r' || c == b'\n') {
+        return Err(MarkerError::Invalid);
+    }
+    let w = store.aof.writer.as_ref().ok_or(MarkerError::Off)?;
+    w.annotate(marker);
+    store.aof.marker = Some(bytes::Bytes::copy_from_slice(marker));
+    Ok(())
 }
 
 /// `dir/appenddirname`.

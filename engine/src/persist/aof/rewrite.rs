@@ -37,6 +37,17 @@ pub(super) fn serialize(store: &Store) -> Result<Vec<u8>, AofError> {
             list_max_listpack_size: cfg.list_max_listpack_size,
             eviction: Eviction::for_policy(&cfg.maxmemory_policy),
             aof_base: true,
+            aux: store
+                .aof
+                .marker
+                .iter()
+                .map(|m| {
+                    (
+                        bytes::Bytes::from_static(super::MARKER_AUX.as_bytes()),
+                        m.clone(),
+                    )
+                })
+                .collect(),
             ..Default::default()
         };
         rdb::write_rdb(&store.dbs, now, &opts, &mut out).map_err(|e| AofError::Base {
@@ -44,6 +55,11 @@ pub(super) fn serialize(store: &Store) -> Result<Vec<u8>, AofError> {
             source: e,
         })?;
         return Ok(out);
+    }
+    if let Some(m) = &store.aof.marker {
+        out.extend_from_slice(super::MARKER_PREFIX);
+        out.extend_from_slice(m);
+        out.extend_from_slice(b"\r\n");
     }
     for (i, db) in store.dbs.iter().enumerate() {
         let mut selected = false;

@@ -204,6 +204,20 @@ impl Aof {
         self.gate.publish(self.synced.load(Ordering::SeqCst));
     }
 
+    /// Appends `#COHERENT:<marker>` to the stream (see [`super::mark`]).
+    pub(super) fn annotate(&self, marker: &[u8]) {
+        let mut p = lock(&self.pending);
+        let before = p.buf.len();
+        p.buf.extend_from_slice(super::MARKER_PREFIX);
+        p.buf.extend_from_slice(marker);
+        p.buf.extend_from_slice(b"\r\n");
+        p.offset += (p.buf.len() - before) as u64;
+        if p.waiting {
+            p.waiting = false;
+            self.wake.notify_one();
+        }
+    }
+
     /// Asks the thread to continue in a new incremental file from this point of the
     /// stream; the receiver hears when it does. Called under the store lock, so the
     /// point is between two execution units.
@@ -279,33 +293,44 @@ impl Aof {
                 carry.append(&mut data);
                 data = std::mem::take(&mut carry);
             }
+            let mut ok = true;
             if let Some(sw) = switch {
                 let mut before = sw.before;
                 if !carry.is_empty() {
                     carry.append(&mut before);
                     before = std::mem::take(&mut carry);
                 }
-                if let Some(f) = file.as_mut() {
-                    // Bytes of the old file that fail now are lost with it: its
-                    // successor starts from the switch point.
-                    if self.write_out(f, &before).is_ok() {
-                        let _ = f.sync_data();
-                    }
-                }
-                match self.open_new_incr(sw.rotate) {
+                // The old file must hold everything before the switch point, on disk,
+                // before the new one takes over; if it cannot, there is no switch
+                // (the rewrite fails) and the writer stays on the old file.
+                let old_done = match file.as_mut() {
+                    Some(f) => self
+                        .write_out(f, &before)
+                        .and_then(|()| f.sync_data())
+                        .map_err(|e| AofError::io(&self.dir, e)),
+                    None => Ok(()),
+                };
+                let old_failed = old_done.is_err();
+                let switched = old_done.and_then(|()| self.open_new_incr(sw.rotate));
+                match switched {
                     Ok(f) => {
                         file = Some(f);
+                        unsynced = false;
+                        last_fsync = Instant::now();
                         let _ = sw.done.send(Ok(()));
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot open a new AOF incr file");
+                        tracing::warn!(error = %e, "cannot switch to a new AOF incr file");
+                        if old_failed && !before.is_empty() {
+                            // Not written: retried first, ahead of what follows.
+                            ok = false;
+                            before.append(&mut data);
+                            carry = before;
+                        }
                         let _ = sw.done.send(Err(e));
                     }
                 }
-                unsynced = false;
-                last_fsync = Instant::now();
             }
-            let mut ok = true;
             if !data.is_empty() {
                 match file.as_mut() {
                     Some(f) => {
@@ -463,6 +488,7 @@ pub(super) fn open_at_start(engine: &crate::Engine) -> Result<Option<super::Repl
     std::fs::create_dir_all(&dir).map_err(|e| AofError::io(&dir, e))?;
     let mut m = manifest.unwrap_or_default();
     let mut store = engine.shared().lock();
+    store.aof.marker = replayed.as_ref().and_then(|r| r.marker.clone());
     if m.base.is_none() && m.incr.is_empty() {
         // A new AOF starts with a base, so that it always has one (as Redis).
         let seq = m.base_seq + 1;
