@@ -693,3 +693,81 @@ fn markers_travel_in_the_stream_and_across_rewrites() {
         Err(engine::persist::aof::MarkerError::Off)
     );
 }
+
+/// The `aof_*` (and module fork) lines of INFO persistence, names only, in order.
+fn aof_info_names(c: &mut Conn) -> Vec<String> {
+    let (Resp::Bulk(Some(text)) | Resp::Verbatim(text)) = c.cmd(&["INFO", "persistence"]) else {
+        panic!("INFO failed");
+    };
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter(|l| l.starts_with("aof_") || l.starts_with("module_fork"))
+        .filter_map(|l| l.split_once(':').map(|(n, _)| n.to_string()))
+        .collect()
+}
+
+#[test]
+fn info_fields_and_automatic_rewrite() {
+    let dir = TempDir::new("auto");
+    let redis_dir = TempDir::new("auto-redis");
+    let mut redis = RedisAof::start(redis_dir.path(), &[]);
+    let engine = EngineServer::start_with(config(
+        dir.path(),
+        &[
+            ("auto_aof_rewrite_min_size", "4kb"),
+            ("appendfsync", "everysec"),
+        ],
+    ));
+    let mut c = Conn::connect(engine.addr);
+    assert_eq!(aof_info_names(&mut c), aof_info_names(&mut redis.conn()));
+    assert_eq!(info_field(&mut c, "aof_rewrites"), "0");
+    let first_base: u64 = info_field(&mut c, "aof_base_size").parse().expect("size");
+    assert!(first_base > 0, "a new AOF starts with a base");
+    let value = "v".repeat(100);
+    for i in 0..200 {
+        pipeline(
+            &mut c,
+            &[vec![
+                b"SET".to_vec(),
+                format!("k{i}").into_bytes(),
+                value.clone().into_bytes(),
+            ]],
+        );
+    }
+    // Past 4kb and 100% growth: the cron starts a rewrite by itself.
+    let start = Instant::now();
+    while info_field(&mut c, "aof_rewrites") == "0" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no automatic rewrite"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_rewrite(&mut c);
+    let manifest = std::fs::read_to_string(dir.manifest()).expect("manifest");
+    // One rewrite or more (the writes go on growing the file): a newer base, one
+    // incr file, no history left.
+    let lines: Vec<&str> = manifest.lines().collect();
+    assert!(
+        lines.len() == 2
+            && lines[0].ends_with(" type b")
+            && !lines[0].contains(" seq 1 ")
+            && lines[1].ends_with(" type i"),
+        "{manifest}"
+    );
+    let size: u64 = info_field(&mut c, "aof_current_size")
+        .parse()
+        .expect("size");
+    let base: u64 = info_field(&mut c, "aof_base_size").parse().expect("size");
+    assert!(
+        base > first_base && size >= base,
+        "base {base}, current {size}"
+    );
+    // BGREWRITEAOF with the AOF off is refused (Redis would write a base alone).
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "appendonly", "no"]),
+        Resp::Simple("OK".into())
+    );
+    assert_eq!(info_field(&mut c, "aof_enabled"), "0");
+    assert!(matches!(c.cmd(&["BGREWRITEAOF"]), Resp::Error(e) if e.contains("AOF is off")));
+}

@@ -146,7 +146,7 @@ settings! {
     /// When the AOF is fsynced: `always` (a write is acknowledged once on disk),
     /// `everysec` (once a second, in the background) or `no` (the OS decides).
     appendfsync: String = "everysec".into() =>
-        Setting::one_of("appendfsync", &["always", "everysec", "no"])
+        Setting::one_of("appendfsync", &["everysec", "always", "no"])
             .try_apply(crate::persist::aof::apply_policy);
     /// Base name of the AOF's files (`appendonly.aof.1.base.rdb`, ...).
     appendfilename: String = "appendonly.aof".into() =>
