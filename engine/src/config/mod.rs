@@ -133,12 +133,6 @@ settings! {
     /// run one at a time under the store lock either way; on a small machine one
     /// thread avoids lock hand-offs between threads and is fastest.
     io_threads: usize = 1 => Setting::int("io-threads", 1, 128).immutable();
-    /// Lease interval in ms (LEASEGET): one token per key per interval; a lease older
-    /// than this is void and may be granted again.
-    lease_interval_ms: u64 = 10_000 => Setting::int("lease-interval-ms", 1, i64::MAX);
-    /// Directory of the persistence files (Redis's `dir`): the AOF directory
-    /// `appenddirname` is in it.
-    dir: String = ".".into() => Setting::special("dir", check_dir, same);
     /// Log every write to the append-only file (`appendonly`). CONFIG SET yes starts
     /// it with a rewrite, as Redis; at start the AOF is loaded when this is yes.
     appendonly: bool = false =>
@@ -168,6 +162,12 @@ settings! {
     /// Write `#TS:<unix time>` annotations into the AOF.
     aof_timestamp_enabled: bool = false =>
         Setting::boolean("aof-timestamp-enabled").try_apply(crate::persist::aof::apply_policy);
+    /// Lease interval in ms (LEASEGET): one token per key per interval; a lease older
+    /// than this is void and may be granted again.
+    lease_interval_ms: u64 = 10_000 => Setting::int("lease-interval-ms", 1, i64::MAX);
+    /// Directory of the persistence files (Redis's `dir`): the AOF directory
+    /// `appenddirname` is in it.
+    dir: String = ".".into() => Setting::special("dir", check_nonempty, same);
 
     @views {
         Setting::special("bind", any, same).immutable().view(bind_of, refuse);
@@ -194,11 +194,17 @@ fn refuse(_: &mut EngineConfig, _: Value) -> bool {
     false
 }
 
-fn check_dir(s: &str) -> Result<String, String> {
+fn check_nonempty(s: &str) -> Result<String, String> {
     if s.is_empty() {
-        return Err("dir can't be empty".into());
+        return Err("argument must not be empty".into());
     }
     Ok(s.to_string())
+}
+
+fn check_listen(s: &str) -> Result<String, String> {
+    s.parse::<std::net::SocketAddr>()
+        .map(|_| s.to_string())
+        .map_err(|e| format!("{s:?} is not an address (host:port): {e}"))
 }
 
 /// A file name without a directory (`appendfilename`, `appenddirname`), as Redis's
@@ -208,12 +214,6 @@ fn check_file_name(s: &str) -> Result<String, String> {
         return Err("must be a file name, not a path".into());
     }
     Ok(s.to_string())
-}
-
-fn check_listen(s: &str) -> Result<String, String> {
-    s.parse::<std::net::SocketAddr>()
-        .map(|_| s.to_string())
-        .map_err(|e| format!("{s:?} is not an address (host:port): {e}"))
 }
 
 fn bind_of(c: &EngineConfig) -> Value {
