@@ -110,8 +110,8 @@ struct Conn {
     push_rx: mpsc::UnboundedReceiver<Reply>,
     kill: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
-    /// `appendfsync always`: replies wait until what their commands wrote or saw
-    /// is on disk.
+    /// With the AOF on, replies wait until what their commands wrote or saw is in
+    /// the AOF (on disk with `appendfsync always`).
     gate: Arc<crate::persist::aof::Gate>,
 }
 
@@ -309,10 +309,11 @@ impl Conn {
         }
     }
 
-    /// With `appendfsync always`, waits until every write made so far (this
-    /// client's, and any other client's it may have read) is on disk: one fsync of
-    /// the AOF writer serves every connection waiting (group commit). Without the
-    /// AOF, or with another policy, nothing is pending and this returns at once.
+    /// With the AOF on, waits until every write made so far (this client's, and any
+    /// other client's it may have read) is written to the AOF, and with `appendfsync
+    /// always` fsynced: one write and one fsync of the AOF writer serve every
+    /// connection waiting (group commit). Without the AOF nothing is pending and this
+    /// returns at once.
     async fn durable(&self) {
         if let Some(target) = self.gate.pending() {
             self.gate.wait(target).await;

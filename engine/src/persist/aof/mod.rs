@@ -6,9 +6,10 @@
 //! - `writer`: the AOF as a [`crate::PropagationSink`]: commands arrive already
 //!   deterministic; the sink only appends them (with SELECT when the database
 //!   changes, as `feedAppendOnlyFile`) to a buffer, and one writer thread writes and
-//!   fsyncs it. With `appendfsync always` a client's replies wait until everything it
-//!   saw is on disk ([`Gate`]), and one fsync covers every write that arrived
-//!   meanwhile (group commit): the store lock is never held across a disk write.
+//!   fsyncs it. A client's replies wait until everything it saw is written to the
+//!   file, and with `appendfsync always` until it is on disk ([`Gate`]); one write
+//!   and one fsync cover every write that arrived meanwhile (group commit), and the
+//!   store lock is never held across a disk write.
 //! - `rewrite`: BGREWRITEAOF and the automatic rewrite: a new base from a
 //!   point-in-time copy plus a new incremental file, then the manifest, then the
 //!   history files are deleted.
@@ -122,11 +123,13 @@ impl AofError {
     }
 }
 
-/// Durability as clients see it with `appendfsync always`: `appended` is the stream
-/// offset of the last byte a command produced, `durable` the offset fsynced (and
-/// listed in the manifest). A connection sends the replies of a batch only once
-/// `durable` reaches `appended` as it was when the batch ran, so no client sees (or
-/// is told it has) a write that a crash could take back.
+/// What a reply may promise: `appended` is the stream offset of the last byte a
+/// command produced, `durable` the offset written to the file (`everysec`, `no`: a
+/// crash of the process loses nothing acknowledged, as with Redis, which writes its
+/// AOF buffer before it answers) or fsynced (`always`: a crash of the machine loses
+/// nothing acknowledged), and listed in the manifest. A connection sends the replies
+/// of a batch only once `durable` reaches `appended` as it was when the batch ran, so
+/// no client sees (or is told it has) a write that such a crash could take back.
 #[derive(Debug, Default)]
 pub(crate) struct Gate {
     appended: AtomicU64,

@@ -132,9 +132,9 @@ impl PropagationSink for Aof {
             push_command(&mut p.buf, &op.argv);
         }
         p.offset += (p.buf.len() - before) as u64;
-        if self.policy.load(Ordering::Relaxed) == Fsync::Always as u8 {
-            self.gate.appended.fetch_max(p.offset, Ordering::AcqRel);
-        }
+        // Replies wait for this offset: written to the file (everysec, no) or on disk
+        // (always), as Redis writes its AOF buffer before it answers.
+        self.gate.appended.fetch_max(p.offset, Ordering::AcqRel);
         self.stats
             .buffer_length
             .store(p.buf.len() as u64, Ordering::Relaxed);
@@ -365,7 +365,10 @@ impl Aof {
             }
             if ok && (policy != Fsync::Always as u8 || !unsynced) {
                 self.synced.store(end, Ordering::SeqCst);
-                if self.established.load(Ordering::SeqCst) {
+                // With `always` an acknowledgement promises the data comes back after
+                // a crash: only once the manifest lists the file. Otherwise it
+                // promises what Redis's does, that the data was written.
+                if policy != Fsync::Always as u8 || self.established.load(Ordering::SeqCst) {
                     self.gate.publish(end);
                 }
             }
