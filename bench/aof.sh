@@ -27,7 +27,8 @@ for tool in redis-server redis-cli redis-benchmark python3 cargo; do
   command -v "$tool" >/dev/null || { echo "missing $tool (scripts/install-deps.sh)" >&2; exit 1; }
 done
 
-BIN=$(build_coherent "$ROOT")
+# COHERENT_BIN: a coherent binary to use instead of building one.
+BIN=${COHERENT_BIN:-$(build_coherent "$ROOT")}
 EPORT=$(free_port)
 RPORT=$(free_port)
 mkdir -p "$BENCH_TMP/engine" "$BENCH_TMP/redis"

@@ -20,6 +20,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// How long the writer waits for more writes to join a batch, each time the buffer
+/// grew, and at most how many times (see the loop in `Aof::run`).
+const GATHER_PAUSE: Duration = Duration::from_micros(50);
+const GATHER_ROUNDS: usize = 20;
+
 /// A request to continue in a new incremental file.
 #[derive(Debug)]
 pub(super) struct Switch {
@@ -278,6 +283,22 @@ impl Aof {
                     if timeout.timed_out() && unsynced {
                         break;
                     }
+                }
+                // Group commit: the first write after a quiet spell wakes us while
+                // other clients' writes are still being run; gather until the buffer
+                // stops growing (or 1 ms), so one write and one fsync cover them all
+                // instead of the first one alone.
+                let mut seen = p.buf.len();
+                let mut gathered = 0;
+                while seen > 0 && p.switch.is_none() && !p.stop && gathered < GATHER_ROUNDS {
+                    drop(p);
+                    std::thread::sleep(GATHER_PAUSE);
+                    p = lock(&self.pending);
+                    if p.buf.len() == seen {
+                        break;
+                    }
+                    seen = p.buf.len();
+                    gathered += 1;
                 }
                 let policy = self.policy.load(Ordering::Acquire);
                 self.stats.buffer_length.store(0, Ordering::Relaxed);
