@@ -210,6 +210,20 @@ impl Engine {
         }
     }
 
+    /// Writes `marker` into the AOF stream at this point, between two commands (for
+    /// the binlog position the data is consistent with): an annotation line
+    /// `#COHERENT:<marker>` that Redis and `redis-check-aof` skip, carried into the
+    /// base of the next rewrite (as the RDB aux field `coherent-marker`, or the same
+    /// line). Refused when the AOF is off or the marker is not one short line.
+    pub fn aof_marker(&self, marker: &[u8]) -> Result<(), crate::persist::aof::MarkerError> {
+        crate::persist::aof::mark(&mut self.shared.lock(), marker)
+    }
+
+    /// The last marker the AOF held when it was loaded at start, or written since.
+    pub fn last_aof_marker(&self) -> Option<Bytes> {
+        self.shared.lock().aof.marker.clone()
+    }
+
     /// The engine's counters, read at once.
     pub fn stats(&self) -> EngineStats {
         self.shared.lock().stats()

@@ -71,6 +71,8 @@ pub(crate) struct Store {
     /// The engine around this store, for work on threads of its own (BGSAVE); empty
     /// for a bare store (unit tests).
     pub(crate) shared: std::sync::Weak<crate::engine::Shared>,
+    /// The AOF: its writer when on, its durability gate and INFO counters.
+    pub(crate) aof: crate::persist::aof::AofState,
 }
 
 impl Store {
@@ -100,6 +102,7 @@ impl Store {
             propagation: Propagation::default(),
             save: crate::persist::save::SaveState::new(),
             shared: std::sync::Weak::new(),
+            aof: Default::default(),
         }
     }
 

@@ -191,7 +191,10 @@ fn serve(
                 pipeline::EngineStart::NotTarget
             }
             (Some(_), Some(l)) => {
-                match pipeline::snapshot_position(l.aux(pipeline::POSITION_AUX).map(|v| &v[..]))
+                let aux = l
+                    .aux(pipeline::POSITION_AUX)
+                    .or_else(|| l.aux(engine::persist::aof::MARKER_AUX));
+                match pipeline::snapshot_position(aux.map(|v| &v[..]))
                     .with_context(|| format!("cannot use {}", l.path.display()))?
                 {
                     Some(p) => {

@@ -331,7 +331,14 @@ struct Publisher<'a> {
 /// Records `p` as the position the engine's next snapshots are consistent with.
 fn set_position_aux(engine: &engine::Engine, p: &Position) {
     match serde_json::to_vec(p) {
-        Ok(v) => engine.set_save_aux(POSITION_AUX, Some(v.into())),
+        Ok(v) => {
+            // The AOF gets it as a marker in its stream, after every delete before it.
+            match engine.aof_marker(&v) {
+                Ok(()) | Err(engine::persist::aof::MarkerError::Off) => {}
+                Err(e) => tracing::error!(error = %e, "cannot mark the binlog position in the AOF"),
+            }
+            engine.set_save_aux(POSITION_AUX, Some(v.into()));
+        }
         Err(e) => tracing::error!(error = %e, "cannot record the binlog position for snapshots"),
     }
 }

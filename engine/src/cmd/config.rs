@@ -118,10 +118,16 @@ fn config_set(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             return Err(failed(given, "argument is out of range"));
         }
     }
-    ctx.store.config = cfg;
-    for (s, _, _) in &pairs {
+    let previous = std::mem::replace(&mut ctx.store.config, cfg);
+    for (s, given, _) in &pairs {
         if let Some(apply) = s.apply {
             apply(ctx.store);
+        }
+        if let Some(apply) = s.try_apply {
+            if let Err(e) = apply(ctx.store) {
+                ctx.store.config = previous;
+                return Err(failed(given, &e));
+            }
         }
     }
     Ok(Reply::OK)

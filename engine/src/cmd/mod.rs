@@ -1,5 +1,6 @@
 //! Command handlers, one file per family, each exporting its rows of the command table.
 
+pub mod aof;
 pub mod bitfield;
 pub mod client;
 pub mod command_info;
@@ -37,6 +38,7 @@ pub fn all() -> Vec<CommandSpec> {
     v.extend(persist::commands());
     v.extend(info::commands());
     v.extend(config::commands());
+    v.extend(aof::commands());
     v.extend(object::commands());
     v.extend(command_info::commands());
     v.extend(client::commands());

@@ -133,16 +133,46 @@ settings! {
     /// run one at a time under the store lock either way; on a small machine one
     /// thread avoids lock hand-offs between threads and is fastest.
     io_threads: usize = 1 => Setting::int("io-threads", 1, 128).immutable();
+    /// Log every write to the append-only file (`appendonly`). CONFIG SET yes starts
+    /// it with a rewrite, as Redis; at start the AOF is loaded when this is yes.
+    appendonly: bool = false =>
+        Setting::boolean("appendonly").try_apply(crate::persist::aof::apply_appendonly);
+    /// When the AOF is fsynced: `always` (a write is acknowledged once on disk),
+    /// `everysec` (once a second, in the background) or `no` (the OS decides).
+    appendfsync: String = "everysec".into() =>
+        Setting::one_of("appendfsync", &["everysec", "always", "no"])
+            .try_apply(crate::persist::aof::apply_policy);
+    /// Base name of the AOF's files (`appendonly.aof.1.base.rdb`, ...).
+    appendfilename: String = "appendonly.aof".into() =>
+        Setting::special("appendfilename", check_file_name, same).immutable();
+    /// The AOF directory's name, inside `dir`.
+    appenddirname: String = "appendonlydir".into() =>
+        Setting::special("appenddirname", check_file_name, same).immutable();
+    /// Write the AOF's base as an RDB (yes) or as commands (no).
+    aof_use_rdb_preamble: bool = true => Setting::boolean("aof-use-rdb-preamble");
+    /// Load an AOF whose last file ends inside a command, up to its last complete
+    /// command (yes), or refuse to start (no).
+    aof_load_truncated: bool = true => Setting::boolean("aof-load-truncated");
+    /// Rewrite the AOF when it grew by this percentage since the last rewrite (0: never).
+    auto_aof_rewrite_percentage: u32 = 100 =>
+        Setting::int("auto-aof-rewrite-percentage", 0, i32::MAX as i64);
+    /// ... and is at least this big.
+    auto_aof_rewrite_min_size: u64 = 64 * 1024 * 1024 =>
+        Setting::memory("auto-aof-rewrite-min-size", 0, i64::MAX as u64);
+    /// Write `#TS:<unix time>` annotations into the AOF.
+    aof_timestamp_enabled: bool = false =>
+        Setting::boolean("aof-timestamp-enabled").try_apply(crate::persist::aof::apply_policy);
     /// Lease interval in ms (LEASEGET): one token per key per interval; a lease older
     /// than this is void and may be granted again.
     lease_interval_ms: u64 = 10_000 => Setting::int("lease-interval-ms", 1, i64::MAX);
 
-    /// Directory of the RDB file (Redis's `dir`; relative to the working directory).
+    /// Directory of the persistence files (Redis's `dir`; relative to the working
+    /// directory): the RDB file and the AOF directory `appenddirname` are in it.
     dir: String = ".".into() =>
         Setting::special("dir", check_nonempty, show_dir).protected();
     /// The RDB file's name in `dir`.
     dbfilename: String = "dump.rdb".into() =>
-        Setting::special("dbfilename", check_filename, same).protected();
+        Setting::special("dbfilename", check_dbfilename, same).protected();
     /// Save points: pairs of seconds and changes ("3600 1 300 100 60 10000", Redis's
     /// default); "" turns the schedule (and saving at shutdown) off.
     save: String = "3600 1 300 100 60 10000".into() =>
@@ -160,9 +190,6 @@ settings! {
     @views {
         Setting::special("bind", any, same).immutable().view(bind_of, refuse);
         Setting::special("port", any, same).immutable().view(port_of, refuse);
-        // Accepted and ignored until the AOF exists (clients such as redis-benchmark
-        // set it).
-        Setting::boolean("appendonly").view(|_| Value::Bool(false), ignore);
     }
 }
 
@@ -172,10 +199,6 @@ fn any(s: &str) -> Result<String, String> {
 
 fn same(s: &str) -> String {
     s.to_string()
-}
-
-fn ignore(_: &mut EngineConfig, _: Value) -> bool {
-    true
 }
 
 fn refuse(_: &mut EngineConfig, _: Value) -> bool {
@@ -190,7 +213,7 @@ fn check_nonempty(s: &str) -> Result<String, String> {
 }
 
 /// `dbfilename` is a name, not a path (Redis refuses paths).
-fn check_filename(s: &str) -> Result<String, String> {
+fn check_dbfilename(s: &str) -> Result<String, String> {
     if s.is_empty() || s.contains('/') {
         return Err("dbfilename can't be a path, just a filename".into());
     }
@@ -208,6 +231,15 @@ fn check_listen(s: &str) -> Result<String, String> {
     s.parse::<std::net::SocketAddr>()
         .map(|_| s.to_string())
         .map_err(|e| format!("{s:?} is not an address (host:port): {e}"))
+}
+
+/// A file name without a directory (`appendfilename`, `appenddirname`), as Redis's
+/// `isValidAOFfilename`.
+fn check_file_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s == "." || s == ".." || s.contains('/') {
+        return Err("must be a file name, not a path".into());
+    }
+    Ok(s.to_string())
 }
 
 fn bind_of(c: &EngineConfig) -> Value {

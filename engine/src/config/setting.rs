@@ -67,6 +67,9 @@ pub(crate) const FILE_ONLY: u8 = 1 << 1;
 /// it names files the server writes.
 pub(crate) const PROTECTED: u8 = 1 << 2;
 
+/// A change of the store after CONFIG SET that can fail.
+pub(crate) type TryApply = fn(&mut Store) -> Result<(), String>;
+
 /// One row of the table.
 #[derive(Clone, Copy)]
 pub(crate) struct Setting {
@@ -75,7 +78,7 @@ pub(crate) struct Setting {
     /// Older names CONFIG still accepts (`hash-max-ziplist-entries`).
     pub(crate) aliases: &'static [&'static str],
     /// The `[engine]` key; `None` for a CONFIG parameter without a field of its own
-    /// (`bind` and `port` are views of `listen`; `save` and `appendonly` are accepted
+    /// (`bind` and `port` are views of `listen`; `save` is accepted
     /// and ignored until persistence exists).
     pub(crate) key: Option<&'static str>,
     pub(crate) kind: Kind,
@@ -88,6 +91,9 @@ pub(crate) struct Setting {
     pub(crate) put: fn(&mut EngineConfig, Value) -> bool,
     /// Runs after CONFIG SET changed it, for state derived from the setting.
     pub(crate) apply: Option<fn(&mut Store)>,
+    /// Like `apply`, for a change that can fail (turning the AOF on): an error undoes
+    /// the whole CONFIG SET and is its reply, as Redis's failing apply functions.
+    pub(crate) try_apply: Option<TryApply>,
 }
 
 impl std::fmt::Debug for Setting {
@@ -116,6 +122,7 @@ impl Setting {
             get: no_get,
             put: no_put,
             apply: None,
+            try_apply: None,
         }
     }
     /// A yes/no setting.
@@ -170,6 +177,12 @@ impl Setting {
     /// Runs `f` on the store after CONFIG SET changed the setting.
     pub(crate) const fn apply(mut self, f: fn(&mut Store)) -> Setting {
         self.apply = Some(f);
+        self
+    }
+    /// Runs `f` on the store after CONFIG SET changed the setting; its error undoes
+    /// the CONFIG SET.
+    pub(crate) const fn try_apply(mut self, f: TryApply) -> Setting {
+        self.try_apply = Some(f);
         self
     }
     /// A CONFIG parameter without a field: reads and writes through `get` and `put`.

@@ -75,6 +75,11 @@ impl Propagation {
         self.sinks.push(sink);
     }
 
+    /// Removes a consumer (the AOF turned off).
+    pub(crate) fn remove_sink(&mut self, sink: &Arc<dyn PropagationSink>) {
+        self.sinks.retain(|s| !Arc::ptr_eq(s, sink));
+    }
+
     /// Starts a command (nested in EXEC or not); returns the enclosing command's state,
     /// to hand back to `end_command`.
     pub(crate) fn begin_command(&mut self) -> Own {

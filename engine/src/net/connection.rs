@@ -41,7 +41,11 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
     let _ = stream.set_nodelay(true);
     let (push_tx, push_rx) = mpsc::unbounded_channel();
     let kill = Arc::new(Notify::new());
-    let id = shared.lock().connect(addr, laddr, push_tx, kill.clone());
+    let (id, gate) = {
+        let mut store = shared.lock();
+        let id = store.connect(addr, laddr, push_tx, kill.clone());
+        (id, store.aof.gate.clone())
+    };
     let mut conn = Conn {
         id,
         resp3: false,
@@ -54,6 +58,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
         push_rx,
         kill,
         shutdown,
+        gate,
     };
     let exit = conn.run().await;
     tracing::debug!(client = id, ?exit, "connection closed");
@@ -105,6 +110,9 @@ struct Conn {
     push_rx: mpsc::UnboundedReceiver<Reply>,
     kill: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
+    /// With the AOF on, replies wait until what their commands wrote or saw is in
+    /// the AOF (on disk with `appendfsync always`).
+    gate: Arc<crate::persist::aof::Gate>,
 }
 
 /// What to do after a batch of requests ran.
@@ -151,10 +159,12 @@ impl Conn {
             match self.run_batch() {
                 Next::Continue => break,
                 Next::Close(exit) => {
+                    self.durable().await;
                     let _ = self.flush().await;
                     return Some(exit);
                 }
                 Next::Block(rx, timeout, timeout_reply) => {
+                    self.durable().await;
                     if let Err(e) = self.flush().await {
                         return Some(Exit::Io(e));
                     }
@@ -169,6 +179,7 @@ impl Conn {
         if self.inbuf.len() as u64 > limit {
             return Some(Exit::QueryBufferLimit);
         }
+        self.durable().await;
         if let Err(e) = self.flush().await {
             return Some(Exit::Io(e));
         }
@@ -295,6 +306,17 @@ impl Conn {
                     }
                 }
             }
+        }
+    }
+
+    /// With the AOF on, waits until every write made so far (this client's, and any
+    /// other client's it may have read) is written to the AOF, and with `appendfsync
+    /// always` fsynced: one write and one fsync of the AOF writer serve every
+    /// connection waiting (group commit). Without the AOF nothing is pending and this
+    /// returns at once.
+    async fn durable(&self) {
+        if let Some(target) = self.gate.pending() {
+            self.gate.wait(target).await;
         }
     }
 

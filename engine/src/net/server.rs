@@ -25,10 +25,15 @@ impl Server {
             .validate()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let listener = TcpListener::bind(&config.listen).await?;
-        Ok(Server {
-            listener,
-            engine: Engine::new(config),
-        })
+        let appendonly = config.appendonly;
+        let engine = Engine::new(config);
+        // The AOF when appendonly is yes, as Redis's loadDataFromDisk: a file it
+        // cannot read stops the start, naming the file.
+        if appendonly {
+            crate::persist::aof::open_at_start(&engine)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        }
+        Ok(Server { listener, engine })
     }
 
     /// The address actually bound (useful with port 0).
@@ -74,6 +79,8 @@ impl Server {
         }
         shared.trigger_shutdown();
         expire.abort();
+        // The AOF's last writes reach the disk before we stop.
+        crate::persist::aof::shutdown(&mut shared.lock());
         // Give connections a moment to flush their last replies.
         for _ in 0..50 {
             if shared.connections() == 0 {
@@ -99,6 +106,7 @@ async fn expire_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         crate::command::after_command(&mut store);
         // serverCron's save points and scheduled BGSAVE.
         crate::persist::save::cron(&mut store);
+        crate::persist::aof::cron(&mut store);
     }
 }
 

@@ -2,8 +2,10 @@
 //! in both directions. [`rdb`] is the RDB codec (objects, whole files and DUMP
 //! payloads); [`snapshot`] the point-in-time snapshot without fork that BGSAVE (and
 //! the AOF rewrite) write from; [`save`] the files on disk: SAVE, BGSAVE, the `save`
-//! schedule, saving at shutdown and loading at start.
+//! schedule, saving at shutdown and loading at start; [`aof`] the append-only file
+//! (Redis 7.0's multi-part layout).
 
+pub mod aof;
 pub mod rdb;
 pub mod save;
 pub mod snapshot;

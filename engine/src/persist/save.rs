@@ -526,10 +526,36 @@ pub fn load_rdb_file(engine: &Engine) -> Result<Option<StartupLoad>, PersistErro
     }))
 }
 
-/// Loads the persisted data at start. Today that is the RDB file; with `appendonly
-/// yes` the AOF takes this place, as in Redis (`loadDataFromDisk`).
+/// Loads the persisted data at start, as Redis's `loadDataFromDisk`: the RDB file, or
+/// with `appendonly yes` the AOF, which `Server::bind` already loaded (a file it could
+/// not read stopped the start there). For the AOF, the last marker in its stream is
+/// reported as the aux field [`crate::persist::aof::MARKER_AUX`]; `None` when the AOF
+/// was new (no keys, no marker).
 pub fn load_at_start(engine: &Engine) -> Result<Option<StartupLoad>, PersistError> {
-    load_rdb_file(engine)
+    let store = engine.shared().lock();
+    if !store.config.appendonly {
+        drop(store);
+        return load_rdb_file(engine);
+    }
+    let keys = store.total_keys() as u64;
+    let marker = store.aof.marker.clone();
+    if keys == 0 && marker.is_none() {
+        return Ok(None);
+    }
+    let aux = marker
+        .map(|m| {
+            (
+                Bytes::from_static(crate::persist::aof::MARKER_AUX.as_bytes()),
+                m,
+            )
+        })
+        .into_iter()
+        .collect();
+    Ok(Some(StartupLoad {
+        path: crate::persist::aof::aof_dir(&store.config),
+        keys,
+        aux,
+    }))
 }
 
 impl Shared {

@@ -1,0 +1,605 @@
+//! The AOF writer: a [`PropagationSink`] that buffers the command stream, and one
+//! thread that writes the buffer to the current incremental file and fsyncs it as
+//! `appendfsync` says.
+//!
+//! The sink runs under the store lock and only appends bytes; the thread takes the
+//! whole buffer at once, so with `always` one fsync covers every write that arrived
+//! while the previous fsync ran (group commit), and the store lock is never held
+//! across a write or an fsync. A rewrite asks the thread to switch files at a point
+//! of the stream (`Switch`): what came before goes to the old file, what comes after
+//! to the new one.
+
+use super::manifest::{sync_dir, Manifest};
+use super::{aof_dir, AofError, Fsync, Gate, Stats};
+use crate::keyspace::propagate::{Propagated, PropagationSink};
+use crate::store::Store;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How long the writer waits for more writes to join a batch, each time the buffer
+/// grew, and at most how many times (see the loop in `Aof::run`).
+const GATHER_PAUSE: Duration = Duration::from_micros(50);
+const GATHER_ROUNDS: usize = 20;
+
+/// A request to continue in a new incremental file.
+#[derive(Debug)]
+pub(super) struct Switch {
+    /// The stream before the switch point: it goes to the old file.
+    before: Vec<u8>,
+    /// Whether the new file joins the manifest at once (a rewrite of a running AOF,
+    /// as `openNewIncrAofForAppend`), or only when the rewrite's base is written
+    /// (the AOF being turned on: the old files do not hold the data).
+    rotate: bool,
+    /// Told when the new file is in use, or why it could not be.
+    done: mpsc::Sender<Result<(), AofError>>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    buf: Vec<u8>,
+    /// The database the stream's last command ran in (`aof_selected_db`).
+    db: Option<usize>,
+    /// Stream offset at the end of `buf`.
+    offset: u64,
+    switch: Option<Switch>,
+    stop: bool,
+    /// The thread sleeps on the condvar: a write must wake it.
+    waiting: bool,
+    /// The second of the last `#TS:` annotation.
+    last_ts: u64,
+}
+
+/// The AOF of one period of `appendonly yes`.
+#[derive(Debug)]
+pub(crate) struct Aof {
+    dir: PathBuf,
+    filename: String,
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    gate: Arc<Gate>,
+    pub(super) stats: Arc<Stats>,
+    pub(super) manifest: Mutex<Manifest>,
+    policy: AtomicU8,
+    timestamps: AtomicBool,
+    /// The manifest lists the file being written: offsets written may be published
+    /// as durable.
+    established: AtomicBool,
+    /// Stream offset written (and fsynced when `always`).
+    synced: AtomicU64,
+    /// Stopped: a rewrite that finishes after this leaves the files alone.
+    pub(super) stopped: AtomicBool,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not stop the AOF: the data under these locks is
+    // consistent between statements.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Appends `n` in decimal.
+fn push_num(out: &mut Vec<u8>, n: u64) {
+    let mut b = [0u8; 20];
+    let mut i = b.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        b[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&b[i..]);
+}
+
+/// Appends one command in the Redis protocol (`catAppendOnlyGenericCommand`).
+pub(super) fn push_command<A: AsRef<[u8]>>(out: &mut Vec<u8>, argv: &[A]) {
+    out.push(b'*');
+    push_num(out, argv.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    for a in argv {
+        let a = a.as_ref();
+        out.push(b'$');
+        push_num(out, a.len() as u64);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+impl PropagationSink for Aof {
+    fn propagate(&self, ops: &[Propagated]) {
+        let mut p = lock(&self.pending);
+        if p.stop {
+            return;
+        }
+        let before = p.buf.len();
+        if self.timestamps.load(Ordering::Relaxed) {
+            let secs = crate::util::now_ms() / 1000;
+            if secs != p.last_ts {
+                p.last_ts = secs;
+                p.buf.extend_from_slice(b"#TS:");
+                push_num(&mut p.buf, secs);
+                p.buf.extend_from_slice(b"\r\n");
+            }
+        }
+        for op in ops {
+            if p.db != Some(op.db) {
+                let db = op.db.to_string();
+                push_command(&mut p.buf, &[b"SELECT".as_slice(), db.as_bytes()]);
+                p.db = Some(op.db);
+            }
+            push_command(&mut p.buf, &op.argv);
+        }
+        p.offset += (p.buf.len() - before) as u64;
+        // Replies wait for this offset: written to the file (everysec, no) or on disk
+        // (always), as Redis writes its AOF buffer before it answers.
+        self.gate.appended.fetch_max(p.offset, Ordering::AcqRel);
+        self.stats
+            .buffer_length
+            .store(p.buf.len() as u64, Ordering::Relaxed);
+        if p.waiting {
+            p.waiting = false;
+            self.wake.notify_one();
+        }
+    }
+}
+
+impl Aof {
+    fn new(
+        dir: PathBuf,
+        filename: String,
+        manifest: Manifest,
+        gate: Arc<Gate>,
+        stats: Arc<Stats>,
+        established: bool,
+    ) -> Aof {
+        let origin = gate.origin();
+        Aof {
+            dir,
+            filename,
+            pending: Mutex::new(Pending {
+                offset: origin,
+                ..Default::default()
+            }),
+            wake: Condvar::new(),
+            gate,
+            stats,
+            manifest: Mutex::new(manifest),
+            policy: AtomicU8::new(Fsync::Everysec as u8),
+            timestamps: AtomicBool::new(false),
+            established: AtomicBool::new(established),
+            synced: AtomicU64::new(origin),
+            stopped: AtomicBool::new(false),
+            thread: Mutex::new(None),
+        }
+    }
+
+    /// The AOF directory.
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `appendfilename`.
+    pub(super) fn filename(&self) -> &str {
+        &self.filename
+    }
+
+    /// Follows `appendfsync` and `aof-timestamp-enabled`.
+    pub(crate) fn set_policy(&self, policy: Fsync, timestamps: bool) {
+        self.policy.store(policy as u8, Ordering::Release);
+        self.timestamps.store(timestamps, Ordering::Release);
+        let _g = lock(&self.pending);
+        self.wake.notify_one();
+    }
+
+    /// Whether the manifest lists the file being written.
+    pub(crate) fn established(&self) -> bool {
+        self.established.load(Ordering::Acquire)
+    }
+
+    /// The manifest now lists the file being written: what was written counts.
+    pub(super) fn establish(&self) {
+        self.established.store(true, Ordering::SeqCst);
+        self.gate.publish(self.synced.load(Ordering::SeqCst));
+    }
+
+    /// Appends `#COHERENT:<marker>` to the stream (see [`super::mark`]).
+    pub(super) fn annotate(&self, marker: &[u8]) {
+        let mut p = lock(&self.pending);
+        let before = p.buf.len();
+        p.buf.extend_from_slice(super::MARKER_PREFIX);
+        p.buf.extend_from_slice(marker);
+        p.buf.extend_from_slice(b"\r\n");
+        p.offset += (p.buf.len() - before) as u64;
+        if p.waiting {
+            p.waiting = false;
+            self.wake.notify_one();
+        }
+    }
+
+    /// Asks the thread to continue in a new incremental file from this point of the
+    /// stream; the receiver hears when it does. Called under the store lock, so the
+    /// point is between two execution units.
+    pub(super) fn switch(&self, rotate: bool) -> mpsc::Receiver<Result<(), AofError>> {
+        let (tx, rx) = mpsc::channel();
+        let mut p = lock(&self.pending);
+        let before = std::mem::take(&mut p.buf);
+        p.switch = Some(Switch {
+            before,
+            rotate,
+            done: tx,
+        });
+        // The new file starts with a SELECT, as Redis's does after a rewrite.
+        p.db = None;
+        self.wake.notify_one();
+        rx
+    }
+
+    fn start_thread(self: &Arc<Self>, file: Option<File>) -> std::io::Result<()> {
+        let me = self.clone();
+        let handle = std::thread::Builder::new()
+            .name("aof-writer".into())
+            .spawn(move || me.run(file))?;
+        *lock(&self.thread) = Some(handle);
+        Ok(())
+    }
+
+    /// Flushes, fsyncs and stops the thread.
+    pub(super) fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        {
+            let mut p = lock(&self.pending);
+            p.stop = true;
+            self.wake.notify_one();
+        }
+        if let Some(h) = lock(&self.thread).take() {
+            let _ = h.join();
+        }
+    }
+
+    /// The thread's loop.
+    fn run(&self, mut file: Option<File>) {
+        let mut unsynced = false;
+        let mut last_fsync = Instant::now();
+        // Bytes that failed to go out: retried before anything newer.
+        let mut carry: Vec<u8> = Vec::new();
+        loop {
+            let (switch, mut data, end, policy, stop) = {
+                let mut p = lock(&self.pending);
+                while p.buf.is_empty() && p.switch.is_none() && !p.stop && carry.is_empty() {
+                    p.waiting = true;
+                    let (g, timeout) = self
+                        .wake
+                        .wait_timeout(p, Duration::from_millis(1000))
+                        .unwrap_or_else(|e| e.into_inner());
+                    p = g;
+                    p.waiting = false;
+                    if timeout.timed_out() && unsynced {
+                        break;
+                    }
+                }
+                // Group commit: the first write after a quiet spell wakes us while
+                // other clients' writes are still being run; gather until the buffer
+                // stops growing (or 1 ms), so one write and one fsync cover them all
+                // instead of the first one alone.
+                let mut seen = p.buf.len();
+                let mut gathered = 0;
+                while seen > 0 && p.switch.is_none() && !p.stop && gathered < GATHER_ROUNDS {
+                    drop(p);
+                    std::thread::sleep(GATHER_PAUSE);
+                    p = lock(&self.pending);
+                    if p.buf.len() == seen {
+                        break;
+                    }
+                    seen = p.buf.len();
+                    gathered += 1;
+                }
+                let policy = self.policy.load(Ordering::Acquire);
+                self.stats.buffer_length.store(0, Ordering::Relaxed);
+                (
+                    p.switch.take(),
+                    std::mem::take(&mut p.buf),
+                    p.offset,
+                    policy,
+                    p.stop,
+                )
+            };
+            if !carry.is_empty() {
+                carry.append(&mut data);
+                data = std::mem::take(&mut carry);
+            }
+            let mut ok = true;
+            if let Some(sw) = switch {
+                let mut before = sw.before;
+                if !carry.is_empty() {
+                    carry.append(&mut before);
+                    before = std::mem::take(&mut carry);
+                }
+                // The old file must hold everything before the switch point, on disk,
+                // before the new one takes over; if it cannot, there is no switch
+                // (the rewrite fails) and the writer stays on the old file.
+                let old_done = match file.as_mut() {
+                    Some(f) => self
+                        .write_out(f, &before)
+                        .and_then(|()| f.sync_data())
+                        .map_err(|e| AofError::io(&self.dir, e)),
+                    None => Ok(()),
+                };
+                let old_failed = old_done.is_err();
+                let switched = old_done.and_then(|()| self.open_new_incr(sw.rotate));
+                match switched {
+                    Ok(f) => {
+                        file = Some(f);
+                        unsynced = false;
+                        last_fsync = Instant::now();
+                        let _ = sw.done.send(Ok(()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot switch to a new AOF incr file");
+                        if old_failed && !before.is_empty() {
+                            // Not written: retried first, ahead of what follows.
+                            ok = false;
+                            before.append(&mut data);
+                            carry = before;
+                        }
+                        let _ = sw.done.send(Err(e));
+                    }
+                }
+            }
+            if !data.is_empty() {
+                match file.as_mut() {
+                    Some(f) => {
+                        if self.write_out(f, &data).is_err() {
+                            ok = false;
+                            carry = data;
+                        } else {
+                            unsynced = true;
+                        }
+                    }
+                    None => {
+                        // No file (the AOF being turned on failed): nothing to write to.
+                    }
+                }
+            }
+            let want_sync = unsynced
+                && (policy == Fsync::Always as u8
+                    || stop
+                    || (policy == Fsync::Everysec as u8
+                        && last_fsync.elapsed() >= Duration::from_secs(1)));
+            if want_sync {
+                if let Some(f) = file.as_mut() {
+                    if let Err(e) = f.sync_data() {
+                        tracing::warn!(error = %e, "AOF fsync failed");
+                        self.stats.last_write_ok.store(false, Ordering::Release);
+                        ok = false;
+                    } else {
+                        unsynced = false;
+                        last_fsync = Instant::now();
+                    }
+                }
+            }
+            if ok && (policy != Fsync::Always as u8 || !unsynced) {
+                self.synced.store(end, Ordering::SeqCst);
+                // With `always` an acknowledgement promises the data comes back after
+                // a crash: only once the manifest lists the file. Otherwise it
+                // promises what Redis's does, that the data was written.
+                if policy != Fsync::Always as u8 || self.established.load(Ordering::SeqCst) {
+                    self.gate.publish(end);
+                }
+            }
+            if !ok {
+                // Redis retries a failed write once a second (and refuses nothing
+                // meanwhile here: waiting clients keep waiting).
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            if stop && carry.is_empty() {
+                self.gate.release();
+                return;
+            }
+        }
+    }
+
+    /// Writes `data` at the end of `f`; on an error cuts a partial write off, so the
+    /// file ends on a whole command (as `flushAppendOnlyFile` does).
+    fn write_out(&self, f: &mut File, data: &[u8]) -> std::io::Result<()> {
+        let len = f.metadata().map(|m| m.len()).ok();
+        match f.write_all(data) {
+            Ok(()) => {
+                self.stats
+                    .current_size
+                    .fetch_add(data.len() as u64, Ordering::AcqRel);
+                self.stats.last_write_ok.store(true, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "error writing the AOF");
+                self.stats.last_write_ok.store(false, Ordering::Release);
+                if let Some(len) = len {
+                    let _ = f.set_len(len);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates the next incremental file; with `rotate` the manifest lists it at
+    /// once.
+    fn open_new_incr(&self, rotate: bool) -> Result<File, AofError> {
+        let mut m = lock(&self.manifest);
+        let mut next = m.clone();
+        let name = next.new_incr(&self.filename);
+        let path = self.dir.join(&name);
+        let f = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| AofError::io(&path, e))?;
+        if rotate {
+            next.persist(&self.dir, &self.filename)?;
+        }
+        tracing::info!("Creating AOF incr file {name} on background rewrite");
+        *m = next;
+        Ok(f)
+    }
+}
+
+/// Opens (creating) a file for appending.
+fn open_append(path: &Path) -> Result<File, AofError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| AofError::io(path, e))
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Deletes the history files the manifest lists, then drops them from it
+/// (`aofDelHistoryFiles`).
+pub(super) fn delete_history(dir: &Path, filename: &str, m: &mut Manifest) {
+    if m.history.is_empty() {
+        return;
+    }
+    for h in std::mem::take(&mut m.history) {
+        tracing::info!("Removing the history file {}", h.name);
+        if let Err(e) = std::fs::remove_file(dir.join(&h.name)) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(file = %h.name, error = %e, "cannot remove an AOF history file");
+            }
+        }
+    }
+    if let Err(e) = m.persist(dir, filename) {
+        tracing::warn!(error = %e, "cannot write the AOF manifest");
+    }
+}
+
+/// Registers a started writer with the store.
+fn install(store: &mut Store, aof: Arc<Aof>) {
+    aof.set_policy(
+        Fsync::from_config(&store.config.appendfsync),
+        store.config.aof_timestamp_enabled,
+    );
+    store.add_propagation_sink(aof.clone());
+    store.aof.writer = Some(aof);
+}
+
+/// Loads the AOF and opens it for appending (see [`super::open_at_start`]).
+pub(super) fn open_at_start(engine: &crate::Engine) -> Result<Option<super::Replayed>, AofError> {
+    let (cfg, gate, stats) = {
+        let s = engine.shared().lock();
+        (s.config.clone(), s.aof.gate.clone(), s.aof.stats.clone())
+    };
+    let dir = aof_dir(&cfg);
+    let manifest_path = dir.join(Manifest::file_name(&cfg.appendfilename));
+    let manifest = if dir.is_dir() {
+        Manifest::load(&manifest_path)?
+    } else {
+        None
+    };
+    let replayed = match &manifest {
+        Some(m) => super::load_files(engine, &dir, m, &cfg)?,
+        None => None,
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| AofError::io(&dir, e))?;
+    let mut m = manifest.unwrap_or_default();
+    let mut store = engine.shared().lock();
+    store.aof.marker = replayed.as_ref().and_then(|r| r.marker.clone());
+    if m.base.is_none() && m.incr.is_empty() {
+        // A new AOF starts with a base, so that it always has one (as Redis).
+        let seq = m.base_seq + 1;
+        let name = super::rewrite::base_name(&cfg.appendfilename, seq, cfg.aof_use_rdb_preamble);
+        let bytes = super::rewrite::serialize(&store)?;
+        super::rewrite::write_file(&dir.join(&name), &bytes)?;
+        m.set_base(name.clone(), seq);
+        tracing::info!("Creating AOF base file {name} on server start");
+    }
+    let created = m.incr.is_empty();
+    let incr = match m.incr.last() {
+        Some(i) => i.name.clone(),
+        None => m.new_incr(&cfg.appendfilename),
+    };
+    let incr_path = dir.join(&incr);
+    let file = open_append(&incr_path)?;
+    m.persist(&dir, &cfg.appendfilename)?;
+    sync_dir(&dir)?;
+    if created {
+        tracing::info!("Creating AOF incr file {incr} on server start");
+    } else {
+        tracing::info!("Opening AOF incr file {incr} on server start");
+    }
+    let base_size = m
+        .base
+        .as_ref()
+        .map(|b| file_len(&dir.join(&b.name)))
+        .unwrap_or(0);
+    let total: u64 = base_size
+        + m.incr
+            .iter()
+            .map(|i| file_len(&dir.join(&i.name)))
+            .sum::<u64>();
+    stats.base_size.store(base_size, Ordering::Release);
+    stats.current_size.store(total, Ordering::Release);
+    stats.rewrite_base_size.store(base_size, Ordering::Release);
+    delete_history(&dir, &cfg.appendfilename, &mut m);
+    let aof = Arc::new(Aof::new(
+        dir,
+        cfg.appendfilename.clone(),
+        m,
+        gate,
+        stats,
+        true,
+    ));
+    aof.start_thread(Some(file))
+        .map_err(|e| AofError::io(&incr_path, e))?;
+    install(&mut store, aof);
+    Ok(replayed)
+}
+
+/// CONFIG SET appendonly yes: a writer whose first file joins the manifest only
+/// with the base of the rewrite started here.
+pub(super) fn enable(store: &mut Store) -> Result<(), AofError> {
+    let dir = aof_dir(&store.config);
+    std::fs::create_dir_all(&dir).map_err(|e| AofError::io(&dir, e))?;
+    let filename = store.config.appendfilename.clone();
+    let m = Manifest::load(&dir.join(Manifest::file_name(&filename)))?.unwrap_or_default();
+    let aof = Arc::new(Aof::new(
+        dir.clone(),
+        filename,
+        m,
+        store.aof.gate.clone(),
+        store.aof.stats.clone(),
+        false,
+    ));
+    aof.start_thread(None).map_err(|e| AofError::io(&dir, e))?;
+    install(store, aof.clone());
+    if let Err(e) = super::rewrite::rewrite_with(store, &aof, false) {
+        disable(store);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// CONFIG SET appendonly no: flushes and fsyncs what is buffered, stops the thread,
+/// and lets nobody wait for it any more.
+pub(super) fn disable(store: &mut Store) {
+    if let Some(aof) = store.aof.writer.take() {
+        aof.stop();
+        let sink: Arc<dyn PropagationSink> = aof.clone();
+        store.propagation.remove_sink(&sink);
+        store.aof.gate.release();
+    }
+}
+
+/// Stops the writer when the engine stops (a clean shutdown loses nothing).
+pub(crate) fn shutdown(store: &mut Store) {
+    disable(store);
+}
