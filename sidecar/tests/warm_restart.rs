@@ -219,3 +219,67 @@ fn a_snapshot_without_a_binlog_position_is_not_trusted() {
         s.log()
     );
 }
+
+#[test]
+fn warm_restart_from_the_aof_replays_from_its_last_marker() {
+    let db = mariadb(MariaDbOptions::default());
+    migrations(&db);
+    db.sql("CREATE TABLE app.log (seq INT PRIMARY KEY)")
+        .expect("log table");
+    db.sql(
+        "INSERT INTO app.users (id, email, name) VALUES (1, 'a@x', 'A'), (2, 'b@x', 'B'), (3, 'c@x', 'C'), (4, 'd@x', 'D')",
+    )
+    .expect("seed");
+    let dir = tmpdir("warm-aof");
+    // No save points: what comes back is the AOF alone.
+    let engine = format!(
+        "dir = \"{}\"\nsave = \"\"\nappendonly = true\nappendfsync = \"always\"",
+        dir.display()
+    );
+    let cfg = ServeConfig {
+        mysql: &db.url(),
+        server_id: 64013,
+        engine: &engine,
+        target: "kind = \"embedded\"",
+        rest: RULES,
+        ..ServeConfig::default()
+    }
+    .write(&dir);
+
+    let mut s = Sidecar::start_persisted(&cfg);
+    s.wait_ready(Duration::from_secs(30));
+    let mut c = Resp::connect(&s.engine);
+    sync(&db, &mut c, 1);
+    for k in [
+        "user:1",
+        "user:2",
+        "user:3",
+        "user:4",
+        "user:email:c@x",
+        "other",
+    ] {
+        c.set(k);
+    }
+    // A change applied live, the checkpoint (and so the AOF's marker) past it, then
+    // kill -9: nothing of the AOF is lost with appendfsync always.
+    db.sql("UPDATE app.users SET name = 'B2' WHERE id = 2")
+        .expect("update");
+    sync(&db, &mut c, 2);
+    checkpointed(&db, &dir);
+    s.signal("-KILL");
+    s.wait_exit(Duration::from_secs(10));
+    assert!(
+        dir.join("appendonlydir/appendonly.aof.manifest").exists(),
+        "no AOF in {}",
+        dir.display()
+    );
+    // Changes while it is down: the keys the AOF brings back are stale until replayed.
+    db.sql("UPDATE app.users SET name = 'C2' WHERE id = 3")
+        .expect("update");
+
+    let s = restart_never_stale(&cfg, &["user:2", "user:3", "user:email:c@x"]);
+    let mut c = Resp::connect(&s.engine);
+    for k in ["user:1", "user:4", "other"] {
+        assert_eq!(c.cmd(&["GET", k]), "cached", "{k} is still warm");
+    }
+}
