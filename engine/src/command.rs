@@ -303,6 +303,9 @@ pub(crate) fn execute_spec(
     if !client.authenticated && spec.flags & NO_AUTH == 0 {
         return reject(store, client, spec, CmdError::NoAuth);
     }
+    if store.config.maxmemory != 0 && out_of_memory(store, client, spec) {
+        return reject(store, client, spec, CmdError::Oom);
+    }
     if client.in_pubsub_mode() && spec.flags & SUB_OK == 0 {
         let e = CmdError::err(format!(
             "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
@@ -319,6 +322,29 @@ pub(crate) fn execute_spec(
     let reply = call(store, client, spec, &args);
     after_command(store);
     reply
+}
+
+/// Frees memory by eviction if the process is over `maxmemory`; true when it could
+/// not and the command must be refused (Redis's `processCommand`): a command flagged
+/// deny-oom, an EXEC with one queued, or anything but EXEC/DISCARD/QUIT/RESET inside
+/// MULTI (queueing takes memory too). Reads and deletes still run.
+fn out_of_memory(store: &mut Store, client: &Client, spec: &CommandSpec) -> bool {
+    let failed = store.perform_evictions() == crate::keyspace::evict::Evict::Fail;
+    // Evicted keys' DELs go out now, ahead of whatever runs next.
+    store.propagation.flush();
+    if !failed {
+        return false;
+    }
+    let queued_denyoom = || {
+        client.multi.iter().flatten().any(|a| {
+            a.first()
+                .and_then(|n| lookup(n))
+                .is_some_and(|s| s.flags & DENYOOM != 0)
+        })
+    };
+    spec.flags & DENYOOM != 0
+        || (spec.name == "exec" && queued_denyoom())
+        || (client.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "quit" | "reset"))
 }
 
 /// Redis 7.0's container commands, whose subcommands have their own names

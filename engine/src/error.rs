@@ -37,6 +37,9 @@ pub enum CmdError {
     NotPositive,
     #[error("NOAUTH Authentication required.")]
     NoAuth,
+    /// Over `maxmemory` with nothing left to evict, for a command that may grow memory.
+    #[error("OOM command not allowed when used memory > 'maxmemory'.")]
+    Oom,
     /// Any other error; the text carries its own prefix (`ERR ...`, `NOPROTO ...`).
     #[error("{0}")]
     Other(String),

@@ -9,6 +9,7 @@ use crate::blocking::Blocking;
 use crate::client::Clients;
 use crate::config::EngineConfig;
 use crate::keyspace::db::{Db, ExpiredFlag};
+use crate::keyspace::evict::{Policy, Pool};
 use crate::keyspace::notify;
 use crate::keyspace::propagate::{Propagation, PropagationSink};
 use crate::keyspace::watch::Watches;
@@ -66,6 +67,18 @@ pub(crate) struct Store {
     pub(crate) leases: LeaseTable,
     /// The command stream for the AOF and replicas.
     pub(crate) propagation: Propagation,
+    /// `maxmemory-policy`, parsed ([`crate::keyspace::evict`]).
+    pub(crate) evict_policy: Policy,
+    /// The best eviction candidates sampled so far.
+    pub(crate) evict_pool: Pool,
+    /// The database the random policies try next.
+    pub(crate) evict_next_db: usize,
+    /// Over `maxmemory` after a time-limited eviction pass: the cron goes on.
+    pub(crate) evicting: bool,
+    /// Highest `used_memory` seen (INFO `used_memory_peak`).
+    pub(crate) peak_memory: usize,
+    /// `used_memory` when the store was created (INFO `used_memory_startup`).
+    pub(crate) startup_memory: usize,
 }
 
 impl Store {
@@ -73,7 +86,7 @@ impl Store {
     pub(crate) fn new(config: EngineConfig) -> Self {
         let notify_flags = notify::parse_flags(&config.notify_keyspace_events).unwrap_or(0);
         let expired_flag = ExpiredFlag::default();
-        Store {
+        let mut store = Store {
             dbs: (0..config.databases)
                 .map(|_| Db::with_flag(expired_flag.clone()))
                 .collect(),
@@ -93,7 +106,15 @@ impl Store {
             hooks: Vec::new(),
             leases: LeaseTable::default(),
             propagation: Propagation::default(),
-        }
+            evict_policy: Policy::NoEviction,
+            evict_pool: Pool::default(),
+            evict_next_db: 0,
+            evicting: false,
+            peak_memory: 0,
+            startup_memory: crate::alloc::used_memory(),
+        };
+        store.reload_eviction();
+        store
     }
 
     /// Registers a new connection; returns its client id. Its pushes (pub/sub

@@ -111,9 +111,11 @@ settings! {
         Setting::memory("hll-sparse-max-bytes", 0, i64::MAX as u64);
     /// Active expiry cycles per second (clamped to 1..=500 as in Redis).
     hz: u32 = 10 => Setting::int("hz", 0, i32::MAX as i64).normalize(clamp_hz);
-    /// Memory limit in bytes (0: none).
-    maxmemory: u64 = 0 => Setting::memory("maxmemory", 0, i64::MAX as u64);
-    /// Eviction policy (`noeviction`, `allkeys-lru`, ...).
+    /// Memory limit in bytes (0: none): above it, keys are evicted by
+    /// `maxmemory-policy` before each command ([`crate::keyspace::evict`]).
+    maxmemory: u64 = 0 =>
+        Setting::memory("maxmemory", 0, i64::MAX as u64).apply(Store::apply_maxmemory);
+    /// Which keys go when memory is over `maxmemory` (Redis's eight policies).
     maxmemory_policy: String = "noeviction".into() => Setting::one_of(
         "maxmemory-policy",
         &[
@@ -126,7 +128,29 @@ settings! {
             "allkeys-random",
             "noeviction",
         ],
-    );
+    )
+    .apply(Store::reload_eviction);
+    /// Keys sampled per database for each eviction (more: closer to true LRU/LFU).
+    maxmemory_samples: u32 = 5 => Setting::int("maxmemory-samples", 1, i32::MAX as i64);
+    /// How long one command may spend evicting, 0..100 (10: 500 us, 100: no limit).
+    maxmemory_eviction_tenacity: u32 = 10 => Setting::int("maxmemory-eviction-tenacity", 0, 100);
+    /// LFU counter's logarithm factor: higher, more hits per increment.
+    lfu_log_factor: u32 = 10 =>
+        Setting::int("lfu-log-factor", 0, i32::MAX as i64).apply(Store::reload_eviction);
+    /// Minutes per decrement of an idle key's LFU counter (0: never decays).
+    lfu_decay_time: u32 = 1 =>
+        Setting::int("lfu-decay-time", 0, i32::MAX as i64).apply(Store::reload_eviction);
+    /// Evicted values are freed off the command path (and propagated as UNLINK).
+    lazyfree_lazy_eviction: bool = false => Setting::boolean("lazyfree-lazy-eviction");
+    /// Expired values are freed off the command path.
+    lazyfree_lazy_expire: bool = false => Setting::boolean("lazyfree-lazy-expire");
+    /// Values deleted as a side effect (RENAME over a key, SET over a value) are freed
+    /// off the command path.
+    lazyfree_lazy_server_del: bool = false => Setting::boolean("lazyfree-lazy-server-del");
+    /// DEL behaves as UNLINK.
+    lazyfree_lazy_user_del: bool = false => Setting::boolean("lazyfree-lazy-user-del");
+    /// FLUSHDB and FLUSHALL without SYNC/ASYNC behave as with ASYNC.
+    lazyfree_lazy_user_flush: bool = false => Setting::boolean("lazyfree-lazy-user-flush");
     /// Seconds an idle client may stay connected (0: forever).
     timeout: u64 = 0 => Setting::int("timeout", 0, i32::MAX as i64);
     /// Threads that run client connections (Redis's `io-threads`, default 1). Commands

@@ -1,6 +1,7 @@
 //! One numbered database: the keyspace, key expiry, and typed access to values.
 
 use crate::error::CmdError;
+use crate::keyspace::evict::{self, Lfu};
 use crate::types::{CompactBytes, Hash, List, Set, Value, ZSet};
 use bytes::Bytes;
 use indexmap::IndexMap;
@@ -49,6 +50,10 @@ impl Entry {
     /// Records an access at `now` (ms) on the LRU clock.
     pub fn touch(&mut self, now: u64) {
         self.meta = (self.meta & !LRU_MASK) | lru_clock(now);
+    }
+    /// Sets the 24 clock bits (an LFU policy keeps minutes and a counter there).
+    pub(crate) fn set_clock(&mut self, bits: u32) {
+        self.meta = (self.meta & !LRU_MASK) | (bits & LRU_MASK);
     }
     /// Whether a string value is reported as `raw` (edited in place).
     pub fn is_raw(&self) -> bool {
@@ -153,6 +158,19 @@ pub struct Db {
     last_write: usize,
     /// Set while a snapshot runs.
     before_write: Option<Box<dyn BeforeWrite>>,
+    /// While an LFU policy is selected, accesses update the entries' LFU counters
+    /// instead of their access times (the same 24 bits, as in Redis).
+    lfu: Option<Lfu>,
+}
+
+/// Records an access to `e` at `now`: its LRU time, or its LFU counter under an LFU
+/// policy (Redis's `updateLFU`).
+#[inline]
+fn access(lfu: Option<Lfu>, e: &mut Entry, now: u64) {
+    match lfu {
+        None => e.touch(now),
+        Some(l) => e.set_clock(evict::lfu_access(e.lru(), l, now)),
+    }
 }
 
 macro_rules! typed_access {
@@ -190,12 +208,12 @@ macro_rules! typed_access {
             let idx = match self.live_index(key, now) {
                 Some(idx) => {
                     self.guard_index(idx);
-                    self.map[idx].touch(now);
+                    access(self.lfu, &mut self.map[idx], now);
                     idx
                 }
                 None => {
                     self.guard_new(key);
-                    let e = Entry::new(Value::$variant(Box::default()), now);
+                    let e = self.fresh(Value::$variant(Box::default()), now);
                     self.map.insert_full(CompactBytes::from(key), e).0
                 }
             };
@@ -314,7 +332,7 @@ impl Db {
     pub fn lookup(&mut self, key: &[u8], now: u64) -> Option<&Entry> {
         let idx = self.live_index(key, now)?;
         let e = &mut self.map[idx];
-        e.touch(now);
+        access(self.lfu, e, now);
         Some(e)
     }
 
@@ -324,7 +342,7 @@ impl Db {
         self.guard_index(idx);
         self.last_write = idx;
         let e = &mut self.map[idx];
-        e.touch(now);
+        access(self.lfu, e, now);
         Some(e)
     }
 
@@ -377,14 +395,23 @@ impl Db {
             indexmap::map::Entry::Occupied(mut o) => {
                 self.last_write = o.index();
                 let had_ttl = o.get().has_ttl();
-                *o.get_mut() = Entry::new(value, now);
+                let mut e = Entry::new(value, now);
+                if let Some(l) = self.lfu {
+                    // An overwrite is an access: the key keeps its counter.
+                    e.set_clock(evict::lfu_access(o.get().lru(), l, now));
+                }
+                *o.get_mut() = e;
                 if had_ttl {
                     self.volatile.swap_remove(key);
                 }
             }
             indexmap::map::Entry::Vacant(v) => {
                 self.last_write = v.index();
-                v.insert(Entry::new(value, now));
+                let mut e = Entry::new(value, now);
+                if self.lfu.is_some() {
+                    e.set_clock(evict::lfu_fresh(now));
+                }
+                v.insert(e);
             }
         }
     }
@@ -400,7 +427,7 @@ impl Db {
                 e.value = value;
                 e.set_raw(false);
                 e.set_written(now);
-                e.touch(now);
+                access(self.lfu, e, now);
             }
             None => self.insert(key, value, now),
         }
@@ -474,7 +501,7 @@ impl Db {
         let Some((k, e)) = self.map.get_index_mut(idx) else {
             return false;
         };
-        e.touch(now);
+        access(self.lfu, e, now);
         e.set_has_ttl(true);
         let k = k.clone();
         self.volatile.insert(k, at_ms.max(1));
@@ -487,12 +514,12 @@ impl Db {
             return false;
         };
         if !self.map[idx].has_ttl() {
-            self.map[idx].touch(now);
+            access(self.lfu, &mut self.map[idx], now);
             return false;
         }
         self.guard_index(idx);
         let e = &mut self.map[idx];
-        e.touch(now);
+        access(self.lfu, e, now);
         e.set_has_ttl(false);
         self.volatile.swap_remove(key);
         true
@@ -636,6 +663,63 @@ impl Db {
             }
         }
         (sampled, expired)
+    }
+
+    /// Sets how accesses are recorded: an LFU counter (`Some`) or an access time.
+    pub(crate) fn set_lfu(&mut self, lfu: Option<Lfu>) {
+        self.lfu = lfu;
+    }
+
+    /// Bytes of the keyspace's own tables (their capacity, used or not): the entries
+    /// vector (hash, key, entry) and the hash index, for keys and for TTLs.
+    pub(crate) fn table_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<(u64, CompactBytes, Entry)>() + 9;
+        let ttl_slot = std::mem::size_of::<(u64, CompactBytes, u64)>() + 9;
+        self.map.capacity() * slot + self.volatile.capacity() * ttl_slot
+    }
+
+    /// A new entry, its clock bits as the policy wants them.
+    fn fresh(&self, value: Value, now: u64) -> Entry {
+        let mut e = Entry::new(value, now);
+        if self.lfu.is_some() {
+            e.set_clock(evict::lfu_fresh(now));
+        }
+        e
+    }
+
+    /// A random stored entry, live or not (eviction samples with it).
+    pub(crate) fn random_entry(&self) -> Option<(&CompactBytes, &Entry)> {
+        if self.map.is_empty() {
+            return None;
+        }
+        self.map.get_index(fastrand::usize(..self.map.len()))
+    }
+
+    /// A random key with a TTL, and its expiry.
+    pub(crate) fn random_volatile(&self) -> Option<(&CompactBytes, u64)> {
+        if self.volatile.is_empty() {
+            return None;
+        }
+        self.volatile
+            .get_index(fastrand::usize(..self.volatile.len()))
+            .map(|(k, &at)| (k, at))
+    }
+
+    /// A stored entry, live or not, without side effects.
+    pub(crate) fn entry(&self, key: &[u8]) -> Option<&Entry> {
+        self.map.get(key)
+    }
+
+    /// Removes a key to free memory (eviction); returns its entry. The write path
+    /// announces it ([`crate::keyspace::Change::Evicted`]).
+    pub(crate) fn evict(&mut self, key: &[u8]) -> Option<Entry> {
+        let idx = self.map.get_index_of(key)?;
+        self.guard_index(idx);
+        let (k, e) = self.map.swap_remove_index(idx)?;
+        if e.has_ttl() {
+            self.volatile.swap_remove(&k);
+        }
+        Some(e)
     }
 
     typed_access!(list, list_mut, list_or_create, List, List);

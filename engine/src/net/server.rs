@@ -96,6 +96,13 @@ async fn expire_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         let mut store = shared.lock();
         // Redis spends at most 25% of CPU time on this; a quarter of the period here.
         store.active_expire_cycle(period / 4);
+        // Redis's eviction time proc: a command that hit the time limit left memory
+        // over `maxmemory`; go on without waiting for the next command.
+        if store.evicting {
+            store.now = crate::util::now_ms();
+            store.perform_evictions();
+        }
+        store.peak_memory = store.peak_memory.max(crate::alloc::used_memory());
         crate::command::after_command(&mut store);
     }
 }

@@ -69,10 +69,6 @@ impl Default for WriteOptions {
     }
 }
 
-/// The frequency saved for every key under an LFU policy: the engine does not count
-/// accesses, and OBJECT FREQ reports Redis's initial counter.
-const LFU_INIT: u8 = 5;
-
 /// Output buffered in 64 KiB pieces, with the running checksum of what went out.
 struct Out<W: Write> {
     inner: W,
@@ -162,7 +158,9 @@ pub fn write_rdb<W: Write>(
                     w.write_all(&[opcode::IDLE])?;
                     enc.len(&mut w, idle_seconds(entry, now))?;
                 }
-                Eviction::Lfu => w.write_all(&[opcode::FREQ, LFU_INIT])?,
+                // The stored counter (the LFU clock's low 8 bits), as of its last
+                // access: the decay since then is not applied.
+                Eviction::Lfu => w.write_all(&[opcode::FREQ, (entry.lru() & 0xFF) as u8])?,
             }
             w.write_all(&[object::type_of(&entry.value)])?;
             enc.string(&mut w, key)?;
@@ -293,7 +291,7 @@ pub fn read_rdb<R: Read>(input: R, now: u64, opts: &LoadOptions) -> Result<Loade
             }
             opcode::IDLE => idle = Some(r.len("an idle time")?),
             opcode::FREQ => {
-                // The engine does not count accesses (see LFU_INIT).
+                // Loaded keys start with a fresh counter.
                 r.u8("a frequency")?;
             }
             opcode::EOF => break,
