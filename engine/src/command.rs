@@ -15,6 +15,8 @@ use std::sync::OnceLock;
 
 /// Writes data.
 pub const WRITE: u32 = 1 << 0;
+/// Refused unless `enable-debug-command` allows it (DEBUG; Redis's `CMD_PROTECTED`).
+pub const PROTECTED: u32 = 1 << 15;
 /// Only reads data.
 pub const READONLY: u32 = 1 << 1;
 /// May grow memory.
@@ -300,6 +302,10 @@ pub(crate) fn execute_spec(
     if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
         return reject(store, client, spec, CmdError::Arity(spec.name.to_string()));
     }
+    if spec.flags & PROTECTED != 0 && !protected_allowed(&store.config.enable_debug_command, client)
+    {
+        return reject(store, client, spec, CmdError::DebugNotAllowed);
+    }
     if !client.authenticated && spec.flags & NO_AUTH == 0 {
         return reject(store, client, spec, CmdError::NoAuth);
     }
@@ -322,6 +328,27 @@ pub(crate) fn execute_spec(
     let reply = call(store, client, spec, &args);
     after_command(store);
     reply
+}
+
+/// Whether `enable-debug-command` (`no`, `yes`, `local`) lets `client` run DEBUG
+/// (Redis's `allowProtectedAction`): `local` means a loopback connection, or the
+/// embedding process itself (an in-process client has no address).
+fn protected_allowed(setting: &str, client: &Client) -> bool {
+    match setting {
+        "yes" => true,
+        "local" => {
+            let host = client
+                .addr
+                .rsplit_once(':')
+                .map_or(client.addr.as_str(), |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            client.addr.is_empty()
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => false,
+    }
 }
 
 /// Frees memory by eviction if the process is over `maxmemory`; true when it could

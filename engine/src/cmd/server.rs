@@ -3,7 +3,9 @@
 
 use super::object::obj_info;
 use super::subcommand::help_reply;
-use crate::command::{CommandSpec, Ctx, ADMIN, FAST, LOADING, NOSCRIPT, READONLY, STALE, WRITE};
+use crate::command::{
+    CommandSpec, Ctx, ADMIN, FAST, LOADING, NOSCRIPT, PROTECTED, READONLY, STALE, WRITE,
+};
 use crate::error::{CmdError, CmdResult};
 use crate::keyspace::db::lru_clock;
 use crate::net::reply::Reply;
@@ -19,7 +21,7 @@ pub fn commands() -> Vec<CommandSpec> {
         CommandSpec::new("dbsize", 1, READONLY | FAST, (0, 0, 0), dbsize),
         CommandSpec::new("swapdb", 3, WRITE | FAST, (0, 0, 0), swapdb),
         CommandSpec::new("time", 1, LOADING | STALE | FAST, (0, 0, 0), time),
-        CommandSpec::new("debug", -2, admin, (0, 0, 0), debug),
+        CommandSpec::new("debug", -2, admin | PROTECTED, (0, 0, 0), debug),
         CommandSpec::new("shutdown", -1, admin, (0, 0, 0), shutdown),
         CommandSpec::new("lastsave", 1, LOADING | STALE | FAST, (0, 0, 0), lastsave),
         CommandSpec::new(

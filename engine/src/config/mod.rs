@@ -151,6 +151,11 @@ settings! {
     lazyfree_lazy_user_del: bool = false => Setting::boolean("lazyfree-lazy-user-del");
     /// FLUSHDB and FLUSHALL without SYNC/ASYNC behave as with ASYNC.
     lazyfree_lazy_user_flush: bool = false => Setting::boolean("lazyfree-lazy-user-flush");
+    /// Who may run DEBUG: `no` (nobody, Redis 7's default, so that one client cannot
+    /// freeze every other with DEBUG SLEEP), `yes`, or `local` (loopback connections).
+    /// Set in the config file only, as in Redis.
+    enable_debug_command: String = "no".into() =>
+        Setting::one_of("enable-debug-command", &["no", "yes", "local"]).immutable();
     /// Seconds an idle client may stay connected (0: forever).
     timeout: u64 = 0 => Setting::int("timeout", 0, i32::MAX as i64);
     /// Threads that run client connections (Redis's `io-threads`, default 1). Commands

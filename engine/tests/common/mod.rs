@@ -90,6 +90,8 @@ impl EngineServer {
     pub fn start() -> EngineServer {
         Self::start_with(engine::EngineConfig {
             listen: "127.0.0.1:0".into(),
+            // As the private redis-servers run: DEBUG from loopback only.
+            enable_debug_command: "local".into(),
             ..Default::default()
         })
     }
