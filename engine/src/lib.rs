@@ -38,6 +38,7 @@ pub(crate) mod lazyfree;
 pub(crate) mod lease;
 pub(crate) mod longdouble;
 pub(crate) mod net;
+pub(crate) mod outbuf;
 pub mod persist;
 pub(crate) mod pubsub;
 pub(crate) mod store;

@@ -79,6 +79,8 @@ pub(crate) struct Store {
     pub(crate) peak_memory: usize,
     /// `used_memory` when the store was created (INFO `used_memory_startup`).
     pub(crate) startup_memory: usize,
+    /// `client-output-buffer-limit`, parsed.
+    pub(crate) output_limits: crate::outbuf::OutputLimits,
 }
 
 impl Store {
@@ -112,8 +114,10 @@ impl Store {
             evicting: false,
             peak_memory: 0,
             startup_memory: crate::alloc::used_memory(),
+            output_limits: crate::outbuf::DEFAULT_LIMITS,
         };
         store.reload_eviction();
+        store.reload_output_limits();
         store
     }
 
@@ -125,12 +129,27 @@ impl Store {
         laddr: String,
         push: PushSender,
         kill: Arc<Notify>,
+        output: crate::outbuf::Output,
     ) -> u64 {
         self.stats.connections += 1;
         let authed = self.config.requirepass.is_none();
-        let id = self.clients.connect(addr, laddr, authed, kill);
-        self.pubsub.register(id, push);
+        let id = self
+            .clients
+            .connect(addr, laddr, authed, kill, output.clone());
+        self.pubsub.register(id, push, output);
         id
+    }
+
+    /// After CONFIG SET client-output-buffer-limit (and at start): merges the classes
+    /// it names over the current limits, as Redis does, and shows the whole result.
+    pub(crate) fn reload_output_limits(&mut self) {
+        let mut l = self.output_limits;
+        // Checked by the settings table already; an error leaves the limits as they were.
+        if l.apply(&self.config.client_output_buffer_limit).is_ok() {
+            self.output_limits = l;
+        }
+        self.config.client_output_buffer_limit = self.output_limits.format();
+        self.pubsub.limit = self.output_limits.pubsub;
     }
 
     /// Forgets a closed connection: its blocked command, WATCHes and subscriptions.

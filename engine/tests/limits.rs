@@ -48,3 +48,132 @@ fn debug_is_refused_by_default_with_redis_reply() {
     };
     assert!(bad.validate().is_err());
 }
+
+/// The `omem` of the client named `name` in CLIENT LIST, or `None` when it is gone.
+fn omem_of(c: &mut Conn, name: &str) -> Option<u64> {
+    let Resp::Bulk(Some(list)) = c.cmd(&["CLIENT", "LIST"]) else {
+        panic!("CLIENT LIST replies a bulk string")
+    };
+    let list = String::from_utf8_lossy(&list).into_owned();
+    let line = list
+        .lines()
+        .find(|l| l.contains(&format!(" name={name} ")))?;
+    line.split(' ')
+        .find_map(|f| f.strip_prefix("omem="))
+        .and_then(|n| n.parse().ok())
+}
+
+fn used_memory(c: &mut Conn) -> u64 {
+    let Resp::Bulk(Some(b)) = c.cmd(&["INFO", "memory"]) else {
+        panic!("INFO replies a bulk string")
+    };
+    String::from_utf8_lossy(&b)
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("used_memory")
+}
+
+/// A subscriber that stops reading is closed once its pending output passes the
+/// pubsub class's hard limit, while a subscriber that reads gets every message and
+/// the publisher is never held up. Returns the largest `omem` seen for the slow one.
+fn slow_subscriber_is_closed(addr: std::net::SocketAddr, engine: bool) -> u64 {
+    const MESSAGES: usize = 20_000;
+    let mut admin = Conn::connect(addr);
+    assert_eq!(
+        admin.cmd(&[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "pubsub 4mb 1mb 60"
+        ]),
+        Resp::Simple("OK".into())
+    );
+    assert_eq!(
+        admin.cmd(&["CONFIG", "GET", "client-output-buffer-limit"]),
+        Resp::Array(Some(vec![
+            Resp::Bulk(Some(b"client-output-buffer-limit".to_vec())),
+            Resp::Bulk(Some(
+                b"normal 0 0 0 slave 268435456 67108864 60 pubsub 4194304 1048576 60".to_vec()
+            )),
+        ]))
+    );
+    let mut slow = Conn::connect(addr);
+    slow.cmd(&["CLIENT", "SETNAME", "slow"]);
+    slow.cmd(&["SUBSCRIBE", "ch"]);
+    let mut fast = Conn::connect(addr);
+    fast.cmd(&["SUBSCRIBE", "ch"]);
+    let reader = std::thread::spawn(move || {
+        let mut n = 0;
+        while n < MESSAGES {
+            match fast.read() {
+                Resp::Array(Some(m)) | Resp::Push(m) if m.len() == 3 => n += 1,
+                r => panic!("{r:?}"),
+            }
+        }
+        n
+    });
+    let before = if engine { used_memory(&mut admin) } else { 0 };
+    let mut max_used = 0;
+    let mut max_omem = 0;
+    let payload = vec![b'm'; 1000];
+    let mut publisher = Conn::connect(addr);
+    for batch in 0..MESSAGES / 100 {
+        for _ in 0..100 {
+            publisher.send(&[b"PUBLISH", b"ch", &payload]);
+        }
+        for _ in 0..100 {
+            assert!(matches!(publisher.read(), Resp::Int(_)));
+        }
+        if batch % 5 == 0 {
+            if let Some(o) = omem_of(&mut admin, "slow") {
+                max_omem = max_omem.max(o);
+            }
+            if engine {
+                max_used = max_used.max(used_memory(&mut admin));
+            }
+        }
+    }
+    assert_eq!(
+        reader.join().expect("reader"),
+        MESSAGES,
+        "the reading subscriber got all"
+    );
+    // The slow one is gone: CLIENT LIST no longer shows it (the close is scheduled
+    // by the publish that passed the limit).
+    let mut gone = false;
+    for _ in 0..500 {
+        if omem_of(&mut admin, "slow").is_none() {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(gone, "the slow subscriber was closed");
+    // What it can still read ends early, at a closed connection.
+    slow.set_timeout(std::time::Duration::from_secs(5));
+    let mut got = 0;
+    while slow.try_read().is_some() {
+        got += 1;
+    }
+    assert!(got < MESSAGES, "read {got} of {MESSAGES}");
+    if engine {
+        // 20 MB were published; the process held no more than the limit's worth for
+        // the slow subscriber (and the socket's own buffers are the kernel's).
+        assert!(
+            max_used < before + (12 << 20),
+            "used_memory went from {before} to {max_used}"
+        );
+    }
+    max_omem
+}
+
+#[test]
+fn a_subscriber_that_stops_reading_is_closed_like_redis() {
+    let redis = RedisServer::start(&[]);
+    let redis_omem = slow_subscriber_is_closed(redis.addr(), false);
+    let engine = EngineServer::start();
+    let engine_omem = slow_subscriber_is_closed(engine.addr, true);
+    println!("largest omem seen for the slow subscriber: engine {engine_omem}, redis {redis_omem}");
+    assert!(engine_omem > 0, "CLIENT LIST shows pending output");
+}

@@ -183,7 +183,10 @@ fn info_section(ctx: &mut Ctx, name: &str, o: &mut String) {
             f!("cluster_connections:0");
             f!("maxclients:{}", cfg.maxclients);
             f!("client_recent_max_input_buffer:0");
-            f!("client_recent_max_output_buffer:0");
+            f!(
+                "client_recent_max_output_buffer:{}",
+                store.clients.output_bytes().1
+            );
             f!("blocked_clients:{}", store.blocking.count());
             f!("tracking_clients:0");
             f!("clients_in_timeout_table:{}", store.blocking.count());
@@ -219,7 +222,7 @@ fn info_section(ctx: &mut Ctx, name: &str, o: &mut String) {
             f!("mem_not_counted_for_evict:0");
             f!("mem_replication_backlog:0");
             f!("mem_clients_slaves:0");
-            f!("mem_clients_normal:0");
+            f!("mem_clients_normal:{}", store.clients.output_bytes().0);
             f!("mem_aof_buffer:0");
             f!("mem_allocator:libc");
             f!("active_defrag_running:0");

@@ -223,7 +223,13 @@ mod tests {
         store.watches.watch(9, 1, Bytes::from_static(b"w"), false);
         let (push, _pushes) = tokio::sync::mpsc::unbounded_channel();
         let kill = std::sync::Arc::new(tokio::sync::Notify::new());
-        let blocked = store.connect(String::new(), String::new(), push, kill);
+        let blocked = store.connect(
+            String::new(),
+            String::new(),
+            push,
+            kill,
+            std::sync::Arc::default(),
+        );
         if let Some(mut b) = store.clients.checkout(blocked) {
             b.db = 1;
             store.clients.checkin(b);

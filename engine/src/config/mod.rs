@@ -11,7 +11,7 @@
 
 mod setting;
 
-pub(crate) use setting::{Setting, Value, IMMUTABLE};
+pub(crate) use setting::{parse_memory, Setting, Value, IMMUTABLE};
 pub use setting::{SettingError, SettingValue};
 
 use crate::store::Store;
@@ -156,6 +156,12 @@ settings! {
     /// Set in the config file only, as in Redis.
     enable_debug_command: String = "no".into() =>
         Setting::one_of("enable-debug-command", &["no", "yes", "local"]).immutable();
+    /// Output buffer limits per client class (`<class> <hard> <soft> <seconds>`
+    /// groups; Redis's defaults: normal unlimited, replica 256mb 64mb 60, pubsub
+    /// 32mb 8mb 60). A CONFIG SET names only the classes it changes.
+    client_output_buffer_limit: String = crate::outbuf::DEFAULT_TEXT.into() =>
+        Setting::special("client-output-buffer-limit", check_obl, show_obl)
+            .apply(Store::reload_output_limits);
     /// Seconds an idle client may stay connected (0: forever).
     timeout: u64 = 0 => Setting::int("timeout", 0, i32::MAX as i64);
     /// Threads that run client connections (Redis's `io-threads`, default 1). Commands
@@ -214,6 +220,19 @@ fn port_of(c: &EngineConfig) -> Value {
             .map(|(_, p)| p.to_string())
             .unwrap_or_default(),
     )
+}
+
+fn check_obl(s: &str) -> Result<String, String> {
+    let mut l = crate::outbuf::DEFAULT_LIMITS;
+    l.apply(s)?;
+    // Kept as given (normalised): CONFIG SET merges it over the current limits.
+    Ok(s.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+fn show_obl(s: &str) -> String {
+    let mut l = crate::outbuf::DEFAULT_LIMITS;
+    let _ = l.apply(s);
+    l.format()
 }
 
 fn check_notify(s: &str) -> Result<String, String> {

@@ -7,6 +7,7 @@ use crate::command;
 use crate::engine::Shared;
 use crate::net::frame::{self, ProtocolError};
 use crate::net::reply::Reply;
+use crate::outbuf::{reply_size, Output};
 use crate::store::Store;
 use bytes::BytesMut;
 use std::sync::Arc;
@@ -25,6 +26,8 @@ enum Exit {
     Shutdown,
     Protocol(ProtocolError),
     QueryBufferLimit,
+    /// Over `client-output-buffer-limit` (logged when found).
+    OutputBufferLimit,
     Io(std::io::Error),
 }
 
@@ -41,7 +44,10 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
     let _ = stream.set_nodelay(true);
     let (push_tx, push_rx) = mpsc::unbounded_channel();
     let kill = Arc::new(Notify::new());
-    let id = shared.lock().connect(addr, laddr, push_tx, kill.clone());
+    let output: Output = Arc::default();
+    let id = shared
+        .lock()
+        .connect(addr, laddr, push_tx, kill.clone(), output.clone());
     let mut conn = Conn {
         id,
         resp3: false,
@@ -53,6 +59,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
         out: BytesMut::with_capacity(16 * 1024),
         push_rx,
         kill,
+        output,
         shutdown,
     };
     let exit = conn.run().await;
@@ -104,6 +111,8 @@ struct Conn {
     out: BytesMut,
     push_rx: mpsc::UnboundedReceiver<Reply>,
     kill: Arc<Notify>,
+    /// Pending output, shared with the pub/sub registry (output buffer limits).
+    output: Output,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -123,12 +132,14 @@ impl Conn {
             tokio::select! {
                 biased;
                 _ = self.kill.notified() => return Exit::Killed,
+                _ = self.output.wake.notified() => return Exit::OutputBufferLimit,
                 _ = self.shutdown.changed() => return Exit::Shutdown,
                 Some(msg) = self.push_rx.recv() => {
+                    self.output.taken(reply_size(&msg));
                     msg.encode(&mut self.out, self.resp3);
                     self.drain_pushes(self.resp3);
-                    if let Err(e) = self.flush().await {
-                        return Exit::Io(e);
+                    if let Err(exit) = self.flush().await {
+                        return exit;
                     }
                 }
                 r = self.stream.read_buf(&mut self.inbuf) => {
@@ -155,8 +166,8 @@ impl Conn {
                     return Some(exit);
                 }
                 Next::Block(rx, timeout, timeout_reply) => {
-                    if let Err(e) = self.flush().await {
-                        return Some(Exit::Io(e));
+                    if let Err(exit) = self.flush().await {
+                        return Some(exit);
                     }
                     match self.wait_blocked(rx, timeout, timeout_reply).await {
                         Ok(reply) => reply.encode(&mut self.out, self.resp3),
@@ -169,8 +180,8 @@ impl Conn {
         if self.inbuf.len() as u64 > limit {
             return Some(Exit::QueryBufferLimit);
         }
-        if let Err(e) = self.flush().await {
-            return Some(Exit::Io(e));
+        if let Err(exit) = self.flush().await {
+            return Some(exit);
         }
         None
     }
@@ -245,6 +256,20 @@ impl Conn {
                 return Next::Block(rx, req.timeout, req.timeout_reply);
             }
             reply.encode(&mut self.out, client.resp == 3);
+            // Output buffer limits on replies: the pubsub class for a subscribed
+            // client, the normal class otherwise (unlimited by default).
+            let limits = &store.output_limits;
+            let (limit, class) = if client.subscriptions() > 0 {
+                (limits.pubsub, "pubsub")
+            } else {
+                (limits.normal, "normal")
+            };
+            if limit.is_set() {
+                self.output.set_writing(self.out.len());
+                if self.output.check(limit, client.id, class) {
+                    return Next::Close(Exit::OutputBufferLimit);
+                }
+            }
             if client.close_after_reply {
                 return Next::Close(Exit::Quit);
             }
@@ -279,12 +304,12 @@ impl Conn {
                     return Ok(rx.await.unwrap_or(timeout_reply));
                 }
                 _ = self.kill.notified() => return Err(Exit::Killed),
+                _ = self.output.wake.notified() => return Err(Exit::OutputBufferLimit),
                 _ = self.shutdown.changed() => return Err(Exit::Shutdown),
                 Some(msg) = self.push_rx.recv() => {
+                    self.output.taken(reply_size(&msg));
                     msg.encode(&mut self.out, self.resp3);
-                    if let Err(e) = self.flush().await {
-                        return Err(Exit::Io(e));
-                    }
+                    self.flush().await?;
                 }
                 // A blocked client that disconnects must stop waiting.
                 r = self.stream.read_buf(&mut self.inbuf) => {
@@ -304,15 +329,26 @@ impl Conn {
             return;
         }
         while let Ok(msg) = self.push_rx.try_recv() {
+            self.output.taken(reply_size(&msg));
             msg.encode(&mut self.out, resp3);
         }
     }
 
-    async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
-            self.out.clear();
+    /// Writes the output buffer. A client that does not read leaves this waiting; a
+    /// kill or an output buffer limit ends the wait (and the connection).
+    async fn flush(&mut self) -> Result<(), Exit> {
+        if self.out.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.output.set_writing(self.out.len());
+        let r = tokio::select! {
+            biased;
+            _ = self.kill.notified() => Err(Exit::Killed),
+            _ = self.output.wake.notified() => Err(Exit::OutputBufferLimit),
+            r = self.stream.write_all(&self.out) => r.map_err(Exit::Io),
+        };
+        self.out.clear();
+        self.output.set_writing(0);
+        r
     }
 }
