@@ -66,7 +66,7 @@ impl OutputLimits {
     /// classes not named keep theirs. Errors are Redis's texts.
     pub(crate) fn apply(&mut self, text: &str) -> Result<(), String> {
         let words: Vec<&str> = text.split_whitespace().collect();
-        if words.len() % 4 != 0 {
+        if !words.len().is_multiple_of(4) {
             return Err("Wrong number of arguments in buffer limit configuration.".into());
         }
         let mut next = *self;
