@@ -65,8 +65,22 @@ fn zipf_trace(n: usize, s: f64, len: usize, seed: u64) -> Vec<u32> {
         .collect()
 }
 
+/// The trace with a scan mixed in: every fifth request is a key never asked for
+/// before (`u32::MAX - n`), a one-hit wonder.
+fn with_scan(trace: &[u32]) -> Vec<u32> {
+    let mut out = Vec::with_capacity(trace.len() * 5 / 4);
+    for (i, &k) in trace.iter().enumerate() {
+        out.push(k);
+        if i % 4 == 3 {
+            out.push(u32::MAX - i as u32);
+        }
+    }
+    out
+}
+
 /// Runs the cache-aside trace (GET; SET of a 1,000-byte value on a miss), pipelined
-/// in batches; returns the hit ratio and the largest `used_memory` seen after a batch.
+/// in batches; returns the hit ratio (of the keys below 2^31: scan keys are not
+/// counted) and the largest `used_memory` seen after a batch.
 fn cache_aside(c: &mut Conn, trace: &[u32]) -> (f64, u64) {
     let v = value();
     let mut hits = 0usize;
@@ -77,9 +91,9 @@ fn cache_aside(c: &mut Conn, trace: &[u32]) -> (f64, u64) {
             c.send(&[b"GET", k.as_bytes()]);
         }
         let mut misses = Vec::new();
-        for k in &keys {
+        for (k, &n) in keys.iter().zip(batch) {
             match c.read() {
-                Resp::Bulk(Some(_)) => hits += 1,
+                Resp::Bulk(Some(_)) => hits += usize::from(n < 1 << 31),
                 Resp::Bulk(None) => misses.push(k),
                 r => panic!("GET {k}: {r:?}"),
             }
@@ -95,7 +109,8 @@ fn cache_aside(c: &mut Conn, trace: &[u32]) -> (f64, u64) {
             max_used = max_used.max(info_u64(c, "memory", "used_memory"));
         }
     }
-    (hits as f64 / trace.len() as f64, max_used)
+    let counted = trace.iter().filter(|&&k| k < 1 << 31).count();
+    (hits as f64 / counted as f64, max_used)
 }
 
 fn engine() -> (EngineServer, Conn) {
@@ -315,4 +330,64 @@ fn an_evicted_key_is_announced_as_evicted() {
     assert_eq!(seen.len(), 100);
     assert_eq!(info_u64(&mut c, "stats", "evicted_keys"), 100);
     ok(c.cmd(&["CONFIG", "SET", "maxmemory", "0"]));
+}
+
+/// The `maxmemory` that gives the engine in this process the same room for data as
+/// a fresh redis-server gets from 32mb: the test's own allocations (the traces, the
+/// harness) count in the engine's `used_memory` and must not shrink its data.
+fn same_room(engine: &mut Conn) -> String {
+    let redis = RedisServer::start(&[]);
+    let mut rc = Conn::connect(redis.addr());
+    let redis_base = info_u64(&mut rc, "memory", "used_memory");
+    let engine_base = info_u64(engine, "memory", "used_memory");
+    ((32u64 << 20) + engine_base.saturating_sub(redis_base)).to_string()
+}
+
+/// Hit ratio of `policy` on `trace` with 32mb: the engine's, or Redis's.
+fn hit_ratio(policy: &str, trace: &[u32], redis: bool) -> f64 {
+    let (_e, _r, mut c);
+    if redis {
+        _r = RedisServer::start(&["--maxmemory", "32mb", "--maxmemory-policy", policy]);
+        c = Conn::connect(_r.addr());
+    } else {
+        (_e, c) = engine();
+        ok(c.cmd(&["CONFIG", "SET", "maxmemory-policy", policy]));
+        let room = same_room(&mut c);
+        ok(c.cmd(&["CONFIG", "SET", "maxmemory", &room]));
+    }
+    let h = cache_aside(&mut c, trace).0;
+    if std::env::var("EVICTION_DEBUG").is_ok() {
+        let keys = c.cmd(&["DBSIZE"]);
+        let ev = info_u64(&mut c, "stats", "evicted_keys");
+        let used = info_u64(&mut c, "memory", "used_memory");
+        println!("{policy} redis={redis}: hit {h:.4} keys {keys:?} evicted {ev} used {used}");
+    }
+    h
+}
+
+#[test]
+fn tinylfu_admission_matches_redis_best_and_resists_scans() {
+    let _g = serial();
+    let plain = zipf_trace(200_000, 0.99, 300_000, 7);
+    let scan = with_scan(&plain);
+    for (name, trace) in [("plain", &plain), ("scan", &scan)] {
+        let tiny = hit_ratio("allkeys-tinylfu", trace, false);
+        let lru = hit_ratio("allkeys-lru", trace, true);
+        let lfu = hit_ratio("allkeys-lfu", trace, true);
+        println!("{name}: engine allkeys-tinylfu {tiny:.3}, redis allkeys-lru {lru:.3}, redis allkeys-lfu {lfu:.3}");
+        let best = lru.max(lfu);
+        // Most misses of these traces are first requests, which no policy can
+        // avoid (a simulation with exact counts and an exact LRU gives W-TinyLFU
+        // 0.759 plain and 0.740 with the scan): at least Redis's best, within
+        // sampling noise (and the engine here holds the test's own memory too).
+        assert!(
+            tiny >= best - 0.01,
+            "{name}: tinylfu {tiny:.3} lru {lru:.3} lfu {lfu:.3}"
+        );
+        if name == "scan" {
+            // One request in five is a key never seen again: LRU lets each one in
+            // and push a key out; admission keeps them from displacing the hot set.
+            assert!(tiny > lru + 0.03, "{name}: tinylfu {tiny:.3} lru {lru:.3}");
+        }
+    }
 }

@@ -176,8 +176,20 @@ fn object(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         ));
     }
     let now = ctx.now();
-    let lfu = ctx.store.evict_policy.is_lfu();
+    let policy = ctx.store.evict_policy;
+    // `allkeys-tinylfu` keeps access ticks, not times, in the clock bits: it answers
+    // as an LFU policy, with its sketch's estimate for OBJECT FREQ.
+    let tiny = policy == crate::keyspace::evict::Policy::AllKeysTinyLfu;
+    let lfu = policy.is_lfu() || tiny;
     let decay = ctx.store.config.lfu_decay_time;
+    let estimate = if tiny {
+        ctx.db()
+            .admission
+            .as_deref()
+            .map(|a| a.frequency(&args[2]) as i64)
+    } else {
+        None
+    };
     let Some(e) = obj_info(ctx, &args[2]) else {
         return Ok(Reply::Nil);
     };
@@ -203,7 +215,10 @@ fn object(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             if !lfu {
                 return Err(CmdError::err("An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust."));
             }
-            Reply::Int(crate::keyspace::evict::lfu_decayed(e.lru, decay, now) as i64)
+            match estimate {
+                Some(n) => Reply::Int(n),
+                None => Reply::Int(crate::keyspace::evict::lfu_decayed(e.lru, decay, now) as i64),
+            }
         }
     })
 }

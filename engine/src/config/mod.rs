@@ -127,6 +127,7 @@ settings! {
             "allkeys-lfu",
             "allkeys-random",
             "noeviction",
+            "allkeys-tinylfu",
         ],
     )
     .apply(Store::reload_eviction);

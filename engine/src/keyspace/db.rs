@@ -2,6 +2,7 @@
 
 use crate::error::CmdError;
 use crate::keyspace::evict::{self, Lfu};
+use crate::keyspace::tinylfu::Admission;
 use crate::types::{CompactBytes, Hash, List, Set, Value, ZSet};
 use bytes::Bytes;
 use indexmap::IndexMap;
@@ -161,15 +162,31 @@ pub struct Db {
     /// While an LFU policy is selected, accesses update the entries' LFU counters
     /// instead of their access times (the same 24 bits, as in Redis).
     lfu: Option<Lfu>,
+    /// Under `allkeys-tinylfu`: the access sketch and the window of new keys
+    /// ([`crate::keyspace::tinylfu`]).
+    pub(crate) admission: Option<Box<Admission>>,
 }
 
-/// Records an access to `e` at `now`: its LRU time, or its LFU counter under an LFU
-/// policy (Redis's `updateLFU`).
+/// What an entry's 24 clock bits record, by policy.
+#[derive(Debug, Clone, Copy)]
+enum Clock {
+    /// Seconds of the LRU clock (Redis's LRU policies, OBJECT IDLETIME).
+    Lru,
+    /// Minutes and a logarithmic counter (Redis's LFU policies, OBJECT FREQ).
+    Lfu(Lfu),
+    /// The database's access count at this access (`allkeys-tinylfu`: recency at
+    /// the resolution of single accesses, where seconds cannot tell keys apart).
+    Tick(u32),
+}
+
+/// Records an access to `e` at `now`: its LRU time, its LFU counter under an LFU
+/// policy (Redis's `updateLFU`), or the access tick.
 #[inline]
-fn access(lfu: Option<Lfu>, e: &mut Entry, now: u64) {
-    match lfu {
-        None => e.touch(now),
-        Some(l) => e.set_clock(evict::lfu_access(e.lru(), l, now)),
+fn access(clock: Clock, e: &mut Entry, now: u64) {
+    match clock {
+        Clock::Lru => e.touch(now),
+        Clock::Lfu(l) => e.set_clock(evict::lfu_access(e.lru(), l, now)),
+        Clock::Tick(t) => e.set_clock(t),
     }
 }
 
@@ -205,14 +222,16 @@ macro_rules! typed_access {
         /// Typed write access that creates an empty value when the key is missing.
         pub fn $get_or_create(&mut self, key: &[u8], now: u64) -> Result<&mut $ty, CmdError> {
             // Found or created by index: one hash probe, not a second `get_mut`.
+            self.record(key);
             let idx = match self.live_index(key, now) {
                 Some(idx) => {
                     self.guard_index(idx);
-                    access(self.lfu, &mut self.map[idx], now);
+                    access(self.clock(), &mut self.map[idx], now);
                     idx
                 }
                 None => {
                     self.guard_new(key);
+                    self.admit(key);
                     let e = self.fresh(Value::$variant(Box::default()), now);
                     self.map.insert_full(CompactBytes::from(key), e).0
                 }
@@ -330,19 +349,25 @@ impl Db {
 
     /// Reads a key, deleting it first if it has expired; records the access.
     pub fn lookup(&mut self, key: &[u8], now: u64) -> Option<&Entry> {
+        // A miss is not counted: the fill that follows is (one count per request,
+        // as Caffeine counts a miss and its load).
         let idx = self.live_index(key, now)?;
+        self.record(key);
+        let clock = self.clock();
         let e = &mut self.map[idx];
-        access(self.lfu, e, now);
+        access(clock, e, now);
         Some(e)
     }
 
     /// Opens a key for writing, deleting it first if it has expired.
     pub fn lookup_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
         let idx = self.live_index(key, now)?;
+        self.record(key);
         self.guard_index(idx);
         self.last_write = idx;
+        let clock = self.clock();
         let e = &mut self.map[idx];
-        access(self.lfu, e, now);
+        access(clock, e, now);
         Some(e)
     }
 
@@ -389,6 +414,8 @@ impl Db {
     pub fn insert(&mut self, key: impl AsRef<[u8]>, value: Value, now: u64) {
         let key = key.as_ref();
         self.guard_key(key);
+        self.record(key);
+        let clock = self.clock();
         // One hash probe for both cases (building the key is free for keys up to 22
         // bytes, which stay inline).
         match self.map.entry(CompactBytes::from(key)) {
@@ -396,9 +423,11 @@ impl Db {
                 self.last_write = o.index();
                 let had_ttl = o.get().has_ttl();
                 let mut e = Entry::new(value, now);
-                if let Some(l) = self.lfu {
+                match clock {
                     // An overwrite is an access: the key keeps its counter.
-                    e.set_clock(evict::lfu_access(o.get().lru(), l, now));
+                    Clock::Lfu(l) => e.set_clock(evict::lfu_access(o.get().lru(), l, now)),
+                    Clock::Tick(t) => e.set_clock(t),
+                    Clock::Lru => {}
                 }
                 *o.get_mut() = e;
                 if had_ttl {
@@ -407,9 +436,14 @@ impl Db {
             }
             indexmap::map::Entry::Vacant(v) => {
                 self.last_write = v.index();
+                if let Some(a) = self.admission.as_mut() {
+                    a.inserted(key, v.index());
+                }
                 let mut e = Entry::new(value, now);
-                if self.lfu.is_some() {
-                    e.set_clock(evict::lfu_fresh(now));
+                match clock {
+                    Clock::Lfu(_) => e.set_clock(evict::lfu_fresh(now)),
+                    Clock::Tick(t) => e.set_clock(t),
+                    Clock::Lru => {}
                 }
                 v.insert(e);
             }
@@ -423,11 +457,12 @@ impl Db {
             Some(idx) => {
                 self.guard_index(idx);
                 self.last_write = idx;
+                let clock = self.clock();
                 let e = &mut self.map[idx];
                 e.value = value;
                 e.set_raw(false);
                 e.set_written(now);
-                access(self.lfu, e, now);
+                access(clock, e, now);
             }
             None => self.insert(key, value, now),
         }
@@ -498,10 +533,11 @@ impl Db {
             return false;
         };
         self.guard_index(idx);
+        let clock = self.clock();
         let Some((k, e)) = self.map.get_index_mut(idx) else {
             return false;
         };
-        access(self.lfu, e, now);
+        access(clock, e, now);
         e.set_has_ttl(true);
         let k = k.clone();
         self.volatile.insert(k, at_ms.max(1));
@@ -514,12 +550,13 @@ impl Db {
             return false;
         };
         if !self.map[idx].has_ttl() {
-            access(self.lfu, &mut self.map[idx], now);
+            access(self.clock(), &mut self.map[idx], now);
             return false;
         }
         self.guard_index(idx);
+        let clock = self.clock();
         let e = &mut self.map[idx];
-        access(self.lfu, e, now);
+        access(clock, e, now);
         e.set_has_ttl(false);
         self.volatile.swap_remove(key);
         true
@@ -678,13 +715,59 @@ impl Db {
         self.map.capacity() * slot + self.volatile.capacity() * ttl_slot
     }
 
+    /// Turns `allkeys-tinylfu`'s admission state on (fresh) or off.
+    pub(crate) fn set_admission(&mut self, on: bool) {
+        match (on, self.admission.is_some()) {
+            (true, false) => self.admission = Some(Box::new(Admission::new(self.map.len()))),
+            (false, true) => self.admission = None,
+            _ => {}
+        }
+    }
+
+    /// Counts an access of `key`, found or not, in the admission sketch.
+    #[inline]
+    fn record(&mut self, key: &[u8]) {
+        if let Some(a) = self.admission.as_mut() {
+            a.record(key, self.map.len());
+        }
+    }
+
+    /// A key is being created: it enters the admission window.
+    #[inline]
+    fn admit(&mut self, key: &[u8]) {
+        if let Some(a) = self.admission.as_mut() {
+            a.inserted(key, self.map.len());
+        }
+    }
+
     /// A new entry, its clock bits as the policy wants them.
-    fn fresh(&self, value: Value, now: u64) -> Entry {
+    fn fresh(&mut self, value: Value, now: u64) -> Entry {
         let mut e = Entry::new(value, now);
-        if self.lfu.is_some() {
-            e.set_clock(evict::lfu_fresh(now));
+        match self.clock() {
+            Clock::Lfu(_) => e.set_clock(evict::lfu_fresh(now)),
+            Clock::Tick(t) => e.set_clock(t),
+            Clock::Lru => {}
         }
         e
+    }
+
+    /// How this access is recorded in the entry's clock bits (a tick is used up).
+    #[inline]
+    fn clock(&mut self) -> Clock {
+        if let Some(l) = self.lfu {
+            return Clock::Lfu(l);
+        }
+        match self.admission.as_mut() {
+            Some(a) => Clock::Tick(a.tick()),
+            None => Clock::Lru,
+        }
+    }
+
+    /// Accesses since `e`'s last, under `allkeys-tinylfu` (0 otherwise).
+    pub(crate) fn ticks_idle(&self, e: &Entry) -> u64 {
+        self.admission
+            .as_ref()
+            .map_or(0, |a| (a.now().wrapping_sub(e.lru()) & 0xFF_FFFF) as u64)
     }
 
     /// A random stored entry, live or not (eviction samples with it).

@@ -36,6 +36,9 @@ pub(crate) enum Policy {
     VolatileLfu,
     VolatileRandom,
     VolatileTtl,
+    /// The engine's own: W-TinyLFU admission in front of sampled LFU
+    /// ([`crate::keyspace::tinylfu`]).
+    AllKeysTinyLfu,
 }
 
 impl Policy {
@@ -49,6 +52,7 @@ impl Policy {
             "volatile-lfu" => Policy::VolatileLfu,
             "volatile-random" => Policy::VolatileRandom,
             "volatile-ttl" => Policy::VolatileTtl,
+            "allkeys-tinylfu" => Policy::AllKeysTinyLfu,
             _ => Policy::NoEviction,
         }
     }
@@ -60,7 +64,10 @@ impl Policy {
     fn all_keys(self) -> bool {
         matches!(
             self,
-            Policy::AllKeysLru | Policy::AllKeysLfu | Policy::AllKeysRandom
+            Policy::AllKeysLru
+                | Policy::AllKeysLfu
+                | Policy::AllKeysRandom
+                | Policy::AllKeysTinyLfu
         )
     }
 }
@@ -218,7 +225,7 @@ impl Db {
         all: bool,
         n: usize,
         pool: &mut Pool,
-        score: impl Fn(&Entry, u64) -> u64,
+        score: impl Fn(&[u8], &Entry, u64) -> u64,
     ) {
         // More samples than keys only repeats them (Redis's `dictGetSomeKeys` caps too).
         let keys = if all { self.len() } else { self.volatile_len() };
@@ -230,7 +237,7 @@ impl Db {
                     .and_then(|(k, at)| self.entry(k).map(|e| (k, e, at)))
             };
             if let Some((k, e, at)) = found {
-                pool.offer(score(e, at), db, k);
+                pool.offer(score(k, e, at), db, k);
             }
         }
     }
@@ -249,8 +256,10 @@ impl Store {
             log_factor: self.config.lfu_log_factor,
             decay_time: self.config.lfu_decay_time,
         });
+        let tiny = policy == Policy::AllKeysTinyLfu;
         for db in &mut self.dbs {
             db.set_lfu(lfu);
+            db.set_admission(tiny);
         }
     }
 
@@ -348,6 +357,16 @@ impl Store {
             }
             return None;
         }
+        if policy == Policy::AllKeysTinyLfu {
+            return self.pick_tinylfu();
+        }
+        self.pool_pick(policy).map(|c| (c.db, c.key))
+    }
+
+    /// The best candidate of the pool after sampling every database (Redis's loop
+    /// around `evictionPoolPopulate`); `None` when no key can go.
+    fn pool_pick(&mut self, policy: Policy) -> Option<Candidate> {
+        let all = policy.all_keys();
         let now = self.now;
         let samples = self.config.maxmemory_samples as usize;
         loop {
@@ -362,14 +381,23 @@ impl Store {
                 match policy {
                     Policy::AllKeysLfu | Policy::VolatileLfu => {
                         let decay = self.config.lfu_decay_time;
-                        db.sample_into(i, all, samples, pool, |e, _| {
+                        db.sample_into(i, all, samples, pool, |_, e, _| {
                             255 - lfu_decayed(e.lru(), decay, now) as u64
                         })
                     }
                     Policy::VolatileTtl => {
-                        db.sample_into(i, all, samples, pool, |_, at| u64::MAX - at)
+                        db.sample_into(i, all, samples, pool, |_, _, at| u64::MAX - at)
                     }
-                    _ => db.sample_into(i, all, samples, pool, |e, _| idle_ms(e, now)),
+                    Policy::AllKeysTinyLfu => {
+                        let Some(adm) = db.admission.as_deref() else {
+                            continue;
+                        };
+                        // Lowest estimate first, then least recently used.
+                        db.sample_into(i, all, samples, pool, |k, e, _| {
+                            ((15 - adm.frequency(k).min(15)) as u64) << 40 | db.ticks_idle(e)
+                        })
+                    }
+                    _ => db.sample_into(i, all, samples, pool, |_, e, _| idle_ms(e, now)),
                 }
             }
             if total == 0 {
@@ -384,10 +412,56 @@ impl Store {
                     db.expire_at(&c.key) != 0
                 };
                 if live {
-                    return Some((c.db, c.key));
+                    return Some(c);
                 }
             }
         }
+    }
+
+    /// `allkeys-tinylfu`'s choice: while a database's window of new keys is over
+    /// its size, its oldest key (the candidate) meets the main space's victim and
+    /// the one asked for less often goes (TinyLFU's admission: the candidate stays
+    /// only if strictly more frequent); otherwise the main space's victim goes.
+    fn pick_tinylfu(&mut self) -> Option<(usize, CompactBytes)> {
+        // Estimates change with every access: candidates sampled for an earlier
+        // eviction may have been asked for since, so each choice samples afresh.
+        self.evict_pool.clear();
+        let victim = self.pool_pick(Policy::AllKeysTinyLfu);
+        let n = self.dbs.len();
+        for _ in 0..n {
+            let i = self.evict_next_db;
+            self.evict_next_db = (i + 1) % n;
+            let db = &mut self.dbs[i];
+            let target = super::tinylfu::Admission::window_size(db.len());
+            while let Some(cand) = db
+                .admission
+                .as_deref_mut()
+                .filter(|a| a.window.len() > target)
+                .and_then(|a| a.window.pop_front())
+            {
+                if !db.contains_raw(&cand) {
+                    continue;
+                }
+                let Some(adm) = db.admission.as_deref() else {
+                    break;
+                };
+                let Some(v) = victim else {
+                    return Some((i, cand));
+                };
+                if v.db == i && v.key == cand {
+                    return Some((i, cand));
+                }
+                let cand_freq = adm.frequency(&cand) as u64;
+                let victim_freq = 15 - (v.score >> 40);
+                if cand_freq > victim_freq {
+                    // Admitted: the candidate joins the main space, the victim goes.
+                    return Some((v.db, v.key));
+                }
+                // Refused: the candidate goes.
+                return Some((i, cand));
+            }
+        }
+        victim.map(|c| (c.db, c.key))
     }
 }
 

@@ -46,6 +46,7 @@ pub(crate) mod evict;
 pub(crate) mod expire;
 pub(crate) mod notify;
 pub(crate) mod propagate;
+pub(crate) mod tinylfu;
 pub(crate) mod watch;
 
 use crate::command::{CommandSpec, LEASE_AWARE, WRITE};
