@@ -16,7 +16,8 @@ pub(crate) const THRESHOLD: usize = 64;
 static PENDING: AtomicU64 = AtomicU64::new(0);
 static FREED: AtomicU64 = AtomicU64::new(0);
 
-type Garbage = Box<dyn Send>;
+/// A value to drop, and how many objects it counts as.
+type Garbage = (Box<dyn Send>, u64);
 
 fn sender() -> Option<Sender<Garbage>> {
     static TX: OnceLock<Option<Mutex<Sender<Garbage>>>> = OnceLock::new();
@@ -25,10 +26,10 @@ fn sender() -> Option<Sender<Garbage>> {
         let spawned = std::thread::Builder::new()
             .name("lazyfree".into())
             .spawn(move || {
-                for g in rx {
+                for (g, objects) in rx {
                     drop(g);
-                    PENDING.fetch_sub(1, Ordering::Relaxed);
-                    FREED.fetch_add(1, Ordering::Relaxed);
+                    PENDING.fetch_sub(objects, Ordering::Relaxed);
+                    FREED.fetch_add(objects, Ordering::Relaxed);
                 }
             });
         // Without a thread, values are freed on the spot.
@@ -41,13 +42,18 @@ fn sender() -> Option<Sender<Garbage>> {
 /// Frees `value` on the background thread when `effort` (its element count) is
 /// above [`THRESHOLD`]; otherwise now.
 pub(crate) fn free<T: Send + 'static>(value: T, effort: usize) {
-    if effort <= THRESHOLD {
-        return;
+    if effort > THRESHOLD {
+        free_objects(value, 1);
     }
+}
+
+/// Frees `value`, which holds `objects` keys (a flushed database), on the background
+/// thread whatever its size, as Redis's `emptyDbAsync` does.
+pub(crate) fn free_objects<T: Send + 'static>(value: T, objects: u64) {
     if let Some(tx) = sender() {
-        PENDING.fetch_add(1, Ordering::Relaxed);
-        if let Err(back) = tx.send(Box::new(value)) {
-            PENDING.fetch_sub(1, Ordering::Relaxed);
+        PENDING.fetch_add(objects, Ordering::Relaxed);
+        if let Err(back) = tx.send((Box::new(value), objects)) {
+            PENDING.fetch_sub(objects, Ordering::Relaxed);
             drop(back);
         }
     }

@@ -391,3 +391,46 @@ fn tinylfu_admission_matches_redis_best_and_resists_scans() {
         }
     }
 }
+
+#[test]
+fn unlink_and_async_flushes_free_big_values_off_the_command_path() {
+    let _g = serial();
+    let (_e, mut c) = engine();
+    let big = |c: &mut Conn, key: &str| {
+        let mut args = vec!["SADD".to_string(), key.to_string()];
+        args.extend((0..1000).map(|i| format!("member:{i}")));
+        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        assert_eq!(c.cmd(&a), Resp::Int(1000));
+    };
+    let freed = |c: &mut Conn| info_u64(c, "memory", "lazyfreed_objects");
+    let wait_freed = |c: &mut Conn, more_than: u64| {
+        for _ in 0..500 {
+            if freed(c) > more_than {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the lazy-free thread freed nothing");
+    };
+    big(&mut c, "a");
+    let before = freed(&mut c);
+    assert_eq!(c.cmd(&["UNLINK", "a", "missing"]), Resp::Int(1));
+    assert_eq!(c.cmd(&["EXISTS", "a"]), Resp::Int(0));
+    wait_freed(&mut c, before);
+    // A small value is freed at once, as in Redis (below 64 elements).
+    ok(c.cmd(&["SET", "small", "v"]));
+    let before = freed(&mut c);
+    assert_eq!(c.cmd(&["UNLINK", "small"]), Resp::Int(1));
+    big(&mut c, "b");
+    ok(c.cmd(&["FLUSHALL", "ASYNC"]));
+    assert_eq!(c.cmd(&["DBSIZE"]), Resp::Int(0));
+    wait_freed(&mut c, before);
+    // DEL with lazyfree-lazy-user-del behaves as UNLINK.
+    ok(c.cmd(&["CONFIG", "SET", "lazyfree-lazy-user-del", "yes"]));
+    big(&mut c, "c");
+    let before = freed(&mut c);
+    assert_eq!(c.cmd(&["DEL", "c"]), Resp::Int(1));
+    wait_freed(&mut c, before);
+    assert_eq!(c.cmd(&["FLUSHDB", "SYNC"]), Resp::Simple("OK".into()));
+    assert!(matches!(c.cmd(&["FLUSHDB", "LATER"]), Resp::Error(e) if e == "ERR syntax error"));
+}

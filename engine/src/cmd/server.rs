@@ -37,23 +37,26 @@ pub fn commands() -> Vec<CommandSpec> {
 // ---------------------------------------------------------------------------------
 // Keyspace-wide commands.
 
-fn flush_mode(args: &[Bytes]) -> Result<(), CmdError> {
+/// Whether FLUSHALL/FLUSHDB frees lazily: ASYNC, or neither SYNC nor ASYNC with
+/// `lazyfree-lazy-user-flush yes` (Redis's `getFlushCommandFlags`).
+fn flush_mode(ctx: &Ctx, args: &[Bytes]) -> Result<bool, CmdError> {
     match args.len() {
-        1 => Ok(()),
-        2 if eq_ic(&args[1], "async") || eq_ic(&args[1], "sync") => Ok(()),
+        1 => Ok(ctx.store.config.lazyfree_lazy_user_flush),
+        2 if eq_ic(&args[1], "async") => Ok(true),
+        2 if eq_ic(&args[1], "sync") => Ok(false),
         _ => Err(CmdError::Syntax),
     }
 }
 
 fn flushall(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    flush_mode(args)?;
-    ctx.store.flush(None);
+    let lazy = flush_mode(ctx, args)?;
+    ctx.store.flush_with(None, lazy);
     Ok(Reply::OK)
 }
 
 fn flushdb(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    flush_mode(args)?;
-    ctx.store.flush(Some(ctx.client.db));
+    let lazy = flush_mode(ctx, args)?;
+    ctx.store.flush_with(Some(ctx.client.db), lazy);
     Ok(Reply::OK)
 }
 

@@ -588,6 +588,22 @@ impl Db {
         self.volatile = IndexMap::new();
     }
 
+    /// Drops every key (as [`Db::clear`]) and hands back the old contents, for the
+    /// lazy-free thread to drop.
+    pub(crate) fn take_contents(&mut self) -> impl Send + 'static {
+        if let Some(mut h) = self.before_write.take() {
+            h.before_clear(self);
+            self.before_write = Some(h);
+        }
+        if let Some(a) = self.admission.as_mut() {
+            a.window.clear();
+        }
+        (
+            std::mem::take(&mut self.map),
+            std::mem::take(&mut self.volatile),
+        )
+    }
+
     /// Trades keys with `other` (SWAPDB). A snapshot hook stays with its database
     /// number: both hooks first see every entry go. Keys waiting for their expiry to
     /// be announced stay too (they expired in this database).

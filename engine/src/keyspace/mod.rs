@@ -119,10 +119,25 @@ impl Store {
 
     /// FLUSHDB (`Some(db)`) or FLUSHALL (`None`): announces, then empties.
     pub(crate) fn flush(&mut self, db: Option<usize>) {
+        self.flush_with(db, false);
+    }
+
+    /// [`Store::flush`]; with `lazy` (ASYNC), the old contents are freed on the
+    /// lazy-free thread.
+    pub(crate) fn flush_with(&mut self, db: Option<usize>, lazy: bool) {
         self.changed(Change::Flushed { db });
-        match db {
-            Some(d) => self.dbs[d].clear(),
-            None => self.dbs.iter_mut().for_each(|d| d.clear()),
+        let dbs = match db {
+            Some(d) => d..d + 1,
+            None => 0..self.dbs.len(),
+        };
+        for d in dbs {
+            let db = &mut self.dbs[d];
+            if lazy {
+                let keys = db.len() as u64;
+                crate::lazyfree::free_objects(db.take_contents(), keys);
+            } else {
+                db.clear();
+            }
         }
     }
 
