@@ -177,3 +177,49 @@ fn a_subscriber_that_stops_reading_is_closed_like_redis() {
     println!("largest omem seen for the slow subscriber: engine {engine_omem}, redis {redis_omem}");
     assert!(engine_omem > 0, "CLIENT LIST shows pending output");
 }
+
+/// With `timeout 1`, an idle client is closed and a subscribed one is not.
+fn idle_clients_are_closed(addr: std::net::SocketAddr) -> Vec<String> {
+    let mut admin = Conn::connect(addr);
+    assert_eq!(
+        admin.cmd(&["CONFIG", "SET", "timeout", "1"]),
+        Resp::Simple("OK".into())
+    );
+    let mut idle = Conn::connect(addr);
+    idle.cmd(&["CLIENT", "SETNAME", "idle"]);
+    let mut sub = Conn::connect(addr);
+    sub.cmd(&["CLIENT", "SETNAME", "sub"]);
+    sub.cmd(&["SUBSCRIBE", "ch"]);
+    std::thread::sleep(std::time::Duration::from_millis(2600));
+    let mut now = Conn::connect(addr);
+    now.cmd(&["CLIENT", "SETNAME", "now"]);
+    let Resp::Bulk(Some(list)) = now.cmd(&["CLIENT", "LIST"]) else {
+        panic!("CLIENT LIST replies a bulk string")
+    };
+    let mut names: Vec<String> = String::from_utf8_lossy(&list)
+        .lines()
+        .filter_map(|l| {
+            l.split(' ')
+                .find_map(|f| f.strip_prefix("name="))
+                .map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    assert_eq!(now.cmd(&["PUBLISH", "ch", "hi"]), Resp::Int(1));
+    assert!(matches!(sub.read(), Resp::Array(Some(m)) if m.len() == 3));
+    assert_eq!(
+        now.cmd(&["CONFIG", "SET", "timeout", "0"]),
+        Resp::Simple("OK".into())
+    );
+    names
+}
+
+#[test]
+fn idle_clients_are_closed_after_timeout_like_redis() {
+    let redis = RedisServer::start(&[]);
+    let engine = EngineServer::start();
+    let r = idle_clients_are_closed(redis.addr());
+    let e = idle_clients_are_closed(engine.addr);
+    assert_eq!(e, vec!["now", "sub"]);
+    assert_eq!(e, r);
+}

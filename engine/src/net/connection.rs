@@ -28,6 +28,8 @@ enum Exit {
     QueryBufferLimit,
     /// Over `client-output-buffer-limit` (logged when found).
     OutputBufferLimit,
+    /// Idle for longer than `timeout`.
+    Timeout,
     Io(std::io::Error),
 }
 
@@ -45,9 +47,11 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
     let (push_tx, push_rx) = mpsc::unbounded_channel();
     let kill = Arc::new(Notify::new());
     let output: Output = Arc::default();
-    let id = shared
-        .lock()
-        .connect(addr, laddr, push_tx, kill.clone(), output.clone());
+    let (id, idle_limit) = {
+        let mut store = shared.lock();
+        let id = store.connect(addr, laddr, push_tx, kill.clone(), output.clone());
+        (id, idle_limit(store.config.timeout, false))
+    };
     let mut conn = Conn {
         id,
         resp3: false,
@@ -60,12 +64,20 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
         push_rx,
         kill,
         output,
+        idle_limit,
         shutdown,
     };
     let exit = conn.run().await;
     tracing::debug!(client = id, ?exit, "connection closed");
     shared.lock().disconnect(id);
     shared.client_gone();
+}
+
+/// How long a client may stay idle (`timeout` seconds; 0 for ever). Subscribed
+/// clients wait for messages and are exempt, as in Redis; blocked ones too (they
+/// wait elsewhere).
+fn idle_limit(timeout: u64, subscribed: bool) -> Option<std::time::Duration> {
+    (timeout > 0 && !subscribed).then(|| std::time::Duration::from_secs(timeout))
 }
 
 /// The previous request's command name, byte for byte, and its table row: a
@@ -113,6 +125,8 @@ struct Conn {
     kill: Arc<Notify>,
     /// Pending output, shared with the pub/sub registry (output buffer limits).
     output: Output,
+    /// `timeout` as of the last batch; `None` for no limit or a subscribed client.
+    idle_limit: Option<std::time::Duration>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -129,9 +143,20 @@ impl Conn {
             if *self.shutdown.borrow() {
                 return Exit::Shutdown;
             }
+            let limit = self.idle_limit;
+            let idle = async move {
+                match limit {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = self.kill.notified() => return Exit::Killed,
+                _ = idle => {
+                    tracing::debug!(client = self.id, "closing idle client");
+                    return Exit::Timeout;
+                }
                 _ = self.output.wake.notified() => return Exit::OutputBufferLimit,
                 _ = self.shutdown.changed() => return Exit::Shutdown,
                 Some(msg) = self.push_rx.recv() => {
@@ -200,6 +225,7 @@ impl Conn {
         client.last_active = Instant::now();
         let next = self.run_requests(&mut store, &mut client);
         self.resp3 = client.resp == 3;
+        self.idle_limit = idle_limit(store.config.timeout, client.subscriptions() > 0);
         store.clients.checkin(client);
         if matches!(next, Next::Close(Exit::Shutdown)) {
             drop(store);
