@@ -223,3 +223,43 @@ fn idle_clients_are_closed_after_timeout_like_redis() {
     assert_eq!(e, vec!["now", "sub"]);
     assert_eq!(e, r);
 }
+
+/// A blocked client that keeps sending is closed at `client-query-buffer-limit`.
+fn blocked_client_hits_query_buffer_limit(addr: std::net::SocketAddr) {
+    let mut admin = Conn::connect(addr);
+    assert_eq!(
+        admin.cmd(&["CONFIG", "SET", "client-query-buffer-limit", "1mb"]),
+        Resp::Simple("OK".into())
+    );
+    let mut c = Conn::connect(addr);
+    c.send(&[b"BLPOP", b"nothing", b"0"]);
+    // Wait until it is blocked.
+    for _ in 0..500 {
+        if let Resp::Bulk(Some(info)) = admin.cmd(&["INFO", "clients"]) {
+            if String::from_utf8_lossy(&info).contains("blocked_clients:1") {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // 2 MB of one request that never completes.
+    let mut req = b"*2\r\n$3\r\nSET\r\n$3000000\r\n".to_vec();
+    req.extend(std::iter::repeat_n(b'x', 2_000_000));
+    use std::io::Write;
+    let _ = c.raw_stream().write_all(&req);
+    c.set_timeout(std::time::Duration::from_secs(10));
+    assert!(c.try_read().is_none(), "closed without a reply");
+    assert_eq!(admin.cmd(&["PING"]), Resp::Simple("PONG".into()));
+    let Resp::Bulk(Some(info)) = admin.cmd(&["INFO", "clients"]) else {
+        panic!("INFO")
+    };
+    assert!(String::from_utf8_lossy(&info).contains("blocked_clients:0"));
+}
+
+#[test]
+fn the_query_buffer_limit_holds_while_blocked_like_redis() {
+    let redis = RedisServer::start(&[]);
+    blocked_client_hits_query_buffer_limit(redis.addr());
+    let engine = EngineServer::start();
+    blocked_client_hits_query_buffer_limit(engine.addr);
+}

@@ -47,10 +47,14 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
     let (push_tx, push_rx) = mpsc::unbounded_channel();
     let kill = Arc::new(Notify::new());
     let output: Output = Arc::default();
-    let (id, idle_limit) = {
+    let (id, (idle_limit, qbuf_limit)) = {
         let mut store = shared.lock();
         let id = store.connect(addr, laddr, push_tx, kill.clone(), output.clone());
-        (id, idle_limit(store.config.timeout, false))
+        let limits = (
+            idle_limit(store.config.timeout, false),
+            store.config.client_query_buffer_limit,
+        );
+        (id, limits)
     };
     let mut conn = Conn {
         id,
@@ -65,6 +69,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
         kill,
         output,
         idle_limit,
+        qbuf_limit,
         shutdown,
     };
     let exit = conn.run().await;
@@ -127,6 +132,8 @@ struct Conn {
     output: Output,
     /// `timeout` as of the last batch; `None` for no limit or a subscribed client.
     idle_limit: Option<std::time::Duration>,
+    /// `client-query-buffer-limit` as of the last batch, for reads while blocked.
+    qbuf_limit: u64,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -226,6 +233,7 @@ impl Conn {
         let next = self.run_requests(&mut store, &mut client);
         self.resp3 = client.resp == 3;
         self.idle_limit = idle_limit(store.config.timeout, client.subscriptions() > 0);
+        self.qbuf_limit = store.config.client_query_buffer_limit;
         store.clients.checkin(client);
         if matches!(next, Next::Close(Exit::Shutdown)) {
             drop(store);
@@ -343,6 +351,11 @@ impl Conn {
                         Ok(0) => return Err(Exit::Eof),
                         Err(e) => return Err(Exit::Io(e)),
                         Ok(_) => {}
+                    }
+                    // What a blocked client sends waits unparsed: the limit holds
+                    // meanwhile too.
+                    if self.inbuf.len() as u64 > self.qbuf_limit {
+                        return Err(Exit::QueryBufferLimit);
                     }
                 }
             }

@@ -219,6 +219,11 @@ impl Conn {
         read_reply(&mut self.rd).ok()
     }
 
+    /// The socket, for writes that may fail (the server closed it).
+    pub fn raw_stream(&mut self) -> &mut TcpStream {
+        &mut self.wr
+    }
+
     pub fn set_timeout(&mut self, d: Duration) {
         self.rd.get_ref().set_read_timeout(Some(d)).ok();
     }
