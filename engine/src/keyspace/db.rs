@@ -588,6 +588,26 @@ impl Db {
         self.volatile = IndexMap::new();
     }
 
+    /// Gives back table capacity the keys no longer need (Redis's
+    /// `tryResizeHashTables`, from the cron): the map's entries follow its hash
+    /// index's capacity when they grow, and the index grows when deletions leave it
+    /// full of tombstones, so a keyspace that churns at a steady size (a cache under
+    /// eviction) can end up with twice the entries it holds. Shrinks only when more
+    /// than a third is unused, to 1/8 above the keys held, so it does not repeat.
+    pub(crate) fn resize_tables(&mut self) {
+        fn wasteful(len: usize, cap: usize) -> bool {
+            cap > 1024 && cap > len + len / 2
+        }
+        if wasteful(self.map.len(), self.map.capacity()) {
+            let len = self.map.len();
+            self.map.shrink_to(len + len / 8);
+        }
+        if wasteful(self.volatile.len(), self.volatile.capacity()) {
+            let len = self.volatile.len();
+            self.volatile.shrink_to(len + len / 8);
+        }
+    }
+
     /// Drops every key (as [`Db::clear`]) and hands back the old contents, for the
     /// lazy-free thread to drop.
     pub(crate) fn take_contents(&mut self) -> impl Send + 'static {
@@ -899,6 +919,24 @@ mod tests {
         assert_eq!(db.expire_of(b"c", NOW), Some(0));
         assert!(!db.peek(b"c", NOW).unwrap().has_ttl());
         assert_eq!(db.volatile_len(), 0);
+    }
+
+    #[test]
+    fn tables_give_back_capacity_after_deletions() {
+        let mut db = Db::default();
+        for i in 0..10_000 {
+            db.insert(format!("k{i}"), s("v"), NOW);
+        }
+        for i in 0..9_000 {
+            db.remove(format!("k{i}").as_bytes(), NOW);
+        }
+        assert!(db.map.capacity() >= 10_000);
+        db.resize_tables();
+        assert!(db.map.capacity() < 2_000, "{}", db.map.capacity());
+        let cap = db.map.capacity();
+        db.resize_tables();
+        assert_eq!(db.map.capacity(), cap, "not again while within a third");
+        assert!(db.is_live(b"k9999", NOW));
     }
 
     #[test]

@@ -45,6 +45,8 @@ impl Server {
     pub async fn run(self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
         let shared = self.engine.shared().clone();
         let mut shutdown_rx = shared.subscribe_shutdown();
+        // What the process holds before the first client: INFO used_memory_startup.
+        shared.lock().startup_memory = crate::alloc::used_memory();
         let expire = tokio::spawn(expire_loop(shared.clone(), shared.subscribe_shutdown()));
         tokio::pin!(signal);
         loop {
