@@ -68,6 +68,9 @@ pub(crate) struct Client {
     /// Set by CLIENT KILL: the record stays until its connection has cleaned up
     /// (unwatched, unsubscribed), but no longer shows nor counts as connected.
     pub(crate) killed: bool,
+    /// The connection's pending output (CLIENT LIST `omem`, output buffer limits);
+    /// `None` for in-process callers.
+    pub(crate) output: Option<crate::outbuf::Output>,
 }
 
 impl Client {
@@ -96,6 +99,7 @@ impl Client {
             last_cmd: String::new(),
             kill: None,
             killed: false,
+            output: None,
         }
     }
 
@@ -181,11 +185,13 @@ impl Clients {
         laddr: String,
         authed: bool,
         kill: Arc<Notify>,
+        output: crate::outbuf::Output,
     ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         let mut c = Box::new(Client::new(id, addr, laddr, authed));
         c.kill = Some(kill);
+        c.output = Some(output);
         self.records.insert(id, Some(c));
         self.connected += 1;
         id
@@ -243,6 +249,15 @@ impl Clients {
             .filter(|c| !c.killed)
     }
 
+    /// Pending output of every connection (INFO `mem_clients_normal`), and the
+    /// largest (`client_recent_max_output_buffer`); the client running a command is
+    /// checked out and not counted.
+    pub(crate) fn output_bytes(&self) -> (usize, usize) {
+        self.iter()
+            .filter_map(|c| c.output.as_ref().map(|o| o.omem()))
+            .fold((0, 0), |(sum, max), n| (sum + n, max.max(n)))
+    }
+
     /// Connected clients, the one running a command included.
     pub(crate) fn connected(&self) -> usize {
         self.connected
@@ -257,12 +272,19 @@ mod tests {
     fn one_record_from_connect_to_disconnect() {
         let mut reg = Clients::default();
         let kill = Arc::new(Notify::new());
-        let a = reg.connect("1.1.1.1:1".into(), String::new(), true, kill.clone());
+        let a = reg.connect(
+            "1.1.1.1:1".into(),
+            String::new(),
+            true,
+            kill.clone(),
+            Arc::default(),
+        );
         let b = reg.connect(
             "1.1.1.1:2".into(),
             String::new(),
             true,
             Arc::new(Notify::new()),
+            Arc::default(),
         );
         assert_eq!((a, b), (1, 2));
         // A checked-out record still counts as connected but is not listed.

@@ -15,6 +15,8 @@ use std::sync::OnceLock;
 
 /// Writes data.
 pub const WRITE: u32 = 1 << 0;
+/// Refused unless `enable-debug-command` allows it (DEBUG; Redis's `CMD_PROTECTED`).
+pub const PROTECTED: u32 = 1 << 15;
 /// Only reads data.
 pub const READONLY: u32 = 1 << 1;
 /// May grow memory.
@@ -300,6 +302,10 @@ pub(crate) fn execute_spec(
     if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
         return reject(store, client, spec, CmdError::Arity(spec.name.to_string()));
     }
+    if spec.flags & PROTECTED != 0 && !protected_allowed(&store.config.enable_debug_command, client)
+    {
+        return reject(store, client, spec, CmdError::DebugNotAllowed);
+    }
     if !client.authenticated && spec.flags & NO_AUTH == 0 {
         return reject(store, client, spec, CmdError::NoAuth);
     }
@@ -316,6 +322,9 @@ pub(crate) fn execute_spec(
             let e = CmdError::Other("LOADING Redis is loading the dataset in memory".into());
             return reject(store, client, spec, e);
         }
+    }
+    if store.config.maxmemory != 0 && out_of_memory(store, client, spec) {
+        return reject(store, client, spec, CmdError::Oom);
     }
     if client.in_pubsub_mode() && spec.flags & SUB_OK == 0 {
         let e = CmdError::err(format!(
@@ -337,6 +346,50 @@ pub(crate) fn execute_spec(
 
 /// The refusal of writes after a failed BGSAVE (`shared.bgsaveerr`).
 const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
+
+/// Whether `enable-debug-command` (`no`, `yes`, `local`) lets `client` run DEBUG
+/// (Redis's `allowProtectedAction`): `local` means a loopback connection, or the
+/// embedding process itself (an in-process client has no address).
+fn protected_allowed(setting: &str, client: &Client) -> bool {
+    match setting {
+        "yes" => true,
+        "local" => {
+            let host = client
+                .addr
+                .rsplit_once(':')
+                .map_or(client.addr.as_str(), |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            client.addr.is_empty()
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => false,
+    }
+}
+
+/// Frees memory by eviction if the process is over `maxmemory`; true when it could
+/// not and the command must be refused (Redis's `processCommand`): a command flagged
+/// deny-oom, an EXEC with one queued, or anything but EXEC/DISCARD/QUIT/RESET inside
+/// MULTI (queueing takes memory too). Reads and deletes still run.
+fn out_of_memory(store: &mut Store, client: &Client, spec: &CommandSpec) -> bool {
+    let failed = store.perform_evictions() == crate::keyspace::evict::Evict::Fail;
+    // Evicted keys' DELs go out now, ahead of whatever runs next.
+    store.propagation.flush();
+    if !failed {
+        return false;
+    }
+    let queued_denyoom = || {
+        client.multi.iter().flatten().any(|a| {
+            a.first()
+                .and_then(|n| lookup(n))
+                .is_some_and(|s| s.flags & DENYOOM != 0)
+        })
+    };
+    spec.flags & DENYOOM != 0
+        || (spec.name == "exec" && queued_denyoom())
+        || (client.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "quit" | "reset"))
+}
 
 /// Redis 7.0's container commands, whose subcommands have their own names
 /// (`pubsub|numsub`) in error messages.

@@ -37,6 +37,12 @@ pub enum CmdError {
     NotPositive,
     #[error("NOAUTH Authentication required.")]
     NoAuth,
+    /// DEBUG while `enable-debug-command` does not allow it for this client.
+    #[error("ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.")]
+    DebugNotAllowed,
+    /// Over `maxmemory` with nothing left to evict, for a command that may grow memory.
+    #[error("OOM command not allowed when used memory > 'maxmemory'.")]
+    Oom,
     /// Any other error; the text carries its own prefix (`ERR ...`, `NOPROTO ...`).
     #[error("{0}")]
     Other(String),

@@ -24,6 +24,7 @@
 //! (serve it over TCP), [`EngineConfig`] and [`Reply`]. The store stays inside the
 //! crate.
 
+pub mod alloc;
 pub(crate) mod backstop;
 pub(crate) mod blocking;
 pub(crate) mod client;
@@ -33,14 +34,21 @@ pub(crate) mod config;
 mod engine;
 pub(crate) mod error;
 pub(crate) mod keyspace;
+pub(crate) mod lazyfree;
 pub(crate) mod lease;
 pub(crate) mod longdouble;
 pub(crate) mod net;
+pub(crate) mod outbuf;
 pub mod persist;
 pub(crate) mod pubsub;
 pub(crate) mod store;
 pub(crate) mod types;
 pub(crate) mod util;
+
+/// Every allocation of a process that links the engine is counted (INFO `used_memory`,
+/// the figure `maxmemory` is checked against); see [`alloc`].
+#[global_allocator]
+static GLOBAL: alloc::Counting = alloc::Counting;
 
 pub use backstop::Backstop;
 pub use config::{check_setting, EngineConfig, SettingError, SettingValue};

@@ -1,6 +1,7 @@
 //! Channel and pattern subscriptions, and message fan-out.
 
 use crate::net::reply::Reply;
+use crate::outbuf::{reply_size, ClassLimit, Output};
 use bytes::Bytes;
 use indexmap::IndexSet;
 use std::collections::HashMap;
@@ -14,13 +15,36 @@ pub type PushSender = UnboundedSender<Reply>;
 pub struct PubSub {
     channels: HashMap<Bytes, IndexSet<u64>>,
     patterns: HashMap<Bytes, IndexSet<u64>>,
-    senders: HashMap<u64, PushSender>,
+    senders: HashMap<u64, (PushSender, Output)>,
+    /// The `pubsub` class's output buffer limits.
+    pub(crate) limit: ClassLimit,
 }
 
 impl PubSub {
     /// Registers where a client's messages go (done once per connection).
-    pub fn register(&mut self, client: u64, tx: PushSender) {
-        self.senders.insert(client, tx);
+    pub(crate) fn register(&mut self, client: u64, tx: PushSender, output: Output) {
+        self.senders.insert(client, (tx, output));
+    }
+
+    /// Queues a push for `client`; false if it is gone. A client over its output
+    /// buffer limit gets nothing more and is closed (Redis's `CLIENT_CLOSE_ASAP`).
+    fn deliver(&self, client: u64, msg: &Reply) -> bool {
+        let Some((tx, out)) = self.senders.get(&client) else {
+            return false;
+        };
+        if out.is_closing() {
+            return true;
+        }
+        let size = reply_size(msg);
+        out.pushed(size);
+        if tx.send(msg.clone()).is_err() {
+            out.taken(size);
+            return false;
+        }
+        if self.limit.is_set() {
+            out.check(self.limit, client, "pubsub");
+        }
+        true
     }
 
     /// Forgets a client and all its subscriptions.
@@ -78,11 +102,9 @@ impl PubSub {
                 Reply::bulk(channel),
                 Reply::bulk(message),
             ]);
-            for id in subs {
-                if let Some(tx) = self.senders.get(id) {
-                    if tx.send(msg.clone()).is_ok() {
-                        n += 1;
-                    }
+            for &id in subs {
+                if self.deliver(id, &msg) {
+                    n += 1;
                 }
             }
         }
@@ -94,11 +116,9 @@ impl PubSub {
                     Reply::bulk(channel),
                     Reply::bulk(message),
                 ]);
-                for id in subs {
-                    if let Some(tx) = self.senders.get(id) {
-                        if tx.send(msg.clone()).is_ok() {
-                            n += 1;
-                        }
+                for &id in subs {
+                    if self.deliver(id, &msg) {
+                        n += 1;
                     }
                 }
             }

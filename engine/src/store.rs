@@ -9,6 +9,7 @@ use crate::blocking::Blocking;
 use crate::client::Clients;
 use crate::config::EngineConfig;
 use crate::keyspace::db::{Db, ExpiredFlag};
+use crate::keyspace::evict::{Policy, Pool};
 use crate::keyspace::notify;
 use crate::keyspace::propagate::{Propagation, PropagationSink};
 use crate::keyspace::watch::Watches;
@@ -73,6 +74,20 @@ pub(crate) struct Store {
     pub(crate) shared: std::sync::Weak<crate::engine::Shared>,
     /// The AOF: its writer when on, its durability gate and INFO counters.
     pub(crate) aof: crate::persist::aof::AofState,
+    /// `maxmemory-policy`, parsed ([`crate::keyspace::evict`]).
+    pub(crate) evict_policy: Policy,
+    /// The best eviction candidates sampled so far.
+    pub(crate) evict_pool: Pool,
+    /// The database the random policies try next.
+    pub(crate) evict_next_db: usize,
+    /// Over `maxmemory` after a time-limited eviction pass: the cron goes on.
+    pub(crate) evicting: bool,
+    /// Highest `used_memory` seen (INFO `used_memory_peak`).
+    pub(crate) peak_memory: usize,
+    /// `used_memory` when the store was created (INFO `used_memory_startup`).
+    pub(crate) startup_memory: usize,
+    /// `client-output-buffer-limit`, parsed.
+    pub(crate) output_limits: crate::outbuf::OutputLimits,
 }
 
 impl Store {
@@ -80,7 +95,7 @@ impl Store {
     pub(crate) fn new(config: EngineConfig) -> Self {
         let notify_flags = notify::parse_flags(&config.notify_keyspace_events).unwrap_or(0);
         let expired_flag = ExpiredFlag::default();
-        Store {
+        let mut store = Store {
             dbs: (0..config.databases)
                 .map(|_| Db::with_flag(expired_flag.clone()))
                 .collect(),
@@ -103,7 +118,17 @@ impl Store {
             save: crate::persist::save::SaveState::new(),
             shared: std::sync::Weak::new(),
             aof: Default::default(),
-        }
+            evict_policy: Policy::NoEviction,
+            evict_pool: Pool::default(),
+            evict_next_db: 0,
+            evicting: false,
+            peak_memory: 0,
+            startup_memory: crate::alloc::used_memory(),
+            output_limits: crate::outbuf::DEFAULT_LIMITS,
+        };
+        store.reload_eviction();
+        store.reload_output_limits();
+        store
     }
 
     /// Registers a new connection; returns its client id. Its pushes (pub/sub
@@ -114,12 +139,27 @@ impl Store {
         laddr: String,
         push: PushSender,
         kill: Arc<Notify>,
+        output: crate::outbuf::Output,
     ) -> u64 {
         self.stats.connections += 1;
         let authed = self.config.requirepass.is_none();
-        let id = self.clients.connect(addr, laddr, authed, kill);
-        self.pubsub.register(id, push);
+        let id = self
+            .clients
+            .connect(addr, laddr, authed, kill, output.clone());
+        self.pubsub.register(id, push, output);
         id
+    }
+
+    /// After CONFIG SET client-output-buffer-limit (and at start): merges the classes
+    /// it names over the current limits, as Redis does, and shows the whole result.
+    pub(crate) fn reload_output_limits(&mut self) {
+        let mut l = self.output_limits;
+        // Checked by the settings table already; an error leaves the limits as they were.
+        if l.apply(&self.config.client_output_buffer_limit).is_ok() {
+            self.output_limits = l;
+        }
+        self.config.client_output_buffer_limit = self.output_limits.format();
+        self.pubsub.limit = self.output_limits.pubsub;
     }
 
     /// Forgets a closed connection: its blocked command, WATCHes and subscriptions.

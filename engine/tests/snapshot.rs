@@ -47,6 +47,8 @@ fn server(dir: &str, save: &str, delay_us: u64) -> EngineServer {
         dir: dir.into(),
         save: save.into(),
         rdb_key_save_delay: delay_us,
+        // DEBUG RELOAD and DEBUG SLEEP, from loopback as the private redis-servers.
+        enable_debug_command: "local".into(),
         ..Default::default()
     })
 }

@@ -192,6 +192,9 @@ struct Row {
     multi: i64,
     cmd: String,
     resp: u8,
+    /// Pushes waiting for the connection (`oll`) and pending output bytes (`omem`).
+    oll: usize,
+    omem: usize,
 }
 
 impl Row {
@@ -229,6 +232,8 @@ impl Row {
                 c.last_cmd.clone()
             },
             resp: c.resp,
+            oll: c.output.as_ref().map_or(0, |o| o.oll()),
+            omem: c.output.as_ref().map_or(0, |o| o.omem()),
         }
     }
 
@@ -244,7 +249,7 @@ impl Row {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=1024 rbp=0 obl=0 oll=0 omem=0 tot-mem=1024 events=r cmd={} user=default redir=-1 resp={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=1024 rbp=0 obl=0 oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
             self.id,
             self.addr,
             self.laddr,
@@ -257,6 +262,9 @@ impl Row {
             self.sub,
             self.psub,
             self.multi,
+            self.oll,
+            self.omem,
+            1024 + self.omem,
             self.cmd,
             self.resp
         );

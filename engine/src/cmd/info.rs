@@ -1,6 +1,6 @@
 //! INFO (`server.c` genRedisInfoString): sections in Redis's order and format.
 
-use super::object::{used_memory, BASE_MEMORY};
+use super::object::MemoryReport;
 use crate::command::{CommandSpec, Ctx, LOADING, STALE};
 use crate::error::CmdResult;
 use crate::keyspace::db::lru_clock;
@@ -42,6 +42,26 @@ pub(crate) fn human(n: u64) -> String {
     } else {
         format!("{:.2}G", d / (1024.0 * 1024.0 * 1024.0))
     }
+}
+
+/// `a` as a percentage of `b`.
+fn pct(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 * 100.0 / b as f64
+    }
+}
+
+/// Physical memory of the machine in bytes, from /proc/meminfo (0 when unknown).
+fn total_system_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
 }
 
 /// CPU seconds (user, system) of this process, from /proc where available.
@@ -114,6 +134,8 @@ fn tcp_port(ctx: &Ctx) -> String {
 fn info_section(ctx: &mut Ctx, name: &str, o: &mut String) {
     static RUN_ID: OnceLock<String> = OnceLock::new();
     static REPL_ID: OnceLock<String> = OnceLock::new();
+    // Only the memory section reads the allocator and /proc.
+    let memory = (name == "memory").then(|| MemoryReport::now(ctx.store));
     let store = &*ctx.store;
     let cfg = &store.config;
     let st = &store.stats;
@@ -160,33 +182,51 @@ fn info_section(ctx: &mut Ctx, name: &str, o: &mut String) {
             f!("cluster_connections:0");
             f!("maxclients:{}", cfg.maxclients);
             f!("client_recent_max_input_buffer:0");
-            f!("client_recent_max_output_buffer:0");
+            f!(
+                "client_recent_max_output_buffer:{}",
+                store.clients.output_bytes().1
+            );
             f!("blocked_clients:{}", store.blocking.count());
             f!("tracking_clients:0");
             f!("clients_in_timeout_table:{}", store.blocking.count());
         }
         "memory" => {
-            let used = used_memory(store);
+            let Some(m) = memory else { return };
+            let used = m.used;
             o.push_str("# Memory\r\n");
             f!("used_memory:{used}");
             f!("used_memory_human:{}", human(used));
-            f!("used_memory_rss:{used}");
-            f!("used_memory_rss_human:{}", human(used));
-            f!("used_memory_peak:{used}");
-            f!("used_memory_peak_human:{}", human(used));
-            f!("used_memory_overhead:{BASE_MEMORY}");
-            f!("used_memory_startup:{BASE_MEMORY}");
+            f!("used_memory_rss:{}", m.rss);
+            f!("used_memory_rss_human:{}", human(m.rss));
+            f!("used_memory_peak:{}", m.peak);
+            f!("used_memory_peak_human:{}", human(m.peak));
+            f!("used_memory_peak_perc:{:.2}%", pct(used, m.peak));
+            f!("used_memory_overhead:{}", m.overhead);
+            f!("used_memory_startup:{}", m.startup);
+            f!("used_memory_dataset:{}", m.dataset());
             f!(
-                "used_memory_dataset:{}",
-                used.saturating_sub(BASE_MEMORY as u64)
+                "used_memory_dataset_perc:{:.2}%",
+                pct(m.dataset(), used.saturating_sub(m.startup))
             );
+            f!("allocator_allocated:{used}");
+            f!("allocator_active:{used}");
+            f!("allocator_resident:{}", m.rss);
+            f!("total_system_memory:{}", total_system_memory());
+            f!("total_system_memory_human:{}", human(total_system_memory()));
             f!("maxmemory:{}", cfg.maxmemory);
             f!("maxmemory_human:{}", human(cfg.maxmemory));
             f!("maxmemory_policy:{}", cfg.maxmemory_policy);
-            f!("mem_fragmentation_ratio:1.00");
+            f!("mem_fragmentation_ratio:{:.2}", m.fragmentation());
+            f!("mem_fragmentation_bytes:{}", m.rss as i64 - used as i64);
+            f!("mem_not_counted_for_evict:0");
+            f!("mem_replication_backlog:0");
+            f!("mem_clients_slaves:0");
+            f!("mem_clients_normal:{}", store.clients.output_bytes().0);
+            f!("mem_aof_buffer:0");
             f!("mem_allocator:libc");
-            f!("lazyfree_pending_objects:0");
-            f!("lazyfreed_objects:0");
+            f!("active_defrag_running:0");
+            f!("lazyfree_pending_objects:{}", crate::lazyfree::pending());
+            f!("lazyfreed_objects:{}", crate::lazyfree::freed());
         }
         "persistence" => {
             let sv = &store.save;

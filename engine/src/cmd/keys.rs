@@ -56,11 +56,18 @@ fn db_index(ctx: &Ctx, b: &[u8]) -> Result<usize, CmdError> {
     Ok(v as usize)
 }
 
+/// DEL and UNLINK. UNLINK (and DEL with `lazyfree-lazy-user-del`) frees big values
+/// on the lazy-free thread, off the command path.
 fn del(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let now = ctx.now();
+    let lazy = eq_ic(&args[0], "unlink") || ctx.store.config.lazyfree_lazy_user_del;
     let mut n = 0;
     for k in &args[1..] {
-        if ctx.db().remove(k, now).is_some() {
+        if let Some(e) = ctx.db().remove(k, now) {
+            if lazy {
+                let effort = e.value.free_effort();
+                crate::lazyfree::free(e, effort);
+            }
             ctx.key_event(notify::GENERIC, "del", k);
             n += 1;
         }

@@ -51,16 +51,32 @@ fn memory(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             b"Hi Sam, I can't find any memory issue in your instance. I can only account for what occurs on this base.",
         ))),
         "stats" => {
-            let used = used_memory(ctx.store) as i64;
+            let m = MemoryReport::now(ctx.store);
             let keys = ctx.store.total_keys() as i64;
+            let int = |n: u64| Reply::Int(n.min(i64::MAX as u64) as i64);
+            let pct = |a: u64, b: u64| {
+                let p = if b == 0 { 0.0 } else { a as f64 * 100.0 / b as f64 };
+                Reply::Double(p)
+            };
+            let dataset = m.dataset();
+            let net = m.used.saturating_sub(m.startup);
             Ok(Reply::Map(vec![
-                (Reply::text("peak.allocated"), Reply::Int(used)),
-                (Reply::text("total.allocated"), Reply::Int(used)),
-                (Reply::text("startup.allocated"), Reply::Int(BASE_MEMORY as i64)),
+                (Reply::text("peak.allocated"), int(m.peak)),
+                (Reply::text("total.allocated"), int(m.used)),
+                (Reply::text("startup.allocated"), int(m.startup)),
+                (Reply::text("overhead.total"), int(m.overhead)),
                 (Reply::text("keys.count"), Reply::Int(keys)),
                 (
-                    Reply::text("dataset.bytes"),
-                    Reply::Int(used - BASE_MEMORY as i64),
+                    Reply::text("keys.bytes-per-key"),
+                    int(if keys == 0 { 0 } else { net / keys as u64 }),
+                ),
+                (Reply::text("dataset.bytes"), int(dataset)),
+                (Reply::text("dataset.percentage"), pct(dataset, net)),
+                (Reply::text("peak.percentage"), pct(m.used, m.peak)),
+                (Reply::text("fragmentation"), Reply::Double(m.fragmentation())),
+                (
+                    Reply::text("fragmentation.bytes"),
+                    Reply::Int(m.rss as i64 - m.used as i64),
                 ),
             ]))
         }
@@ -160,7 +176,20 @@ fn object(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         ));
     }
     let now = ctx.now();
-    let lfu = ctx.store.config.maxmemory_policy.contains("lfu");
+    let policy = ctx.store.evict_policy;
+    // `allkeys-tinylfu` keeps access ticks, not times, in the clock bits: it answers
+    // as an LFU policy, with its sketch's estimate for OBJECT FREQ.
+    let tiny = policy == crate::keyspace::evict::Policy::AllKeysTinyLfu;
+    let lfu = policy.is_lfu() || tiny;
+    let decay = ctx.store.config.lfu_decay_time;
+    let estimate = if tiny {
+        ctx.db()
+            .admission
+            .as_deref()
+            .map(|a| a.frequency(&args[2]) as i64)
+    } else {
+        None
+    };
     let Some(e) = obj_info(ctx, &args[2]) else {
         return Ok(Reply::Nil);
     };
@@ -186,27 +215,68 @@ fn object(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             if !lfu {
                 return Err(CmdError::err("An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust."));
             }
-            // Access frequency is not tracked; report Redis's initial counter.
-            Reply::Int(5)
+            match estimate {
+                Some(n) => Reply::Int(n),
+                None => Reply::Int(crate::keyspace::evict::lfu_decayed(e.lru, decay, now) as i64),
+            }
         }
     })
 }
 
-/// Memory Redis reports right after start; the engine's own overhead is of that order.
-pub(crate) const BASE_MEMORY: usize = 870_000;
+/// Bytes one stored key costs besides its key and value's own heap: its slot in the
+/// keyspace map (hash, key, entry: 64 bytes) and in the hash index (8 bytes and a
+/// control byte).
+const PER_KEY: usize = 73;
 
-/// Estimated bytes used by one key: its value plus key and dict-entry overhead.
+/// Bytes used by one key: its name's and value's heap plus its share of the keyspace
+/// tables (MEMORY USAGE).
 pub(crate) fn key_usage(key: &[u8], v: &Value) -> usize {
-    key.len() + v.mem_usage() + 56
+    // Names up to 22 bytes are stored inline; longer ones in a counted block.
+    let name = if key.len() > 22 { key.len() + 16 } else { 0 };
+    name + v.mem_usage() + PER_KEY
 }
 
-/// Estimated memory in use: a fixed base plus every key's estimate. O(keys).
-pub fn used_memory(store: &crate::store::Store) -> u64 {
-    let data: usize = store
-        .dbs
-        .iter()
-        .flat_map(|d| d.iter())
-        .map(|(k, e)| key_usage(k, &e.value))
-        .sum();
-    (BASE_MEMORY + data + store.clients.connected() * 20_000) as u64
+/// Where the process's memory goes, from the counting allocator (INFO memory,
+/// MEMORY STATS).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MemoryReport {
+    /// Allocated now (`used_memory`).
+    pub(crate) used: u64,
+    /// Highest `used` seen.
+    pub(crate) peak: u64,
+    /// Allocated when the store was created.
+    pub(crate) startup: u64,
+    /// What is not the data set: startup memory, the keyspace's tables, clients.
+    pub(crate) overhead: u64,
+    /// Resident set size (`used_memory_rss`).
+    pub(crate) rss: u64,
+}
+
+impl MemoryReport {
+    /// Reads the counters now (O(databases)); also moves the peak.
+    pub(crate) fn now(store: &mut crate::store::Store) -> MemoryReport {
+        let used = crate::alloc::used_memory();
+        store.peak_memory = store.peak_memory.max(used);
+        let tables: usize = store.dbs.iter().map(|d| d.table_bytes()).sum();
+        let overhead = (store.startup_memory + tables).min(used);
+        MemoryReport {
+            used: used as u64,
+            peak: store.peak_memory as u64,
+            startup: store.startup_memory as u64,
+            overhead: overhead as u64,
+            rss: crate::alloc::rss() as u64,
+        }
+    }
+    /// Data set bytes: used minus overhead.
+    pub(crate) fn dataset(&self) -> u64 {
+        self.used.saturating_sub(self.overhead)
+    }
+    /// RSS over used (`mem_fragmentation_ratio`).
+    pub(crate) fn fragmentation(&self) -> f64 {
+        if self.used == 0 {
+            0.0
+        } else {
+            self.rss as f64 / self.used as f64
+        }
+    }
 }

@@ -3,7 +3,9 @@
 
 use super::object::obj_info;
 use super::subcommand::help_reply;
-use crate::command::{CommandSpec, Ctx, ADMIN, FAST, LOADING, NOSCRIPT, READONLY, STALE, WRITE};
+use crate::command::{
+    CommandSpec, Ctx, ADMIN, FAST, LOADING, NOSCRIPT, PROTECTED, READONLY, STALE, WRITE,
+};
 use crate::error::{CmdError, CmdResult};
 use crate::keyspace::db::lru_clock;
 use crate::net::reply::Reply;
@@ -19,7 +21,7 @@ pub fn commands() -> Vec<CommandSpec> {
         CommandSpec::new("dbsize", 1, READONLY | FAST, (0, 0, 0), dbsize),
         CommandSpec::new("swapdb", 3, WRITE | FAST, (0, 0, 0), swapdb),
         CommandSpec::new("time", 1, LOADING | STALE | FAST, (0, 0, 0), time),
-        CommandSpec::new("debug", -2, admin, (0, 0, 0), debug),
+        CommandSpec::new("debug", -2, admin | PROTECTED, (0, 0, 0), debug),
         CommandSpec::new("shutdown", -1, admin, (0, 0, 0), shutdown),
         CommandSpec::new(
             "role",
@@ -34,23 +36,26 @@ pub fn commands() -> Vec<CommandSpec> {
 // ---------------------------------------------------------------------------------
 // Keyspace-wide commands.
 
-fn flush_mode(args: &[Bytes]) -> Result<(), CmdError> {
+/// Whether FLUSHALL/FLUSHDB frees lazily: ASYNC, or neither SYNC nor ASYNC with
+/// `lazyfree-lazy-user-flush yes` (Redis's `getFlushCommandFlags`).
+fn flush_mode(ctx: &Ctx, args: &[Bytes]) -> Result<bool, CmdError> {
     match args.len() {
-        1 => Ok(()),
-        2 if eq_ic(&args[1], "async") || eq_ic(&args[1], "sync") => Ok(()),
+        1 => Ok(ctx.store.config.lazyfree_lazy_user_flush),
+        2 if eq_ic(&args[1], "async") => Ok(true),
+        2 if eq_ic(&args[1], "sync") => Ok(false),
         _ => Err(CmdError::Syntax),
     }
 }
 
 fn flushall(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    flush_mode(args)?;
-    ctx.store.flush(None);
+    let lazy = flush_mode(ctx, args)?;
+    ctx.store.flush_with(None, lazy);
     Ok(Reply::OK)
 }
 
 fn flushdb(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    flush_mode(args)?;
-    ctx.store.flush(Some(ctx.client.db));
+    let lazy = flush_mode(ctx, args)?;
+    ctx.store.flush_with(Some(ctx.client.db), lazy);
     Ok(Reply::OK)
 }
 
@@ -263,7 +268,13 @@ mod tests {
         store.watches.watch(9, 1, Bytes::from_static(b"w"), false);
         let (push, _pushes) = tokio::sync::mpsc::unbounded_channel();
         let kill = std::sync::Arc::new(tokio::sync::Notify::new());
-        let blocked = store.connect(String::new(), String::new(), push, kill);
+        let blocked = store.connect(
+            String::new(),
+            String::new(),
+            push,
+            kill,
+            std::sync::Arc::default(),
+        );
         if let Some(mut b) = store.clients.checkout(blocked) {
             b.db = 1;
             store.clients.checkin(b);

@@ -11,7 +11,7 @@
 
 mod setting;
 
-pub(crate) use setting::{Setting, Value, IMMUTABLE, PROTECTED};
+pub(crate) use setting::{parse_memory, Setting, Value, IMMUTABLE, PROTECTED};
 pub use setting::{SettingError, SettingValue};
 
 use crate::store::Store;
@@ -111,9 +111,11 @@ settings! {
         Setting::memory("hll-sparse-max-bytes", 0, i64::MAX as u64);
     /// Active expiry cycles per second (clamped to 1..=500 as in Redis).
     hz: u32 = 10 => Setting::int("hz", 0, i32::MAX as i64).normalize(clamp_hz);
-    /// Memory limit in bytes (0: none).
-    maxmemory: u64 = 0 => Setting::memory("maxmemory", 0, i64::MAX as u64);
-    /// Eviction policy (`noeviction`, `allkeys-lru`, ...).
+    /// Memory limit in bytes (0: none): above it, keys are evicted by
+    /// `maxmemory-policy` before each command ([`crate::keyspace::evict`]).
+    maxmemory: u64 = 0 =>
+        Setting::memory("maxmemory", 0, i64::MAX as u64).apply(Store::apply_maxmemory);
+    /// Which keys go when memory is over `maxmemory` (Redis's eight policies).
     maxmemory_policy: String = "noeviction".into() => Setting::one_of(
         "maxmemory-policy",
         &[
@@ -125,8 +127,42 @@ settings! {
             "allkeys-lfu",
             "allkeys-random",
             "noeviction",
+            "allkeys-tinylfu",
         ],
-    );
+    )
+    .apply(Store::reload_eviction);
+    /// Keys sampled per database for each eviction (more: closer to true LRU/LFU).
+    maxmemory_samples: u32 = 5 => Setting::int("maxmemory-samples", 1, i32::MAX as i64);
+    /// How long one command may spend evicting, 0..100 (10: 500 us, 100: no limit).
+    maxmemory_eviction_tenacity: u32 = 10 => Setting::int("maxmemory-eviction-tenacity", 0, 100);
+    /// LFU counter's logarithm factor: higher, more hits per increment.
+    lfu_log_factor: u32 = 10 =>
+        Setting::int("lfu-log-factor", 0, i32::MAX as i64).apply(Store::reload_eviction);
+    /// Minutes per decrement of an idle key's LFU counter (0: never decays).
+    lfu_decay_time: u32 = 1 =>
+        Setting::int("lfu-decay-time", 0, i32::MAX as i64).apply(Store::reload_eviction);
+    /// Evicted values are freed off the command path (and propagated as UNLINK).
+    lazyfree_lazy_eviction: bool = false => Setting::boolean("lazyfree-lazy-eviction");
+    /// Expired values are freed off the command path.
+    lazyfree_lazy_expire: bool = false => Setting::boolean("lazyfree-lazy-expire");
+    /// Values deleted as a side effect (RENAME over a key, SET over a value) are freed
+    /// off the command path.
+    lazyfree_lazy_server_del: bool = false => Setting::boolean("lazyfree-lazy-server-del");
+    /// DEL behaves as UNLINK.
+    lazyfree_lazy_user_del: bool = false => Setting::boolean("lazyfree-lazy-user-del");
+    /// FLUSHDB and FLUSHALL without SYNC/ASYNC behave as with ASYNC.
+    lazyfree_lazy_user_flush: bool = false => Setting::boolean("lazyfree-lazy-user-flush");
+    /// Who may run DEBUG: `no` (nobody, Redis 7's default, so that one client cannot
+    /// freeze every other with DEBUG SLEEP), `yes`, or `local` (loopback connections).
+    /// Set in the config file only, as in Redis.
+    enable_debug_command: String = "no".into() =>
+        Setting::one_of("enable-debug-command", &["no", "yes", "local"]).immutable();
+    /// Output buffer limits per client class (`<class> <hard> <soft> <seconds>`
+    /// groups; Redis's defaults: normal unlimited, replica 256mb 64mb 60, pubsub
+    /// 32mb 8mb 60). A CONFIG SET names only the classes it changes.
+    client_output_buffer_limit: String = crate::outbuf::DEFAULT_TEXT.into() =>
+        Setting::special("client-output-buffer-limit", check_obl, show_obl)
+            .apply(Store::reload_output_limits);
     /// Seconds an idle client may stay connected (0: forever).
     timeout: u64 = 0 => Setting::int("timeout", 0, i32::MAX as i64);
     /// Threads that run client connections (Redis's `io-threads`, default 1). Commands
@@ -258,6 +294,19 @@ fn port_of(c: &EngineConfig) -> Value {
             .map(|(_, p)| p.to_string())
             .unwrap_or_default(),
     )
+}
+
+fn check_obl(s: &str) -> Result<String, String> {
+    let mut l = crate::outbuf::DEFAULT_LIMITS;
+    l.apply(s)?;
+    // Kept as given (normalised): CONFIG SET merges it over the current limits.
+    Ok(s.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+fn show_obl(s: &str) -> String {
+    let mut l = crate::outbuf::DEFAULT_LIMITS;
+    let _ = l.apply(s);
+    l.format()
 }
 
 fn check_notify(s: &str) -> Result<String, String> {

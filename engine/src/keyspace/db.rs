@@ -1,6 +1,8 @@
 //! One numbered database: the keyspace, key expiry, and typed access to values.
 
 use crate::error::CmdError;
+use crate::keyspace::evict::{self, Lfu};
+use crate::keyspace::tinylfu::Admission;
 use crate::types::{CompactBytes, Hash, List, Set, Value, ZSet};
 use bytes::Bytes;
 use indexmap::IndexMap;
@@ -49,6 +51,10 @@ impl Entry {
     /// Records an access at `now` (ms) on the LRU clock.
     pub fn touch(&mut self, now: u64) {
         self.meta = (self.meta & !LRU_MASK) | lru_clock(now);
+    }
+    /// Sets the 24 clock bits (an LFU policy keeps minutes and a counter there).
+    pub(crate) fn set_clock(&mut self, bits: u32) {
+        self.meta = (self.meta & !LRU_MASK) | (bits & LRU_MASK);
     }
     /// Whether a string value is reported as `raw` (edited in place).
     pub fn is_raw(&self) -> bool {
@@ -168,6 +174,35 @@ pub struct Db {
     last_write: usize,
     /// Set while a snapshot runs.
     before_write: Option<Box<dyn BeforeWrite>>,
+    /// While an LFU policy is selected, accesses update the entries' LFU counters
+    /// instead of their access times (the same 24 bits, as in Redis).
+    lfu: Option<Lfu>,
+    /// Under `allkeys-tinylfu`: the access sketch and the window of new keys
+    /// ([`crate::keyspace::tinylfu`]).
+    pub(crate) admission: Option<Box<Admission>>,
+}
+
+/// What an entry's 24 clock bits record, by policy.
+#[derive(Debug, Clone, Copy)]
+enum Clock {
+    /// Seconds of the LRU clock (Redis's LRU policies, OBJECT IDLETIME).
+    Lru,
+    /// Minutes and a logarithmic counter (Redis's LFU policies, OBJECT FREQ).
+    Lfu(Lfu),
+    /// The database's access count at this access (`allkeys-tinylfu`: recency at
+    /// the resolution of single accesses, where seconds cannot tell keys apart).
+    Tick(u32),
+}
+
+/// Records an access to `e` at `now`: its LRU time, its LFU counter under an LFU
+/// policy (Redis's `updateLFU`), or the access tick.
+#[inline]
+fn access(clock: Clock, e: &mut Entry, now: u64) {
+    match clock {
+        Clock::Lru => e.touch(now),
+        Clock::Lfu(l) => e.set_clock(evict::lfu_access(e.lru(), l, now)),
+        Clock::Tick(t) => e.set_clock(t),
+    }
 }
 
 macro_rules! typed_access {
@@ -202,15 +237,17 @@ macro_rules! typed_access {
         /// Typed write access that creates an empty value when the key is missing.
         pub fn $get_or_create(&mut self, key: &[u8], now: u64) -> Result<&mut $ty, CmdError> {
             // Found or created by index: one hash probe, not a second `get_mut`.
+            self.record(key);
             let idx = match self.live_index(key, now) {
                 Some(idx) => {
                     self.guard_index(idx);
-                    self.map[idx].touch(now);
+                    access(self.clock(), &mut self.map[idx], now);
                     idx
                 }
                 None => {
                     self.guard_new(key);
-                    let e = Entry::new(Value::$variant(Box::default()), now);
+                    self.admit(key);
+                    let e = self.fresh(Value::$variant(Box::default()), now);
                     self.map.insert_full(CompactBytes::from(key), e).0
                 }
             };
@@ -364,19 +401,25 @@ impl Db {
 
     /// Reads a key, deleting it first if it has expired; records the access.
     pub fn lookup(&mut self, key: &[u8], now: u64) -> Option<&Entry> {
+        // A miss is not counted: the fill that follows is (one count per request,
+        // as Caffeine counts a miss and its load).
         let idx = self.live_index(key, now)?;
+        self.record(key);
+        let clock = self.clock();
         let e = &mut self.map[idx];
-        e.touch(now);
+        access(clock, e, now);
         Some(e)
     }
 
     /// Opens a key for writing, deleting it first if it has expired.
     pub fn lookup_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
         let idx = self.live_index(key, now)?;
+        self.record(key);
         self.guard_index(idx);
         self.last_write = idx;
+        let clock = self.clock();
         let e = &mut self.map[idx];
-        e.touch(now);
+        access(clock, e, now);
         Some(e)
     }
 
@@ -424,20 +467,38 @@ impl Db {
     pub fn insert(&mut self, key: impl AsRef<[u8]>, value: Value, now: u64) {
         let key = key.as_ref();
         self.guard_key(key);
+        self.record(key);
+        let clock = self.clock();
         // One hash probe for both cases (building the key is free for keys up to 22
         // bytes, which stay inline).
         match self.map.entry(CompactBytes::from(key)) {
             indexmap::map::Entry::Occupied(mut o) => {
                 self.last_write = o.index();
                 let had_ttl = o.get().has_ttl();
-                *o.get_mut() = Entry::new(value, now);
+                let mut e = Entry::new(value, now);
+                match clock {
+                    // An overwrite is an access: the key keeps its counter.
+                    Clock::Lfu(l) => e.set_clock(evict::lfu_access(o.get().lru(), l, now)),
+                    Clock::Tick(t) => e.set_clock(t),
+                    Clock::Lru => {}
+                }
+                *o.get_mut() = e;
                 if had_ttl {
                     self.volatile.swap_remove(key);
                 }
             }
             indexmap::map::Entry::Vacant(v) => {
                 self.last_write = v.index();
-                v.insert(Entry::new(value, now));
+                if let Some(a) = self.admission.as_mut() {
+                    a.inserted(key, v.index());
+                }
+                let mut e = Entry::new(value, now);
+                match clock {
+                    Clock::Lfu(_) => e.set_clock(evict::lfu_fresh(now)),
+                    Clock::Tick(t) => e.set_clock(t),
+                    Clock::Lru => {}
+                }
+                v.insert(e);
             }
         }
     }
@@ -449,11 +510,12 @@ impl Db {
             Some(idx) => {
                 self.guard_index(idx);
                 self.last_write = idx;
+                let clock = self.clock();
                 let e = &mut self.map[idx];
                 e.value = value;
                 e.set_raw(false);
                 e.set_written(now);
-                e.touch(now);
+                access(clock, e, now);
             }
             None => self.insert(key, value, now),
         }
@@ -526,10 +588,11 @@ impl Db {
             return false;
         };
         self.guard_index(idx);
+        let clock = self.clock();
         let Some((k, e)) = self.map.get_index_mut(idx) else {
             return false;
         };
-        e.touch(now);
+        access(clock, e, now);
         e.set_has_ttl(true);
         let k = k.clone();
         self.volatile.insert(k, at_ms.max(1));
@@ -542,12 +605,13 @@ impl Db {
             return false;
         };
         if !self.map[idx].has_ttl() {
-            self.map[idx].touch(now);
+            access(self.clock(), &mut self.map[idx], now);
             return false;
         }
         self.guard_index(idx);
+        let clock = self.clock();
         let e = &mut self.map[idx];
-        e.touch(now);
+        access(clock, e, now);
         e.set_has_ttl(false);
         self.volatile.swap_remove(key);
         true
@@ -603,6 +667,42 @@ impl Db {
             0
         };
         Some((k, e, at))
+    }
+
+    /// Gives back table capacity the keys no longer need (Redis's
+    /// `tryResizeHashTables`, from the cron): the map's entries follow its hash
+    /// index's capacity when they grow, and the index grows when deletions leave it
+    /// full of tombstones, so a keyspace that churns at a steady size (a cache under
+    /// eviction) can end up with twice the entries it holds. Shrinks only when more
+    /// than a third is unused, to 1/8 above the keys held, so it does not repeat.
+    pub(crate) fn resize_tables(&mut self) {
+        fn wasteful(len: usize, cap: usize) -> bool {
+            cap > 1024 && cap > len + len / 2
+        }
+        if wasteful(self.map.len(), self.map.capacity()) {
+            let len = self.map.len();
+            self.map.shrink_to(len + len / 8);
+        }
+        if wasteful(self.volatile.len(), self.volatile.capacity()) {
+            let len = self.volatile.len();
+            self.volatile.shrink_to(len + len / 8);
+        }
+    }
+
+    /// Drops every key (as [`Db::clear`]) and hands back the old contents, for the
+    /// lazy-free thread to drop.
+    pub(crate) fn take_contents(&mut self) -> impl Send + 'static {
+        if let Some(mut h) = self.before_write.take() {
+            h.before_clear(self);
+            self.before_write = Some(h);
+        }
+        if let Some(a) = self.admission.as_mut() {
+            a.window.clear();
+        }
+        (
+            std::mem::take(&mut self.map),
+            std::mem::take(&mut self.volatile),
+        )
     }
 
     /// Trades keys with `other` (SWAPDB). A snapshot hook stays with its database
@@ -719,6 +819,109 @@ impl Db {
         (sampled, expired)
     }
 
+    /// Sets how accesses are recorded: an LFU counter (`Some`) or an access time.
+    pub(crate) fn set_lfu(&mut self, lfu: Option<Lfu>) {
+        self.lfu = lfu;
+    }
+
+    /// Bytes of the keyspace's own tables (their capacity, used or not): the entries
+    /// vector (hash, key, entry) and the hash index, for keys and for TTLs.
+    pub(crate) fn table_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<(u64, CompactBytes, Entry)>() + 9;
+        let ttl_slot = std::mem::size_of::<(u64, CompactBytes, u64)>() + 9;
+        self.map.capacity() * slot + self.volatile.capacity() * ttl_slot
+    }
+
+    /// Turns `allkeys-tinylfu`'s admission state on (fresh) or off.
+    pub(crate) fn set_admission(&mut self, on: bool) {
+        match (on, self.admission.is_some()) {
+            (true, false) => self.admission = Some(Box::new(Admission::new(self.map.len()))),
+            (false, true) => self.admission = None,
+            _ => {}
+        }
+    }
+
+    /// Counts an access of `key`, found or not, in the admission sketch.
+    #[inline]
+    fn record(&mut self, key: &[u8]) {
+        if let Some(a) = self.admission.as_mut() {
+            a.record(key, self.map.len());
+        }
+    }
+
+    /// A key is being created: it enters the admission window.
+    #[inline]
+    fn admit(&mut self, key: &[u8]) {
+        if let Some(a) = self.admission.as_mut() {
+            a.inserted(key, self.map.len());
+        }
+    }
+
+    /// A new entry, its clock bits as the policy wants them.
+    fn fresh(&mut self, value: Value, now: u64) -> Entry {
+        let mut e = Entry::new(value, now);
+        match self.clock() {
+            Clock::Lfu(_) => e.set_clock(evict::lfu_fresh(now)),
+            Clock::Tick(t) => e.set_clock(t),
+            Clock::Lru => {}
+        }
+        e
+    }
+
+    /// How this access is recorded in the entry's clock bits (a tick is used up).
+    #[inline]
+    fn clock(&mut self) -> Clock {
+        if let Some(l) = self.lfu {
+            return Clock::Lfu(l);
+        }
+        match self.admission.as_mut() {
+            Some(a) => Clock::Tick(a.tick()),
+            None => Clock::Lru,
+        }
+    }
+
+    /// Accesses since `e`'s last, under `allkeys-tinylfu` (0 otherwise).
+    pub(crate) fn ticks_idle(&self, e: &Entry) -> u64 {
+        self.admission
+            .as_ref()
+            .map_or(0, |a| (a.now().wrapping_sub(e.lru()) & 0xFF_FFFF) as u64)
+    }
+
+    /// A random stored entry, live or not (eviction samples with it).
+    pub(crate) fn random_entry(&self) -> Option<(&CompactBytes, &Entry)> {
+        if self.map.is_empty() {
+            return None;
+        }
+        self.map.get_index(fastrand::usize(..self.map.len()))
+    }
+
+    /// A random key with a TTL, and its expiry.
+    pub(crate) fn random_volatile(&self) -> Option<(&CompactBytes, u64)> {
+        if self.volatile.is_empty() {
+            return None;
+        }
+        self.volatile
+            .get_index(fastrand::usize(..self.volatile.len()))
+            .map(|(k, &at)| (k, at))
+    }
+
+    /// A stored entry, live or not, without side effects.
+    pub(crate) fn entry(&self, key: &[u8]) -> Option<&Entry> {
+        self.map.get(key)
+    }
+
+    /// Removes a key to free memory (eviction); returns its entry. The write path
+    /// announces it ([`crate::keyspace::Change::Evicted`]).
+    pub(crate) fn evict(&mut self, key: &[u8]) -> Option<Entry> {
+        let idx = self.map.get_index_of(key)?;
+        self.guard_index(idx);
+        let (k, e) = self.map.swap_remove_index(idx)?;
+        if e.has_ttl() {
+            self.volatile.swap_remove(&k);
+        }
+        Some(e)
+    }
+
     typed_access!(list, list_mut, list_or_create, List, List);
     typed_access!(hash, hash_mut, hash_or_create, Hash, Hash);
     typed_access!(set, set_mut, set_or_create, Set, Set);
@@ -797,6 +1000,24 @@ mod tests {
         assert_eq!(db.expire_of(b"c", NOW), Some(0));
         assert!(!db.peek(b"c", NOW).unwrap().has_ttl());
         assert_eq!(db.volatile_len(), 0);
+    }
+
+    #[test]
+    fn tables_give_back_capacity_after_deletions() {
+        let mut db = Db::default();
+        for i in 0..10_000 {
+            db.insert(format!("k{i}"), s("v"), NOW);
+        }
+        for i in 0..9_000 {
+            db.remove(format!("k{i}").as_bytes(), NOW);
+        }
+        assert!(db.map.capacity() >= 10_000);
+        db.resize_tables();
+        assert!(db.map.capacity() < 2_000, "{}", db.map.capacity());
+        let cap = db.map.capacity();
+        db.resize_tables();
+        assert_eq!(db.map.capacity(), cap, "not again while within a third");
+        assert!(db.is_live(b"k9999", NOW));
     }
 
     #[test]

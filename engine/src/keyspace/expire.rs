@@ -24,6 +24,9 @@ impl Store {
             }
         }
         self.leases.sweep(self.now, self.config.lease_interval_ms);
+        for db in &mut self.dbs {
+            db.resize_tables();
+        }
         self.flush_expired();
     }
 }

@@ -9,8 +9,9 @@
 //! | a key expired, lazily or by the active cycle | [`Store::flush_expired`] | after each command / cycle |
 //! | FLUSHDB, FLUSHALL | [`Store::flush`] | just before the databases are emptied |
 //! | SWAPDB | [`Store::swap`] | just before the databases trade contents |
+//! | a key was evicted under `maxmemory` ([`evict`]) | [`Store::announce_evicted`] | after it was removed |
 //!
-//! (Eviction will announce an evicted key as expiry does.) A command of any origin
+//! A command of any origin
 //! — a client, EXEC, a blocked client served, the sidecar's in-process deletes
 //! (`Engine::execute`), LEASESET's fill — writes through the same handlers, so it
 //! reaches the same function. The consumers, in order:
@@ -41,9 +42,11 @@
 //! and announces the change.
 
 pub(crate) mod db;
+pub(crate) mod evict;
 pub(crate) mod expire;
 pub(crate) mod notify;
 pub(crate) mod propagate;
+pub(crate) mod tinylfu;
 pub(crate) mod watch;
 
 use crate::command::{CommandSpec, LEASE_AWARE, WRITE};
@@ -64,6 +67,8 @@ pub(crate) enum Change<'a> {
     },
     /// `key` passed its TTL and was removed.
     Expired { db: usize, key: &'a [u8] },
+    /// `key` was removed to bring memory under `maxmemory`.
+    Evicted { db: usize, key: &'a [u8] },
     /// `db` (FLUSHDB), or every database (`None`, FLUSHALL), is about to be emptied.
     Flushed { db: Option<usize> },
     /// `a` and `b` are about to trade contents (SWAPDB).
@@ -114,10 +119,25 @@ impl Store {
 
     /// FLUSHDB (`Some(db)`) or FLUSHALL (`None`): announces, then empties.
     pub(crate) fn flush(&mut self, db: Option<usize>) {
+        self.flush_with(db, false);
+    }
+
+    /// [`Store::flush`]; with `lazy` (ASYNC), the old contents are freed on the
+    /// lazy-free thread.
+    pub(crate) fn flush_with(&mut self, db: Option<usize>, lazy: bool) {
         self.changed(Change::Flushed { db });
-        match db {
-            Some(d) => self.dbs[d].clear(),
-            None => self.dbs.iter_mut().for_each(|d| d.clear()),
+        let dbs = match db {
+            Some(d) => d..d + 1,
+            None => 0..self.dbs.len(),
+        };
+        for d in dbs {
+            let db = &mut self.dbs[d];
+            if lazy {
+                let keys = db.len() as u64;
+                crate::lazyfree::free_objects(db.take_contents(), keys);
+            } else {
+                db.clear();
+            }
         }
     }
 
@@ -148,6 +168,12 @@ impl Store {
         let (lo, hi) = (a.min(b), a.max(b));
         let (left, right) = self.dbs.split_at_mut(hi);
         left[lo].swap_contents(&mut right[0]);
+    }
+
+    /// Announces a key eviction removed (Redis's `performEvictions`: the key is
+    /// signalled modified, `evicted` is notified and its deletion propagated).
+    pub(crate) fn announce_evicted(&mut self, db: usize, key: &[u8]) {
+        self.changed(Change::Evicted { db, key });
     }
 
     /// Announces the keys the databases expired, lazily or actively, since the last
@@ -239,6 +265,19 @@ impl Store {
                 self.propagation.expired(db, key);
                 for h in &self.hooks {
                     h.modified(db, key, "expired");
+                }
+            }
+            Change::Evicted { db, key } => {
+                // Not counted in `dirty`, as in Redis: eviction is no change a client
+                // asked for, and a snapshot need not be taken for it.
+                self.stats.evicted_keys += 1;
+                self.watches.touch(db, key);
+                self.leases.void(db, key);
+                self.notify(db, notify::EVICTED, "evicted", key);
+                let lazy = self.config.lazyfree_lazy_eviction;
+                self.propagation.deleted(db, key, lazy);
+                for h in &self.hooks {
+                    h.modified(db, key, "evicted");
                 }
             }
             Change::Flushed { db } => {
@@ -573,6 +612,48 @@ mod tests {
         assert_eq!(s.leases.len(), 1);
         s.flush(Some(0));
         assert!(s.leases.is_empty());
+    }
+
+    #[test]
+    fn an_evicted_key_is_a_deletion_everywhere() {
+        use crate::lease::Grant;
+        // maxmemory 1: nothing fits, so every key goes.
+        let cfg = EngineConfig {
+            maxmemory: 1,
+            maxmemory_policy: "allkeys-random".into(),
+            notify_keyspace_events: "Ee".into(),
+            ..EngineConfig::default()
+        };
+        let mut s = Store::new(cfg);
+        let sink = Arc::new(Lines::default());
+        s.add_propagation_sink(sink.clone());
+        s.add_hook(sink.clone());
+        s.now = 1_000_000;
+        // A lease outstanding on a key that is then filled behind the write path's
+        // back (as a restore would): eviction must still void it.
+        assert!(matches!(
+            s.leases.grant(0, b"k", 1_000_000, 10_000),
+            Grant::Token(_)
+        ));
+        s.dbs[0].insert("k", Value::Str("v".into()), 1);
+        s.watches.watch(7, 0, Bytes::from("k"), false);
+        assert_eq!(
+            s.perform_evictions(),
+            super::evict::Evict::Fail,
+            "still over after evicting everything"
+        );
+        s.propagation.flush();
+        assert_eq!(s.dbs[0].len(), 0);
+        assert_eq!(s.stats.evicted_keys, 1);
+        assert!(s.leases.is_empty(), "the lease is void");
+        assert!(s.watches.is_dirty(7), "WATCH sees the key change");
+        assert_eq!(sink.take(), vec!["0:evicted:k", "0:DEL k"]);
+        // Under noeviction nothing goes.
+        s.config.maxmemory_policy = "noeviction".into();
+        s.reload_eviction();
+        s.dbs[0].insert("k", Value::Str("v".into()), 1);
+        assert_eq!(s.perform_evictions(), super::evict::Evict::Fail);
+        assert_eq!(s.dbs[0].len(), 1);
     }
 
     #[test]

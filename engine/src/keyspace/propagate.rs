@@ -137,6 +137,18 @@ impl Propagation {
         }
     }
 
+    /// `key` was evicted from `db`: a DEL (UNLINK when `lazy`, as Redis's
+    /// `propagateDeletion`) goes out ahead of the current unit.
+    pub(crate) fn deleted(&mut self, db: usize, key: &[u8], lazy: bool) {
+        if self.is_on() {
+            let cmd: &[u8] = if lazy { b"UNLINK" } else { b"DEL" };
+            self.expired.push(Propagated {
+                db,
+                argv: argv(&[cmd, key]),
+            });
+        }
+    }
+
     /// Ends an execution unit: hands what it produced to the sinks.
     #[inline]
     pub(crate) fn flush(&mut self) {

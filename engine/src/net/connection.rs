@@ -7,6 +7,7 @@ use crate::command;
 use crate::engine::Shared;
 use crate::net::frame::{self, ProtocolError};
 use crate::net::reply::Reply;
+use crate::outbuf::{reply_size, Output};
 use crate::store::Store;
 use bytes::BytesMut;
 use std::sync::Arc;
@@ -25,6 +26,10 @@ enum Exit {
     Shutdown,
     Protocol(ProtocolError),
     QueryBufferLimit,
+    /// Over `client-output-buffer-limit` (logged when found).
+    OutputBufferLimit,
+    /// Idle for longer than `timeout`.
+    Timeout,
     Io(std::io::Error),
 }
 
@@ -41,10 +46,15 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
     let _ = stream.set_nodelay(true);
     let (push_tx, push_rx) = mpsc::unbounded_channel();
     let kill = Arc::new(Notify::new());
-    let (id, gate) = {
+    let output: Output = Arc::default();
+    let (id, gate, (idle_limit, qbuf_limit)) = {
         let mut store = shared.lock();
-        let id = store.connect(addr, laddr, push_tx, kill.clone());
-        (id, store.aof.gate.clone())
+        let id = store.connect(addr, laddr, push_tx, kill.clone(), output.clone());
+        let limits = (
+            idle_limit(store.config.timeout, false),
+            store.config.client_query_buffer_limit,
+        );
+        (id, store.aof.gate.clone(), limits)
     };
     let mut conn = Conn {
         id,
@@ -57,6 +67,9 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
         out: BytesMut::with_capacity(16 * 1024),
         push_rx,
         kill,
+        output,
+        idle_limit,
+        qbuf_limit,
         shutdown,
         gate,
     };
@@ -64,6 +77,13 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
     tracing::debug!(client = id, ?exit, "connection closed");
     shared.lock().disconnect(id);
     shared.client_gone();
+}
+
+/// How long a client may stay idle (`timeout` seconds; 0 for ever). Subscribed
+/// clients wait for messages and are exempt, as in Redis; blocked ones too (they
+/// wait elsewhere).
+fn idle_limit(timeout: u64, subscribed: bool) -> Option<std::time::Duration> {
+    (timeout > 0 && !subscribed).then(|| std::time::Duration::from_secs(timeout))
 }
 
 /// The previous request's command name, byte for byte, and its table row: a
@@ -109,6 +129,12 @@ struct Conn {
     out: BytesMut,
     push_rx: mpsc::UnboundedReceiver<Reply>,
     kill: Arc<Notify>,
+    /// Pending output, shared with the pub/sub registry (output buffer limits).
+    output: Output,
+    /// `timeout` as of the last batch; `None` for no limit or a subscribed client.
+    idle_limit: Option<std::time::Duration>,
+    /// `client-query-buffer-limit` as of the last batch, for reads while blocked.
+    qbuf_limit: u64,
     shutdown: watch::Receiver<bool>,
     /// With the AOF on, replies wait until what their commands wrote or saw is in
     /// the AOF (on disk with `appendfsync always`).
@@ -128,15 +154,28 @@ impl Conn {
             if *self.shutdown.borrow() {
                 return Exit::Shutdown;
             }
+            let limit = self.idle_limit;
+            let idle = async move {
+                match limit {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = self.kill.notified() => return Exit::Killed,
+                _ = idle => {
+                    tracing::debug!(client = self.id, "closing idle client");
+                    return Exit::Timeout;
+                }
+                _ = self.output.wake.notified() => return Exit::OutputBufferLimit,
                 _ = self.shutdown.changed() => return Exit::Shutdown,
                 Some(msg) = self.push_rx.recv() => {
+                    self.output.taken(reply_size(&msg));
                     msg.encode(&mut self.out, self.resp3);
                     self.drain_pushes(self.resp3);
-                    if let Err(e) = self.flush().await {
-                        return Exit::Io(e);
+                    if let Err(exit) = self.flush().await {
+                        return exit;
                     }
                 }
                 r = self.stream.read_buf(&mut self.inbuf) => {
@@ -165,8 +204,8 @@ impl Conn {
                 }
                 Next::Block(rx, timeout, timeout_reply) => {
                     self.durable().await;
-                    if let Err(e) = self.flush().await {
-                        return Some(Exit::Io(e));
+                    if let Err(exit) = self.flush().await {
+                        return Some(exit);
                     }
                     match self.wait_blocked(rx, timeout, timeout_reply).await {
                         Ok(reply) => reply.encode(&mut self.out, self.resp3),
@@ -180,8 +219,8 @@ impl Conn {
             return Some(Exit::QueryBufferLimit);
         }
         self.durable().await;
-        if let Err(e) = self.flush().await {
-            return Some(Exit::Io(e));
+        if let Err(exit) = self.flush().await {
+            return Some(exit);
         }
         None
     }
@@ -200,6 +239,8 @@ impl Conn {
         client.last_active = Instant::now();
         let next = self.run_requests(&mut store, &mut client);
         self.resp3 = client.resp == 3;
+        self.idle_limit = idle_limit(store.config.timeout, client.subscriptions() > 0);
+        self.qbuf_limit = store.config.client_query_buffer_limit;
         store.clients.checkin(client);
         if matches!(next, Next::Close(Exit::Shutdown)) {
             drop(store);
@@ -256,6 +297,20 @@ impl Conn {
                 return Next::Block(rx, req.timeout, req.timeout_reply);
             }
             reply.encode(&mut self.out, client.resp == 3);
+            // Output buffer limits on replies: the pubsub class for a subscribed
+            // client, the normal class otherwise (unlimited by default).
+            let limits = &store.output_limits;
+            let (limit, class) = if client.subscriptions() > 0 {
+                (limits.pubsub, "pubsub")
+            } else {
+                (limits.normal, "normal")
+            };
+            if limit.is_set() {
+                self.output.set_writing(self.out.len());
+                if self.output.check(limit, client.id, class) {
+                    return Next::Close(Exit::OutputBufferLimit);
+                }
+            }
             if client.close_after_reply {
                 return Next::Close(Exit::Quit);
             }
@@ -290,12 +345,12 @@ impl Conn {
                     return Ok(rx.await.unwrap_or(timeout_reply));
                 }
                 _ = self.kill.notified() => return Err(Exit::Killed),
+                _ = self.output.wake.notified() => return Err(Exit::OutputBufferLimit),
                 _ = self.shutdown.changed() => return Err(Exit::Shutdown),
                 Some(msg) = self.push_rx.recv() => {
+                    self.output.taken(reply_size(&msg));
                     msg.encode(&mut self.out, self.resp3);
-                    if let Err(e) = self.flush().await {
-                        return Err(Exit::Io(e));
-                    }
+                    self.flush().await?;
                 }
                 // A blocked client that disconnects must stop waiting.
                 r = self.stream.read_buf(&mut self.inbuf) => {
@@ -303,6 +358,11 @@ impl Conn {
                         Ok(0) => return Err(Exit::Eof),
                         Err(e) => return Err(Exit::Io(e)),
                         Ok(_) => {}
+                    }
+                    // What a blocked client sends waits unparsed: the limit holds
+                    // meanwhile too.
+                    if self.inbuf.len() as u64 > self.qbuf_limit {
+                        return Err(Exit::QueryBufferLimit);
                     }
                 }
             }
@@ -326,15 +386,26 @@ impl Conn {
             return;
         }
         while let Ok(msg) = self.push_rx.try_recv() {
+            self.output.taken(reply_size(&msg));
             msg.encode(&mut self.out, resp3);
         }
     }
 
-    async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
-            self.out.clear();
+    /// Writes the output buffer. A client that does not read leaves this waiting; a
+    /// kill or an output buffer limit ends the wait (and the connection).
+    async fn flush(&mut self) -> Result<(), Exit> {
+        if self.out.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.output.set_writing(self.out.len());
+        let r = tokio::select! {
+            biased;
+            _ = self.kill.notified() => Err(Exit::Killed),
+            _ = self.output.wake.notified() => Err(Exit::OutputBufferLimit),
+            r = self.stream.write_all(&self.out) => r.map_err(Exit::Io),
+        };
+        self.out.clear();
+        self.output.set_writing(0);
+        r
     }
 }

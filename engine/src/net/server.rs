@@ -50,6 +50,8 @@ impl Server {
     pub async fn run(self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
         let shared = self.engine.shared().clone();
         let mut shutdown_rx = shared.subscribe_shutdown();
+        // What the process holds before the first client: INFO used_memory_startup.
+        shared.lock().startup_memory = crate::alloc::used_memory();
         let expire = tokio::spawn(expire_loop(shared.clone(), shared.subscribe_shutdown()));
         tokio::pin!(signal);
         loop {
@@ -103,6 +105,13 @@ async fn expire_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         let mut store = shared.lock();
         // Redis spends at most 25% of CPU time on this; a quarter of the period here.
         store.active_expire_cycle(period / 4);
+        // Redis's eviction time proc: a command that hit the time limit left memory
+        // over `maxmemory`; go on without waiting for the next command.
+        if store.evicting {
+            store.now = crate::util::now_ms();
+            store.perform_evictions();
+        }
+        store.peak_memory = store.peak_memory.max(crate::alloc::used_memory());
         crate::command::after_command(&mut store);
         // serverCron's save points and scheduled BGSAVE.
         crate::persist::save::cron(&mut store);

@@ -53,6 +53,18 @@ impl Value {
         }
     }
 
+    /// How many allocations freeing the value takes, roughly (Redis's
+    /// `lazyfreeGetFreeEffort`): its element count; 1 for a string.
+    pub fn free_effort(&self) -> usize {
+        match self {
+            Value::Str(_) => 1,
+            Value::List(l) => l.len(),
+            Value::Hash(h) => h.len(),
+            Value::Set(s) => s.len(),
+            Value::ZSet(z) => z.len(),
+        }
+    }
+
     /// Rough heap footprint in bytes, for MEMORY USAGE and INFO memory.
     pub fn mem_usage(&self) -> usize {
         match self {

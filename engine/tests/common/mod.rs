@@ -92,6 +92,8 @@ impl EngineServer {
         Self::start_with(engine::EngineConfig {
             listen: "127.0.0.1:0".into(),
             save: String::new(),
+            // As the private redis-servers run: DEBUG from loopback only.
+            enable_debug_command: "local".into(),
             ..Default::default()
         })
     }
@@ -217,6 +219,11 @@ impl Conn {
     /// Reads one reply, or `None` if the connection closed or timed out.
     pub fn try_read(&mut self) -> Option<Resp> {
         read_reply(&mut self.rd).ok()
+    }
+
+    /// The socket, for writes that may fail (the server closed it).
+    pub fn raw_stream(&mut self) -> &mut TcpStream {
+        &mut self.wr
     }
 
     pub fn set_timeout(&mut self, d: Duration) {

@@ -69,10 +69,6 @@ impl Default for WriteOptions {
     }
 }
 
-/// The frequency saved for every key under an LFU policy: the engine does not count
-/// accesses, and OBJECT FREQ reports Redis's initial counter.
-const LFU_INIT: u8 = 5;
-
 /// Output buffered in 64 KiB pieces, with the running checksum of what went out: the
 /// one way bytes of an RDB file reach their writer, whole-file or piece by piece.
 pub(crate) struct Out<W: Write> {
@@ -192,7 +188,9 @@ pub(crate) fn write_key<W: Write>(
             w.write_all(&[opcode::IDLE])?;
             enc.len(w, idle_seconds(entry, now))?;
         }
-        Eviction::Lfu => w.write_all(&[opcode::FREQ, LFU_INIT])?,
+        // The stored counter (the LFU clock's low 8 bits), as of its last access: the
+        // decay since then is not applied.
+        Eviction::Lfu => w.write_all(&[opcode::FREQ, (entry.lru() & 0xFF) as u8])?,
     }
     w.write_all(&[object::type_of(&entry.value)])?;
     enc.string(w, key)?;
@@ -342,7 +340,7 @@ pub fn read_rdb<R: Read>(input: R, now: u64, opts: &LoadOptions) -> Result<Loade
             }
             opcode::IDLE => idle = Some(r.len("an idle time")?),
             opcode::FREQ => {
-                // The engine does not count accesses (see LFU_INIT).
+                // Loaded keys start with a fresh counter.
                 r.u8("a frequency")?;
             }
             opcode::EOF => break,
