@@ -237,6 +237,11 @@ impl Ctx<'_> {
             self.store.propagation.prevent();
         }
     }
+    /// Whether this call re-runs a parked client's command (the dispatcher serving a
+    /// key that received data), rather than a client's own request.
+    pub fn serving_blocked(&self) -> bool {
+        self.store.blocking.is_blocked(self.client.id)
+    }
     /// Hash encoding thresholds from the config.
     pub fn hash_limits(&self) -> HashLimits {
         HashLimits {
@@ -393,10 +398,21 @@ pub(crate) fn after_command(store: &mut Store) {
 
 fn serve_blocked(store: &mut Store) {
     while let Some((db, key)) = store.blocking.next_ready() {
+        store.now = crate::util::now_ms();
         for id in store.blocking.waiters_of(db, &key) {
             let Some(b) = store.blocking.get(id) else {
                 continue;
             };
+            // One rule for every family: served only if the key holds, now that the
+            // command or transaction that touched it has ended, the type the client
+            // waits for. Others keep waiting (Redis's `handleClientsBlockedOnKeys`).
+            let now = store.now;
+            let holds = store.dbs[db]
+                .get_live(&key, now)
+                .is_some_and(|e| b.kind.holds(&e.value));
+            if !holds {
+                continue;
+            }
             let args = b.args.clone();
             let Some(spec) = lookup(&args[0]) else {
                 continue;
@@ -406,7 +422,6 @@ fn serve_blocked(store: &mut Store) {
             let Some(mut client) = store.clients.checkout(id) else {
                 continue;
             };
-            store.now = crate::util::now_ms();
             let reply = call(store, &mut client, spec, &args);
             let still_blocked = client.block.take().is_some();
             store.clients.checkin(client);
