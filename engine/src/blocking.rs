@@ -17,6 +17,8 @@ pub enum BlockKind {
     List,
     /// BZPOPMIN, BZPOPMAX, BZMPOP.
     ZSet,
+    /// XREAD, XREADGROUP.
+    Stream,
 }
 
 impl BlockKind {
@@ -24,7 +26,9 @@ impl BlockKind {
     pub fn holds(self, value: &Value) -> bool {
         matches!(
             (self, value),
-            (BlockKind::List, Value::List(_)) | (BlockKind::ZSet, Value::ZSet(_))
+            (BlockKind::List, Value::List(_))
+                | (BlockKind::ZSet, Value::ZSet(_))
+                | (BlockKind::Stream, Value::Stream(_))
         )
     }
 }
@@ -36,6 +40,9 @@ pub struct Blocked {
     pub args: Vec<Bytes>,
     /// The type a ready key must hold for the client to be re-run.
     pub kind: BlockKind,
+    /// The reply that releases the client when a ready key does not hold that type
+    /// (`None`: it keeps waiting).
+    pub gone: Option<Reply>,
     pub db: usize,
     pub keys: Vec<Bytes>,
     /// Where the reply goes once served.

@@ -27,6 +27,12 @@ pub(crate) struct BlockRequest {
     pub(crate) timeout_reply: Reply,
     /// The type the key must hold for the client to be served.
     pub(crate) kind: crate::blocking::BlockKind,
+    /// The command to re-run when a key is ready, when it differs from the one called
+    /// (XREAD's `$` resolved to the ID it stood for); `None` re-runs the call as it was.
+    pub(crate) rerun: Option<Vec<Bytes>>,
+    /// The reply that releases the client when its key no longer holds the type
+    /// (XREADGROUP's `UNBLOCKED`); `None` keeps it waiting.
+    pub(crate) gone: Option<Reply>,
 }
 
 /// A connection's buffers as CLIENT LIST/INFO report them (`qbuf`, `qbuf-free`,

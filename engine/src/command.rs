@@ -256,6 +256,13 @@ impl Ctx<'_> {
             max_value: self.store.config.zset_max_listpack_value,
         }
     }
+    /// Stream block limits from the config.
+    pub fn stream_limits(&self) -> crate::types::stream::StreamLimits {
+        crate::types::stream::StreamLimits {
+            max_bytes: self.store.config.stream_node_max_bytes,
+            max_entries: self.store.config.stream_node_max_entries,
+        }
+    }
     /// `set-max-intset-entries`.
     pub fn intset_max(&self) -> usize {
         self.store.config.set_max_intset_entries
@@ -406,13 +413,23 @@ fn serve_blocked(store: &mut Store) {
             // One rule for every family: served only if the key holds, now that the
             // command or transaction that touched it has ended, the type the client
             // waits for. Others keep waiting (Redis's `handleClientsBlockedOnKeys`).
+            // XREADGROUP is the exception Redis makes: its key gone (or of another
+            // type) releases it with an error rather than leaving it waiting.
             let now = store.now;
             let holds = store.dbs[db]
                 .get_live(&key, now)
                 .is_some_and(|e| b.kind.holds(&e.value));
             if !holds {
+                if b.gone.is_some() {
+                    if let Some(b) = store.blocking.unblock(id) {
+                        if let Some(r) = b.gone {
+                            let _ = b.tx.send(r);
+                        }
+                    }
+                }
                 continue;
             }
+            let kind = b.kind;
             let args = b.args.clone();
             let Some(spec) = lookup(&args[0]) else {
                 continue;
@@ -426,7 +443,12 @@ fn serve_blocked(store: &mut Store) {
             let still_blocked = client.block.take().is_some();
             store.clients.checkin(client);
             if still_blocked {
-                // Nothing left for this client: the key is empty again.
+                // Nothing left for this client: the list or sorted set is empty again,
+                // so none after it can be served either. A stream reader waits for
+                // entries after its own ID: the next one may still be served.
+                if kind == crate::blocking::BlockKind::Stream {
+                    continue;
+                }
                 break;
             }
             if let Some(b) = store.blocking.unblock(id) {

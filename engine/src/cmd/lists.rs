@@ -441,6 +441,8 @@ fn block_or_null(
         timeout,
         timeout_reply: Reply::NilArray,
         kind: BlockKind::List,
+        rerun: None,
+        gone: None,
     });
     Ok(immediate)
 }

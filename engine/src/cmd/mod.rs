@@ -19,6 +19,7 @@ pub mod pubsub;
 pub mod server;
 pub mod sets;
 pub mod sort;
+pub mod streams;
 pub mod strings;
 pub mod subcommand;
 pub mod transactions;
@@ -47,6 +48,7 @@ pub fn all() -> Vec<CommandSpec> {
     v.extend(hashes::commands());
     v.extend(sets::commands());
     v.extend(zsets::commands());
+    v.extend(streams::commands());
     v.extend(sort::commands());
     v.extend(geo::commands());
     v.extend(pubsub::commands());

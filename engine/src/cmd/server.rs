@@ -232,6 +232,7 @@ mod tests {
             crate::blocking::Blocked {
                 args: vec![Bytes::from_static(b"LPOP"), Bytes::from_static(b"k")],
                 kind: crate::blocking::BlockKind::List,
+                gone: None,
                 db: 1,
                 keys: vec![Bytes::from_static(b"k")],
                 tx,

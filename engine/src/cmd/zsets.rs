@@ -922,6 +922,8 @@ fn block_on(ctx: &mut Ctx, keys: &[Bytes], timeout: Option<std::time::Duration>)
         timeout,
         timeout_reply: Reply::NilArray,
         kind: BlockKind::ZSet,
+        rerun: None,
+        gone: None,
     });
     Ok(Reply::NilArray)
 }

@@ -264,8 +264,9 @@ impl Conn {
                 store.blocking.block(
                     client.id,
                     Blocked {
-                        args: block_args,
+                        args: req.rerun.unwrap_or(block_args),
                         kind: req.kind,
+                        gone: req.gone,
                         db: client.db,
                         keys: req.keys,
                         tx,

@@ -59,7 +59,85 @@ pub(crate) fn type_of(v: &Value) -> u8 {
                 kind::ZSET_2
             }
         }
+        Value::Stream(_) => kind::STREAM_LISTPACKS_2,
     }
+}
+
+/// A stream block as the listpack Redis keeps under its radix-tree key: the master
+/// entry (count, deleted, field names, 0), then each entry (flags, ID deltas, fields
+/// unless SAMEFIELDS, values, element count).
+pub(crate) fn stream_listpack(b: &crate::types::stream::Block) -> Vec<u8> {
+    let mut lp = listpack::Builder::default();
+    lp.push_int(b.count as i64);
+    lp.push_int(b.deleted as i64);
+    lp.push_int(b.master_fields.len() as i64);
+    for f in &b.master_fields {
+        lp.push(f);
+    }
+    lp.push_int(0);
+    for (flags, id, fv) in &b.entries {
+        lp.push_int(*flags as i64);
+        lp.push_int(id.ms.wrapping_sub(b.master.ms) as i64);
+        lp.push_int(id.seq.wrapping_sub(b.master.seq) as i64);
+        let same = flags & 2 != 0;
+        let n = fv.len() / 2;
+        if !same {
+            lp.push_int(n as i64);
+        }
+        for pair in fv.chunks(2) {
+            if !same {
+                lp.push(&pair[0]);
+            }
+            if let Some(v) = pair.get(1) {
+                lp.push(v);
+            }
+        }
+        lp.push_int(if same { n + 3 } else { n * 2 + 4 } as i64);
+    }
+    lp.finish()
+}
+
+/// Writes a stream as `RDB_TYPE_STREAM_LISTPACKS_2` (Redis 7.0's `rdbSaveObject`).
+fn write_stream<W: Write>(
+    enc: &mut Encoder,
+    w: &mut W,
+    s: &crate::types::Stream,
+) -> io::Result<()> {
+    let blocks = s.blocks();
+    enc.len(w, blocks.len() as u64)?;
+    for b in &blocks {
+        enc.string(w, &b.master.to_be_bytes())?;
+        enc.string(w, &stream_listpack(b))?;
+    }
+    enc.len(w, s.len())?;
+    for id in [s.last_id, s.first_id, s.max_deleted_id] {
+        enc.len(w, id.ms)?;
+        enc.len(w, id.seq)?;
+    }
+    enc.len(w, s.entries_added)?;
+    enc.len(w, s.groups.len() as u64)?;
+    for (name, g) in &s.groups {
+        enc.string(w, name)?;
+        enc.len(w, g.last_id.ms)?;
+        enc.len(w, g.last_id.seq)?;
+        enc.len(w, g.entries_read as u64)?;
+        enc.len(w, g.pel.len() as u64)?;
+        for (id, p) in &g.pel {
+            w.write_all(&id.to_be_bytes())?;
+            w.write_all(&p.delivery_time.to_le_bytes())?;
+            enc.len(w, p.delivery_count)?;
+        }
+        enc.len(w, g.consumers.len() as u64)?;
+        for (cname, c) in &g.consumers {
+            enc.string(w, cname)?;
+            w.write_all(&c.seen_time.to_le_bytes())?;
+            enc.len(w, c.pel.len() as u64)?;
+            for id in &c.pel {
+                w.write_all(&id.to_be_bytes())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes the object of `v` (without its type byte) as `rdbSaveObject` does.
@@ -120,6 +198,7 @@ pub(crate) fn write_value<W: Write>(
                 Ok(())
             }
         }
+        Value::Stream(s) => write_stream(enc, w, s),
     }
 }
 

@@ -1,0 +1,152 @@
+//! Streams across several connections and at sizes the scripts cannot reach, each
+//! scenario run on a private redis-server and on the engine with identical replies:
+//! blocked XREADs woken in arrival order, a blocked reader kept waiting while its key
+//! is briefly of another type, approximate trimming of whole blocks, and memory per
+//! entry.
+
+mod common;
+
+use common::{Conn, EngineServer, RedisServer, Resp};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Waits until the server reports `n` blocked clients.
+fn wait_parked(c: &mut Conn, n: usize) {
+    let want = format!("blocked_clients:{n}\r");
+    for _ in 0..500 {
+        if let Resp::Bulk(Some(info)) = c.cmd(&["INFO", "clients"]) {
+            if String::from_utf8_lossy(&info).contains(&want) {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("expected {n} blocked clients");
+}
+
+/// Runs `scenario` on both servers and requires the same replies.
+fn same_on_both(scenario: fn(SocketAddr) -> Vec<Resp>) {
+    let redis = RedisServer::start(&[]);
+    let engine = EngineServer::start();
+    let r = scenario(redis.addr());
+    let e = scenario(engine.addr);
+    assert_eq!(r.len(), e.len());
+    for (i, (r, e)) in r.iter().zip(&e).enumerate() {
+        assert_eq!(r, e, "reply {i} differs");
+    }
+}
+
+fn send(c: &mut Conn, args: &[&str]) {
+    let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+    c.send(&a);
+}
+
+#[test]
+fn blocked_readers_are_served_in_arrival_order() {
+    same_on_both(|addr| {
+        let mut w = Conn::connect(addr);
+        w.cmd(&["FLUSHALL"]);
+        w.cmd(&["XADD", "s", "1-1", "a", "1"]);
+        let mut readers = Vec::new();
+        let cmds: [&[&str]; 4] = [
+            &["XREAD", "BLOCK", "0", "STREAMS", "s", "$"],
+            &["XREAD", "BLOCK", "0", "STREAMS", "other", "s", "$", "1-1"],
+            &["XREAD", "COUNT", "1", "BLOCK", "0", "STREAMS", "s", "0"],
+            &["XREAD", "BLOCK", "0", "STREAMS", "s", "5-0"],
+        ];
+        let mut out = Vec::new();
+        for (i, cmd) in cmds.iter().enumerate() {
+            let mut c = Conn::connect(addr);
+            send(&mut c, cmd);
+            if i == 2 {
+                // Data after 0 exists: served at once.
+                out.push(c.read());
+                continue;
+            }
+            wait_parked(&mut w, readers.len() + 1);
+            readers.push(c);
+        }
+        out.push(w.cmd(&["XADD", "s", "2-1", "b", "2"]));
+        out.push(readers[0].read());
+        out.push(readers[1].read());
+        wait_parked(&mut w, 1);
+        // The last reader wants entries after 5-0 only.
+        out.push(w.cmd(&["XADD", "s", "5-0", "c", "3"]));
+        wait_parked(&mut w, 1);
+        out.push(w.cmd(&["XADD", "s", "5-1", "d", "4"]));
+        out.push(readers[2].read());
+        // A timeout answers a null array.
+        let mut t = Conn::connect(addr);
+        out.push(t.cmd(&["XREAD", "BLOCK", "50", "STREAMS", "s", "$"]));
+        out
+    });
+}
+
+#[test]
+fn a_reader_waits_while_its_key_is_not_a_stream() {
+    same_on_both(|addr| {
+        let mut w = Conn::connect(addr);
+        w.cmd(&["FLUSHALL"]);
+        let mut r = Conn::connect(addr);
+        send(&mut r, &["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]);
+        wait_parked(&mut w, 1);
+        let mut out = vec![
+            w.cmd(&["MULTI"]),
+            w.cmd(&["XADD", "s", "1-1", "a", "1"]),
+            w.cmd(&["DEL", "s"]),
+            w.cmd(&["SET", "s", "x"]),
+            w.cmd(&["EXEC"]),
+        ];
+        wait_parked(&mut w, 1);
+        out.push(w.cmd(&["DEL", "s"]));
+        wait_parked(&mut w, 1);
+        out.push(w.cmd(&["XADD", "s", "5-0", "f", "v"]));
+        out.push(r.read());
+        out
+    });
+}
+
+#[test]
+fn approximate_trimming_drops_whole_blocks_like_redis() {
+    same_on_both(|addr| {
+        let mut c = Conn::connect(addr);
+        c.cmd(&["FLUSHALL"]);
+        let mut out = Vec::new();
+        for i in 1..=350 {
+            let id = format!("{i}-1");
+            let v = i.to_string();
+            c.cmd(&["XADD", "big", &id, "f", &v]);
+        }
+        let steps: [&[&str]; 17] = [
+            &["XLEN", "big"],
+            &["XTRIM", "big", "MAXLEN", "~", "120"],
+            &["XLEN", "big"],
+            &["XRANGE", "big", "-", "+", "COUNT", "1"],
+            &["XTRIM", "big", "MAXLEN", "~", "10", "LIMIT", "50"],
+            &["XTRIM", "big", "MAXLEN", "~", "10", "LIMIT", "100"],
+            &["XLEN", "big"],
+            &["XTRIM", "big", "MAXLEN", "=", "10"],
+            &["XRANGE", "big", "-", "+", "COUNT", "2"],
+            &["XADD", "big", "MINID", "~", "400", "400-1", "f", "x"],
+            &["XLEN", "big"],
+            &["XTRIM", "big", "MINID", "345"],
+            &["XRANGE", "big", "-", "+"],
+            &["XTRIM", "big", "MAXLEN", "3"],
+            &["XRANGE", "big", "-", "+"],
+            &["XDEL", "big", "349-1", "350-1", "400-1"],
+            &["XRANGE", "big", "-", "+"],
+        ];
+        for s in steps {
+            out.push(c.cmd(s));
+        }
+        // Blocks close by bytes too: large values fill one before 100 entries.
+        let value = "v".repeat(300);
+        for i in 1..=60 {
+            let id = format!("{i}-0");
+            c.cmd(&["XADD", "bytes", &id, "f", &value]);
+        }
+        out.push(c.cmd(&["XTRIM", "bytes", "MAXLEN", "~", "1"]));
+        out.push(c.cmd(&["XLEN", "bytes"]));
+        out
+    });
+}
