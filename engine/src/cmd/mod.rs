@@ -19,6 +19,7 @@ pub mod pubsub;
 pub mod server;
 pub mod sets;
 pub mod sort;
+pub mod stream_groups;
 pub mod streams;
 pub mod strings;
 pub mod subcommand;
@@ -49,6 +50,7 @@ pub fn all() -> Vec<CommandSpec> {
     v.extend(sets::commands());
     v.extend(zsets::commands());
     v.extend(streams::commands());
+    v.extend(stream_groups::commands());
     v.extend(sort::commands());
     v.extend(geo::commands());
     v.extend(pubsub::commands());

@@ -787,6 +787,17 @@ fn group_read(
     let Some(g) = s.groups.get_mut(gname) else {
         return Ok(None);
     };
+    // `>` with nothing new is not served now: no consumer is created (Redis creates
+    // it only when it serves the read).
+    if from == ReadFrom::New {
+        let last = g.last_id;
+        if s.edge(true).is_none_or(|(top, _)| top <= last) {
+            return Ok(None);
+        }
+    }
+    let Some(g) = s.groups.get_mut(gname) else {
+        return Ok(None);
+    };
     let (consumer, created) = consumer_of(g, cname, now);
     consumer.seen_time = now;
     if created && propagating {

@@ -383,6 +383,42 @@ impl Stream {
         self.nodes.len()
     }
 
+    /// The nodes of the radix tree Redis would hold for these blocks (XINFO's
+    /// `radix-tree-nodes`): the compressed trie of the blocks' 16-byte big-endian
+    /// keys, with its head node, as `rax.c` shapes it.
+    pub fn rax_nodes(&self) -> usize {
+        fn count(keys: &[[u8; 16]], depth: usize) -> usize {
+            if depth == 16 {
+                return 1;
+            }
+            let (first, last) = (&keys[0], &keys[keys.len() - 1]);
+            let mut p = 0;
+            while depth + p < 16 && first[depth + p] == last[depth + p] {
+                p += 1;
+            }
+            if p > 0 {
+                return 1 + count(keys, depth + p);
+            }
+            let mut n = 1;
+            let mut i = 0;
+            while i < keys.len() {
+                let c = keys[i][depth];
+                let mut j = i;
+                while j < keys.len() && keys[j][depth] == c {
+                    j += 1;
+                }
+                n += count(&keys[i..j], depth + 1);
+                i = j;
+            }
+            n
+        }
+        let keys: Vec<[u8; 16]> = self.nodes.keys().map(|k| k.to_be_bytes()).collect();
+        if keys.is_empty() {
+            return 1;
+        }
+        count(&keys, 0)
+    }
+
     /// Appends an entry; `fv` is field, value, ... `id` is the exact ID to use, or
     /// `None` for the next one after `now_ms`; `seq_given` false with an `id` is the
     /// `ms-*` form.
