@@ -150,3 +150,129 @@ fn approximate_trimming_drops_whole_blocks_like_redis() {
         out
     });
 }
+
+#[test]
+fn blocked_group_readers_share_new_entries_in_arrival_order() {
+    same_on_both(|addr| {
+        let mut w = Conn::connect(addr);
+        w.cmd(&["FLUSHALL"]);
+        let mut out = vec![w.cmd(&["XGROUP", "CREATE", "q", "g", "$", "MKSTREAM"])];
+        let mut readers = Vec::new();
+        for name in ["c1", "c2", "c3"] {
+            let mut c = Conn::connect(addr);
+            send(
+                &mut c,
+                &[
+                    "XREADGROUP",
+                    "GROUP",
+                    "g",
+                    name,
+                    "COUNT",
+                    "1",
+                    "BLOCK",
+                    "0",
+                    "STREAMS",
+                    "q",
+                    ">",
+                ],
+            );
+            wait_parked(&mut w, readers.len() + 1);
+            readers.push(c);
+        }
+        // Two entries in one transaction: the two oldest readers get one each.
+        out.push(w.cmd(&["MULTI"]));
+        out.push(w.cmd(&["XADD", "q", "1-0", "job", "a"]));
+        out.push(w.cmd(&["XADD", "q", "2-0", "job", "b"]));
+        out.push(w.cmd(&["EXEC"]));
+        out.push(readers[0].read());
+        out.push(readers[1].read());
+        wait_parked(&mut w, 1);
+        out.push(w.cmd(&["XPENDING", "q", "g"]));
+        out.push(w.cmd(&["XADD", "q", "3-0", "job", "c"]));
+        out.push(readers[2].read());
+        out.push(w.cmd(&["XINFO", "GROUPS", "q"]));
+        out
+    });
+}
+
+#[test]
+fn blocked_group_readers_are_released_like_redis() {
+    same_on_both(|addr| {
+        let mut w = Conn::connect(addr);
+        w.cmd(&["FLUSHALL"]);
+        let mut out = Vec::new();
+        let park = |w: &mut Conn| {
+            let mut c = Conn::connect(addr);
+            send(
+                &mut c,
+                &[
+                    "XREADGROUP",
+                    "GROUP",
+                    "g",
+                    "c",
+                    "BLOCK",
+                    "0",
+                    "STREAMS",
+                    "q",
+                    ">",
+                ],
+            );
+            wait_parked(w, 1);
+            c
+        };
+        // XGROUP DESTROY: NOGROUP.
+        out.push(w.cmd(&["XGROUP", "CREATE", "q", "g", "$", "MKSTREAM"]));
+        let mut c = park(&mut w);
+        out.push(w.cmd(&["XGROUP", "DESTROY", "q", "g"]));
+        out.push(c.read());
+        // DEL: UNBLOCKED.
+        out.push(w.cmd(&["XGROUP", "CREATE", "q", "g", "$"]));
+        let mut c = park(&mut w);
+        out.push(w.cmd(&["DEL", "q"]));
+        out.push(c.read());
+        // FLUSHALL: UNBLOCKED.
+        out.push(w.cmd(&["XGROUP", "CREATE", "q", "g", "$", "MKSTREAM"]));
+        let mut c = park(&mut w);
+        out.push(w.cmd(&["FLUSHALL"]));
+        out.push(c.read());
+        // The stream replaced by a new one without the group: NOGROUP.
+        out.push(w.cmd(&["XGROUP", "CREATE", "q", "g", "$", "MKSTREAM"]));
+        let mut c = park(&mut w);
+        out.push(w.cmd(&["MULTI"]));
+        out.push(w.cmd(&["DEL", "q"]));
+        out.push(w.cmd(&["XADD", "q", "1-1", "a", "b"]));
+        out.push(w.cmd(&["EXEC"]));
+        out.push(c.read());
+        // A plain XREAD waits through a DEL and is served by the next XADD.
+        let mut r = Conn::connect(addr);
+        send(&mut r, &["XREAD", "BLOCK", "0", "STREAMS", "q", "$"]);
+        wait_parked(&mut w, 1);
+        out.push(w.cmd(&["DEL", "q"]));
+        wait_parked(&mut w, 1);
+        out.push(w.cmd(&["XADD", "q", "7-7", "x", "y"]));
+        out.push(r.read());
+        // NOACK: delivered without a pending entry.
+        out.push(w.cmd(&["XGROUP", "CREATE", "q", "n", "$"]));
+        let mut c = Conn::connect(addr);
+        send(
+            &mut c,
+            &[
+                "XREADGROUP",
+                "GROUP",
+                "n",
+                "c",
+                "NOACK",
+                "BLOCK",
+                "0",
+                "STREAMS",
+                "q",
+                ">",
+            ],
+        );
+        wait_parked(&mut w, 1);
+        out.push(w.cmd(&["XADD", "q", "8-0", "x", "y"]));
+        out.push(c.read());
+        out.push(w.cmd(&["XPENDING", "q", "n"]));
+        out
+    });
+}

@@ -831,6 +831,12 @@ fn group_read(
                             if let Some(p) = g.pel.get_mut(&id) {
                                 p.delivery_time = now;
                                 p.delivery_count += 1;
+                                // Redis replicates nothing here; an XCLAIM keeps a
+                                // replica's delivery counts equal.
+                                if propagating {
+                                    let p = p.clone();
+                                    also.push(xclaim_replay(key, gname, g, id, &p));
+                                }
                             }
                             out.push(entry_reply((id, fv)));
                         }
