@@ -220,6 +220,68 @@ impl Node {
         self.lp_rest as usize + lp_int_size(self.count as i64) + lp_int_size(self.deleted as i64)
     }
 
+    /// A new block whose master fields are the names in `fv` (field, value, ...).
+    fn new(fv: &[Bytes]) -> Node {
+        let numfields = fv.len() / 2;
+        let mut data = Vec::new();
+        let mut lp_rest = 6 + 1; // header, terminator
+        put_varint(&mut data, numfields as u64);
+        lp_rest += lp_int_size(numfields as i64);
+        for i in 0..numfields {
+            put_bytes(&mut data, &fv[i * 2]);
+            lp_rest += lp_entry_size(&fv[i * 2]);
+        }
+        lp_rest += lp_int_size(0); // master terminator
+        let entries_at = data.len() as u32;
+        Node {
+            count: 0,
+            deleted: 0,
+            lp_rest: lp_rest as u32,
+            entries_at,
+            data,
+        }
+    }
+
+    /// Appends an entry with its flags (SAMEFIELDS when its names are the master's),
+    /// counting it as live or deleted by its flags.
+    fn push_entry(&mut self, master: StreamId, flags: u8, id: StreamId, fv: &[Bytes]) {
+        let same = flags & FLAG_SAMEFIELDS != 0;
+        let numfields = fv.len() / 2;
+        let ms_delta = id.ms.wrapping_sub(master.ms);
+        let seq_delta = id.seq.wrapping_sub(master.seq);
+        let d = &mut self.data;
+        d.push(flags);
+        put_varint(d, ms_delta);
+        put_varint(d, seq_delta);
+        let mut lp = lp_int_size(flags as i64)
+            + lp_int_size(ms_delta as i64)
+            + lp_int_size(seq_delta as i64);
+        if !same {
+            put_varint(d, numfields as u64);
+            lp += lp_int_size(numfields as i64);
+        }
+        for i in 0..numfields {
+            if !same {
+                put_bytes(d, &fv[i * 2]);
+                lp += lp_entry_size(&fv[i * 2]);
+            }
+            put_bytes(d, &fv[i * 2 + 1]);
+            lp += lp_entry_size(&fv[i * 2 + 1]);
+        }
+        let lp_count = if same {
+            numfields + 3
+        } else {
+            numfields * 2 + 4
+        };
+        lp += lp_int_size(lp_count as i64);
+        self.lp_rest += lp as u32;
+        if flags & FLAG_DELETED != 0 {
+            self.deleted += 1;
+        } else {
+            self.count += 1;
+        }
+    }
+
     fn master_fields(&self) -> Vec<&[u8]> {
         let mut pos = 0;
         let n = get_varint(&self.data, &mut pos);
@@ -472,26 +534,7 @@ impl Stream {
             }
         };
         if new_node {
-            let mut data = Vec::new();
-            let mut lp_rest = 6 + 1; // header, terminator
-            put_varint(&mut data, numfields as u64);
-            lp_rest += lp_int_size(numfields as i64);
-            for i in 0..numfields {
-                put_bytes(&mut data, &fv[i * 2]);
-                lp_rest += lp_entry_size(&fv[i * 2]);
-            }
-            lp_rest += lp_int_size(0); // master terminator
-            let entries_at = data.len() as u32;
-            self.nodes.insert(
-                id,
-                Node {
-                    count: 0,
-                    deleted: 0,
-                    lp_rest: lp_rest as u32,
-                    entries_at,
-                    data,
-                },
-            );
+            self.nodes.insert(id, Node::new(fv));
         }
         let Some((&master, node)) = self.nodes.iter_mut().next_back() else {
             return Err(AppendError::TooLarge);
@@ -501,35 +544,7 @@ impl Stream {
             mf.len() == numfields && mf.iter().enumerate().all(|(i, f)| *f == &fv[i * 2][..])
         };
         let flags = if same { FLAG_SAMEFIELDS } else { 0 };
-        let ms_delta = id.ms - master.ms;
-        let seq_delta = id.seq.wrapping_sub(master.seq);
-        let d = &mut node.data;
-        d.push(flags);
-        put_varint(d, ms_delta);
-        put_varint(d, seq_delta);
-        let mut lp = lp_int_size(flags as i64)
-            + lp_int_size(ms_delta as i64)
-            + lp_int_size(seq_delta as i64);
-        if !same {
-            put_varint(d, numfields as u64);
-            lp += lp_int_size(numfields as i64);
-        }
-        for i in 0..numfields {
-            if !same {
-                put_bytes(d, &fv[i * 2]);
-                lp += lp_entry_size(&fv[i * 2]);
-            }
-            put_bytes(d, &fv[i * 2 + 1]);
-            lp += lp_entry_size(&fv[i * 2 + 1]);
-        }
-        let lp_count = if same {
-            numfields + 3
-        } else {
-            numfields * 2 + 4
-        };
-        lp += lp_int_size(lp_count as i64);
-        node.lp_rest += lp as u32;
-        node.count += 1;
+        node.push_entry(master, flags, id, fv);
         self.length += 1;
         self.entries_added += 1;
         self.last_id = id;
@@ -773,6 +788,54 @@ impl Stream {
         }
         let read = self.estimate_distance(g.last_id);
         (read != INVALID_ENTRIES_READ).then(|| self.entries_added as i64 - read)
+    }
+
+    /// Rebuilds a stream's entries from blocks as a file holds them (deleted entries
+    /// and flags kept, so that saving again writes the same listpacks). The caller
+    /// sets the IDs, counters and groups. Errors name what is inconsistent.
+    pub fn from_blocks(blocks: Vec<Block>) -> Result<Stream, &'static str> {
+        let mut s = Stream::default();
+        let mut prev: Option<StreamId> = None;
+        for b in blocks {
+            if prev.is_some_and(|p| b.master <= p) {
+                return Err("stream nodes out of order");
+            }
+            let mut names = Vec::with_capacity(b.master_fields.len() * 2);
+            for f in &b.master_fields {
+                names.push(f.clone());
+                names.push(Bytes::new());
+            }
+            let mut node = Node::new(&names);
+            for (flags, id, fv) in &b.entries {
+                if id < &b.master || prev.is_some_and(|p| *id <= p) {
+                    return Err("stream entries out of order");
+                }
+                if fv.len() % 2 != 0 {
+                    return Err("a stream entry with an odd field count");
+                }
+                if flags & FLAG_SAMEFIELDS != 0
+                    && (fv.len() / 2 != b.master_fields.len()
+                        || fv
+                            .iter()
+                            .step_by(2)
+                            .zip(&b.master_fields)
+                            .any(|(a, m)| a != m))
+                {
+                    return Err("a stream entry marked with the master's fields that has others");
+                }
+                node.push_entry(b.master, *flags, *id, fv);
+                prev = Some(*id);
+            }
+            if node.count != b.count || node.deleted != b.deleted {
+                return Err("a stream node whose counts differ from its entries");
+            }
+            if node.count == 0 {
+                return Err("a stream node without live entries");
+            }
+            s.length += node.count as u64;
+            s.nodes.insert(b.master, node);
+        }
+        Ok(s)
     }
 
     /// Every block as (first ID, live, deleted, master fields, entries with their
