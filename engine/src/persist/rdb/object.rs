@@ -321,7 +321,10 @@ fn stream_block(key: &[u8], lp: &[u8]) -> Result<Block, Invalid> {
         let mut fv = Vec::with_capacity(n.min(1024) as usize * 2);
         for i in 0..n as usize {
             let field = if same {
-                master_fields.get(i).cloned().ok_or(Invalid::Corrupt(NOT_A_NODE))?
+                master_fields
+                    .get(i)
+                    .cloned()
+                    .ok_or(Invalid::Corrupt(NOT_A_NODE))?
             } else {
                 it.next().ok_or(bad_end())?.to_bytes()
             };
