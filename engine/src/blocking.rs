@@ -56,6 +56,9 @@ pub struct Blocking {
     clients: HashMap<u64, Blocked>,
     /// Keys that received data since the last serving round, in order.
     ready: VecDeque<(usize, Bytes)>,
+    /// The ready key a parked client is being served from, while its command re-runs
+    /// (a stream reader is answered from that key alone, as in Redis).
+    pub(crate) serving: Option<Bytes>,
 }
 
 impl Blocking {

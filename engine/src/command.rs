@@ -439,7 +439,9 @@ fn serve_blocked(store: &mut Store) {
             let Some(mut client) = store.clients.checkout(id) else {
                 continue;
             };
+            store.blocking.serving = Some(key.clone());
             let reply = call(store, &mut client, spec, &args);
+            store.blocking.serving = None;
             let still_blocked = client.block.take().is_some();
             store.clients.checkin(client);
             if still_blocked {

@@ -276,3 +276,25 @@ fn blocked_group_readers_are_released_like_redis() {
         out
     });
 }
+
+#[test]
+fn a_reader_of_several_streams_is_answered_from_the_ready_one() {
+    same_on_both(|addr| {
+        let mut w = Conn::connect(addr);
+        w.cmd(&["FLUSHALL"]);
+        let mut r = Conn::connect(addr);
+        send(
+            &mut r,
+            &["XREAD", "BLOCK", "0", "STREAMS", "a", "b", "$", "$"],
+        );
+        wait_parked(&mut w, 1);
+        let mut out = vec![
+            w.cmd(&["MULTI"]),
+            w.cmd(&["XADD", "b", "1-1", "x", "1"]),
+            w.cmd(&["XADD", "a", "1-1", "y", "2"]),
+            w.cmd(&["EXEC"]),
+        ];
+        out.push(r.read());
+        out
+    });
+}

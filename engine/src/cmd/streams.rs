@@ -684,8 +684,17 @@ fn xread_generic(ctx: &mut Ctx, args: &[Bytes], group_mode: bool) -> CmdResult {
         }
     }
     let now = ctx.now();
+    // A parked reader is answered from the key that became ready, alone.
+    let only = if retry {
+        ctx.store.blocking.serving.clone()
+    } else {
+        None
+    };
     let mut out: Vec<(Reply, Reply)> = Vec::new();
     for (k, key) in keys.iter().enumerate() {
+        if only.as_ref().is_some_and(|o| o != key) {
+            continue;
+        }
         let entries = match &group {
             None => {
                 let Some(s) = read_stream(ctx, key)? else {
