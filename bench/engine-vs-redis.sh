@@ -52,7 +52,7 @@ probe_cmd() {
     zadd) echo "ZADD bench:probe:z 1 a" ;;
     pfadd) echo "PFADD bench:probe:hll a" ;;
     geoadd) echo "GEOADD bench:probe:geo 13.361389 38.115556 a" ;;
-    xadd | xreadgroup | xack) echo "XADD bench:probe:stream * f v" ;;
+    xadd | xreadgroup | xack) echo "XLEN bench:probe:stream" ;;
     *) echo "PING" ;;
   esac
 }
@@ -101,7 +101,9 @@ setup() {
 
 # supported PORT TEST: true unless the server answers the probe (or LRANGE) with an error.
 supported() {
-  local out
+  # No globbing of the words of a command line (XADD's `*`).
+  local - out
+  set -f
   # shellcheck disable=SC2046
   out=$(redis-cli -p "$1" $(probe_cmd "$2") 2>&1) || return 1
   case $out in ERR* | WRONGTYPE*) return 1 ;; esac
@@ -114,7 +116,8 @@ supported() {
 
 # run PORT TEST PIPELINE: prints "rps p99" of the test's own CSV row, or "n/a n/a".
 run() {
-  local port=$1 t=$2 p=$3 csv row
+  local - port=$1 t=$2 p=$3 csv row
+  set -f
   if ! supported "$port" "$t"; then
     echo "n/a n/a"
     return
