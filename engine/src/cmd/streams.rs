@@ -82,31 +82,23 @@ pub(crate) fn parse_id(
     if strict && (b == b"-" || b == b"+") {
         return Err(invalid_id());
     }
-    let want_star = seq_given.is_some();
+    if b == b"-" {
+        return Ok(StreamId::MIN);
+    }
+    if b == b"+" {
+        return Ok(StreamId::MAX);
+    }
     if let Some(g) = seq_given {
         *g = true;
-        if b == b"-" {
-            return Ok(StreamId::MIN);
-        }
-        if b == b"+" {
-            return Ok(StreamId::MAX);
-        }
-        if let Some(dash) = b.iter().position(|&c| c == b'-') {
-            if &b[dash + 1..] == b"*" {
-                let ms = string2ull(&b[..dash]).ok_or_else(invalid_id)?;
+        // `ms-*`: the sequence is picked by XADD.
+        if let Some(ms) = b.strip_suffix(b"-*") {
+            if !ms.contains(&b'-') {
+                let ms = string2ull(ms).ok_or_else(invalid_id)?;
                 *g = false;
                 return Ok(StreamId::new(ms, 0));
             }
         }
-    } else {
-        if b == b"-" {
-            return Ok(StreamId::MIN);
-        }
-        if b == b"+" {
-            return Ok(StreamId::MAX);
-        }
     }
-    let _ = want_star;
     match b.iter().position(|&c| c == b'-') {
         Some(dash) => {
             let ms = string2ull(&b[..dash]).ok_or_else(invalid_id)?;
