@@ -323,8 +323,7 @@ fn xadd(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             "The stream has exhausted the last possible ID, unable to add more items",
         ));
     }
-    let fv: Vec<Bytes> = args[field_pos..].iter().map(own).collect();
-    let id = match s.append(&fv, a.id, a.seq_given, now, limits) {
+    let id = match s.append(&args[field_pos..], a.id, a.seq_given, now, limits) {
         Ok(id) => id,
         Err(e) => {
             let msg = match e {
@@ -695,12 +694,16 @@ fn xread_generic(ctx: &mut Ctx, args: &[Bytes], group_mode: bool) -> CmdResult {
                 let ReadFrom::After(gt) = from[k] else {
                     continue;
                 };
-                let top = s.edge(true).map(|e| e.0);
-                if s.is_empty() || top.is_none_or(|t| t <= gt) {
+                // Served now if a live entry follows `gt` (the last ID bounds them).
+                if s.is_empty() || s.last_id <= gt {
                     continue;
                 }
                 let Some(start) = gt.incr() else { continue };
-                entries_reply(s.range(start, StreamId::MAX, count as usize, false))
+                let entries = s.range(start, StreamId::MAX, count as usize, false);
+                if entries.is_empty() {
+                    continue;
+                }
+                entries_reply(entries)
             }
             Some((g, c)) => match group_read(ctx, key, g, c, from[k], count, noack, now)? {
                 Some(r) => r,
@@ -790,9 +793,15 @@ fn group_read(
     };
     // `>` with nothing new is not served now: no consumer is created (Redis creates
     // it only when it serves the read).
+    let mut new_entries = Vec::new();
     if from == ReadFrom::New {
         let last = g.last_id;
-        if s.edge(true).is_none_or(|(top, _)| top <= last) {
+        if s.last_id > last {
+            if let Some(start) = last.incr() {
+                new_entries = s.range(start, StreamId::MAX, count as usize, false);
+            }
+        }
+        if new_entries.is_empty() {
             return Ok(None);
         }
     }
@@ -851,26 +860,18 @@ fn group_read(
             Some(Reply::Array(out))
         }
         ReadFrom::New => {
-            let last = g.last_id;
-            let top = s.edge(true).map(|e| e.0);
-            match last.incr() {
-                Some(start) if top.is_some_and(|t| t > last) => {
-                    let entries = s.range(start, StreamId::MAX, count as usize, false);
-                    deliver(
-                        s,
-                        gname,
-                        cname,
-                        &entries,
-                        noack,
-                        now,
-                        key,
-                        propagating,
-                        &mut also,
-                    );
-                    Some(entries_reply(entries))
-                }
-                _ => None,
-            }
+            deliver(
+                s,
+                gname,
+                cname,
+                &new_entries,
+                noack,
+                now,
+                key,
+                propagating,
+                &mut also,
+            );
+            Some(entries_reply(new_entries))
         }
     };
     for a in also {

@@ -282,6 +282,17 @@ impl Node {
         }
     }
 
+    /// Whether the names in `fv` (field, value, ...) are the master's, read in place.
+    fn same_fields(&self, fv: &[Bytes]) -> bool {
+        let mut pos = 0;
+        let n = get_varint(&self.data, &mut pos) as usize;
+        n == fv.len() / 2
+            && fv
+                .iter()
+                .step_by(2)
+                .all(|f| get_bytes(&self.data, &mut pos) == &f[..])
+    }
+
     fn master_fields(&self) -> Vec<&[u8]> {
         let mut pos = 0;
         let n = get_varint(&self.data, &mut pos);
@@ -519,7 +530,6 @@ impl Stream {
         if total > LISTPACK_MAX_SIZE {
             return Err(AppendError::TooLarge);
         }
-        let numfields = fv.len() / 2;
         let max_bytes = if limits.max_bytes == 0 || limits.max_bytes > LISTPACK_MAX_SIZE {
             LISTPACK_MAX_SIZE
         } else {
@@ -539,10 +549,7 @@ impl Stream {
         let Some((&master, node)) = self.nodes.iter_mut().next_back() else {
             return Err(AppendError::TooLarge);
         };
-        let same = {
-            let mf = node.master_fields();
-            mf.len() == numfields && mf.iter().enumerate().all(|(i, f)| *f == &fv[i * 2][..])
-        };
+        let same = node.same_fields(fv);
         let flags = if same { FLAG_SAMEFIELDS } else { 0 };
         node.push_entry(master, flags, id, fv);
         self.length += 1;
