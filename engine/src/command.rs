@@ -213,6 +213,12 @@ impl Ctx<'_> {
         let db = self.client.db;
         self.store.key_changed(db, key, class, event);
     }
+    /// [`Ctx::key_event`] for a change Redis does not signal to WATCH: a stream's
+    /// consumer-group state (XGROUP, XREADGROUP, XACK, XCLAIM, XAUTOCLAIM) and XSETID.
+    pub fn key_event_unwatched(&mut self, class: u32, event: &str, key: &[u8]) {
+        let db = self.client.db;
+        self.store.key_changed_unwatched(db, key, class, event);
+    }
     /// Whether the command stream has a consumer: build a replacement for
     /// [`Ctx::propagate_as`] only then.
     pub fn propagating(&self) -> bool {

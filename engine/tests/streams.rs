@@ -427,3 +427,43 @@ fn random_stream_workloads_match_redis() {
         assert_eq!(r.cmd(&full), e.cmd(&full), "seed {seed}: the final stream");
     }
 }
+
+#[test]
+fn watch_sees_the_stream_changes_redis_signals() {
+    same_on_both(|addr| {
+        let cmds: [&[&str]; 16] = [
+            &["XADD", "s", "200-0", "a", "b"],
+            &["XDEL", "s", "1-0"],
+            &["XDEL", "s", "9-9"],
+            &["XTRIM", "s", "MAXLEN", "0"],
+            &["XSETID", "s", "100-0"],
+            &["XGROUP", "CREATE", "s", "g3", "0"],
+            &["XGROUP", "CREATE", "s2", "g", "$", "MKSTREAM"],
+            &["XGROUP", "SETID", "s", "g", "0"],
+            &["XGROUP", "DESTROY", "s", "g2"],
+            &["XGROUP", "CREATECONSUMER", "s", "g", "e"],
+            &["XGROUP", "DELCONSUMER", "s", "g", "d"],
+            &["XREADGROUP", "GROUP", "g2", "c", "STREAMS", "s", ">"],
+            &["XACK", "s", "g", "1-0"],
+            &["XCLAIM", "s", "g", "e", "0", "1-0"],
+            &["XAUTOCLAIM", "s", "g", "e", "0", "0"],
+            &["XREAD", "STREAMS", "s", "0"],
+        ];
+        let mut out = Vec::new();
+        for cmd in cmds {
+            let mut a = Conn::connect(addr);
+            let mut b = Conn::connect(addr);
+            b.cmd(&["FLUSHALL"]);
+            b.cmd(&["XADD", "s", "1-0", "a", "b"]);
+            b.cmd(&["XGROUP", "CREATE", "s", "g", "0"]);
+            b.cmd(&["XGROUP", "CREATE", "s", "g2", "0"]);
+            b.cmd(&["XREADGROUP", "GROUP", "g", "d", "STREAMS", "s", ">"]);
+            a.cmd(&["WATCH", "s", "s2"]);
+            out.push(b.cmd(cmd));
+            a.cmd(&["MULTI"]);
+            a.cmd(&["PING"]);
+            out.push(a.cmd(&["EXEC"]));
+        }
+        out
+    });
+}

@@ -145,7 +145,13 @@ fn xgroup(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
                     ..Group::default()
                 },
             );
-            ctx.key_event(notify::STREAM, "xgroup-create", key);
+            // A stream made by MKSTREAM is a new key, which WATCH sees; a group
+            // added to an existing stream is not.
+            if exists {
+                ctx.key_event_unwatched(notify::STREAM, "xgroup-create", key);
+            } else {
+                ctx.key_event(notify::STREAM, "xgroup-create", key);
+            }
             Ok(Reply::OK)
         }
         "setid" if args.len() == 5 || args.len() == 7 => {
@@ -161,7 +167,7 @@ fn xgroup(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
                 g.last_id = id;
                 g.entries_read = entries_read;
             }
-            ctx.key_event(notify::STREAM, "xgroup-setid", key);
+            ctx.key_event_unwatched(notify::STREAM, "xgroup-setid", key);
             Ok(Reply::OK)
         }
         "destroy" => {
@@ -173,7 +179,7 @@ fn xgroup(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             }
             // Through the write path, which also wakes the group's parked readers:
             // they are released with NOGROUP.
-            ctx.key_event(notify::STREAM, "xgroup-destroy", key);
+            ctx.key_event_unwatched(notify::STREAM, "xgroup-destroy", key);
             Ok(Reply::Int(1))
         }
         "createconsumer" => {
@@ -185,7 +191,7 @@ fn xgroup(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             };
             let (_, created) = consumer_of(g, &args[4], now);
             if created {
-                ctx.key_event(notify::STREAM, "xgroup-createconsumer", key);
+                ctx.key_event_unwatched(notify::STREAM, "xgroup-createconsumer", key);
             }
             Ok(Reply::Int(created as i64))
         }
@@ -202,7 +208,7 @@ fn xgroup(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             for id in &c.pel {
                 g.pel.remove(id);
             }
-            ctx.key_event(notify::STREAM, "xgroup-delconsumer", key);
+            ctx.key_event_unwatched(notify::STREAM, "xgroup-delconsumer", key);
             Ok(Reply::Int(c.pel.len() as i64))
         }
         _ => Err(sub_syntax("XGROUP", opt)),
@@ -233,7 +239,7 @@ fn xack(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     }
     if acked > 0 {
         // No notification (Redis sends none), but the write path sees the change.
-        ctx.key_event(0, "xack", key);
+        ctx.key_event_unwatched(0, "xack", key);
     }
     Ok(Reply::Int(acked))
 }
@@ -514,10 +520,10 @@ fn xclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         ctx.also_propagate(a);
     }
     if created {
-        ctx.key_event(notify::STREAM, "xgroup-createconsumer", key);
+        ctx.key_event_unwatched(notify::STREAM, "xgroup-createconsumer", key);
     }
     if changed {
-        ctx.key_event(0, "xclaim", key);
+        ctx.key_event_unwatched(0, "xclaim", key);
     }
     Ok(Reply::Array(out))
 }
@@ -619,10 +625,10 @@ fn xautoclaim(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         ctx.also_propagate(a);
     }
     if created {
-        ctx.key_event(notify::STREAM, "xgroup-createconsumer", key);
+        ctx.key_event_unwatched(notify::STREAM, "xgroup-createconsumer", key);
     }
     if changed {
-        ctx.key_event(0, "xautoclaim", key);
+        ctx.key_event_unwatched(0, "xautoclaim", key);
     }
     Ok(Reply::Array(vec![
         Reply::Bulk(cursor.to_bytes()),

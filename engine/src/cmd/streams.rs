@@ -536,7 +536,7 @@ fn xsetid(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if !max_xdel.is_zero() {
         s.max_deleted_id = max_xdel;
     }
-    ctx.key_event(notify::STREAM, "xsetid", key);
+    ctx.key_event_unwatched(notify::STREAM, "xsetid", key);
     Ok(Reply::OK)
 }
 
@@ -878,12 +878,12 @@ fn group_read(
         ctx.also_propagate(a);
     }
     if created {
-        ctx.key_event(notify::STREAM, "xgroup-createconsumer", key);
+        ctx.key_event_unwatched(notify::STREAM, "xgroup-createconsumer", key);
     }
     if reply.is_some() {
         // The group changed: through the write path, with no notification (Redis
         // sends none for a read).
-        ctx.key_event(0, "xreadgroup", key);
+        ctx.key_event_unwatched(0, "xreadgroup", key);
     }
     Ok(reply)
 }

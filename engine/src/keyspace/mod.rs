@@ -18,7 +18,8 @@
 //! 1. the TTL backstop ([`crate::backstop`]) caps a covered key's TTL after a write;
 //! 2. `OBJECT WRITTEN`: the entry's write time, for changes of a value;
 //! 3. WATCH: watchers of the key (or of any existing key of a flushed database) get
-//!    their EXEC refused ([`watch`]);
+//!    their EXEC refused ([`watch`]), except for changes Redis does not signal to
+//!    watchers (a stream's consumer-group state, XSETID: `Store::key_changed_unwatched`);
 //! 4. clients blocked on the key are queued to be served after the command;
 //! 5. lease tokens of the key (or database) are voided ([`crate::lease`]);
 //! 6. `stats.dirty` (and `expired_keys`) count it;
@@ -61,6 +62,8 @@ pub(crate) enum Change<'a> {
         key: &'a [u8],
         class: u32,
         event: &'a str,
+        /// Whether WATCHers of the key see it (Redis's `signalModifiedKey`).
+        watched: bool,
     },
     /// `key` passed its TTL and was removed.
     Expired { db: usize, key: &'a [u8] },
@@ -109,6 +112,20 @@ impl Store {
             key,
             class,
             event,
+            watched: true,
+        });
+    }
+
+    /// A change Redis notifies but does not signal to WATCH (`notifyKeyspaceEvent`
+    /// without `signalModifiedKey`): a stream's consumer-group state, XSETID. Every
+    /// other consumer of the write path sees it as any change.
+    pub(crate) fn key_changed_unwatched(&mut self, db: usize, key: &[u8], class: u32, event: &str) {
+        self.changed(Change::Key {
+            db,
+            key,
+            class,
+            event,
+            watched: false,
         });
     }
 
@@ -192,6 +209,7 @@ impl Store {
                 key,
                 class,
                 event,
+                watched,
             } => {
                 if let Some(at) = self.apply_backstop(db, key) {
                     let at = at.to_string();
@@ -208,7 +226,9 @@ impl Store {
                     let now = self.now;
                     self.dbs[db].stamp_written(key, now);
                 }
-                self.watches.touch(db, key);
+                if watched {
+                    self.watches.touch(db, key);
+                }
                 self.blocking.signal(db, key);
                 self.leases.void(db, key);
                 self.stats.dirty += 1;
