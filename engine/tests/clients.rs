@@ -479,11 +479,13 @@ fn reliable_queue_example() -> PathBuf {
 
 /// Runs the reliable-queue example (redis-py: producers, a consumer group, a crashed
 /// worker whose jobs another claims with XAUTOCLAIM) against `port`.
-fn run_reliable_queue(port: u16) -> String {
+fn run_reliable_queue(port: u16, protocol: &str) -> String {
     let out = Command::new("python3")
         .arg(reliable_queue_example())
         .arg("--port")
         .arg(port.to_string())
+        .arg("--protocol")
+        .arg(protocol)
         .stdin(Stdio::null())
         .output()
         .expect("python3 must be installed");
@@ -503,19 +505,24 @@ fn run_reliable_queue(port: u16) -> String {
 #[test]
 fn reliable_queue_example_loses_nothing_on_the_engine() {
     let srv = EngineServer::start();
-    let text = run_reliable_queue(srv.addr.port());
-    assert!(
-        text.contains("20 reclaimed from the crashed worker by XAUTOCLAIM, none lost"),
-        "{text}"
-    );
+    // RESP2, then RESP3 (maps where RESP2 has flat arrays).
+    for protocol in ["2", "3"] {
+        let text = run_reliable_queue(srv.addr.port(), protocol);
+        assert!(
+            text.contains("20 reclaimed from the crashed worker by XAUTOCLAIM, none lost"),
+            "RESP{protocol}: {text}"
+        );
+    }
 }
 
 /// The example against real Redis, so a failure on the engine points at the engine.
 #[test]
 fn reliable_queue_example_passes_against_redis() {
     let redis = RedisServer::start(&[]);
-    let text = run_reliable_queue(redis.port);
-    assert!(text.contains("none lost"), "{text}");
+    for protocol in ["2", "3"] {
+        let text = run_reliable_queue(redis.port, protocol);
+        assert!(text.contains("none lost"), "RESP{protocol}: {text}");
+    }
 }
 
 /// The `redis` crate driving streams and a consumer group: XADD with auto IDs from

@@ -9,6 +9,7 @@ long enough (XAUTOCLAIM) and does them. Nothing is lost: every job produced is d
 and the PEL ends empty.
 
 Usage: reliable_queue.py --port PORT [--jobs N] [--producers P] [--min-idle-ms MS]
+                         [--protocol 2|3]
 
 Works against coherent's engine and against Redis 7. Exits non-zero with a message
 if a job is lost or left pending; prints "reliable queue: ok ..." on success.
@@ -34,8 +35,17 @@ def fail(msg):
     sys.exit(1)
 
 
+PROTOCOL = 2
+
+
 def client(port):
-    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=10, decode_responses=True)
+    return redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        socket_timeout=10,
+        decode_responses=True,
+        protocol=PROTOCOL,
+    )
 
 
 def produce(port, first, count):
@@ -49,7 +59,12 @@ def take(r, consumer, count, block_ms):
     """New jobs for `consumer`: [(entry id, job number)]."""
     got = r.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=count, block=block_ms)
     out = []
-    for _stream, entries in got or []:
+    # RESP2 replies [[stream, entries]], RESP3 a map {stream: entries}.
+    streams = got.items() if isinstance(got, dict) else (got or [])
+    for _stream, entries in streams:
+        # redis-py nests a RESP3 map's entries one level deeper.
+        if entries and isinstance(entries[0], list) and isinstance(entries[0][0], (list, tuple)):
+            entries = entries[0]
         for entry_id, fields in entries:
             out.append((entry_id, int(fields["job"])))
     return out
@@ -61,7 +76,10 @@ def main():
     ap.add_argument("--jobs", type=int, default=300)
     ap.add_argument("--producers", type=int, default=3)
     ap.add_argument("--min-idle-ms", type=int, default=200)
+    ap.add_argument("--protocol", type=int, choices=(2, 3), default=2)
     args = ap.parse_args()
+    global PROTOCOL
+    PROTOCOL = args.protocol
 
     r = client(args.port)
     r.delete(STREAM)
