@@ -8,6 +8,8 @@
 #   bench/memory-per-key.sh             # 1,000,000 keys
 #   KEYS=200000 bench/memory-per-key.sh
 #   QUICK=1 bench/memory-per-key.sh     # 100,000 keys
+#   MODE=stream bench/memory-per-key.sh # stream entries instead: KEYS entries
+#       `XADD events N-0 sensor N temp 21.5` in one stream, bytes per entry
 #
 # Both servers are started on free ports and stopped by PID on exit.
 set -euo pipefail
@@ -30,15 +32,22 @@ start_redis "$RPORT"
 
 # The load, in RESP, generated once and fed to both servers identically.
 LOAD="$BENCH_TMP/load.resp"
-python3 - "$KEYS" >"$LOAD" <<'EOF'
+MODE=${MODE:-string}
+python3 - "$KEYS" "$MODE" >"$LOAD" <<'EOF'
 import sys
 n = int(sys.argv[1])
+stream = sys.argv[2] == "stream"
 out = sys.stdout.buffer
 buf = []
+def resp(*args):
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
 for i in range(1, n + 1):
-    k = b"key:%d" % i
-    v = b"value:%d" % i
-    buf.append(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
+    if stream:
+        buf.append(resp(b"XADD", b"events", b"%d-0" % i, b"sensor", b"%d" % i, b"temp", b"21.5"))
+    else:
+        k = b"key:%d" % i
+        v = b"value:%d" % i
+        buf.append(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
     if len(buf) >= 10000:
         out.write(b"".join(buf))
         buf.clear()
@@ -58,7 +67,11 @@ measure() {
   fi
   sleep 0.5
   after=$(rss_kib "$pid")
-  dbsize=$(redis-cli -p "$port" DBSIZE)
+  if [ "$MODE" = stream ]; then
+    dbsize=$(redis-cli -p "$port" XLEN events)
+  else
+    dbsize=$(redis-cli -p "$port" DBSIZE)
+  fi
   if [ "$dbsize" != "$KEYS" ]; then
     echo "$name: DBSIZE is $dbsize after loading $KEYS keys" >&2
     return 1
@@ -69,9 +82,15 @@ measure() {
 }
 
 echo "engine: $BIN on port $EPORT (pid $ENGINE_PID); redis: $(redis-server --version | awk '{print $3}') on port $RPORT (pid $REDIS_PID)"
-echo "keys: $KEYS of the form SET key:N value:N"
-echo
-echo "| server | keys | RSS before MiB | RSS after MiB | bytes per key |"
+if [ "$MODE" = stream ]; then
+  echo "entries: $KEYS of the form XADD events N-0 sensor N temp 21.5"
+  echo
+  echo "| server | entries | RSS before MiB | RSS after MiB | bytes per entry |"
+else
+  echo "keys: $KEYS of the form SET key:N value:N"
+  echo
+  echo "| server | keys | RSS before MiB | RSS after MiB | bytes per key |"
+fi
 echo "|---|---:|---:|---:|---:|"
 measure engine "$EPORT" "$ENGINE_PID"
 measure redis "$RPORT" "$REDIS_PID"

@@ -1,15 +1,48 @@
 //! Clients blocked on keys (BLPOP and friends), served first-come first-served.
 
 use crate::net::reply::Reply;
+use crate::types::Value;
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use tokio::sync::oneshot;
+
+/// What a blocked client waits for: the type its key must hold when the command or
+/// transaction that touched it ends (Redis's `btype`). One rule for every family: a
+/// client is re-run only when its ready key holds the type it waits for, so a key that
+/// was briefly a sorted set inside a MULTI but is a string at EXEC leaves a BZPOPMIN
+/// waiting, as in Redis's `handleClientsBlockedOnKeys`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    /// BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP.
+    List,
+    /// BZPOPMIN, BZPOPMAX, BZMPOP.
+    ZSet,
+    /// XREAD, XREADGROUP.
+    Stream,
+}
+
+impl BlockKind {
+    /// Whether `value` is of the type this client waits for.
+    pub fn holds(self, value: &Value) -> bool {
+        matches!(
+            (self, value),
+            (BlockKind::List, Value::List(_))
+                | (BlockKind::ZSet, Value::ZSet(_))
+                | (BlockKind::Stream, Value::Stream(_))
+        )
+    }
+}
 
 /// A client waiting for one of its keys to receive data.
 #[derive(Debug)]
 pub struct Blocked {
     /// The command to re-run when a key is ready.
     pub args: Vec<Bytes>,
+    /// The type a ready key must hold for the client to be re-run.
+    pub kind: BlockKind,
+    /// The reply that releases the client when a ready key does not hold that type
+    /// (`None`: it keeps waiting).
+    pub gone: Option<Reply>,
     pub db: usize,
     pub keys: Vec<Bytes>,
     /// Where the reply goes once served.
@@ -23,6 +56,9 @@ pub struct Blocking {
     clients: HashMap<u64, Blocked>,
     /// Keys that received data since the last serving round, in order.
     ready: VecDeque<(usize, Bytes)>,
+    /// The ready key a parked client is being served from, while its command re-runs
+    /// (a stream reader is answered from that key alone, as in Redis).
+    pub(crate) serving: Option<Bytes>,
 }
 
 impl Blocking {

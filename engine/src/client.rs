@@ -25,6 +25,35 @@ pub(crate) struct BlockRequest {
     pub(crate) timeout: Option<Duration>,
     /// What the client gets if the timeout passes (a null of the command's kind).
     pub(crate) timeout_reply: Reply,
+    /// The type the key must hold for the client to be served.
+    pub(crate) kind: crate::blocking::BlockKind,
+    /// The command to re-run when a key is ready, when it differs from the one called
+    /// (XREAD's `$` resolved to the ID it stood for); `None` re-runs the call as it was.
+    pub(crate) rerun: Option<Vec<Bytes>>,
+    /// The reply that releases the client when its key no longer holds the type
+    /// (XREADGROUP's `UNBLOCKED`); `None` keeps it waiting.
+    pub(crate) gone: Option<Reply>,
+}
+
+/// A connection's buffers as CLIENT LIST/INFO report them (`qbuf`, `qbuf-free`,
+/// `argv-mem`, `rbs`, `rbp`, `obl`), measured by the connection itself: when a batch
+/// of requests starts, before each command, and when the batch ends, so another
+/// client's CLIENT LIST reads what the connection held when it last let go of the lock.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct BufStats {
+    /// Bytes received and not yet run (a partial or pipelined request).
+    pub(crate) qbuf: usize,
+    /// Room left in the query buffer before it must grow.
+    pub(crate) qbuf_free: usize,
+    /// Bytes of the arguments held: the running or blocked command's, or the complete
+    /// arguments of a request still arriving.
+    pub(crate) argv_mem: usize,
+    /// The reply buffer's size.
+    pub(crate) rbs: usize,
+    /// The most the reply buffer held in the current 5-second period.
+    pub(crate) rbp: usize,
+    /// Bytes of replies in the buffer, not yet written to the socket.
+    pub(crate) obl: usize,
 }
 
 /// One client: a connection's state, or an in-process caller's for one call.
@@ -71,6 +100,8 @@ pub(crate) struct Client {
     /// The connection's pending output (CLIENT LIST `omem`, output buffer limits);
     /// `None` for in-process callers.
     pub(crate) output: Option<crate::outbuf::Output>,
+    /// The connection's buffers, for CLIENT LIST.
+    pub(crate) bufs: BufStats,
 }
 
 impl Client {
@@ -100,6 +131,7 @@ impl Client {
             kill: None,
             killed: false,
             output: None,
+            bufs: BufStats::default(),
         }
     }
 
@@ -120,6 +152,48 @@ impl Client {
         c.db = db;
         c.resp = resp;
         c
+    }
+
+    /// Bytes held by the MULTI queue (`multi-mem`): the queued arguments plus each
+    /// queued command's vector, as Redis's `mstate.argv_len_sums` and `multiCmd`s.
+    pub(crate) fn multi_mem(&self) -> usize {
+        self.multi.as_ref().map_or(0, |q| {
+            q.iter()
+                .map(|a| {
+                    std::mem::size_of::<Vec<Bytes>>()
+                        + a.capacity() * std::mem::size_of::<Bytes>()
+                        + a.iter().map(|b| b.len()).sum::<usize>()
+                })
+                .sum::<usize>()
+                + q.capacity() * std::mem::size_of::<Vec<Bytes>>()
+        })
+    }
+
+    /// What the client costs in memory (`tot-mem`), as Redis's `getClientMemoryUsage`:
+    /// the record, its query and reply buffers, arguments, MULTI queue, watched keys
+    /// and subscriptions.
+    pub(crate) fn total_mem(&self) -> usize {
+        let b = &self.bufs;
+        std::mem::size_of::<Client>()
+            + b.qbuf
+            + b.qbuf_free
+            + b.argv_mem
+            + self.multi_mem()
+            + b.rbs
+            + self.addr.capacity()
+            + self.laddr.capacity()
+            + self.last_cmd.capacity()
+            + self
+                .watched
+                .iter()
+                .map(|(_, k, _)| k.len() + 16)
+                .sum::<usize>()
+            + self
+                .channels
+                .iter()
+                .chain(self.patterns.iter())
+                .map(|c| c.len() + 16)
+                .sum::<usize>()
     }
 
     /// Number of channel and pattern subscriptions.
@@ -213,6 +287,11 @@ impl Clients {
             return None;
         }
         slot.take()
+    }
+
+    /// A record that is not checked out, to update from outside a batch.
+    pub(crate) fn get_mut(&mut self, id: u64) -> Option<&mut Client> {
+        self.records.get_mut(&id)?.as_deref_mut()
     }
 
     /// Puts a checked-out record back.

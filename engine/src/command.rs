@@ -215,6 +215,12 @@ impl Ctx<'_> {
         let db = self.client.db;
         self.store.key_changed(db, key, class, event);
     }
+    /// [`Ctx::key_event`] for a change Redis does not signal to WATCH: a stream's
+    /// consumer-group state (XGROUP, XREADGROUP, XACK, XCLAIM, XAUTOCLAIM) and XSETID.
+    pub fn key_event_unwatched(&mut self, class: u32, event: &str, key: &[u8]) {
+        let db = self.client.db;
+        self.store.key_changed_unwatched(db, key, class, event);
+    }
     /// Whether the command stream has a consumer: build a replacement for
     /// [`Ctx::propagate_as`] only then.
     pub fn propagating(&self) -> bool {
@@ -239,6 +245,11 @@ impl Ctx<'_> {
             self.store.propagation.prevent();
         }
     }
+    /// Whether this call re-runs a parked client's command (the dispatcher serving a
+    /// key that received data), rather than a client's own request.
+    pub fn serving_blocked(&self) -> bool {
+        self.store.blocking.is_blocked(self.client.id)
+    }
     /// Hash encoding thresholds from the config.
     pub fn hash_limits(&self) -> HashLimits {
         HashLimits {
@@ -251,6 +262,13 @@ impl Ctx<'_> {
         ZSetLimits {
             max_entries: self.store.config.zset_max_listpack_entries,
             max_value: self.store.config.zset_max_listpack_value,
+        }
+    }
+    /// Stream block limits from the config.
+    pub fn stream_limits(&self) -> crate::types::stream::StreamLimits {
+        crate::types::stream::StreamLimits {
+            max_bytes: self.store.config.stream_node_max_bytes,
+            max_entries: self.store.config.stream_node_max_entries,
         }
     }
     /// `set-max-intset-entries`.
@@ -463,10 +481,31 @@ pub(crate) fn after_command(store: &mut Store) {
 
 fn serve_blocked(store: &mut Store) {
     while let Some((db, key)) = store.blocking.next_ready() {
+        store.now = crate::util::now_ms();
         for id in store.blocking.waiters_of(db, &key) {
             let Some(b) = store.blocking.get(id) else {
                 continue;
             };
+            // One rule for every family: served only if the key holds, now that the
+            // command or transaction that touched it has ended, the type the client
+            // waits for. Others keep waiting (Redis's `handleClientsBlockedOnKeys`).
+            // XREADGROUP is the exception Redis makes: its key gone (or of another
+            // type) releases it with an error rather than leaving it waiting.
+            let now = store.now;
+            let holds = store.dbs[db]
+                .get_live(&key, now)
+                .is_some_and(|e| b.kind.holds(&e.value));
+            if !holds {
+                if b.gone.is_some() {
+                    if let Some(b) = store.blocking.unblock(id) {
+                        if let Some(r) = b.gone {
+                            let _ = b.tx.send(r);
+                        }
+                    }
+                }
+                continue;
+            }
+            let kind = b.kind;
             let args = b.args.clone();
             let Some(spec) = lookup(&args[0]) else {
                 continue;
@@ -476,12 +515,18 @@ fn serve_blocked(store: &mut Store) {
             let Some(mut client) = store.clients.checkout(id) else {
                 continue;
             };
-            store.now = crate::util::now_ms();
+            store.blocking.serving = Some(key.clone());
             let reply = call(store, &mut client, spec, &args);
+            store.blocking.serving = None;
             let still_blocked = client.block.take().is_some();
             store.clients.checkin(client);
             if still_blocked {
-                // Nothing left for this client: the key is empty again.
+                // Nothing left for this client: the list or sorted set is empty again,
+                // so none after it can be served either. A stream reader waits for
+                // entries after its own ID: the next one may still be served.
+                if kind == crate::blocking::BlockKind::Stream {
+                    continue;
+                }
                 break;
             }
             if let Some(b) = store.blocking.unblock(id) {

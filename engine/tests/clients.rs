@@ -470,3 +470,182 @@ fn redis_py_resp3_types_pubsub() {
     let srv = EngineServer::start();
     run_redis_py(srv.addr.port(), &["--needs-families"]);
 }
+
+// ---------------------------------------------------------------- streams
+
+fn reliable_queue_example() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/reliable-queue/reliable_queue.py")
+}
+
+/// Runs the reliable-queue example (redis-py: producers, a consumer group, a crashed
+/// worker whose jobs another claims with XAUTOCLAIM) against `port`.
+fn run_reliable_queue(port: u16, protocol: &str) -> String {
+    let out = Command::new("python3")
+        .arg(reliable_queue_example())
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--protocol")
+        .arg(protocol)
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 must be installed");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the reliable queue example failed (exit {:?}):\n{text}",
+        out.status.code()
+    );
+    text
+}
+
+#[test]
+fn reliable_queue_example_loses_nothing_on_the_engine() {
+    let srv = EngineServer::start();
+    // RESP2, then RESP3 (maps where RESP2 has flat arrays).
+    for protocol in ["2", "3"] {
+        let text = run_reliable_queue(srv.addr.port(), protocol);
+        assert!(
+            text.contains("20 reclaimed from the crashed worker by XAUTOCLAIM, none lost"),
+            "RESP{protocol}: {text}"
+        );
+    }
+}
+
+/// The example against real Redis, so a failure on the engine points at the engine.
+#[test]
+fn reliable_queue_example_passes_against_redis() {
+    let redis = RedisServer::start(&[]);
+    for protocol in ["2", "3"] {
+        let text = run_reliable_queue(redis.port, protocol);
+        assert!(text.contains("none lost"), "RESP{protocol}: {text}");
+    }
+}
+
+/// The `redis` crate driving streams and a consumer group: XADD with auto IDs from
+/// several tasks, XREADGROUP with BLOCK woken by a later XADD, XACK, XPENDING and
+/// XAUTOCLAIM, with the crate's own reply parsing.
+#[test]
+fn redis_rs_streams_and_groups() {
+    let srv = EngineServer::start();
+    rt().block_on(async {
+        let client = redis::Client::open(url(srv.addr)).expect("client");
+        let mut c = bounded(client.get_multiplexed_async_connection())
+            .await
+            .expect("connect");
+        let ok: String = bounded(
+            redis::cmd("XGROUP")
+                .arg(&["CREATE", "q", "g", "$", "MKSTREAM"])
+                .query_async(&mut c),
+        )
+        .await
+        .expect("XGROUP CREATE");
+        assert_eq!(ok, "OK");
+        let mut ids = Vec::new();
+        for i in 0..50 {
+            let id: String = bounded(
+                redis::cmd("XADD")
+                    .arg("q")
+                    .arg("*")
+                    .arg("n")
+                    .arg(i)
+                    .query_async(&mut c),
+            )
+            .await
+            .expect("XADD");
+            ids.push(id);
+        }
+        let mut sorted = ids.clone();
+        sorted.sort_by_key(|id| {
+            let (ms, seq) = id.split_once('-').expect("ms-seq");
+            (
+                ms.parse::<u64>().expect("ms"),
+                seq.parse::<u64>().expect("seq"),
+            )
+        });
+        assert_eq!(ids, sorted, "auto IDs grow");
+        type Read = Vec<(String, Vec<(String, Vec<(String, String)>)>)>;
+        let got: Read = bounded(
+            redis::cmd("XREADGROUP")
+                .arg(&["GROUP", "g", "a", "COUNT", "30", "STREAMS", "q", ">"])
+                .query_async(&mut c),
+        )
+        .await
+        .expect("XREADGROUP");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1.len(), 30);
+        assert_eq!(got[0].1[0].1, vec![("n".to_string(), "0".to_string())]);
+        let acked: i64 = bounded(
+            redis::cmd("XACK")
+                .arg("q")
+                .arg("g")
+                .arg(&ids[..10])
+                .query_async(&mut c),
+        )
+        .await
+        .expect("XACK");
+        assert_eq!(acked, 10);
+        let (count, first, last, per): (i64, String, String, Vec<(String, String)>) =
+            bounded(redis::cmd("XPENDING").arg("q").arg("g").query_async(&mut c))
+                .await
+                .expect("XPENDING");
+        assert_eq!((count, first, last), (20, ids[10].clone(), ids[29].clone()));
+        assert_eq!(per, vec![("a".to_string(), "20".to_string())]);
+        let (cursor, claimed, deleted): (String, Vec<String>, Vec<String>) = bounded(
+            redis::cmd("XAUTOCLAIM")
+                .arg(&["q", "g", "b", "0", "0", "COUNT", "5", "JUSTID"])
+                .query_async(&mut c),
+        )
+        .await
+        .expect("XAUTOCLAIM");
+        assert_eq!(claimed, ids[10..15].to_vec());
+        assert_eq!(cursor, ids[15]);
+        assert!(deleted.is_empty());
+
+        // A blocked read on its own connection, woken by an XADD on another.
+        let mut waiter = bounded(client.get_multiplexed_async_connection())
+            .await
+            .expect("connect");
+        let wait = tokio::spawn(async move {
+            let r: Read = redis::cmd("XREADGROUP")
+                .arg(&["GROUP", "g", "w", "BLOCK", "0", "STREAMS", "q", ">"])
+                .query_async(&mut waiter)
+                .await
+                .expect("blocked XREADGROUP");
+            r
+        });
+        // The other 20 entries are served at once; then the reader parks.
+        let first = bounded(wait).await.expect("join");
+        assert_eq!(first[0].1.len(), 20);
+        let mut waiter = bounded(client.get_multiplexed_async_connection())
+            .await
+            .expect("connect");
+        let wait = tokio::spawn(async move {
+            let r: Read = redis::cmd("XREADGROUP")
+                .arg(&["GROUP", "g", "w", "BLOCK", "0", "STREAMS", "q", ">"])
+                .query_async(&mut waiter)
+                .await
+                .expect("blocked XREADGROUP");
+            r
+        });
+        bounded(async {
+            while srv.engine.stats().blocked_clients == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        let id: String = bounded(
+            redis::cmd("XADD")
+                .arg(&["q", "*", "late", "1"])
+                .query_async(&mut c),
+        )
+        .await
+        .expect("XADD");
+        let woken = bounded(wait).await.expect("join");
+        assert_eq!(woken[0].1[0].0, id);
+        assert_eq!(woken[0].1[0].1, vec![("late".to_string(), "1".to_string())]);
+    });
+}

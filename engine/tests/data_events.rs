@@ -215,3 +215,39 @@ fn geo_events() {
         &["GEODIST", "g", "Palermo", "Catania"],
     ]);
 }
+
+#[test]
+fn stream_events() {
+    same_events(&[
+        &["XADD", "s", "1-0", "f", "v"],
+        &["XADD", "s", "MAXLEN", "1", "2-0", "f", "v"],
+        &["XADD", "nomk", "NOMKSTREAM", "1-0", "f", "v"],
+        &["XADD", "s", "1-0", "f", "v"],
+        &["XDEL", "s", "2-0", "9-0"],
+        &["XDEL", "s", "9-0"],
+        &["XADD", "s", "3-0", "f", "v"],
+        &["XADD", "s", "4-0", "f", "v"],
+        &["XTRIM", "s", "MAXLEN", "1"],
+        &["XTRIM", "s", "MAXLEN", "1"],
+        &["XSETID", "s", "10-0"],
+        &["XGROUP", "CREATE", "s", "g", "0"],
+        &["XGROUP", "CREATE", "new", "g", "$", "MKSTREAM"],
+        &["XGROUP", "CREATECONSUMER", "s", "g", "c"],
+        &["XGROUP", "CREATECONSUMER", "s", "g", "c"],
+        &["XREADGROUP", "GROUP", "g", "d", "STREAMS", "s", ">"],
+        &["XREADGROUP", "GROUP", "g", "e", "STREAMS", "s", ">"],
+        &["XACK", "s", "g", "4-0"],
+        &["XADD", "s", "11-0", "f", "v"],
+        &["XREADGROUP", "GROUP", "g", "d", "STREAMS", "s", ">"],
+        &["XCLAIM", "s", "g", "f", "0", "11-0", "JUSTID"],
+        &["XAUTOCLAIM", "s", "g", "h", "0", "0", "JUSTID"],
+        &["XGROUP", "SETID", "s", "g", "0"],
+        &["XGROUP", "DELCONSUMER", "s", "g", "c"],
+        &["XGROUP", "DELCONSUMER", "s", "g", "c"],
+        &["XGROUP", "DESTROY", "s", "g"],
+        &["XGROUP", "DESTROY", "s", "g"],
+        &["COPY", "s", "s2"],
+        &["XRANGE", "s2", "-", "+"],
+        &["DEL", "s"],
+    ]);
+}

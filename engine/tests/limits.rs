@@ -103,6 +103,10 @@ fn slow_subscriber_is_closed(addr: std::net::SocketAddr, engine: bool) -> u64 {
     slow.cmd(&["SUBSCRIBE", "ch"]);
     let mut fast = Conn::connect(addr);
     fast.cmd(&["SUBSCRIBE", "ch"]);
+    // The reading subscriber's progress: the publisher waits for it, so only the
+    // slow one can fall behind however loaded the machine is.
+    let got = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = got.clone();
     let reader = std::thread::spawn(move || {
         let mut n = 0;
         while n < MESSAGES {
@@ -110,6 +114,7 @@ fn slow_subscriber_is_closed(addr: std::net::SocketAddr, engine: bool) -> u64 {
                 Resp::Array(Some(m)) | Resp::Push(m) if m.len() == 3 => n += 1,
                 r => panic!("{r:?}"),
             }
+            seen.store(n, std::sync::atomic::Ordering::Release);
         }
         n
     });
@@ -119,6 +124,9 @@ fn slow_subscriber_is_closed(addr: std::net::SocketAddr, engine: bool) -> u64 {
     let payload = vec![b'm'; 1000];
     let mut publisher = Conn::connect(addr);
     for batch in 0..MESSAGES / 100 {
+        while got.load(std::sync::atomic::Ordering::Acquire) + 500 < batch * 100 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         for _ in 0..100 {
             publisher.send(&[b"PUBLISH", b"ch", &payload]);
         }

@@ -139,6 +139,48 @@ fn populate(c: &mut Conn) {
     push(words("PEXPIRE zset:sl 400000"));
     push(words("SELECT 15"));
     push(words("SET last db"));
+    // Streams: entries with the master's fields and others, tombstones, several
+    // blocks, an emptied stream, and consumer groups with pending entries.
+    push(words("SELECT 3"));
+    push(words("XADD stream:small 1-1 name ada born 1815"));
+    push(words("XADD stream:small 1-2 name alan born 1912"));
+    push(words("XADD stream:small 5-0 other field n -7"));
+    push(words("XADD stream:small 5-1 name grace born 1906"));
+    push(words("XDEL stream:small 1-2"));
+    push(words("PEXPIRE stream:small 500000"));
+    for i in 1..=260 {
+        let v = "payload ".repeat(i % 7);
+        push(cmd(&[
+            b"XADD",
+            b"stream:big",
+            format!("{i}-{i}").as_bytes(),
+            b"n",
+            i.to_string().as_bytes(),
+            b"text",
+            v.as_bytes(),
+        ]));
+    }
+    push(words("XDEL stream:big 100-100 101-101 200-200"));
+    push(words("XTRIM stream:big MINID 3-3"));
+    push(words("XADD stream:empty 7-7 a b"));
+    push(words("XDEL stream:empty 7-7"));
+    push(words("XGROUP CREATE stream:big readers 0"));
+    push(words("XGROUP CREATE stream:big late $ ENTRIESREAD 3"));
+    push(words(
+        "XREADGROUP GROUP readers alice COUNT 10 STREAMS stream:big >",
+    ));
+    push(words(
+        "XREADGROUP GROUP readers bob COUNT 5 STREAMS stream:big >",
+    ));
+    push(words(
+        "XREADGROUP GROUP readers bob NOACK COUNT 5 STREAMS stream:big >",
+    ));
+    push(words("XACK stream:big readers 4-4 5-5"));
+    push(words(
+        "XCLAIM stream:big readers carol 0 6-6 7-7 TIME 1700000000000",
+    ));
+    push(words("XGROUP CREATECONSUMER stream:big readers idle"));
+    push(words("XGROUP CREATE stream:empty g $"));
     push(words("SELECT 0"));
     pipeline(c, &cmds);
 }
@@ -178,10 +220,20 @@ fn snapshot(c: &mut Conn) -> Vec<KeyState> {
                 Resp::Simple(t) if t == "hash" => &[b"HGETALL"],
                 Resp::Simple(t) if t == "set" => &[b"SMEMBERS"],
                 Resp::Simple(t) if t == "zset" => &[b"ZRANGE", b"0", b"-1", b"WITHSCORES"],
+                // Everything a stream holds: entries, IDs, counters, groups, PELs
+                // with their delivery times and counts, consumers' seen times.
+                Resp::Simple(t) if t == "stream" => &[b"XINFO", b"STREAM", b"FULL", b"COUNT", b"0"],
                 other => panic!("unexpected type {other:?}"),
             };
-            let mut get = vec![read[0].to_vec(), key.clone()];
-            get.extend(read[1..].iter().map(|a| a.to_vec()));
+            let get = if read[0] == b"XINFO" {
+                let mut v = vec![read[0].to_vec(), read[1].to_vec(), key.clone()];
+                v.extend(read[2..].iter().map(|a| a.to_vec()));
+                v
+            } else {
+                let mut v = vec![read[0].to_vec(), key.clone()];
+                v.extend(read[1..].iter().map(|a| a.to_vec()));
+                v
+            };
             let r = pipeline(
                 c,
                 &[
@@ -289,7 +341,7 @@ fn dump_payloads_cross_both_ways() {
     let mut e = Conn::connect(engine.addr);
     populate(&mut r);
     let original = snapshot(&mut r);
-    assert_eq!(original.len(), 23, "populate makes 23 keys");
+    assert_eq!(original.len(), 26, "populate makes 26 keys");
 
     let (same, compared) = copy_by_dump(&mut r, &mut e, &original);
     assert_same("redis -> engine", &original, &snapshot(&mut e));
@@ -442,7 +494,7 @@ fn redis_save(
     cmds.extend(config.iter().map(|c| words(c)));
     pipeline(&mut r, &cmds);
     let theirs = snapshot(&mut r);
-    assert_eq!(theirs.len(), 23 + 2500);
+    assert_eq!(theirs.len(), 26 + 2500);
     pipeline(&mut r, &[words("SAVE")]);
     // `dbfilename` is protected in Redis 7.0: each save is renamed to its own name.
     let path = dir.path().join(name);

@@ -177,3 +177,105 @@ fn shutdown_stops_the_server() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// One CLIENT LIST/INFO line's `name=value` fields.
+fn client_fields(line: &str) -> HashMap<String, String> {
+    line.split_whitespace()
+        .filter_map(|f| f.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A numeric CLIENT LIST field.
+fn num(f: &HashMap<String, String>, k: &str) -> usize {
+    f.get(k)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("field {k} in {f:?}"))
+}
+
+/// The fields of client `id` as `observer` sees them.
+fn fields_of(observer: &mut Conn, id: i64) -> HashMap<String, String> {
+    client_fields(&text(observer.cmd(&[
+        "CLIENT",
+        "LIST",
+        "ID",
+        &id.to_string(),
+    ])))
+}
+
+#[test]
+fn client_list_memory_fields_are_measured() {
+    let srv = EngineServer::start();
+    let mut obs = Conn::connect(srv.addr);
+    let mut a = Conn::connect(srv.addr);
+    let Resp::Int(id) = a.cmd(&["CLIENT", "ID"]) else {
+        panic!("CLIENT ID is an integer");
+    };
+    let idle = fields_of(&mut obs, id);
+    assert_eq!(num(&idle, "qbuf"), 0, "{idle:?}");
+    assert_eq!(num(&idle, "argv-mem"), 0, "{idle:?}");
+    assert_eq!(num(&idle, "obl"), 0, "{idle:?}");
+    let base_tot = num(&idle, "tot-mem");
+    assert!(
+        num(&idle, "qbuf-free") > 0 && num(&idle, "rbs") > 0,
+        "{idle:?}"
+    );
+    assert!(base_tot > num(&idle, "rbs"), "{idle:?}");
+
+    // Half of a 300 kB SET: the received bytes wait in the query buffer and the two
+    // complete arguments are held.
+    let value = vec![b'v'; 300_000];
+    let mut head = b"*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$300000\r\n".to_vec();
+    head.extend_from_slice(&value[..150_000]);
+    a.send_raw(&head);
+    let start = Instant::now();
+    let mid = loop {
+        let f = fields_of(&mut obs, id);
+        if num(&f, "qbuf") >= head.len() {
+            break f;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never read: {f:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(num(&mid, "qbuf"), head.len(), "{mid:?}");
+    assert_eq!(num(&mid, "argv-mem"), 6, "SET and big: {mid:?}");
+    assert!(num(&mid, "tot-mem") >= base_tot + head.len(), "{mid:?}");
+
+    // The rest, then a pipeline: a GET of the value and CLIENT INFO in one write.
+    // CLIENT INFO sees the GET's reply waiting in the reply buffer and its own
+    // arguments.
+    let mut rest = value[150_000..].to_vec();
+    rest.extend_from_slice(
+        b"\r\n*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n*2\r\n$6\r\nCLIENT\r\n$4\r\nINFO\r\n",
+    );
+    a.send_raw(&rest);
+    assert_eq!(a.read(), Resp::Simple("OK".into()));
+    assert_eq!(a.read(), Resp::Bulk(Some(value.clone())));
+    let own = client_fields(&text(a.read()));
+    assert_eq!(num(&own, "argv-mem"), 10, "{own:?}");
+    assert!(num(&own, "obl") > 300_000, "{own:?}");
+    assert!(num(&own, "rbs") >= num(&own, "obl"), "{own:?}");
+    assert!(num(&own, "tot-mem") > 300_000, "{own:?}");
+
+    // Once written, the reply buffer's peak remembers the GET; the buffers shrink
+    // back, and nothing is pending.
+    assert_eq!(a.cmd(&["PING"]), Resp::Simple("PONG".into()));
+    let after = fields_of(&mut obs, id);
+    assert_eq!(num(&after, "qbuf"), 0, "{after:?}");
+    assert_eq!(num(&after, "argv-mem"), 0, "{after:?}");
+    assert!(num(&after, "rbp") > 300_000, "{after:?}");
+    assert!(num(&after, "rbs") < 100_000, "{after:?}");
+    assert!(num(&after, "tot-mem") < 200_000, "{after:?}");
+
+    // MULTI's queue counts in multi-mem.
+    assert_eq!(a.cmd(&["MULTI"]), Resp::Simple("OK".into()));
+    assert_eq!(
+        a.cmd(&["SET", "k", &"x".repeat(5000)]),
+        Resp::Simple("QUEUED".into())
+    );
+    let queued = fields_of(&mut obs, id);
+    assert!(num(&queued, "multi-mem") > 5000, "{queued:?}");
+}

@@ -77,3 +77,84 @@ fn blocked_pops_are_served_like_redis() {
         assert_eq!(r, e, "waiters {waiters:?} then {write:?}");
     }
 }
+
+/// Waits until the server reports `n` blocked clients (INFO clients), so a writer
+/// only starts once its waiter is parked.
+fn wait_parked(c: &mut Conn, n: usize) {
+    let want = format!("blocked_clients:{n}\r");
+    for _ in 0..500 {
+        if let Resp::Bulk(Some(info)) = c.cmd(&["INFO", "clients"]) {
+            if String::from_utf8_lossy(&info).contains(&want) {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("no client blocked");
+}
+
+/// Issue 19's sequence on one server: a client blocks; another runs a transaction
+/// that gives the key the waited-for type and then another type, then makes it the
+/// right type again. Returns every reply, the waiter's last.
+fn type_changes_in_a_transaction(addr: SocketAddr, wait: &[&str], add: &[&str]) -> Vec<Resp> {
+    let mut w = Conn::connect(addr);
+    w.cmd(&["FLUSHALL"]);
+    let mut waiter = Conn::connect(addr);
+    let a: Vec<&[u8]> = wait.iter().map(|s| s.as_bytes()).collect();
+    waiter.send(&a);
+    wait_parked(&mut w, 1);
+    let add_first: Vec<&str> = add
+        .iter()
+        .map(|s| if *s == "VALUE" { "foo" } else { s })
+        .collect();
+    let mut out = vec![
+        w.cmd(&["MULTI"]),
+        w.cmd(&add_first),
+        w.cmd(&["DEL", "zset"]),
+        w.cmd(&["SET", "zset", "foo"]),
+        w.cmd(&["EXEC"]),
+    ];
+    // Still waiting: the key was a string when the transaction ended. Had it been
+    // woken, its one reply would be WRONGTYPE rather than the element added next.
+    wait_parked(&mut w, 1);
+    out.push(w.cmd(&["DEL", "zset"]));
+    let add_then: Vec<&str> = add
+        .iter()
+        .map(|s| match *s {
+            "VALUE" => "bar",
+            "0" => "1",
+            s => s,
+        })
+        .collect();
+    out.push(w.cmd(&add_then));
+    out.push(waiter.read());
+    out.push(w.cmd(&["EXISTS", "zset"]));
+    out
+}
+
+#[test]
+fn a_key_of_another_type_at_exec_keeps_every_family_waiting() {
+    let redis = RedisServer::start(&[]);
+    let engine = EngineServer::start();
+    let zadd: &[&str] = &["ZADD", "zset", "0", "VALUE"];
+    let rpush: &[&str] = &["RPUSH", "zset", "VALUE"];
+    let cases: [(&[&str], &[&str]); 6] = [
+        (&["BZPOPMIN", "zset", "0"], zadd),
+        (&["BZPOPMAX", "zset", "0"], zadd),
+        (&["BZMPOP", "0", "1", "zset", "MIN"], zadd),
+        (&["BZPOPMIN", "other", "zset", "0"], zadd),
+        (&["BLPOP", "zset", "0"], rpush),
+        (&["BLMPOP", "0", "1", "zset", "LEFT"], rpush),
+    ];
+    for (wait, add) in cases {
+        let r = type_changes_in_a_transaction(redis.addr(), wait, add);
+        let e = type_changes_in_a_transaction(engine.addr, wait, add);
+        assert_eq!(r, e, "{wait:?}");
+        // Served with the element added after the transaction, not an error.
+        assert!(
+            !matches!(e[7], Resp::Error(_)),
+            "{wait:?} was answered {:?}",
+            e[7]
+        );
+    }
+}

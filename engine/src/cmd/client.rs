@@ -190,6 +190,9 @@ struct Row {
     sub: usize,
     psub: usize,
     multi: i64,
+    bufs: crate::client::BufStats,
+    multi_mem: usize,
+    tot_mem: usize,
     cmd: String,
     resp: u8,
     /// Pushes waiting for the connection (`oll`) and pending output bytes (`omem`).
@@ -226,6 +229,9 @@ impl Row {
             sub: c.channels.len(),
             psub: c.patterns.len(),
             multi: c.multi.as_ref().map_or(-1, |q| q.len() as i64),
+            bufs: c.bufs,
+            multi_mem: c.multi_mem(),
+            tot_mem: c.total_mem(),
             cmd: if c.last_cmd.is_empty() {
                 "NULL".into()
             } else {
@@ -249,7 +255,7 @@ impl Row {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=1024 rbp=0 obl=0 oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
             self.id,
             self.addr,
             self.laddr,
@@ -262,9 +268,16 @@ impl Row {
             self.sub,
             self.psub,
             self.multi,
+            self.bufs.qbuf,
+            self.bufs.qbuf_free,
+            self.bufs.argv_mem,
+            self.multi_mem,
+            self.bufs.rbs,
+            self.bufs.rbp,
+            self.bufs.obl,
             self.oll,
             self.omem,
-            1024 + self.omem,
+            self.tot_mem + self.omem,
             self.cmd,
             self.resp
         );

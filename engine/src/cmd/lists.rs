@@ -1,6 +1,7 @@
 //! List commands (`t_list.c`), including the blocking pops (BLPOP BRPOP BLMOVE
 //! BRPOPLPUSH BLMPOP), with Redis 7.0.15's argument order, errors and events.
 
+use crate::blocking::BlockKind;
 use crate::client::BlockRequest;
 use crate::command::{CommandSpec, Ctx, BLOCKING, DENYOOM, FAST, NOSCRIPT, READONLY, WRITE};
 use crate::error::{CmdError, CmdResult};
@@ -113,7 +114,7 @@ fn pop_event(end: End) -> &'static str {
 /// Whether this call is the re-run of a blocked client's command (the dispatcher runs
 /// it on a stand-in with the blocked client's id while the client is still parked).
 fn is_retry(ctx: &Ctx) -> bool {
-    ctx.store.blocking.is_blocked(ctx.client.id)
+    ctx.serving_blocked()
 }
 
 /// Events after elements were popped from `key` (`listElementsRemoved`): the pop event,
@@ -439,6 +440,9 @@ fn block_or_null(
         keys: keys.iter().map(own).collect(),
         timeout,
         timeout_reply: Reply::NilArray,
+        kind: BlockKind::List,
+        rerun: None,
+        gone: None,
     });
     Ok(immediate)
 }

@@ -21,6 +21,8 @@ pub mod pubsub;
 pub mod server;
 pub mod sets;
 pub mod sort;
+pub mod stream_groups;
+pub mod streams;
 pub mod strings;
 pub mod subcommand;
 pub mod transactions;
@@ -51,6 +53,8 @@ pub fn all() -> Vec<CommandSpec> {
     v.extend(hashes::commands());
     v.extend(sets::commands());
     v.extend(zsets::commands());
+    v.extend(streams::commands());
+    v.extend(stream_groups::commands());
     v.extend(sort::commands());
     v.extend(geo::commands());
     v.extend(pubsub::commands());

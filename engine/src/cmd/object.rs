@@ -120,6 +120,7 @@ pub fn encoding_of(e: &crate::keyspace::db::Entry) -> &'static str {
         Value::Hash(h) => h.encoding(),
         Value::Set(s) => s.encoding(),
         Value::ZSet(z) => z.encoding(),
+        Value::Stream(_) => "stream",
     }
 }
 

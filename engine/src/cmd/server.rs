@@ -260,7 +260,7 @@ mod tests {
     fn swapdb_touches_watchers_and_wakes_blocked_clients() {
         let mut store = crate::store::Store::new(EngineConfig::default());
         let mut c = crate::client::Client::detached(1, 0, 2);
-        run(&mut store, &mut c, &["SET", "k", "v"]);
+        run(&mut store, &mut c, &["RPUSH", "k", "v"]);
         // Client 7 watches `k` in db 1 (missing there, present in db 0, so the swap
         // changes it); client 9 watches `w`, missing on both sides, which Redis leaves
         // untouched; a connected client is blocked on `k` in db 1.
@@ -283,7 +283,9 @@ mod tests {
         store.blocking.block(
             blocked,
             crate::blocking::Blocked {
-                args: vec![Bytes::from_static(b"GET"), Bytes::from_static(b"k")],
+                args: vec![Bytes::from_static(b"LPOP"), Bytes::from_static(b"k")],
+                kind: crate::blocking::BlockKind::List,
+                gone: None,
                 db: 1,
                 keys: vec![Bytes::from_static(b"k")],
                 tx,
@@ -296,9 +298,10 @@ mod tests {
             rx.try_recv().ok(),
             Some(Reply::Bulk(Bytes::from_static(b"v")))
         );
+        // The list moved to db 1 and its one element went to the parked client.
         assert_eq!(run(&mut store, &mut c, &["DBSIZE"]), Reply::Int(0));
         c.db = 1;
-        assert_eq!(run(&mut store, &mut c, &["DBSIZE"]), Reply::Int(1));
+        assert_eq!(run(&mut store, &mut c, &["DBSIZE"]), Reply::Int(0));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Sorted set commands (`t_zset.c`).
 
+use crate::blocking::BlockKind;
 use crate::client::BlockRequest;
 use crate::command::{CommandSpec, Ctx, BLOCKING, DENYOOM, FAST, READONLY, WRITE};
 use crate::error::{CmdError, CmdResult};
@@ -826,9 +827,15 @@ fn pop_first(
     count: usize,
     shape: PopShape,
 ) -> Result<Option<Reply>, CmdError> {
+    // A parked client re-run skips keys of another type, as lists do: it is served
+    // from a key that holds a sorted set, never answered WRONGTYPE by another.
+    let retry = ctx.serving_blocked();
     for key in keys {
-        let Some(z) = write(ctx, key)? else {
-            continue;
+        let z = match write(ctx, key) {
+            Ok(Some(z)) => z,
+            Ok(None) => continue,
+            Err(_) if retry => continue,
+            Err(e) => return Err(e),
         };
         let n = count.min(z.len());
         let ranks: Vec<usize> = if max {
@@ -914,6 +921,9 @@ fn block_on(ctx: &mut Ctx, keys: &[Bytes], timeout: Option<std::time::Duration>)
         keys: keys.to_vec(),
         timeout,
         timeout_reply: Reply::NilArray,
+        kind: BlockKind::ZSet,
+        rerun: None,
+        gone: None,
     });
     Ok(Reply::NilArray)
 }

@@ -106,6 +106,14 @@ settings! {
     list_max_listpack_size: i64 = -2 =>
         Setting::int("list-max-listpack-size", i32::MIN as i64, i32::MAX as i64)
             .alias(&["list-max-ziplist-size"]);
+    /// A stream block closes once it would take this many bytes as a listpack (0: no
+    /// limit but the listpack's own).
+    stream_node_max_bytes: usize = 4096 =>
+        Setting::memory("stream-node-max-bytes", 0, i64::MAX as u64);
+    /// A stream block closes once it holds this many entries, deleted ones included
+    /// (0: no limit).
+    stream_node_max_entries: usize = 100 =>
+        Setting::int("stream-node-max-entries", 0, i64::MAX);
     /// Largest sparse HyperLogLog before it turns dense.
     hll_sparse_max_bytes: u64 = crate::types::hll::DEFAULT_SPARSE_MAX_BYTES as u64 =>
         Setting::memory("hll-sparse-max-bytes", 0, i64::MAX as u64);

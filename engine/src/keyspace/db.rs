@@ -3,7 +3,7 @@
 use crate::error::CmdError;
 use crate::keyspace::evict::{self, Lfu};
 use crate::keyspace::tinylfu::Admission;
-use crate::types::{CompactBytes, Hash, List, Set, Value, ZSet};
+use crate::types::{CompactBytes, Hash, List, Set, Stream, Value, ZSet};
 use bytes::Bytes;
 use indexmap::IndexMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -926,6 +926,7 @@ impl Db {
     typed_access!(hash, hash_mut, hash_or_create, Hash, Hash);
     typed_access!(set, set_mut, set_or_create, Set, Set);
     typed_access!(zset, zset_mut, zset_or_create, ZSet, Box<ZSet>);
+    typed_access!(stream, stream_mut, stream_or_create, Stream, Box<Stream>);
 
     /// A string value; `WRONGTYPE` for other types.
     pub fn get_str(&mut self, key: &[u8], now: u64) -> Result<Option<&CompactBytes>, CmdError> {

@@ -19,7 +19,8 @@
 //! 1. the TTL backstop ([`crate::backstop`]) caps a covered key's TTL after a write;
 //! 2. `OBJECT WRITTEN`: the entry's write time, for changes of a value;
 //! 3. WATCH: watchers of the key (or of any existing key of a flushed database) get
-//!    their EXEC refused ([`watch`]);
+//!    their EXEC refused ([`watch`]), except for changes Redis does not signal to
+//!    watchers (a stream's consumer-group state, XSETID: `Store::key_changed_unwatched`);
 //! 4. clients blocked on the key are queued to be served after the command;
 //! 5. lease tokens of the key (or database) are voided ([`crate::lease`]);
 //! 6. `stats.dirty` (and `expired_keys`) count it;
@@ -64,6 +65,8 @@ pub(crate) enum Change<'a> {
         key: &'a [u8],
         class: u32,
         event: &'a str,
+        /// Whether WATCHers of the key see it (Redis's `signalModifiedKey`).
+        watched: bool,
     },
     /// `key` passed its TTL and was removed.
     Expired { db: usize, key: &'a [u8] },
@@ -114,6 +117,20 @@ impl Store {
             key,
             class,
             event,
+            watched: true,
+        });
+    }
+
+    /// A change Redis notifies but does not signal to WATCH (`notifyKeyspaceEvent`
+    /// without `signalModifiedKey`): a stream's consumer-group state, XSETID. Every
+    /// other consumer of the write path sees it as any change.
+    pub(crate) fn key_changed_unwatched(&mut self, db: usize, key: &[u8], class: u32, event: &str) {
+        self.changed(Change::Key {
+            db,
+            key,
+            class,
+            event,
+            watched: false,
         });
     }
 
@@ -231,6 +248,7 @@ impl Store {
                 key,
                 class,
                 event,
+                watched,
             } => {
                 if let Some(at) = self.apply_backstop(db, key) {
                     let at = at.to_string();
@@ -247,7 +265,9 @@ impl Store {
                     let now = self.now;
                     self.dbs[db].stamp_written(key, now);
                 }
-                self.watches.touch(db, key);
+                if watched {
+                    self.watches.touch(db, key);
+                }
                 self.blocking.signal(db, key);
                 self.leases.void(db, key);
                 self.stats.dirty += 1;
@@ -501,6 +521,108 @@ mod tests {
         assert_eq!(
             sink.take(),
             vec!["3:SET k v", "3:DEL k", "0:SWAPDB 0 1", "0:FLUSHALL"]
+        );
+    }
+
+    /// A sink keeping the propagated commands as they are, to replay them.
+    #[derive(Debug, Default)]
+    struct Recorded(Mutex<Vec<Propagated>>);
+
+    impl PropagationSink for Recorded {
+        fn propagate(&self, ops: &[Propagated]) {
+            self.0.lock().unwrap().extend_from_slice(ops);
+        }
+    }
+
+    #[test]
+    fn streams_propagate_deterministically() {
+        let e = Engine::new(EngineConfig::default());
+        let sink = Arc::new(Recorded::default());
+        e.add_propagation_sink(sink.clone());
+        let run = |line: &str| e.execute(0, args(line));
+        run("XGROUP CREATE q g $ MKSTREAM");
+        for _ in 0..250 {
+            run("XADD q * job x");
+        }
+        run("XADD q MAXLEN ~ 120 LIMIT 100 * job y");
+        run("XADD q 99999999999999-* job z");
+        run("XREADGROUP GROUP g alice COUNT 30 STREAMS q >");
+        run("XREADGROUP GROUP g bob NOACK COUNT 5 STREAMS q >");
+        run("XREADGROUP GROUP g bob COUNT 5 STREAMS q >");
+        run("XREADGROUP GROUP g alice STREAMS q 0");
+        run("XAUTOCLAIM q g carol 0 0 COUNT 7");
+        let pending = run("XPENDING q g - + 1");
+        let Reply::Array(p) = pending else {
+            panic!("XPENDING replies an array")
+        };
+        let Some(Reply::Array(first)) = p.first() else {
+            panic!("one pending entry: {p:?}")
+        };
+        let Some(Reply::Bulk(first_id)) = first.first() else {
+            panic!("an ID: {first:?}")
+        };
+        let first_id = String::from_utf8_lossy(first_id).into_owned();
+        run(&format!("XACK q g {first_id}"));
+        run(&format!("XDEL q {first_id}"));
+        run("XCLAIM q g dave 0 0-1 FORCE");
+        run("XGROUP CREATECONSUMER q g erin");
+        run("XGROUP DELCONSUMER q g bob");
+        run("XTRIM q MINID ~ 0");
+        run("XSETID q 99999999999999-100");
+        let sent = std::mem::take(&mut *sink.0.lock().unwrap());
+        // No auto ID and no approximate trim reaches a replica.
+        for op in &sent {
+            let line: Vec<String> = op
+                .argv
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            assert!(
+                !line
+                    .iter()
+                    .any(|w| w == "*" || w == "~" || w.ends_with("-*")),
+                "{line:?}"
+            );
+            assert!(!line[0].eq_ignore_ascii_case("xreadgroup"), "{line:?}");
+            assert!(!line[0].eq_ignore_ascii_case("xautoclaim"), "{line:?}");
+        }
+        // Replayed on another engine, they give the same stream and groups.
+        let replica = Engine::new(EngineConfig::default());
+        for op in sent {
+            let name = String::from_utf8_lossy(&op.argv[0]).to_ascii_lowercase();
+            if name == "multi" || name == "exec" {
+                continue;
+            }
+            let r = replica.execute(op.db, op.argv.clone());
+            assert!(!r.is_error(), "{:?} -> {r:?}", op.argv);
+        }
+        for q in [
+            "XRANGE q - +",
+            "XINFO GROUPS q",
+            "XPENDING q g",
+            "XLEN q",
+            "XINFO STREAM q",
+        ] {
+            assert_eq!(e.execute(0, args(q)), replica.execute(0, args(q)), "{q}");
+        }
+        // Pending entries: same IDs, owners and delivery counts (idle times are
+        // measured at each side's own clock).
+        let strip = |r: Reply| match r {
+            Reply::Array(v) => v
+                .into_iter()
+                .map(|e| match e {
+                    Reply::Array(mut f) => {
+                        f.remove(2);
+                        Reply::Array(f)
+                    }
+                    other => other,
+                })
+                .collect::<Vec<_>>(),
+            other => vec![other],
+        };
+        assert_eq!(
+            strip(e.execute(0, args("XPENDING q g - + 1000"))),
+            strip(replica.execute(0, args("XPENDING q g - + 1000")))
         );
     }
 

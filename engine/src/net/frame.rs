@@ -77,6 +77,14 @@ struct Partial {
 }
 
 impl Parser {
+    /// Bytes of the complete arguments of a request still arriving (CLIENT LIST's
+    /// `argv-mem` for a client mid-request).
+    pub fn partial_args_len(&self) -> usize {
+        self.partial
+            .as_ref()
+            .map_or(0, |p| p.spans.iter().map(|(a, b)| b - a).sum())
+    }
+
     /// Parses the next request. `authenticated` selects Redis's stricter limits for
     /// clients that still have to AUTH.
     pub fn parse(

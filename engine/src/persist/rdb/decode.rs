@@ -33,6 +33,37 @@ pub(crate) enum Object {
         pairs: Vec<(Bytes, f64)>,
         compact: bool,
     },
+    /// A stream: its listpacks and metadata, as written.
+    Stream(Box<StreamParts>),
+}
+
+/// A stream as `RDB_TYPE_STREAM_LISTPACKS[_2]` holds it; `object::into_value` builds
+/// the engine's stream from it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StreamParts {
+    /// (radix-tree key, listpack) of each block.
+    pub(crate) blocks: Vec<(Vec<u8>, Vec<u8>)>,
+    pub(crate) length: u64,
+    pub(crate) last_id: (u64, u64),
+    /// Version 2 only.
+    pub(crate) v2: Option<StreamV2>,
+    pub(crate) groups: Vec<GroupParts>,
+}
+
+/// What version 2 adds: the first ID, the largest deleted ID, entries ever added.
+pub(crate) type StreamV2 = ((u64, u64), (u64, u64), u64);
+
+/// One consumer group as written.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct GroupParts {
+    pub(crate) name: Bytes,
+    pub(crate) last_id: (u64, u64),
+    /// Version 2 only.
+    pub(crate) entries_read: Option<i64>,
+    /// (ID, delivery time, delivery count).
+    pub(crate) pel: Vec<([u8; 16], u64, u64)>,
+    /// (name, seen time, the IDs it owns).
+    pub(crate) consumers: Vec<(Bytes, u64, Vec<[u8; 16]>)>,
 }
 
 impl Object {
@@ -45,6 +76,8 @@ impl Object {
             Object::IntSet(v) => v.is_empty(),
             Object::Set(v) => v.is_empty(),
             Object::ZSet { pairs, .. } => pairs.is_empty(),
+            // An empty stream is a key of its own.
+            Object::Stream(_) => false,
         }
     }
 }
@@ -277,6 +310,82 @@ impl<R: Read> Reader<R> {
         f(&data).map_err(|source| RdbError::Blob { offset, source })
     }
 
+    /// A stream's parts (`rdbLoadObject` for the stream types).
+    fn stream(&mut self, is_v2: bool) -> Result<StreamParts, RdbError> {
+        let n = self.len("a stream's node count")?;
+        let mut blocks = Vec::with_capacity(n.min(RESERVE_MAX) as usize);
+        for _ in 0..n {
+            let at = self.offset;
+            let key = self.string("a stream node key")?;
+            if key.len() != 16 {
+                return Err(RdbError::corrupt(
+                    at,
+                    "a stream node key that is not the size of an ID",
+                ));
+            }
+            let at = self.offset;
+            let lp = self.string("a stream listpack")?;
+            if lp.len() <= 7 {
+                return Err(RdbError::corrupt(at, "an empty listpack inside a stream"));
+            }
+            blocks.push((key, lp));
+        }
+        let length = self.len("a stream length")?;
+        let last_id = (self.len("a stream ID")?, self.len("a stream ID")?);
+        let v2 = if is_v2 {
+            let first = (self.len("a stream ID")?, self.len("a stream ID")?);
+            let maxdel = (self.len("a stream ID")?, self.len("a stream ID")?);
+            Some((first, maxdel, self.len("a stream's entries added")?))
+        } else {
+            None
+        };
+        let ngroups = self.len("a stream's group count")?;
+        let mut groups = Vec::with_capacity(ngroups.min(RESERVE_MAX) as usize);
+        for _ in 0..ngroups {
+            let name = self.bulk("a consumer group name")?;
+            let last_id = (self.len("a stream ID")?, self.len("a stream ID")?);
+            let entries_read = if is_v2 {
+                Some(self.len("a group's entries read")? as i64)
+            } else {
+                None
+            };
+            let npel = self.len("a group PEL size")?;
+            let mut pel = Vec::with_capacity(npel.min(RESERVE_MAX) as usize);
+            for _ in 0..npel {
+                let id = self.array::<16>("a pending entry ID")?;
+                let time = u64::from_le_bytes(self.array::<8>("a delivery time")?);
+                let count = self.len("a delivery count")?;
+                pel.push((id, time, count));
+            }
+            let nconsumers = self.len("a consumer count")?;
+            let mut consumers = Vec::with_capacity(nconsumers.min(RESERVE_MAX) as usize);
+            for _ in 0..nconsumers {
+                let cname = self.bulk("a consumer name")?;
+                let seen = u64::from_le_bytes(self.array::<8>("a seen time")?);
+                let nids = self.len("a consumer PEL size")?;
+                let mut ids = Vec::with_capacity(nids.min(RESERVE_MAX) as usize);
+                for _ in 0..nids {
+                    ids.push(self.array::<16>("a consumer's pending ID")?);
+                }
+                consumers.push((cname, seen, ids));
+            }
+            groups.push(GroupParts {
+                name,
+                last_id,
+                entries_read,
+                pel,
+                consumers,
+            });
+        }
+        Ok(StreamParts {
+            blocks,
+            length,
+            last_id,
+            v2,
+            groups,
+        })
+    }
+
     /// `rdbLoadObject`: the value of type `t` (the key is for error messages).
     pub(crate) fn object(&mut self, t: u8, key: &[u8]) -> Result<Object, RdbError> {
         let at = self.offset;
@@ -413,7 +522,9 @@ impl<R: Read> Reader<R> {
                 }
                 Object::List(items)
             }
-            kind::STREAM_LISTPACKS | kind::STREAM_LISTPACKS_2 => return Err(unsupported("stream")),
+            kind::STREAM_LISTPACKS | kind::STREAM_LISTPACKS_2 => {
+                Object::Stream(Box::new(self.stream(t == kind::STREAM_LISTPACKS_2)?))
+            }
             kind::MODULE_PRE_GA | kind::MODULE_2 => return Err(unsupported("module")),
             other => {
                 return Err(RdbError::corrupt(
@@ -594,11 +705,6 @@ mod tests {
 
     #[test]
     fn unsupported_and_unknown_types_name_the_key() {
-        let e = read(kind::STREAM_LISTPACKS_2, b"").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "key \"key\" at offset 0: stream values are not supported"
-        );
         assert!(read(kind::MODULE_2, b"")
             .unwrap_err()
             .to_string()

@@ -7,8 +7,9 @@ use super::encode::Encoder;
 use super::{intset, kind, listpack};
 use crate::keyspace::db::Entry;
 use crate::types::hash::HashLimits;
+use crate::types::stream::{Block, Consumer, Group, Pending, StreamId};
 use crate::types::zset::ZSetLimits;
-use crate::types::{CompactBytes, Hash, List, Set, Value, ZSet};
+use crate::types::{CompactBytes, Hash, List, Set, Stream, Value, ZSet};
 use bytes::Bytes;
 use indexmap::{IndexMap, IndexSet};
 use std::collections::HashSet;
@@ -59,7 +60,85 @@ pub(crate) fn type_of(v: &Value) -> u8 {
                 kind::ZSET_2
             }
         }
+        Value::Stream(_) => kind::STREAM_LISTPACKS_2,
     }
+}
+
+/// A stream block as the listpack Redis keeps under its radix-tree key: the master
+/// entry (count, deleted, field names, 0), then each entry (flags, ID deltas, fields
+/// unless SAMEFIELDS, values, element count).
+pub(crate) fn stream_listpack(b: &crate::types::stream::Block) -> Vec<u8> {
+    let mut lp = listpack::Builder::default();
+    lp.push_int(b.count as i64);
+    lp.push_int(b.deleted as i64);
+    lp.push_int(b.master_fields.len() as i64);
+    for f in &b.master_fields {
+        lp.push(f);
+    }
+    lp.push_int(0);
+    for (flags, id, fv) in &b.entries {
+        lp.push_int(*flags as i64);
+        lp.push_int(id.ms.wrapping_sub(b.master.ms) as i64);
+        lp.push_int(id.seq.wrapping_sub(b.master.seq) as i64);
+        let same = flags & 2 != 0;
+        let n = fv.len() / 2;
+        if !same {
+            lp.push_int(n as i64);
+        }
+        for pair in fv.chunks(2) {
+            if !same {
+                lp.push(&pair[0]);
+            }
+            if let Some(v) = pair.get(1) {
+                lp.push(v);
+            }
+        }
+        lp.push_int(if same { n + 3 } else { n * 2 + 4 } as i64);
+    }
+    lp.finish()
+}
+
+/// Writes a stream as `RDB_TYPE_STREAM_LISTPACKS_2` (Redis 7.0's `rdbSaveObject`).
+fn write_stream<W: Write>(
+    enc: &mut Encoder,
+    w: &mut W,
+    s: &crate::types::Stream,
+) -> io::Result<()> {
+    let blocks = s.blocks();
+    enc.len(w, blocks.len() as u64)?;
+    for b in &blocks {
+        enc.string(w, &b.master.to_be_bytes())?;
+        enc.string(w, &stream_listpack(b))?;
+    }
+    enc.len(w, s.len())?;
+    for id in [s.last_id, s.first_id, s.max_deleted_id] {
+        enc.len(w, id.ms)?;
+        enc.len(w, id.seq)?;
+    }
+    enc.len(w, s.entries_added)?;
+    enc.len(w, s.groups.len() as u64)?;
+    for (name, g) in &s.groups {
+        enc.string(w, name)?;
+        enc.len(w, g.last_id.ms)?;
+        enc.len(w, g.last_id.seq)?;
+        enc.len(w, g.entries_read as u64)?;
+        enc.len(w, g.pel.len() as u64)?;
+        for (id, p) in &g.pel {
+            w.write_all(&id.to_be_bytes())?;
+            w.write_all(&p.delivery_time.to_le_bytes())?;
+            enc.len(w, p.delivery_count)?;
+        }
+        enc.len(w, g.consumers.len() as u64)?;
+        for (cname, c) in &g.consumers {
+            enc.string(w, cname)?;
+            w.write_all(&c.seen_time.to_le_bytes())?;
+            enc.len(w, c.pel.len() as u64)?;
+            for id in &c.pel {
+                w.write_all(&id.to_be_bytes())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes the object of `v` (without its type byte) as `rdbSaveObject` does.
@@ -120,6 +199,7 @@ pub(crate) fn write_value<W: Write>(
                 Ok(())
             }
         }
+        Value::Stream(s) => write_stream(enc, w, s),
     }
 }
 
@@ -186,7 +266,183 @@ pub(crate) fn into_value(obj: Object, limits: &Limits) -> Result<Value, Invalid>
         Object::ZSet { pairs, compact } => {
             Value::ZSet(Box::new(zset(pairs, compact, limits.zset)?))
         }
+        Object::Stream(parts) => Value::Stream(Box::new(stream(*parts)?)),
     })
+}
+
+/// One stream block from its radix-tree key and listpack (`streamAppendItem`'s
+/// layout): master entry, then each entry with its flags, ID deltas, fields unless
+/// SAMEFIELDS, values and element count.
+fn stream_block(key: &[u8], lp: &[u8]) -> Result<Block, Invalid> {
+    const NOT_A_NODE: &str = "a stream listpack that is not a stream node";
+    let master = StreamId::from_be_bytes(key).ok_or(Invalid::Corrupt("a bad stream node key"))?;
+    let elems = listpack::decode(lp).map_err(|_| Invalid::Corrupt("a bad stream listpack"))?;
+    let mut it = elems.into_iter();
+    let int = |it: &mut std::vec::IntoIter<listpack::Elem>| -> Result<i64, Invalid> {
+        match it.next() {
+            Some(listpack::Elem::Int(v)) => Ok(v),
+            Some(listpack::Elem::Str(s)) => crate::util::parse_i64(s).ok_or(Invalid::Corrupt(
+                "a stream listpack with text where a number belongs",
+            )),
+            None => Err(Invalid::Corrupt("a stream listpack that ends too soon")),
+        }
+    };
+    let count = int(&mut it)?;
+    let deleted = int(&mut it)?;
+    let nfields = int(&mut it)?;
+    if count < 0 || deleted < 0 || nfields < 0 {
+        return Err(Invalid::Corrupt(NOT_A_NODE));
+    }
+    let mut master_fields = Vec::with_capacity(nfields.min(1024) as usize);
+    for _ in 0..nfields {
+        master_fields.push(
+            it.next()
+                .ok_or(Invalid::Corrupt("a stream listpack that ends too soon"))?
+                .to_bytes(),
+        );
+    }
+    if int(&mut it)? != 0 {
+        return Err(Invalid::Corrupt(NOT_A_NODE));
+    }
+    let mut entries = Vec::new();
+    while it.len() > 0 {
+        let flags = int(&mut it)?;
+        let ms = int(&mut it)? as u64;
+        let seq = int(&mut it)? as u64;
+        let same = flags & 2 != 0;
+        let n = if same {
+            master_fields.len() as i64
+        } else {
+            int(&mut it)?
+        };
+        if !(0..=i64::from(u32::MAX)).contains(&n) || !(0..=3).contains(&flags) {
+            return Err(Invalid::Corrupt(NOT_A_NODE));
+        }
+        let mut fv = Vec::with_capacity(n.min(1024) as usize * 2);
+        for i in 0..n as usize {
+            let field = if same {
+                master_fields
+                    .get(i)
+                    .cloned()
+                    .ok_or(Invalid::Corrupt(NOT_A_NODE))?
+            } else {
+                it.next().ok_or(bad_end())?.to_bytes()
+            };
+            fv.push(field);
+            fv.push(it.next().ok_or(bad_end())?.to_bytes());
+        }
+        let lp_count = int(&mut it)?;
+        let want = if same { n + 3 } else { n * 2 + 4 };
+        if lp_count != want {
+            return Err(Invalid::Corrupt(
+                "a stream entry whose element count is wrong",
+            ));
+        }
+        let id = StreamId::new(master.ms.wrapping_add(ms), master.seq.wrapping_add(seq));
+        entries.push((flags as u8, id, fv));
+    }
+    Ok(Block {
+        master,
+        count: u32::try_from(count)
+            .map_err(|_| Invalid::Corrupt("a stream node count too large"))?,
+        deleted: u32::try_from(deleted)
+            .map_err(|_| Invalid::Corrupt("a stream node count too large"))?,
+        master_fields,
+        entries,
+    })
+}
+
+fn bad_end() -> Invalid {
+    Invalid::Corrupt("a stream listpack that ends too soon")
+}
+
+fn id_of((ms, seq): (u64, u64)) -> StreamId {
+    StreamId::new(ms, seq)
+}
+
+/// Builds a stream from its file parts as `rdbLoadObject` does: version 1 files get
+/// the first ID, tombstone and counters Redis 7.0 derives for them.
+fn stream(p: crate::persist::rdb::decode::StreamParts) -> Result<Stream, Invalid> {
+    let blocks = p
+        .blocks
+        .iter()
+        .map(|(k, lp)| stream_block(k, lp))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut s = Stream::from_blocks(blocks).map_err(Invalid::Corrupt)?;
+    if s.len() != p.length {
+        return Err(Invalid::Corrupt(
+            "a stream length that differs from its entries",
+        ));
+    }
+    s.last_id = id_of(p.last_id);
+    if s.edge(true).is_some_and(|(top, _)| top > s.last_id) {
+        return Err(Invalid::Corrupt("a stream last ID below its top entry"));
+    }
+    match p.v2 {
+        Some((first, maxdel, added)) => {
+            s.first_id = id_of(first);
+            s.max_deleted_id = id_of(maxdel);
+            s.entries_added = added;
+        }
+        None => {
+            s.refresh_first_id();
+            s.max_deleted_id = StreamId::MIN;
+            s.entries_added = s.len();
+        }
+    }
+    for g in p.groups {
+        let last_id = id_of(g.last_id);
+        let entries_read = match g.entries_read {
+            Some(n) => n,
+            None => s.estimate_distance(last_id),
+        };
+        let mut group = Group {
+            last_id,
+            entries_read,
+            ..Group::default()
+        };
+        for (id, time, count) in g.pel {
+            let id = StreamId::from_be_bytes(&id).ok_or(Invalid::Corrupt("a bad pending ID"))?;
+            group.pel.insert(
+                id,
+                Pending {
+                    delivery_time: time,
+                    delivery_count: count,
+                    consumer: Bytes::new(),
+                },
+            );
+        }
+        for (name, seen, ids) in g.consumers {
+            let mut c = Consumer {
+                seen_time: seen,
+                pel: Default::default(),
+            };
+            for id in ids {
+                let id =
+                    StreamId::from_be_bytes(&id).ok_or(Invalid::Corrupt("a bad pending ID"))?;
+                let Some(p) = group.pel.get_mut(&id) else {
+                    return Err(Invalid::Corrupt(
+                        "a consumer's pending entry missing from its group's",
+                    ));
+                };
+                if !p.consumer.is_empty() {
+                    return Err(Invalid::Corrupt("a pending entry owned by two consumers"));
+                }
+                p.consumer = name.clone();
+                c.pel.insert(id);
+            }
+            if group.consumers.insert(name, c).is_some() {
+                return Err(Invalid::Corrupt("duplicate consumers in a group"));
+            }
+        }
+        if group.pel.values().any(|p| p.consumer.is_empty()) {
+            return Err(Invalid::Corrupt("a pending entry that no consumer owns"));
+        }
+        if s.groups.insert(g.name, group).is_some() {
+            return Err(Invalid::Corrupt("duplicate consumer groups"));
+        }
+    }
+    Ok(s)
 }
 
 fn hash(pairs: Vec<(Bytes, Bytes)>, compact: bool, limits: HashLimits) -> Result<Hash, Invalid> {
@@ -260,6 +516,87 @@ fn zset(pairs: Vec<(Bytes, f64)>, compact: bool, limits: ZSetLimits) -> Result<Z
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A two-entry stream block, as the writer lays it out, and its parts.
+    fn stream_parts() -> crate::persist::rdb::decode::StreamParts {
+        let mut s = Stream::default();
+        let lim = crate::types::stream::StreamLimits::default();
+        let fv = |a: &str, b: &str| vec![Bytes::from(a.to_string()), Bytes::from(b.to_string())];
+        let _ = s.append(&fv("f", "1"), Some(StreamId::new(1, 0)), true, 0, lim);
+        let _ = s.append(&fv("g", "2"), Some(StreamId::new(2, 0)), true, 0, lim);
+        let blocks = s
+            .blocks()
+            .iter()
+            .map(|b| (b.master.to_be_bytes().to_vec(), stream_listpack(b)))
+            .collect();
+        crate::persist::rdb::decode::StreamParts {
+            blocks,
+            length: 2,
+            last_id: (2, 0),
+            v2: Some(((1, 0), (0, 0), 2)),
+            groups: vec![crate::persist::rdb::decode::GroupParts {
+                name: Bytes::from_static(b"g"),
+                last_id: (2, 0),
+                entries_read: Some(2),
+                pel: vec![(StreamId::new(1, 0).to_be_bytes(), 5, 1)],
+                consumers: vec![(
+                    Bytes::from_static(b"c"),
+                    5,
+                    vec![StreamId::new(1, 0).to_be_bytes()],
+                )],
+            }],
+        }
+    }
+
+    #[test]
+    fn streams_load_and_refuse_inconsistent_parts() {
+        let lim = Limits::default();
+        let good = stream_parts();
+        let Ok(Value::Stream(s)) = into_value(Object::Stream(Box::new(good.clone())), &lim) else {
+            panic!("a consistent stream loads");
+        };
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.groups[&Bytes::from_static(b"g")].pel.len(), 1);
+        let refused = |p: crate::persist::rdb::decode::StreamParts| match into_value(
+            Object::Stream(Box::new(p)),
+            &lim,
+        ) {
+            Err(Invalid::Corrupt(why)) => why,
+            other => panic!("accepted: {other:?}"),
+        };
+        let mut p = good.clone();
+        p.length = 3;
+        assert!(refused(p).contains("length"));
+        let mut p = good.clone();
+        p.last_id = (1, 0);
+        assert!(refused(p).contains("last ID"));
+        let mut p = good.clone();
+        p.groups[0].consumers[0].2 = vec![StreamId::new(9, 0).to_be_bytes()];
+        assert!(refused(p).contains("missing"));
+        let mut p = good.clone();
+        p.groups[0].consumers.clear();
+        assert!(refused(p).contains("no consumer"));
+        // A master entry whose count does not match its entries.
+        let mut p = good.clone();
+        p.blocks[0].1 = stream_listpack(&crate::types::stream::Block {
+            master: StreamId::new(1, 0),
+            count: 3,
+            deleted: 0,
+            master_fields: vec![Bytes::from_static(b"f")],
+            entries: vec![(
+                2,
+                StreamId::new(1, 0),
+                vec![Bytes::from_static(b"f"), Bytes::from_static(b"1")],
+            )],
+        });
+        assert!(refused(p).contains("counts"));
+        // A listpack that is not a stream node at all.
+        let mut p = good;
+        let mut b = listpack::Builder::default();
+        b.push_int(5);
+        p.blocks[0].1 = b.finish();
+        assert!(!refused(p).is_empty());
+    }
 
     #[test]
     fn scores_as_d2string() {
