@@ -1,4 +1,8 @@
-//! Clients blocked on keys (BLPOP and friends), served first-come first-served.
+//! Clients blocked on keys (BLPOP and friends, BZPOPMIN and friends, XREAD and
+//! XREADGROUP), served first-come first-served. One rule for every family: when the
+//! command or transaction that touched a key ends, its waiters are re-run in arrival
+//! order if the key holds the type they wait for ([`BlockKind`]); XREADGROUP waiters
+//! whose key no longer holds a stream are released with an error, as in Redis.
 
 use crate::net::reply::Reply;
 use crate::types::Value;
