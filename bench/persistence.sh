@@ -6,6 +6,7 @@
 #   bench/persistence.sh                 # 1,000,000 keys
 #   KEYS=200000 bench/persistence.sh
 #   QUICK=1 bench/persistence.sh         # 100,000 keys
+#   COHERENT_BIN=target/release/coherent bench/persistence.sh   # skip the build
 #
 # The keys are `SET key:N value:N` loaded with `redis-cli --pipe`. BGSAVE is timed
 # from the command to INFO's rdb_bgsave_in_progress:0 (polled every 10 ms). For the
@@ -29,7 +30,7 @@ for tool in redis-server redis-cli redis-benchmark python3 cargo; do
   command -v "$tool" >/dev/null || { echo "missing $tool (scripts/install-deps.sh)" >&2; exit 1; }
 done
 
-BIN=$(build_coherent "$ROOT")
+BIN=${COHERENT_BIN:-$(build_coherent "$ROOT")}
 EPORT=$(free_port)
 RPORT=$(free_port)
 start_engine "$BIN" "$EPORT"
