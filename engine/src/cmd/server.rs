@@ -126,7 +126,27 @@ fn shutdown(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 // ---------------------------------------------------------------------------------
 // INFO
 
+/// Whether this client may run DEBUG (`enable-debug-command`, Redis's
+/// `allowProtectedAction`): the embedding process always may.
+fn debug_allowed(ctx: &Ctx) -> bool {
+    if ctx.client.id == 0 {
+        return true;
+    }
+    match ctx.store.config.enable_debug_command.as_str() {
+        "yes" => true,
+        "local" => ctx
+            .client
+            .addr
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback()),
+        _ => false,
+    }
+}
+
 fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    if !debug_allowed(ctx) {
+        return Err(CmdError::err("DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server."));
+    }
     let sub = &args[1];
     let n = args.len();
     if eq_ic(sub, "help") && n == 2 {

@@ -153,6 +153,10 @@ settings! {
     rdbchecksum: bool = true => Setting::boolean("rdbchecksum");
     /// Refuse writes with `-MISCONF` while the last BGSAVE failed (and save points are set).
     stop_writes_on_bgsave_error: bool = true => Setting::boolean("stop-writes-on-bgsave-error");
+    /// Who may run DEBUG (Redis's `enable-debug-command`): `no` (Redis's default),
+    /// `yes`, or `local` (loopback connections); the embedding process always may.
+    enable_debug_command: String = "no".into() =>
+        Setting::one_of("enable-debug-command", &["no", "yes", "local"]).immutable();
     /// Microseconds a background save pauses after each key (Redis's test knob, to make
     /// a save slow deterministically); 0 in production.
     rdb_key_save_delay: u64 = 0 => Setting::int("rdb-key-save-delay", 0, i32::MAX as i64);
