@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # RDB persistence of the engine against a private redis-server, same data, same run:
 # SAVE and BGSAVE time, the file's size, load time at start, and SET throughput
-# (redis-benchmark) with and without BGSAVEs running, side by side.
+# (redis-benchmark) with and without BGSAVEs running, and the memory those saves cost,
+# side by side.
 #
 #   bench/persistence.sh                 # 1,000,000 keys
 #   KEYS=200000 bench/persistence.sh
 #   QUICK=1 bench/persistence.sh         # 100,000 keys
+#   COHERENT_BIN=target/release/coherent bench/persistence.sh   # skip the build
 #
 # The keys are `SET key:N value:N` loaded with `redis-cli --pipe`. BGSAVE is timed
 # from the command to INFO's rdb_bgsave_in_progress:0 (polled every 10 ms). For the
@@ -29,7 +31,7 @@ for tool in redis-server redis-cli redis-benchmark python3 cargo; do
   command -v "$tool" >/dev/null || { echo "missing $tool (scripts/install-deps.sh)" >&2; exit 1; }
 done
 
-BIN=$(build_coherent "$ROOT")
+BIN=${COHERENT_BIN:-$(build_coherent "$ROOT")}
 EPORT=$(free_port)
 RPORT=$(free_port)
 start_engine "$BIN" "$EPORT"
@@ -98,14 +100,27 @@ set_rps() {
     awk -F'"' '$2 == "SET" {print $4, $14}' | tail -1
 }
 
-# set_rps_under_bgsave PORT PIPELINE: the same while BGSAVEs run back to back.
+# set_rps_under_bgsave PORT PIPELINE PID: the same while BGSAVEs run back to back.
+# Also records the memory the saves cost in $BENCH_TMP/mem.PORT (KiB): for the
+# engine the peak growth of its resident set over the run (the old entries the
+# snapshot serializes before their writes), for Redis the largest copy-on-write size
+# its child reported (INFO rdb_last_cow_size), which its fork costs on top of the
+# parent.
 set_rps_under_bgsave() {
-  local port=$1 flag="$BENCH_TMP/saving.$1" loop rps
+  local port=$1 pid=$3 flag="$BENCH_TMP/saving.$1" loop rps base peak=0 r
+  base=$(rss_kib "$pid")
   touch "$flag"
   (
     while [ -e "$flag" ]; do
       redis-cli -p "$port" BGSAVE >/dev/null 2>&1 || true
-      while bgsave_running "$port"; do sleep 0.005; done
+      while bgsave_running "$port"; do
+        r=$(rss_kib "$pid")
+        [ "$r" -gt "$peak" ] && peak=$r
+        sleep 0.005
+      done
+      cow=$(redis-cli -p "$port" INFO persistence | tr -d '\r' | awk -F: '/^rdb_last_cow_size:/ {print int($2 / 1024)}')
+      [ "${cow:-0}" -gt "${peakcow:-0}" ] && peakcow=$cow
+      echo "$(( peak > base ? peak - base : 0 )) ${peakcow:-0}" >"$BENCH_TMP/mem.$port"
     done
   ) &
   loop=$!
@@ -157,12 +172,15 @@ echo "| load at start ms (process start to all keys) | $E_LOAD | $R_LOAD | $(rat
 for P in 1 16; do
   read -r E_IDLE E_IDLE99 <<<"$(set_rps "$EPORT" "$P")"
   read -r R_IDLE R_IDLE99 <<<"$(set_rps "$RPORT" "$P")"
-  read -r E_BUSY E_BUSY99 <<<"$(set_rps_under_bgsave "$EPORT" "$P")"
-  read -r R_BUSY R_BUSY99 <<<"$(set_rps_under_bgsave "$RPORT" "$P")"
+  read -r E_BUSY E_BUSY99 <<<"$(set_rps_under_bgsave "$EPORT" "$P" "$ENGINE_PID")"
+  read -r R_BUSY R_BUSY99 <<<"$(set_rps_under_bgsave "$RPORT" "$P" "$REDIS_PID")"
+  read -r E_MEM _ <"$BENCH_TMP/mem.$EPORT"
+  read -r _ R_MEM <"$BENCH_TMP/mem.$RPORT"
   echo "| SET rps, pipeline $P, no save | $E_IDLE | $R_IDLE | $(ratio "$E_IDLE" "$R_IDLE") |"
   echo "| SET rps, pipeline $P, during BGSAVEs | $E_BUSY | $R_BUSY | $(ratio "$E_BUSY" "$R_BUSY") |"
   echo "| SET p99 ms, pipeline $P, no save | $E_IDLE99 | $R_IDLE99 | $(ratio "$R_IDLE99" "$E_IDLE99") |"
   echo "| SET p99 ms, pipeline $P, during BGSAVEs | $E_BUSY99 | $R_BUSY99 | $(ratio "$R_BUSY99" "$E_BUSY99") |"
+  echo "| extra memory of the saves KiB, pipeline $P (engine: peak RSS growth; Redis: largest child COW) | $E_MEM | $R_MEM | $(ratio "$R_MEM" "$E_MEM") |"
 done
 echo
 echo "ratios: Redis/engine for times, sizes and p99, engine/Redis for throughput (above 1: the engine is ahead)"

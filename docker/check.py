@@ -145,8 +145,9 @@ def run_coherent(binary, toml_text, label):
         with open(path, "w") as f:
             f.write(toml_text)
         eport, aport = free_port(), free_port()
+        # The engine's files (dir = /var/lib/coherent in the image) go to the temp dir.
         env = dict(os.environ, COHERENT_ENGINE_LISTEN=f"127.0.0.1:{eport}",
-                   COHERENT_ADMIN_LISTEN=f"127.0.0.1:{aport}")
+                   COHERENT_ADMIN_LISTEN=f"127.0.0.1:{aport}", COHERENT_ENGINE_DIR=d)
         p = subprocess.Popen([binary, "serve", "--config", path], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:

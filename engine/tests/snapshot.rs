@@ -447,3 +447,43 @@ fn a_killed_bgsave_leaves_the_next_one_alone() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn debug_follows_enable_debug_command() {
+    let dir = TempDir::new("debug");
+    let refused = Resp::Error("ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.".into());
+    let srv = EngineServer::start_with(EngineConfig {
+        listen: "127.0.0.1:0".into(),
+        dir: dir.arg(),
+        save: String::new(),
+        ..Default::default()
+    });
+    let mut c = Conn::connect(srv.addr);
+    // Redis's default, "no": refused, even DEBUG RELOAD; the embedding process may.
+    assert_eq!(c.cmd(&["DEBUG", "RELOAD"]), refused);
+    assert_eq!(c.cmd(&["DEBUG", "SLEEP", "0"]), refused);
+    assert_eq!(
+        srv.engine
+            .execute(0, vec!["DEBUG".into(), "SLEEP".into(), "0".into()]),
+        Reply::OK
+    );
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "enable-debug-command", "yes"]),
+        Resp::Error("ERR CONFIG SET failed (possibly related to argument 'enable-debug-command') - can't set immutable config".into())
+    );
+    for (setting, allowed) in [("yes", true), ("local", true)] {
+        let srv = EngineServer::start_with(EngineConfig {
+            listen: "127.0.0.1:0".into(),
+            dir: dir.arg(),
+            save: String::new(),
+            enable_debug_command: setting.into(),
+            ..Default::default()
+        });
+        let mut c = Conn::connect(srv.addr);
+        assert_eq!(
+            c.cmd(&["DEBUG", "RELOAD"]) == Resp::Simple("OK".into()),
+            allowed,
+            "{setting}"
+        );
+    }
+}

@@ -34,8 +34,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// Keys serialized per turn of the store's lock: about a millisecond of work.
-const CHUNK: usize = 512;
+/// Keys serialized per turn of the store's lock: some tens of microseconds of work,
+/// so a command waits at most that long behind the walk.
+const CHUNK: usize = 128;
 
 /// What the hooks and the walk share.
 #[derive(Debug)]
@@ -286,6 +287,9 @@ impl Snapshot {
                 if finished {
                     break;
                 }
+                // The lock is not fair: without a yield the walk would take it
+                // straight back and starve the connections waiting for it.
+                std::thread::yield_now();
                 if !key_delay.is_zero() {
                     std::thread::sleep(key_delay);
                 }

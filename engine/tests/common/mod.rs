@@ -88,7 +88,8 @@ pub struct EngineServer {
 
 impl EngineServer {
     pub fn start() -> EngineServer {
-        // No save points, as the redis-server it is compared with (`--save ""`).
+        // No save points, as the redis-server it is compared with (`--save ""`), and
+        // DEBUG from loopback (`--enable-debug-command local`).
         Self::start_with(engine::EngineConfig {
             listen: "127.0.0.1:0".into(),
             save: String::new(),
