@@ -301,7 +301,10 @@ impl Aof {
     /// With `everysec` or `no`: writes what is buffered now, from the caller's
     /// thread (see [`Aof::writes_inline`]).
     pub(crate) fn write_inline(&self) -> bool {
-        if self.policy.load(Ordering::Acquire) == Fsync::Always as u8 {
+        // After a failed write the thread retries, once a second, not every client.
+        if self.policy.load(Ordering::Acquire) == Fsync::Always as u8
+            || !self.stats.last_write_ok.load(Ordering::Acquire)
+        {
             return false;
         }
         let Ok(mut io) = self.io.try_lock() else {
