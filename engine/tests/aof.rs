@@ -304,8 +304,14 @@ fn redis_aof_loads_in_the_engine() {
 
 #[test]
 fn config_set_appendonly_starts_with_a_rewrite() {
-    let dir = TempDir::new("config-set");
-    let mut cfg = config(dir.path(), &[]);
+    for fsync in ["always", "everysec"] {
+        config_set_appendonly_with(fsync);
+    }
+}
+
+fn config_set_appendonly_with(fsync: &str) {
+    let dir = TempDir::new(&format!("config-set-{fsync}"));
+    let mut cfg = config(dir.path(), &[("appendfsync", fsync)]);
     cfg.appendonly = false;
     let engine = EngineServer::start_with(cfg.clone());
     let mut c = Conn::connect(engine.addr);

@@ -135,6 +135,8 @@ pub(crate) struct Gate {
     appended: AtomicU64,
     durable: AtomicU64,
     notify: tokio::sync::Notify,
+    /// The running AOF, for connections that write its buffer themselves.
+    writer: std::sync::RwLock<Option<std::sync::Weak<Aof>>>,
 }
 
 impl Gate {
@@ -145,16 +147,48 @@ impl Gate {
         (a > self.durable.load(Ordering::Acquire)).then_some(a)
     }
 
-    /// Waits until `target` is durable.
+    /// Waits until `target` is durable: with `everysec`/`no` the caller writes the
+    /// buffer itself when nobody else is (as Redis's event loop does before it
+    /// answers); otherwise the writer thread's publication wakes it.
     pub(crate) async fn wait(&self, target: u64) {
         loop {
+            if self.durable.load(Ordering::Acquire) >= target {
+                return;
+            }
+            let writer = self
+                .writer
+                .read()
+                .ok()
+                .and_then(|w| w.as_ref().and_then(std::sync::Weak::upgrade));
+            let inline = writer.as_ref().is_some_and(|w| w.writes_inline());
+            if inline
+                && writer.is_some_and(|w| w.write_inline())
+                && self.durable.load(Ordering::Acquire) >= target
+            {
+                return;
+            }
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.durable.load(Ordering::Acquire) >= target {
                 return;
             }
-            notified.await;
+            if inline {
+                // Someone else is writing: its publication wakes us; a short
+                // timeout covers a write that missed the lock just as another one
+                // finished, so nobody waits for the thread's tick.
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(1), notified).await;
+            } else {
+                // `always`: the writer thread publishes after its fsync.
+                notified.await;
+            }
+        }
+    }
+
+    /// Connections write the buffer of `aof` themselves (or of none).
+    pub(crate) fn set_writer(&self, aof: Option<&Arc<Aof>>) {
+        if let Ok(mut w) = self.writer.write() {
+            *w = aof.map(Arc::downgrade);
         }
     }
 

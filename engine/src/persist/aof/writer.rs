@@ -73,6 +73,23 @@ pub(crate) struct Aof {
     /// Stopped: a rewrite that finishes after this leaves the files alone.
     pub(super) stopped: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The file and what goes to it. Whoever writes takes the buffer under this lock
+    /// (then `pending`'s), so bytes reach the file in stream order: the writer
+    /// thread, or with `everysec`/`no` a connection about to reply (as Redis writes
+    /// in its event loop), which spares a hand-off to the thread per batch.
+    io: Mutex<Io>,
+}
+
+/// The writing side's state.
+#[derive(Debug)]
+struct Io {
+    file: Option<Arc<File>>,
+    /// Bytes that failed to go out: retried before anything newer.
+    carry: Vec<u8>,
+    /// Writes done, and writes covered by the last fsync.
+    written: u64,
+    fsynced: u64,
+    last_fsync: Instant,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -143,7 +160,10 @@ impl PropagationSink for Aof {
         self.stats
             .buffer_length
             .store(p.buf.len() as u64, Ordering::Relaxed);
-        if p.waiting {
+        // With `always` the thread writes and fsyncs; otherwise the connection
+        // waiting for this offset writes it (`write_inline`), and the thread only
+        // picks up what nobody waits for (in-process writes) on its next tick.
+        if p.waiting && self.policy.load(Ordering::Relaxed) == Fsync::Always as u8 {
             p.waiting = false;
             self.wake.notify_one();
         }
@@ -177,6 +197,13 @@ impl Aof {
             synced: AtomicU64::new(origin),
             stopped: AtomicBool::new(false),
             thread: Mutex::new(None),
+            io: Mutex::new(Io {
+                file: None,
+                carry: Vec::new(),
+                written: 0,
+                fsynced: 0,
+                last_fsync: Instant::now(),
+            }),
         }
     }
 
@@ -242,10 +269,11 @@ impl Aof {
     }
 
     fn start_thread(self: &Arc<Self>, file: Option<File>) -> std::io::Result<()> {
+        lock(&self.io).file = file.map(Arc::new);
         let me = self.clone();
         let handle = std::thread::Builder::new()
             .name("aof-writer".into())
-            .spawn(move || me.run(file))?;
+            .spawn(move || me.run())?;
         *lock(&self.thread) = Some(handle);
         Ok(())
     }
@@ -263,34 +291,100 @@ impl Aof {
         }
     }
 
+    /// Whether connections write the buffer themselves (`everysec`, `no`): they
+    /// do unless someone else is writing or a switch of files is pending (the thread
+    /// does those); `write_inline` returns whether it wrote.
+    pub(crate) fn writes_inline(&self) -> bool {
+        self.policy.load(Ordering::Acquire) != Fsync::Always as u8
+    }
+
+    /// With `everysec` or `no`: writes what is buffered now, from the caller's
+    /// thread (see [`Aof::writes_inline`]).
+    pub(crate) fn write_inline(&self) -> bool {
+        // After a failed write the thread retries, once a second, not every client.
+        if self.policy.load(Ordering::Acquire) == Fsync::Always as u8
+            || !self.stats.last_write_ok.load(Ordering::Acquire)
+        {
+            return false;
+        }
+        let Ok(mut io) = self.io.try_lock() else {
+            return false;
+        };
+        let (mut data, end) = {
+            let mut p = lock(&self.pending);
+            if p.switch.is_some() || p.stop || p.buf.is_empty() {
+                return false;
+            }
+            self.stats.buffer_length.store(0, Ordering::Relaxed);
+            (std::mem::take(&mut p.buf), p.offset)
+        };
+        if self.write_data(&mut io, &mut data) {
+            self.synced.store(end, Ordering::SeqCst);
+            self.gate.publish(end);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Writes `data` (after anything carried over) to the current file; on an error
+    /// keeps it to retry.
+    fn write_data(&self, io: &mut Io, data: &mut Vec<u8>) -> bool {
+        if !io.carry.is_empty() {
+            let mut all = std::mem::take(&mut io.carry);
+            all.append(data);
+            *data = all;
+        }
+        if data.is_empty() {
+            return true;
+        }
+        let Some(f) = io.file.clone() else {
+            // No file (turning the AOF on failed): nothing to write to.
+            data.clear();
+            return true;
+        };
+        if self.write_out(&f, data).is_err() {
+            io.carry = std::mem::take(data);
+            return false;
+        }
+        io.written += 1;
+        true
+    }
+
     /// The thread's loop.
-    fn run(&self, mut file: Option<File>) {
-        let mut unsynced = false;
-        let mut last_fsync = Instant::now();
-        // Bytes that failed to go out: retried before anything newer.
-        let mut carry: Vec<u8> = Vec::new();
+    fn run(&self) {
         loop {
-            let (switch, mut data, end, policy, stop) = {
+            let policy_now = self.policy.load(Ordering::Acquire);
+            {
                 let mut p = lock(&self.pending);
-                while p.buf.is_empty() && p.switch.is_none() && !p.stop && carry.is_empty() {
+                // Wait for work: with `always` a write wakes us; otherwise a tick
+                // picks up writes nobody is waiting for, and fsyncs once a second.
+                let tick = if policy_now == Fsync::Always as u8 {
+                    Duration::from_millis(1000)
+                } else {
+                    Duration::from_millis(100)
+                };
+                if p.buf.is_empty() && p.switch.is_none() && !p.stop {
                     p.waiting = true;
-                    let (g, timeout) = self
+                    let (g, _) = self
                         .wake
-                        .wait_timeout(p, Duration::from_millis(1000))
+                        .wait_timeout(p, tick)
                         .unwrap_or_else(|e| e.into_inner());
                     p = g;
                     p.waiting = false;
-                    if timeout.timed_out() && unsynced {
-                        break;
-                    }
                 }
-                // Group commit: the first write after a quiet spell wakes us while
-                // other clients' writes are still being run; gather until the buffer
-                // stops growing (or 1 ms), so one write and one fsync cover them all
-                // instead of the first one alone.
+                // Group commit (`always`): the first write after a quiet spell wakes
+                // us while other clients' writes are still being run; gather until
+                // the buffer stops growing (or about 1 ms), so one fsync covers them
+                // all instead of the first one alone.
                 let mut seen = p.buf.len();
                 let mut gathered = 0;
-                while seen > 0 && p.switch.is_none() && !p.stop && gathered < GATHER_ROUNDS {
+                while policy_now == Fsync::Always as u8
+                    && seen > 0
+                    && p.switch.is_none()
+                    && !p.stop
+                    && gathered < GATHER_ROUNDS
+                {
                     drop(p);
                     std::thread::sleep(GATHER_PAUSE);
                     p = lock(&self.pending);
@@ -300,33 +394,34 @@ impl Aof {
                     seen = p.buf.len();
                     gathered += 1;
                 }
-                let policy = self.policy.load(Ordering::Acquire);
+            }
+            // Writers take the buffer under `io`, then `pending`: stream order.
+            let mut io = lock(&self.io);
+            let (switch, mut data, end, policy, stop) = {
+                let mut p = lock(&self.pending);
                 self.stats.buffer_length.store(0, Ordering::Relaxed);
                 (
                     p.switch.take(),
                     std::mem::take(&mut p.buf),
                     p.offset,
-                    policy,
+                    self.policy.load(Ordering::Acquire),
                     p.stop,
                 )
             };
-            if !carry.is_empty() {
-                carry.append(&mut data);
-                data = std::mem::take(&mut carry);
-            }
             let mut ok = true;
             if let Some(sw) = switch {
                 let mut before = sw.before;
-                if !carry.is_empty() {
-                    carry.append(&mut before);
-                    before = std::mem::take(&mut carry);
+                if !io.carry.is_empty() {
+                    let mut all = std::mem::take(&mut io.carry);
+                    all.append(&mut before);
+                    before = all;
                 }
                 // The old file must hold everything before the switch point, on disk,
                 // before the new one takes over; if it cannot, there is no switch
                 // (the rewrite fails) and the writer stays on the old file.
-                let old_done = match file.as_mut() {
+                let old_done = match io.file.clone() {
                     Some(f) => self
-                        .write_out(f, &before)
+                        .write_out(&f, &before)
                         .and_then(|()| f.sync_data())
                         .map_err(|e| AofError::io(&self.dir, e)),
                     None => Ok(()),
@@ -335,61 +430,65 @@ impl Aof {
                 let switched = old_done.and_then(|()| self.open_new_incr(sw.rotate));
                 match switched {
                     Ok(f) => {
-                        file = Some(f);
-                        unsynced = false;
-                        last_fsync = Instant::now();
+                        io.file = Some(Arc::new(f));
+                        io.fsynced = io.written;
+                        io.last_fsync = Instant::now();
                         let _ = sw.done.send(Ok(()));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot switch to a new AOF incr file");
                         if old_failed && !before.is_empty() {
                             // Not written: retried first, ahead of what follows.
-                            ok = false;
-                            before.append(&mut data);
-                            carry = before;
+                            io.carry = before;
                         }
                         let _ = sw.done.send(Err(e));
                     }
                 }
             }
-            if !data.is_empty() {
-                match file.as_mut() {
-                    Some(f) => {
-                        if self.write_out(f, &data).is_err() {
-                            ok = false;
-                            carry = data;
-                        } else {
-                            unsynced = true;
-                        }
-                    }
-                    None => {
-                        // No file (the AOF being turned on failed): nothing to write to.
-                    }
-                }
+            ok &= self.write_data(&mut io, &mut data);
+            let always = policy == Fsync::Always as u8;
+            if ok && !always {
+                // Written: what Redis promises before it answers.
+                self.synced.store(end, Ordering::SeqCst);
+                self.gate.publish(end);
             }
+            let unsynced = io.written != io.fsynced;
             let want_sync = unsynced
-                && (policy == Fsync::Always as u8
+                && (always
                     || stop
                     || (policy == Fsync::Everysec as u8
-                        && last_fsync.elapsed() >= Duration::from_secs(1)));
-            if want_sync {
-                if let Some(f) = file.as_mut() {
-                    if let Err(e) = f.sync_data() {
+                        && io.last_fsync.elapsed() >= Duration::from_secs(1)));
+            let to_sync = if want_sync { io.file.clone() } else { None };
+            let generation = io.written;
+            // The fsync runs without the lock: connections keep writing meanwhile,
+            // as Redis's background fsync lets its event loop go on.
+            drop(io);
+            if let Some(f) = to_sync {
+                match f.sync_data() {
+                    Ok(()) => {
+                        let mut io = lock(&self.io);
+                        io.fsynced = io.fsynced.max(generation);
+                        io.last_fsync = Instant::now();
+                        drop(io);
+                        if ok && always {
+                            self.synced.store(end, Ordering::SeqCst);
+                            // An acknowledgement promises the data comes back after a
+                            // crash: only once the manifest lists the file.
+                            if self.established.load(Ordering::SeqCst) {
+                                self.gate.publish(end);
+                            }
+                        }
+                    }
+                    Err(e) => {
                         tracing::warn!(error = %e, "AOF fsync failed");
                         self.stats.last_write_ok.store(false, Ordering::Release);
                         ok = false;
-                    } else {
-                        unsynced = false;
-                        last_fsync = Instant::now();
                     }
                 }
-            }
-            if ok && (policy != Fsync::Always as u8 || !unsynced) {
+            } else if ok && always && !unsynced {
+                // Nothing new since the last fsync.
                 self.synced.store(end, Ordering::SeqCst);
-                // With `always` an acknowledgement promises the data comes back after
-                // a crash: only once the manifest lists the file. Otherwise it
-                // promises what Redis's does, that the data was written.
-                if policy != Fsync::Always as u8 || self.established.load(Ordering::SeqCst) {
+                if self.established.load(Ordering::SeqCst) {
                     self.gate.publish(end);
                 }
             }
@@ -398,7 +497,7 @@ impl Aof {
                 // meanwhile here: waiting clients keep waiting).
                 std::thread::sleep(Duration::from_secs(1));
             }
-            if stop && carry.is_empty() {
+            if stop && lock(&self.io).carry.is_empty() {
                 self.gate.release();
                 return;
             }
@@ -407,25 +506,35 @@ impl Aof {
 
     /// Writes `data` at the end of `f`; on an error cuts a partial write off, so the
     /// file ends on a whole command (as `flushAppendOnlyFile` does).
-    fn write_out(&self, f: &mut File, data: &[u8]) -> std::io::Result<()> {
-        let len = f.metadata().map(|m| m.len()).ok();
-        match f.write_all(data) {
-            Ok(()) => {
-                self.stats
-                    .current_size
-                    .fetch_add(data.len() as u64, Ordering::AcqRel);
-                self.stats.last_write_ok.store(true, Ordering::Release);
-                Ok(())
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "error writing the AOF");
-                self.stats.last_write_ok.store(false, Ordering::Release);
-                if let Some(len) = len {
-                    let _ = f.set_len(len);
-                }
-                Err(e)
+    fn write_out(&self, f: &File, data: &[u8]) -> std::io::Result<()> {
+        let mut w = f;
+        let mut done = 0;
+        while done < data.len() {
+            match w.write(&data[done..]) {
+                Ok(0) => return self.write_failed(f, done, std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return self.write_failed(f, done, e),
             }
         }
+        self.stats
+            .current_size
+            .fetch_add(data.len() as u64, Ordering::AcqRel);
+        self.stats.last_write_ok.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// A write failed after `done` bytes: cut them off again, so the file ends on a
+    /// whole command (as `flushAppendOnlyFile` does); the caller retries it all.
+    fn write_failed(&self, f: &File, done: usize, e: std::io::Error) -> std::io::Result<()> {
+        tracing::warn!(error = %e, "error writing the AOF");
+        self.stats.last_write_ok.store(false, Ordering::Release);
+        if done > 0 {
+            if let Ok(md) = f.metadata() {
+                let _ = f.set_len(md.len().saturating_sub(done as u64));
+            }
+        }
+        Err(e)
     }
 
     /// Creates the next incremental file; with `rotate` the manifest lists it at
@@ -489,6 +598,7 @@ fn install(store: &mut Store, aof: Arc<Aof>) {
         store.config.aof_timestamp_enabled,
     );
     store.add_propagation_sink(aof.clone());
+    store.aof.gate.set_writer(Some(&aof));
     store.aof.writer = Some(aof);
 }
 
@@ -592,6 +702,7 @@ pub(super) fn enable(store: &mut Store) -> Result<(), AofError> {
 /// and lets nobody wait for it any more.
 pub(super) fn disable(store: &mut Store) {
     if let Some(aof) = store.aof.writer.take() {
+        store.aof.gate.set_writer(None);
         aof.stop();
         let sink: Arc<dyn PropagationSink> = aof.clone();
         store.propagation.remove_sink(&sink);
