@@ -366,9 +366,12 @@ pub(crate) fn execute_spec(
 const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
 
 /// Whether `enable-debug-command` (`no`, `yes`, `local`) lets `client` run DEBUG
-/// (Redis's `allowProtectedAction`): `local` means a loopback connection, or the
-/// embedding process itself (an in-process client has no address).
+/// (Redis's `allowProtectedAction`): `local` means a loopback connection. The
+/// embedding process itself (an in-process client, without an address) always may.
 fn protected_allowed(setting: &str, client: &Client) -> bool {
+    if client.addr.is_empty() {
+        return true;
+    }
     match setting {
         "yes" => true,
         "local" => {
@@ -377,10 +380,8 @@ fn protected_allowed(setting: &str, client: &Client) -> bool {
                 .rsplit_once(':')
                 .map_or(client.addr.as_str(), |(h, _)| h);
             let host = host.trim_start_matches('[').trim_end_matches(']');
-            client.addr.is_empty()
-                || host
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
+            host.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
         }
         _ => false,
     }
