@@ -117,10 +117,11 @@ mod tests {
         let before = used_memory();
         let v: Vec<u8> = vec![7; 64 << 20];
         let during = used_memory();
-        assert!(during >= before + (60 << 20), "{before} -> {during}");
+        // Half the block as margin: other tests may free (or allocate) meanwhile.
+        assert!(during >= before + (32 << 20), "{before} -> {during}");
         drop(v);
         let after = used_memory();
-        assert!(after + (60 << 20) <= during, "{during} -> {after}");
+        assert!(after + (32 << 20) <= during, "{during} -> {after}");
         assert!(rss() > 0);
     }
 }

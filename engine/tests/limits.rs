@@ -103,10 +103,11 @@ fn slow_subscriber_is_closed(addr: std::net::SocketAddr, engine: bool) -> u64 {
     slow.cmd(&["SUBSCRIBE", "ch"]);
     let mut fast = Conn::connect(addr);
     fast.cmd(&["SUBSCRIBE", "ch"]);
-    // The reading subscriber's progress: the publisher waits for it, so only the
-    // slow one can fall behind however loaded the machine is.
-    let got = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let seen = got.clone();
+    // The publisher waits for the reading subscriber after each batch, so that it
+    // never lags by more than a batch (on a loaded machine it could otherwise fall
+    // behind by the limit and be closed too, rightly).
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = read.clone();
     let reader = std::thread::spawn(move || {
         let mut n = 0;
         while n < MESSAGES {
@@ -114,7 +115,7 @@ fn slow_subscriber_is_closed(addr: std::net::SocketAddr, engine: bool) -> u64 {
                 Resp::Array(Some(m)) | Resp::Push(m) if m.len() == 3 => n += 1,
                 r => panic!("{r:?}"),
             }
-            seen.store(n, std::sync::atomic::Ordering::Release);
+            seen.store(n, std::sync::atomic::Ordering::Relaxed);
         }
         n
     });
@@ -124,14 +125,20 @@ fn slow_subscriber_is_closed(addr: std::net::SocketAddr, engine: bool) -> u64 {
     let payload = vec![b'm'; 1000];
     let mut publisher = Conn::connect(addr);
     for batch in 0..MESSAGES / 100 {
-        while got.load(std::sync::atomic::Ordering::Acquire) + 500 < batch * 100 {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
         for _ in 0..100 {
             publisher.send(&[b"PUBLISH", b"ch", &payload]);
         }
         for _ in 0..100 {
             assert!(matches!(publisher.read(), Resp::Int(_)));
+        }
+        let published = (batch + 1) * 100;
+        let start = std::time::Instant::now();
+        while read.load(std::sync::atomic::Ordering::Relaxed) < published {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "the reading subscriber stopped receiving"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         if batch % 5 == 0 {
             if let Some(o) = omem_of(&mut admin, "slow") {

@@ -22,7 +22,7 @@ use crate::types::CompactBytes;
 use std::collections::VecDeque;
 
 /// Counters per row per key the sketch is sized for (power-of-two rounding aside).
-const WIDTH_PER_KEY: usize = 2;
+const WIDTH_PER_KEY: usize = 8;
 /// Smallest sketch row.
 const MIN_WIDTH: usize = 1024;
 /// The window holds this fraction of the keys (Caffeine's default, 1%)...
@@ -30,10 +30,11 @@ const WINDOW_PERCENT: usize = 1;
 /// ...but at least this many.
 const MIN_WINDOW: usize = 16;
 
-/// A count-min sketch of 4 rows of 4-bit counters (kept in bytes), with periodic
+/// A count-min sketch of 4 rows of 4-bit counters (two to a byte), with periodic
 /// halving (TinyLFU's reset).
 #[derive(Debug, Clone)]
 pub(crate) struct Sketch {
+    /// Each row holds `mask + 1` counters, two per byte.
     rows: [Vec<u8>; 4],
     mask: usize,
     /// Increments since the last halving.
@@ -62,7 +63,7 @@ impl Sketch {
     pub(crate) fn new(keys: usize) -> Sketch {
         let width = (keys * WIDTH_PER_KEY).max(MIN_WIDTH).next_power_of_two();
         Sketch {
-            rows: std::array::from_fn(|_| vec![0; width]),
+            rows: std::array::from_fn(|_| vec![0; width / 2]),
             mask: width - 1,
             additions: 0,
             sample: 10 * width / WIDTH_PER_KEY,
@@ -80,10 +81,20 @@ impl Sketch {
         (r.wrapping_mul(0xff51_afd7_ed55_8ccd) >> 17) as usize & self.mask
     }
 
+    /// Counter `i` of row `r`.
+    fn get(&self, r: usize, i: usize) -> u8 {
+        (self.rows[r][i / 2] >> ((i & 1) * 4)) & 0xF
+    }
+
+    /// Adds one to counter `i` of row `r` (below 15).
+    fn bump(&mut self, r: usize, i: usize) {
+        self.rows[r][i / 2] += 1 << ((i & 1) * 4);
+    }
+
     /// The estimated count of `h` (0..=15).
     pub(crate) fn estimate(&self, h: u64) -> u8 {
         (0..4)
-            .map(|r| self.rows[r][self.index(h, r)])
+            .map(|r| self.get(r, self.index(h, r)))
             .min()
             .unwrap_or(0)
     }
@@ -92,20 +103,21 @@ impl Sketch {
     /// grow), halving everything every `sample` increments.
     pub(crate) fn increment(&mut self, h: u64) {
         let idx: [usize; 4] = std::array::from_fn(|r| self.index(h, r));
-        let min = (0..4).map(|r| self.rows[r][idx[r]]).min().unwrap_or(0);
+        let min = (0..4).map(|r| self.get(r, idx[r])).min().unwrap_or(0);
         if min >= 15 {
             return;
         }
         for (r, &i) in idx.iter().enumerate() {
-            if self.rows[r][i] == min {
-                self.rows[r][i] += 1;
+            if self.get(r, i) == min {
+                self.bump(r, i);
             }
         }
         self.additions += 1;
         if self.additions >= self.sample {
             for row in &mut self.rows {
                 for c in row.iter_mut() {
-                    *c >>= 1;
+                    // Both nibbles halved at once.
+                    *c = (*c >> 1) & 0x77;
                 }
             }
             self.additions /= 2;
