@@ -780,3 +780,88 @@ fn info_fields_and_automatic_rewrite() {
     assert_eq!(info_field(&mut c, "aof_enabled"), "0");
     assert!(matches!(c.cmd(&["BGREWRITEAOF"]), Resp::Error(e) if e.contains("AOF is off")));
 }
+
+/// The rewrite writes its RDB base from the no-fork snapshot on a thread of its own,
+/// made slow with `rdb-key-save-delay`: the writes made while it runs go to the new
+/// incremental file and all survive a restart, in the engine and in redis-server.
+#[test]
+fn writes_during_a_slow_rewrite_survive_a_restart() {
+    let dir = TempDir::new("slow-rewrite");
+    let cfg = engine::EngineConfig {
+        rdb_key_save_delay: 5000,
+        ..config(dir.path(), &[("appendfsync", "everysec")])
+    };
+    let engine = EngineServer::start_with(cfg.clone());
+    let mut c = Conn::connect(engine.addr);
+    populate(&mut c);
+    let keys: Vec<Vec<Vec<u8>>> = (0..200)
+        .map(|i| {
+            vec![
+                b"SET".to_vec(),
+                format!("k{i}").into_bytes(),
+                b"old".to_vec(),
+            ]
+        })
+        .collect();
+    pipeline(&mut c, &keys);
+    engine.engine.aof_marker(b"bin.000002:42").expect("marker");
+    assert_eq!(
+        c.cmd(&["BGREWRITEAOF"]),
+        Resp::Simple("Background append only file rewriting started".into())
+    );
+    assert_eq!(info_field(&mut c, "aof_rewrite_in_progress"), "1");
+    // The rewrite is the background job: BGSAVE waits for it, as in Redis.
+    assert!(
+        matches!(c.cmd(&["BGSAVE"]), Resp::Error(e) if e.contains("Another child process is active"))
+    );
+    assert!(
+        matches!(c.cmd(&["BGREWRITEAOF"]), Resp::Error(e) if e.contains("already in progress"))
+    );
+    // Overwrites, deletes, new keys, changes of collections and TTLs, while the walk
+    // goes on.
+    let mut during: Vec<Vec<Vec<u8>>> = Vec::new();
+    for i in (0..200).rev() {
+        let cmd = match i % 4 {
+            0 => format!("SET k{i} new{i}"),
+            1 => format!("DEL k{i}"),
+            2 => format!("APPEND k{i} -more"),
+            _ => format!("SET fresh{i} v{i} EX 10000"),
+        };
+        during.push(words(&cmd));
+    }
+    during.push(words("SELECT 2"));
+    during.push(words("SET indb2 yes"));
+    during.push(words("SELECT 0"));
+    pipeline(&mut c, &during);
+    nondeterministic(&mut c);
+    // Still running after all of them: they were written during the rewrite.
+    assert_eq!(info_field(&mut c, "aof_rewrite_in_progress"), "1");
+    wait_rewrite(&mut c);
+    assert_eq!(info_field(&mut c, "aof_rewrites"), "1");
+    assert_eq!(info_field(&mut c, "aof_current_rewrite_time_sec"), "-1");
+    pipeline(&mut c, &[words("SET after done")]);
+    let want = snapshot(&mut c);
+    let manifest = std::fs::read_to_string(dir.manifest()).expect("manifest");
+    assert_eq!(
+        manifest,
+        "file appendonly.aof.2.base.rdb seq 2 type b\nfile appendonly.aof.2.incr.aof seq 2 type i\n",
+    );
+    drop(c);
+    drop(engine);
+    let (ok, out) = check_aof(&dir.manifest());
+    assert!(ok, "redis-check-aof: {out}");
+
+    let engine = EngineServer::start_with(cfg);
+    assert_eq!(
+        engine.engine.last_aof_marker().as_deref(),
+        Some(&b"bin.000002:42"[..]),
+        "the marker is carried into the base"
+    );
+    let got = snapshot(&mut Conn::connect(engine.addr));
+    assert_same("the engine restarted from its AOF", &want, &got);
+    drop(engine);
+
+    let mut redis = RedisAof::start(dir.path(), &[]);
+    let got = snapshot(&mut redis.conn());
+    assert_same("redis-server loading the engine's AOF", &want, &got);
+}
