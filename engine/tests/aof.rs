@@ -865,3 +865,70 @@ fn writes_during_a_slow_rewrite_survive_a_restart() {
     let got = snapshot(&mut redis.conn());
     assert_same("redis-server loading the engine's AOF", &want, &got);
 }
+
+/// A slow rewrite stopped by `CONFIG SET appendonly no` leaves no temporary file and
+/// no failure behind, and frees the databases for the next background job.
+#[test]
+fn turning_the_aof_off_kills_a_running_rewrite() {
+    let dir = TempDir::new("kill-rewrite");
+    let engine = EngineServer::start_with(engine::EngineConfig {
+        rdb_key_save_delay: 5000,
+        ..config(dir.path(), &[])
+    });
+    let mut c = Conn::connect(engine.addr);
+    populate(&mut c);
+    let keys: Vec<Vec<Vec<u8>>> = (0..200)
+        .map(|i| vec![b"SET".to_vec(), format!("k{i}").into_bytes(), b"v".to_vec()])
+        .collect();
+    pipeline(&mut c, &keys);
+    let manifest_before = std::fs::read_to_string(dir.manifest()).expect("manifest");
+    assert!(matches!(c.cmd(&["BGREWRITEAOF"]), Resp::Simple(_)));
+    assert_eq!(info_field(&mut c, "aof_rewrite_in_progress"), "1");
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "appendonly", "no"]),
+        Resp::Simple("OK".into())
+    );
+    let start = Instant::now();
+    while info_field(&mut c, "aof_rewrite_in_progress") != "0" {
+        assert!(start.elapsed() < Duration::from_secs(30), "never stopped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(info_field(&mut c, "aof_last_bgrewrite_status"), "ok");
+    assert_eq!(info_field(&mut c, "aof_rewrites"), "0");
+    assert_eq!(info_field(&mut c, "aof_rewrites_consecutive_failures"), "0");
+    // No base of the killed rewrite, no temporary file: the files stay as they were
+    // plus the incremental file opened when the rewrite began.
+    let mut files: Vec<String> = std::fs::read_dir(dir.aofdir())
+        .expect("aof dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "appendonly.aof.1.base.rdb",
+            "appendonly.aof.1.incr.aof",
+            "appendonly.aof.2.incr.aof",
+            "appendonly.aof.manifest"
+        ],
+        "manifest before: {manifest_before}"
+    );
+    // The hooks are gone: a BGSAVE runs and completes.
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "0"]),
+        Resp::Simple("OK".into())
+    );
+    assert_eq!(
+        c.cmd(&["BGSAVE"]),
+        Resp::Simple("Background saving started".into())
+    );
+    let start = Instant::now();
+    while info_field(&mut c, "rdb_bgsave_in_progress") != "0" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "BGSAVE never ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(info_field(&mut c, "rdb_last_bgsave_status"), "ok");
+}

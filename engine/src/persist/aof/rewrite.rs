@@ -236,10 +236,18 @@ pub(super) fn rewrite_with(
             if let Some((shared, cancel)) = &job {
                 job_done(&mut shared.lock(), cancel);
             }
+            // Killed (CONFIG SET appendonly no, SHUTDOWN, DEBUG RELOAD): as Redis's
+            // `killAppendOnlyChild`, neither a success nor a failure.
+            let killed = job
+                .as_ref()
+                .is_some_and(|(_, cancel)| cancel.load(Ordering::Relaxed));
             let st = &aof.stats;
-            st.last_rewrite_secs
-                .store(started.elapsed().as_secs() as i64, Ordering::Release);
+            if !killed {
+                st.last_rewrite_secs
+                    .store(started.elapsed().as_secs() as i64, Ordering::Release);
+            }
             match result {
+                Err(_) if killed => tracing::info!("Background AOF rewrite killed"),
                 Ok(()) => {
                     st.last_rewrite_ok.store(true, Ordering::Release);
                     st.rewrites.fetch_add(1, Ordering::AcqRel);
