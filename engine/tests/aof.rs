@@ -932,3 +932,50 @@ fn turning_the_aof_off_kills_a_running_rewrite() {
     }
     assert_eq!(info_field(&mut c, "rdb_last_bgsave_status"), "ok");
 }
+
+/// BGREWRITEAOF during a BGSAVE is scheduled, as in Redis, and runs when it ends.
+#[test]
+fn bgrewriteaof_during_bgsave_is_scheduled() {
+    let dir = TempDir::new("scheduled");
+    let engine = EngineServer::start_with(engine::EngineConfig {
+        rdb_key_save_delay: 5000,
+        ..config(dir.path(), &[])
+    });
+    let mut c = Conn::connect(engine.addr);
+    populate(&mut c);
+    let keys: Vec<Vec<Vec<u8>>> = (0..200)
+        .map(|i| vec![b"SET".to_vec(), format!("k{i}").into_bytes(), b"v".to_vec()])
+        .collect();
+    pipeline(&mut c, &keys);
+    assert_eq!(
+        c.cmd(&["BGSAVE"]),
+        Resp::Simple("Background saving started".into())
+    );
+    assert_eq!(
+        c.cmd(&["BGREWRITEAOF"]),
+        Resp::Simple("Background append only file rewriting scheduled".into())
+    );
+    assert_eq!(info_field(&mut c, "aof_rewrite_scheduled"), "1");
+    assert_eq!(info_field(&mut c, "aof_rewrite_in_progress"), "0");
+    assert_eq!(info_field(&mut c, "rdb_bgsave_in_progress"), "1");
+    pipeline(&mut c, &[words("SET during save")]);
+    let start = Instant::now();
+    while info_field(&mut c, "aof_rewrites") != "1" {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the scheduled rewrite never ran"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(info_field(&mut c, "aof_rewrite_scheduled"), "0");
+    assert_eq!(info_field(&mut c, "aof_last_bgrewrite_status"), "ok");
+    assert_eq!(info_field(&mut c, "rdb_last_bgsave_status"), "ok");
+    let want = snapshot(&mut c);
+    drop(c);
+    drop(engine);
+    let (ok, out) = check_aof(&dir.manifest());
+    assert!(ok, "redis-check-aof: {out}");
+    let engine = EngineServer::start_with(config(dir.path(), &[]));
+    let got = snapshot(&mut Conn::connect(engine.addr));
+    assert_same("the engine restarted from its AOF", &want, &got);
+}

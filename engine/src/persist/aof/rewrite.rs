@@ -164,16 +164,23 @@ pub(super) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), AofError> {
     sync_dir(dir)
 }
 
-/// BGREWRITEAOF on a running AOF; the error is the reply's text.
-pub(crate) fn start_rewrite(store: &mut Store) -> Result<(), String> {
+/// BGREWRITEAOF on a running AOF (`bgrewriteaofCommand`): started, or scheduled for
+/// when the running BGSAVE ends; the text is the reply's.
+pub(crate) fn start_rewrite(store: &mut Store) -> Result<&'static str, String> {
     let Some(aof) = store.aof.writer.clone() else {
         return Err("ERR AOF is off: turn it on with CONFIG SET appendonly yes".into());
     };
     if store.aof.stats.rewriting.load(Ordering::Acquire) {
         return Err("ERR Background append only file rewriting already in progress".into());
     }
+    if store.save.child.is_some() {
+        store.aof.rewrite_scheduled = true;
+        return Ok("Background append only file rewriting scheduled");
+    }
+    store.aof.rewrite_scheduled = false;
     rewrite_with(store, &aof, true)
-        .map_err(|e| format!("ERR Can't rewrite append only file in background: {e}"))
+        .map_err(|e| format!("ERR Can't rewrite append only file in background: {e}"))?;
+    Ok("Background append only file rewriting started")
 }
 
 /// Starts a rewrite of `aof` (see the module doc); `rotate` as [`super::writer`]'s

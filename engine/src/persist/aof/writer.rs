@@ -710,6 +710,7 @@ pub(super) fn disable(store: &mut Store) {
     {
         crate::persist::save::kill_child(store);
     }
+    store.aof.rewrite_scheduled = false;
     if let Some(aof) = store.aof.writer.take() {
         store.aof.gate.set_writer(None);
         aof.stop();
