@@ -780,3 +780,202 @@ fn info_fields_and_automatic_rewrite() {
     assert_eq!(info_field(&mut c, "aof_enabled"), "0");
     assert!(matches!(c.cmd(&["BGREWRITEAOF"]), Resp::Error(e) if e.contains("AOF is off")));
 }
+
+/// The rewrite writes its RDB base from the no-fork snapshot on a thread of its own,
+/// made slow with `rdb-key-save-delay`: the writes made while it runs go to the new
+/// incremental file and all survive a restart, in the engine and in redis-server.
+#[test]
+fn writes_during_a_slow_rewrite_survive_a_restart() {
+    let dir = TempDir::new("slow-rewrite");
+    let cfg = engine::EngineConfig {
+        rdb_key_save_delay: 5000,
+        ..config(dir.path(), &[("appendfsync", "everysec")])
+    };
+    let engine = EngineServer::start_with(cfg.clone());
+    let mut c = Conn::connect(engine.addr);
+    populate(&mut c);
+    let keys: Vec<Vec<Vec<u8>>> = (0..200)
+        .map(|i| {
+            vec![
+                b"SET".to_vec(),
+                format!("k{i}").into_bytes(),
+                b"old".to_vec(),
+            ]
+        })
+        .collect();
+    pipeline(&mut c, &keys);
+    engine.engine.aof_marker(b"bin.000002:42").expect("marker");
+    assert_eq!(
+        c.cmd(&["BGREWRITEAOF"]),
+        Resp::Simple("Background append only file rewriting started".into())
+    );
+    assert_eq!(info_field(&mut c, "aof_rewrite_in_progress"), "1");
+    // The rewrite is the background job: BGSAVE waits for it, as in Redis.
+    assert!(
+        matches!(c.cmd(&["BGSAVE"]), Resp::Error(e) if e.contains("Another child process is active"))
+    );
+    assert!(
+        matches!(c.cmd(&["BGREWRITEAOF"]), Resp::Error(e) if e.contains("already in progress"))
+    );
+    // Overwrites, deletes, new keys, changes of collections and TTLs, while the walk
+    // goes on.
+    let mut during: Vec<Vec<Vec<u8>>> = Vec::new();
+    for i in (0..200).rev() {
+        let cmd = match i % 4 {
+            0 => format!("SET k{i} new{i}"),
+            1 => format!("DEL k{i}"),
+            2 => format!("APPEND k{i} -more"),
+            _ => format!("SET fresh{i} v{i} EX 10000"),
+        };
+        during.push(words(&cmd));
+    }
+    during.push(words("SELECT 2"));
+    during.push(words("SET indb2 yes"));
+    during.push(words("SELECT 0"));
+    pipeline(&mut c, &during);
+    nondeterministic(&mut c);
+    // Still running after all of them: they were written during the rewrite.
+    assert_eq!(info_field(&mut c, "aof_rewrite_in_progress"), "1");
+    wait_rewrite(&mut c);
+    assert_eq!(info_field(&mut c, "aof_rewrites"), "1");
+    assert_eq!(info_field(&mut c, "aof_current_rewrite_time_sec"), "-1");
+    pipeline(&mut c, &[words("SET after done")]);
+    let want = snapshot(&mut c);
+    let manifest = std::fs::read_to_string(dir.manifest()).expect("manifest");
+    assert_eq!(
+        manifest,
+        "file appendonly.aof.2.base.rdb seq 2 type b\nfile appendonly.aof.2.incr.aof seq 2 type i\n",
+    );
+    drop(c);
+    drop(engine);
+    let (ok, out) = check_aof(&dir.manifest());
+    assert!(ok, "redis-check-aof: {out}");
+
+    let engine = EngineServer::start_with(cfg);
+    assert_eq!(
+        engine.engine.last_aof_marker().as_deref(),
+        Some(&b"bin.000002:42"[..]),
+        "the marker is carried into the base"
+    );
+    let got = snapshot(&mut Conn::connect(engine.addr));
+    assert_same("the engine restarted from its AOF", &want, &got);
+    drop(engine);
+
+    let mut redis = RedisAof::start(dir.path(), &[]);
+    let got = snapshot(&mut redis.conn());
+    assert_same("redis-server loading the engine's AOF", &want, &got);
+}
+
+/// A slow rewrite stopped by `CONFIG SET appendonly no` leaves no temporary file and
+/// no failure behind, and frees the databases for the next background job.
+#[test]
+fn turning_the_aof_off_kills_a_running_rewrite() {
+    let dir = TempDir::new("kill-rewrite");
+    let engine = EngineServer::start_with(engine::EngineConfig {
+        rdb_key_save_delay: 5000,
+        ..config(dir.path(), &[])
+    });
+    let mut c = Conn::connect(engine.addr);
+    populate(&mut c);
+    let keys: Vec<Vec<Vec<u8>>> = (0..200)
+        .map(|i| vec![b"SET".to_vec(), format!("k{i}").into_bytes(), b"v".to_vec()])
+        .collect();
+    pipeline(&mut c, &keys);
+    let manifest_before = std::fs::read_to_string(dir.manifest()).expect("manifest");
+    assert!(matches!(c.cmd(&["BGREWRITEAOF"]), Resp::Simple(_)));
+    assert_eq!(info_field(&mut c, "aof_rewrite_in_progress"), "1");
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "appendonly", "no"]),
+        Resp::Simple("OK".into())
+    );
+    let start = Instant::now();
+    while info_field(&mut c, "aof_rewrite_in_progress") != "0" {
+        assert!(start.elapsed() < Duration::from_secs(30), "never stopped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(info_field(&mut c, "aof_last_bgrewrite_status"), "ok");
+    assert_eq!(info_field(&mut c, "aof_rewrites"), "0");
+    assert_eq!(info_field(&mut c, "aof_rewrites_consecutive_failures"), "0");
+    // No base of the killed rewrite, no temporary file: the files stay as they were
+    // plus the incremental file opened when the rewrite began.
+    let mut files: Vec<String> = std::fs::read_dir(dir.aofdir())
+        .expect("aof dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "appendonly.aof.1.base.rdb",
+            "appendonly.aof.1.incr.aof",
+            "appendonly.aof.2.incr.aof",
+            "appendonly.aof.manifest"
+        ],
+        "manifest before: {manifest_before}"
+    );
+    // The hooks are gone: a BGSAVE runs and completes.
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "0"]),
+        Resp::Simple("OK".into())
+    );
+    assert_eq!(
+        c.cmd(&["BGSAVE"]),
+        Resp::Simple("Background saving started".into())
+    );
+    let start = Instant::now();
+    while info_field(&mut c, "rdb_bgsave_in_progress") != "0" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "BGSAVE never ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(info_field(&mut c, "rdb_last_bgsave_status"), "ok");
+}
+
+/// BGREWRITEAOF during a BGSAVE is scheduled, as in Redis, and runs when it ends.
+#[test]
+fn bgrewriteaof_during_bgsave_is_scheduled() {
+    let dir = TempDir::new("scheduled");
+    let engine = EngineServer::start_with(engine::EngineConfig {
+        rdb_key_save_delay: 5000,
+        ..config(dir.path(), &[])
+    });
+    let mut c = Conn::connect(engine.addr);
+    populate(&mut c);
+    let keys: Vec<Vec<Vec<u8>>> = (0..200)
+        .map(|i| vec![b"SET".to_vec(), format!("k{i}").into_bytes(), b"v".to_vec()])
+        .collect();
+    pipeline(&mut c, &keys);
+    assert_eq!(
+        c.cmd(&["BGSAVE"]),
+        Resp::Simple("Background saving started".into())
+    );
+    assert_eq!(
+        c.cmd(&["BGREWRITEAOF"]),
+        Resp::Simple("Background append only file rewriting scheduled".into())
+    );
+    assert_eq!(info_field(&mut c, "aof_rewrite_scheduled"), "1");
+    assert_eq!(info_field(&mut c, "aof_rewrite_in_progress"), "0");
+    assert_eq!(info_field(&mut c, "rdb_bgsave_in_progress"), "1");
+    pipeline(&mut c, &[words("SET during save")]);
+    let start = Instant::now();
+    while info_field(&mut c, "aof_rewrites") != "1" {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the scheduled rewrite never ran"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(info_field(&mut c, "aof_rewrite_scheduled"), "0");
+    assert_eq!(info_field(&mut c, "aof_last_bgrewrite_status"), "ok");
+    assert_eq!(info_field(&mut c, "rdb_last_bgsave_status"), "ok");
+    let want = snapshot(&mut c);
+    drop(c);
+    drop(engine);
+    let (ok, out) = check_aof(&dir.manifest());
+    assert!(ok, "redis-check-aof: {out}");
+    let engine = EngineServer::start_with(config(dir.path(), &[]));
+    let got = snapshot(&mut Conn::connect(engine.addr));
+    assert_same("the engine restarted from its AOF", &want, &got);
+}

@@ -18,8 +18,6 @@ pub fn commands() -> Vec<CommandSpec> {
 }
 
 fn bgrewriteaof(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
-    crate::persist::aof::start_rewrite(ctx.store).map_err(CmdError::Other)?;
-    Ok(Reply::Simple(
-        "Background append only file rewriting started",
-    ))
+    let started = crate::persist::aof::start_rewrite(ctx.store).map_err(CmdError::Other)?;
+    Ok(Reply::Simple(started))
 }

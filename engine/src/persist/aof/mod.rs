@@ -258,6 +258,9 @@ pub(crate) struct AofState {
     pub(crate) writer: Option<Arc<Aof>>,
     /// The last marker written or loaded: a rewrite's base carries it on.
     pub(crate) marker: Option<bytes::Bytes>,
+    /// BGREWRITEAOF came while a BGSAVE ran: the cron starts it when that ends
+    /// (`aof_rewrite_scheduled`).
+    pub(crate) rewrite_scheduled: bool,
 }
 
 impl Drop for AofState {
@@ -345,9 +348,21 @@ pub(crate) fn open_at_start(engine: &crate::Engine) -> Result<Option<Replayed>, 
 /// `auto-aof-rewrite-percentage` past `auto-aof-rewrite-min-size`.
 pub(crate) fn cron(store: &mut Store) {
     let Some(w) = &store.aof.writer else { return };
+    if store.aof.rewrite_scheduled {
+        if store.save.child.is_none() && !store.aof.stats.rewriting.load(Ordering::Acquire) {
+            if let Err(e) = start_rewrite(store) {
+                tracing::warn!(error = %e, "scheduled AOF rewrite not started");
+            }
+        }
+        return;
+    }
     let perc = store.config.auto_aof_rewrite_percentage as u64;
     let st = &store.aof.stats;
-    if perc == 0 || st.rewriting.load(Ordering::Acquire) || !w.established() {
+    if perc == 0
+        || st.rewriting.load(Ordering::Acquire)
+        || !w.established()
+        || store.save.child.is_some()
+    {
         return;
     }
     let size = st.current_size.load(Ordering::Acquire);
@@ -379,13 +394,14 @@ pub(crate) fn info(store: &Store, o: &mut String) {
     let ok = |b: bool| if b { "ok" } else { "err" };
     let _ = write!(
         o,
-        "aof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:0\r\n\
+        "aof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:{}\r\n\
          aof_last_rewrite_time_sec:{}\r\naof_current_rewrite_time_sec:{current}\r\n\
          aof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\n\
          aof_rewrites_consecutive_failures:{}\r\naof_last_write_status:{}\r\n\
          aof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
         on as u8,
         rewriting as u8,
+        store.aof.rewrite_scheduled as u8,
         st.last_rewrite_secs.load(Ordering::Acquire),
         ok(st.last_rewrite_ok.load(Ordering::Acquire)),
         st.rewrites.load(Ordering::Acquire),

@@ -701,6 +701,16 @@ pub(super) fn enable(store: &mut Store) -> Result<(), AofError> {
 /// CONFIG SET appendonly no: flushes and fsyncs what is buffered, stops the thread,
 /// and lets nobody wait for it any more.
 pub(super) fn disable(store: &mut Store) {
+    // A running rewrite is stopped, as `stopAppendOnly` kills the rewrite child.
+    if store
+        .save
+        .child
+        .as_ref()
+        .is_some_and(|c| c.kind == crate::persist::save::ChildKind::Aof)
+    {
+        crate::persist::save::kill_child(store);
+    }
+    store.aof.rewrite_scheduled = false;
     if let Some(aof) = store.aof.writer.take() {
         store.aof.gate.set_writer(None);
         aof.stop();
