@@ -124,7 +124,7 @@ fn cases() -> Vec<Case> {
         case(
             "engine-unknown",
             "[engine]\nmaxclientz = 5",
-            "{file}:9: [engine] key \"maxclientz\": unknown field `maxclientz`, expected one of `listen`, `requirepass`, `maxclients`, `databases`, `proto_max_bulk_len`, `client_query_buffer_limit`, `notify_keyspace_events`, `hash_max_listpack_entries`, `hash_max_listpack_value`, `set_max_intset_entries`, `zset_max_listpack_entries`, `zset_max_listpack_value`, `list_max_listpack_size`, `hll_sparse_max_bytes`, `hz`, `maxmemory`, `maxmemory_policy`, `timeout`, `io_threads`, `lease_interval_ms`",
+            "{file}:9: [engine] key \"maxclientz\": unknown field `maxclientz`, expected one of `listen`, `requirepass`, `maxclients`, …",
         ),
         case(
             "engine-value",
@@ -134,7 +134,7 @@ fn cases() -> Vec<Case> {
         case(
             "engine-policy",
             "[engine]\nmaxmemory_policy = \"sometimes\"",
-            "{file}:9: [engine] key \"maxmemory_policy\": argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction",
+            "{file}:9: [engine] key \"maxmemory_policy\": argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction, allkeys-tinylfu",
         ),
         case(
             "checkpoint-interval",
@@ -208,7 +208,17 @@ fn every_bad_value_is_refused_at_load_with_file_line_and_key() {
                 c.name,
                 String::from_utf8_lossy(&out.stderr)
             );
-            assert_eq!(error_line(&out), expected, "{} ({args:?})", c.name);
+            // A message ending in "…" is checked up to there (the list of every
+            // [engine] key grows with the engine).
+            match expected.strip_suffix('…') {
+                Some(prefix) => assert!(
+                    error_line(&out).starts_with(prefix),
+                    "{} ({args:?}): {}",
+                    c.name,
+                    error_line(&out)
+                ),
+                None => assert_eq!(error_line(&out), expected, "{} ({args:?})", c.name),
+            }
             // Refused before anything was started.
             let stdout = String::from_utf8_lossy(&out.stdout);
             assert!(!stdout.contains("listening"), "{}: {stdout}", c.name);
