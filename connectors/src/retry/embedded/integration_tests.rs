@@ -46,9 +46,10 @@ async fn wait_for(mut f: impl FnMut() -> bool, secs: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_a_crash_and_drains_into_redis() {
-    if !RedisServer::available() {
-        return;
-    }
+    assert!(
+        RedisServer::available(),
+        "redis-server is not installed: run scripts/install-deps.sh"
+    );
     let c = cfg("crash");
     let keys: Vec<Bytes> = (0..5000)
         .map(|i| Bytes::from(format!("user:{i}")))
