@@ -175,7 +175,9 @@ async fn run_inner(
         }
     }
     // store = "file" or "mysql" (a row in the migrations/ schema, via sqlx).
-    let store = AnyCheckpointStore::open(&cfg.checkpoint, &mysql.url, mysql.server_id).await?;
+    let store = AnyCheckpointStore::open(&cfg.checkpoint, &mysql.url, mysql.server_id)
+        .await?
+        .exclusive()?;
     let target = AnyTarget::from_config(&cfg.target, Some(engine)).await?;
     let meter = opentelemetry::global::meter("coherent");
     let label = crate::timed::kind_label(cfg.target.kind);

@@ -539,3 +539,110 @@ fn check_reports_binlog_settings_grants_tables_and_columns() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Two `coherent serve` on the same data files: the second exits non-zero with an
+/// error naming the checkpoint file and the first one's pid and host, and the first
+/// keeps running; once the first is gone the files are free again.
+#[test]
+fn a_second_serve_on_the_same_data_files_exits_naming_the_holder() {
+    let db = mariadb(MariaDbOptions::default());
+    schema(&db);
+    let dir = tmpdir("twice");
+    let cfg = write_config(&dir, &db.url(), RULES);
+    let mut first = Sidecar::start_ready(&cfg);
+    let mut second = Sidecar::start(&cfg);
+    let st = second.wait_exit(Duration::from_secs(30));
+    assert!(!st.success());
+    let log = second.log();
+    let cp = dir.join("coherent.checkpoint");
+    assert!(
+        log.contains(&format!(
+            "{} is in use by another coherent process (pid {} on host",
+            cp.display(),
+            first.child.id()
+        )),
+        "{log}"
+    );
+    assert!(
+        first.child.try_wait().expect("wait").is_none(),
+        "the first runs on"
+    );
+    assert_eq!(first.get("/readyz").0, 200);
+    // kill -9: the kernel releases the locks with the process.
+    first.signal("-KILL");
+    first.wait_exit(Duration::from_secs(10));
+    let mut third = Sidecar::start_ready(&cfg);
+    assert!(third.stop().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// CRC-32 (IEEE), as the retry log frames records.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// Retry log records `Ack{id}` for `ids`: `len u32 | crc32 u32 | 2 | id u64`.
+fn ack_records(ids: std::ops::RangeInclusive<u64>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for id in ids {
+        let mut body = vec![2u8];
+        body.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32(&body).to_le_bytes());
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
+/// A retry log with a damaged record in the middle stops start-up with the file and
+/// the record's offset, and the file is left as it was; a torn tail after the last
+/// complete record is cut and the sidecar starts.
+#[test]
+fn a_damaged_retry_log_stops_start_up_and_a_torn_tail_is_cut() {
+    let db = mariadb(MariaDbOptions::default());
+    schema(&db);
+    let dir = tmpdir("retrylog");
+    let cfg = write_config(&dir, &db.url(), RULES);
+    let retry = dir.join("coherent.retry");
+    let mut data = ack_records(1..=3);
+    // Each record is 17 bytes; the second one's id loses a bit.
+    data[17 + 9] ^= 1;
+    std::fs::write(&retry, &data).expect("write the log");
+    let mut s = Sidecar::start(&cfg);
+    let st = s.wait_exit(Duration::from_secs(30));
+    assert!(!st.success());
+    let log = s.log();
+    assert!(
+        log.contains(&format!(
+            "retry queue file {}: damaged record at byte offset 17 (checksum mismatch), followed by 17 more bytes",
+            retry.display()
+        )),
+        "{log}"
+    );
+    assert_eq!(std::fs::read(&retry).expect("log"), data, "nothing cut");
+
+    // A torn tail: three whole records, then half of a fourth.
+    let mut data = ack_records(1..=3);
+    data.extend_from_slice(&ack_records(4..=4)[..10]);
+    std::fs::write(&retry, &data).expect("write the log");
+    let mut s = Sidecar::start_ready(&cfg);
+    assert_eq!(
+        std::fs::read(&retry).expect("log"),
+        ack_records(1..=3),
+        "the torn tail is cut, the whole records kept"
+    );
+    assert!(s.log().contains("torn tail"), "{}", s.log());
+    assert!(s.stop().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
