@@ -112,7 +112,18 @@ pub async fn run(loaded: &Loaded, req: &Request) -> Result<Counts> {
         .await
         .context("cannot reach the [target]")?;
     let deletes = stack::build(target, StackConfig::for_target(&tc), ());
-    let db = Db::new(&mysql.url).context("[mysql] url")?;
+    backfill(rules, &mysql.url, deletes, req).await
+}
+
+/// Backfills what `req` selects from the server at `url`, deleting through
+/// `deletes`: the command's work, and the pipeline's with `on_purged = "invalidate"`.
+pub async fn backfill(
+    rules: &Rules,
+    url: &str,
+    deletes: DeleteService,
+    req: &Request,
+) -> Result<Counts> {
+    let db = Db::new(url).context("[mysql] url")?;
     let mut conn = db.conn().await.context("cannot connect to MySQL")?;
     let tables = if req.all {
         rule_tables(rules, &mut conn).await?

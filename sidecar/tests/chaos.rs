@@ -126,6 +126,7 @@ value = {{ format = "json", columns = ["email", "id", "name", "visits"] }}
         // Short backoffs so deletes queued while Redis is stopped land soon after it is back.
         retry: "backoff = \"50ms\"\nmax_backoff = \"1s\"",
         rest: &rest,
+        ..ServeConfig::default()
     }
     .write(dir)
 }

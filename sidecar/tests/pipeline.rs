@@ -646,3 +646,80 @@ fn a_damaged_retry_log_stops_start_up_and_a_torn_tail_is_cut() {
     assert!(s.stop().success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `[mysql] on_purged = "invalidate"`: a checkpoint at a binlog the server no longer
+/// has triggers the backfill of every rule table (the keys of every existing row are
+/// deleted from the external Redis, an unrelated key stays), logged loudly and
+/// counted in `coherent_binlog_purged_backfills_total`; the pipeline then resumes at
+/// the server's current position and invalidates new changes.
+#[test]
+fn on_purged_invalidate_backfills_every_rule_table_and_resumes() {
+    assert!(
+        connectors::testing::RedisServer::available(),
+        "redis-server is not installed: run scripts/install-deps.sh"
+    );
+    let redis_server = connectors::testing::RedisServer::start(&[]).expect("redis-server");
+    let db = mariadb(MariaDbOptions::default());
+    schema(&db);
+    db.sql(
+        "INSERT INTO app.users (id, email, name) VALUES (1, 'a@x', 'A'), (2, 'b@x', 'B');
+         INSERT INTO app.log VALUES (1);",
+    )
+    .expect("rows");
+    let cli = |args: &[&str]| redis_server.cli(args).expect("redis-cli");
+    cli(&[
+        "MSET",
+        "user:1",
+        "v",
+        "user:2",
+        "v",
+        "user:email:a@x",
+        "v",
+        "log:1",
+        "v",
+        "other",
+        "kept",
+    ]);
+    let dir = tmpdir("onpurged");
+    std::fs::write(
+        dir.join("coherent.checkpoint"),
+        r#"{"position":{"file":"bin.000099","pos":4},"timestamp":0,"saved_at":0}"#,
+    )
+    .expect("write checkpoint");
+    let target = format!("kind = \"redis\"\nurl = \"{}\"", redis_server.url());
+    let cfg = ServeConfig {
+        mysql: &db.url(),
+        server_id: 64002,
+        mysql_more: "on_purged = \"invalidate\"",
+        target: &target,
+        rest: RULES,
+        ..ServeConfig::default()
+    }
+    .write(&dir);
+    let s = Sidecar::start_ready(&cfg);
+    assert_eq!(
+        cli(&["EXISTS", "user:1", "user:2", "user:email:a@x", "log:1"]).trim(),
+        "0"
+    );
+    assert_eq!(cli(&["GET", "other"]).trim(), "kept");
+    let log = s.log();
+    assert!(log.contains("THE CHECKPOINT'S BINLOG WAS PURGED"), "{log}");
+    let (_, m) = s.get("/metrics");
+    assert_eq!(
+        metric(&m, "coherent_binlog_purged_backfills_total"),
+        1.0,
+        "{m}"
+    );
+    // Resumed: a new row's key goes.
+    cli(&["SET", "user:3", "v"]);
+    db.sql("INSERT INTO app.users (id, email, name) VALUES (3, 'c@x', 'C')")
+        .expect("insert");
+    assert!(
+        wait_until(Duration::from_secs(30), || cli(&["EXISTS", "user:3"])
+            .trim()
+            == "0"),
+        "user:3 not invalidated after the backfill: {}",
+        s.log()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
