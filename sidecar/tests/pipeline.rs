@@ -484,6 +484,22 @@ fn check_reports_binlog_settings_grants_tables_and_columns() {
         "{out}"
     );
 
+    // A MariaDB GTID checkpoint whose binlog was purged is reported too.
+    let cp = dir.join("coherent.checkpoint");
+    std::fs::write(
+        &cp,
+        r#"{"position":{"file":"bin.000099","pos":4,"mariadb_gtid":"0-1-5"},"timestamp":0,"saved_at":0}"#,
+    )
+    .expect("write checkpoint");
+    let (ok, out) = check(&write_config(&dir, &good.url(), RULES));
+    assert!(!ok, "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("FAIL")
+            && l.contains("the checkpoint's binlog bin.000099 was purged")),
+        "{out}"
+    );
+    std::fs::remove_file(&cp).expect("remove checkpoint");
+
     // A user without replication grants.
     good.sql("CREATE USER weak@'%' IDENTIFIED BY 'pw'; GRANT SELECT ON app.* TO weak@'%';")
         .expect("user");
