@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine: the Rust
 # toolchain is assumed; redis-server/redis-tools (reference server, redis-cli,
-# redis-benchmark), mariadb-server and rabbitmq-server and chromium (the audit report's render test) come from Debian, redis-py from PyPI. Nothing is started here.
+# redis-benchmark), mariadb-server and rabbitmq-server and chromium (the audit report's render test), python3 and pip come from
+# Debian, redis-py and pyyaml from PyPI. A test whose server is missing fails. Nothing is started here.
 set -euo pipefail
 
 need=()
@@ -14,6 +15,9 @@ command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
 { command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ]; } || need+=(rabbitmq-server)
 # The audit's test renders report.html in headless Chromium.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# The differential and compatibility tests drive redis-py and read YAML with python3.
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need[*]}"
   SUDO=""

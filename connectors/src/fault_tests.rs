@@ -212,9 +212,10 @@ async fn rig(name: &str, args: &[&str], n: u64, batch_timeout: Duration) -> Rig 
 /// the last transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_killed_for_10s_during_load_loses_nothing() {
-    if !RedisServer::available() {
-        return;
-    }
+    assert!(
+        RedisServer::available(),
+        "redis-server is not installed: run scripts/install-deps.sh"
+    );
     const N: u64 = 600;
     let Rig {
         mut s,
@@ -272,9 +273,10 @@ async fn target_killed_for_10s_during_load_loses_nothing() {
 /// server resumes the queue drains with nothing lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_slower_than_batch_timeout_loses_nothing() {
-    if !RedisServer::available() {
-        return;
-    }
+    assert!(
+        RedisServer::available(),
+        "redis-server is not installed: run scripts/install-deps.sh"
+    );
     const N: u64 = 200;
     let Rig {
         s,
@@ -326,9 +328,10 @@ fn counting(
 /// go to it directly, and nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_target_is_skipped_while_it_fails() {
-    if !RedisServer::available() {
-        return;
-    }
+    assert!(
+        RedisServer::available(),
+        "redis-server is not installed: run scripts/install-deps.sh"
+    );
     const N: u64 = 100;
     let Rig {
         s,
@@ -379,9 +382,10 @@ async fn hung_target_is_skipped_while_it_fails() {
 /// within the delay gets one second delete, not two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delayed_delete_removes_stale_fill() {
-    if !RedisServer::available() {
-        return;
-    }
+    assert!(
+        RedisServer::available(),
+        "redis-server is not installed: run scripts/install-deps.sh"
+    );
     let d = tmp("stale");
     let s = RedisServer::start(&[]).unwrap();
     set_all(&s, 0..2, "v1");
@@ -413,9 +417,10 @@ async fn delayed_delete_removes_stale_fill() {
 /// restarted pipeline replays it and the second delete still happens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_between_first_and_second_delete_loses_nothing() {
-    if !RedisServer::available() {
-        return;
-    }
+    assert!(
+        RedisServer::available(),
+        "redis-server is not installed: run scripts/install-deps.sh"
+    );
     let d = tmp("crash");
     let s = RedisServer::start(&[]).unwrap();
     const N: u64 = 50;

@@ -50,7 +50,8 @@ fn free_port() -> io::Result<u16> {
 }
 
 impl MariaDb {
-    /// True when `mariadbd`, `mariadb-install-db` and `mariadb` are installed.
+    /// True when `mariadbd`, `mariadb-install-db` and `mariadb` are installed; panics
+    /// (fails the test) naming the package when they are not.
     pub fn available() -> bool {
         required(
             "mariadb-server",
@@ -265,7 +266,8 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// True when `redis-server` and `redis-cli` are installed.
+    /// True when `redis-server` and `redis-cli` are installed; panics (fails the
+    /// test) naming the package when they are not.
     pub fn available() -> bool {
         required(
             "redis-server",
@@ -448,7 +450,8 @@ pub struct RabbitMq {
 }
 
 impl RabbitMq {
-    /// True when `rabbitmq-server` is installed.
+    /// True when `rabbitmq-server` is installed; panics (fails the test) naming the
+    /// package when it is not.
     pub fn available() -> bool {
         required(
             "rabbitmq-server",
@@ -615,13 +618,14 @@ impl Drop for RabbitMq {
     }
 }
 
-/// Whether a server a test needs is installed. A developer without it gets the test
-/// skipped; under CI (`CI` set) a missing server is a failure, so a machine that lacks
-/// it cannot pass by skipping (`scripts/install-deps.sh` installs them all).
+/// Asserts a server a test needs is installed. A missing server fails the test in
+/// every run (with or without `CI`): a test that returned early would count as passed
+/// on a machine that never ran it (`scripts/install-deps.sh` installs them all).
 fn required(package: &str, present: bool) -> bool {
-    if !present && std::env::var_os("CI").is_some() {
-        panic!("{package} is not installed; scripts/install-deps.sh installs it");
-    }
+    assert!(
+        present,
+        "{package} is not installed; scripts/install-deps.sh installs it"
+    );
     present
 }
 

@@ -33,7 +33,9 @@ impl Shared {
 
     /// Asks every task to stop.
     pub(crate) fn trigger_shutdown(&self) {
-        let _ = self.shutdown.send(true);
+        // send_replace, not send: the value must stick even while nobody subscribes
+        // yet (a pipeline failing before the server's accept loop starts).
+        self.shutdown.send_replace(true);
     }
 
     /// A receiver that changes to `true` on shutdown.

@@ -233,20 +233,29 @@ async fn check_rules(r: &mut Report, conn: &mut Conn, cc: &connectors::Connector
         let Some((db, table)) = rule.table.split_once('.') else {
             continue;
         };
-        let tables: Vec<String> = if table == "*" {
+        let found: Result<Vec<String>, _> = if table == "*" {
             conn.exec(
                 "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME",
                 (db,),
             )
             .await
-            .unwrap_or_default()
         } else {
             conn.exec(
                 "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
                 (db, table),
             )
             .await
-            .unwrap_or_default()
+        };
+        // A failed query is not an empty answer: say which, not "no table".
+        let tables = match found {
+            Ok(t) => t,
+            Err(e) => {
+                r.fail(format!(
+                    "rule {}: information_schema.TABLES could not be read: {e}. Fix: check the user's access to information_schema and the server's health",
+                    rule.table
+                ));
+                continue;
+            }
         };
         if tables.is_empty() {
             r.fail(format!(
@@ -268,13 +277,22 @@ async fn check_rules(r: &mut Report, conn: &mut Conn, cc: &connectors::Connector
             needed.push((c.clone(), "columns".to_string()));
         }
         for t in &tables {
-            let cols: Vec<String> = conn
+            let cols: Vec<String> = match conn
                 .exec(
                     "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
                     (db, t),
                 )
                 .await
-                .unwrap_or_default();
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    r.fail(format!(
+                        "rule {}: information_schema.COLUMNS of {db}.{t} could not be read: {e}",
+                        rule.table
+                    ));
+                    continue;
+                }
+            };
             let missing: Vec<String> = needed
                 .iter()
                 .filter(|(c, _)| !cols.iter().any(|have| have == c))
@@ -374,11 +392,24 @@ async fn check_resume_file(
     let Ok(Some(cp)) = store.load().await else {
         return;
     };
-    if cp.position.file.is_empty() || !cp.position.mariadb_gtid.is_empty() {
+    // A MariaDB GTID checkpoint is checked too: its resume reads from the binlog
+    // holding that GTID, which is the file it was saved in (or a later one).
+    if cp.position.file.is_empty() {
+        r.ok(format!(
+            "checkpoint at {} has no binlog file name: whether its binlog was purged shows when the pipeline connects",
+            cp.position
+        ));
         return;
     }
-    let Ok(rows) = conn.query::<mysql_async::Row, _>("SHOW BINARY LOGS").await else {
-        return;
+    let rows = match conn.query::<mysql_async::Row, _>("SHOW BINARY LOGS").await {
+        Ok(rows) => rows,
+        Err(e) => {
+            r.fail(format!(
+                "SHOW BINARY LOGS failed ({e}): whether the checkpoint's binlog {} was purged is unknown. Fix: GRANT REPLICATION CLIENT (BINLOG MONITOR on MariaDB) ON *.*",
+                cp.position.file
+            ));
+            return;
+        }
     };
     let files: Vec<String> = rows.iter().filter_map(|row| row.get(0)).collect();
     if files.contains(&cp.position.file) {

@@ -5,6 +5,7 @@ mod audit;
 mod check;
 mod clock;
 mod config;
+mod invalidate;
 mod pipeline;
 mod sweep;
 mod telemetry;
@@ -68,6 +69,26 @@ enum Command {
         /// Scan rate limit (0: none).
         #[arg(long, default_value_t = 0)]
         max_rows_per_sec: u64,
+    },
+    /// Backfill: read a rule table's rows in primary-key order and delete every key
+    /// its rules render, through the configured target. For after an outage longer
+    /// than the binlog's retention, or a table newly added to the rules.
+    Invalidate {
+        /// Config file (TOML).
+        #[arg(long, short, env = "COHERENT_CONFIG")]
+        config: PathBuf,
+        /// A rule table, `db.table` (repeatable).
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        table: Vec<String>,
+        /// Every table the rules cover.
+        #[arg(long)]
+        all: bool,
+        /// Only rows meeting this SQL condition (`"updated_at > NOW() - INTERVAL 1 DAY"`).
+        #[arg(long = "where")]
+        condition: Option<String>,
+        /// Rows per second at most (0: no limit).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
     },
 }
 
@@ -154,6 +175,31 @@ fn run() -> Result<()> {
             } else {
                 std::process::exit(1);
             }
+        }
+        Command::Invalidate {
+            config,
+            table,
+            all,
+            condition,
+            rate,
+        } => {
+            let loaded = config::Config::load(Some(&config))?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let req = invalidate::Request {
+                tables: table,
+                all,
+                condition,
+                rate,
+            };
+            let c = rt.block_on(invalidate::run(&loaded, &req))?;
+            println!(
+                "invalidated: {} tables, {} rows, {} keys deleted",
+                c.tables, c.rows, c.keys
+            );
+            Ok(())
         }
     }
 }

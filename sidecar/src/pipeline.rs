@@ -8,9 +8,9 @@
 //! audit checker.
 
 use crate::sweep::SweptKeys;
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use connectors::binlog::decode::TableFilter;
-use connectors::binlog::{BinlogSource, Position, SourceProbe, Transaction};
+use connectors::binlog::{BinlogSource, OnPurged, Position, SourceProbe, Transaction};
 use connectors::checkpoint::AnyCheckpointStore;
 use connectors::pipeline::lag::Lag;
 use connectors::pipeline::{Observer, Report};
@@ -65,6 +65,9 @@ pub struct PipelineState {
     retry_queue: OnceLock<LiveRetry>,
     /// The pipeline's lag, read live (it grows while a transaction waits).
     lag: OnceLock<Arc<Lag>>,
+    /// Backfills run because the checkpoint's binlog was purged (`on_purged =
+    /// "invalidate"`).
+    pub purged_backfills: std::sync::atomic::AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -228,7 +231,9 @@ async fn run_inner(
         }
     }
     // store = "file" or "mysql" (a row in the migrations/ schema, via sqlx).
-    let store = AnyCheckpointStore::open(&cfg.checkpoint, &mysql.url, mysql.server_id).await?;
+    let store = AnyCheckpointStore::open(&cfg.checkpoint, &mysql.url, mysql.server_id)
+        .await?
+        .exclusive()?;
     let target = AnyTarget::from_config(&cfg.target, Some(engine)).await?;
     let meter = opentelemetry::global::meter("coherent");
     let label = crate::timed::kind_label(cfg.target.kind);
@@ -254,6 +259,8 @@ async fn run_inner(
     let interval = Duration::from_millis(cfg.checkpoint.interval_ms);
     let r2 = rules.clone();
     let filter: TableFilter = Arc::new(move |db: &str, t: &str| r2.covers(db, t));
+    let pipe_rules = rules.clone();
+    let backfill_deletes = deletes.clone();
     let mut pipe = Pipeline::new(rules, deletes, store, interval).with_retry_queue(queue);
     let resume = pipe.resume().await?;
     match &resume {
@@ -283,8 +290,9 @@ async fn run_inner(
         }
         EngineStart::NotTarget => (resume, None),
     };
-    let source = BinlogSource::new(mysql.clone(), from, Some(filter))?;
-    let _ = state.probe.set(source.probe());
+    let source = BinlogSource::new(mysql.clone(), from, Some(filter.clone()))?;
+    let probe = source.probe();
+    let _ = state.probe.set(probe.clone());
     let mut publisher = Publisher {
         state,
         feed,
@@ -293,7 +301,53 @@ async fn run_inner(
         saved_at_start: pipe.stats().checkpoint_saved_at,
         aux: aux_engine.map(|e| (e, None)),
     };
-    let res = pipe.run(source, &mut publisher, stop).await;
+    let backfill_rules = pipe_rules;
+    tokio::pin!(stop);
+    let mut source = source;
+    let res = loop {
+        let res = pipe.run(source, &mut publisher, &mut stop).await;
+        let purged = matches!(
+            &res,
+            Err(PipelineError::Source(
+                connectors::binlog::SourceError::Purged { .. }
+            ))
+        );
+        if !purged || mysql.on_purged != OnPurged::Invalidate {
+            break res;
+        }
+        let why = res.err().map(|e| e.to_string()).unwrap_or_default();
+        // The position first, then the backfill: a change committed during the
+        // backfill is replayed from the binlog after it.
+        let position = server_position(&mysql.url).await?;
+        tracing::error!(
+            error = %why,
+            restart_at = %position,
+            "THE CHECKPOINT'S BINLOG WAS PURGED: changes since the checkpoint are lost to the binlog; on_purged = \"invalidate\": deleting the keys of every row of every rule table, then resuming at the server's current position"
+        );
+        state
+            .purged_backfills
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let req = crate::invalidate::Request {
+            all: true,
+            ..Default::default()
+        };
+        let counts = crate::invalidate::backfill(
+            &backfill_rules,
+            &mysql.url,
+            backfill_deletes.clone(),
+            &req,
+        )
+        .await?;
+        tracing::warn!(
+            tables = counts.tables,
+            rows = counts.rows,
+            keys = counts.keys,
+            %position,
+            "backfill after a purged binlog done; resuming"
+        );
+        source = BinlogSource::new(mysql.clone(), Some(position), Some(filter.clone()))?
+            .with_probe(probe.clone());
+    };
     worker.abort();
     if let Some(c) = checker {
         c.abort();
@@ -474,4 +528,39 @@ async fn catch_up(url: String, from: Position, engine: engine::Engine, state: Ar
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The server's current binlog position (file, offset and GTID state), where the
+/// pipeline resumes after a backfill.
+async fn server_position(url: &str) -> Result<Position> {
+    use mysql_async::prelude::Queryable;
+    let db = crate::audit::db::Db::new(url).context("[mysql] url")?;
+    let mut conn = db.conn().await.context("cannot connect to MySQL")?;
+    let p = connectors::binlog::server::current_position(&mut conn)
+        .await
+        .context("cannot read the server's binlog position")?
+        .context("the server's binlog is off")?;
+    let mut position = Position {
+        file: p.file,
+        pos: p.pos,
+        ..Position::default()
+    };
+    if let Some(set) = p.executed_gtid_set.filter(|s| !s.trim().is_empty()) {
+        position.mysql_gtid = set
+            .parse()
+            .map_err(|e| anyhow::anyhow!("the server's gtid_executed {set:?}: {e}"))?;
+    } else if let Ok(Some(Some(g))) = conn
+        .query_first::<Option<String>, _>("SELECT @@GLOBAL.gtid_binlog_pos")
+        .await
+    {
+        // MariaDB: its GTID state, so the resume works by GTID like any other.
+        if !g.trim().is_empty() {
+            position.mariadb_gtid = g
+                .parse()
+                .map_err(|e| anyhow::anyhow!("the server's gtid_binlog_pos {g:?}: {e}"))?;
+        }
+    }
+    drop(conn);
+    db.disconnect().await;
+    Ok(position)
 }

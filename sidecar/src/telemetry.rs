@@ -266,6 +266,18 @@ impl Telemetry {
     pub fn observe_pipeline(&self, state: std::sync::Arc<crate::pipeline::PipelineState>) {
         let s = state.clone();
         self.meter
+            .u64_observable_counter("coherent_binlog_purged_backfills")
+            .with_description("Backfills of every rule table because the checkpoint's binlog was purged ([mysql] on_purged = \"invalidate\")")
+            .with_callback(move |o| {
+                o.observe(
+                    s.purged_backfills
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    &[],
+                )
+            })
+            .build();
+        let s = state.clone();
+        self.meter
             .f64_observable_gauge("coherent_binlog_lag_seconds")
             .with_description("Seconds from a transaction's commit to its deletes landing (the oldest waiting transaction's age while some wait)")
             .with_callback(move |o| o.observe(s.snapshot().lag_seconds, &[]))

@@ -169,6 +169,12 @@ fn cases() -> Vec<Case> {
             error: "{file}:7: [mysql] key \"heartbeat_secs\": must be between 1 and 3600",
         },
         Case {
+            name: "binlog-on-purged",
+            text: BASE.replace("server_id = 5", "server_id = 5\non_purged = \"skip\""),
+            env: Vec::new(),
+            error: "{file}:7: [mysql] key \"on_purged\": unknown variant `skip`, expected `fail` or `invalidate`",
+        },
+        Case {
             name: "data-dir",
             text: format!("data_dir = \"\"\n{BASE}"),
             env: Vec::new(),

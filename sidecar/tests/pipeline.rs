@@ -484,6 +484,22 @@ fn check_reports_binlog_settings_grants_tables_and_columns() {
         "{out}"
     );
 
+    // A MariaDB GTID checkpoint whose binlog was purged is reported too.
+    let cp = dir.join("coherent.checkpoint");
+    std::fs::write(
+        &cp,
+        r#"{"position":{"file":"bin.000099","pos":4,"mariadb_gtid":"0-1-5"},"timestamp":0,"saved_at":0}"#,
+    )
+    .expect("write checkpoint");
+    let (ok, out) = check(&write_config(&dir, &good.url(), RULES));
+    assert!(!ok, "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("FAIL")
+            && l.contains("the checkpoint's binlog bin.000099 was purged")),
+        "{out}"
+    );
+    std::fs::remove_file(&cp).expect("remove checkpoint");
+
     // A user without replication grants.
     good.sql("CREATE USER weak@'%' IDENTIFIED BY 'pw'; GRANT SELECT ON app.* TO weak@'%';")
         .expect("user");
@@ -537,5 +553,189 @@ fn check_reports_binlog_settings_grants_tables_and_columns() {
             "{want}: {out}"
         );
     }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Two `coherent serve` on the same data files: the second exits non-zero with an
+/// error naming the checkpoint file and the first one's pid and host, and the first
+/// keeps running; once the first is gone the files are free again.
+#[test]
+fn a_second_serve_on_the_same_data_files_exits_naming_the_holder() {
+    let db = mariadb(MariaDbOptions::default());
+    schema(&db);
+    let dir = tmpdir("twice");
+    let cfg = write_config(&dir, &db.url(), RULES);
+    let mut first = Sidecar::start_ready(&cfg);
+    let mut second = Sidecar::start(&cfg);
+    let st = second.wait_exit(Duration::from_secs(30));
+    assert!(!st.success());
+    let log = second.log();
+    let cp = dir.join("coherent.checkpoint");
+    assert!(
+        log.contains(&format!(
+            "{} is in use by another coherent process (pid {} on host",
+            cp.display(),
+            first.child.id()
+        )),
+        "{log}"
+    );
+    assert!(
+        first.child.try_wait().expect("wait").is_none(),
+        "the first runs on"
+    );
+    assert_eq!(first.get("/readyz").0, 200);
+    // kill -9: the kernel releases the locks with the process.
+    first.signal("-KILL");
+    first.wait_exit(Duration::from_secs(10));
+    let mut third = Sidecar::start_ready(&cfg);
+    assert!(third.stop().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// CRC-32 (IEEE), as the retry log frames records.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// Retry log records `Ack{id}` for `ids`: `len u32 | crc32 u32 | 2 | id u64`.
+fn ack_records(ids: std::ops::RangeInclusive<u64>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for id in ids {
+        let mut body = vec![2u8];
+        body.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32(&body).to_le_bytes());
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
+/// A retry log with a damaged record in the middle stops start-up with the file and
+/// the record's offset, and the file is left as it was; a torn tail after the last
+/// complete record is cut and the sidecar starts.
+#[test]
+fn a_damaged_retry_log_stops_start_up_and_a_torn_tail_is_cut() {
+    let db = mariadb(MariaDbOptions::default());
+    schema(&db);
+    let dir = tmpdir("retrylog");
+    let cfg = write_config(&dir, &db.url(), RULES);
+    let retry = dir.join("coherent.retry");
+    let mut data = ack_records(1..=3);
+    // Each record is 17 bytes; the second one's id loses a bit.
+    data[17 + 9] ^= 1;
+    std::fs::write(&retry, &data).expect("write the log");
+    let mut s = Sidecar::start(&cfg);
+    let st = s.wait_exit(Duration::from_secs(30));
+    assert!(!st.success());
+    let log = s.log();
+    assert!(
+        log.contains(&format!(
+            "retry queue file {}: damaged record at byte offset 17 (checksum mismatch), followed by 17 more bytes",
+            retry.display()
+        )),
+        "{log}"
+    );
+    assert_eq!(std::fs::read(&retry).expect("log"), data, "nothing cut");
+
+    // A torn tail: three whole records, then half of a fourth.
+    let mut data = ack_records(1..=3);
+    data.extend_from_slice(&ack_records(4..=4)[..10]);
+    std::fs::write(&retry, &data).expect("write the log");
+    let mut s = Sidecar::start_ready(&cfg);
+    assert_eq!(
+        std::fs::read(&retry).expect("log"),
+        ack_records(1..=3),
+        "the torn tail is cut, the whole records kept"
+    );
+    assert!(s.log().contains("torn tail"), "{}", s.log());
+    assert!(s.stop().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `[mysql] on_purged = "invalidate"`: a checkpoint at a binlog the server no longer
+/// has triggers the backfill of every rule table (the keys of every existing row are
+/// deleted from the external Redis, an unrelated key stays), logged loudly and
+/// counted in `coherent_binlog_purged_backfills_total`; the pipeline then resumes at
+/// the server's current position and invalidates new changes.
+#[test]
+fn on_purged_invalidate_backfills_every_rule_table_and_resumes() {
+    assert!(
+        connectors::testing::RedisServer::available(),
+        "redis-server is not installed: run scripts/install-deps.sh"
+    );
+    let redis_server = connectors::testing::RedisServer::start(&[]).expect("redis-server");
+    let db = mariadb(MariaDbOptions::default());
+    schema(&db);
+    db.sql(
+        "INSERT INTO app.users (id, email, name) VALUES (1, 'a@x', 'A'), (2, 'b@x', 'B');
+         INSERT INTO app.log VALUES (1);",
+    )
+    .expect("rows");
+    let cli = |args: &[&str]| redis_server.cli(args).expect("redis-cli");
+    cli(&[
+        "MSET",
+        "user:1",
+        "v",
+        "user:2",
+        "v",
+        "user:email:a@x",
+        "v",
+        "log:1",
+        "v",
+        "other",
+        "kept",
+    ]);
+    let dir = tmpdir("onpurged");
+    std::fs::write(
+        dir.join("coherent.checkpoint"),
+        r#"{"position":{"file":"bin.000099","pos":4},"timestamp":0,"saved_at":0}"#,
+    )
+    .expect("write checkpoint");
+    let target = format!("kind = \"redis\"\nurl = \"{}\"", redis_server.url());
+    let cfg = ServeConfig {
+        mysql: &db.url(),
+        server_id: 64002,
+        mysql_more: "on_purged = \"invalidate\"",
+        target: &target,
+        rest: RULES,
+        ..ServeConfig::default()
+    }
+    .write(&dir);
+    let s = Sidecar::start_ready(&cfg);
+    assert_eq!(
+        cli(&["EXISTS", "user:1", "user:2", "user:email:a@x", "log:1"]).trim(),
+        "0"
+    );
+    assert_eq!(cli(&["GET", "other"]).trim(), "kept");
+    let log = s.log();
+    assert!(log.contains("THE CHECKPOINT'S BINLOG WAS PURGED"), "{log}");
+    let (_, m) = s.get("/metrics");
+    assert_eq!(
+        metric(&m, "coherent_binlog_purged_backfills_total"),
+        1.0,
+        "{m}"
+    );
+    // Resumed: a new row's key goes.
+    cli(&["SET", "user:3", "v"]);
+    db.sql("INSERT INTO app.users (id, email, name) VALUES (3, 'c@x', 'C')")
+        .expect("insert");
+    assert!(
+        wait_until(Duration::from_secs(30), || cli(&["EXISTS", "user:3"])
+            .trim()
+            == "0"),
+        "user:3 not invalidated after the backfill: {}",
+        s.log()
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

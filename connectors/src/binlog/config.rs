@@ -28,6 +28,23 @@ pub struct MysqlConfig {
     /// stalled (and reconnected) after three missed ones.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_secs: u64,
+    /// What a checkpoint whose binlog the server purged does: stop the pipeline
+    /// (`fail`, the default) or backfill every rule table and go on from the
+    /// server's current position (`invalidate`).
+    #[serde(default)]
+    pub on_purged: OnPurged,
+}
+
+/// `[mysql] on_purged`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnPurged {
+    /// Stop with the reason: an operator decides.
+    #[default]
+    Fail,
+    /// Take the server's current position, delete the keys of every row of every
+    /// rule table (`coherent invalidate --all`), resume at that position.
+    Invalidate,
 }
 
 fn default_heartbeat() -> u64 {
@@ -42,6 +59,7 @@ impl MysqlConfig {
             server_id,
             start: StartPosition::Current,
             heartbeat_secs: default_heartbeat(),
+            on_purged: OnPurged::Fail,
         }
     }
 

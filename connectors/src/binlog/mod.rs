@@ -19,7 +19,7 @@ pub mod source;
 mod integration_tests;
 
 pub use crate::row::{Cell, Row};
-pub use config::MysqlConfig;
+pub use config::{MysqlConfig, OnPurged};
 pub use decode::{ChangeKind, DecodeError};
 pub use position::{MariadbGtid, MariadbGtidState, Position, StartPosition};
 pub use probe::SourceProbe;

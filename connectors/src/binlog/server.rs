@@ -31,8 +31,7 @@ pub async fn current_position(
         Ok(row) => row,
         Err(first) => match conn.query_first("SHOW BINARY LOG STATUS").await {
             Ok(row) => row,
-            Err(second) if is_parse_error(&first) => return Err(second),
-            Err(_) => return Err(first),
+            Err(second) => return Err(both_failed(first, second)),
         },
     };
     Ok(row.map(|row| ServerPosition {
@@ -46,6 +45,67 @@ pub async fn current_position(
     }))
 }
 
+/// The error to report when both statements failed: MySQL 8.4 answers `SHOW MASTER
+/// STATUS` with ER_PARSE_ERROR (the statement is gone), so then the newer
+/// statement's error says what is really wrong (a missing grant, say); any other
+/// first error (MariaDB or MySQL before 8.4, which know it) is the real one.
+fn both_failed(first: mysql_async::Error, second: mysql_async::Error) -> mysql_async::Error {
+    if is_parse_error(&first) {
+        second
+    } else {
+        first
+    }
+}
+
 fn is_parse_error(e: &mysql_async::Error) -> bool {
     matches!(e, mysql_async::Error::Server(s) if s.code == ER_PARSE_ERROR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: u16, message: &str) -> mysql_async::Error {
+        mysql_async::Error::Server(mysql_async::ServerError {
+            code,
+            message: message.into(),
+            state: "42000".into(),
+        })
+    }
+
+    fn code(e: &mysql_async::Error) -> u16 {
+        match e {
+            mysql_async::Error::Server(s) => s.code,
+            _ => 0,
+        }
+    }
+
+    /// MySQL 8.4's answer to `SHOW MASTER STATUS` is a parse error: the fallback's
+    /// error is reported (here: the grant it lacks).
+    #[test]
+    fn mysql_8_4_parse_error_reports_the_fallbacks_error() {
+        let first = server(
+            1064,
+            "You have an error in your SQL syntax; check the manual that corresponds to your MySQL server version for the right syntax to use near 'MASTER STATUS' at line 1",
+        );
+        assert!(is_parse_error(&first));
+        let second = server(1227, "Access denied; you need (at least one of) the SUPER, REPLICATION CLIENT privilege(s) for this operation");
+        assert_eq!(code(&both_failed(first, second)), 1227);
+    }
+
+    /// A server that knows `SHOW MASTER STATUS` and refused it for another reason:
+    /// that reason is reported, not the unknown newer statement's parse error.
+    #[test]
+    fn other_first_errors_are_reported_as_they_are() {
+        let first = server(
+            1227,
+            "Access denied; you need the REPLICATION CLIENT privilege",
+        );
+        let second = server(
+            1064,
+            "You have an error in your SQL syntax near 'BINARY LOG STATUS'",
+        );
+        assert!(!is_parse_error(&first));
+        assert_eq!(code(&both_failed(first, second)), 1227);
+    }
 }

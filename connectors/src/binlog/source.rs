@@ -228,6 +228,13 @@ impl BinlogSource {
         })
     }
 
+    /// Reports through `probe` (a source replacing another keeps the live view that
+    /// `/readyz` and the metrics already read).
+    pub fn with_probe(mut self, probe: Arc<SourceProbe>) -> Self {
+        self.probe = probe;
+        self
+    }
+
     /// Replaces the reconnect policy.
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;

@@ -13,6 +13,8 @@ pub struct FileCheckpointStore {
     /// Serializes saves: a save whose future was dropped keeps running on the
     /// blocking pool, and two writers sharing the temporary file would fail.
     writing: std::sync::Arc<std::sync::Mutex<()>>,
+    /// The exclusive lock on the file, when taken ([`FileCheckpointStore::exclusive`]).
+    lock: Option<std::sync::Arc<crate::filelock::FileLock>>,
 }
 
 impl FileCheckpointStore {
@@ -21,7 +23,19 @@ impl FileCheckpointStore {
         FileCheckpointStore {
             path: path.into(),
             writing: Default::default(),
+            lock: None,
         }
+    }
+
+    /// This store holding `path + ".lock"` exclusively (until the last clone is
+    /// dropped or the process exits): a second process fails here, naming the holder.
+    pub fn exclusive(mut self) -> Result<Self, CheckpointError> {
+        if self.lock.is_none() {
+            self.lock = Some(std::sync::Arc::new(crate::filelock::FileLock::acquire(
+                &self.path,
+            )?));
+        }
+        Ok(self)
     }
 
     /// The file.
@@ -160,5 +174,26 @@ mod tests {
             t.join().unwrap();
         }
         assert!(store.load_sync().unwrap().is_some());
+    }
+
+    #[test]
+    fn a_second_exclusive_store_is_refused() {
+        let d = tmpdir("exclusive");
+        let a = FileCheckpointStore::new(d.join("cp")).exclusive().unwrap();
+        let err = FileCheckpointStore::new(d.join("cp"))
+            .exclusive()
+            .expect_err("held by a");
+        assert!(matches!(err, CheckpointError::Locked(_)), "{err}");
+        assert!(err
+            .to_string()
+            .contains("in use by another coherent process"));
+        // A reader without the lock still loads (coherent check).
+        assert_eq!(
+            FileCheckpointStore::new(d.join("cp")).load_sync().unwrap(),
+            None
+        );
+        drop(a);
+        FileCheckpointStore::new(d.join("cp")).exclusive().unwrap();
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

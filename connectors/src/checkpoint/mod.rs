@@ -25,6 +25,9 @@ pub enum CheckpointError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Another process holds the checkpoint file.
+    #[error(transparent)]
+    Locked(#[from] crate::filelock::LockError),
     /// The file exists but is not a checkpoint.
     #[error("checkpoint file {path} is corrupt ({reason}); delete it to start from [mysql] start")]
     Corrupt {
@@ -183,6 +186,17 @@ pub enum AnyCheckpointStore {
 }
 
 impl AnyCheckpointStore {
+    /// The store, holding its file exclusively (a file store; the MySQL store is
+    /// shared by design): what the running pipeline uses, so a second process
+    /// pointed at the same file stops with an error naming the holder. Readers
+    /// (`coherent check`) open without it.
+    pub fn exclusive(self) -> Result<Self, CheckpointError> {
+        Ok(match self {
+            AnyCheckpointStore::File(f) => AnyCheckpointStore::File(f.exclusive()?),
+            m => m,
+        })
+    }
+
     /// Opens the store of `config`; `mysql_url` and `server_id` (from `[mysql]`)
     /// are the defaults of `url` and `pipeline`.
     pub async fn open(

@@ -47,6 +47,22 @@ pub enum QueueError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Another process holds the queue file.
+    #[error("retry queue: {0}")]
+    Locked(#[from] crate::filelock::LockError),
+    /// A record in the middle of the log is damaged: start-up stops rather than
+    /// drop the deletes after it (which the checkpoint may already have moved past).
+    #[error("retry queue file {path}: damaged record at byte offset {offset} ({reason}), followed by {after} more bytes; it is not a torn tail, so nothing is cut: restore the file from a backup, or move it away to start with an empty queue (the deletes it holds are then lost; `coherent invalidate` re-sends them)")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Where the damaged record starts.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
+        /// Bytes after the damaged record.
+        after: u64,
+    },
     /// RabbitMQ.
     #[error("retry queue (rabbitmq): {0}")]
     Amqp(String),

@@ -57,7 +57,9 @@ impl Server {
         loop {
             tokio::select! {
                 _ = &mut signal => break,
-                _ = shutdown_rx.changed() => break,
+                // wait_for sees a shutdown requested before this loop subscribed.
+                // (The guard it returns is not Send: dropped inside the block.)
+                _ = async { shutdown_rx.wait_for(|down| *down).await.is_ok() } => break,
                 r = self.listener.accept() => {
                     let (mut stream, _) = match r {
                         Ok(s) => s,

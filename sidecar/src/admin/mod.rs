@@ -134,9 +134,19 @@ fn position_json(p: &Option<connectors::binlog::Position>) -> serde_json::Value 
         Some(p) => serde_json::json!({
             "file": p.file,
             "pos": p.pos,
-            "gtid": p.mariadb_gtid.to_string(),
+            "gtid": gtid_text(p),
         }),
         None => serde_json::Value::Null,
+    }
+}
+
+/// The position's GTID state as its server prints it: MariaDB's `domain-server-seq`
+/// list, or MySQL's executed GTID set (`uuid:1-100`); "" without GTIDs.
+fn gtid_text(p: &connectors::binlog::Position) -> String {
+    if p.mariadb_gtid.is_empty() {
+        p.mysql_gtid.to_string()
+    } else {
+        p.mariadb_gtid.to_string()
     }
 }
 
@@ -146,7 +156,7 @@ fn pipeline_json(p: &crate::pipeline::PipelineState) -> serde_json::Value {
         "state": if s.failed.is_some() { "failed" } else if s.connected { "streaming" } else { "connecting" },
         "connected": s.connected,
         "position": position_json(&s.stats.applied),
-        "gtid": s.stats.applied.as_ref().map(|p| p.mariadb_gtid.to_string()),
+        "gtid": s.stats.applied.as_ref().map(gtid_text),
         "lag_seconds": s.lag_seconds,
         "transactions": s.stats.transactions,
         "rows": s.stats.rows,
@@ -195,4 +205,30 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
         )],
         s.telemetry.render(),
     )
+}
+
+#[cfg(test)]
+mod gtid_tests {
+    use super::*;
+    use connectors::binlog::Position;
+
+    #[test]
+    fn status_shows_the_mysql_gtid_set_on_mysql_and_mariadbs_state_on_mariadb() {
+        let set = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-100";
+        let mysql = Position {
+            file: "binlog.000003".into(),
+            pos: 4,
+            mysql_gtid: set.parse().expect("gtid set"),
+            ..Position::default()
+        };
+        assert_eq!(position_json(&Some(mysql))["gtid"], set);
+        let mariadb = Position {
+            file: "bin.000001".into(),
+            pos: 4,
+            mariadb_gtid: "0-1-5".parse().expect("gtid"),
+            ..Position::default()
+        };
+        assert_eq!(position_json(&Some(mariadb))["gtid"], "0-1-5");
+        assert_eq!(position_json(&Some(Position::default()))["gtid"], "");
+    }
 }

@@ -202,6 +202,8 @@ pub struct ServeConfig<'a> {
     pub server_id: u32,
     /// More `[engine]` lines.
     pub engine: &'a str,
+    /// More `[mysql]` lines.
+    pub mysql_more: &'a str,
     /// More `[admin]` lines.
     pub admin: &'a str,
     /// The `[target]` lines; "" leaves the section out (the embedded engine).
@@ -237,6 +239,7 @@ url = "{url}"
 server_id = {server_id}
 start = "current"
 heartbeat_secs = 1
+{mysql_more}
 
 [checkpoint]
 store = "file"
@@ -251,6 +254,7 @@ path = "{retry}"
                 admin = self.admin,
                 url = self.mysql,
                 server_id = self.server_id,
+                mysql_more = self.mysql_more,
                 cp = dir.join("coherent.checkpoint").display(),
                 retry = dir.join("coherent.retry").display(),
                 retry_more = self.retry,

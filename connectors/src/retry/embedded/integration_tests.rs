@@ -46,9 +46,10 @@ async fn wait_for(mut f: impl FnMut() -> bool, secs: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_a_crash_and_drains_into_redis() {
-    if !RedisServer::available() {
-        return;
-    }
+    assert!(
+        RedisServer::available(),
+        "redis-server is not installed: run scripts/install-deps.sh"
+    );
     let c = cfg("crash");
     let keys: Vec<Bytes> = (0..5000)
         .map(|i| Bytes::from(format!("user:{i}")))
@@ -89,6 +90,8 @@ async fn survives_a_crash_and_drains_into_redis() {
     let st = q.stats();
     assert_eq!((st.delivered, st.dead_letters), (5000, 0));
     worker.abort();
+    // The worker's clone of the queue holds the file's lock until the task is gone.
+    let _ = worker.await;
     drop(q);
     // Acks were logged: reopening finds nothing to do.
     let q = RetryQueue::open(&c).await.unwrap();
@@ -122,6 +125,8 @@ async fn retries_with_backoff_then_dead_letters() {
         .unwrap();
     wait_for(|| q.stats().delivered == 1, 10).await;
     worker.abort();
+    // The worker's clone of the queue holds the file's lock until the task is gone.
+    let _ = worker.await;
     // Dead letters survive a restart.
     drop(q);
     let q = RetryQueue::open(&c).await.unwrap();
@@ -144,5 +149,7 @@ async fn compacts_when_drained() {
     ));
     wait_for(|| q.stats().snapshot().depth == 0, 20).await;
     worker.abort();
+    // The worker's clone of the queue holds the file's lock until the task is gone.
+    let _ = worker.await;
     assert!(q.log_size() < 1 << 20, "log compacted to {}", q.log_size());
 }

@@ -129,32 +129,81 @@ pub struct Log {
     buf: Vec<u8>,
 }
 
-/// Parses whole records from `data`; returns them and the length of the valid
-/// prefix (a torn or corrupt tail is not part of it).
-fn parse(data: &[u8]) -> (Vec<Record>, usize) {
+/// A damaged record that is not a torn tail: bytes follow it.
+#[derive(Debug)]
+pub struct Damaged {
+    /// Where the damaged record starts.
+    pub offset: u64,
+    /// What is wrong with it.
+    pub reason: &'static str,
+    /// Bytes after it.
+    pub after: u64,
+}
+
+/// Why [`Log::open`] failed.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The file system.
+    Io(io::Error),
+    /// A record in the middle is damaged.
+    Damaged(Damaged),
+}
+
+impl From<io::Error> for OpenError {
+    fn from(e: io::Error) -> Self {
+        OpenError::Io(e)
+    }
+}
+
+/// Parses whole records from `data`; returns them, the length of the valid prefix
+/// and, when it stops early, the damaged record (offset and reason) it stopped at.
+fn parse(data: &[u8]) -> (Vec<Record>, usize, Option<(usize, &'static str)>) {
     let mut out = Vec::new();
     let mut at = 0;
-    while data.len() - at >= 8 {
+    while at < data.len() {
+        if data.len() - at < 8 {
+            return (out, at, Some((at, "incomplete frame header")));
+        }
         let len = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize;
         let crc = u32::from_le_bytes([data[at + 4], data[at + 5], data[at + 6], data[at + 7]]);
         let Some(body) = data.get(at + 8..at + 8 + len) else {
-            break;
+            return (
+                out,
+                at,
+                Some((at, "record longer than the rest of the file")),
+            );
         };
         if crc32fast::hash(body) != crc {
-            break;
+            return (out, at, Some((at, "checksum mismatch")));
         }
         let Some(r) = Record::decode(body) else {
-            break;
+            return (out, at, Some((at, "undecodable record")));
         };
         out.push(r);
         at += 8 + len;
     }
-    (out, at)
+    (out, at, None)
+}
+
+/// Whether the bad bytes from `at` can only be a write the crash interrupted: the
+/// last frame runs past the end of the file, or ends exactly at it (a whole-frame
+/// write whose content never reached the disk), or everything from `at` is zeros
+/// (space the file system allocated but never wrote). A bad frame with more
+/// records after it is damage in the middle.
+fn torn_tail(data: &[u8], at: usize) -> bool {
+    let rest = &data[at..];
+    if rest.len() < 8 || rest.iter().all(|&b| b == 0) {
+        return true;
+    }
+    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+    8usize.saturating_add(len) >= rest.len()
 }
 
 impl Log {
-    /// Opens or creates `path`, returning its records; a torn tail is truncated.
-    pub fn open(path: &Path) -> io::Result<(Log, Vec<Record>)> {
+    /// Opens or creates `path`, returning its records. A torn tail (a crash during
+    /// the last append) is cut; a damaged record with more bytes after it is refused
+    /// ([`OpenError::Damaged`]): cutting there would drop queued deletes.
+    pub fn open(path: &Path) -> Result<(Log, Vec<Record>), OpenError> {
         if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(d)?;
         }
@@ -165,9 +214,18 @@ impl Log {
             .open(path)?;
         let mut data = Vec::new();
         file.read_to_end(&mut data)?;
-        let (records, valid) = parse(&data);
-        if valid < data.len() {
-            tracing::warn!(path = %path.display(), cut = data.len() - valid,
+        let (records, valid, bad) = parse(&data);
+        if let Some((at, reason)) = bad {
+            if !torn_tail(&data, at) {
+                let len = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+                let end = (at + 8).saturating_add(len as usize).min(data.len());
+                return Err(OpenError::Damaged(Damaged {
+                    offset: at as u64,
+                    reason,
+                    after: (data.len() - end) as u64,
+                }));
+            }
+            tracing::warn!(path = %path.display(), offset = valid, cut = data.len() - valid, reason,
                 "retry queue: torn tail after a crash cut off");
             file.set_len(valid as u64)?;
             file.sync_all()?;
@@ -257,8 +315,55 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&p).unwrap();
         f.write_all(&[9, 0, 0, 0, 1, 2]).unwrap();
         let (log, recs) = Log::open(&p).unwrap();
-        assert_eq!(recs, vec![e, Record::Ack { id: 1 }]);
+        assert_eq!(recs, vec![e.clone(), Record::Ack { id: 1 }]);
         assert_eq!(log.size(), std::fs::metadata(&p).unwrap().len());
+        drop(log);
+        // A whole last frame with a bad checksum (its content never reached the
+        // disk) and a zero-filled tail are torn tails too.
+        let mut torn = Vec::new();
+        Record::Ack { id: 7 }.encode(&mut torn);
+        torn[10] ^= 0xff;
+        torn.extend_from_slice(&[0; 40]);
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(&torn[..torn.len() - 40]).unwrap();
+        drop(f);
+        let (log, recs) = Log::open(&p).unwrap();
+        assert_eq!(recs.len(), 2);
+        drop(log);
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(&[0; 40]).unwrap();
+        drop(f);
+        let (_, recs) = Log::open(&p).unwrap();
+        assert_eq!(recs, vec![e, Record::Ack { id: 1 }]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn damaged_middle_record_is_refused_and_nothing_is_cut() {
+        let d = std::env::temp_dir().join(format!("coherent-log-mid-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let p = d.join("q");
+        let (mut log, _) = Log::open(&p).unwrap();
+        let recs: Vec<Record> = (1..=3).map(|id| Record::Ack { id }).collect();
+        log.append(&recs, true).unwrap();
+        drop(log);
+        let mut data = std::fs::read(&p).unwrap();
+        let before = data.clone();
+        // The second record (17 bytes each: 8 of frame, 9 of body) loses a bit.
+        data[17 + 9] ^= 1;
+        std::fs::write(&p, &data).unwrap();
+        let Err(OpenError::Damaged(dmg)) = Log::open(&p) else {
+            panic!("a damaged middle record must be refused");
+        };
+        assert_eq!(
+            (dmg.offset, dmg.after, dmg.reason),
+            (17, 17, "checksum mismatch")
+        );
+        assert_eq!(
+            std::fs::read(&p).unwrap().len(),
+            before.len(),
+            "nothing cut"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 }

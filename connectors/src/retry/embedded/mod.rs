@@ -6,8 +6,9 @@
 //! `Retry{id, attempts, due}` (failed again), `Dead{id}` (moved to the `.dead`
 //! file). Enqueues are fsync'd before [`QueueStore::push`] returns, which is
 //! what lets the checkpoint move past them; acks and retries are not (a lost ack
-//! only repeats an idempotent delete). A torn tail from a crash is cut off at the
-//! first bad frame. When the log is mostly dead weight it is compacted: the live
+//! only repeats an idempotent delete). A torn tail from a crash (a last frame cut
+//! short, or zeros) is cut off; a damaged record with more after it stops the
+//! open ([`QueueError::Corrupt`]). The file is held by one process (`FILE.lock`). When the log is mostly dead weight it is compacted: the live
 //! entries are rewritten to a new file, fsync'd, renamed over the old one.
 
 mod log;
@@ -18,7 +19,7 @@ mod integration_tests;
 use super::store::{QueueStore, Taken};
 use super::{now_ms, QueueError, QueuedDelete, RetryConfig, RetryStats};
 use bytes::Bytes;
-use log::{Entry, Log, Record};
+use log::{Entry, Log, OpenError, Record};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,6 +46,24 @@ pub struct EmbeddedQueue {
     inner: Arc<Mutex<Inner>>,
     stats: RetryStats,
     wake: Notify,
+    /// Held while the queue is open: one process per file.
+    _lock: crate::filelock::FileLock,
+}
+
+/// The queue error of a failed [`Log::open`] of `path`.
+fn open_error(path: &std::path::Path, e: OpenError) -> QueueError {
+    match e {
+        OpenError::Io(source) => QueueError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        OpenError::Damaged(d) => QueueError::Corrupt {
+            path: path.to_path_buf(),
+            offset: d.offset,
+            reason: d.reason.to_string(),
+            after: d.after,
+        },
+    }
 }
 
 /// How long an idle `take_due` waits before looking again (a push wakes it sooner).
@@ -60,18 +79,13 @@ impl EmbeddedQueue {
     /// Opens (creating) `cfg.path` and `cfg.path + ".dead"`, replaying the log.
     pub fn open(cfg: RetryConfig) -> Result<Self, QueueError> {
         let path = cfg.path.clone();
-        let io = |source| QueueError::Io {
-            path: path.clone(),
-            source,
-        };
-        let (log, records) = Log::open(&path).map_err(io)?;
+        // One process per queue file: a second one fails here, naming the holder.
+        let file_lock = crate::filelock::FileLock::acquire(&path)?;
+        let (log, records) = Log::open(&path).map_err(|e| open_error(&path, e))?;
         let mut dead_path = path.clone().into_os_string();
         dead_path.push(".dead");
         let dead_path = PathBuf::from(dead_path);
-        let (dead, dead_records) = Log::open(&dead_path).map_err(|source| QueueError::Io {
-            path: dead_path.clone(),
-            source,
-        })?;
+        let (dead, dead_records) = Log::open(&dead_path).map_err(|e| open_error(&dead_path, e))?;
         let mut entries: HashMap<u64, (u64, Entry)> = HashMap::new();
         let mut next_id = 0;
         for r in records {
@@ -112,6 +126,7 @@ impl EmbeddedQueue {
             })),
             stats,
             wake: Notify::new(),
+            _lock: file_lock,
         })
     }
 

@@ -38,10 +38,10 @@ fn fill(s: &RedisServer, prefix: &str, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_node_pipelined_unlink_and_del() {
-    if !RedisServer::available() {
-        eprintln!("redis-server not installed; skipped");
-        return;
-    }
+    assert!(
+        RedisServer::available(),
+        "redis-server is not installed: run scripts/install-deps.sh"
+    );
     let s = RedisServer::start(&[]).unwrap();
     for command in [DeleteCommand::Unlink, DeleteCommand::Del] {
         fill(&s, "user", 2000);
@@ -114,9 +114,10 @@ fn users_with_1h_backstop() -> Rules {
 /// the value's backstop, so `written` never outlives its value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fill_write_time_goes_with_its_value() {
-    if !RedisServer::available() {
-        return;
-    }
+    assert!(
+        RedisServer::available(),
+        "redis-server is not installed: run scripts/install-deps.sh"
+    );
     let s = RedisServer::start(&[]).unwrap();
     let lib = cache_aside::CacheClient::redis(&s.url()).await.unwrap();
     let fill = |key: &'static str, ttl: Option<Duration>| {
@@ -159,9 +160,10 @@ async fn fill_write_time_goes_with_its_value() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_target_times_out_per_batch() {
-    if !RedisServer::available() {
-        return;
-    }
+    assert!(
+        RedisServer::available(),
+        "redis-server is not installed: run scripts/install-deps.sh"
+    );
     let s = RedisServer::start(&[]).unwrap();
     let cfg = TargetConfig {
         batch_timeout: crate::duration::HumanDuration(Duration::from_millis(200)),
@@ -186,9 +188,10 @@ async fn slow_target_times_out_per_batch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_deletes_across_slots() {
-    if !RedisServer::available() {
-        return;
-    }
+    assert!(
+        RedisServer::available(),
+        "redis-server is not installed: run scripts/install-deps.sh"
+    );
     let c = RedisCluster::start().unwrap();
     let cfg = TargetConfig::redis_cluster(c.urls());
     let target = RedisTarget::connect(&cfg).await.unwrap();
@@ -227,9 +230,10 @@ async fn cluster_deletes_across_slots() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweeper_sets_backstop_on_keys_without_ttl() {
-    if !RedisServer::available() {
-        return;
-    }
+    assert!(
+        RedisServer::available(),
+        "redis-server is not installed: run scripts/install-deps.sh"
+    );
     let s = RedisServer::start(&[]).unwrap();
     fill(&s, "user", 300);
     fill(&s, "other", 50);

@@ -19,7 +19,7 @@
 mod cache;
 mod class;
 mod orphans;
-mod progress;
+pub(crate) mod progress;
 mod recheck;
 mod scan;
 pub mod sidecar_status;

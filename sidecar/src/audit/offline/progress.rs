@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 /// Progress on stderr: a bar on a terminal, a line a second otherwise.
-pub(super) enum Progress {
+pub(crate) enum Progress {
     Bar(indicatif::ProgressBar),
     Lines {
         name: String,
@@ -16,7 +16,12 @@ pub(super) enum Progress {
 
 impl Progress {
     /// A bar (`tty`) or lines for the scan of `name`, `total` rows.
-    pub(super) fn new(tty: bool, name: &str, total: u64) -> Self {
+    pub(crate) fn new(tty: bool, name: &str, total: u64) -> Self {
+        Self::labeled(tty, &format!("audit {name}"), total)
+    }
+
+    /// A bar (`tty`) or lines headed `label` (`invalidate app.users`), `total` rows.
+    pub(crate) fn labeled(tty: bool, label: &str, total: u64) -> Self {
         if tty {
             let bar = indicatif::ProgressBar::with_draw_target(
                 Some(total),
@@ -32,11 +37,11 @@ impl Progress {
                     },
                 ));
             }
-            bar.set_message(format!("audit {name}"));
+            bar.set_message(label.to_string());
             Progress::Bar(bar)
         } else {
             Progress::Lines {
-                name: name.to_string(),
+                name: label.to_string(),
                 total,
                 start: Instant::now(),
                 last: Instant::now(),
@@ -45,7 +50,7 @@ impl Progress {
     }
 
     /// `rows` scanned so far.
-    pub(super) fn update(&mut self, rows: u64) {
+    pub(crate) fn update(&mut self, rows: u64) {
         match self {
             Progress::Bar(b) => b.set_position(rows),
             Progress::Lines {
@@ -58,16 +63,14 @@ impl Progress {
                     *last = Instant::now();
                     let rate = rows as f64 / start.elapsed().as_secs_f64().max(1e-3);
                     let eta = total.saturating_sub(rows) as f64 / rate.max(1e-3);
-                    eprintln!(
-                        "audit {name}: {rows}/{total} rows, {rate:.0} rows/s, ETA {eta:.0} s"
-                    );
+                    eprintln!("{name}: {rows}/{total} rows, {rate:.0} rows/s, ETA {eta:.0} s");
                 }
             }
         }
     }
 
     /// The scan is over: the bar is cleared.
-    pub(super) fn finish(self) {
+    pub(crate) fn finish(self) {
         if let Progress::Bar(b) = self {
             b.finish_and_clear();
         }
