@@ -174,6 +174,21 @@ async fn run_inner(
             })?;
         }
     }
+    // `server_id = "auto"`: said at start (operators match it with SHOW SLAVE
+    // HOSTS), and refused when a connected replica already has it, rather than
+    // letting the two disconnect each other forever.
+    if let Some(host) = &mysql.auto_host {
+        tracing::info!(server_id = mysql.server_id, host = %host, "server_id = \"auto\": derived from the host name");
+        let checked =
+            connectors::binlog::server::check_auto_server_id(&mysql.url, mysql.server_id, host)
+                .await?;
+        if !checked {
+            tracing::warn!(
+                server_id = mysql.server_id,
+                "server_id = \"auto\": the user may not list the server's replicas, so a clash with another replica's id is not checked (grant REPLICATION MASTER ADMIN on MariaDB, REPLICATION SLAVE on MySQL)"
+            );
+        }
+    }
     // store = "file" or "mysql" (a row in the migrations/ schema, via sqlx).
     let store = AnyCheckpointStore::open(&cfg.checkpoint, &mysql.url, mysql.server_id).await?;
     let target = AnyTarget::from_config(&cfg.target, Some(engine)).await?;
