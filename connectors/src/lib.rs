@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod delayed;
 pub mod duration;
+pub mod ha;
 pub mod pipeline;
 pub mod retry;
 pub mod row;

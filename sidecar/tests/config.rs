@@ -154,7 +154,7 @@ fn cases() -> Vec<Case> {
         case(
             "unknown-section",
             "[targets]\nkind = \"redis\"",
-            "{file}:8: [targets]: unknown section; the top-level keys are data_dir, engine, admin, telemetry, audit, mysql, checkpoint, target, retry, rules",
+            "{file}:8: [targets]: unknown section; the top-level keys are data_dir, engine, admin, telemetry, audit, mysql, checkpoint, target, retry, ha, rules",
         ),
         Case {
             name: "binlog-server-id",

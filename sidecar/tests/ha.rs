@@ -7,7 +7,7 @@ mod common;
 
 use common::{mariadb, migrations, tmpdir, wait_until, Resp, ServeConfig, Sidecar};
 use connectors::binlog::config::{auto_server_id, host_name};
-use connectors::testing::MariaDbOptions;
+use connectors::testing::{MariaDbOptions, RedisServer};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -94,4 +94,184 @@ fn plain(log: &str) -> String {
         }
     }
     out
+}
+
+/// A daemon's config: `[ha]` with a 200 ms poll, the checkpoint in MariaDB (row
+/// "orders"), deletes to the external Redis at `redis`, the retry log in `dir`.
+fn ha_config(dir: &Path, mysql: &str, redis: &str) -> PathBuf {
+    let p = dir.join("coherent.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"[engine]
+listen = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[mysql]
+url = "{mysql}"
+server_id = 64100
+start = "current"
+heartbeat_secs = 1
+
+[checkpoint]
+store = "mysql"
+pipeline = "orders"
+interval_ms = 100
+
+[target]
+kind = "redis"
+url = "{redis}"
+
+[retry]
+path = "{retry}"
+
+[ha]
+enabled = true
+poll_ms = 200
+{RULES}"#,
+            retry = dir.join("coherent.retry").display(),
+        ),
+    )
+    .expect("write config");
+    p
+}
+
+/// The `"ha"` object of `/status`.
+fn ha_status(s: &Sidecar) -> serde_json::Value {
+    let (code, body) = s.get("/status");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("status json");
+    v["ha"].clone()
+}
+
+fn role(s: &Sidecar) -> String {
+    ha_status(s)["role"].as_str().unwrap_or("").to_string()
+}
+
+/// `coherent_ha_leader` from `/metrics`.
+fn leader_metric(s: &Sidecar) -> Option<String> {
+    let (_, body) = s.get("/metrics");
+    body.lines()
+        .find(|l| l.starts_with("coherent_ha_leader"))
+        .and_then(|l| l.split_whitespace().last())
+        .map(String::from)
+}
+
+/// Caches `user:{id}` in Redis for each id, changes each row in its own
+/// transaction, and waits until every key is gone (every transaction applied).
+fn change_and_wait(
+    db: &connectors::testing::MariaDb,
+    redis: &RedisServer,
+    ids: std::ops::Range<u32>,
+    tag: &str,
+) {
+    for id in ids.clone() {
+        redis
+            .cli(&["SET", &format!("user:{id}"), "cached"])
+            .expect("set");
+    }
+    for id in ids.clone() {
+        db.sql(&format!(
+            "INSERT INTO app.users (id, email, name) VALUES ({id}, '{id}@x', '{tag}') ON DUPLICATE KEY UPDATE name = '{tag}'"
+        ))
+        .expect("change");
+    }
+    let left = || {
+        ids.clone()
+            .filter(|id| {
+                redis
+                    .cli(&["EXISTS", &format!("user:{id}")])
+                    .unwrap_or_default()
+                    .trim()
+                    == "1"
+            })
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || left() == 0),
+        "{} keys of changed rows still cached ({tag})",
+        left()
+    );
+}
+
+#[test]
+fn one_leader_standby_takes_over_after_kill_and_a_fenced_leader_steps_down() {
+    let db = mariadb(MariaDbOptions::default());
+    migrations(&db);
+    db.sql("GRANT CREATE, SELECT, INSERT, UPDATE ON coherent.* TO repl@'%'")
+        .expect("grant");
+    assert!(RedisServer::available(), "redis-server is not installed");
+    let redis = RedisServer::start(&[]).expect("start redis-server");
+    let (da, db_, dc) = (tmpdir("ha-a"), tmpdir("ha-b"), tmpdir("ha-c"));
+    let mut a = Sidecar::start_ready(&ha_config(&da, &db.url(), &redis.url()));
+    assert!(wait_until(Duration::from_secs(30), || role(&a) == "leader"));
+    let b = Sidecar::start(&ha_config(&db_, &db.url(), &redis.url()));
+    // A standby is healthy and ready, and says so.
+    b.wait_ready(Duration::from_secs(30));
+    assert_eq!(b.get("/healthz").0, 200);
+    let st = ha_status(&b);
+    assert_eq!(st["enabled"], true);
+    assert_eq!(st["role"], "standby", "{st}");
+    assert_eq!(st["lock"], "coherent.orders");
+    assert!(st["since"].as_u64().unwrap_or(0) > 1_700_000_000, "{st}");
+    assert_eq!(leader_metric(&a).as_deref(), Some("1"));
+    assert_eq!(leader_metric(&b).as_deref(), Some("0"));
+    change_and_wait(&db, &redis, 1..20, "a");
+    // Only the leader tails the binlog.
+    assert_eq!(
+        db.sql("SHOW SLAVE HOSTS").expect("hosts").lines().count(),
+        1
+    );
+
+    // kill -9 the leader; rows changed from then on are invalidated by the standby,
+    // which resumes from the leader's last checkpoint (nothing skipped).
+    a.signal("-KILL");
+    a.wait_exit(Duration::from_secs(10));
+    let killed = std::time::Instant::now();
+    for id in 20..40 {
+        redis
+            .cli(&["SET", &format!("user:{id}"), "cached"])
+            .expect("set");
+    }
+    change_and_wait(&db, &redis, 20..40, "after-kill");
+    assert_eq!(role(&b), "leader");
+    eprintln!(
+        "takeover and catch-up after kill -9: {:?}",
+        killed.elapsed()
+    );
+    let log_b = plain(&b.log());
+    assert!(
+        log_b.contains("HA: leader (holding the lock); resuming from the last checkpoint"),
+        "{log_b}"
+    );
+    assert!(log_b.contains("resuming from checkpoint"), "{log_b}");
+
+    // A third process waits; killing the leader's lock connection from another
+    // session fences it: it stops and steps down, the third takes over.
+    let mut b = b;
+    let c = Sidecar::start(&ha_config(&dc, &db.url(), &redis.url()));
+    assert!(wait_until(Duration::from_secs(30), || role(&c) == "standby"));
+    let holder = db
+        .sql("SELECT IS_USED_LOCK('coherent.orders')")
+        .expect("holder");
+    let holder = holder.trim();
+    assert!(holder.parse::<u64>().is_ok(), "{holder}");
+    db.sql(&format!("KILL {holder}"))
+        .expect("kill lock connection");
+    let st = b.wait_exit(Duration::from_secs(30));
+    assert!(!st.success());
+    let log_b = plain(&b.log());
+    assert!(log_b.contains("HA lock lost: stepping down"), "{log_b}");
+    assert!(
+        log_b.contains(
+            "HA: lost the lock \"coherent.orders\"; stopped invalidating and saving checkpoints"
+        ),
+        "{log_b}"
+    );
+    assert!(wait_until(Duration::from_secs(30), || role(&c) == "leader"));
+    change_and_wait(&db, &redis, 40..60, "after-fence");
+    // Everything changed in the run is invalidated.
+    change_and_wait(&db, &redis, 1..60, "final");
 }
