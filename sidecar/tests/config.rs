@@ -124,7 +124,7 @@ fn cases() -> Vec<Case> {
         case(
             "engine-unknown",
             "[engine]\nmaxclientz = 5",
-            "{file}:9: [engine] key \"maxclientz\": unknown field `maxclientz`, expected one of `listen`, `requirepass`, `maxclients`, `databases`, `proto_max_bulk_len`, `client_query_buffer_limit`, `notify_keyspace_events`, `hash_max_listpack_entries`, `hash_max_listpack_value`, `set_max_intset_entries`, `zset_max_listpack_entries`, `zset_max_listpack_value`, `list_max_listpack_size`, `hll_sparse_max_bytes`, `hz`, `maxmemory`, `maxmemory_policy`, `timeout`, `io_threads`, `lease_interval_ms`",
+            "{file}:9: [engine] key \"maxclientz\": unknown field `maxclientz`, expected one of `listen`, `requirepass`, `protected_mode`, `maxclients`, `databases`, `proto_max_bulk_len`, `client_query_buffer_limit`, `notify_keyspace_events`, `hash_max_listpack_entries`, `hash_max_listpack_value`, `set_max_intset_entries`, `zset_max_listpack_entries`, `zset_max_listpack_value`, `list_max_listpack_size`, `hll_sparse_max_bytes`, `hz`, `maxmemory`, `maxmemory_policy`, `timeout`, `io_threads`, `lease_interval_ms`",
         ),
         case(
             "engine-value",
