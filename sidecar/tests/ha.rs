@@ -9,6 +9,7 @@ use common::{mariadb, migrations, tmpdir, wait_until, Resp, ServeConfig, Sidecar
 use connectors::binlog::config::{auto_server_id, host_name};
 use connectors::testing::{MariaDbOptions, RedisServer};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 const RULES: &str = r#"
@@ -274,4 +275,107 @@ fn one_leader_standby_takes_over_after_kill_and_a_fenced_leader_steps_down() {
     change_and_wait(&db, &redis, 40..60, "after-fence");
     // Everything changed in the run is invalidated.
     change_and_wait(&db, &redis, 1..60, "final");
+}
+
+#[test]
+fn leader_killed_repeatedly_under_write_load_loses_no_invalidation() {
+    let db = mariadb(MariaDbOptions::default());
+    migrations(&db);
+    db.sql("GRANT CREATE, SELECT, INSERT, UPDATE ON coherent.* TO repl@'%'")
+        .expect("grant");
+    db.sql("INSERT INTO app.users (id, email, name) SELECT seq, CONCAT(seq, '@x'), 'v0' FROM test.seq_1_to_200")
+        .expect("seed");
+    assert!(RedisServer::available(), "redis-server is not installed");
+    let redis = RedisServer::start(&[]).expect("start redis-server");
+    let dirs = [tmpdir("ha-load-0"), tmpdir("ha-load-1")];
+    let start = |i: usize| Sidecar::start(&ha_config(&dirs[i], &db.url(), &redis.url()));
+    let mut slots = [start(0), start(1)];
+    for s in &slots {
+        s.wait_ready(Duration::from_secs(30));
+    }
+    // The writer: rounds of 20 rows, each cached (MSET) and then changed in its
+    // own autocommit transaction, until told to stop.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let url = db.url();
+        let port = redis.port();
+        let sock = db.dir().join("sock");
+        std::thread::spawn(move || {
+            let _ = url;
+            let mut round = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                round += 1;
+                let ids: Vec<u32> = (0..20).map(|k| 1 + (round * 20 + k) % 200).collect();
+                let mut mset = vec!["-p".to_string(), port.to_string(), "MSET".into()];
+                let mut sql = String::new();
+                for id in &ids {
+                    mset.push(format!("user:{id}"));
+                    mset.push("cached".into());
+                    sql.push_str(&format!(
+                        "UPDATE app.users SET name = 'r{round}' WHERE id = {id};"
+                    ));
+                }
+                let ok = Command::new("redis-cli")
+                    .args(&mset)
+                    .output()
+                    .expect("redis-cli");
+                assert!(ok.status.success());
+                let out = Command::new("mariadb")
+                    .args(["--no-defaults", "-uroot"])
+                    .arg(format!("--socket={}", sock.display()))
+                    .args(["-e", &sql])
+                    .output()
+                    .expect("mariadb");
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            round
+        })
+    };
+    let mut takeovers = Vec::new();
+    for _ in 0..3 {
+        // Let the leader work under load, then kill -9 it.
+        std::thread::sleep(Duration::from_millis(700));
+        let leader = (0..2)
+            .find(|&i| role(&slots[i]) == "leader")
+            .expect("a leader");
+        let other = 1 - leader;
+        slots[leader].signal("-KILL");
+        slots[leader].wait_exit(Duration::from_secs(10));
+        let killed = std::time::Instant::now();
+        assert!(
+            wait_until(Duration::from_secs(30), || role(&slots[other]) == "leader"),
+            "{}",
+            slots[other].log()
+        );
+        takeovers.push(killed.elapsed());
+        // The killed one comes back (as its supervisor would restart it): a standby.
+        slots[leader] = start(leader);
+        slots[leader].wait_ready(Duration::from_secs(30));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = writer.join().expect("writer");
+    eprintln!("{rounds} rounds of 20 transactions; takeovers after kill -9: {takeovers:?}");
+    // Every cached key of a changed row is gone: no invalidation was lost.
+    let cached = || {
+        (1..=200)
+            .filter(|id| {
+                redis
+                    .cli(&["EXISTS", &format!("user:{id}")])
+                    .unwrap_or_default()
+                    .trim()
+                    == "1"
+            })
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || cached() == 0),
+        "{} keys of changed rows still cached after {rounds} rounds",
+        cached()
+    );
+    assert!(rounds > 3, "the writer barely ran: {rounds} rounds");
 }
