@@ -83,6 +83,21 @@ impl HaConfig {
     pub fn poll(&self) -> Duration {
         Duration::from_millis(self.poll_ms)
     }
+
+    /// The lock connection's `wait_timeout` on the server: five polls, at least 5 s.
+    /// A leader cut off from the server (network loss, a frozen process) sends
+    /// nothing, and the server drops its connection, and with it the lock, after
+    /// this long; a live leader re-checks every poll and never idles that long.
+    pub fn server_timeout_secs(&self) -> u64 {
+        (self.poll_ms * 5).div_ceil(1000).max(5)
+    }
+
+    /// How long a leader's re-check may take before it counts the lock as lost: two
+    /// polls, at least 1 s, so it steps down before the server hands the lock on
+    /// ([`HaConfig::server_timeout_secs`]).
+    pub fn check_timeout(&self) -> Duration {
+        Duration::from_millis((self.poll_ms * 2).max(1000))
+    }
 }
 
 /// Why leadership failed or ended.
@@ -103,28 +118,37 @@ pub enum HaError {
 #[derive(Debug)]
 pub struct Lease {
     name: String,
+    /// See [`HaConfig::check_timeout`].
+    check_timeout: Duration,
     connection_id: u32,
     /// `None` once the connection failed (the lock went with it).
     conn: Mutex<Option<Conn>>,
     lost: watch::Sender<bool>,
 }
 
-/// Polls for the lock `name` on the server at `url` every `poll` until this process
-/// holds it (then it is the leader). A failed connection is retried at the next poll;
-/// `on_wait` is told each time the lock is held elsewhere (with the holder's
-/// connection id) or the server cannot be reached.
+/// Polls for the lock `name` on the server at `url` every `config.poll()` until this
+/// process holds it (then it is the leader). A failed connection is retried at the
+/// next poll; `on_wait` is told each time the lock is held elsewhere (with the
+/// holder's connection id) or the server cannot be reached.
 pub async fn acquire(
     url: &str,
     name: &str,
-    poll: Duration,
+    config: &HaConfig,
     mut on_wait: impl FnMut(&str),
 ) -> Lease {
+    let poll = config.poll();
     let mut conn: Option<Conn> = None;
     loop {
         let attempt = async {
             let c = match conn.as_mut() {
                 Some(c) => c,
-                None => conn.insert(Conn::from_url(url).await?),
+                None => {
+                    let mut c = Conn::from_url(url).await?;
+                    let secs = config.server_timeout_secs();
+                    c.query_drop(format!("SET SESSION wait_timeout = {secs}"))
+                        .await?;
+                    conn.insert(c)
+                }
             };
             let got: Option<Option<i64>> = c.exec_first("SELECT GET_LOCK(?, 0)", (name,)).await?;
             if got.flatten() == Some(1) {
@@ -145,6 +169,7 @@ pub async fn acquire(
                     let connection_id = c.id();
                     return Lease {
                         name: name.to_string(),
+                        check_timeout: config.check_timeout(),
                         connection_id,
                         conn: Mutex::new(Some(c)),
                         lost: watch::channel(false).0,
@@ -203,15 +228,29 @@ impl Lease {
         let Some(c) = g.as_mut() else {
             return Err(self.mark_lost("the lock connection failed earlier"));
         };
-        let r: Result<Option<Option<i64>>, _> = c
-            .exec_first("SELECT IS_USED_LOCK(?) = CONNECTION_ID()", (&self.name,))
-            .await;
+        let r = tokio::time::timeout(
+            self.check_timeout,
+            c.exec_first::<Option<i64>, _, _>(
+                "SELECT IS_USED_LOCK(?) = CONNECTION_ID()",
+                (&self.name,),
+            ),
+        )
+        .await;
         match r {
-            Ok(Some(Some(1))) => Ok(()),
-            Ok(_) => Err(self.mark_lost("the lock is no longer held by this process")),
-            Err(e) => {
+            Ok(Ok(Some(Some(1)))) => Ok(()),
+            Ok(Ok(_)) => Err(self.mark_lost("the lock is no longer held by this process")),
+            Ok(Err(e)) => {
                 *g = None;
                 Err(self.mark_lost(&format!("the lock connection failed: {e}")))
+            }
+            Err(_) => {
+                // No answer: the server may already have dropped the connection and
+                // handed the lock on; the connection is not used again.
+                *g = None;
+                Err(self.mark_lost(&format!(
+                    "the server did not answer the lock check within {:?}",
+                    self.check_timeout
+                )))
             }
         }
     }
@@ -271,6 +310,11 @@ mod tests {
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(c.lock_name("orders"), "coherent.orders");
         assert_eq!(c.lock_name(&"x".repeat(100)).len(), 64);
+        assert_eq!(c.server_timeout_secs(), 5);
+        assert_eq!(c.check_timeout(), Duration::from_secs(2));
+        let slow: HaConfig = toml::from_str("poll_ms = 3000\n").unwrap();
+        assert_eq!(slow.server_timeout_secs(), 15);
+        assert!(slow.check_timeout() < Duration::from_secs(slow.server_timeout_secs()));
         let c: HaConfig = toml::from_str("lock = \"\"\n").unwrap();
         assert_eq!(c.validate().unwrap_err().key, "lock");
         let c: HaConfig = toml::from_str("poll_ms = 0\n").unwrap();

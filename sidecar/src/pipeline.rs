@@ -236,7 +236,7 @@ async fn run_inner(
         state.update(|g| g.ha = Some(HaStatus::new("standby", &name)));
         tracing::info!(lock = %name, "HA: standby, waiting for the leader's lock");
         let mut said = String::new();
-        let wait = connectors::ha::acquire(url, &name, cfg.ha.poll(), |why| {
+        let wait = connectors::ha::acquire(url, &name, &cfg.ha, |why| {
             // Said once per change, not every poll.
             if why != said {
                 tracing::info!(lock = %name, "HA: standby, lock {why}");

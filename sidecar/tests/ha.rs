@@ -298,11 +298,10 @@ fn leader_killed_repeatedly_under_write_load_loses_no_invalidation() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let stop = stop.clone();
-        let url = db.url();
+
         let port = redis.port();
         let sock = db.dir().join("sock");
         std::thread::spawn(move || {
-            let _ = url;
             let mut round = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 round += 1;
@@ -378,4 +377,33 @@ fn leader_killed_repeatedly_under_write_load_loses_no_invalidation() {
         cached()
     );
     assert!(rounds > 3, "the writer barely ran: {rounds} rounds");
+}
+
+#[test]
+fn a_frozen_leader_loses_the_lock_to_the_server_timeout_and_steps_down_when_it_wakes() {
+    let db = mariadb(MariaDbOptions::default());
+    migrations(&db);
+    db.sql("GRANT CREATE, SELECT, INSERT, UPDATE ON coherent.* TO repl@'%'")
+        .expect("grant");
+    assert!(RedisServer::available(), "redis-server is not installed");
+    let redis = RedisServer::start(&[]).expect("start redis-server");
+    let (da, db_) = (tmpdir("ha-freeze-a"), tmpdir("ha-freeze-b"));
+    let mut a = Sidecar::start_ready(&ha_config(&da, &db.url(), &redis.url()));
+    assert!(wait_until(Duration::from_secs(30), || role(&a) == "leader"));
+    let b = Sidecar::start_ready(&ha_config(&db_, &db.url(), &redis.url()));
+    assert_eq!(role(&b), "standby");
+    change_and_wait(&db, &redis, 1..5, "a");
+    // SIGSTOP: the leader's connections stay open and silent, as after a network
+    // loss. The server drops the lock connection after its wait_timeout (5 s with
+    // poll_ms = 200), and the standby takes over.
+    a.signal("-STOP");
+    assert!(wait_until(Duration::from_secs(30), || role(&b) == "leader"));
+    change_and_wait(&db, &redis, 5..10, "while-frozen");
+    // Woken, the old leader finds its lock connection gone and steps down.
+    a.signal("-CONT");
+    let st = a.wait_exit(Duration::from_secs(30));
+    assert!(!st.success());
+    let log = plain(&a.log());
+    assert!(log.contains("HA lock lost: stepping down"), "{log}");
+    change_and_wait(&db, &redis, 1..12, "after");
 }
