@@ -5,6 +5,7 @@
 
 use crate::binlog::config::MysqlConfig;
 use crate::checkpoint::{CheckpointConfig, CheckpointKind};
+use crate::ha::HaConfig;
 use crate::retry::{QueueKind, RetryConfig};
 use crate::rules::{RuleConfig, Rules};
 use crate::targets::TargetConfig;
@@ -328,6 +329,8 @@ pub struct ConnectorConfig {
     pub target: TargetConfig,
     /// `[retry]`: where failed deletes wait.
     pub retry: RetryConfig,
+    /// `[ha]`: one leader among several processes.
+    pub ha: HaConfig,
     /// `[[rules]]`.
     pub rules: Vec<RuleConfig>,
 }
@@ -342,6 +345,24 @@ impl ConnectorConfig {
         self.checkpoint.validate()?;
         self.target.validate()?;
         self.retry.validate()?;
+        self.ha.validate()?;
+        if self.ha.enabled {
+            if self.checkpoint.store != CheckpointKind::Mysql {
+                return Err(ConfigError::new(
+                    "ha",
+                    "enabled",
+                    "requires [checkpoint] store = \"mysql\": a standby resumes from the leader's last checkpoint, which must be on the server, not on the leader's disk",
+                ));
+            }
+            let auto = self.mysql.as_ref().is_some_and(|m| m.auto_host.is_some());
+            if auto && self.checkpoint.pipeline.is_none() {
+                return Err(ConfigError::new(
+                    "checkpoint",
+                    "pipeline",
+                    "must be set with [ha] enabled and [mysql] server_id = \"auto\": every process of the pipeline must read and write the same checkpoint row (the default row key is the server_id, which differs per host)",
+                ));
+            }
+        }
         Rules::compile(&self.rules).map_err(|e| e.config_error())
     }
 
@@ -402,6 +423,32 @@ table = "app.users"
 keys = ["user:{id}", "user:email:{email}"]
 columns = ["email", "name"]
 "#;
+
+    #[test]
+    fn ha_requires_the_mysql_checkpoint_store() {
+        let text = format!("{TEXT}\n[ha]\nenabled = true\n");
+        let c: ConnectorConfig = toml::from_str(&text).unwrap();
+        let e = c.validate().unwrap_err();
+        assert_eq!((e.section.as_str(), e.key.as_str()), ("ha", "enabled"));
+        assert!(
+            e.message
+                .contains("requires [checkpoint] store = \"mysql\""),
+            "{e}"
+        );
+        let file = ConfigFile::parse("c.toml", text.as_str()).unwrap();
+        let placed = file.place(e).to_string();
+        let line = text.lines().position(|l| l == "enabled = true").unwrap() + 1;
+        assert!(
+            placed.starts_with(&format!("c.toml:{line}: [ha] key \"enabled\": requires")),
+            "{placed}"
+        );
+        let ok = text.replace("store = \"file\"", "store = \"mysql\"");
+        let c: ConnectorConfig = toml::from_str(&ok).unwrap();
+        assert!(c.validate().is_ok());
+        let auto = ok.replace("server_id = 64001", "server_id = \"auto\"");
+        let c: ConnectorConfig = toml::from_str(&auto).unwrap();
+        assert_eq!(c.validate().unwrap_err().key, "pipeline");
+    }
 
     #[test]
     fn issue_example_parses() {
@@ -469,7 +516,10 @@ columns = ["email", "name"]
     #[test]
     fn unknown_top_level_keys_are_refused() {
         let known = fields_of::<ConnectorConfig>();
-        assert_eq!(known, ["mysql", "checkpoint", "target", "retry", "rules"]);
+        assert_eq!(
+            known,
+            ["mysql", "checkpoint", "target", "retry", "ha", "rules"]
+        );
         let f = ConfigFile::parse("c.toml", format!("{TEXT}\n[mysqll]\nurl = \"x\"\n")).unwrap();
         let e = f.check_known(known).unwrap_err();
         assert!(

@@ -13,6 +13,7 @@ pub mod config;
 pub mod delayed;
 pub mod duration;
 pub mod filelock;
+pub mod ha;
 pub mod pipeline;
 pub mod retry;
 pub mod row;

@@ -11,7 +11,7 @@ use crate::sweep::SweptKeys;
 use anyhow::{Context as _, Result};
 use connectors::binlog::decode::TableFilter;
 use connectors::binlog::{BinlogSource, OnPurged, Position, SourceProbe, Transaction};
-use connectors::checkpoint::AnyCheckpointStore;
+use connectors::checkpoint::{AnyCheckpointStore, CheckpointStore as _};
 use connectors::pipeline::lag::Lag;
 use connectors::pipeline::{Observer, Report};
 use connectors::retry::{RetryQueue, RetryStatsSnapshot};
@@ -76,6 +76,36 @@ struct Inner {
     stats: PipelineStats,
     /// The error that stopped the pipeline.
     failed: Option<String>,
+    /// `[ha]` enabled: this process's role.
+    ha: Option<HaStatus>,
+}
+
+/// `[ha]`: this process's role, as `/status` and `/metrics` show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HaStatus {
+    /// `"leader"` or `"standby"`.
+    pub role: &'static str,
+    /// Unix seconds when it took this role.
+    pub since: u64,
+    /// The MySQL lock name.
+    pub lock: String,
+}
+
+impl HaStatus {
+    fn new(role: &'static str, lock: &str) -> Self {
+        HaStatus {
+            role,
+            since: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            lock: lock.to_string(),
+        }
+    }
+
+    /// This process leads (holds the lock).
+    pub fn is_leader(&self) -> bool {
+        self.role == "leader"
+    }
 }
 
 /// The retry queue as [`PipelineState`] holds it (the queue itself has no `Debug`).
@@ -114,13 +144,15 @@ pub struct Snapshot {
     pub failed: Option<String>,
     /// Counters of the retry queue (depth, retries, dead letters).
     pub retry: RetryStatsSnapshot,
+    /// `[ha]` enabled: the role.
+    pub ha: Option<HaStatus>,
 }
 
 impl PipelineState {
     /// A copy of the current state.
     pub fn snapshot(&self) -> Snapshot {
-        let (stats, failed) = match self.inner.lock() {
-            Ok(g) => (g.stats.clone(), g.failed.clone()),
+        let (stats, failed, ha) = match self.inner.lock() {
+            Ok(g) => (g.stats.clone(), g.failed.clone(), g.ha.clone()),
             Err(_) => Default::default(),
         };
         let probe = self.probe.get();
@@ -142,6 +174,7 @@ impl PipelineState {
                 .get()
                 .map(|q| q.0.stats())
                 .unwrap_or_default(),
+            ha,
         }
     }
 
@@ -230,10 +263,63 @@ async fn run_inner(
             })?;
         }
     }
+    // `server_id = "auto"`: said at start (operators match it with SHOW SLAVE
+    // HOSTS), and refused when a connected replica already has it, rather than
+    // letting the two disconnect each other forever.
+    if let Some(host) = &mysql.auto_host {
+        tracing::info!(server_id = mysql.server_id, host = %host, "server_id = \"auto\": derived from the host name");
+        let checked =
+            connectors::binlog::server::check_auto_server_id(&mysql.url, mysql.server_id, host)
+                .await?;
+        if !checked {
+            tracing::warn!(
+                server_id = mysql.server_id,
+                "server_id = \"auto\": the user may not list the server's replicas, so a clash with another replica's id is not checked (grant REPLICATION MASTER ADMIN on MariaDB, REPLICATION SLAVE on MySQL)"
+            );
+        }
+    }
+    // `[ha]`: wait as a standby (ready, engine serving) until this process holds the
+    // lock; only then open anything that writes. `stop` ends the wait too.
+    let mut stop = std::pin::pin!(stop);
+    let lease = if cfg.ha.enabled {
+        let row = cfg
+            .checkpoint
+            .pipeline
+            .clone()
+            .unwrap_or_else(|| mysql.server_id.to_string());
+        let name = cfg.ha.lock_name(&row);
+        let url = cfg.checkpoint.url.as_deref().unwrap_or(&mysql.url);
+        state.update(|g| g.ha = Some(HaStatus::new("standby", &name)));
+        tracing::info!(lock = %name, "HA: standby, waiting for the leader's lock");
+        let mut said = String::new();
+        let wait = connectors::ha::acquire(url, &name, &cfg.ha, |why| {
+            // Said once per change, not every poll.
+            if why != said {
+                tracing::info!(lock = %name, "HA: standby, lock {why}");
+                said = why.to_string();
+            }
+        });
+        let lease = tokio::select! {
+            () = &mut stop => return Ok(()),
+            lease = wait => Arc::new(lease),
+        };
+        tracing::info!(lock = %name, connection_id = lease.connection_id(), "HA: leader (holding the lock); resuming from the last checkpoint");
+        state.update(|g| g.ha = Some(HaStatus::new("leader", &name)));
+        Some(lease)
+    } else {
+        None
+    };
     // store = "file" or "mysql" (a row in the migrations/ schema, via sqlx).
-    let store = AnyCheckpointStore::open(&cfg.checkpoint, &mysql.url, mysql.server_id)
+    let mut store = AnyCheckpointStore::open(&cfg.checkpoint, &mysql.url, mysql.server_id)
         .await?
         .exclusive()?;
+    let watch = match &lease {
+        Some(l) => {
+            store = store.fenced(l.clone());
+            Some(l.spawn_watch(cfg.ha.poll()))
+        }
+        None => None,
+    };
     let target = AnyTarget::from_config(&cfg.target, Some(engine)).await?;
     let meter = opentelemetry::global::meter("coherent");
     let label = crate::timed::kind_label(cfg.target.kind);
@@ -261,6 +347,7 @@ async fn run_inner(
     let filter: TableFilter = Arc::new(move |db: &str, t: &str| r2.covers(db, t));
     let pipe_rules = rules.clone();
     let backfill_deletes = deletes.clone();
+    let first_save = store.clone();
     let mut pipe = Pipeline::new(rules, deletes, store, interval).with_retry_queue(queue);
     let resume = pipe.resume().await?;
     match &resume {
@@ -290,7 +377,29 @@ async fn run_inner(
         }
         EngineStart::NotTarget => (resume, None),
     };
-    let source = BinlogSource::new(mysql.clone(), from, Some(filter.clone()))?;
+    let fresh = from.is_none();
+    let mut source = BinlogSource::new(mysql.clone(), from, Some(filter.clone()))?;
+    if fresh {
+        if let Some(l) = &lease {
+            // `[ha]` with no checkpoint yet: save where "current" (or `start`) put
+            // this leader at once. A successor would otherwise start at its own
+            // "current" and skip what changed between this start and its own when
+            // this leader died before its first save.
+            source.ensure_connected().await?;
+            if let Some(p) = source.resume_position() {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let cp = connectors::checkpoint::Checkpoint {
+                    position: p.clone(),
+                    timestamp: u32::try_from(now).unwrap_or(u32::MAX),
+                    saved_at: now,
+                };
+                first_save.save(&cp).await?;
+                tracing::info!(position = %p, lock = %l.name(), "HA: first checkpoint saved at the start position");
+            }
+        }
+    }
     let probe = source.probe();
     let _ = state.probe.set(probe.clone());
     let mut publisher = Publisher {
@@ -302,6 +411,19 @@ async fn run_inner(
         aux: aux_engine.map(|e| (e, None)),
     };
     let backfill_rules = pipe_rules;
+    // A leader stops invalidating as soon as its lock is found lost.
+    let lost = async {
+        match &lease {
+            Some(l) => l.lost().await,
+            None => std::future::pending().await,
+        }
+    };
+    let stop = async {
+        tokio::select! {
+            () = stop => {}
+            () = lost => {}
+        }
+    };
     tokio::pin!(stop);
     let mut source = source;
     let res = loop {
@@ -348,6 +470,9 @@ async fn run_inner(
         source = BinlogSource::new(mysql.clone(), Some(position), Some(filter.clone()))?
             .with_probe(probe.clone());
     };
+    if let Some(w) = watch {
+        w.abort();
+    }
     worker.abort();
     if let Some(c) = checker {
         c.abort();
@@ -363,6 +488,13 @@ async fn run_inner(
         checkpoint = %s.checkpointed.as_ref().map(|p| p.to_string()).unwrap_or_default(),
         "pipeline stopped"
     );
+    if let Some(l) = lease.as_ref().filter(|l| l.is_lost()) {
+        state.update(|g| g.ha = Some(HaStatus::new("standby", l.name())));
+        anyhow::bail!(
+            "HA: lost the lock {:?}; stopped invalidating and saving checkpoints (a standby takes over; restart this process to make it a standby)",
+            l.name()
+        );
+    }
     Ok(res?)
 }
 

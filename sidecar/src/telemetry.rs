@@ -284,6 +284,16 @@ impl Telemetry {
             .build();
         let s = state.clone();
         self.meter
+            .u64_observable_gauge("coherent_ha_leader")
+            .with_description("[ha] enabled: 1 while this process is the leader, 0 as a standby")
+            .with_callback(move |o| {
+                if let Some(h) = s.snapshot().ha {
+                    o.observe(u64::from(h.is_leader()), &[]);
+                }
+            })
+            .build();
+        let s = state.clone();
+        self.meter
             .u64_observable_gauge("coherent_binlog_connected")
             .with_description("1 while a binlog stream is open")
             .with_callback(move |o| o.observe(u64::from(s.snapshot().connected), &[]))

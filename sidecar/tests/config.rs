@@ -124,7 +124,7 @@ fn cases() -> Vec<Case> {
         case(
             "engine-unknown",
             "[engine]\nmaxclientz = 5",
-            "{file}:9: [engine] key \"maxclientz\": unknown field `maxclientz`, expected one of `listen`, `requirepass`, `maxclients`, …",
+            "{file}:9: [engine] key \"maxclientz\": unknown field `maxclientz`, expected one of `listen`, `requirepass`, `protected_mode`, `maxclients`, …",
         ),
         case(
             "engine-value",
@@ -154,7 +154,7 @@ fn cases() -> Vec<Case> {
         case(
             "unknown-section",
             "[targets]\nkind = \"redis\"",
-            "{file}:8: [targets]: unknown section; the top-level keys are data_dir, engine, admin, telemetry, audit, mysql, checkpoint, target, retry, rules",
+            "{file}:8: [targets]: unknown section; the top-level keys are data_dir, engine, admin, telemetry, audit, mysql, checkpoint, target, retry, ha, rules",
         ),
         Case {
             name: "binlog-server-id",

@@ -140,3 +140,72 @@ fn bad_config_names_file_line_and_key() {
     let err = serve_fails(&p);
     assert!(err.contains("listen"), "{err}");
 }
+
+/// A non-loopback IPv4 address of this machine (`hostname -I`); none is a failure.
+fn host_ip() -> String {
+    let out = Command::new("hostname")
+        .arg("-I")
+        .output()
+        .expect("hostname -I");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .find(|a| {
+            a.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        })
+        .unwrap_or_else(|| panic!("no non-loopback IPv4 address in `hostname -I`: {text:?}"))
+        .to_string()
+}
+
+/// Connects to `ip:port`, sends PING and reads until the server closes (or 3 s).
+fn first_bytes(ip: &str, port: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(format!("{ip}:{port}")).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok();
+    let _ = s.write_all(b"PING\r\n");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+#[test]
+fn protected_mode_denies_other_hosts_with_redis_text() {
+    let ip = host_ip();
+    // The reference: redis-server 7.0 on all interfaces, no password.
+    assert!(
+        connectors::testing::RedisServer::available(),
+        "redis-server is not installed"
+    );
+    let redis =
+        connectors::testing::RedisServer::start(&["--bind", "* -::*"]).expect("start redis-server");
+    let want = first_bytes(&ip, &redis.port().to_string());
+    assert!(want.starts_with(b"-DENIED Redis is running in protected mode"));
+    let s = Sidecar::engine_only(&["--listen", "0.0.0.0:0"]);
+    let port = s.engine.rsplit(':').next().expect("port").to_string();
+    // Byte for byte, then closed (read_to_end returned).
+    assert_eq!(
+        String::from_utf8_lossy(&first_bytes(&ip, &port)),
+        String::from_utf8_lossy(&want)
+    );
+    // Loopback is served; the setting reads as in Redis.
+    let mut local = Resp::connect(&format!("127.0.0.1:{port}"));
+    assert_eq!(local.cmd(&["PING"]), "+PONG");
+    assert_eq!(
+        local.cmd(&["CONFIG", "GET", "protected-mode"]),
+        "protected-mode\nyes"
+    );
+    // Turned off from loopback, as the text says: other hosts are served.
+    assert_eq!(local.cmd(&["CONFIG", "SET", "protected-mode", "no"]), "+OK");
+    assert_eq!(first_bytes(&ip, &port), b"+PONG\r\n");
+    // With a password, protected mode does not apply: other hosts get NOAUTH.
+    assert_eq!(
+        local.cmd(&["CONFIG", "SET", "protected-mode", "yes"]),
+        "+OK"
+    );
+    let p = Sidecar::engine_only(&["--listen", "0.0.0.0:0", "--requirepass", "s3cret"]);
+    let pport = p.engine.rsplit(':').next().expect("port").to_string();
+    let mut remote = Resp::connect(&format!("{ip}:{pport}"));
+    assert!(remote.cmd(&["PING"]).starts_with("-NOAUTH"));
+    assert_eq!(remote.cmd(&["AUTH", "s3cret"]), "+OK");
+    assert_eq!(remote.cmd(&["PING"]), "+PONG");
+}

@@ -61,6 +61,69 @@ fn is_parse_error(e: &mysql_async::Error) -> bool {
     matches!(e, mysql_async::Error::Server(s) if s.code == ER_PARSE_ERROR)
 }
 
+/// The `server_id`s of the replicas connected to the server now: `SHOW SLAVE HOSTS`
+/// (MariaDB, MySQL up to 8.3), or `SHOW REPLICAS` on MySQL 8.4, which removed the
+/// older name. The first column is the id on both. Lists replicas that registered
+/// (COM_REGISTER_SLAVE), which mysql_async's binlog stream, and so every Coherent
+/// pipeline, does.
+pub async fn replica_server_ids(conn: &mut Conn) -> Result<Vec<u32>, mysql_async::Error> {
+    let rows: Vec<mysql_async::Row> = match conn.query("SHOW SLAVE HOSTS").await {
+        Ok(rows) => rows,
+        Err(first) if is_parse_error(&first) => conn.query("SHOW REPLICAS").await?,
+        Err(first) => return Err(first),
+    };
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| r.get::<Option<u32>, _>(0).flatten())
+        .collect())
+}
+
+/// Why `server_id = "auto"` was refused at start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerIdError {
+    /// The id is taken: the server would disconnect one of the two replicas each
+    /// time the other connects.
+    #[error("[mysql] server_id = \"auto\" gave {id} (from host name {host:?}), but a replica connected to the server already uses server_id {id}; set server_id to a number unique among the server's replicas, or give this host another name")]
+    InUse {
+        /// The derived id.
+        id: u32,
+        /// The host name it was derived from.
+        host: String,
+    },
+    /// The replica list could not be read.
+    #[error("[mysql] server_id = \"auto\": cannot list the server's replicas (SHOW SLAVE HOSTS / SHOW REPLICAS; the user needs REPLICATION SLAVE or REPLICATION CLIENT): {0}")]
+    Query(#[from] mysql_async::Error),
+}
+
+/// MySQL's ER_SPECIFIC_ACCESS_DENIED_ERROR.
+const ER_SPECIFIC_ACCESS_DENIED: u16 = 1227;
+
+/// For `server_id = "auto"` (`host` the name it was derived from): refuses `id`
+/// when a connected replica already uses it. Run once at start, before the binlog
+/// stream opens; a fixed id is the operator's own choice and is not checked.
+///
+/// `Ok(false)`: the user may not list replicas (MariaDB wants REPLICATION MASTER
+/// ADMIN for it, more than a replica needs), so nothing was checked; the caller
+/// warns. Refusing to start would make the check's grant a requirement of "auto".
+pub async fn check_auto_server_id(url: &str, id: u32, host: &str) -> Result<bool, ServerIdError> {
+    let mut conn = Conn::from_url(url).await?;
+    let ids = replica_server_ids(&mut conn).await;
+    let _ = conn.disconnect().await;
+    let ids = match ids {
+        Err(mysql_async::Error::Server(e)) if e.code == ER_SPECIFIC_ACCESS_DENIED => {
+            return Ok(false)
+        }
+        other => other?,
+    };
+    if ids.contains(&id) {
+        return Err(ServerIdError::InUse {
+            id,
+            host: host.to_string(),
+        });
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,6 +44,15 @@ pub enum CheckpointError {
         /// The driver error.
         source: sqlx::Error,
     },
+    /// `[ha]`: the save was refused because this process no longer holds the
+    /// leader's lock (or its lock connection failed).
+    #[error("checkpoint row {pipeline:?} not saved: {source}")]
+    Fenced {
+        /// The row key.
+        pipeline: String,
+        /// How the lock was found lost.
+        source: crate::ha::HaError,
+    },
     /// The row exists but does not hold a checkpoint.
     #[error("checkpoint row {pipeline:?} in coherent.checkpoint is corrupt ({reason}); delete it to start from [mysql] start")]
     CorruptRow {
@@ -217,6 +226,25 @@ impl AnyCheckpointStore {
                 AnyCheckpointStore::Mysql(MysqlCheckpointStore::connect(url, name).await?)
             }
         })
+    }
+}
+
+impl AnyCheckpointStore {
+    /// `[ha]`: saves go through the leader's lock connection, fenced by the lock
+    /// (see [`crate::ha`]); a no-op for the file store, which `[ha]` refuses.
+    pub fn fenced(self, lease: std::sync::Arc<crate::ha::Lease>) -> Self {
+        match self {
+            AnyCheckpointStore::Mysql(s) => AnyCheckpointStore::Mysql(s.with_fence(lease)),
+            other => other,
+        }
+    }
+
+    /// The row key of the MySQL store (`None` for the file store).
+    pub fn pipeline(&self) -> Option<&str> {
+        match self {
+            AnyCheckpointStore::Mysql(s) => Some(s.pipeline()),
+            AnyCheckpointStore::File(_) => None,
+        }
     }
 }
 

@@ -8,8 +8,11 @@
 
 use super::{Checkpoint, CheckpointError, CheckpointStore};
 use crate::binlog::Position;
+use crate::ha::Lease;
+use mysql_async::{Params, Value};
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::Row;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The migration that creates the table, applied at start (idempotent).
@@ -21,7 +24,17 @@ pub const MIGRATION: &str =
 pub struct MysqlCheckpointStore {
     pool: MySqlPool,
     pipeline: String,
+    /// `[ha]`: the leader's lease; saves then go through its lock connection.
+    fence: Option<Arc<Lease>>,
 }
+
+/// The save statement (`VALUES()` rather than MySQL 8's row alias: MariaDB knows
+/// only `VALUES()`).
+const SAVE: &str =
+    "INSERT INTO coherent.checkpoint (pipeline, file, position, gtid, commit_ts, saved_at) \
+     VALUES (?, ?, ?, ?, ?, ?) \
+     ON DUPLICATE KEY UPDATE file = VALUES(file), position = VALUES(position), \
+     gtid = VALUES(gtid), commit_ts = VALUES(commit_ts), saved_at = VALUES(saved_at)";
 
 impl MysqlCheckpointStore {
     /// Connects to `url` (`mysql://user:password@host:port`), creates the schema
@@ -46,7 +59,19 @@ impl MysqlCheckpointStore {
                 .await
                 .map_err(db)?;
         }
-        Ok(MysqlCheckpointStore { pool, pipeline })
+        Ok(MysqlCheckpointStore {
+            pool,
+            pipeline,
+            fence: None,
+        })
+    }
+
+    /// Saves from now on run on `lease`'s lock connection, in one transaction with
+    /// the check that it still holds the lock ([`Lease::exec_fenced`]): a leader
+    /// that lost the lock cannot move the checkpoint.
+    pub fn with_fence(mut self, lease: Arc<Lease>) -> Self {
+        self.fence = Some(lease);
+        self
     }
 
     /// The row key.
@@ -140,23 +165,33 @@ impl CheckpointStore for MysqlCheckpointStore {
         } else {
             None
         };
+        if let Some(lease) = &self.fence {
+            let params = Params::Positional(vec![
+                Value::from(self.pipeline.as_str()),
+                Value::from(p.file.as_str()),
+                Value::from(p.pos),
+                Value::from(gtid),
+                Value::from(cp.timestamp),
+                Value::from(cp.saved_at),
+            ]);
+            return lease.exec_fenced(SAVE, params).await.map_err(|source| {
+                CheckpointError::Fenced {
+                    pipeline: self.pipeline.clone(),
+                    source,
+                }
+            });
+        }
         let mut tx = self.pool.begin().await.map_err(|e| self.db(e))?;
-        // VALUES() rather than MySQL 8's row alias: MariaDB knows only VALUES().
-        sqlx::query(
-            "INSERT INTO coherent.checkpoint (pipeline, file, position, gtid, commit_ts, saved_at) \
-             VALUES (?, ?, ?, ?, ?, ?) \
-             ON DUPLICATE KEY UPDATE file = VALUES(file), position = VALUES(position), \
-             gtid = VALUES(gtid), commit_ts = VALUES(commit_ts), saved_at = VALUES(saved_at)",
-        )
-        .bind(&self.pipeline)
-        .bind(&p.file)
-        .bind(p.pos)
-        .bind(gtid)
-        .bind(cp.timestamp)
-        .bind(cp.saved_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.db(e))?;
+        sqlx::query(SAVE)
+            .bind(&self.pipeline)
+            .bind(&p.file)
+            .bind(p.pos)
+            .bind(gtid)
+            .bind(cp.timestamp)
+            .bind(cp.saved_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db(e))?;
         // Once the commit returns, InnoDB has it durably: no older row can return.
         tx.commit().await.map_err(|e| self.db(e))
     }

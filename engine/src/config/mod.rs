@@ -74,6 +74,9 @@ settings! {
         Setting::special("listen", check_listen, same).file_only().immutable();
     /// Password of the default user; `None` means no AUTH required.
     requirepass: Option<String> = None => Setting::special("requirepass", any, same);
+    /// Redis's `protected-mode`: with no `requirepass`, connections from peers that
+    /// are not on the loopback interface get Redis's `-DENIED` text and are closed.
+    protected_mode: bool = true => Setting::boolean("protected-mode");
     /// Most connected clients; one more is refused with `-ERR max number of clients reached`.
     maxclients: usize = 10000 => Setting::int("maxclients", 1, u32::MAX as i64);
     /// Number of databases SELECT accepts.

@@ -61,7 +61,7 @@ impl Server {
                 // (The guard it returns is not Send: dropped inside the block.)
                 _ = async { shutdown_rx.wait_for(|down| *down).await.is_ok() } => break,
                 r = self.listener.accept() => {
-                    let (mut stream, _) = match r {
+                    let (mut stream, peer) = match r {
                         Ok(s) => s,
                         Err(e) => {
                             // EMFILE and friends: wait a little rather than spin.
@@ -70,7 +70,17 @@ impl Server {
                             continue;
                         }
                     };
-                    let max = shared.lock().config.maxclients;
+                    let (max, open) = {
+                        let st = shared.lock();
+                        (st.config.maxclients, !st.config.protected_mode || st.config.requirepass.is_some())
+                    };
+                    // Redis's protected mode (networking.c clientAcceptHandler): no
+                    // password and a peer beyond loopback get the text and a close.
+                    if !open && !is_loopback(&peer) {
+                        shared.lock().stats.rejected_connections += 1;
+                        let _ = stream.write_all(PROTECTED_MODE_DENIED).await;
+                        continue;
+                    }
                     if !shared.client_arrived(max) {
                         shared.lock().stats.rejected_connections += 1;
                         let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
@@ -94,6 +104,16 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// Redis 7.0's reply to a connection refused by protected mode (networking.c),
+/// byte for byte, including its "Setup a an" typo.
+pub const PROTECTED_MODE_DENIED: &[u8] = b"-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+
+/// Redis's `connIsLocal`: a loopback peer (127.0.0.0/8, ::1, or either mapped
+/// into IPv6).
+fn is_loopback(peer: &std::net::SocketAddr) -> bool {
+    peer.ip().to_canonical().is_loopback()
 }
 
 async fn expire_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {

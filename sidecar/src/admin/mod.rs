@@ -112,6 +112,11 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     }
     if let Some(p) = &s.pipeline {
         let snap = p.snapshot();
+        // `[ha]` standby: healthy and ready (it serves its engine and waits to lead);
+        // the leader is judged by its binlog like any pipeline.
+        if snap.ha.as_ref().is_some_and(|h| !h.is_leader()) && snap.failed.is_none() {
+            return (StatusCode::OK, "ready (HA standby)\n".to_string());
+        }
         if let Some(e) = snap.failed {
             return unavailable(format!("pipeline stopped: {e}\n"));
         }
@@ -185,6 +190,12 @@ async fn status(State(s): State<AdminState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "uptime_seconds": s.started.elapsed().as_secs(),
         "binlog": s.pipeline.as_deref().map(pipeline_json),
+        // {"enabled": true, "role": "leader" | "standby", "since": unix, "lock": name}
+        // with [ha] enabled; {"enabled": false} otherwise.
+        "ha": match s.pipeline.as_deref().and_then(|p| p.snapshot().ha) {
+            Some(h) => serde_json::json!({"enabled": true, "role": h.role, "since": h.since, "lock": h.lock}),
+            None => serde_json::json!({"enabled": false}),
+        },
         // null when sample = 0 or there is no binlog pipeline.
         "audit": s.audit.as_deref().map(crate::audit::online::AuditState::json),
         "engine": {

@@ -52,6 +52,21 @@ impl Sidecar {
         Self::spawn(cmd, Some(stderr))
     }
 
+    /// [`Sidecar::start`] with environment variables `env` added.
+    pub fn start_env(config: &Path, env: &[(String, String)]) -> Sidecar {
+        static STARTS: AtomicUsize = AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, Ordering::Relaxed);
+        let stderr = config.with_extension(format!("env{n}.log"));
+        let log = std::fs::File::create(&stderr).expect("log file");
+        let mut cmd = serve_command();
+        cmd.arg("--config")
+            .arg(config)
+            .env("COHERENT_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stderr(log);
+        Self::spawn(cmd, Some(stderr))
+    }
+
     /// `coherent serve` on free ports with `extra` arguments and no config file;
     /// stderr is discarded.
     pub fn start_args(extra: &[&str]) -> Sidecar {
