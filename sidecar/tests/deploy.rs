@@ -245,16 +245,23 @@ fn kubernetes_daemon_shape_runs_two_replicas_one_leader() {
         s.wait_ready(Duration::from_secs(30));
         pods.push(s);
     }
-    let roles: Vec<String> = pods
-        .iter()
-        .map(|p| {
-            let v: Value = serde_json::from_str(&p.get("/status").1).expect("status");
-            v["ha"]["role"].as_str().unwrap_or("").to_string()
-        })
-        .collect();
-    let mut sorted = roles.clone();
-    sorted.sort();
-    assert_eq!(sorted, ["leader", "standby"], "{roles:?}");
+    // Ready comes first (a standby is ready too); the lock is taken just after.
+    let roles = || -> Vec<String> {
+        let mut r: Vec<String> = pods
+            .iter()
+            .map(|p| {
+                let v: Value = serde_json::from_str(&p.get("/status").1).expect("status");
+                v["ha"]["role"].as_str().unwrap_or("").to_string()
+            })
+            .collect();
+        r.sort();
+        r
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || roles() == ["leader", "standby"]),
+        "{:?}",
+        roles()
+    );
     redis.cli(&["SET", "user:1", "cached"]).expect("set");
     db.sql("INSERT INTO app.users (id, email, name) VALUES (1, 'a@x', 'daemon')")
         .expect("insert");
