@@ -5,11 +5,9 @@
 //! acknowledged write to kill -9.
 
 mod common;
-#[path = "aof_support/dataset.rs"]
-mod dataset;
 
+use common::dataset::{assert_same, pipeline, populate, snapshot, words};
 use common::{Conn, EngineServer, Resp};
-use dataset::{assert_same, pipeline, populate, snapshot, words};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

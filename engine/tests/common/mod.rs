@@ -1,6 +1,8 @@
 //! Test support: a private redis-server, an in-process engine, and a raw RESP client.
 #![allow(dead_code)]
 
+pub mod dataset;
+
 #[allow(unused_imports)]
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

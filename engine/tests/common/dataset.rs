@@ -1,8 +1,9 @@
-//! A data set covering every type and encoding, TTLs and several databases, a reader
-//! of a server's whole data, and a comparison: for tests that move data between the
-//! engine and redis-server (the same as engine/tests/rdb.rs uses).
+//! A data set covering every type and encoding, TTLs, binary keys and streams in
+//! several databases, a reader of a server's whole data, and a comparison: for the
+//! tests that move data between the engine and redis-server (RDB files, DUMP
+//! payloads, the AOF).
 
-use crate::common::{Conn, Resp};
+use super::{Conn, Resp};
 
 /// Databases compared (the default `databases 16` of both servers).
 pub const DBS: usize = 16;
@@ -115,12 +116,12 @@ pub fn populate(c: &mut Conn) {
 /// One key as both servers must agree on it; `ttl` is PTTL (-1 for none).
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyState {
-    db: usize,
-    key: Vec<u8>,
-    kind: Resp,
-    encoding: Resp,
-    value: Resp,
-    ttl: i64,
+    pub db: usize,
+    pub key: Vec<u8>,
+    pub kind: Resp,
+    pub encoding: Resp,
+    pub value: Resp,
+    pub ttl: i64,
 }
 
 /// Every key of every database with its type, encoding, value and PTTL.
@@ -147,10 +148,20 @@ pub fn snapshot(c: &mut Conn) -> Vec<KeyState> {
                 Resp::Simple(t) if t == "hash" => &[b"HGETALL"],
                 Resp::Simple(t) if t == "set" => &[b"SMEMBERS"],
                 Resp::Simple(t) if t == "zset" => &[b"ZRANGE", b"0", b"-1", b"WITHSCORES"],
+                // Everything a stream holds: entries, IDs, counters, groups, PELs
+                // with their delivery times and counts, consumers' seen times.
+                Resp::Simple(t) if t == "stream" => &[b"XINFO", b"STREAM", b"FULL", b"COUNT", b"0"],
                 other => panic!("unexpected type {other:?}"),
             };
-            let mut get = vec![read[0].to_vec(), key.clone()];
-            get.extend(read[1..].iter().map(|a| a.to_vec()));
+            let get = if read[0] == b"XINFO" {
+                let mut v = vec![read[0].to_vec(), read[1].to_vec(), key.clone()];
+                v.extend(read[2..].iter().map(|a| a.to_vec()));
+                v
+            } else {
+                let mut v = vec![read[0].to_vec(), key.clone()];
+                v.extend(read[1..].iter().map(|a| a.to_vec()));
+                v
+            };
             let r = pipeline(
                 c,
                 &[
@@ -205,4 +216,53 @@ pub fn assert_same(what: &str, a: &[KeyState], b: &[KeyState]) {
             y.ttl
         );
     }
+}
+
+/// Streams in database 3: entries with the master's fields and others, tombstones,
+/// several blocks, an emptied stream, and consumer groups with pending entries.
+pub fn populate_streams(c: &mut Conn) {
+    let mut cmds: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut push = |v: Vec<Vec<u8>>| cmds.push(v);
+    push(words("SELECT 3"));
+    push(words("XADD stream:small 1-1 name ada born 1815"));
+    push(words("XADD stream:small 1-2 name alan born 1912"));
+    push(words("XADD stream:small 5-0 other field n -7"));
+    push(words("XADD stream:small 5-1 name grace born 1906"));
+    push(words("XDEL stream:small 1-2"));
+    push(words("PEXPIRE stream:small 500000"));
+    for i in 1..=260 {
+        let v = "payload ".repeat(i % 7);
+        push(cmd(&[
+            b"XADD",
+            b"stream:big",
+            format!("{i}-{i}").as_bytes(),
+            b"n",
+            i.to_string().as_bytes(),
+            b"text",
+            v.as_bytes(),
+        ]));
+    }
+    push(words("XDEL stream:big 100-100 101-101 200-200"));
+    push(words("XTRIM stream:big MINID 3-3"));
+    push(words("XADD stream:empty 7-7 a b"));
+    push(words("XDEL stream:empty 7-7"));
+    push(words("XGROUP CREATE stream:big readers 0"));
+    push(words("XGROUP CREATE stream:big late $ ENTRIESREAD 3"));
+    push(words(
+        "XREADGROUP GROUP readers alice COUNT 10 STREAMS stream:big >",
+    ));
+    push(words(
+        "XREADGROUP GROUP readers bob COUNT 5 STREAMS stream:big >",
+    ));
+    push(words(
+        "XREADGROUP GROUP readers bob NOACK COUNT 5 STREAMS stream:big >",
+    ));
+    push(words("XACK stream:big readers 4-4 5-5"));
+    push(words(
+        "XCLAIM stream:big readers carol 0 6-6 7-7 TIME 1700000000000",
+    ));
+    push(words("XGROUP CREATECONSUMER stream:big readers idle"));
+    push(words("XGROUP CREATE stream:empty g $"));
+    push(words("SELECT 0"));
+    pipeline(c, &cmds);
 }
