@@ -22,6 +22,31 @@ table = "app.log"
 keys = ["log:{seq}"]
 "#;
 
+/// A private MariaDB with the example schema, a `app.log` table for sentinels and
+/// four users.
+fn seeded() -> MariaDb {
+    let db = mariadb(MariaDbOptions::default());
+    migrations(&db);
+    db.sql("CREATE TABLE app.log (seq INT PRIMARY KEY)")
+        .expect("log table");
+    db.sql(
+        "INSERT INTO app.users (id, email, name) VALUES (1, 'a@x', 'A'), (2, 'b@x', 'B'), (3, 'c@x', 'C'), (4, 'd@x', 'D')",
+    )
+    .expect("seed");
+    db
+}
+
+/// The keys the tests cache before a restart: four users, one email key, one key no
+/// rule covers.
+const CACHED: [&str; 6] = [
+    "user:1",
+    "user:2",
+    "user:3",
+    "user:4",
+    "user:email:c@x",
+    "other",
+];
+
 /// Sets `log:{seq}` and inserts that row, then waits until the key is gone: every
 /// transaction committed before it has then been applied.
 fn sync(db: &MariaDb, c: &mut Resp, seq: u32) {
@@ -109,14 +134,7 @@ fn restart_never_stale(cfg: &Path, changed: &[&str]) -> Sidecar {
 
 #[test]
 fn warm_restart_replays_the_binlog_before_serving() {
-    let db = mariadb(MariaDbOptions::default());
-    migrations(&db);
-    db.sql("CREATE TABLE app.log (seq INT PRIMARY KEY)")
-        .expect("log table");
-    db.sql(
-        "INSERT INTO app.users (id, email, name) VALUES (1, 'a@x', 'A'), (2, 'b@x', 'B'), (3, 'c@x', 'C'), (4, 'd@x', 'D')",
-    )
-    .expect("seed");
+    let db = seeded();
     let dir = tmpdir("warm");
     let engine = format!("dir = \"{}\"\nsave = \"3600 1\"", dir.display());
     let cfg = ServeConfig {
@@ -134,14 +152,7 @@ fn warm_restart_replays_the_binlog_before_serving() {
     s.wait_ready(Duration::from_secs(30));
     let mut c = Resp::connect(&s.engine);
     sync(&db, &mut c, 1);
-    for k in [
-        "user:1",
-        "user:2",
-        "user:3",
-        "user:4",
-        "user:email:c@x",
-        "other",
-    ] {
+    for k in CACHED {
         c.set(k);
     }
     checkpointed(&db, &dir);
@@ -222,14 +233,7 @@ fn a_snapshot_without_a_binlog_position_is_not_trusted() {
 
 #[test]
 fn warm_restart_from_the_aof_replays_from_its_last_marker() {
-    let db = mariadb(MariaDbOptions::default());
-    migrations(&db);
-    db.sql("CREATE TABLE app.log (seq INT PRIMARY KEY)")
-        .expect("log table");
-    db.sql(
-        "INSERT INTO app.users (id, email, name) VALUES (1, 'a@x', 'A'), (2, 'b@x', 'B'), (3, 'c@x', 'C'), (4, 'd@x', 'D')",
-    )
-    .expect("seed");
+    let db = seeded();
     let dir = tmpdir("warm-aof");
     // No save points: what comes back is the AOF alone.
     let engine = format!(
@@ -250,14 +254,7 @@ fn warm_restart_from_the_aof_replays_from_its_last_marker() {
     s.wait_ready(Duration::from_secs(30));
     let mut c = Resp::connect(&s.engine);
     sync(&db, &mut c, 1);
-    for k in [
-        "user:1",
-        "user:2",
-        "user:3",
-        "user:4",
-        "user:email:c@x",
-        "other",
-    ] {
+    for k in CACHED {
         c.set(k);
     }
     // A change applied live, the checkpoint (and so the AOF's marker) past it, then
