@@ -102,6 +102,14 @@ pub(crate) struct Client {
     pub(crate) output: Option<crate::outbuf::Output>,
     /// The connection's buffers, for CLIENT LIST.
     pub(crate) bufs: BufStats,
+    /// A replica connection (after PSYNC/SYNC): CLIENT LIST flag `S`.
+    pub(crate) replica: bool,
+    /// The master client of a replica, applying the primary's stream: writes pass
+    /// `replica-read-only` and the other replica gates.
+    pub(crate) master: bool,
+    /// Set by PSYNC/SYNC: after the reply the connection is handed to the
+    /// replication code ([`crate::repl::primary::serve`]).
+    pub(crate) handoff: Option<crate::repl::primary::Plan>,
 }
 
 impl Client {
@@ -132,6 +140,9 @@ impl Client {
             killed: false,
             output: None,
             bufs: BufStats::default(),
+            replica: false,
+            master: false,
+            handoff: None,
         }
     }
 

@@ -344,6 +344,11 @@ pub(crate) fn execute_spec(
     if store.config.maxmemory != 0 && out_of_memory(store, client, spec) {
         return reject(store, client, spec, CmdError::Oom);
     }
+    if store.repl.active || store.config.min_replicas_to_write > 0 {
+        if let Some(e) = crate::repl::gate(store, client, spec) {
+            return reject(store, client, spec, e);
+        }
+    }
     if client.in_pubsub_mode() && spec.flags & SUB_OK == 0 {
         let e = CmdError::err(format!(
             "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",

@@ -17,7 +17,9 @@
 //!   subscriptions; `lease`, `backstop`: Coherent's lease tokens and TTL backstops;
 //! - `config`: the settings table that CONFIG, the TOML `[engine]` section and INFO
 //!   read;
-//! - `persist`: Redis's file formats (the RDB codec, DUMP payloads).
+//! - `persist`: Redis's file formats (the RDB codec, DUMP payloads);
+//! - `repl`: replication (PSYNC2) both ways: the backlog, serving replicas, the link
+//!   to our primary.
 //!
 //! The public surface is what an embedding process needs: [`Engine`] (run commands in
 //! process, [`Engine::stats`], hooks and propagation sinks, shutdown), [`Server`]
@@ -41,6 +43,7 @@ pub(crate) mod net;
 pub(crate) mod outbuf;
 pub mod persist;
 pub(crate) mod pubsub;
+pub(crate) mod repl;
 pub(crate) mod store;
 pub(crate) mod types;
 pub(crate) mod util;
@@ -58,4 +61,5 @@ pub use keyspace::KeyHook;
 pub use net::frame::split_args;
 pub use net::reply::Reply;
 pub use net::server::{os_signal, Server};
+pub use repl::Role;
 pub use util::{now_ms, now_us};

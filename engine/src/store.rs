@@ -88,6 +88,8 @@ pub(crate) struct Store {
     pub(crate) startup_memory: usize,
     /// `client-output-buffer-limit`, parsed.
     pub(crate) output_limits: crate::outbuf::OutputLimits,
+    /// Replication: role, ids, backlog, replicas, the link to our primary.
+    pub(crate) repl: crate::repl::ReplState,
 }
 
 impl Store {
@@ -95,6 +97,7 @@ impl Store {
     pub(crate) fn new(config: EngineConfig) -> Self {
         let notify_flags = notify::parse_flags(&config.notify_keyspace_events).unwrap_or(0);
         let expired_flag = ExpiredFlag::default();
+        let repl = crate::repl::ReplState::new(config.repl_backlog_size);
         let mut store = Store {
             dbs: (0..config.databases)
                 .map(|_| Db::with_flag(expired_flag.clone()))
@@ -125,6 +128,7 @@ impl Store {
             peak_memory: 0,
             startup_memory: crate::alloc::used_memory(),
             output_limits: crate::outbuf::DEFAULT_LIMITS,
+            repl,
         };
         store.reload_eviction();
         store.reload_output_limits();
@@ -165,6 +169,7 @@ impl Store {
     /// Forgets a closed connection: its blocked command, WATCHes and subscriptions.
     pub(crate) fn disconnect(&mut self, id: u64) {
         self.blocking.unblock(id);
+        self.repl.forget(id);
         match self.clients.disconnect(id) {
             Some(c) => {
                 self.watches.unwatch(id, &c.watched);

@@ -219,12 +219,16 @@ impl Row {
             } else {
                 c.last_active.elapsed().as_secs()
             },
-            flags: flags_of(
-                c.multi.is_some(),
-                c.subscriptions() > 0,
-                blocked,
-                c.no_evict,
-            ),
+            flags: if c.replica {
+                "S".to_string()
+            } else {
+                flags_of(
+                    c.multi.is_some(),
+                    c.subscriptions() > 0,
+                    blocked,
+                    c.no_evict,
+                )
+            },
             db: c.db,
             sub: c.channels.len(),
             psub: c.patterns.len(),
@@ -244,7 +248,9 @@ impl Row {
     }
 
     fn kind(&self) -> Kind {
-        if self.sub + self.psub > 0 {
+        if self.flags == "S" {
+            Kind::Replica
+        } else if self.sub + self.psub > 0 {
             Kind::PubSub
         } else {
             Kind::Normal

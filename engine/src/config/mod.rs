@@ -234,6 +234,48 @@ settings! {
     /// a save slow deterministically); 0 in production.
     rdb_key_save_delay: u64 = 0 => Setting::int("rdb-key-save-delay", 0, i32::MAX as i64);
 
+    /// Start as a replica of `host port` (Redis's `replicaof`; REPLICAOF changes it
+    /// at run time). Unset: a primary.
+    replicaof: Option<String> = None =>
+        Setting::special("replicaof", check_replicaof, same).alias(&["slaveof"]).immutable();
+    /// Bytes of the replication stream kept for partial resyncs (`+CONTINUE`).
+    repl_backlog_size: u64 = 1024 * 1024 =>
+        Setting::memory("repl-backlog-size", 1, i64::MAX as u64).apply(Store::apply_backlog_size);
+    /// A replica refuses writes from clients with `-READONLY`.
+    replica_read_only: bool = true =>
+        Setting::boolean("replica-read-only").alias(&["slave-read-only"]);
+    /// A replica whose link is down still answers reads (no: `-MASTERDOWN`).
+    replica_serve_stale_data: bool = true =>
+        Setting::boolean("replica-serve-stale-data").alias(&["slave-serve-stale-data"]);
+    /// The password a replica AUTHs with at its primary.
+    masterauth: Option<String> = None => Setting::special("masterauth", any, same);
+    /// The user a replica AUTHs as (with `masterauth`); unset: the default user.
+    masteruser: Option<String> = None => Setting::special("masteruser", any, same);
+    /// Writes are refused (`-NOREPLICAS`) unless this many replicas are online
+    /// with a lag of at most `min-replicas-max-lag` seconds (0: off).
+    min_replicas_to_write: u64 = 0 =>
+        Setting::int("min-replicas-to-write", 0, i32::MAX as i64).alias(&["min-slaves-to-write"]);
+    /// See `min-replicas-to-write`.
+    min_replicas_max_lag: u64 = 10 =>
+        Setting::int("min-replicas-max-lag", 0, i32::MAX as i64).alias(&["min-slaves-max-lag"]);
+    /// Full syncs stream the snapshot to replicas that accept it (`$EOF:`) instead
+    /// of sending it with its length first.
+    repl_diskless_sync: bool = true => Setting::boolean("repl-diskless-sync");
+    /// Seconds a diskless full sync waits before it starts.
+    repl_diskless_sync_delay: u64 = 5 =>
+        Setting::int("repl-diskless-sync-delay", 0, i32::MAX as i64);
+    /// Seconds without data from the primary before a replica drops the link.
+    repl_timeout: u64 = 60 => Setting::int("repl-timeout", 1, i32::MAX as i64);
+    /// Seconds between the PINGs a primary sends its replicas.
+    repl_ping_replica_period: u64 = 10 =>
+        Setting::int("repl-ping-replica-period", 1, i32::MAX as i64)
+            .alias(&["repl-ping-slave-period"]);
+    /// Sentinel promotes the replica with the lowest priority first; 0: never.
+    replica_priority: u64 = 100 =>
+        Setting::int("replica-priority", 0, i32::MAX as i64).alias(&["slave-priority"]);
+    /// Sentinel lists this replica (INFO `replica_announced`).
+    replica_announced: bool = true => Setting::boolean("replica-announced");
+
     @views {
         Setting::special("bind", any, same).immutable().view(bind_of, refuse);
         Setting::special("port", any, same).immutable().view(port_of, refuse);
@@ -250,6 +292,18 @@ fn same(s: &str) -> String {
 
 fn refuse(_: &mut EngineConfig, _: Value) -> bool {
     false
+}
+
+/// `host port`, or empty/`no one` for none.
+fn check_replicaof(s: &str) -> Result<String, String> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    match parts.as_slice() {
+        [] => Ok(String::new()),
+        [host, port] if port.parse::<u16>().is_ok() && !host.is_empty() => {
+            Ok(format!("{host} {port}"))
+        }
+        _ => Err(format!("{s:?} is not `host port`")),
+    }
 }
 
 fn check_nonempty(s: &str) -> Result<String, String> {

@@ -31,6 +31,8 @@ enum Exit {
     /// Idle for longer than `timeout`.
     Timeout,
     Io(std::io::Error),
+    /// PSYNC/SYNC: the socket now serves a replica.
+    Replica(crate::repl::primary::Plan),
 }
 
 /// Serves one accepted socket until it closes.
@@ -76,6 +78,19 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
         gate,
     };
     let exit = conn.run().await;
+    if let Exit::Replica(plan) = exit {
+        let Conn {
+            stream,
+            inbuf,
+            kill,
+            shutdown,
+            ..
+        } = conn;
+        crate::repl::primary::serve(shared.clone(), stream, inbuf, id, plan, kill, shutdown).await;
+        shared.lock().disconnect(id);
+        shared.client_gone();
+        return;
+    }
     tracing::debug!(client = id, ?exit, "connection closed");
     shared.lock().disconnect(id);
     shared.client_gone();
@@ -344,6 +359,9 @@ impl Conn {
             if client.close_after_reply {
                 return Next::Close(Exit::Quit);
             }
+            if let Some(plan) = client.handoff.take() {
+                return Next::Close(Exit::Replica(plan));
+            }
             if store.shutdown_requested {
                 return Next::Close(Exit::Shutdown);
             }
@@ -367,9 +385,19 @@ impl Conn {
             tokio::select! {
                 r = &mut rx => return Ok(r.unwrap_or(timeout_reply)),
                 _ = &mut sleep => {
-                    let unblocked = self.shared.lock().blocking.unblock(self.id).is_some();
-                    if unblocked {
-                        return Ok(timeout_reply);
+                    let timed_out = {
+                        let mut store = self.shared.lock();
+                        store.blocking.unblock(self.id).map(|b| {
+                            // WAIT answers with the replicas that acknowledged by now.
+                            if b.kind == crate::blocking::BlockKind::Wait {
+                                crate::repl::wait_timed_out(&mut store, self.id)
+                            } else {
+                                timeout_reply.clone()
+                            }
+                        })
+                    };
+                    if let Some(r) = timed_out {
+                        return Ok(r);
                     }
                     // Served just as the timeout fired: the reply is in the channel.
                     return Ok(rx.await.unwrap_or(timeout_reply));
