@@ -368,3 +368,100 @@ fn replica_gates_and_settings() {
     );
     let _ = dataset::DBS;
 }
+
+#[test]
+fn masterauth_and_masteruser() {
+    // A password on the primary: the link stays down until masterauth is set.
+    let primary = redis(&["--requirepass", "secret"]);
+    let mut p = Conn::connect(primary.addr());
+    ok(p.cmd(&["AUTH", "secret"]));
+    ok(p.cmd(&["SET", "k", "v"]));
+    let e = engine();
+    let mut r = Conn::connect(e.addr);
+    ok(r.cmd(&["REPLICAOF", "127.0.0.1", &primary.port.to_string()]));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(info(&mut r, "master_link_status"), "down");
+    ok(r.cmd(&["CONFIG", "SET", "masterauth", "secret"]));
+    wait_for("the link with masterauth", || link_up(&mut r));
+    assert_eq!(r.cmd(&["GET", "k"]), Resp::Bulk(Some(b"v".to_vec())));
+
+    // An ACL user.
+    let primary = redis(&[
+        "--user", "repl", "on", ">pw", "~*", "&*", "+@all", "--user", "default", "off",
+    ]);
+    let mut p = Conn::connect(primary.addr());
+    ok(p.cmd(&["AUTH", "repl", "pw"]));
+    ok(p.cmd(&["SET", "k", "acl"]));
+    let e = EngineServer::start_with(engine::EngineConfig {
+        listen: "127.0.0.1:0".into(),
+        save: String::new(),
+        masteruser: Some("repl".into()),
+        masterauth: Some("pw".into()),
+        replicaof: Some(format!("127.0.0.1 {}", primary.port)),
+        ..Default::default()
+    });
+    let mut r = Conn::connect(e.addr);
+    wait_for("the link as an ACL user", || link_up(&mut r));
+    assert_eq!(r.cmd(&["GET", "k"]), Resp::Bulk(Some(b"acl".to_vec())));
+    assert_eq!(
+        r.cmd(&["CONFIG", "GET", "replicaof"]),
+        Resp::Array(Some(vec![
+            Resp::Bulk(Some(b"replicaof".to_vec())),
+            Resp::Bulk(Some(format!("127.0.0.1 {}", primary.port).into_bytes()))
+        ]))
+    );
+
+    // The engine as the primary with a password, redis-server replicating it.
+    let e = EngineServer::start_with(engine::EngineConfig {
+        listen: "127.0.0.1:0".into(),
+        save: String::new(),
+        requirepass: Some("pw2".into()),
+        repl_diskless_sync_delay: 0,
+        ..Default::default()
+    });
+    let mut p = Conn::connect(e.addr);
+    ok(p.cmd(&["AUTH", "pw2"]));
+    ok(p.cmd(&["SET", "k", "from-engine"]));
+    let port = e.addr.port().to_string();
+    let replica = redis(&["--masterauth", "pw2", "--replicaof", "127.0.0.1", &port]);
+    let mut rc = Conn::connect(replica.addr());
+    wait_for("redis-server's link with masterauth", || link_up(&mut rc));
+    assert_eq!(
+        rc.cmd(&["GET", "k"]),
+        Resp::Bulk(Some(b"from-engine".to_vec()))
+    );
+}
+
+#[test]
+fn failover_hands_the_primary_role_to_a_replica() {
+    let e = engine();
+    let mut p = Conn::connect(e.addr);
+    populate(&mut p);
+    let port = e.addr.port().to_string();
+    let replica = redis(&["--replicaof", "127.0.0.1", &port]);
+    let mut r = Conn::connect(replica.addr());
+    wait_for("the link", || link_up(&mut r));
+    assert_eq!(
+        p.cmd(&["FAILOVER", "ABORT"]),
+        Resp::Error("ERR No failover in progress.".into())
+    );
+    assert_eq!(
+        p.cmd(&["FAILOVER", "TO", "127.0.0.1", "1", "TIMEOUT", "100"]),
+        Resp::Error("ERR FAILOVER target HOST and PORT is not a replica.".into())
+    );
+    ok(p.cmd(&["FAILOVER", "TIMEOUT", "5000"]));
+    wait_for("the roles swapped", || {
+        info(&mut r, "role") == "master" && link_up(&mut p)
+    });
+    assert_eq!(info(&mut p, "master_port"), replica.port.to_string());
+    assert_eq!(info(&mut p, "master_failover_state"), "no-failover");
+    // The old primary continued (no full sync) and follows the new one.
+    ok(r.cmd(&["SET", "after", "failover"]));
+    assert_eq!(r.cmd(&["WAIT", "1", "5000"]), Resp::Int(1));
+    assert_eq!(
+        p.cmd(&["GET", "after"]),
+        Resp::Bulk(Some(b"failover".to_vec()))
+    );
+    assert_eq!(info(&mut r, "sync_partial_ok"), "1");
+    assert_same("after FAILOVER", &snapshot(&mut r), &snapshot(&mut p));
+}
