@@ -402,6 +402,16 @@ async fn full_sync(
         let mut store = shared.lock();
         current(&mut store, generation)?;
         let loaded = store.load_dbs(loaded);
+        // The AOF holds none of the loaded data: it starts over with a rewrite, as
+        // Redis's `restartAOFAfterSYNC`.
+        if store.aof.writer.is_some() {
+            store.config.appendonly = false;
+            let _ = crate::persist::aof::apply_appendonly(&mut store);
+            store.config.appendonly = true;
+            if let Err(e) = crate::persist::aof::apply_appendonly(&mut store) {
+                tracing::error!(error = %e, "cannot restart the AOF after the full sync");
+            }
+        }
         // Aux fields the embedding process set on the primary (the binlog position)
         // come with the data.
         for (k, v) in &loaded.aux {
