@@ -341,7 +341,8 @@ pub(crate) fn execute_spec(
             return reject(store, client, spec, e);
         }
     }
-    if store.config.maxmemory != 0 && out_of_memory(store, client, spec) {
+    // A replica applies whatever its primary sends (Redis exempts the master client).
+    if store.config.maxmemory != 0 && !client.master && out_of_memory(store, client, spec) {
         return reject(store, client, spec, CmdError::Oom);
     }
     if store.repl.active || store.config.min_replicas_to_write > 0 {

@@ -301,10 +301,19 @@ async fn full_sync(
     acked: &Notify,
 ) -> std::io::Result<()> {
     let delay = shared.lock().config.repl_diskless_sync_delay;
-    if eof && delay > 0 {
-        tokio::time::sleep(Duration::from_secs(delay)).await;
-    }
+    let start = Instant::now();
+    let mut keepalive = Instant::now();
     let (snapshot, offset, replid, key_delay, cancel) = loop {
+        // A newline a second keeps the replica from timing out while it waits (Redis
+        // does the same; replicas skip empty lines before the PSYNC reply).
+        if keepalive.elapsed() >= Duration::from_secs(1) {
+            keepalive = Instant::now();
+            wr.write_all(b"\n").await?;
+        }
+        if eof && start.elapsed() < Duration::from_secs(delay) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
         {
             let mut store = shared.lock();
             if !store.repl.replicas.contains_key(&id) {
