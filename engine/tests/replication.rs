@@ -465,3 +465,51 @@ fn failover_hands_the_primary_role_to_a_replica() {
     assert_eq!(info(&mut r, "sync_partial_ok"), "1");
     assert_same("after FAILOVER", &snapshot(&mut r), &snapshot(&mut p));
 }
+
+#[test]
+fn a_full_sync_under_writes_reaches_the_same_data() {
+    // The snapshot is slowed down (rdb-key-save-delay) so that writes land while it
+    // is sent: entries it has not reached yet, ones it has, new keys, deletes. The
+    // replica ends up with the primary's data: the snapshot plus the stream after it.
+    let e = engine();
+    let mut p = Conn::connect(e.addr);
+    let fill: Vec<Vec<Vec<u8>>> = (0..20_000)
+        .map(|i| words(&format!("SET k:{i} {i}")))
+        .collect();
+    pipeline(&mut p, &fill);
+    ok(p.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "50"]));
+    let port = e.addr.port().to_string();
+    let replica = redis(&["--replicaof", "127.0.0.1", &port]);
+    let addr = e.addr;
+    let writer = std::thread::spawn(move || {
+        let mut w = Conn::connect(addr);
+        let mut n = 0u64;
+        for round in 0..40 {
+            let mut cmds = Vec::new();
+            for j in 0..100u64 {
+                let k = (round * 7919 + j * 104_729) % 20_000;
+                cmds.push(words(&format!("INCR k:{k}")));
+                cmds.push(words(&format!("SET new:{round}:{j} x")));
+                cmds.push(words(&format!("DEL k:{}", (k + 13) % 20_000)));
+                cmds.push(words(&format!("RPUSH list:{} {round}", j % 5)));
+                n += 4;
+            }
+            pipeline(&mut w, &cmds);
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        n
+    });
+    let mut r = Conn::connect(replica.addr());
+    wait_for("the link", || link_up(&mut r));
+    let _ = writer.join();
+    e_wait(&mut p, 1);
+    let offset = info(&mut p, "master_repl_offset");
+    wait_for("the same offset", || {
+        info(&mut r, "slave_repl_offset") == offset
+    });
+    assert_same(
+        "after a full sync under writes",
+        &snapshot(&mut p),
+        &snapshot(&mut r),
+    );
+}
