@@ -513,3 +513,47 @@ fn a_full_sync_under_writes_reaches_the_same_data() {
         &snapshot(&mut r),
     );
 }
+
+#[test]
+fn a_replica_with_the_aof_on_restarts_with_the_primarys_data() {
+    let primary = redis(&[]);
+    let mut p = Conn::connect(primary.addr());
+    populate(&mut p);
+    let dir = std::env::temp_dir().join(format!("coherent-repl-aof-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = engine::EngineConfig {
+        listen: "127.0.0.1:0".into(),
+        save: String::new(),
+        appendonly: true,
+        dir: dir.display().to_string(),
+        ..Default::default()
+    };
+    let e = EngineServer::start_with(cfg.clone());
+    let mut r = Conn::connect(e.addr);
+    ok(r.cmd(&["REPLICAOF", "127.0.0.1", &primary.port.to_string()]));
+    wait_for("the link", || link_up(&mut r));
+    live_writes(&mut p);
+    e_wait(&mut p, 1);
+    let offset = info(&mut p, "master_repl_offset");
+    wait_for("the same offset", || {
+        info(&mut r, "slave_repl_offset") == offset
+    });
+    wait_for("the AOF rewrite", || {
+        info(&mut r, "aof_rewrite_in_progress") == "0"
+    });
+    let want = snapshot(&mut p);
+    drop(r);
+    drop(e);
+    // A restart loads the AOF: the full sync's data and the stream after it.
+    let e = EngineServer::start_with(cfg);
+    let mut r = Conn::connect(e.addr);
+    assert_same(
+        "the replica's AOF after a restart",
+        &want,
+        &snapshot(&mut r),
+    );
+    drop(r);
+    drop(e);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -244,17 +244,19 @@ fn trim(i: &mut Inner) {
         return;
     }
     let start = i.end - i.buf.len() as u64;
-    let floor = i.end.saturating_sub((i.size + HARD_LIMIT) as u64);
-    let behind: Vec<u64> = i
-        .readers
-        .iter()
-        .filter(|(_, r)| r.cursor < floor)
-        .map(|(id, _)| *id)
-        .collect();
-    for id in behind {
-        if let Some(r) = i.readers.remove(&id) {
-            tracing::warn!(client = id, "replica too far behind: dropped");
-            r.wake.notify_one();
+    if i.buf.len() > i.size + HARD_LIMIT {
+        let floor = i.end - (i.size + HARD_LIMIT) as u64;
+        let behind: Vec<u64> = i
+            .readers
+            .iter()
+            .filter(|(_, r)| r.cursor < floor)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in behind {
+            if let Some(r) = i.readers.remove(&id) {
+                tracing::warn!(client = id, "replica too far behind: dropped");
+                r.wake.notify_one();
+            }
         }
     }
     let keep_from = i.readers.values().map(|r| r.cursor).min().unwrap_or(i.end);
