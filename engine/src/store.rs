@@ -86,6 +86,8 @@ pub(crate) struct Store {
     pub(crate) peak_memory: usize,
     /// `used_memory` when the store was created (INFO `used_memory_startup`).
     pub(crate) startup_memory: usize,
+    /// Client-side caching: tracking clients, the keys they read, BCAST prefixes.
+    pub(crate) tracking: crate::keyspace::tracking::Tracking,
     /// `client-output-buffer-limit`, parsed.
     pub(crate) output_limits: crate::outbuf::OutputLimits,
 }
@@ -125,6 +127,7 @@ impl Store {
             peak_memory: 0,
             startup_memory: crate::alloc::used_memory(),
             output_limits: crate::outbuf::DEFAULT_LIMITS,
+            tracking: Default::default(),
         };
         store.reload_eviction();
         store.reload_output_limits();
@@ -165,6 +168,7 @@ impl Store {
     /// Forgets a closed connection: its blocked command, WATCHes and subscriptions.
     pub(crate) fn disconnect(&mut self, id: u64) {
         self.blocking.unblock(id);
+        self.track_disconnect(id);
         match self.clients.disconnect(id) {
             Some(c) => {
                 self.watches.unwatch(id, &c.watched);
