@@ -45,6 +45,10 @@ pub const SUB_OK: u32 = 1 << 12;
 /// the leases of its keys, so a refused fill cannot void the holder's token.
 pub const LEASE_AWARE: u32 = 1 << 13;
 
+/// Reads a key's value without being read-only (LEASEGET, which grants leases):
+/// client-side caching tracks its keys as a read's.
+pub const TRACKED_READ: u32 = 1 << 16;
+
 /// A command handler: parses its own arguments (argv[0] is the command name).
 pub type Handler = fn(&mut Ctx, &[Bytes]) -> CmdResult;
 
@@ -401,7 +405,10 @@ pub(crate) fn remember_keys(
     spec: &CommandSpec,
     args: &[Bytes],
 ) {
-    if spec.flags & READONLY == 0 || spec.flags & PUBSUB != 0 || store.tracking.is_idle() {
+    if spec.flags & (READONLY | TRACKED_READ) == 0
+        || spec.flags & PUBSUB != 0
+        || store.tracking.is_idle()
+    {
         return;
     }
     if store.tracking.get(client.id).is_some() {

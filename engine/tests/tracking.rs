@@ -425,3 +425,130 @@ fn tracking_matches_redis_byte_for_byte() {
     }
     assert!(diffs.is_empty(), "{} steps differ from Redis", diffs.len());
 }
+
+fn invalidate(keys: &[&str]) -> common::Resp {
+    use common::Resp;
+    Resp::Push(vec![
+        Resp::Bulk(Some(b"invalidate".to_vec())),
+        Resp::Array(Some(
+            keys.iter()
+                .map(|k| Resp::Bulk(Some(k.as_bytes().to_vec())))
+                .collect(),
+        )),
+    ])
+}
+
+fn words(line: &str) -> Vec<bytes::Bytes> {
+    line.split(' ')
+        .map(|w| bytes::Bytes::copy_from_slice(w.as_bytes()))
+        .collect()
+}
+
+/// A RESP3 connection with tracking on.
+fn tracker(addr: SocketAddr) -> common::Conn {
+    let mut c = common::Conn::connect(addr);
+    c.cmd(&["HELLO", "3"]);
+    assert_eq!(
+        c.cmd(&["CLIENT", "TRACKING", "ON"]),
+        common::Resp::Simple("OK".into())
+    );
+    c
+}
+
+/// The changes Redis has no client command for, or treats differently: the
+/// embedding process's writes (the sidecar's binlog deletes), lease fills, SWAPDB,
+/// eviction. Each reaches a tracking client as an invalidation.
+#[test]
+fn every_way_a_key_changes_invalidates_it() {
+    use common::Resp;
+    let srv = EngineServer::start();
+    let mut a = tracker(srv.addr);
+    let null_invalidation = Resp::Push(vec![Resp::Bulk(Some(b"invalidate".to_vec())), Resp::Null]);
+
+    // The sidecar's in-process DEL.
+    srv.engine.execute(0, words("SET k 1"));
+    assert_eq!(a.cmd(&["GET", "k"]), Resp::Bulk(Some(b"1".to_vec())));
+    srv.engine.execute(0, words("DEL k"));
+    assert_eq!(a.read(), invalidate(&["k"]));
+    // In-process, BCAST too.
+    let mut b = common::Conn::connect(srv.addr);
+    b.cmd(&["HELLO", "3"]);
+    b.cmd(&["CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "user:"]);
+    srv.engine.execute(0, words("SET user:1 a"));
+    assert_eq!(b.read(), invalidate(&["user:1"]));
+    srv.engine
+        .execute_batch(0, vec![words("DEL user:1"), words("SET user:2 x")]);
+    assert_eq!(b.read(), invalidate(&["user:1", "user:2"]));
+
+    // A lease read tracks the key; another client's fill invalidates it.
+    let Resp::Array(Some(miss)) = a.cmd(&["LEASEGET", "l"]) else {
+        panic!("LEASEGET replies an array")
+    };
+    let mut w = common::Conn::connect(srv.addr);
+    let Resp::Array(Some(w_miss)) = w.cmd(&["LEASEGET", "m"]) else {
+        panic!("LEASEGET replies an array")
+    };
+    assert_eq!(miss[0], Resp::Bulk(Some(b"lease".to_vec())));
+    let Resp::Int(token) = w_miss[1] else {
+        panic!("a token")
+    };
+    a.cmd(&["LEASEGET", "m"]);
+    assert_eq!(
+        w.cmd(&["LEASESET", "m", &token.to_string(), "v"]),
+        Resp::Simple("OK".into())
+    );
+    assert_eq!(a.read(), invalidate(&["m"]));
+    // A write that voids a lease invalidates the reader of the key.
+    w.cmd(&["DEL", "l"]);
+    w.cmd(&["SET", "l", "1"]);
+    assert_eq!(a.read(), invalidate(&["l"]));
+
+    // SWAPDB: Redis 7.0 sends nothing; the engine sends the flush's null.
+    a.cmd(&["GET", "k"]);
+    assert_eq!(w.cmd(&["SWAPDB", "0", "1"]), Resp::Simple("OK".into()));
+    assert_eq!(a.read(), null_invalidation);
+    assert_eq!(b.read(), null_invalidation);
+
+    // Eviction under maxmemory.
+    w.cmd(&["FLUSHALL"]);
+    assert_eq!(a.read(), null_invalidation);
+    assert_eq!(b.read(), null_invalidation);
+    w.cmd(&["SET", "big", &"x".repeat(100_000)]);
+    a.cmd(&["GET", "big"]);
+    w.cmd(&["CONFIG", "SET", "maxmemory-policy", "allkeys-random"]);
+    w.cmd(&["CONFIG", "SET", "maxmemory", "1"]);
+    w.cmd(&["PING"]);
+    w.cmd(&["CONFIG", "SET", "maxmemory", "0"]);
+    assert_eq!(a.read(), invalidate(&["big"]));
+}
+
+/// `tracking-table-max-keys`: over the limit, a random key is invalidated before
+/// the next command, on both servers alike.
+#[test]
+fn the_table_limit_invalidates_keys_like_redis() {
+    use common::Resp;
+    let redis = RedisServer::start(&[]);
+    let engine = EngineServer::start();
+    for addr in [redis.addr(), engine.addr] {
+        let mut w = common::Conn::connect(addr);
+        w.cmd(&["CONFIG", "SET", "tracking-table-max-keys", "1"]);
+        let mut a = tracker(addr);
+        let mut b = tracker(addr);
+        a.cmd(&["GET", "x"]);
+        b.cmd(&["GET", "y"]);
+        // Over the limit now: the next command (of anyone) brings the table back.
+        assert_eq!(w.cmd(&["PING"]), Resp::Simple("PONG".into()));
+        a.set_timeout(Duration::from_millis(200));
+        b.set_timeout(Duration::from_millis(200));
+        let got: Vec<Resp> = [a.try_read(), b.try_read()].into_iter().flatten().collect();
+        assert!(
+            got == vec![invalidate(&["x"])] || got == vec![invalidate(&["y"])],
+            "{addr}: {got:?}"
+        );
+        let Resp::Bulk(Some(info)) = w.cmd(&["INFO", "stats"]) else {
+            panic!("INFO replies a bulk string")
+        };
+        let info = String::from_utf8_lossy(&info).into_owned();
+        assert!(info.contains("tracking_total_keys:1\r\n"), "{addr}: {info}");
+    }
+}
