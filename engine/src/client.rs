@@ -300,6 +300,16 @@ impl Clients {
         slot.take()
     }
 
+    /// A record that is not checked out.
+    pub(crate) fn get(&self, id: u64) -> Option<&Client> {
+        self.records.get(&id)?.as_deref().filter(|c| !c.killed)
+    }
+
+    /// Whether a connection with this id is registered, checked out or not.
+    pub(crate) fn exists(&self, id: u64) -> bool {
+        self.records.contains_key(&id)
+    }
+
     /// A record that is not checked out, to update from outside a batch.
     pub(crate) fn get_mut(&mut self, id: u64) -> Option<&mut Client> {
         self.records.get_mut(&id)?.as_deref_mut()

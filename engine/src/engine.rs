@@ -134,14 +134,17 @@ impl Engine {
         if args.is_empty() {
             return Reply::error("ERR empty command");
         }
-        command::execute(&mut store, &mut client, args)
+        let reply = command::execute(&mut store, &mut client, args);
+        store.track_broadcast();
+        reply
     }
 
     /// Runs several commands atomically (no other client runs in between).
     pub fn execute_batch(&self, db: usize, cmds: Vec<Vec<Bytes>>) -> Vec<Reply> {
         let mut store = self.shared.lock();
         let mut client = Client::in_process(db);
-        cmds.into_iter()
+        let replies = cmds
+            .into_iter()
             .map(|args| {
                 if args.is_empty() {
                     Reply::error("ERR empty command")
@@ -149,7 +152,9 @@ impl Engine {
                     command::execute(&mut store, &mut client, args)
                 }
             })
-            .collect()
+            .collect();
+        store.track_broadcast();
+        replies
     }
 
     /// Writes every database to `out` as an RDB file (Redis 7.0, version 10), as of

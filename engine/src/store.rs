@@ -86,6 +86,8 @@ pub(crate) struct Store {
     pub(crate) peak_memory: usize,
     /// `used_memory` when the store was created (INFO `used_memory_startup`).
     pub(crate) startup_memory: usize,
+    /// Client-side caching: tracking clients, the keys they read, BCAST prefixes.
+    pub(crate) tracking: crate::keyspace::tracking::Tracking,
     /// `client-output-buffer-limit`, parsed.
     pub(crate) output_limits: crate::outbuf::OutputLimits,
     /// Replication: role, ids, backlog, replicas, the link to our primary.
@@ -129,6 +131,7 @@ impl Store {
             startup_memory: crate::alloc::used_memory(),
             output_limits: crate::outbuf::DEFAULT_LIMITS,
             repl,
+            tracking: Default::default(),
         };
         store.reload_eviction();
         store.reload_output_limits();
@@ -170,6 +173,7 @@ impl Store {
     pub(crate) fn disconnect(&mut self, id: u64) {
         self.blocking.unblock(id);
         self.repl.forget(id);
+        self.track_disconnect(id);
         match self.clients.disconnect(id) {
             Some(c) => {
                 self.watches.unwatch(id, &c.watched);

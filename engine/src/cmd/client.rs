@@ -1,5 +1,6 @@
 //! CLIENT (`networking.c`): ID SETNAME GETNAME LIST INFO KILL UNBLOCK NO-EVICT
-//! GETREDIR HELP.
+//! HELP; TRACKING CACHING GETREDIR TRACKINGINFO are client-side caching's
+//! ([`super::tracking`]).
 
 use super::subcommand::{help_reply, sub_arity, unknown_sub};
 use crate::client::Client;
@@ -55,6 +56,9 @@ const SUBS: &[(&str, i32)] = &[
     ("unblock", -3),
     ("no-evict", 3),
     ("getredir", 2),
+    ("tracking", -3),
+    ("caching", 3),
+    ("trackinginfo", 2),
     ("help", 2),
 ];
 
@@ -84,7 +88,10 @@ fn client(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             }
             Ok(Reply::OK)
         }
-        "getredir" => Ok(Reply::Int(-1)),
+        "getredir" => Ok(super::tracking::getredir(ctx)),
+        "tracking" => super::tracking::tracking(ctx, args),
+        "caching" => super::tracking::caching(ctx, &args[2]),
+        "trackinginfo" => Ok(super::tracking::trackinginfo(ctx)),
         _ => Ok(help_reply("client", HELP)),
     }
 }
@@ -195,6 +202,8 @@ struct Row {
     tot_mem: usize,
     cmd: String,
     resp: u8,
+    /// Client-side caching's redirect (`redir=`): -1 when tracking is off.
+    redir: i64,
     /// Pushes waiting for the connection (`oll`) and pending output bytes (`omem`).
     oll: usize,
     omem: usize,
@@ -226,6 +235,7 @@ impl Row {
                     c.multi.is_some(),
                     c.subscriptions() > 0,
                     blocked,
+                    super::tracking::list_flags(ctx, c.id),
                     c.no_evict,
                 )
             },
@@ -242,6 +252,7 @@ impl Row {
                 c.last_cmd.clone()
             },
             resp: c.resp,
+            redir: super::tracking::redirect_of(ctx, c.id),
             oll: c.output.as_ref().map_or(0, |o| o.oll()),
             omem: c.output.as_ref().map_or(0, |o| o.omem()),
         }
@@ -261,7 +272,7 @@ impl Row {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir={} resp={}",
             self.id,
             self.addr,
             self.laddr,
@@ -285,13 +296,14 @@ impl Row {
             self.omem,
             self.tot_mem + self.omem,
             self.cmd,
+            self.redir,
             self.resp
         );
         s
     }
 }
 
-fn flags_of(multi: bool, pubsub: bool, blocked: bool, no_evict: bool) -> String {
+fn flags_of(multi: bool, pubsub: bool, blocked: bool, tracking: &str, no_evict: bool) -> String {
     let mut f = String::new();
     if multi {
         f.push('x');
@@ -302,6 +314,7 @@ fn flags_of(multi: bool, pubsub: bool, blocked: bool, no_evict: bool) -> String 
     if pubsub {
         f.push('P');
     }
+    f.push_str(tracking);
     if no_evict {
         f.push('e');
     }

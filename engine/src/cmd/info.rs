@@ -175,7 +175,7 @@ fn info_section(ctx: &mut Ctx, name: &str, o: &mut String) {
                 store.clients.output_bytes().1
             );
             f!("blocked_clients:{}", store.blocking.count());
-            f!("tracking_clients:0");
+            f!("tracking_clients:{}", store.tracking.client_count());
             f!("clients_in_timeout_table:{}", store.blocking.count());
         }
         "memory" => {
@@ -295,6 +295,10 @@ fn info_section(ctx: &mut Ctx, name: &str, o: &mut String) {
             f!("pubsub_channels:{}", store.pubsub.channels(None).len());
             f!("pubsub_patterns:{}", store.pubsub.numpat());
             f!("total_forks:0");
+            let t = &store.tracking;
+            f!("tracking_total_keys:{}", t.key_count());
+            f!("tracking_total_items:{}", t.item_count());
+            f!("tracking_total_prefixes:{}", t.prefix_count());
         }
         "replication" => store.repl_info(o),
         "cpu" => {

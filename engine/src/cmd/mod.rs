@@ -26,6 +26,7 @@ pub mod stream_groups;
 pub mod streams;
 pub mod strings;
 pub mod subcommand;
+pub mod tracking;
 pub mod transactions;
 pub mod zsets;
 

@@ -174,6 +174,10 @@ settings! {
     client_output_buffer_limit: String = crate::outbuf::DEFAULT_TEXT.into() =>
         Setting::special("client-output-buffer-limit", check_obl, show_obl)
             .apply(Store::reload_output_limits);
+    /// Client-side caching: the most keys the tracking table remembers (0: no
+    /// limit); over it, random keys are invalidated before the next command.
+    tracking_table_max_keys: usize = 1_000_000 =>
+        Setting::int("tracking-table-max-keys", 0, i64::MAX);
     /// Seconds an idle client may stay connected (0: forever).
     timeout: u64 = 0 => Setting::int("timeout", 0, i32::MAX as i64);
     /// Threads that run client connections (Redis's `io-threads`, default 1). Commands

@@ -278,6 +278,9 @@ impl Conn {
         self.idle_limit = idle_limit(store.config.timeout, client.subscriptions() > 0);
         self.qbuf_limit = store.config.client_query_buffer_limit;
         store.clients.checkin(client);
+        // Redis's beforeSleep: BCAST invalidations collected during the batch.
+        store.track_broadcast();
+        self.drain_pushes(self.resp3);
         if matches!(next, Next::Close(Exit::Shutdown)) {
             drop(store);
             self.shared.trigger_shutdown();
@@ -342,6 +345,12 @@ impl Conn {
                 return Next::Block(rx, req.timeout, req.timeout_reply);
             }
             reply.encode(&mut self.out, client.resp == 3);
+            // Client-side caching: invalidations of keys this very command changed
+            // follow its reply, as Redis's tracking_pending_keys.
+            if store.tracking.has_pending() {
+                store.send_pending_invalidations(client);
+                self.drain_pushes(client.resp == 3);
+            }
             // Output buffer limits on replies: the pubsub class for a subscribed
             // client, the normal class otherwise (unlimited by default).
             let limits = &store.output_limits;

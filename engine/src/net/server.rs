@@ -160,6 +160,7 @@ async fn expire_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         }
         store.peak_memory = store.peak_memory.max(crate::alloc::used_memory());
         crate::command::after_command(&mut store);
+        store.track_broadcast();
         // serverCron's save points and scheduled BGSAVE.
         crate::persist::save::cron(&mut store);
         crate::persist::aof::cron(&mut store);
