@@ -15,6 +15,7 @@
 #
 #   bench/replication.sh
 #   KEYS=200000 LOAD_N=200000 bench/replication.sh
+#   COHERENT_BIN=target/release/coherent bench/replication.sh   # no build
 #
 # Both directions' servers start on free ports with their own directories and are
 # stopped by PID on exit. Diskless sync without delay on both (repl-diskless-sync yes,
@@ -32,7 +33,8 @@ for tool in redis-server redis-cli redis-benchmark python3 cargo; do
 done
 python3 -c 'import redis' 2>/dev/null || { echo "missing redis-py (pip install redis)" >&2; exit 1; }
 
-BIN=$(build_coherent "$ROOT")
+# COHERENT_BIN: a release binary already built (skips the build).
+BIN=${COHERENT_BIN:-$(build_coherent "$ROOT")}
 
 # The data set, once, as a redis-cli --pipe stream.
 python3 - "$KEYS" >"$BENCH_TMP/fill.resp" <<'EOF'
