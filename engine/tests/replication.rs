@@ -196,6 +196,12 @@ fn redis_server_replicates_the_engine() {
         "{slave0}"
     );
     assert_eq!(info(&mut p, "connected_slaves"), "1");
+    let Resp::Bulk(Some(list)) = p.cmd(&["CLIENT", "LIST", "TYPE", "replica"]) else {
+        panic!("CLIENT LIST");
+    };
+    let list = String::from_utf8_lossy(&list).into_owned();
+    assert_eq!(list.lines().count(), 1, "{list}");
+    assert!(list.contains(" flags=S "), "{list}");
     let Resp::Array(Some(role)) = p.cmd(&["ROLE"]) else {
         panic!("ROLE");
     };
@@ -289,6 +295,26 @@ fn a_promoted_replica_continues_its_old_primarys_replicas() {
         a.engine.save_aux("coherent-binlog-position").as_deref(),
         Some(&b"binlog.000007:1234"[..])
     );
+    // ...and a new one comes in the stream, at its point.
+    p.engine
+        .set_save_aux("coherent-binlog-position", Some("binlog.000008:99".into()));
+    e_wait(&mut pc, 2);
+    assert_eq!(
+        a.engine.save_aux("coherent-binlog-position").as_deref(),
+        Some(&b"binlog.000008:99"[..])
+    );
+    assert_eq!(
+        a.engine.role(),
+        engine::Role::Replica {
+            host: "127.0.0.1".into(),
+            port: p.addr.port(),
+            link_up: true
+        }
+    );
+    let offset = info(&mut pc, "master_repl_offset");
+    wait_for("both at the primary's offset again", || {
+        info(&mut ac, "slave_repl_offset") == offset && info(&mut bc, "slave_repl_offset") == offset
+    });
     drop(pc);
     drop(p);
     wait_for("A sees the link down", || !link_up(&mut ac));
