@@ -588,3 +588,34 @@ fn a_replica_with_the_aof_on_restarts_with_the_primarys_data() {
     drop(e);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_chain_of_replicas_keeps_the_primarys_offsets() {
+    // redis-server -> engine A -> engine B: A passes the primary's stream on byte for
+    // byte, so all three report the same offset and B can resync with A's history.
+    let primary = redis(&[]);
+    let mut p = Conn::connect(primary.addr());
+    populate(&mut p);
+    let a = engine();
+    let mut ac = Conn::connect(a.addr);
+    ok(ac.cmd(&["REPLICAOF", "127.0.0.1", &primary.port.to_string()]));
+    wait_for("A's link", || link_up(&mut ac));
+    let b = engine();
+    let mut bc = Conn::connect(b.addr);
+    ok(bc.cmd(&["REPLICAOF", "127.0.0.1", &a.addr.port().to_string()]));
+    wait_for("B's link", || link_up(&mut bc));
+    live_writes(&mut p);
+    wait_for("the short key's expiry", || short_gone(&mut p));
+    e_wait(&mut p, 1);
+    let offset = info(&mut p, "master_repl_offset");
+    wait_for("the same offset along the chain", || {
+        info(&mut ac, "slave_repl_offset") == offset && info(&mut bc, "slave_repl_offset") == offset
+    });
+    let want = snapshot(&mut p);
+    assert_same("A", &want, &snapshot(&mut ac));
+    assert_same("B", &want, &snapshot(&mut bc));
+    assert_eq!(
+        info(&mut bc, "master_replid"),
+        info(&mut p, "master_replid")
+    );
+}
