@@ -241,6 +241,23 @@ fn sentinel_promotes_an_engine_replica_when_the_primary_dies() {
             "acknowledged write {i} lost"
         );
     }
+    // A client that asks Sentinel for the primary (as redis-py's Sentinel and the
+    // redis crate do) carries on writing: 50 writes, re-asking after any error.
+    let mut written = 0;
+    let start = Instant::now();
+    while written < 50 && start.elapsed() < Duration::from_secs(30) {
+        let Some(port) = master_addr(&mut s0) else {
+            continue;
+        };
+        let mut c = conn(port);
+        c.send(&[b"SET", format!("via-sentinel:{written}").as_bytes(), b"1"]);
+        if c.try_read() == Some(Resp::Simple("OK".into())) {
+            written += 1;
+        } else {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert_eq!(written, 50, "writes through Sentinel's address");
     // The new primary takes writes and the other replica gets them.
     assert_eq!(
         n.cmd(&["SET", "after", "failover"]),
