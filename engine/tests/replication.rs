@@ -318,6 +318,10 @@ fn a_promoted_replica_continues_its_old_primarys_replicas() {
     drop(pc);
     drop(p);
     wait_for("A sees the link down", || !link_up(&mut ac));
+    let down: i64 = info(&mut ac, "master_link_down_since_seconds")
+        .parse()
+        .unwrap_or(-1);
+    assert!(down >= 0, "a lost link has a down time");
     ok(ac.cmd(&["REPLICAOF", "NO", "ONE"]));
     ok(bc.cmd(&["REPLICAOF", "127.0.0.1", &a.addr.port().to_string()]));
     wait_for("B follows A", || link_up(&mut bc));
@@ -367,6 +371,8 @@ fn replica_gates_and_settings() {
         )
     );
     assert_eq!(info(&mut r, "master_link_status"), "down");
+    // Never synced: -1, as Redis.
+    assert_eq!(info(&mut r, "master_link_down_since_seconds"), "-1");
     ok(r.cmd(&["CONFIG", "SET", "replica-serve-stale-data", "yes"]));
     assert_eq!(r.cmd(&["GET", "k"]), Resp::Bulk(None));
     ok(r.cmd(&["CONFIG", "SET", "slave-read-only", "no"]));

@@ -151,7 +151,9 @@ pub(crate) async fn run(shared: Arc<Shared>, generation: u64) {
             else {
                 return;
             };
-            if m.state == LinkState::Connected || m.down_since == 0 {
+            // As Redis's `repl_down_since`: set when an established link is lost (a
+            // replica that never synced shows -1).
+            if m.state == LinkState::Connected {
                 m.down_since = unix();
             }
             m.state = LinkState::Connect;
@@ -483,7 +485,7 @@ async fn apply_stream(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         if !c.buf.is_empty() {
-            let (applied, getack) = {
+            let getack = {
                 let mut store = shared.lock();
                 let db = current(&mut store, generation)?.db;
                 master.db = db;
@@ -517,9 +519,8 @@ async fn apply_stream(
                     m.db = master.db;
                     m.last_io = unix();
                 }
-                (applied, getack)
+                getack
             };
-            let _ = applied;
             if getack {
                 let off = shared.lock().repl.offset();
                 send_ack(&mut c, off).await?;
