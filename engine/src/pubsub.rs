@@ -47,6 +47,12 @@ impl PubSub {
         true
     }
 
+    /// Queues a push for `client` outside pub/sub (MONITOR's lines); false if the
+    /// client is gone.
+    pub(crate) fn send_to(&self, client: u64, msg: &Reply) -> bool {
+        self.deliver(client, msg)
+    }
+
     /// Forgets a client and all its subscriptions.
     pub fn unregister(
         &mut self,

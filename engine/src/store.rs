@@ -88,6 +88,12 @@ pub(crate) struct Store {
     pub(crate) startup_memory: usize,
     /// `client-output-buffer-limit`, parsed.
     pub(crate) output_limits: crate::outbuf::OutputLimits,
+    /// Command and error counters, slow log, latency samples, MONITOR clients.
+    pub(crate) observe: crate::observe::Observe,
+    /// CLIENT PAUSE.
+    pub(crate) pause: crate::pause::Pause,
+    /// The file CONFIG REWRITE writes, when the engine was started from one.
+    pub(crate) config_file: Option<crate::config::rewrite::ConfigFile>,
 }
 
 impl Store {
@@ -125,6 +131,9 @@ impl Store {
             peak_memory: 0,
             startup_memory: crate::alloc::used_memory(),
             output_limits: crate::outbuf::DEFAULT_LIMITS,
+            observe: Default::default(),
+            pause: Default::default(),
+            config_file: None,
         };
         store.reload_eviction();
         store.reload_output_limits();

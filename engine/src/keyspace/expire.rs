@@ -10,11 +10,12 @@ impl Store {
     /// sample 20 volatile keys per database, repeat while more than a quarter expired,
     /// within a time budget. Also drops lease tokens past their interval.
     pub(crate) fn active_expire_cycle(&mut self, budget: Duration) {
-        if !self.active_expire {
+        self.now = crate::util::now_ms();
+        // Nothing changes while clients are paused (CLIENT PAUSE).
+        if !self.active_expire || self.pause.active(self.now) {
             return;
         }
         let start = Instant::now();
-        self.now = crate::util::now_ms();
         for db in 0..self.dbs.len() {
             loop {
                 let (sampled, expired) = self.dbs[db].expire_sample(20, self.now);
