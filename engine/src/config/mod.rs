@@ -143,6 +143,9 @@ settings! {
             check_percentiles,
             same,
         );
+    /// How hard active expiry works, 1..10: keys sampled per database per loop (20
+    /// at 1, 5 more per step, as Redis's `ACTIVE_EXPIRE_CYCLE_KEYS_PER_LOOP`).
+    active_expire_effort: u32 = 1 => Setting::int("active-expire-effort", 1, 10);
     /// Active expiry cycles per second (clamped to 1..=500 as in Redis).
     hz: u32 = 10 => Setting::int("hz", 0, i32::MAX as i64).normalize(clamp_hz);
     /// Memory limit in bytes (0: none): above it, keys are evicted by
