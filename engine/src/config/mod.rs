@@ -9,6 +9,7 @@
 //! [`EngineConfig::validate`] for configs built in code. INFO reads the same fields.
 //! Adding a setting is adding a row.
 
+pub(crate) mod rewrite;
 mod setting;
 
 pub(crate) use setting::{parse_memory, Setting, Value, IMMUTABLE, PROTECTED};
@@ -120,6 +121,31 @@ settings! {
     /// Largest sparse HyperLogLog before it turns dense.
     hll_sparse_max_bytes: u64 = crate::types::hll::DEFAULT_SPARSE_MAX_BYTES as u64 =>
         Setting::memory("hll-sparse-max-bytes", 0, i64::MAX as u64);
+    /// Lists' quicklist compression depth: accepted and shown as Redis does; the
+    /// engine's lists are not compressed (Redis 7.0 reports `quicklist` either way).
+    list_compress_depth: u32 = 0 => Setting::int("list-compress-depth", 0, i32::MAX as i64);
+    /// Commands that take at least this many microseconds go to the SLOWLOG (0: every
+    /// command, negative: none).
+    slowlog_log_slower_than: i64 = 10_000 =>
+        Setting::int("slowlog-log-slower-than", -1, i64::MAX);
+    /// The SLOWLOG keeps this many entries, the oldest dropped first.
+    slowlog_max_len: u64 = 128 =>
+        Setting::int("slowlog-max-len", 0, i64::MAX).apply(Store::trim_slowlog);
+    /// LATENCY samples events that take at least this many milliseconds (0: off).
+    latency_monitor_threshold: i64 = 0 =>
+        Setting::int("latency-monitor-threshold", 0, i64::MAX);
+    /// Per-command latency histograms (LATENCY HISTOGRAM, INFO latencystats).
+    latency_tracking: bool = true => Setting::boolean("latency-tracking");
+    /// The percentiles INFO latencystats reports, space-separated.
+    latency_tracking_info_percentiles: String = "50 99 99.9".into() =>
+        Setting::special(
+            "latency-tracking-info-percentiles",
+            check_percentiles,
+            same,
+        );
+    /// How hard active expiry works, 1..10: keys sampled per database per loop (20
+    /// at 1, 5 more per step, as Redis's `ACTIVE_EXPIRE_CYCLE_KEYS_PER_LOOP`).
+    active_expire_effort: u32 = 1 => Setting::int("active-expire-effort", 1, 10);
     /// Active expiry cycles per second (clamped to 1..=500 as in Redis).
     hz: u32 = 10 => Setting::int("hz", 0, i32::MAX as i64).normalize(clamp_hz);
     /// Memory limit in bytes (0: none): above it, keys are evicted by
@@ -386,6 +412,32 @@ fn check_notify(s: &str) -> Result<String, String> {
 
 fn show_notify(s: &str) -> String {
     crate::keyspace::notify::flags_to_string(crate::keyspace::notify::parse_flags(s).unwrap_or(0))
+}
+
+/// Percentiles between 0 and 100, shown as Redis prints them (`%f`, trailing zeros
+/// trimmed).
+fn check_percentiles(s: &str) -> Result<String, String> {
+    let mut out = Vec::new();
+    for w in s.split_whitespace() {
+        let p: f64 = w
+            .parse()
+            .map_err(|_| "Invalid latency-tracking-info-percentiles parameters".to_string())?;
+        if !(0.0..=100.0).contains(&p) {
+            return Err(
+                "latency-tracking-info-percentiles parameters should sit between [0.0,100.0]"
+                    .into(),
+            );
+        }
+        out.push(crate::util::trim_double(&format!("{p:.6}")));
+    }
+    Ok(out.join(" "))
+}
+
+/// The percentiles of `latency-tracking-info-percentiles`.
+pub(crate) fn percentiles(s: &str) -> Vec<(String, f64)> {
+    s.split_whitespace()
+        .filter_map(|w| w.parse().ok().map(|p| (w.to_string(), p)))
+        .collect()
 }
 
 fn clamp_hz(v: Value) -> Value {
