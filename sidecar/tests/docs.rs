@@ -192,3 +192,84 @@ fn slugs_follow_github() {
             .collect()
     );
 }
+
+const BEGIN: &str = "<!-- BEGIN config-reference -->\n";
+const END: &str = "<!-- END config-reference -->";
+
+/// Runs `coherent config-reference ARGS` and returns its standard output.
+fn config_reference(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherent"))
+        .arg("config-reference")
+        .args(args)
+        .output()
+        .expect("run coherent config-reference");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// The generated block of docs/configuration.md, and where it sits.
+fn reference_block(page: &str) -> (usize, usize) {
+    let start = page.find(BEGIN).expect("the BEGIN marker") + BEGIN.len();
+    let end = page[start..].find(END).expect("the END marker") + start;
+    (start, end)
+}
+
+/// The reference in docs/configuration.md is what the code generates now. With
+/// `UPDATE_DOCS=1` the test rewrites it instead (then check the diff in).
+#[test]
+fn the_configuration_reference_matches_the_code() {
+    let path = repo().join("docs/configuration.md");
+    let page = std::fs::read_to_string(&path).expect("docs/configuration.md");
+    let (start, end) = reference_block(&page);
+    let generated = config_reference(&[]);
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        let updated = format!("{}{generated}{}", &page[..start], &page[end..]);
+        std::fs::write(&path, updated).expect("write docs/configuration.md");
+        return;
+    }
+    assert!(
+        page[start..end] == generated,
+        "docs/configuration.md's reference differs from `coherent config-reference`: \
+         run UPDATE_DOCS=1 cargo test -p coherent --test docs"
+    );
+}
+
+/// Every key the code accepts (as the declarations list them, independently of the
+/// descriptions) has a row under its section's heading in the reference.
+#[test]
+fn every_accepted_config_key_is_in_the_reference() {
+    let page = std::fs::read_to_string(repo().join("docs/configuration.md")).expect("read");
+    let (start, end) = reference_block(&page);
+    let block = &page[start..end];
+    let keys = config_reference(&["--keys"]);
+    let mut missing = Vec::new();
+    let mut count = 0;
+    for line in keys.lines() {
+        let (section, key) = line.split_once('\t').expect("section<TAB>key");
+        count += 1;
+        let heading = match section {
+            "" => "### Top level".to_string(),
+            "rules" => "### `[[rules]]`".to_string(),
+            "rules.value" => "### `value` of `[[rules]]`".to_string(),
+            s => format!("### `[{s}]`"),
+        };
+        let Some(at) = block.find(&format!("{heading}\n")) else {
+            missing.push(format!("no heading {heading}"));
+            continue;
+        };
+        let body = &block[at + heading.len()..];
+        let body = &body[..body.find("\n### ").unwrap_or(body.len())];
+        if !body.contains(&format!("\n| `{key}` |")) {
+            missing.push(format!("[{section}] {key}"));
+        }
+    }
+    assert!(count > 90, "only {count} keys declared");
+    assert!(
+        missing.is_empty(),
+        "keys the code accepts but docs/configuration.md does not list: {missing:?}"
+    );
+}
