@@ -1,5 +1,10 @@
 //! The documentation stays true to the repository: every relative link in README.md
-//! and docs/**/*.md resolves (the file, and for `#anchor` a heading of it).
+//! and docs/**/*.md resolves (the file, and for `#anchor` a heading of it); the
+//! configuration reference is what `coherent config-reference` generates and lists
+//! every key the code accepts; the metrics of the monitoring page, the alert rules and
+//! the dashboard are the ones `coherent serve` exposes.
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -272,4 +277,190 @@ fn every_accepted_config_key_is_in_the_reference() {
         missing.is_empty(),
         "keys the code accepts but docs/configuration.md does not list: {missing:?}"
     );
+}
+
+/// The metric families the sidecar's source registers, as `/metrics` names them: a
+/// counter gets `_total`; (name, kind) with kind `counter`, `gauge` or `histogram`.
+fn registered_metrics() -> BTreeSet<(String, String)> {
+    let src = repo().join("sidecar/src");
+    let mut files = Vec::new();
+    let mut todo = vec![src];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                files.push(std::fs::read_to_string(&p).expect("read"));
+            }
+        }
+    }
+    let all = files.join("\n");
+    // The one name kept in a constant (timed.rs).
+    let constant = |name: &str| -> Option<String> {
+        let decl = format!("const {name}: &str = \"");
+        let at = all.find(&decl)? + decl.len();
+        Some(all[at..at + all[at..].find('"')?].to_string())
+    };
+    let mut out = BTreeSet::new();
+    for (call, kind) in [
+        ("_observable_counter(", "counter"),
+        ("_counter(", "counter"),
+        ("_observable_gauge(", "gauge"),
+        ("_gauge(", "gauge"),
+        ("_histogram(", "histogram"),
+    ] {
+        let mut rest = all.as_str();
+        while let Some(i) = rest.find(call) {
+            let arg_start = i + call.len();
+            let arg_end = arg_start + rest[arg_start..].find(')').unwrap_or(0);
+            let arg = rest[arg_start..arg_end].trim();
+            rest = &rest[arg_end..];
+            let name = match arg.strip_prefix('"').and_then(|a| a.strip_suffix('"')) {
+                Some(n) => n.to_string(),
+                None => match constant(arg) {
+                    Some(n) => n,
+                    None => continue,
+                },
+            };
+            if !name.starts_with("coherent_") {
+                continue;
+            }
+            let exposed = if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name
+            };
+            out.insert((exposed, kind.to_string()));
+        }
+    }
+    out
+}
+
+/// The names a family appears under in the exposition (histograms as their series).
+fn series_names(families: &BTreeSet<(String, String)>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (name, kind) in families {
+        out.insert(name.clone());
+        if kind == "histogram" {
+            for s in ["_bucket", "_sum", "_count"] {
+                out.insert(format!("{name}{s}"));
+            }
+        }
+    }
+    out
+}
+
+/// Every `coherent_*` word of `text`.
+fn metric_words(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("coherent_") {
+        let word: String = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[i + word.len()..];
+        out.insert(word);
+    }
+    out
+}
+
+/// The families a running `coherent serve` exposes, from its `# TYPE` lines: with a
+/// pipeline (to a MySQL port nothing listens on, so it keeps reconnecting) and the
+/// online audit on.
+fn served_metrics() -> BTreeSet<(String, String)> {
+    let dir = common::tmpdir("docs-metrics");
+    let config = dir.join("coherent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n\n[mysql]\nurl = \"mysql://u:p@127.0.0.1:1\"\nserver_id = 5\n\n[audit]\nsample = 1.0\n\n[[rules]]\ntable = \"app.users\"\nkeys = [\"user:{{id}}\"]\n",
+            dir.join("data").display()
+        ),
+    )
+    .expect("write config");
+    let sc = common::Sidecar::start(&config);
+    let mut text = String::new();
+    let seen = common::wait_until(std::time::Duration::from_secs(20), || {
+        text = sc.get("/metrics").1;
+        text.contains("coherent_audit_checks_total")
+    });
+    assert!(seen, "no metrics: {text}\n{}", sc.log());
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(n, _)| n.starts_with("coherent_"))
+        .map(|(n, k)| (n.to_string(), k.to_string()))
+        .collect()
+}
+
+/// Recorded on first use, so a serve without traffic does not expose them yet.
+const LAZY: &[&str] = &[
+    "coherent_ha_leader",
+    "coherent_delete_latency_seconds",
+    "coherent_audit_invalidation_lag_seconds",
+];
+
+#[test]
+fn alerts_dashboard_and_monitoring_page_use_the_real_metrics() {
+    let registered = registered_metrics();
+    let served = served_metrics();
+    // The source scan finds what the server exposes, and what it does not expose yet
+    // is only what is recorded lazily.
+    for family in &served {
+        assert!(
+            registered.contains(family),
+            "served {family:?} not found in the source: {registered:?}"
+        );
+    }
+    for (name, _) in &registered {
+        assert!(
+            served.iter().any(|(n, _)| n == name) || LAZY.contains(&name.as_str()),
+            "{name} is registered but not served by an idle coherent serve"
+        );
+    }
+    let names: BTreeSet<String> = registered.iter().map(|(n, _)| n.clone()).collect();
+    let series = series_names(&registered);
+
+    // The monitoring page's table lists exactly the families.
+    let page = std::fs::read_to_string(repo().join("docs/operations/monitoring.md"))
+        .expect("monitoring.md");
+    let listed: BTreeSet<String> = page
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `coherent_"))
+        .map(|l| {
+            let name: String = l
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            format!("coherent_{name}")
+        })
+        .collect();
+    assert_eq!(
+        listed, names,
+        "docs/operations/monitoring.md's metrics table and the code differ"
+    );
+
+    // Every metric the alert rules and the dashboard query exists.
+    for file in [
+        "docs/operations/prometheus-alerts.yml",
+        "docs/operations/grafana-dashboard.json",
+    ] {
+        let text = std::fs::read_to_string(repo().join(file)).expect(file);
+        let used = metric_words(&text);
+        assert!(used.len() >= 10, "{file} uses only {used:?}");
+        let unknown: Vec<_> = used.difference(&series).collect();
+        assert!(
+            unknown.is_empty(),
+            "{file} uses metrics the code does not expose: {unknown:?}"
+        );
+    }
+    // The dashboard is JSON Grafana can import.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("docs/operations/grafana-dashboard.json"))
+            .expect("dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() > 10));
 }
