@@ -464,3 +464,85 @@ fn alerts_dashboard_and_monitoring_page_use_the_real_metrics() {
     .expect("the dashboard is JSON");
     assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() > 10));
 }
+
+/// The string literal starting at `text[0]` (a `"`), unescaped, and its length in
+/// `text`.
+fn string_literal(text: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = text.strip_prefix('"')?.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => out.push(chars.next()?),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// The start of a message's first literal run of text (between `{...}` arguments)
+/// long enough to name it, cut at its first `:`, `(`, `,` or `. `.
+fn message_head(message: &str) -> Option<String> {
+    let mut runs = Vec::new();
+    let mut run = String::new();
+    let mut depth = 0;
+    for c in message.chars() {
+        match c {
+            '{' => {
+                depth += 1;
+                runs.push(std::mem::take(&mut run));
+            }
+            '}' => depth -= 1,
+            c if depth == 0 => run.push(c),
+            _ => {}
+        }
+    }
+    runs.push(run);
+    runs.into_iter().find_map(|r| {
+        let r = r.trim_start_matches([':', ' ']);
+        let cut = [": ", " (", ", ", ". "]
+            .iter()
+            .filter_map(|p| r.find(p))
+            .min()
+            .unwrap_or(r.len());
+        let head = r[..cut].trim();
+        (head.len() >= 8).then(|| head.to_string())
+    })
+}
+
+/// Every message `coherent check` can fail or warn with has its row on the
+/// troubleshooting page.
+#[test]
+fn troubleshooting_covers_every_check_message() {
+    let source = std::fs::read_to_string(repo().join("sidecar/src/check.rs")).expect("check.rs");
+    let page = std::fs::read_to_string(repo().join("docs/operations/troubleshooting.md"))
+        .expect("troubleshooting.md");
+    let mut heads = Vec::new();
+    for call in ["r.fail(", "r.warn("] {
+        let mut rest = source.as_str();
+        while let Some(i) = rest.find(call) {
+            rest = &rest[i + call.len()..];
+            let Some(q) = rest.find('"') else { break };
+            // The message is the call's first string literal (maybe inside format!).
+            if rest[..q].contains(')') {
+                continue;
+            }
+            if let Some(head) = string_literal(&rest[q..]).and_then(|m| message_head(&m)) {
+                heads.push(head);
+            }
+        }
+    }
+    assert!(
+        heads.len() >= 15,
+        "only {} messages found: {heads:?}",
+        heads.len()
+    );
+    let missing: Vec<_> = heads
+        .iter()
+        .filter(|h| !page.contains(h.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "coherent check messages missing from docs/operations/troubleshooting.md: {missing:?}"
+    );
+}
