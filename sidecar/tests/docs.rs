@@ -16,7 +16,7 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// README.md and every Markdown file under docs/.
+/// README.md, docker/ and examples/ READMEs, and every Markdown file under docs/.
 fn markdown_files() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -33,7 +33,11 @@ fn markdown_files() -> Vec<PathBuf> {
         }
     }
     let repo = repo();
-    let mut files = vec![repo.join("README.md")];
+    let mut files = vec![
+        repo.join("README.md"),
+        repo.join("docker/README.md"),
+        repo.join("examples/README.md"),
+    ];
     walk(&repo.join("docs"), &mut files);
     files
 }
