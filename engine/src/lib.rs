@@ -56,7 +56,9 @@ pub(crate) mod util;
 static GLOBAL: alloc::Counting = alloc::Counting;
 
 pub use backstop::Backstop;
-pub use config::{check_setting, EngineConfig, SettingError, SettingValue};
+pub use config::{
+    check_setting, settings_reference, EngineConfig, SettingDoc, SettingError, SettingValue,
+};
 pub use engine::{Engine, EngineStats};
 pub use keyspace::propagate::{Propagated, PropagationSink};
 pub use keyspace::KeyHook;

@@ -50,6 +50,7 @@ macro_rules! settings {
             $(
                 Setting {
                     key: Some(stringify!($field)),
+                    doc: concat!($($doc, "\n",)*),
                     get: |c: &EngineConfig| Field::to_value(&c.$field),
                     put: |c: &mut EngineConfig, v| match <$ty as Field>::from_value(v) {
                         Some(x) => {
@@ -503,6 +504,61 @@ pub fn check_setting(key: &str, value: SettingValue) -> Result<(), SettingError>
     EngineConfig::default().set_key(key, value)
 }
 
+/// One `[engine]` key as the configuration reference shows it, from its row of the
+/// settings table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingDoc {
+    /// The `[engine]` key.
+    pub key: &'static str,
+    /// The CONFIG name; `None` for a key that is set in the file only (`listen`).
+    pub config_name: Option<&'static str>,
+    /// Older CONFIG names still accepted.
+    pub aliases: &'static [&'static str],
+    /// What it does: the field's doc comment, on one line.
+    pub doc: String,
+    /// The default, as CONFIG GET shows it.
+    pub default: String,
+    /// What values it takes.
+    pub accepts: String,
+    /// Whether CONFIG SET may change it at run time.
+    pub runtime: bool,
+    /// A value (TOML) the key refuses, to show what a bad value reports; `None` for
+    /// free text.
+    pub bad_example: Option<String>,
+}
+
+/// Every `[engine]` key, in table order, for the configuration reference.
+pub fn settings_reference() -> Vec<SettingDoc> {
+    let defaults = EngineConfig::default();
+    SETTINGS
+        .iter()
+        .filter_map(|s| {
+            let key = s.key?;
+            Some(SettingDoc {
+                key,
+                config_name: s.in_config().then_some(s.name),
+                aliases: s.aliases,
+                // One line, intra-doc links as plain code.
+                doc: s
+                    .doc
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .replace("[`", "`")
+                    .replace("`]", "`"),
+                // Free text as written (CONFIG GET dir would show this machine's path).
+                default: match ((s.get)(&defaults), s.kind) {
+                    (Value::Text(t), setting::Kind::Special { .. }) => t,
+                    _ => s.show(&defaults),
+                },
+                accepts: s.kind.describe(),
+                runtime: s.in_config() && s.flags & (IMMUTABLE | PROTECTED) == 0,
+                bad_example: s.kind.bad_example(),
+            })
+        })
+        .collect()
+}
+
 /// The `[engine]` section: every key goes through [`EngineConfig::set_key`], so a
 /// file is checked exactly as CONFIG SET checks (and a bad value fails the load, at
 /// its line).
@@ -620,6 +676,34 @@ mod tests {
             names.len(),
             SETTINGS.iter().map(|s| 1 + s.aliases.len()).sum::<usize>()
         );
+    }
+
+    #[test]
+    fn the_reference_has_every_key_with_its_doc() {
+        let docs = settings_reference();
+        assert_eq!(docs.iter().map(|d| d.key).collect::<Vec<_>>(), KEYS);
+        for d in &docs {
+            assert!(!d.doc.is_empty(), "{} has no doc comment", d.key);
+            if let Some(bad) = &d.bad_example {
+                let v: toml::Value =
+                    format!("v = {bad}").parse::<toml::Table>().unwrap()["v"].clone();
+                let sv = match &v {
+                    toml::Value::String(s) => SettingValue::Str(s),
+                    toml::Value::Integer(n) => SettingValue::Int(*n),
+                    other => panic!("{other:?}"),
+                };
+                assert!(check_setting(d.key, sv).is_err(), "{} accepts {bad}", d.key);
+            }
+        }
+        let listen = &docs[0];
+        assert_eq!(
+            (listen.key, listen.config_name, listen.runtime),
+            ("listen", None, false)
+        );
+        assert_eq!(listen.default, "127.0.0.1:6380");
+        let maxclients = docs.iter().find(|d| d.key == "maxclients").unwrap();
+        assert_eq!(maxclients.accepts, "integer, 1 to 4294967295");
+        assert!(maxclients.runtime);
     }
 
     #[test]
