@@ -15,6 +15,7 @@
 #
 #   bench/replication.sh
 #   KEYS=200000 LOAD_N=200000 bench/replication.sh
+#   COHERENT_BIN=target/release/coherent bench/replication.sh   # no build
 #
 # Both directions' servers start on free ports with their own directories and are
 # stopped by PID on exit. Diskless sync without delay on both (repl-diskless-sync yes,
@@ -32,7 +33,8 @@ for tool in redis-server redis-cli redis-benchmark python3 cargo; do
 done
 python3 -c 'import redis' 2>/dev/null || { echo "missing redis-py (pip install redis)" >&2; exit 1; }
 
-BIN=$(build_coherent "$ROOT")
+# COHERENT_BIN: a release binary already built (skips the build).
+BIN=${COHERENT_BIN:-$(build_coherent "$ROOT")}
 
 # The data set, once, as a redis-cli --pipe stream.
 python3 - "$KEYS" >"$BENCH_TMP/fill.resp" <<'EOF'
@@ -45,9 +47,10 @@ for i in range(n):
     out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
 EOF
 
-# start_one KIND PORT NAME: a server of KIND (engine|redis), PID printed.
+# start_one KIND PORT NAME: starts a server of KIND (engine|redis); its PID in
+# STARTED. Not run in a subshell, so that STARTED_PIDS (stopped on exit) keeps it.
 start_one() {
-  local kind=$1 port=$2 name=$3 pid
+  local kind=$1 port=$2 name=$3
   mkdir -p "$BENCH_TMP/$name"
   if [ "$kind" = engine ]; then
     COHERENT_LOG=warn COHERENT_ENGINE_SAVE="" COHERENT_ENGINE_DIR="$BENCH_TMP/$name" \
@@ -56,12 +59,11 @@ start_one() {
   else
     redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
       --dir "$BENCH_TMP/$name" --logfile "$BENCH_TMP/$name.log" \
-      --repl-diskless-sync yes --repl-diskless-sync-delay 0 &
+      --repl-diskless-sync yes --repl-diskless-sync-delay 0 >/dev/null 2>&1 &
   fi
-  pid=$!
-  STARTED_PIDS+=("$pid")
-  wait_ping "$port" >&2
-  echo "$pid"
+  STARTED=$!
+  STARTED_PIDS+=("$STARTED")
+  wait_ping "$port"
 }
 
 # The measuring side: one JSON line per server kind.
@@ -152,19 +154,23 @@ print(json.dumps({"kind": kind, "sync_s": sync_s, "growth": growth, "rss_before"
                   "catchup_s": catchup, "rps": rps}))
 EOF
 
+# run_kind KIND: a primary and a replica of KIND, filled and measured; the JSON line
+# goes to $BENCH_TMP/KIND.json.
 run_kind() {
-  local kind=$1 pport rport ppid
+  local kind=$1 pport rport ppid rpid
   pport=$(free_port); rport=$(free_port)
-  ppid=$(start_one "$kind" "$pport" "$kind-primary")
-  start_one "$kind" "$rport" "$kind-replica" >/dev/null
+  start_one "$kind" "$pport" "$kind-primary"; ppid=$STARTED
+  start_one "$kind" "$rport" "$kind-replica"; rpid=$STARTED
   redis-cli -p "$pport" --pipe <"$BENCH_TMP/fill.resp" >/dev/null
-  python3 "$MEASURE" "$kind" "$pport" "$rport" "$ppid" "$KEYS" "$LOAD_N"
-  kill "$ppid" 2>/dev/null || true
+  python3 "$MEASURE" "$kind" "$pport" "$rport" "$ppid" "$KEYS" "$LOAD_N" >"$BENCH_TMP/$kind.json"
+  kill "$ppid" "$rpid" 2>/dev/null || true
 }
 
 echo "replication: $KEYS keys, $LOAD_N SETs of load (redis-benchmark -c 50 -P 16)" >&2
-E=$(run_kind engine)
-R=$(run_kind redis)
+run_kind engine
+run_kind redis
+E=$(cat "$BENCH_TMP/engine.json")
+R=$(cat "$BENCH_TMP/redis.json")
 python3 - "$E" "$R" <<'EOF'
 import json, sys
 e, r = json.loads(sys.argv[1]), json.loads(sys.argv[2])

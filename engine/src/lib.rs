@@ -22,9 +22,9 @@
 //!   to our primary.
 //!
 //! The public surface is what an embedding process needs: [`Engine`] (run commands in
-//! process, [`Engine::stats`], hooks and propagation sinks, shutdown), [`Server`]
-//! (serve it over TCP), [`EngineConfig`] and [`Reply`]. The store stays inside the
-//! crate.
+//! process, [`Engine::stats`], hooks and propagation sinks, the replication [`Role`]
+//! and its changes, shutdown), [`Server`] (serve it over TCP), [`EngineConfig`] and
+//! [`Reply`]. The store stays inside the crate.
 
 pub mod alloc;
 pub(crate) mod backstop;

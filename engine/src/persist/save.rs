@@ -151,11 +151,12 @@ impl SaveState {
         }
     }
 
-    /// Whether a BGSAVE runs.
+    /// Whether a BGSAVE runs, or a full sync's snapshot (an RDB child in Redis too:
+    /// INFO's `rdb_bgsave_in_progress`, SAVE refused).
     pub(crate) fn bgsave_running(&self) -> bool {
         self.child
             .as_ref()
-            .is_some_and(|c| c.kind == ChildKind::Rdb)
+            .is_some_and(|c| matches!(c.kind, ChildKind::Rdb | ChildKind::Replication))
     }
 }
 

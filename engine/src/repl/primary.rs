@@ -323,6 +323,8 @@ async fn full_sync(
                 let opts = crate::persist::save::write_options(&store);
                 let snapshot = Snapshot::begin(&mut store, opts);
                 let cancel = snapshot.cancel_flag();
+                store.save.progress = snapshot.progress();
+                store.save.progress_total = store.total_keys() as u64;
                 store.save.child = Some(Child {
                     kind: ChildKind::Replication,
                     started: Instant::now(),
