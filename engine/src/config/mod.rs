@@ -200,6 +200,10 @@ settings! {
     client_output_buffer_limit: String = crate::outbuf::DEFAULT_TEXT.into() =>
         Setting::special("client-output-buffer-limit", check_obl, show_obl)
             .apply(Store::reload_output_limits);
+    /// TCP keepalive of client connections, in seconds (0: off): the probe interval
+    /// set on each accepted socket, as Redis's `anetKeepAlive` (idle time, a third
+    /// of it between probes, 3 probes).
+    tcp_keepalive: u32 = 300 => Setting::int("tcp-keepalive", 0, i32::MAX as i64);
     /// Seconds an idle client may stay connected (0: forever).
     timeout: u64 = 0 => Setting::int("timeout", 0, i32::MAX as i64);
     /// Threads that run client connections (Redis's `io-threads`, default 1). Commands

@@ -49,6 +49,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
     let output: Output = Arc::default();
     let (id, gate, (idle_limit, qbuf_limit)) = {
         let mut store = shared.lock();
+        keepalive(&stream, store.config.tcp_keepalive);
         let id = store.connect(addr, laddr, push_tx, kill.clone(), output.clone());
         let limits = (
             idle_limit(store.config.timeout, false),
@@ -81,6 +82,22 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
     tracing::debug!(client = id, ?exit, "connection closed");
     shared.lock().disconnect(id);
     shared.client_gone();
+}
+
+/// `tcp-keepalive`: probes after `secs` idle, every third of it, 3 of them (Redis's
+/// `anetKeepAlive`). A socket that refuses keeps working without.
+fn keepalive(stream: &TcpStream, secs: u32) {
+    if secs == 0 {
+        return;
+    }
+    let idle = std::time::Duration::from_secs(secs as u64);
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(std::time::Duration::from_secs((secs as u64 / 3).max(1)))
+        .with_retries(3);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&ka) {
+        tracing::debug!(error = %e, "cannot set TCP keepalive");
+    }
 }
 
 /// How long a client may stay idle (`timeout` seconds; 0 for ever). Subscribed
