@@ -275,3 +275,69 @@ fn command_info_and_docs_match_redis_for_every_engine_command() {
     }
     assert!(compared > 150, "only {compared} commands compared");
 }
+
+/// INFO commandstats and latencystats after the same commands, with the measured
+/// times taken out.
+fn stats_text(addr: SocketAddr) -> (String, String) {
+    let mut c = Conn::connect(addr);
+    assert_eq!(c.cmd(&["CONFIG", "RESETSTAT"]), ok());
+    c.cmd(&["SET", "k", "1"]);
+    c.cmd(&["INCR", "k"]);
+    c.cmd(&["LPUSH", "k", "x"]);
+    c.cmd(&["GET"]);
+    c.cmd(&["CONFIG", "GET", "hz"]);
+    c.cmd(&["CLIENT", "ID"]);
+    let text = |r: Resp| match r {
+        Resp::Bulk(Some(b)) | Resp::Verbatim(b) => String::from_utf8_lossy(&b).into_owned(),
+        other => panic!("INFO reply {other:?}"),
+    };
+    let cmd = text(c.cmd(&["INFO", "commandstats"]));
+    let lat = text(c.cmd(&["INFO", "latencystats"]));
+    let strip = |s: &str, keep_before: &[&str]| -> String {
+        s.lines()
+            .map(|l| {
+                l.split(',')
+                    .map(|f| match f.split_once('=') {
+                        Some((k, _)) if keep_before.iter().any(|p| k.ends_with(p)) => {
+                            format!("{k}=#")
+                        }
+                        _ => f.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    (
+        strip(&cmd, &["usec", "usec_per_call"]),
+        strip(&lat, &["p50", "p99", "p99.9"]),
+    )
+}
+
+#[test]
+fn info_commandstats_and_latencystats_match_redis() {
+    let (redis, engine) = servers();
+    let r = stats_text(redis.addr());
+    assert!(
+        r.0.contains(
+            "cmdstat_lpush:calls=1,usec=#,usec_per_call=#,rejected_calls=0,failed_calls=1"
+        ),
+        "{}",
+        r.0
+    );
+    assert!(
+        r.0.contains("cmdstat_get:calls=0,usec=#,usec_per_call=#,rejected_calls=1,failed_calls=0"),
+        "{}",
+        r.0
+    );
+    let e = stats_text(engine.addr);
+    // Redis prints commands in its table's order: compared as sets of lines.
+    let lines = |s: &str| {
+        let mut v: Vec<String> = s.lines().map(String::from).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(lines(&e.0), lines(&r.0));
+    assert_eq!(lines(&e.1), lines(&r.1));
+}

@@ -127,17 +127,18 @@ fn cdf(h: &Histogram) -> Reply {
 /// LATENCY HISTOGRAM: the named commands (a container's subcommands with it), or
 /// every command that ran.
 fn histogram(ctx: &Ctx, names: &[Bytes]) -> Reply {
-    let stats = &ctx.store.observe.commands;
+    let stats: std::collections::BTreeMap<&str, _> =
+        ctx.store.observe.sorted().into_iter().collect();
     let mut out = Vec::new();
     let mut add = |name: &str| {
-        if let Some(s) = stats.get(name) {
+        if let Some(s) = stats.get(name).copied() {
             if s.histogram.total() > 0 && !out.iter().any(|(n, _): &(String, Reply)| n == name) {
                 out.push((name.to_string(), cdf(&s.histogram)));
             }
         }
     };
     if names.is_empty() {
-        for name in stats.keys() {
+        for name in stats.keys().copied() {
             add(name);
         }
     } else {
@@ -145,7 +146,7 @@ fn histogram(ctx: &Ctx, names: &[Bytes]) -> Reply {
             let name = crate::util::lower(n);
             add(&name);
             let prefix = format!("{name}|");
-            for sub in stats.keys().filter(|k| k.starts_with(&prefix)) {
+            for sub in stats.keys().copied().filter(|k| k.starts_with(&prefix)) {
                 add(sub);
             }
         }
