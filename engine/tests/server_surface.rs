@@ -341,3 +341,36 @@ fn info_commandstats_and_latencystats_match_redis() {
     assert_eq!(lines(&e.0), lines(&r.0));
     assert_eq!(lines(&e.1), lines(&r.1));
 }
+
+/// During a pause an expired key reads as missing but stays (DBSIZE counts it) until
+/// the pause ends.
+fn expiry_during_pause(addr: SocketAddr) -> Vec<Resp> {
+    let mut c = Conn::connect(addr);
+    c.cmd(&["FLUSHALL"]);
+    c.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]);
+    c.cmd(&["SET", "k", "v", "PX", "50"]);
+    c.cmd(&["CLIENT", "PAUSE", "100000", "WRITE"]);
+    std::thread::sleep(Duration::from_millis(120));
+    let during = vec![c.cmd(&["GET", "k"]), c.cmd(&["DBSIZE"])];
+    c.cmd(&["CLIENT", "UNPAUSE"]);
+    let after = vec![c.cmd(&["GET", "k"]), c.cmd(&["DBSIZE"])];
+    c.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "1"]);
+    during.into_iter().chain(after).collect()
+}
+
+#[test]
+fn expired_keys_stay_during_a_pause() {
+    let redis = RedisServer::start(&["--enable-debug-command", "local"]);
+    let engine = EngineServer::start();
+    let r = expiry_during_pause(redis.addr());
+    assert_eq!(
+        r,
+        vec![
+            Resp::Bulk(None),
+            Resp::Int(1),
+            Resp::Bulk(None),
+            Resp::Int(0)
+        ]
+    );
+    assert_eq!(expiry_during_pause(engine.addr), r);
+}

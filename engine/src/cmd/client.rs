@@ -92,6 +92,7 @@ fn client(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         "pause" => pause(ctx, args),
         "unpause" => {
             ctx.store.pause.unpause();
+            ctx.store.sync_pause();
             Ok(Reply::OK)
         }
         _ => Ok(help_reply("client", HELP)),
@@ -196,6 +197,7 @@ fn pause(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         0
     };
     ctx.store.pause.pause(end, all, now);
+    ctx.store.sync_pause();
     Ok(Reply::OK)
 }
 
