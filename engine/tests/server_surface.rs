@@ -374,3 +374,64 @@ fn expired_keys_stay_during_a_pause() {
     );
     assert_eq!(expiry_during_pause(engine.addr), r);
 }
+
+/// LATENCY HISTOGRAM after three SETs over RESP3, with the buckets reduced to the last
+/// cumulative count (the bucket edges depend on the measured times).
+fn histogram_shape(addr: SocketAddr) -> Resp {
+    let mut c = Conn::connect(addr);
+    c.cmd(&["HELLO", "3"]);
+    c.cmd(&["CONFIG", "RESETSTAT"]);
+    for i in 0..3 {
+        c.cmd(&["SET", "h", &i.to_string()]);
+    }
+    let Resp::Map(cmds) = c.cmd(&["LATENCY", "HISTOGRAM", "set", "get", "config"]) else {
+        panic!("a map");
+    };
+    Resp::Map(
+        cmds.into_iter()
+            .map(|(name, v)| {
+                let Resp::Map(fields) = v else {
+                    panic!("a map")
+                };
+                let fields = fields
+                    .into_iter()
+                    .map(|(k, v)| match v {
+                        Resp::Map(buckets) => {
+                            assert!(buckets.windows(2).all(|w| w[0] < w[1]), "{buckets:?}");
+                            (k, buckets.last().map(|b| b.1.clone()).unwrap_or(Resp::Null))
+                        }
+                        v => (k, v),
+                    })
+                    .collect();
+                (name, Resp::Map(fields))
+            })
+            .collect(),
+    )
+    .sorted()
+}
+
+#[test]
+fn latency_histogram_matches_redis() {
+    let (redis, engine) = servers();
+    let r = histogram_shape(redis.addr());
+    assert_eq!(
+        r,
+        Resp::Map(vec![
+            (
+                bulk("config|resetstat"),
+                Resp::Map(vec![
+                    (bulk("calls"), Resp::Int(1)),
+                    (bulk("histogram_usec"), Resp::Int(1))
+                ])
+            ),
+            (
+                bulk("set"),
+                Resp::Map(vec![
+                    (bulk("calls"), Resp::Int(3)),
+                    (bulk("histogram_usec"), Resp::Int(3))
+                ])
+            ),
+        ])
+    );
+    assert_eq!(histogram_shape(engine.addr), r);
+}
