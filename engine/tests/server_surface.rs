@@ -287,6 +287,8 @@ fn stats_text(addr: SocketAddr) -> (String, String) {
     c.cmd(&["GET"]);
     c.cmd(&["CONFIG", "GET", "hz"]);
     c.cmd(&["CLIENT", "ID"]);
+    // A blocked command that times out counts as a call.
+    assert_eq!(c.cmd(&["BLPOP", "nolist", "0.05"]), Resp::Array(None));
     let text = |r: Resp| match r {
         Resp::Bulk(Some(b)) | Resp::Verbatim(b) => String::from_utf8_lossy(&b).into_owned(),
         other => panic!("INFO reply {other:?}"),

@@ -524,10 +524,11 @@ fn unblock(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     match ctx.store.blocking.unblock(id as u64) {
         None => Ok(Reply::Int(0)),
         Some(b) => {
+            const UNBLOCKED: &str = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
+            let e = error.then_some(UNBLOCKED);
+            crate::observe::unblocked(ctx.store, &b.args, e);
             if error {
-                let _ = b.tx.send(Reply::error(
-                    "UNBLOCKED client unblocked via CLIENT UNBLOCK",
-                ));
+                let _ = b.tx.send(Reply::error(UNBLOCKED));
             }
             // Dropping the sender makes the waiting connection reply its timeout reply.
             Ok(Reply::Int(1))

@@ -420,7 +420,15 @@ impl Conn {
             tokio::select! {
                 r = &mut rx => return Ok(r.unwrap_or(timeout_reply)),
                 _ = &mut sleep => {
-                    let unblocked = self.shared.lock().blocking.unblock(self.id).is_some();
+                    let unblocked = {
+                        let mut store = self.shared.lock();
+                        let b = store.blocking.unblock(self.id);
+                        // A timed-out command counts as a call (`updateStatsOnUnblock`).
+                        if let Some(b) = &b {
+                            crate::observe::unblocked(&mut store, &b.args, None);
+                        }
+                        b.is_some()
+                    };
                     if unblocked {
                         return Ok(timeout_reply);
                     }

@@ -180,6 +180,26 @@ pub(crate) fn call_done(
     }
 }
 
+/// A blocked command released without being served: its timeout passed, or CLIENT
+/// UNBLOCK (`error` is the reply then, if it is one). Counted as a call, as Redis
+/// does.
+pub(crate) fn unblocked(store: &mut Store, args: &[Bytes], error: Option<&str>) {
+    let Some(spec) = crate::command::lookup(&args[0]) else {
+        return;
+    };
+    store.stats.commands += 1;
+    let obs = &mut store.observe;
+    if let Some(e) = error {
+        obs.count_error(e);
+    }
+    // No latency sample: redis-server 7.0.15 records none for these either.
+    let st = obs.stat(spec, args);
+    st.calls += 1;
+    if error.is_some() {
+        st.failed += 1;
+    }
+}
+
 /// A command refused before running (arity, auth, OOM, ...): Redis's `rejected_calls`
 /// and the error's count. An unknown command has no row: only its error counts.
 pub(crate) fn rejected(store: &mut Store, spec: Option<&CommandSpec>, args: &[Bytes], e: &str) {
