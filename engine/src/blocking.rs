@@ -23,6 +23,8 @@ pub enum BlockKind {
     ZSet,
     /// XREAD, XREADGROUP.
     Stream,
+    /// WAIT: released by replicas' ACKs or its timeout, never by a key.
+    Wait,
 }
 
 impl BlockKind {
@@ -90,6 +92,11 @@ impl Blocking {
             }
         }
         Some(b)
+    }
+
+    /// The blocked clients' ids.
+    pub fn ids(&self) -> Vec<u64> {
+        self.clients.keys().copied().collect()
     }
 
     /// Whether a client is blocked.

@@ -111,6 +111,14 @@ pub(crate) struct Client {
     pub(crate) output: Option<crate::outbuf::Output>,
     /// The connection's buffers, for CLIENT LIST.
     pub(crate) bufs: BufStats,
+    /// A replica connection (after PSYNC/SYNC): CLIENT LIST flag `S`.
+    pub(crate) replica: bool,
+    /// The master client of a replica, applying the primary's stream: writes pass
+    /// `replica-read-only` and the other replica gates.
+    pub(crate) master: bool,
+    /// Set by PSYNC/SYNC: after the reply the connection is handed to the
+    /// replication code ([`crate::repl::primary::serve`]).
+    pub(crate) handoff: Option<crate::repl::primary::Plan>,
 }
 
 impl Client {
@@ -145,6 +153,9 @@ impl Client {
             killed: false,
             output: None,
             bufs: BufStats::default(),
+            replica: false,
+            master: false,
+            handoff: None,
         }
     }
 
@@ -300,6 +311,16 @@ impl Clients {
             return None;
         }
         slot.take()
+    }
+
+    /// A record that is not checked out.
+    pub(crate) fn get(&self, id: u64) -> Option<&Client> {
+        self.records.get(&id)?.as_deref().filter(|c| !c.killed)
+    }
+
+    /// Whether a connection with this id is registered, checked out or not.
+    pub(crate) fn exists(&self, id: u64) -> bool {
+        self.records.contains_key(&id)
     }
 
     /// A record that is not checked out, to update from outside a batch.

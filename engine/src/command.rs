@@ -45,6 +45,10 @@ pub const SUB_OK: u32 = 1 << 12;
 /// the leases of its keys, so a refused fill cannot void the holder's token.
 pub const LEASE_AWARE: u32 = 1 << 13;
 
+/// Reads a key's value without being read-only (LEASEGET, which grants leases):
+/// client-side caching tracks its keys as a read's.
+pub const TRACKED_READ: u32 = 1 << 16;
+
 /// A command handler: parses its own arguments (argv[0] is the command name).
 pub type Handler = fn(&mut Ctx, &[Bytes]) -> CmdResult;
 
@@ -309,6 +313,30 @@ pub(crate) fn execute_spec(
     spec: Option<&'static CommandSpec>,
     args: Vec<Bytes>,
 ) -> Reply {
+    if store.tracking.is_idle() {
+        return checked(store, client, spec, args);
+    }
+    // Client-side caching: the client's own changes are sent after its reply, and
+    // a CLIENT CACHING flag lasts one command (all of a transaction; CLIENT
+    // subcommands keep it), as Redis's resetClient.
+    store.tracking.begin(client);
+    let reply = checked(store, client, spec, args);
+    if client.multi.is_none() && spec.is_none_or(|s| s.name != "client") {
+        store.tracking.reset_caching(client.id);
+    }
+    if !store.tracking.has_pending() {
+        store.tracking.end();
+    }
+    reply
+}
+
+/// [`execute_spec`]'s checks and the call.
+fn checked(
+    store: &mut Store,
+    client: &mut Client,
+    spec: Option<&'static CommandSpec>,
+    args: Vec<Bytes>,
+) -> Reply {
     store.now = crate::util::now_ms();
     let Some(spec) = spec else {
         if client.multi.is_some() {
@@ -351,8 +379,18 @@ pub(crate) fn execute_spec(
             return reject(store, client, spec, &args, e);
         }
     }
-    if store.config.maxmemory != 0 && out_of_memory(store, client, spec) {
+    // A replica applies whatever its primary sends (Redis exempts the master client).
+    if store.config.maxmemory != 0 && !client.master && out_of_memory(store, client, spec) {
         return reject(store, client, spec, &args, CmdError::Oom);
+    }
+    // Redis's processCommand bounds the tracking table here.
+    if store.tracking.client_count() > 0 {
+        store.track_limit();
+    }
+    if store.repl.active || store.config.min_replicas_to_write > 0 {
+        if let Some(e) = crate::repl::gate(store, client, spec) {
+            return reject(store, client, spec, &args, e);
+        }
     }
     if client.in_pubsub_mode() && spec.flags & SUB_OK == 0 {
         let e = CmdError::err(format!(
@@ -369,7 +407,31 @@ pub(crate) fn execute_spec(
     }
     let reply = call(store, client, spec, &args);
     after_command(store);
+    // After the expired keys were announced: a read of a key that just expired
+    // tracks it again, as in Redis (which deletes it during the read).
+    remember_keys(store, client, spec, &args);
     reply
+}
+
+/// Client-side caching: a read-only command of a tracking client remembers its keys
+/// (Redis's `trackingRememberKeys`, from `call`).
+pub(crate) fn remember_keys(
+    store: &mut Store,
+    client: &Client,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) {
+    if spec.flags & (READONLY | TRACKED_READ) == 0
+        || spec.flags & PUBSUB != 0
+        || store.tracking.is_idle()
+    {
+        return;
+    }
+    if store.tracking.get(client.id).is_some() {
+        store
+            .tracking
+            .remember(client.id, spec.keys(args).into_iter());
+    }
 }
 
 /// The refusal of writes after a failed BGSAVE (`shared.bgsaveerr`).

@@ -134,14 +134,17 @@ impl Engine {
         if args.is_empty() {
             return Reply::error("ERR empty command");
         }
-        command::execute(&mut store, &mut client, args)
+        let reply = command::execute(&mut store, &mut client, args);
+        store.track_broadcast();
+        reply
     }
 
     /// Runs several commands atomically (no other client runs in between).
     pub fn execute_batch(&self, db: usize, cmds: Vec<Vec<Bytes>>) -> Vec<Reply> {
         let mut store = self.shared.lock();
         let mut client = Client::in_process(db);
-        cmds.into_iter()
+        let replies = cmds
+            .into_iter()
             .map(|args| {
                 if args.is_empty() {
                     Reply::error("ERR empty command")
@@ -149,7 +152,9 @@ impl Engine {
                     command::execute(&mut store, &mut client, args)
                 }
             })
-            .collect()
+            .collect();
+        store.track_broadcast();
+        replies
     }
 
     /// Writes every database to `out` as an RDB file (Redis 7.0, version 10), as of
@@ -208,8 +213,43 @@ impl Engine {
         let aux = &mut store.save.aux;
         aux.retain(|(k, _)| k.as_ref() != name.as_bytes());
         if let Some(v) = value {
-            aux.push((Bytes::copy_from_slice(name.as_bytes()), v));
+            // Replicas get it in the stream, at this point of it (a PUBLISH that
+            // Redis replicas run harmlessly and engine replicas record).
+            if store.repl.active && !store.repl.is_replica() {
+                let mut channel = crate::repl::replica::AUX_CHANNEL.to_vec();
+                channel.extend_from_slice(name.as_bytes());
+                store.repl.backlog.feed_command(&[b"PUBLISH", &channel, &v]);
+            }
+            store
+                .save
+                .aux
+                .push((Bytes::copy_from_slice(name.as_bytes()), v));
         }
+    }
+
+    /// The value of an aux field set by [`Engine::set_save_aux`], or, on a replica,
+    /// the primary's (it comes with the full sync's RDB and in the stream): a
+    /// promoted replica knows the binlog position its data is consistent with.
+    pub fn save_aux(&self, name: &str) -> Option<Bytes> {
+        let store = self.shared.lock();
+        store
+            .save
+            .aux
+            .iter()
+            .find(|(k, _)| k.as_ref() == name.as_bytes())
+            .map(|(_, v)| v.clone())
+    }
+
+    /// The replication role now: a primary, or a replica of `host:port`.
+    pub fn role(&self) -> crate::Role {
+        self.shared.lock().repl.role()
+    }
+
+    /// A receiver that sees every change of [`Engine::role`] (REPLICAOF, promotion,
+    /// the link going up or down): the embedding process pauses what only a primary
+    /// may do while the engine is a replica.
+    pub fn watch_role(&self) -> watch::Receiver<crate::Role> {
+        self.shared.lock().repl.subscribe_role()
     }
 
     /// Writes `marker` into the AOF stream at this point, between two commands (for

@@ -20,7 +20,9 @@
 //! - `observe`: what the server records about the commands it runs (INFO
 //!   commandstats/errorstats/latencystats, the slow log, latency samples, MONITOR's
 //!   feed), reported once per call by the dispatcher; `pause`: CLIENT PAUSE;
-//! - `persist`: Redis's file formats (the RDB codec, DUMP payloads).
+//! - `persist`: Redis's file formats (the RDB codec, DUMP payloads);
+//! - `repl`: replication (PSYNC2) both ways: the backlog, serving replicas, the link
+//!   to our primary.
 //!
 //! The public surface is what an embedding process needs: [`Engine`] (run commands in
 //! process, [`Engine::stats`], hooks and propagation sinks, shutdown), [`Server`]
@@ -46,6 +48,7 @@ pub(crate) mod outbuf;
 pub(crate) mod pause;
 pub mod persist;
 pub(crate) mod pubsub;
+pub(crate) mod repl;
 pub(crate) mod store;
 pub(crate) mod types;
 pub(crate) mod util;
@@ -56,11 +59,14 @@ pub(crate) mod util;
 static GLOBAL: alloc::Counting = alloc::Counting;
 
 pub use backstop::Backstop;
-pub use config::{check_setting, EngineConfig, SettingError, SettingValue};
+pub use config::{
+    check_setting, settings_reference, EngineConfig, SettingDoc, SettingError, SettingValue,
+};
 pub use engine::{Engine, EngineStats};
 pub use keyspace::propagate::{Propagated, PropagationSink};
 pub use keyspace::KeyHook;
 pub use net::frame::split_args;
 pub use net::reply::Reply;
 pub use net::server::{os_signal, Server};
+pub use repl::Role;
 pub use util::{now_ms, now_us};

@@ -4,6 +4,7 @@ use crate::net::reply::Reply;
 use crate::outbuf::{reply_size, ClassLimit, Output};
 use bytes::Bytes;
 use indexmap::IndexSet;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -18,6 +19,10 @@ pub struct PubSub {
     senders: HashMap<u64, (PushSender, Output)>,
     /// The `pubsub` class's output buffer limits.
     pub(crate) limit: ClassLimit,
+    /// While EXEC runs: its client's pushes, held to go inside the transaction's
+    /// reply just ahead of the reply of the command that made them, where Redis
+    /// writes them.
+    capture: RefCell<Option<(u64, Vec<Reply>)>>,
 }
 
 impl PubSub {
@@ -29,6 +34,12 @@ impl PubSub {
     /// Queues a push for `client`; false if it is gone. A client over its output
     /// buffer limit gets nothing more and is closed (Redis's `CLIENT_CLOSE_ASAP`).
     fn deliver(&self, client: u64, msg: &Reply) -> bool {
+        if let Some((id, held)) = self.capture.borrow_mut().as_mut() {
+            if *id == client {
+                held.push(msg.clone());
+                return true;
+            }
+        }
         let Some((tx, out)) = self.senders.get(&client) else {
             return false;
         };
@@ -47,9 +58,28 @@ impl PubSub {
         true
     }
 
-    /// Queues a push for `client` outside pub/sub (MONITOR's lines); false if the
-    /// client is gone.
-    pub(crate) fn send_to(&self, client: u64, msg: &Reply) -> bool {
+    /// Holds `client`'s pushes until [`PubSub::take_captured`] (EXEC's commands).
+    pub(crate) fn capture(&self, client: u64) {
+        *self.capture.borrow_mut() = Some((client, Vec::new()));
+    }
+
+    /// The pushes held since the last call.
+    pub(crate) fn take_captured(&self) -> Vec<Reply> {
+        self.capture
+            .borrow_mut()
+            .as_mut()
+            .map(|(_, held)| std::mem::take(held))
+            .unwrap_or_default()
+    }
+
+    /// Stops holding pushes.
+    pub(crate) fn end_capture(&self) {
+        *self.capture.borrow_mut() = None;
+    }
+
+    /// Queues an out-of-band message for one client (client-side caching's
+    /// invalidations, MONITOR's lines); false if it is gone.
+    pub(crate) fn push_to(&self, client: u64, msg: &Reply) -> bool {
         self.deliver(client, msg)
     }
 

@@ -86,8 +86,12 @@ pub(crate) struct Store {
     pub(crate) peak_memory: usize,
     /// `used_memory` when the store was created (INFO `used_memory_startup`).
     pub(crate) startup_memory: usize,
+    /// Client-side caching: tracking clients, the keys they read, BCAST prefixes.
+    pub(crate) tracking: crate::keyspace::tracking::Tracking,
     /// `client-output-buffer-limit`, parsed.
     pub(crate) output_limits: crate::outbuf::OutputLimits,
+    /// Replication: role, ids, backlog, replicas, the link to our primary.
+    pub(crate) repl: crate::repl::ReplState,
     /// Command and error counters, slow log, latency samples, MONITOR clients.
     pub(crate) observe: crate::observe::Observe,
     /// CLIENT PAUSE.
@@ -101,6 +105,7 @@ impl Store {
     pub(crate) fn new(config: EngineConfig) -> Self {
         let notify_flags = notify::parse_flags(&config.notify_keyspace_events).unwrap_or(0);
         let expired_flag = ExpiredFlag::default();
+        let repl = crate::repl::ReplState::new(config.repl_backlog_size);
         let mut store = Store {
             dbs: (0..config.databases)
                 .map(|_| Db::with_flag(expired_flag.clone()))
@@ -131,6 +136,8 @@ impl Store {
             peak_memory: 0,
             startup_memory: crate::alloc::used_memory(),
             output_limits: crate::outbuf::DEFAULT_LIMITS,
+            repl,
+            tracking: Default::default(),
             observe: Default::default(),
             pause: Default::default(),
             config_file: None,
@@ -174,6 +181,8 @@ impl Store {
     /// Forgets a closed connection: its blocked command, WATCHes and subscriptions.
     pub(crate) fn disconnect(&mut self, id: u64) {
         self.blocking.unblock(id);
+        self.repl.forget(id);
+        self.track_disconnect(id);
         match self.clients.disconnect(id) {
             Some(c) => {
                 self.watches.unwatch(id, &c.watched);

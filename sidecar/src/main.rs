@@ -7,6 +7,7 @@ mod clock;
 mod config;
 mod invalidate;
 mod pipeline;
+mod reference;
 mod sweep;
 mod telemetry;
 mod timed;
@@ -49,6 +50,14 @@ enum Command {
         /// Config file (TOML).
         #[arg(long, short, env = "COHERENT_CONFIG")]
         config: PathBuf,
+    },
+    /// Print the configuration reference (Markdown): every section and key, its
+    /// default, its environment variable and what a bad value reports, from the code.
+    ConfigReference {
+        /// Print only the accepted keys, one `section<TAB>key` a line (`section` empty
+        /// for top-level keys).
+        #[arg(long)]
+        keys: bool,
     },
     /// Verify the MySQL prerequisites of a config: binlog settings, grants, rule tables
     /// and columns. Exit status 0 only when every check passes.
@@ -132,6 +141,16 @@ fn run() -> Result<()> {
                 cfg.admin.listen = a;
             }
             serve(cfg, connector, config)
+        }
+        Command::ConfigReference { keys } => {
+            if keys {
+                for (section, key) in reference::declared_keys() {
+                    println!("{section}\t{key}");
+                }
+            } else {
+                print!("{}", reference::markdown());
+            }
+            Ok(())
         }
         Command::CheckConfig { config } => {
             let loaded = config::Config::load(Some(&config))?;

@@ -1,7 +1,7 @@
 //! The config as a user meets it, through the binary: `coherent serve` and `coherent
 //! check-config` refuse every bad value at load, before anything listens, with the
 //! file, line, section and key; every config shipped in the repository (examples/,
-//! docker/, the Kubernetes ConfigMap, the README's snippets) loads; the data files land
+//! docker/, the Kubernetes ConfigMap, the snippets of docs/ and examples/) loads; the data files land
 //! in `data_dir`.
 
 mod common;
@@ -245,6 +245,25 @@ fn every_bad_value_is_refused_at_load_with_file_line_and_key() {
     );
 }
 
+/// The Markdown files under `dir` of `repo`, as paths relative to `repo`, sorted.
+fn markdown_under(repo: &Path, dir: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![repo.join(dir)];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let p = e.expect("dir entry").path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.extension().is_some_and(|x| x == "md") {
+                let rel = p.strip_prefix(repo).expect("under the repository");
+                out.push(rel.display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// The ```toml blocks of a Markdown file.
 fn toml_blocks(md: &str) -> Vec<String> {
     let mut blocks = Vec::new();
@@ -289,13 +308,18 @@ fn every_shipped_config_loads() {
         "docker/k8s ConfigMap".to_string(),
         configmap_toml(&read("docker/k8s/user-service.yaml")),
     )];
-    for md in ["README.md", "examples/README.md"] {
+    // The README has no config of its own; the docs/ pages hold the snippets.
+    let mut pages = vec!["examples/README.md".to_string()];
+    pages.extend(markdown_under(&repo, "docs"));
+    let mut total = 0;
+    for md in &pages {
         let blocks = toml_blocks(&read(md));
-        assert!(!blocks.is_empty(), "{md} has toml blocks");
+        total += blocks.len();
         for (i, b) in blocks.into_iter().enumerate() {
             snippets.push((format!("{md} block {i}"), b));
         }
     }
+    assert!(total > 10, "only {total} toml blocks in {pages:?}");
     for (i, (name, text)) in snippets.into_iter().enumerate() {
         let p = dir.join(format!("snippet{i}.toml"));
         std::fs::write(&p, text).expect("write");

@@ -1,5 +1,6 @@
 //! CLIENT (`networking.c`): ID SETNAME GETNAME LIST INFO KILL UNBLOCK NO-EVICT
-//! GETREDIR HELP.
+//! HELP; TRACKING CACHING GETREDIR TRACKINGINFO are client-side caching's
+//! ([`super::tracking`]).
 
 use super::subcommand::{help_reply, sub_arity, unknown_sub};
 use crate::client::Client;
@@ -58,6 +59,9 @@ const SUBS: &[(&str, i32)] = &[
     ("pause", -3),
     ("unpause", 2),
     ("getredir", 2),
+    ("tracking", -3),
+    ("caching", 3),
+    ("trackinginfo", 2),
     ("help", 2),
 ];
 
@@ -87,7 +91,10 @@ fn client(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             }
             Ok(Reply::OK)
         }
-        "getredir" => Ok(Reply::Int(-1)),
+        "getredir" => Ok(super::tracking::getredir(ctx)),
+        "tracking" => super::tracking::tracking(ctx, args),
+        "caching" => super::tracking::caching(ctx, &args[2]),
+        "trackinginfo" => Ok(super::tracking::trackinginfo(ctx)),
         "reply" => reply_mode(ctx, &args[2]),
         "pause" => pause(ctx, args),
         "unpause" => {
@@ -259,6 +266,8 @@ struct Row {
     tot_mem: usize,
     cmd: String,
     resp: u8,
+    /// Client-side caching's redirect (`redir=`): -1 when tracking is off.
+    redir: i64,
     /// Pushes waiting for the connection (`oll`) and pending output bytes (`omem`).
     oll: usize,
     omem: usize,
@@ -283,13 +292,18 @@ impl Row {
             } else {
                 c.last_active.elapsed().as_secs()
             },
-            flags: flags_of(
-                c.multi.is_some(),
-                c.subscriptions() > 0,
-                blocked,
-                c.no_evict,
-                c.monitor,
-            ),
+            flags: if c.replica {
+                "S".to_string()
+            } else {
+                flags_of(Flags {
+                    multi: c.multi.is_some(),
+                    pubsub: c.subscriptions() > 0,
+                    blocked,
+                    tracking: super::tracking::list_flags(ctx, c.id),
+                    no_evict: c.no_evict,
+                    monitor: c.monitor,
+                })
+            },
             db: c.db,
             sub: c.channels.len(),
             psub: c.patterns.len(),
@@ -303,13 +317,16 @@ impl Row {
                 c.last_cmd.clone()
             },
             resp: c.resp,
+            redir: super::tracking::redirect_of(ctx, c.id),
             oll: c.output.as_ref().map_or(0, |o| o.oll()),
             omem: c.output.as_ref().map_or(0, |o| o.omem()),
         }
     }
 
     fn kind(&self) -> Kind {
-        if self.sub + self.psub > 0 {
+        if self.flags == "S" {
+            Kind::Replica
+        } else if self.sub + self.psub > 0 {
             Kind::PubSub
         } else {
             Kind::Normal
@@ -320,7 +337,7 @@ impl Row {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir={} resp={}",
             self.id,
             self.addr,
             self.laddr,
@@ -344,14 +361,34 @@ impl Row {
             self.omem,
             self.tot_mem + self.omem,
             self.cmd,
+            self.redir,
             self.resp
         );
         s
     }
 }
 
-fn flags_of(multi: bool, pubsub: bool, blocked: bool, no_evict: bool, monitor: bool) -> String {
-    // Redis's order: O P x b ... e.
+/// What CLIENT LIST's `flags` field shows of one client.
+struct Flags<'a> {
+    multi: bool,
+    pubsub: bool,
+    blocked: bool,
+    tracking: &'a str,
+    no_evict: bool,
+    monitor: bool,
+}
+
+fn flags_of(
+    Flags {
+        multi,
+        pubsub,
+        blocked,
+        tracking,
+        no_evict,
+        monitor,
+    }: Flags<'_>,
+) -> String {
+    // Redis's order: O P x b t R B ... e.
     let mut f = String::new();
     if monitor {
         f.push('O');
@@ -365,6 +402,7 @@ fn flags_of(multi: bool, pubsub: bool, blocked: bool, no_evict: bool, monitor: b
     if blocked {
         f.push('b');
     }
+    f.push_str(tracking);
     if no_evict {
         f.push('e');
     }

@@ -10,7 +10,17 @@ use bytes::Bytes;
 
 /// This family's rows of the command table.
 pub fn commands() -> Vec<CommandSpec> {
-    vec![CommandSpec::new("config", -2, 0, (0, 0, 0), config)]
+    // Allowed while loading and on a stale replica, as Redis's CONFIG subcommands.
+    vec![CommandSpec::new(
+        "config",
+        -2,
+        crate::command::ADMIN
+            | crate::command::NOSCRIPT
+            | crate::command::LOADING
+            | crate::command::STALE,
+        (0, 0, 0),
+        config,
+    )]
 }
 
 const CONFIG_SUBS: &[(&str, i32)] = &[

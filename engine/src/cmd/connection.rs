@@ -171,7 +171,14 @@ fn hello(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         (Reply::text("proto"), Reply::Int(ctx.client.resp as i64)),
         (Reply::text("id"), Reply::Int(ctx.client.id as i64)),
         (Reply::text("mode"), Reply::text("standalone")),
-        (Reply::text("role"), Reply::text("master")),
+        (
+            Reply::text("role"),
+            Reply::text(if ctx.store.repl.is_replica() {
+                "replica"
+            } else {
+                "master"
+            }),
+        ),
         (Reply::text("modules"), Reply::Array(vec![])),
     ]))
 }

@@ -8,7 +8,6 @@ use crate::net::reply::Reply;
 use crate::util::eq_ic;
 use bytes::Bytes;
 use std::fmt::Write as _;
-use std::sync::OnceLock;
 
 /// This family's rows of the command table.
 pub fn commands() -> Vec<CommandSpec> {
@@ -19,15 +18,6 @@ pub fn commands() -> Vec<CommandSpec> {
         (0, 0, 0),
         info,
     )]
-}
-
-/// 40 random hex characters, fixed for the life of the process (run_id, master_replid).
-fn random_id(slot: &'static OnceLock<String>) -> &'static str {
-    slot.get_or_init(|| {
-        (0..40)
-            .map(|_| char::from(b"0123456789abcdef"[fastrand::usize(..16)]))
-            .collect()
-    })
 }
 
 /// Redis's `bytesToHuman`.
@@ -132,8 +122,6 @@ fn tcp_port(ctx: &Ctx) -> String {
 }
 
 fn info_section(ctx: &mut Ctx, name: &str, o: &mut String) {
-    static RUN_ID: OnceLock<String> = OnceLock::new();
-    static REPL_ID: OnceLock<String> = OnceLock::new();
     // Only the memory section reads the allocator and /proc.
     let memory = (name == "memory").then(|| MemoryReport::now(ctx.store));
     let store = &*ctx.store;
@@ -159,7 +147,7 @@ fn info_section(ctx: &mut Ctx, name: &str, o: &mut String) {
             f!("gcc_version:0.0.0");
             f!("process_id:{}", std::process::id());
             f!("process_supervised:no");
-            f!("run_id:{}", random_id(&RUN_ID));
+            f!("run_id:{}", store.repl.run_id);
             f!("tcp_port:{}", tcp_port(ctx));
             f!("server_time_usec:{}", crate::util::now_us());
             f!("uptime_in_seconds:{up}");
@@ -187,7 +175,7 @@ fn info_section(ctx: &mut Ctx, name: &str, o: &mut String) {
                 store.clients.output_bytes().1
             );
             f!("blocked_clients:{}", store.blocking.count());
-            f!("tracking_clients:0");
+            f!("tracking_clients:{}", store.tracking.client_count());
             f!("clients_in_timeout_table:{}", store.blocking.count());
         }
         "memory" => {
@@ -219,7 +207,14 @@ fn info_section(ctx: &mut Ctx, name: &str, o: &mut String) {
             f!("mem_fragmentation_ratio:{:.2}", m.fragmentation());
             f!("mem_fragmentation_bytes:{}", m.rss as i64 - used as i64);
             f!("mem_not_counted_for_evict:0");
-            f!("mem_replication_backlog:0");
+            f!(
+                "mem_replication_backlog:{}",
+                if store.repl.active {
+                    store.repl.backlog.histlen()
+                } else {
+                    0
+                }
+            );
             f!("mem_clients_slaves:0");
             f!("mem_clients_normal:{}", store.clients.output_bytes().0);
             f!("mem_aof_buffer:0");
@@ -290,6 +285,9 @@ fn info_section(ctx: &mut Ctx, name: &str, o: &mut String) {
             f!("total_net_input_bytes:{}", st.net_input_bytes);
             f!("total_net_output_bytes:{}", st.net_output_bytes);
             f!("rejected_connections:{}", st.rejected_connections);
+            f!("sync_full:{}", store.repl.sync_full);
+            f!("sync_partial_ok:{}", store.repl.sync_partial_ok);
+            f!("sync_partial_err:{}", store.repl.sync_partial_err);
             f!("expired_keys:{}", st.expired_keys);
             f!("evicted_keys:{}", st.evicted_keys);
             f!("keyspace_hits:{}", st.keyspace_hits);
@@ -297,23 +295,14 @@ fn info_section(ctx: &mut Ctx, name: &str, o: &mut String) {
             f!("pubsub_channels:{}", store.pubsub.channels(None).len());
             f!("pubsub_patterns:{}", store.pubsub.numpat());
             f!("total_forks:0");
+            let t = &store.tracking;
+            f!("tracking_total_keys:{}", t.key_count());
+            f!("tracking_total_items:{}", t.item_count());
+            f!("tracking_total_prefixes:{}", t.prefix_count());
             f!("unexpected_error_replies:0");
             f!("total_error_replies:{}", store.observe.error_replies);
         }
-        "replication" => {
-            o.push_str("# Replication\r\n");
-            f!("role:master");
-            f!("connected_slaves:0");
-            f!("master_failover_state:no-failover");
-            f!("master_replid:{}", random_id(&REPL_ID));
-            f!("master_replid2:0000000000000000000000000000000000000000");
-            f!("master_repl_offset:0");
-            f!("second_repl_offset:-1");
-            f!("repl_backlog_active:0");
-            f!("repl_backlog_size:1048576");
-            f!("repl_backlog_first_byte_offset:0");
-            f!("repl_backlog_histlen:0");
-        }
+        "replication" => store.repl_info(o),
         "cpu" => {
             let (user, sys) = cpu_times();
             o.push_str("# CPU\r\n");

@@ -20,7 +20,9 @@
 //! these commands behave exactly as GET (WRONGTYPE, hit/miss stats) and SET (TTL,
 //! notifications, WATCH) do, whatever the keyspace's internal layout.
 
-use crate::command::{lookup, CommandSpec, Ctx, DENYOOM, FAST, LEASE_AWARE, READONLY, WRITE};
+use crate::command::{
+    lookup, CommandSpec, Ctx, DENYOOM, FAST, LEASE_AWARE, READONLY, TRACKED_READ, WRITE,
+};
 use crate::error::{CmdError, CmdResult};
 use crate::lease::Grant;
 use crate::net::reply::Reply;
@@ -34,7 +36,13 @@ pub fn commands() -> Vec<CommandSpec> {
     vec![
         // Not WRITE: it changes no key, and the dispatcher voids the leases of keys a
         // WRITE command names.
-        CommandSpec::new("leaseget", 2, DENYOOM | FAST, (1, 1, 1), leaseget),
+        CommandSpec::new(
+            "leaseget",
+            2,
+            DENYOOM | FAST | TRACKED_READ,
+            (1, 1, 1),
+            leaseget,
+        ),
         CommandSpec::new(
             "leaseset",
             -4,

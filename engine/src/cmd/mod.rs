@@ -22,6 +22,7 @@ pub mod object;
 pub mod persist;
 pub mod pqsort;
 pub mod pubsub;
+pub mod replication;
 pub mod server;
 pub mod sets;
 pub mod slowlog;
@@ -30,6 +31,7 @@ pub mod stream_groups;
 pub mod streams;
 pub mod strings;
 pub mod subcommand;
+pub mod tracking;
 pub mod transactions;
 pub mod zsets;
 
@@ -68,6 +70,7 @@ pub fn all() -> Vec<CommandSpec> {
     v.extend(pubsub::commands());
     v.extend(transactions::commands());
     v.extend(leases::commands());
+    v.extend(replication::commands());
     v
 }
 

@@ -39,7 +39,9 @@ fn bgsave(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         _ => return Err(CmdError::Syntax),
     };
     match ctx.store.save.child.as_ref().map(|c| c.kind) {
-        Some(ChildKind::Rdb) => Err(CmdError::err("Background save already in progress")),
+        Some(ChildKind::Rdb | ChildKind::Replication) => {
+            Err(CmdError::err("Background save already in progress"))
+        }
         Some(ChildKind::Aof) if schedule => {
             ctx.store.save.bgsave_scheduled = true;
             Ok(Reply::Simple("Background saving scheduled"))

@@ -23,13 +23,6 @@ pub fn commands() -> Vec<CommandSpec> {
         CommandSpec::new("time", 1, LOADING | STALE | FAST, (0, 0, 0), time),
         CommandSpec::new("debug", -2, admin | PROTECTED, (0, 0, 0), debug),
         CommandSpec::new("shutdown", -1, admin, (0, 0, 0), shutdown),
-        CommandSpec::new(
-            "role",
-            1,
-            NOSCRIPT | LOADING | STALE | FAST,
-            (0, 0, 0),
-            role,
-        ),
     ]
 }
 
@@ -84,14 +77,6 @@ fn time(_ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     Ok(Reply::Array(vec![
         Reply::text((us / 1_000_000).to_string()),
         Reply::text((us % 1_000_000).to_string()),
-    ]))
-}
-
-fn role(_ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
-    Ok(Reply::Array(vec![
-        Reply::text("master"),
-        Reply::Int(0),
-        Reply::Array(vec![]),
     ]))
 }
 

@@ -87,14 +87,29 @@ fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     let saved_no_block = ctx.client.no_block;
     ctx.client.no_block = true;
     let mut replies = Vec::with_capacity(queue.len());
+    // Pushes a queued command makes for this client (a PUBLISH to its own channel, a
+    // keyspace event) go inside the array, ahead of that command's reply, as Redis
+    // writes them.
+    ctx.store.pubsub.capture(ctx.client.id);
     for args in queue {
         // Only commands found in the table were queued.
         let reply = match command::lookup(&args[0]) {
-            Some(spec) => command::call(ctx.store, ctx.client, spec, &args),
+            Some(spec) => {
+                let r = command::call(ctx.store, ctx.client, spec, &args);
+                command::remember_keys(ctx.store, ctx.client, spec, &args);
+                r
+            }
             None => Reply::error("ERR unknown command"),
         };
-        replies.push(reply);
+        let mut pushed = ctx.store.pubsub.take_captured();
+        if pushed.is_empty() {
+            replies.push(reply);
+        } else {
+            pushed.push(reply);
+            replies.push(Reply::Many(pushed));
+        }
     }
+    ctx.store.pubsub.end_capture();
     ctx.client.no_block = saved_no_block;
     Ok(Reply::Array(replies))
 }

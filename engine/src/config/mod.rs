@@ -50,6 +50,7 @@ macro_rules! settings {
             $(
                 Setting {
                     key: Some(stringify!($field)),
+                    doc: concat!($($doc, "\n",)*),
                     get: |c: &EngineConfig| Field::to_value(&c.$field),
                     put: |c: &mut EngineConfig, v| match <$ty as Field>::from_value(v) {
                         Some(x) => {
@@ -204,6 +205,10 @@ settings! {
     /// set on each accepted socket, as Redis's `anetKeepAlive` (idle time, a third
     /// of it between probes, 3 probes).
     tcp_keepalive: u32 = 300 => Setting::int("tcp-keepalive", 0, i32::MAX as i64);
+    /// Client-side caching: the most keys the tracking table remembers (0: no
+    /// limit); over it, random keys are invalidated before the next command.
+    tracking_table_max_keys: usize = 1_000_000 =>
+        Setting::int("tracking-table-max-keys", 0, i64::MAX);
     /// Seconds an idle client may stay connected (0: forever).
     timeout: u64 = 0 => Setting::int("timeout", 0, i32::MAX as i64);
     /// Threads that run client connections (Redis's `io-threads`, default 1). Commands
@@ -264,6 +269,48 @@ settings! {
     /// a save slow deterministically); 0 in production.
     rdb_key_save_delay: u64 = 0 => Setting::int("rdb-key-save-delay", 0, i32::MAX as i64);
 
+    /// Start as a replica of `host port` (Redis's `replicaof`; REPLICAOF changes it
+    /// at run time). Unset: a primary.
+    replicaof: Option<String> = None =>
+        Setting::special("replicaof", check_replicaof, same).alias(&["slaveof"]).immutable();
+    /// Bytes of the replication stream kept for partial resyncs (`+CONTINUE`).
+    repl_backlog_size: u64 = 1024 * 1024 =>
+        Setting::memory("repl-backlog-size", 1, i64::MAX as u64).apply(Store::apply_backlog_size);
+    /// A replica refuses writes from clients with `-READONLY`.
+    replica_read_only: bool = true =>
+        Setting::boolean("replica-read-only").alias(&["slave-read-only"]);
+    /// A replica whose link is down still answers reads (no: `-MASTERDOWN`).
+    replica_serve_stale_data: bool = true =>
+        Setting::boolean("replica-serve-stale-data").alias(&["slave-serve-stale-data"]);
+    /// The password a replica AUTHs with at its primary.
+    masterauth: Option<String> = None => Setting::special("masterauth", any, same);
+    /// The user a replica AUTHs as (with `masterauth`); unset: the default user.
+    masteruser: Option<String> = None => Setting::special("masteruser", any, same);
+    /// Writes are refused (`-NOREPLICAS`) unless this many replicas are online
+    /// with a lag of at most `min-replicas-max-lag` seconds (0: off).
+    min_replicas_to_write: u64 = 0 =>
+        Setting::int("min-replicas-to-write", 0, i32::MAX as i64).alias(&["min-slaves-to-write"]);
+    /// See `min-replicas-to-write`.
+    min_replicas_max_lag: u64 = 10 =>
+        Setting::int("min-replicas-max-lag", 0, i32::MAX as i64).alias(&["min-slaves-max-lag"]);
+    /// Full syncs stream the snapshot to replicas that accept it (`$EOF:`) instead
+    /// of sending it with its length first.
+    repl_diskless_sync: bool = true => Setting::boolean("repl-diskless-sync");
+    /// Seconds a diskless full sync waits before it starts.
+    repl_diskless_sync_delay: u64 = 5 =>
+        Setting::int("repl-diskless-sync-delay", 0, i32::MAX as i64);
+    /// Seconds without data from the primary before a replica drops the link.
+    repl_timeout: u64 = 60 => Setting::int("repl-timeout", 1, i32::MAX as i64);
+    /// Seconds between the PINGs a primary sends its replicas.
+    repl_ping_replica_period: u64 = 10 =>
+        Setting::int("repl-ping-replica-period", 1, i32::MAX as i64)
+            .alias(&["repl-ping-slave-period"]);
+    /// Sentinel promotes the replica with the lowest priority first; 0: never.
+    replica_priority: u64 = 100 =>
+        Setting::int("replica-priority", 0, i32::MAX as i64).alias(&["slave-priority"]);
+    /// Sentinel lists this replica (INFO `replica_announced`).
+    replica_announced: bool = true => Setting::boolean("replica-announced");
+
     @views {
         Setting::special("bind", any, same).immutable().view(bind_of, refuse);
         Setting::special("port", any, same).immutable().view(port_of, refuse);
@@ -280,6 +327,18 @@ fn same(s: &str) -> String {
 
 fn refuse(_: &mut EngineConfig, _: Value) -> bool {
     false
+}
+
+/// `host port`, or empty/`no one` for none.
+fn check_replicaof(s: &str) -> Result<String, String> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    match parts.as_slice() {
+        [] => Ok(String::new()),
+        [host, port] if port.parse::<u16>().is_ok() && !host.is_empty() => {
+            Ok(format!("{host} {port}"))
+        }
+        _ => Err(format!("{s:?} is not `host port`")),
+    }
 }
 
 fn check_nonempty(s: &str) -> Result<String, String> {
@@ -449,6 +508,61 @@ pub fn check_setting(key: &str, value: SettingValue) -> Result<(), SettingError>
     EngineConfig::default().set_key(key, value)
 }
 
+/// One `[engine]` key as the configuration reference shows it, from its row of the
+/// settings table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingDoc {
+    /// The `[engine]` key.
+    pub key: &'static str,
+    /// The CONFIG name; `None` for a key that is set in the file only (`listen`).
+    pub config_name: Option<&'static str>,
+    /// Older CONFIG names still accepted.
+    pub aliases: &'static [&'static str],
+    /// What it does: the field's doc comment, on one line.
+    pub doc: String,
+    /// The default, as CONFIG GET shows it.
+    pub default: String,
+    /// What values it takes.
+    pub accepts: String,
+    /// Whether CONFIG SET may change it at run time.
+    pub runtime: bool,
+    /// A value (TOML) the key refuses, to show what a bad value reports; `None` for
+    /// free text.
+    pub bad_example: Option<String>,
+}
+
+/// Every `[engine]` key, in table order, for the configuration reference.
+pub fn settings_reference() -> Vec<SettingDoc> {
+    let defaults = EngineConfig::default();
+    SETTINGS
+        .iter()
+        .filter_map(|s| {
+            let key = s.key?;
+            Some(SettingDoc {
+                key,
+                config_name: s.in_config().then_some(s.name),
+                aliases: s.aliases,
+                // One line, intra-doc links as plain code.
+                doc: s
+                    .doc
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .replace("[`", "`")
+                    .replace("`]", "`"),
+                // Free text as written (CONFIG GET dir would show this machine's path).
+                default: match ((s.get)(&defaults), s.kind) {
+                    (Value::Text(t), setting::Kind::Special { .. }) => t,
+                    _ => s.show(&defaults),
+                },
+                accepts: s.kind.describe(),
+                runtime: s.in_config() && s.flags & (IMMUTABLE | PROTECTED) == 0,
+                bad_example: s.kind.bad_example(),
+            })
+        })
+        .collect()
+}
+
 /// The `[engine]` section: every key goes through [`EngineConfig::set_key`], so a
 /// file is checked exactly as CONFIG SET checks (and a bad value fails the load, at
 /// its line).
@@ -566,6 +680,34 @@ mod tests {
             names.len(),
             SETTINGS.iter().map(|s| 1 + s.aliases.len()).sum::<usize>()
         );
+    }
+
+    #[test]
+    fn the_reference_has_every_key_with_its_doc() {
+        let docs = settings_reference();
+        assert_eq!(docs.iter().map(|d| d.key).collect::<Vec<_>>(), KEYS);
+        for d in &docs {
+            assert!(!d.doc.is_empty(), "{} has no doc comment", d.key);
+            if let Some(bad) = &d.bad_example {
+                let v: toml::Value =
+                    format!("v = {bad}").parse::<toml::Table>().unwrap()["v"].clone();
+                let sv = match &v {
+                    toml::Value::String(s) => SettingValue::Str(s),
+                    toml::Value::Integer(n) => SettingValue::Int(*n),
+                    other => panic!("{other:?}"),
+                };
+                assert!(check_setting(d.key, sv).is_err(), "{} accepts {bad}", d.key);
+            }
+        }
+        let listen = &docs[0];
+        assert_eq!(
+            (listen.key, listen.config_name, listen.runtime),
+            ("listen", None, false)
+        );
+        assert_eq!(listen.default, "127.0.0.1:6380");
+        let maxclients = docs.iter().find(|d| d.key == "maxclients").unwrap();
+        assert_eq!(maxclients.accepts, "integer, 1 to 4294967295");
+        assert!(maxclients.runtime);
     }
 
     #[test]

@@ -26,9 +26,12 @@
 //! 6. `stats.dirty` (and `expired_keys`) count it;
 //! 7. keyspace notifications are published (`notify-keyspace-events`);
 //! 8. propagation: an expired key goes out as DEL ([`propagate`]);
-//! 9. the embedding process's [`KeyHook`]s see it (client-side tracking will be one
-//!    more consumer here, with the same events: key K of database D changed, database
-//!    D flushed).
+//! 9. the embedding process's [`KeyHook`]s see it.
+//!
+//! Client-side caching ([`tracking`]) is one more consumer, placed where Redis calls
+//! it: with WATCH for a command's change (`signalModifiedKey`), after the
+//! notification for an expired or evicted key, and a null invalidation for a flush
+//! or a SWAPDB.
 //!
 //! Per command rather than per change, [`Store::command_done`] voids the leases of
 //! every key a write command names (a DEL of a missing key must still void a reader's
@@ -48,6 +51,7 @@ pub(crate) mod expire;
 pub(crate) mod notify;
 pub(crate) mod propagate;
 pub(crate) mod tinylfu;
+pub(crate) mod tracking;
 pub(crate) mod watch;
 
 use crate::command::{CommandSpec, LEASE_AWARE, WRITE};
@@ -267,6 +271,8 @@ impl Store {
                 }
                 if watched {
                     self.watches.touch(db, key);
+                    // Redis's signalModifiedKey: WATCH and tracking, together.
+                    self.track_invalidate(key, true);
                 }
                 self.blocking.signal(db, key);
                 self.leases.void(db, key);
@@ -282,6 +288,7 @@ impl Store {
                 self.leases.void(db, key);
                 self.stats.dirty += 1;
                 self.notify(db, notify::EXPIRED, "expired", key);
+                self.track_invalidate(key, false);
                 self.propagation.expired(db, key);
                 for h in &self.hooks {
                     h.modified(db, key, "expired");
@@ -294,6 +301,7 @@ impl Store {
                 self.watches.touch(db, key);
                 self.leases.void(db, key);
                 self.notify(db, notify::EVICTED, "evicted", key);
+                self.track_invalidate(key, false);
                 let lazy = self.config.lazyfree_lazy_eviction;
                 self.propagation.deleted(db, key, lazy);
                 for h in &self.hooks {
@@ -313,6 +321,7 @@ impl Store {
                     self.leases.void_db(d);
                 }
                 self.stats.dirty += 1;
+                self.track_flush();
                 for h in &self.hooks {
                     h.flushed(db);
                 }
@@ -328,6 +337,9 @@ impl Store {
                 self.blocking.signal_db(b);
                 self.leases.void_db(a);
                 self.leases.void_db(b);
+                // Redis 7.0 tells tracking clients nothing here, leaving their
+                // caches stale; Coherent treats it as the flush it is to them.
+                self.track_flush();
                 self.stats.dirty += 1;
                 for h in &self.hooks {
                     h.swapped(a, b);

@@ -31,6 +31,8 @@ enum Exit {
     /// Idle for longer than `timeout`.
     Timeout,
     Io(std::io::Error),
+    /// PSYNC/SYNC: the socket now serves a replica.
+    Replica(crate::repl::primary::Plan),
 }
 
 /// Serves one accepted socket until it closes.
@@ -79,6 +81,19 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
         silent_blocked: false,
     };
     let exit = conn.run().await;
+    if let Exit::Replica(plan) = exit {
+        let Conn {
+            stream,
+            inbuf,
+            kill,
+            shutdown,
+            ..
+        } = conn;
+        crate::repl::primary::serve(shared.clone(), stream, inbuf, id, plan, kill, shutdown).await;
+        shared.lock().disconnect(id);
+        shared.client_gone();
+        return;
+    }
     tracing::debug!(client = id, ?exit, "connection closed");
     shared.lock().disconnect(id);
     shared.client_gone();
@@ -302,6 +317,9 @@ impl Conn {
         self.idle_limit = idle_limit(store.config.timeout, client.subscriptions() > 0);
         self.qbuf_limit = store.config.client_query_buffer_limit;
         store.clients.checkin(client);
+        // Redis's beforeSleep: BCAST invalidations collected during the batch.
+        store.track_broadcast();
+        self.drain_pushes(self.resp3);
         if matches!(next, Next::Close(Exit::Shutdown)) {
             drop(store);
             self.shared.trigger_shutdown();
@@ -380,6 +398,12 @@ impl Conn {
             if !silent {
                 reply.encode(&mut self.out, client.resp == 3);
             }
+            // Client-side caching: invalidations of keys this very command changed
+            // follow its reply, as Redis's tracking_pending_keys.
+            if store.tracking.has_pending() {
+                store.send_pending_invalidations(client);
+                self.drain_pushes(client.resp == 3);
+            }
             // Output buffer limits on replies: the pubsub class for a subscribed
             // client, the normal class otherwise (unlimited by default).
             let limits = &store.output_limits;
@@ -396,6 +420,9 @@ impl Conn {
             }
             if client.close_after_reply {
                 return Next::Close(Exit::Quit);
+            }
+            if let Some(plan) = client.handoff.take() {
+                return Next::Close(Exit::Replica(plan));
             }
             if store.shutdown_requested {
                 return Next::Close(Exit::Shutdown);
@@ -420,17 +447,22 @@ impl Conn {
             tokio::select! {
                 r = &mut rx => return Ok(r.unwrap_or(timeout_reply)),
                 _ = &mut sleep => {
-                    let unblocked = {
+                    let timed_out = {
                         let mut store = self.shared.lock();
-                        let b = store.blocking.unblock(self.id);
-                        // A timed-out command counts as a call (`updateStatsOnUnblock`).
-                        if let Some(b) = &b {
+                        store.blocking.unblock(self.id).map(|b| {
+                            // A timed-out command counts as a call (as Redis's
+                            // `updateStatsOnUnblock`).
                             crate::observe::unblocked(&mut store, &b.args, None);
-                        }
-                        b.is_some()
+                            // WAIT answers with the replicas that acknowledged by now.
+                            if b.kind == crate::blocking::BlockKind::Wait {
+                                crate::repl::wait_timed_out(&mut store, self.id)
+                            } else {
+                                timeout_reply.clone()
+                            }
+                        })
                     };
-                    if unblocked {
-                        return Ok(timeout_reply);
+                    if let Some(r) = timed_out {
+                        return Ok(r);
                     }
                     // Served just as the timeout fired: the reply is in the channel.
                     return Ok(rx.await.unwrap_or(timeout_reply));

@@ -52,6 +52,21 @@ impl Server {
         let mut shutdown_rx = shared.subscribe_shutdown();
         // What the process holds before the first client: INFO used_memory_startup.
         shared.lock().startup_memory = crate::alloc::used_memory();
+        {
+            // Replicas announce the port they serve on; `replicaof` in the config
+            // starts the link to the primary.
+            let mut store = shared.lock();
+            store.repl.port = self.listener.local_addr().map_or(0, |a| a.port());
+            if let Some((host, port)) = store
+                .config
+                .replicaof
+                .as_deref()
+                .and_then(|s| s.split_once(' '))
+                .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+            {
+                crate::repl::replica::set_master(&mut store, host, port);
+            }
+        }
         let expire = tokio::spawn(expire_loop(shared.clone(), shared.subscribe_shutdown()));
         tokio::pin!(signal);
         loop {
@@ -117,6 +132,7 @@ fn is_loopback(peer: &std::net::SocketAddr) -> bool {
 }
 
 async fn expire_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut last_second = 0;
     loop {
         let hz = shared.lock().config.hz.max(1);
         let period = Duration::from_millis(1000 / hz as u64);
@@ -126,7 +142,16 @@ async fn expire_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         }
         let mut store = shared.lock();
         // Redis spends at most 25% of CPU time on this; a quarter of the period here.
-        store.active_expire_cycle(period / 4);
+        // A replica leaves expiry to its primary, whose DELs it applies (reads still
+        // hide expired keys).
+        if !store.repl.is_replica() {
+            store.active_expire_cycle(period / 4);
+        }
+        let second = crate::util::now_ms() / 1000;
+        if second != last_second {
+            last_second = second;
+            store.repl_cron();
+        }
         // Redis's eviction time proc: a command that hit the time limit left memory
         // over `maxmemory`; go on without waiting for the next command.
         if store.evicting {
@@ -135,6 +160,7 @@ async fn expire_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         }
         store.peak_memory = store.peak_memory.max(crate::alloc::used_memory());
         crate::command::after_command(&mut store);
+        store.track_broadcast();
         // serverCron's save points and scheduled BGSAVE.
         crate::persist::save::cron(&mut store);
         crate::persist::aof::cron(&mut store);

@@ -34,7 +34,7 @@ pub(crate) fn feed(store: &mut Store, client: &Client, args: &[Bytes]) {
     store
         .observe
         .monitors
-        .retain(|&id| pubsub.send_to(id, &msg));
+        .retain(|&id| pubsub.push_to(id, &msg));
 }
 
 /// Redis's `sdscatrepr`: a quoted string with `\\`, `\"`, `\n`, `\r`, `\t`, `\a`, `\b`

@@ -78,6 +78,8 @@ pub enum ChildKind {
     Rdb,
     /// An AOF rewrite.
     Aof,
+    /// A full sync's snapshot, streamed to a replica (Redis's socket-target RDB child).
+    Replication,
 }
 
 /// The background job running, if any.
