@@ -16,7 +16,10 @@
 //!   record per connection; `blocking`, `pubsub`: blocked clients and
 //!   subscriptions; `lease`, `backstop`: Coherent's lease tokens and TTL backstops;
 //! - `config`: the settings table that CONFIG, the TOML `[engine]` section and INFO
-//!   read;
+//!   read (and CONFIG REWRITE writes back, `config::rewrite`);
+//! - `observe`: what the server records about the commands it runs (INFO
+//!   commandstats/errorstats/latencystats, the slow log, latency samples, MONITOR's
+//!   feed), reported once per call by the dispatcher; `pause`: CLIENT PAUSE;
 //! - `persist`: Redis's file formats (the RDB codec, DUMP payloads);
 //! - `repl`: replication (PSYNC2) both ways: the backlog, serving replicas, the link
 //!   to our primary.

@@ -84,3 +84,14 @@ fn may_replicate(spec: &CommandSpec, args: &[Bytes]) -> bool {
     spec.flags & WRITE != 0
         || crate::cmd::command_meta::flags(&crate::observe::full_name(spec, args)).may_replicate
 }
+
+impl crate::store::Store {
+    /// Tells the databases how long a pause lasts: until then a read leaves an
+    /// expired key in place (it reads as missing). Called after PAUSE and UNPAUSE.
+    pub(crate) fn sync_pause(&mut self) {
+        let end = self.pause.end;
+        for db in &mut self.dbs {
+            db.expiry_paused_until = end;
+        }
+    }
+}

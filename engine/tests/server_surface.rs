@@ -275,3 +275,165 @@ fn command_info_and_docs_match_redis_for_every_engine_command() {
     }
     assert!(compared > 150, "only {compared} commands compared");
 }
+
+/// INFO commandstats and latencystats after the same commands, with the measured
+/// times taken out.
+fn stats_text(addr: SocketAddr) -> (String, String) {
+    let mut c = Conn::connect(addr);
+    assert_eq!(c.cmd(&["CONFIG", "RESETSTAT"]), ok());
+    c.cmd(&["SET", "k", "1"]);
+    c.cmd(&["INCR", "k"]);
+    c.cmd(&["LPUSH", "k", "x"]);
+    c.cmd(&["GET"]);
+    c.cmd(&["CONFIG", "GET", "hz"]);
+    c.cmd(&["CLIENT", "ID"]);
+    // A blocked command that times out counts as a call.
+    assert_eq!(c.cmd(&["BLPOP", "nolist", "0.05"]), Resp::Array(None));
+    let text = |r: Resp| match r {
+        Resp::Bulk(Some(b)) | Resp::Verbatim(b) => String::from_utf8_lossy(&b).into_owned(),
+        other => panic!("INFO reply {other:?}"),
+    };
+    let cmd = text(c.cmd(&["INFO", "commandstats"]));
+    let lat = text(c.cmd(&["INFO", "latencystats"]));
+    let strip = |s: &str, keep_before: &[&str]| -> String {
+        s.lines()
+            .map(|l| {
+                l.split(',')
+                    .map(|f| match f.split_once('=') {
+                        Some((k, _)) if keep_before.iter().any(|p| k.ends_with(p)) => {
+                            format!("{k}=#")
+                        }
+                        _ => f.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    (
+        strip(&cmd, &["usec", "usec_per_call"]),
+        strip(&lat, &["p50", "p99", "p99.9"]),
+    )
+}
+
+#[test]
+fn info_commandstats_and_latencystats_match_redis() {
+    let (redis, engine) = servers();
+    let r = stats_text(redis.addr());
+    assert!(
+        r.0.contains(
+            "cmdstat_lpush:calls=1,usec=#,usec_per_call=#,rejected_calls=0,failed_calls=1"
+        ),
+        "{}",
+        r.0
+    );
+    assert!(
+        r.0.contains("cmdstat_get:calls=0,usec=#,usec_per_call=#,rejected_calls=1,failed_calls=0"),
+        "{}",
+        r.0
+    );
+    let e = stats_text(engine.addr);
+    // Redis prints commands in its table's order: compared as sets of lines.
+    let lines = |s: &str| {
+        let mut v: Vec<String> = s.lines().map(String::from).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(lines(&e.0), lines(&r.0));
+    assert_eq!(lines(&e.1), lines(&r.1));
+}
+
+/// During a pause an expired key reads as missing but stays (DBSIZE counts it) until
+/// the pause ends.
+fn expiry_during_pause(addr: SocketAddr) -> Vec<Resp> {
+    let mut c = Conn::connect(addr);
+    c.cmd(&["FLUSHALL"]);
+    c.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]);
+    c.cmd(&["SET", "k", "v", "PX", "50"]);
+    c.cmd(&["CLIENT", "PAUSE", "100000", "WRITE"]);
+    std::thread::sleep(Duration::from_millis(120));
+    let during = vec![c.cmd(&["GET", "k"]), c.cmd(&["DBSIZE"])];
+    c.cmd(&["CLIENT", "UNPAUSE"]);
+    let after = vec![c.cmd(&["GET", "k"]), c.cmd(&["DBSIZE"])];
+    c.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "1"]);
+    during.into_iter().chain(after).collect()
+}
+
+#[test]
+fn expired_keys_stay_during_a_pause() {
+    let redis = RedisServer::start(&["--enable-debug-command", "local"]);
+    let engine = EngineServer::start();
+    let r = expiry_during_pause(redis.addr());
+    assert_eq!(
+        r,
+        vec![
+            Resp::Bulk(None),
+            Resp::Int(1),
+            Resp::Bulk(None),
+            Resp::Int(0)
+        ]
+    );
+    assert_eq!(expiry_during_pause(engine.addr), r);
+}
+
+/// LATENCY HISTOGRAM after three SETs over RESP3, with the buckets reduced to the last
+/// cumulative count (the bucket edges depend on the measured times).
+fn histogram_shape(addr: SocketAddr) -> Resp {
+    let mut c = Conn::connect(addr);
+    c.cmd(&["HELLO", "3"]);
+    c.cmd(&["CONFIG", "RESETSTAT"]);
+    for i in 0..3 {
+        c.cmd(&["SET", "h", &i.to_string()]);
+    }
+    let Resp::Map(cmds) = c.cmd(&["LATENCY", "HISTOGRAM", "set", "get", "config"]) else {
+        panic!("a map");
+    };
+    Resp::Map(
+        cmds.into_iter()
+            .map(|(name, v)| {
+                let Resp::Map(fields) = v else {
+                    panic!("a map")
+                };
+                let fields = fields
+                    .into_iter()
+                    .map(|(k, v)| match v {
+                        Resp::Map(buckets) => {
+                            assert!(buckets.windows(2).all(|w| w[0] < w[1]), "{buckets:?}");
+                            (k, buckets.last().map(|b| b.1.clone()).unwrap_or(Resp::Null))
+                        }
+                        v => (k, v),
+                    })
+                    .collect();
+                (name, Resp::Map(fields))
+            })
+            .collect(),
+    )
+    .sorted()
+}
+
+#[test]
+fn latency_histogram_matches_redis() {
+    let (redis, engine) = servers();
+    let r = histogram_shape(redis.addr());
+    assert_eq!(
+        r,
+        Resp::Map(vec![
+            (
+                bulk("config|resetstat"),
+                Resp::Map(vec![
+                    (bulk("calls"), Resp::Int(1)),
+                    (bulk("histogram_usec"), Resp::Int(1))
+                ])
+            ),
+            (
+                bulk("set"),
+                Resp::Map(vec![
+                    (bulk("calls"), Resp::Int(3)),
+                    (bulk("histogram_usec"), Resp::Int(3))
+                ])
+            ),
+        ])
+    );
+    assert_eq!(histogram_shape(engine.addr), r);
+}

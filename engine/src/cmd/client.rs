@@ -99,6 +99,7 @@ fn client(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         "pause" => pause(ctx, args),
         "unpause" => {
             ctx.store.pause.unpause();
+            ctx.store.sync_pause();
             Ok(Reply::OK)
         }
         _ => Ok(help_reply("client", HELP)),
@@ -203,6 +204,7 @@ fn pause(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         0
     };
     ctx.store.pause.pause(end, all, now);
+    ctx.store.sync_pause();
     Ok(Reply::OK)
 }
 
@@ -560,10 +562,11 @@ fn unblock(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     match ctx.store.blocking.unblock(id as u64) {
         None => Ok(Reply::Int(0)),
         Some(b) => {
+            const UNBLOCKED: &str = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
+            let e = error.then_some(UNBLOCKED);
+            crate::observe::unblocked(ctx.store, &b.args, e);
             if error {
-                let _ = b.tx.send(Reply::error(
-                    "UNBLOCKED client unblocked via CLIENT UNBLOCK",
-                ));
+                let _ = b.tx.send(Reply::error(UNBLOCKED));
             }
             // Dropping the sender makes the waiting connection reply its timeout reply.
             Ok(Reply::Int(1))

@@ -55,13 +55,17 @@ fn docs_of(spec: &CommandSpec) -> Reply {
     if let Some(r) = meta::docs(spec.name) {
         return r.clone();
     }
+    let summary = match spec.name {
+        "leaseget" => "Returns a key's value, or a lease token to fill it (Coherent)",
+        "leaseset" => "Sets a key's value if the lease token is still valid (Coherent)",
+        "leaseinfo" => "Returns the milliseconds left of a key's lease (Coherent)",
+        _ => "A Coherent command",
+    };
     Reply::Map(vec![
-        (
-            Reply::text("summary"),
-            Reply::text("A Coherent command (see docs/engine)"),
-        ),
+        (Reply::text("summary"), Reply::text(summary)),
         (Reply::text("since"), Reply::text("1.0.0")),
         (Reply::text("group"), Reply::text("generic")),
+        (Reply::text("complexity"), Reply::text("O(1)")),
     ])
 }
 

@@ -127,17 +127,18 @@ fn cdf(h: &Histogram) -> Reply {
 /// LATENCY HISTOGRAM: the named commands (a container's subcommands with it), or
 /// every command that ran.
 fn histogram(ctx: &Ctx, names: &[Bytes]) -> Reply {
-    let stats = &ctx.store.observe.commands;
+    let stats: std::collections::BTreeMap<&str, _> =
+        ctx.store.observe.sorted().into_iter().collect();
     let mut out = Vec::new();
     let mut add = |name: &str| {
-        if let Some(s) = stats.get(name) {
+        if let Some(s) = stats.get(name).copied() {
             if s.histogram.total() > 0 && !out.iter().any(|(n, _): &(String, Reply)| n == name) {
                 out.push((name.to_string(), cdf(&s.histogram)));
             }
         }
     };
     if names.is_empty() {
-        for name in stats.keys() {
+        for name in stats.keys().copied() {
             add(name);
         }
     } else {
@@ -145,7 +146,7 @@ fn histogram(ctx: &Ctx, names: &[Bytes]) -> Reply {
             let name = crate::util::lower(n);
             add(&name);
             let prefix = format!("{name}|");
-            for sub in stats.keys().filter(|k| k.starts_with(&prefix)) {
+            for sub in stats.keys().copied().filter(|k| k.starts_with(&prefix)) {
                 add(sub);
             }
         }
@@ -232,9 +233,9 @@ fn doctor(ctx: &Ctx, now: u64) -> String {
     r
 }
 
-/// LATENCY GRAPH: Redis's header and a column per sample, `_` to `#` by height,
-/// labelled with how long ago it was (`latencyCommandGenSparkeline`, simplified to
-/// one row per level).
+/// LATENCY GRAPH (`latencyCommandGenSparkeline`): the header, then Redis's filled
+/// sparkline of the samples (4 rows, 80 columns per block), each labelled with how
+/// long ago it was, written downwards.
 fn graph(name: &str, s: &Series, now: u64) -> String {
     let min = s.samples.iter().map(|x| x.1).min().unwrap_or(0);
     let max = s.samples.iter().map(|x| x.1).max().unwrap_or(0);
@@ -244,52 +245,86 @@ fn graph(name: &str, s: &Series, now: u64) -> String {
     );
     out.push_str(&"-".repeat(80));
     out.push('\n');
-    const ROWS: u64 = 4;
-    for row in (0..ROWS).rev() {
-        let line: String = s
-            .samples
-            .iter()
-            .map(|&(_, ms)| {
-                let level = if max == min {
-                    ROWS
-                } else {
-                    1 + (ms - min) * (ROWS - 1) / (max - min)
-                };
-                if level > row {
-                    if level == row + 1 {
-                        '_'
-                    } else {
-                        '#'
-                    }
-                } else {
-                    ' '
-                }
-            })
-            .collect();
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    let labels: Vec<String> = s
+    let samples: Vec<(f64, String)> = s
         .samples
         .iter()
-        .map(|&(t, _)| {
+        .map(|&(t, ms)| {
             let ago = now.saturating_sub(t);
-            match ago {
+            let label = match ago {
                 0..=59 => format!("{ago}s"),
                 60..=3599 => format!("{}m", ago / 60),
                 3600..=86399 => format!("{}h", ago / 3600),
                 _ => format!("{}d", ago / 86400),
-            }
+            };
+            (ms as f64, label)
         })
         .collect();
-    let width = labels.iter().map(|l| l.len()).max().unwrap_or(0);
-    for i in 0..width {
-        let line: String = labels
-            .iter()
-            .map(|l| l.as_bytes().get(i).map_or(' ', |&c| c as char))
-            .collect();
-        out.push_str(line.trim_end());
-        out.push('\n');
+    for (i, chunk) in samples.chunks(80).enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        sparkline(&mut out, chunk, min as f64, max as f64);
     }
     out
+}
+
+/// Redis's `sparklineRenderRange` with `SPARKLINE_FILL` over 4 rows.
+fn sparkline(out: &mut String, samples: &[(f64, String)], min: f64, max: f64) {
+    const ROWS: i64 = 4;
+    const CHARSET: &[u8] = b"_o#";
+    let steps = CHARSET.len() as i64 * ROWS;
+    let relmax = if max - min == 0.0 { 1.0 } else { max - min };
+    let mut row = 0i64;
+    loop {
+        let mut chars = vec![b' '; samples.len()];
+        let mut more = false;
+        for (j, (value, label)) in samples.iter().enumerate() {
+            let step = ((((value - min) * steps as f64) as i64) as f64 / relmax) as i64;
+            let step = step.clamp(0, steps - 1);
+            if row < ROWS {
+                more = true;
+                let idx = step - (ROWS - row - 1) * CHARSET.len() as i64;
+                if (0..CHARSET.len() as i64).contains(&idx) {
+                    chars[j] = CHARSET[idx as usize];
+                } else if idx >= CHARSET.len() as i64 {
+                    chars[j] = b'|';
+                }
+            } else {
+                // One blank row between the graph and the labels.
+                if row - ROWS < 1 {
+                    more = true;
+                    break;
+                }
+                let at = (row - ROWS - 1) as usize;
+                if let Some(&c) = label.as_bytes().get(at) {
+                    more = true;
+                    chars[j] = c;
+                }
+            }
+        }
+        if !more {
+            break;
+        }
+        row += 1;
+        out.push_str(&String::from_utf8_lossy(&chars));
+        out.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graph_as_redis_draws_it() {
+        let s = Series {
+            samples: [(97, 23), (99, 50), (100, 13)].into_iter().collect(),
+            max: 50,
+        };
+        // Taken from redis-server 7.0.15's LATENCY GRAPH of the same samples.
+        let expected = "command - high 50 ms, low 13 ms (all time high 50 ms)\n".to_string()
+            + &"-".repeat(80)
+            + "\n # \n | \n_| \n||_\n   \n310\nsss\n";
+        assert_eq!(graph("command", &s, 100), expected);
+    }
 }

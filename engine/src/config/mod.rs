@@ -201,6 +201,10 @@ settings! {
     client_output_buffer_limit: String = crate::outbuf::DEFAULT_TEXT.into() =>
         Setting::special("client-output-buffer-limit", check_obl, show_obl)
             .apply(Store::reload_output_limits);
+    /// TCP keepalive of client connections, in seconds (0: off): the probe interval
+    /// set on each accepted socket, as Redis's `anetKeepAlive` (idle time, a third
+    /// of it between probes, 3 probes).
+    tcp_keepalive: u32 = 300 => Setting::int("tcp-keepalive", 0, i32::MAX as i64);
     /// Client-side caching: the most keys the tracking table remembers (0: no
     /// limit); over it, random keys are invalidated before the next command.
     tracking_table_max_keys: usize = 1_000_000 =>

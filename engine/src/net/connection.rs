@@ -51,6 +51,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
     let output: Output = Arc::default();
     let (id, gate, (idle_limit, qbuf_limit)) = {
         let mut store = shared.lock();
+        keepalive(&stream, store.config.tcp_keepalive);
         let id = store.connect(addr, laddr, push_tx, kill.clone(), output.clone());
         let limits = (
             idle_limit(store.config.timeout, false),
@@ -96,6 +97,22 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
     tracing::debug!(client = id, ?exit, "connection closed");
     shared.lock().disconnect(id);
     shared.client_gone();
+}
+
+/// `tcp-keepalive`: probes after `secs` idle, every third of it, 3 of them (Redis's
+/// `anetKeepAlive`). A socket that refuses keeps working without.
+fn keepalive(stream: &TcpStream, secs: u32) {
+    if secs == 0 {
+        return;
+    }
+    let idle = std::time::Duration::from_secs(secs as u64);
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(std::time::Duration::from_secs((secs as u64 / 3).max(1)))
+        .with_retries(3);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&ka) {
+        tracing::debug!(error = %e, "cannot set TCP keepalive");
+    }
 }
 
 /// How long a client may stay idle (`timeout` seconds; 0 for ever). Subscribed
@@ -433,6 +450,9 @@ impl Conn {
                     let timed_out = {
                         let mut store = self.shared.lock();
                         store.blocking.unblock(self.id).map(|b| {
+                            // A timed-out command counts as a call (as Redis's
+                            // `updateStatsOnUnblock`).
+                            crate::observe::unblocked(&mut store, &b.args, None);
                             // WAIT answers with the replicas that acknowledged by now.
                             if b.kind == crate::blocking::BlockKind::Wait {
                                 crate::repl::wait_timed_out(&mut store, self.id)

@@ -9,7 +9,7 @@ pub(crate) fn section(store: &Store, name: &str, o: &mut String) {
     match name {
         "commandstats" => {
             o.push_str("# Commandstats\r\n");
-            for (cmd, s) in &obs.commands {
+            for (cmd, s) in obs.sorted() {
                 if s.calls == 0 && s.failed == 0 && s.rejected == 0 {
                     continue;
                 }
@@ -34,7 +34,7 @@ pub(crate) fn section(store: &Store, name: &str, o: &mut String) {
         _ => {
             o.push_str("# Latencystats\r\n");
             let pcts = crate::config::percentiles(&store.config.latency_tracking_info_percentiles);
-            for (cmd, s) in &obs.commands {
+            for (cmd, s) in obs.sorted() {
                 if s.histogram.total() == 0 {
                     continue;
                 }

@@ -19,8 +19,13 @@ use crate::command::CommandSpec;
 use crate::net::reply::Reply;
 use crate::store::Store;
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
+
+/// Top-level commands' counters by their table name: hashed with the command
+/// table's cheap hasher, no allocation per call.
+type ByName =
+    HashMap<&'static str, CommandStat, std::hash::BuildHasherDefault<crate::command::NameHasher>>;
 
 /// Counters of one command (or `container|subcommand`), INFO commandstats' fields.
 #[derive(Debug, Default, Clone)]
@@ -36,8 +41,10 @@ pub(crate) struct CommandStat {
 /// Everything recorded; one per store.
 #[derive(Debug, Default)]
 pub(crate) struct Observe {
-    /// By full name (`get`, `config|get`), in name order as INFO prints them.
-    pub(crate) commands: BTreeMap<String, CommandStat>,
+    /// Top-level commands (`get`).
+    commands: ByName,
+    /// Subcommands of containers, by full name (`config|get`).
+    subcommands: HashMap<String, CommandStat>,
     /// Error replies by their first word (`ERR`, `WRONGTYPE`), INFO errorstats.
     pub(crate) errors: BTreeMap<String, u64>,
     /// Every error reply sent (INFO `total_error_replies`).
@@ -53,6 +60,7 @@ impl Observe {
     /// latency samples, which have their own RESET).
     pub(crate) fn reset_stats(&mut self) {
         self.commands.clear();
+        self.subcommands.clear();
         self.errors.clear();
         self.error_replies = 0;
     }
@@ -68,8 +76,27 @@ impl Observe {
         *self.errors.entry(code.to_string()).or_default() += 1;
     }
 
-    fn stat(&mut self, name: String) -> &mut CommandStat {
-        self.commands.entry(name).or_default()
+    /// The counters of a call: its subcommand's for a container, else its command's.
+    fn stat(&mut self, spec: &CommandSpec, args: &[Bytes]) -> &mut CommandStat {
+        if spec.flags & crate::command::LABEL_SUB != 0 && args.len() > 1 {
+            let name = full_name(spec, args);
+            if name.contains('|') {
+                return self.subcommands.entry(name).or_default();
+            }
+        }
+        self.commands.entry(spec.name).or_default()
+    }
+
+    /// Every command's and subcommand's counters, in name order (as INFO prints them).
+    pub(crate) fn sorted(&self) -> Vec<(&str, &CommandStat)> {
+        let mut v: Vec<(&str, &CommandStat)> = self
+            .commands
+            .iter()
+            .map(|(n, s)| (*n, s))
+            .chain(self.subcommands.iter().map(|(n, s)| (n.as_str(), s)))
+            .collect();
+        v.sort_by_key(|(n, _)| *n);
+        v
     }
 }
 
@@ -106,14 +133,13 @@ pub(crate) fn call_done(
     }
     let ns = started.elapsed().as_nanos() as u64;
     let us = ns / 1000;
-    let name = full_name(spec, args);
     let tracking = store.config.latency_tracking;
     let obs = &mut store.observe;
     let failed = matches!(reply, Reply::Error(_));
     if let Reply::Error(e) = reply {
         obs.count_error(e);
     }
-    let st = obs.stat(name.clone());
+    let st = obs.stat(spec, args);
     st.calls += 1;
     st.usec += us;
     if failed {
@@ -134,20 +160,43 @@ pub(crate) fn call_done(
             .latency
             .add(event, us / 1000, store.now / 1000);
     }
-    let meta = crate::cmd::command_meta::flags(&name);
-    if !meta.skip_slowlog {
-        let slower = store.config.slowlog_log_slower_than;
-        if slower >= 0 && us as i64 >= slower {
-            let max = store.config.slowlog_max_len as usize;
-            store
-                .observe
-                .slowlog
-                .push(client, args, us, store.now / 1000, max);
-        }
+    // The metadata (skip flags) only when something would be logged.
+    let slower = store.config.slowlog_log_slower_than;
+    let slow = slower >= 0 && us as i64 >= slower;
+    let monitored = !store.observe.monitors.is_empty() && store.blocking.serving.is_none();
+    if !slow && !monitored {
+        return;
     }
-    let reprocessing = store.blocking.serving.is_some();
-    if !store.observe.monitors.is_empty() && !reprocessing && !meta.skip_monitor && !meta.admin {
+    let meta = crate::cmd::command_meta::flags(&full_name(spec, args));
+    if slow && !meta.skip_slowlog {
+        let max = store.config.slowlog_max_len as usize;
+        store
+            .observe
+            .slowlog
+            .push(client, args, us, store.now / 1000, max);
+    }
+    if monitored && !meta.skip_monitor && !meta.admin {
         monitor::feed(store, client, args);
+    }
+}
+
+/// A blocked command released without being served: its timeout passed, or CLIENT
+/// UNBLOCK (`error` is the reply then, if it is one). Counted as a call, as Redis
+/// does.
+pub(crate) fn unblocked(store: &mut Store, args: &[Bytes], error: Option<&str>) {
+    let Some(spec) = crate::command::lookup(&args[0]) else {
+        return;
+    };
+    store.stats.commands += 1;
+    let obs = &mut store.observe;
+    if let Some(e) = error {
+        obs.count_error(e);
+    }
+    // No latency sample: redis-server 7.0.15 records none for these either.
+    let st = obs.stat(spec, args);
+    st.calls += 1;
+    if error.is_some() {
+        st.failed += 1;
     }
 }
 
@@ -157,7 +206,7 @@ pub(crate) fn rejected(store: &mut Store, spec: Option<&CommandSpec>, args: &[By
     let obs = &mut store.observe;
     obs.count_error(e);
     if let Some(spec) = spec {
-        obs.stat(full_name(spec, args)).rejected += 1;
+        obs.stat(spec, args).rejected += 1;
     }
 }
 
