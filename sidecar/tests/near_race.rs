@@ -99,6 +99,25 @@ async fn kill_trackers(admin: &mut redis::aio::MultiplexedConnection) -> usize {
     n
 }
 
+/// Waits until the binlog up to now has been applied: the key of a sentinel row
+/// (`log:{seq}`), set first, goes when its insert reaches the cache.
+async fn binlog_applied(db: &MariaDb, shared: &CacheClient, seq: u32) {
+    let sentinel = format!("log:{seq}");
+    shared
+        .set(&sentinel, b"1", None)
+        .await
+        .expect("sentinel set");
+    db.sql(&format!("INSERT INTO app.log VALUES ({seq})"))
+        .expect("sentinel row");
+    for _ in 0..600 {
+        if shared.get(&sentinel).await.expect("sentinel get").is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the binlog was not applied within 30 s");
+}
+
 /// One run; returns (stale values found, near hits, near flushes).
 async fn run(
     db: &MariaDb,
@@ -196,24 +215,8 @@ async fn run(
     for w in writers {
         w.await.expect("writer");
     }
-    // Writes stopped. Wait until the binlog is applied: a sentinel row's key goes.
-    let sentinel = format!("log:{seq}");
-    let shared = client().await;
-    shared
-        .set(&sentinel, b"1", None)
-        .await
-        .expect("sentinel set");
-    db.sql(&format!("INSERT INTO app.log VALUES ({seq})"))
-        .expect("sentinel row");
-    let mut applied = false;
-    for _ in 0..600 {
-        if shared.get(&sentinel).await.expect("sentinel get").is_none() {
-            applied = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(applied, "the binlog was not applied within 30 s");
+    // Writes stopped. Wait until the binlog is applied.
+    binlog_applied(db, &client().await, seq).await;
     stop.store(true, Ordering::Relaxed);
     for r in readers {
         r.await.expect("reader");
@@ -294,5 +297,230 @@ async fn near_caches_hold_no_stale_value_once_writes_stop() {
         drop(s);
         assert!(wait_until(Duration::from_secs(1), || true));
         let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// `COHERENT_BENCH_<name>` as a number, or `default`.
+fn bench_env(name: &str, default: u64) -> u64 {
+    std::env::var(format!("COHERENT_BENCH_{name}"))
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// p50, p99 and max of `v` (sorted here), in ms.
+fn percentiles(v: &mut [Duration]) -> (f64, f64, f64) {
+    v.sort();
+    let at = |q: f64| {
+        let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
+        v[i].as_secs_f64() * 1000.0
+    };
+    (at(0.50), at(0.99), at(1.0))
+}
+
+/// Commit-to-near-invalidation lag at `rate` row changes/s for `secs` seconds: every
+/// changed row is in the near cache before its (single) update; the time is from the
+/// UPDATE's return (autocommit) to the key leaving the near cache, one monotonic
+/// clock for both.
+async fn lag(
+    db: &MariaDb,
+    url: &str,
+    engine: bool,
+    rate: u64,
+    secs: u64,
+    first: i64,
+) -> Vec<Duration> {
+    let pool = mysql_async::Pool::from_url(format!("mysql://app:app@127.0.0.1:{}/app", db.port()))
+        .expect("pool url");
+    let n = (rate * secs) as i64;
+    let ids: Vec<i64> = (first..first + n).collect();
+    db.sql(&format!(
+        "INSERT INTO app.items SELECT seq, 0 FROM app.seq_{}_to_{}",
+        first,
+        first + n - 1
+    ))
+    .expect("bench rows");
+    let client = if engine {
+        CacheClient::engine(url).await
+    } else {
+        CacheClient::redis(url).await
+    }
+    .expect("cache client");
+    let cache = Cache::new(
+        client.clone(),
+        Options {
+            near: Some(NearOptions {
+                max_entries: 1_000_000,
+                ..NearOptions::default()
+            }),
+            ..Options::default()
+        },
+    );
+    // The rows' inserts delete their keys too: let them land first. Then fill the
+    // shared cache, and read each key once through the near cache.
+    binlog_applied(db, &client, first as u32).await;
+    // And the delayed second deletes (500 ms by default).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for id in &ids {
+        client.set(&key(*id), b"0", None).await.expect("fill");
+    }
+    for id in &ids {
+        let got: Option<i64> = cache
+            .get_or_load(&key(*id), Duration::from_secs(600), || async {
+                Ok::<_, std::io::Error>(None)
+            })
+            .await
+            .expect("near fill");
+        assert_eq!(got, Some(0));
+    }
+    assert_eq!(cache.near_len(), ids.len(), "every row in the near cache");
+    let committed: Arc<std::sync::Mutex<Vec<(i64, std::time::Instant)>>> = Arc::default();
+    let writer = {
+        let (pool, committed, ids) = (pool.clone(), committed.clone(), ids.clone());
+        tokio::spawn(async move {
+            let mut c = pool.get_conn().await.expect("writer connection");
+            let start = std::time::Instant::now();
+            for (i, id) in ids.iter().enumerate() {
+                let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+                tokio::time::sleep_until(due.into()).await;
+                c.exec_drop("UPDATE app.items SET v = v + 1 WHERE id = ?", (id,))
+                    .await
+                    .expect("update");
+                committed
+                    .lock()
+                    .expect("lock")
+                    .push((*id, std::time::Instant::now()));
+            }
+        })
+    };
+    // Watch the committed keys leave the near cache, from a thread of its own that
+    // polls every 50 us (finer than the runtime's 1 ms timer, without spinning).
+    let watcher = {
+        let (cache, committed, total) = (cache.clone(), committed.clone(), ids.len());
+        std::thread::spawn(move || {
+            let mut lags = Vec::with_capacity(total);
+            let mut watching: Vec<(i64, std::time::Instant)> = Vec::new();
+            let deadline = std::time::Instant::now() + Duration::from_secs(secs + 60);
+            while lags.len() < total && std::time::Instant::now() < deadline {
+                watching.extend(committed.lock().expect("lock").drain(..));
+                watching.retain(|(id, at)| {
+                    if cache.near_contains(&key(*id)) {
+                        return true;
+                    }
+                    lags.push(at.elapsed());
+                    false
+                });
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            lags
+        })
+    };
+    writer.await.expect("writer");
+    let lags = tokio::task::spawn_blocking(move || watcher.join().expect("watcher"))
+        .await
+        .expect("join");
+    assert_eq!(lags.len(), ids.len(), "every change reached the near cache");
+    pool.disconnect().await.expect("pool disconnect");
+    lags
+}
+
+/// Latency and throughput of one task reading one key: from the near cache, and with
+/// a GET to the shared cache.
+async fn hit_vs_get(url: &str, engine: bool, n: u64) -> [(f64, f64, f64); 2] {
+    let client = if engine {
+        CacheClient::engine(url).await
+    } else {
+        CacheClient::redis(url).await
+    }
+    .expect("cache client");
+    client.set("bench:hot", b"42", None).await.expect("set");
+    let cache = Cache::new(
+        client.clone(),
+        Options {
+            near: Some(NearOptions::default()),
+            ..Options::default()
+        },
+    );
+    let read = || async {
+        cache
+            .get_or_load("bench:hot", Duration::from_secs(600), || async {
+                Ok::<Option<i64>, std::io::Error>(None)
+            })
+            .await
+            .expect("read")
+    };
+    read().await;
+    assert!(cache.near_contains("bench:hot"));
+    let mut out = [(0.0, 0.0, 0.0); 2];
+    for (slot, near) in [(0, true), (1, false)] {
+        let mut each = Vec::with_capacity(n as usize);
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            let t = std::time::Instant::now();
+            if near {
+                assert_eq!(read().await, Some(42));
+            } else {
+                assert!(client.get("bench:hot").await.expect("get").is_some());
+            }
+            each.push(t.elapsed());
+        }
+        let ops = n as f64 / start.elapsed().as_secs_f64();
+        let (p50, p99, _) = percentiles(&mut each);
+        out[slot] = (p50 * 1000.0, p99 * 1000.0, ops);
+    }
+    out
+}
+
+/// bench/near-cache.sh: run with `--ignored --nocapture`, in release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: bench/near-cache.sh"]
+async fn near_cache_bench() {
+    let secs = bench_env("SECS", 5);
+    let rates = [bench_env("RATE_LOW", 1000), bench_env("RATE_HIGH", 5000)];
+    let hits = bench_env("HITS", 20_000);
+    let db = mariadb(MariaDbOptions::default());
+    schema(&db);
+    let redis = RedisServer::start(&[]).expect("redis-server must be installed");
+    let mut first = 1_000_000;
+    let mut results = Vec::new();
+    for (name, engine) in [("engine", true), ("redis", false)] {
+        let dir = tmpdir(&format!("near-bench-{name}"));
+        let target = if engine {
+            "kind = \"embedded\"".to_string()
+        } else {
+            format!("kind = \"redis\"\nurl = \"{}\"", redis.url())
+        };
+        let cfg = config(&dir, &db, &target, 64200 + engine as u32);
+        let s = Sidecar::start_ready(&cfg);
+        let url = if engine {
+            format!("redis://{}", s.engine)
+        } else {
+            redis.url()
+        };
+        for rate in rates {
+            let mut l = lag(&db, &url, engine, rate, secs, first).await;
+            first += (rate * secs) as i64;
+            let (p50, p99, max) = percentiles(&mut l);
+            println!(
+                "lag: {name} {rate}/s: commit to near-cache entry gone p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms ({} changes)",
+                l.len()
+            );
+            results.push((name, rate, p99));
+        }
+        let [near, get] = hit_vs_get(&url, engine, hits).await;
+        println!(
+            "hit: {name}: near-cache hit p50 {:.1} us, p99 {:.1} us, {:.0} ops/s; shared GET p50 {:.1} us, p99 {:.1} us, {:.0} ops/s; near/GET latency p50 1/{:.0}, throughput x{:.0}",
+            near.0, near.1, near.2, get.0, get.1, get.2,
+            get.0 / near.0.max(0.001),
+            near.2 / get.2.max(1.0)
+        );
+        drop(s);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    for (name, rate, p99) in results {
+        println!(
+            "goal: {name} {rate}/s p99 {p99:.2} ms {} 5 ms",
+            if p99 < 5.0 { "<" } else { ">=" }
+        );
     }
 }
