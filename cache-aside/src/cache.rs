@@ -157,6 +157,14 @@ impl<C: Codec> Cache<C> {
         self.inner.near.as_ref().map_or(0, NearCache::len)
     }
 
+    /// Whether the near cache holds `key` (false without one).
+    pub fn near_contains(&self, key: &str) -> bool {
+        self.inner
+            .near
+            .as_ref()
+            .is_some_and(|n| n.get_local(key).is_some())
+    }
+
     /// Drops the near cache's tracking connection, as a network failure would: the
     /// near cache empties at once and refills after the next read reconnects.
     pub async fn near_disconnect(&self) {
