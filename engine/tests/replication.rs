@@ -196,6 +196,12 @@ fn redis_server_replicates_the_engine() {
         "{slave0}"
     );
     assert_eq!(info(&mut p, "connected_slaves"), "1");
+    let Resp::Bulk(Some(list)) = p.cmd(&["CLIENT", "LIST", "TYPE", "replica"]) else {
+        panic!("CLIENT LIST");
+    };
+    let list = String::from_utf8_lossy(&list).into_owned();
+    assert_eq!(list.lines().count(), 1, "{list}");
+    assert!(list.contains(" flags=S "), "{list}");
     let Resp::Array(Some(role)) = p.cmd(&["ROLE"]) else {
         panic!("ROLE");
     };
@@ -289,6 +295,26 @@ fn a_promoted_replica_continues_its_old_primarys_replicas() {
         a.engine.save_aux("coherent-binlog-position").as_deref(),
         Some(&b"binlog.000007:1234"[..])
     );
+    // ...and a new one comes in the stream, at its point.
+    p.engine
+        .set_save_aux("coherent-binlog-position", Some("binlog.000008:99".into()));
+    e_wait(&mut pc, 2);
+    assert_eq!(
+        a.engine.save_aux("coherent-binlog-position").as_deref(),
+        Some(&b"binlog.000008:99"[..])
+    );
+    assert_eq!(
+        a.engine.role(),
+        engine::Role::Replica {
+            host: "127.0.0.1".into(),
+            port: p.addr.port(),
+            link_up: true
+        }
+    );
+    let offset = info(&mut pc, "master_repl_offset");
+    wait_for("both at the primary's offset again", || {
+        info(&mut ac, "slave_repl_offset") == offset && info(&mut bc, "slave_repl_offset") == offset
+    });
     drop(pc);
     drop(p);
     wait_for("A sees the link down", || !link_up(&mut ac));
@@ -561,4 +587,35 @@ fn a_replica_with_the_aof_on_restarts_with_the_primarys_data() {
     drop(r);
     drop(e);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_chain_of_replicas_keeps_the_primarys_offsets() {
+    // redis-server -> engine A -> engine B: A passes the primary's stream on byte for
+    // byte, so all three report the same offset and B can resync with A's history.
+    let primary = redis(&[]);
+    let mut p = Conn::connect(primary.addr());
+    populate(&mut p);
+    let a = engine();
+    let mut ac = Conn::connect(a.addr);
+    ok(ac.cmd(&["REPLICAOF", "127.0.0.1", &primary.port.to_string()]));
+    wait_for("A's link", || link_up(&mut ac));
+    let b = engine();
+    let mut bc = Conn::connect(b.addr);
+    ok(bc.cmd(&["REPLICAOF", "127.0.0.1", &a.addr.port().to_string()]));
+    wait_for("B's link", || link_up(&mut bc));
+    live_writes(&mut p);
+    wait_for("the short key's expiry", || short_gone(&mut p));
+    e_wait(&mut p, 1);
+    let offset = info(&mut p, "master_repl_offset");
+    wait_for("the same offset along the chain", || {
+        info(&mut ac, "slave_repl_offset") == offset && info(&mut bc, "slave_repl_offset") == offset
+    });
+    let want = snapshot(&mut p);
+    assert_same("A", &want, &snapshot(&mut ac));
+    assert_same("B", &want, &snapshot(&mut bc));
+    assert_eq!(
+        info(&mut bc, "master_replid"),
+        info(&mut p, "master_replid")
+    );
 }

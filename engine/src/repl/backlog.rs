@@ -60,8 +60,20 @@ pub(crate) struct Backlog {
     inner: Mutex<Inner>,
 }
 
+/// Appends `n` in decimal, without allocating (this runs for every write).
 fn push_num(out: &mut Vec<u8>, n: usize) {
-    out.extend_from_slice(n.to_string().as_bytes());
+    let mut b = [0u8; 20];
+    let mut i = b.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        b[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&b[i..]);
 }
 
 /// Appends one command in the Redis protocol.
@@ -280,8 +292,9 @@ impl PropagationSink for Backlog {
         let mut out = Vec::with_capacity(64 * ops.len());
         for op in ops {
             if i.seldb != Some(op.db) {
-                let db = op.db.to_string();
-                encode(&mut out, &[b"SELECT".as_slice(), db.as_bytes()]);
+                let mut db = Vec::with_capacity(4);
+                push_num(&mut db, op.db);
+                encode(&mut out, &[b"SELECT".as_slice(), &db]);
                 i.seldb = Some(op.db);
             }
             encode(&mut out, &op.argv);
