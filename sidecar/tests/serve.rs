@@ -253,9 +253,21 @@ fn config_rewrite_updates_the_engine_section_in_place() {
         after.ends_with("\n[admin]\n# health checks\nlisten = \"127.0.0.1:0\"\n"),
         "{after}"
     );
+    // What Sentinel relies on: the role REPLICAOF gives is written too, and taken
+    // back by REPLICAOF NO ONE.
+    assert_eq!(c.cmd(&["REPLICAOF", "127.0.0.1", "1"]), "+OK");
+    assert_eq!(c.cmd(&["CONFIG", "REWRITE"]), "+OK");
+    let replica = std::fs::read_to_string(&cfg).expect("read config");
+    assert!(
+        replica.contains("replicaof = \"127.0.0.1 1\"\n"),
+        "{replica}"
+    );
+    assert_eq!(c.cmd(&["REPLICAOF", "NO", "ONE"]), "+OK");
+    assert_eq!(c.cmd(&["CONFIG", "REWRITE"]), "+OK");
     assert!(r.stop().success(), "{}", r.log());
     let r = Sidecar::start_persisted(&cfg);
     let mut c = Resp::connect(&r.engine);
+    assert!(c.cmd(&["ROLE"]).starts_with("master"), "{}", r.log());
     assert_eq!(c.cmd(&["CONFIG", "GET", "hz"]), "hz\n20");
     assert_eq!(
         c.cmd(&["CONFIG", "GET", "maxmemory-policy"]),
