@@ -4,6 +4,7 @@ use crate::client::{CacheClient, LeaseRead};
 use crate::codec::{Codec, Json, NOT_FOUND};
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::near::{NearCache, NearOptions};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -38,6 +39,11 @@ pub struct Options {
     /// Delete the keys a second time after this delay (delayed double delete), for
     /// clients that fill without leases. None: once.
     pub second_delete: Option<Duration>,
+    /// A near cache in front of the shared one ([`crate::near`]): values read from
+    /// the shared cache on a tracking connection are kept in process until the server
+    /// says they changed. None (the default): every read goes to the shared cache.
+    /// Needs a single server (the engine or a Redis 6+), not a cluster.
+    pub near: Option<NearOptions>,
 }
 
 impl Default for Options {
@@ -52,6 +58,7 @@ impl Default for Options {
             delete_attempts: 4,
             delete_backoff: Duration::from_millis(20),
             second_delete: None,
+            near: None,
         }
     }
 }
@@ -71,6 +78,7 @@ struct Inner<C> {
     codec: C,
     metrics: Metrics,
     flights: Flights,
+    near: Option<NearCache>,
 }
 
 /// The cache-aside handle: cheap to clone, share it across the service.
@@ -123,15 +131,45 @@ impl Drop for FlightGuard<'_> {
 
 impl<C: Codec> Cache<C> {
     /// A cache with another codec.
+    ///
+    /// With [`Options::near`] on a cluster there is no near cache (tracking is per
+    /// node): reads go to the shared cache as without one.
     pub fn with_codec(client: CacheClient, opts: Options, codec: C) -> Self {
+        let metrics = Metrics::default();
+        let near = match (&opts.near, client.node_info()) {
+            (Some(o), Some(info)) => Some(NearCache::new(info, o.clone(), metrics.near.clone())),
+            _ => None,
+        };
         Cache {
             inner: Arc::new(Inner {
                 client,
                 opts,
                 codec,
-                metrics: Metrics::default(),
+                metrics,
                 flights: Mutex::new(HashMap::new()),
+                near,
             }),
+        }
+    }
+
+    /// Entries in the near cache (0 without one).
+    pub fn near_len(&self) -> usize {
+        self.inner.near.as_ref().map_or(0, NearCache::len)
+    }
+
+    /// Whether the near cache holds `key` (false without one).
+    pub fn near_contains(&self, key: &str) -> bool {
+        self.inner
+            .near
+            .as_ref()
+            .is_some_and(|n| n.get_local(key).is_some())
+    }
+
+    /// Drops the near cache's tracking connection, as a network failure would: the
+    /// near cache empties at once and refills after the next read reconnects.
+    pub async fn near_disconnect(&self) {
+        if let Some(n) = &self.inner.near {
+            n.disconnect().await;
         }
     }
 
@@ -167,6 +205,10 @@ impl<C: Codec> Cache<C> {
         Fut: Future<Output = Result<Option<T>, E>>,
     {
         let inner = &*self.inner;
+        // The near cache first: no round trip at all.
+        if let Some(bytes) = inner.near.as_ref().and_then(|n| n.get_local(key)) {
+            return self.decode(&bytes, true).map(|(v, _)| v);
+        }
         // Join an in-flight load of the same key, or lead one.
         let joined = {
             let mut f = inner.flights.lock().unwrap_or_else(|p| p.into_inner());
@@ -232,6 +274,14 @@ impl<C: Codec> Cache<C> {
     {
         let inner = &*self.inner;
         let (m, opts) = (&inner.metrics, &inner.opts);
+        if let Some(near) = &inner.near {
+            // A tracked read: a hit is kept in the near cache until invalidated. A
+            // miss (or a tracking connection that is down) goes the usual way; the
+            // fill it leads to reaches the near cache on the next read.
+            if let Ok(Some(bytes)) = near.read(key).await {
+                return self.decode_hit(bytes);
+            }
+        }
         if !opts.leases {
             if let Some(bytes) = inner.client.get(key).await.map_err(Error::Cache)? {
                 return self.decode_hit(bytes);
@@ -301,12 +351,27 @@ impl<C: Codec> Cache<C> {
 
     fn decode_hit<T: DeserializeOwned, E>(&self, bytes: Vec<u8>) -> Result<Loaded<T>, Error<E>> {
         if bytes == NOT_FOUND {
-            self.inner.metrics.negative_hit();
+            self.inner.metrics.negative_hit(false);
             return Ok((None, None));
         }
-        self.inner.metrics.hit();
+        self.inner.metrics.hit(false);
         let v = self.inner.codec.decode(&bytes).map_err(Error::Codec)?;
         Ok((Some(v), Some(Arc::new(bytes))))
+    }
+
+    /// A hit's value (`near`: from the near cache).
+    fn decode<T: DeserializeOwned, E>(
+        &self,
+        bytes: &Arc<Vec<u8>>,
+        near: bool,
+    ) -> Result<Loaded<T>, Error<E>> {
+        if bytes.as_slice() == NOT_FOUND {
+            self.inner.metrics.negative_hit(near);
+            return Ok((None, None));
+        }
+        self.inner.metrics.hit(near);
+        let v = self.inner.codec.decode(bytes).map_err(Error::Codec)?;
+        Ok((Some(v), Some(bytes.clone())))
     }
 
     /// Calls the loader, timing it, and encodes its value.
@@ -379,6 +444,12 @@ impl<C: Codec> Cache<C> {
     /// Deletes keys (voiding their leases), with the configured retries.
     pub async fn invalidate(&self, keys: &[&str]) -> Result<(), redis::RedisError> {
         let (m, o) = (&self.inner.metrics, &self.inner.opts);
+        // This process's own copies go at once (the push follows).
+        if let Some(n) = &self.inner.near {
+            for k in keys {
+                n.forget(k);
+            }
+        }
         let mut backoff = o.delete_backoff;
         let mut attempt = 1;
         loop {

@@ -110,6 +110,11 @@ impl CacheClient {
         self
     }
 
+    /// The single server's address and credentials (`None` for a cluster).
+    pub fn node_info(&self) -> Option<redis::ConnectionInfo> {
+        self.conn.node_info()
+    }
+
     /// Lease read: the value on a hit; on a miss a token, or how long to wait.
     pub async fn lease_get(&self, key: &str) -> RedisResult<LeaseRead> {
         let v: Value = match self.kind {

@@ -231,6 +231,15 @@ impl RedisConn {
         Ok(RedisConn { inner })
     }
 
+    /// The server's address and credentials, for a single node (the near cache opens
+    /// its own connection there); `None` for a cluster.
+    pub fn node_info(&self) -> Option<ConnectionInfo> {
+        match &self.inner {
+            Inner::Node(n) => Some(n.client.get_connection_info().clone()),
+            Inner::Cluster(_) => None,
+        }
+    }
+
     /// Whether this is a cluster (commands of one request must share a slot).
     pub fn is_cluster(&self) -> bool {
         matches!(self.inner, Inner::Cluster(_))

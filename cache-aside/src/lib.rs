@@ -110,6 +110,7 @@ pub mod codec;
 pub mod connection;
 pub mod error;
 pub mod metrics;
+pub mod near;
 pub mod scripts;
 
 pub use cache::{jitter, Cache, Options};
@@ -117,3 +118,4 @@ pub use client::{CacheClient, LeaseRead};
 pub use codec::{Codec, Json};
 pub use error::Error;
 pub use metrics::{Metrics, MetricsSnapshot};
+pub use near::{NearError, NearOptions};

@@ -26,13 +26,39 @@ pub struct Metrics {
     deletes: AtomicU64,
     delete_retries: AtomicU64,
     delete_failures: AtomicU64,
+    shared_hits: AtomicU64,
+    near_hits: AtomicU64,
+    /// Shared with the near cache's connection task.
+    pub(crate) near: std::sync::Arc<NearCounters>,
+}
+
+/// The near cache's counters, kept by its connection task.
+#[derive(Debug, Default)]
+pub(crate) struct NearCounters {
+    /// Values stored from tracked reads.
+    pub(crate) fills: AtomicU64,
+    /// `invalidate` pushes received.
+    pub(crate) invalidations: AtomicU64,
+    /// Times the near cache was emptied because its connection dropped.
+    pub(crate) flushes: AtomicU64,
+}
+
+impl NearCounters {
+    pub(crate) fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Relaxed);
+    }
 }
 
 /// A copy of the counters at one moment. Every field only grows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetricsSnapshot {
-    /// Reads served from the cache (including negative entries).
+    /// Reads served from the cache (including negative entries): the near cache's
+    /// hits plus the shared cache's.
     pub hits: u64,
+    /// Of the hits, those served from the near cache (no round trip).
+    pub near_hits: u64,
+    /// Of the hits, those served by the shared cache (the engine or Redis).
+    pub shared_hits: u64,
     /// Of the hits, negative-cache entries ("not found").
     pub negative_hits: u64,
     /// Reads that missed and went to the loader (or waited for another reader).
@@ -65,17 +91,29 @@ pub struct MetricsSnapshot {
     pub delete_retries: u64,
     /// Deletes that failed after every retry (reported to the caller).
     pub delete_failures: u64,
+    /// Values the near cache stored (each from a read on its tracking connection).
+    pub near_fills: u64,
+    /// Invalidation messages the near cache received (`invalidate` pushes).
+    pub invalidations_received: u64,
+    /// Times the near cache was emptied because its tracking connection dropped
+    /// (it refills after reconnecting).
+    pub near_flushes: u64,
 }
 
 impl Metrics {
     pub(crate) fn inc(c: &AtomicU64) {
         c.fetch_add(1, Relaxed);
     }
-    pub(crate) fn hit(&self) {
-        Self::inc(&self.hits)
-    }
-    pub(crate) fn negative_hit(&self) {
+    pub(crate) fn hit(&self, near: bool) {
         Self::inc(&self.hits);
+        Self::inc(if near {
+            &self.near_hits
+        } else {
+            &self.shared_hits
+        });
+    }
+    pub(crate) fn negative_hit(&self, near: bool) {
+        self.hit(near);
         Self::inc(&self.negative_hits)
     }
     pub(crate) fn miss(&self) {
@@ -129,6 +167,8 @@ impl Metrics {
         let g = |c: &AtomicU64| c.load(Relaxed);
         MetricsSnapshot {
             hits: g(&self.hits),
+            near_hits: g(&self.near_hits),
+            shared_hits: g(&self.shared_hits),
             negative_hits: g(&self.negative_hits),
             misses: g(&self.misses),
             lease_waits: g(&self.lease_waits),
@@ -145,6 +185,9 @@ impl Metrics {
             deletes: g(&self.deletes),
             delete_retries: g(&self.delete_retries),
             delete_failures: g(&self.delete_failures),
+            near_fills: g(&self.near.fills),
+            invalidations_received: g(&self.near.invalidations),
+            near_flushes: g(&self.near.flushes),
         }
     }
 }

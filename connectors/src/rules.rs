@@ -75,6 +75,14 @@ pub enum RuleError {
         /// The rule's templates.
         keys: Vec<String>,
     },
+    /// `value.format` is not one the audits render (only `"json"`).
+    #[error("rules[{index}].value.format {format:?}: only \"json\" is supported")]
+    ValueFormat {
+        /// Rule index.
+        index: usize,
+        /// The format given.
+        format: String,
+    },
     /// A placeholder's column is not in the row image (binlog_row_image is not FULL).
     #[error("key {template:?} needs column `{column}` of `{db}`.`{table}`, which the binlog row image does not carry: set binlog_row_image=FULL")]
     AbsentColumn {
@@ -117,6 +125,11 @@ impl RuleError {
                 *index,
                 "value",
                 format!("keys {template:?}: not one of the rule's keys {keys:?}"),
+            ),
+            RuleError::ValueFormat { index, format } => (
+                *index,
+                "value",
+                format!("format {format:?}: only \"json\" is supported"),
             ),
             other => return ConfigError::new("rules", "", other.to_string()),
         };
@@ -608,6 +621,13 @@ impl Rules {
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            // Refused here, at load, rather than when an audit first renders a row.
+            if let Some(v) = c.value.as_ref().filter(|v| v.format != "json") {
+                return Err(RuleError::ValueFormat {
+                    index,
+                    format: v.format.clone(),
+                });
+            }
             let value_templates =
                 value_templates_of(c).map_err(|(_, template)| RuleError::ValueKey {
                     index,

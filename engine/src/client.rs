@@ -81,6 +81,15 @@ pub(crate) struct Client {
     pub(crate) close_after_reply: bool,
     /// CLIENT NO-EVICT.
     pub(crate) no_evict: bool,
+    /// In MONITOR mode (CLIENT LIST flag `O`).
+    pub(crate) monitor: bool,
+    /// CLIENT REPLY OFF: no replies at all.
+    pub(crate) reply_off: bool,
+    /// CLIENT REPLY SKIP: no reply to this command (set from `reply_skip_next` as a
+    /// command starts).
+    pub(crate) reply_skip: bool,
+    /// CLIENT REPLY SKIP was the last command: skip the next reply.
+    pub(crate) reply_skip_next: bool,
     /// The remote address, as CLIENT LIST shows it.
     pub(crate) addr: String,
     /// The local address.
@@ -131,6 +140,10 @@ impl Client {
             block: None,
             close_after_reply: false,
             no_evict: false,
+            monitor: false,
+            reply_off: false,
+            reply_skip: false,
+            reply_skip_next: false,
             addr,
             laddr,
             created: now,

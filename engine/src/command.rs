@@ -342,18 +342,28 @@ fn checked(
         if client.multi.is_some() {
             client.multi_error = true;
         }
-        return unknown_command(&args);
+        let reply = unknown_command(&args);
+        if let Reply::Error(e) = &reply {
+            crate::observe::rejected(store, None, &args, e);
+        }
+        return reply;
     };
     let argc = args.len() as i32;
     if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
-        return reject(store, client, spec, CmdError::Arity(spec.name.to_string()));
+        return reject(
+            store,
+            client,
+            spec,
+            &args,
+            CmdError::Arity(spec.name.to_string()),
+        );
     }
     if spec.flags & PROTECTED != 0 && !protected_allowed(&store.config.enable_debug_command, client)
     {
-        return reject(store, client, spec, CmdError::DebugNotAllowed);
+        return reject(store, client, spec, &args, CmdError::DebugNotAllowed);
     }
     if !client.authenticated && spec.flags & NO_AUTH == 0 {
-        return reject(store, client, spec, CmdError::NoAuth);
+        return reject(store, client, spec, &args, CmdError::NoAuth);
     }
     // Persistence gates, as Redis's processCommand; the embedding process's own
     // commands (the sidecar's deletes, which must land) pass them.
@@ -362,16 +372,16 @@ fn checked(
             && (spec.flags & WRITE != 0 || spec.name == "ping")
         {
             let e = CmdError::Other(MISCONF.into());
-            return reject(store, client, spec, e);
+            return reject(store, client, spec, &args, e);
         }
         if store.save.loading && spec.flags & LOADING == 0 {
             let e = CmdError::Other("LOADING Redis is loading the dataset in memory".into());
-            return reject(store, client, spec, e);
+            return reject(store, client, spec, &args, e);
         }
     }
     // A replica applies whatever its primary sends (Redis exempts the master client).
     if store.config.maxmemory != 0 && !client.master && out_of_memory(store, client, spec) {
-        return reject(store, client, spec, CmdError::Oom);
+        return reject(store, client, spec, &args, CmdError::Oom);
     }
     // Redis's processCommand bounds the tracking table here.
     if store.tracking.client_count() > 0 {
@@ -379,7 +389,7 @@ fn checked(
     }
     if store.repl.active || store.config.min_replicas_to_write > 0 {
         if let Some(e) = crate::repl::gate(store, client, spec) {
-            return reject(store, client, spec, e);
+            return reject(store, client, spec, &args, e);
         }
     }
     if client.in_pubsub_mode() && spec.flags & SUB_OK == 0 {
@@ -387,7 +397,7 @@ fn checked(
             "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
             full_name(spec, &args)
         ));
-        return reject(store, client, spec, e);
+        return reject(store, client, spec, &args, e);
     }
     if client.multi.is_some() && spec.flags & NO_QUEUE == 0 {
         if let Some(q) = client.multi.as_mut() {
@@ -493,18 +503,22 @@ fn full_name(spec: &CommandSpec, args: &[Bytes]) -> String {
 
 /// Redis's `rejectCommand`: a rejected command dooms an open transaction, and a
 /// rejected EXEC discards it (and the WATCHes) with an `EXECABORT` that names the reason.
-fn reject(store: &mut Store, client: &mut Client, spec: &CommandSpec, e: CmdError) -> Reply {
-    let msg = e.to_string();
+fn reject(
+    store: &mut Store,
+    client: &mut Client,
+    spec: &CommandSpec,
+    args: &[Bytes],
+    e: CmdError,
+) -> Reply {
+    let mut msg = e.to_string();
     if spec.name == "exec" {
         crate::cmd::transactions::discard_transaction(store, client);
         let reason = msg.strip_prefix("ERR ").unwrap_or(&msg);
-        return Reply::Error(format!(
-            "EXECABORT Transaction discarded because of: {reason}"
-        ));
-    }
-    if client.multi.is_some() {
+        msg = format!("EXECABORT Transaction discarded because of: {reason}");
+    } else if client.multi.is_some() {
         client.multi_error = true;
     }
+    crate::observe::rejected(store, Some(spec), args, &msg);
     Reply::Error(msg)
 }
 
@@ -523,6 +537,7 @@ pub(crate) fn call(
         .propagation
         .is_on()
         .then(|| store.propagation.begin_command());
+    let started = std::time::Instant::now();
     let mut ctx = Ctx { store, client };
     let reply = match (spec.handler)(&mut ctx, args) {
         Ok(r) => r,
@@ -530,6 +545,8 @@ pub(crate) fn call(
     };
     let changed = store.stats.dirty != dirty;
     store.command_done(spec, args, client.db, changed, outer);
+    // Counters, slow log, latency monitor, MONITOR feed (`crate::observe`).
+    crate::observe::call_done(store, client, spec, args, started, &reply);
     reply
 }
 

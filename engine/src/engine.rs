@@ -266,6 +266,17 @@ impl Engine {
         self.shared.lock().aof.marker.clone()
     }
 
+    /// Names the config file the engine's settings came from and the TOML section
+    /// (table) they are in: CONFIG REWRITE writes the running settings back there.
+    /// Without one, CONFIG REWRITE answers Redis's "The server is running without a
+    /// config file".
+    pub fn set_config_file(&self, path: std::path::PathBuf, section: &str) {
+        self.shared.lock().config_file = Some(crate::config::rewrite::ConfigFile {
+            path,
+            section: section.to_string(),
+        });
+    }
+
     /// The engine's counters, read at once.
     pub fn stats(&self) -> EngineStats {
         self.shared.lock().stats()

@@ -16,7 +16,10 @@
 //!   record per connection; `blocking`, `pubsub`: blocked clients and
 //!   subscriptions; `lease`, `backstop`: Coherent's lease tokens and TTL backstops;
 //! - `config`: the settings table that CONFIG, the TOML `[engine]` section and INFO
-//!   read;
+//!   read (and CONFIG REWRITE writes back, `config::rewrite`);
+//! - `observe`: what the server records about the commands it runs (INFO
+//!   commandstats/errorstats/latencystats, the slow log, latency samples, MONITOR's
+//!   feed), reported once per call by the dispatcher; `pause`: CLIENT PAUSE;
 //! - `persist`: Redis's file formats (the RDB codec, DUMP payloads);
 //! - `repl`: replication (PSYNC2) both ways: the backlog, serving replicas, the link
 //!   to our primary.
@@ -40,7 +43,9 @@ pub(crate) mod lazyfree;
 pub(crate) mod lease;
 pub(crate) mod longdouble;
 pub(crate) mod net;
+pub(crate) mod observe;
 pub(crate) mod outbuf;
+pub(crate) mod pause;
 pub mod persist;
 pub(crate) mod pubsub;
 pub(crate) mod repl;
@@ -54,7 +59,9 @@ pub(crate) mod util;
 static GLOBAL: alloc::Counting = alloc::Counting;
 
 pub use backstop::Backstop;
-pub use config::{check_setting, EngineConfig, SettingError, SettingValue};
+pub use config::{
+    check_setting, settings_reference, EngineConfig, SettingDoc, SettingError, SettingValue,
+};
 pub use engine::{Engine, EngineStats};
 pub use keyspace::propagate::{Propagated, PropagationSink};
 pub use keyspace::KeyHook;

@@ -78,7 +78,7 @@ impl PubSub {
     }
 
     /// Queues an out-of-band message for one client (client-side caching's
-    /// invalidations); false if it is gone.
+    /// invalidations, MONITOR's lines); false if it is gone.
     pub(crate) fn push_to(&self, client: u64, msg: &Reply) -> bool {
         self.deliver(client, msg)
     }

@@ -92,6 +92,12 @@ pub(crate) struct Store {
     pub(crate) output_limits: crate::outbuf::OutputLimits,
     /// Replication: role, ids, backlog, replicas, the link to our primary.
     pub(crate) repl: crate::repl::ReplState,
+    /// Command and error counters, slow log, latency samples, MONITOR clients.
+    pub(crate) observe: crate::observe::Observe,
+    /// CLIENT PAUSE.
+    pub(crate) pause: crate::pause::Pause,
+    /// The file CONFIG REWRITE writes, when the engine was started from one.
+    pub(crate) config_file: Option<crate::config::rewrite::ConfigFile>,
 }
 
 impl Store {
@@ -132,6 +138,9 @@ impl Store {
             output_limits: crate::outbuf::DEFAULT_LIMITS,
             repl,
             tracking: Default::default(),
+            observe: Default::default(),
+            pause: Default::default(),
+            config_file: None,
         };
         store.reload_eviction();
         store.reload_output_limits();

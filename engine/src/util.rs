@@ -101,6 +101,11 @@ pub fn fmt_g(d: f64, prec: usize) -> String {
     }
 }
 
+/// Redis's `trimDoubleString`: `%f` text without trailing zeros (nor a bare point).
+pub(crate) fn trim_double(s: &str) -> String {
+    trim_zeros(s).to_string()
+}
+
 fn trim_zeros(s: &str) -> &str {
     if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.')

@@ -99,6 +99,26 @@ impl Side {
         out
     }
 
+    /// As [`Side::drain`], but keeps reading (up to a deadline) while a connection
+    /// has received less than `expected` shows for it: a loaded machine may answer
+    /// later than the settle time, and a late reply must not count as a different one.
+    fn drain_like(&mut self, expected: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut out = self.drain();
+        loop {
+            let short = expected
+                .iter()
+                .any(|(n, want)| out.get(n).map_or(0, |got| got.len()) < want.len());
+            if !short || std::time::Instant::now() > deadline {
+                return out;
+            }
+            std::thread::sleep(SETTLE);
+            for (n, more) in self.drain() {
+                out.entry(n).or_default().push_str(&more);
+            }
+        }
+    }
+
     fn close(&mut self, name: &str) {
         self.conns.remove(name);
     }
@@ -122,7 +142,8 @@ fn run(redis: SocketAddr, engine: SocketAddr, title: &str, steps: &[&str]) -> Ve
             e.send(name, line);
         }
         std::thread::sleep(SETTLE);
-        let (ro, eo) = (r.drain(), e.drain());
+        let ro = r.drain();
+        let eo = e.drain_like(&ro);
         for (name, rb) in &ro {
             let eb = eo.get(name).cloned().unwrap_or_default();
             if *rb != eb {

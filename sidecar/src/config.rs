@@ -140,6 +140,16 @@ impl Config {
             None => String::new(),
         };
         let name = path.map_or("<defaults>".to_string(), |p| p.display().to_string());
+        Self::load_text(&name, text, vars)
+    }
+
+    /// [`Config::load_with_env`] of a file's text, named `name` in errors.
+    pub fn load_text(
+        name: &str,
+        text: String,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> Result<Loaded> {
+        let name = name.to_string();
         // The file on its own first: its errors carry their line, which a document
         // merged with the environment no longer has.
         let file = ConfigFile::parse(&name, text)?;

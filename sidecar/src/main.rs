@@ -7,6 +7,7 @@ mod clock;
 mod config;
 mod invalidate;
 mod pipeline;
+mod reference;
 mod sweep;
 mod telemetry;
 mod timed;
@@ -49,6 +50,14 @@ enum Command {
         /// Config file (TOML).
         #[arg(long, short, env = "COHERENT_CONFIG")]
         config: PathBuf,
+    },
+    /// Print the configuration reference (Markdown): every section and key, its
+    /// default, its environment variable and what a bad value reports, from the code.
+    ConfigReference {
+        /// Print only the accepted keys, one `section<TAB>key` a line (`section` empty
+        /// for top-level keys).
+        #[arg(long)]
+        keys: bool,
     },
     /// Verify the MySQL prerequisites of a config: binlog settings, grants, rule tables
     /// and columns. Exit status 0 only when every check passes.
@@ -131,7 +140,17 @@ fn run() -> Result<()> {
             if let Some(a) = admin_listen {
                 cfg.admin.listen = a;
             }
-            serve(cfg, connector)
+            serve(cfg, connector, config)
+        }
+        Command::ConfigReference { keys } => {
+            if keys {
+                for (section, key) in reference::declared_keys() {
+                    println!("{section}\t{key}");
+                }
+            } else {
+                print!("{}", reference::markdown());
+            }
+            Ok(())
         }
         Command::CheckConfig { config } => {
             let loaded = config::Config::load(Some(&config))?;
@@ -207,6 +226,7 @@ fn run() -> Result<()> {
 fn serve(
     cfg: config::Config,
     connector: Option<(connectors::ConnectorConfig, connectors::rules::Rules)>,
+    config_file: Option<PathBuf>,
 ) -> Result<()> {
     // [engine] io_threads runs the connections; the binlog pipeline, when configured,
     // gets a thread of its own so decoding never stalls clients.
@@ -222,6 +242,12 @@ fn serve(
             .with_context(|| format!("cannot listen on {}", cfg.engine.listen))?;
         let addr = server.local_addr()?;
         let engine = server.engine();
+        // CONFIG REWRITE (Sentinel sends it at failover) writes the running settings
+        // back into the file's [engine] section; absolute, as Redis resolves it at start.
+        if let Some(path) = &config_file {
+            let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            engine.set_config_file(path, "engine");
+        }
         // The persisted data comes back before anything is served (the RDB file of
         // `dir`/`dbfilename`; a file that cannot be read stops the start).
         let loaded =

@@ -14,7 +14,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use prometheus::{Encoder, TextEncoder};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use std::time::Duration;
 /// otlp_endpoint = "http://127.0.0.1:4318"   # POSTs to /v1/metrics and /v1/traces
 /// export_interval = "10s"
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// Base URL of an OTLP HTTP receiver; absent = no push export.

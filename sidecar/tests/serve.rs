@@ -209,3 +209,78 @@ fn protected_mode_denies_other_hosts_with_redis_text() {
     assert_eq!(remote.cmd(&["AUTH", "s3cret"]), "+OK");
     assert_eq!(remote.cmd(&["PING"]), "+PONG");
 }
+
+/// CONFIG REWRITE (Redis Sentinel sends it at failover) writes the running settings
+/// back into the file's [engine] section, keeping the user's comments and the other
+/// sections; the next start runs with them.
+#[test]
+fn config_rewrite_updates_the_engine_section_in_place() {
+    let dir = common::tmpdir("rewrite");
+    let cfg = dir.join("coherent.toml");
+    let text = format!(
+        "# Coherent, hand-written\n[engine]\n# where clients connect\nlisten = \"127.0.0.1:0\"\ndir = \"{}\"\nsave = \"\"\nmaxmemory = \"64mb\" # the cache's budget\nhz = 10\n\n[admin]\n# health checks\nlisten = \"127.0.0.1:0\"\n",
+        dir.display()
+    );
+    std::fs::write(&cfg, &text).expect("write config");
+    let mut r = Sidecar::start_persisted(&cfg);
+    let mut c = Resp::connect(&r.engine);
+    assert_eq!(
+        c.cmd(&[
+            "CONFIG",
+            "SET",
+            "hz",
+            "20",
+            "maxmemory-policy",
+            "allkeys-lru"
+        ]),
+        "+OK"
+    );
+    assert_eq!(c.cmd(&["CONFIG", "REWRITE"]), "+OK");
+    let after = std::fs::read_to_string(&cfg).expect("read config");
+    assert!(
+        after.starts_with("# Coherent, hand-written\n[engine]\n# where clients connect\nlisten = \"127.0.0.1:0\"\n"),
+        "{after}"
+    );
+    assert!(
+        after.contains("maxmemory = \"64mb\" # the cache's budget\nhz = 20\n"),
+        "{after}"
+    );
+    assert!(
+        after.contains("maxmemory_policy = \"allkeys-lru\"\n"),
+        "{after}"
+    );
+    assert!(
+        after.ends_with("\n[admin]\n# health checks\nlisten = \"127.0.0.1:0\"\n"),
+        "{after}"
+    );
+    // What Sentinel relies on: the role REPLICAOF gives is written too, and taken
+    // back by REPLICAOF NO ONE.
+    assert_eq!(c.cmd(&["REPLICAOF", "127.0.0.1", "1"]), "+OK");
+    assert_eq!(c.cmd(&["CONFIG", "REWRITE"]), "+OK");
+    let replica = std::fs::read_to_string(&cfg).expect("read config");
+    assert!(
+        replica.contains("replicaof = \"127.0.0.1 1\"\n"),
+        "{replica}"
+    );
+    assert_eq!(c.cmd(&["REPLICAOF", "NO", "ONE"]), "+OK");
+    assert_eq!(c.cmd(&["CONFIG", "REWRITE"]), "+OK");
+    assert!(r.stop().success(), "{}", r.log());
+    let r = Sidecar::start_persisted(&cfg);
+    let mut c = Resp::connect(&r.engine);
+    assert!(c.cmd(&["ROLE"]).starts_with("master"), "{}", r.log());
+    assert_eq!(c.cmd(&["CONFIG", "GET", "hz"]), "hz\n20");
+    assert_eq!(
+        c.cmd(&["CONFIG", "GET", "maxmemory-policy"]),
+        "maxmemory-policy\nallkeys-lru"
+    );
+}
+
+/// Without a config file, CONFIG REWRITE answers as Redis does.
+#[test]
+fn config_rewrite_without_a_file_is_refused() {
+    let r = Sidecar::start_args(&[]);
+    assert_eq!(
+        Resp::connect(&r.engine).cmd(&["CONFIG", "REWRITE"]),
+        "-ERR The server is running without a config file"
+    );
+}

@@ -55,6 +55,9 @@ const SUBS: &[(&str, i32)] = &[
     ("kill", -3),
     ("unblock", -3),
     ("no-evict", 3),
+    ("reply", 3),
+    ("pause", -3),
+    ("unpause", 2),
     ("getredir", 2),
     ("tracking", -3),
     ("caching", 3),
@@ -92,6 +95,13 @@ fn client(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         "tracking" => super::tracking::tracking(ctx, args),
         "caching" => super::tracking::caching(ctx, &args[2]),
         "trackinginfo" => Ok(super::tracking::trackinginfo(ctx)),
+        "reply" => reply_mode(ctx, &args[2]),
+        "pause" => pause(ctx, args),
+        "unpause" => {
+            ctx.store.pause.unpause();
+            ctx.store.sync_pause();
+            Ok(Reply::OK)
+        }
         _ => Ok(help_reply("client", HELP)),
     }
 }
@@ -143,6 +153,60 @@ const HELP: &[&str] = &[
     "NO-EVICT (ON|OFF)",
     "    Protect current client connection from eviction.",
 ];
+
+/// CLIENT REPLY ON|OFF|SKIP: the connection leaves out the replies
+/// (`crate::net::connection`); ON answers OK, OFF and SKIP answer nothing.
+fn reply_mode(ctx: &mut Ctx, mode: &Bytes) -> CmdResult {
+    let c = &mut *ctx.client;
+    if eq_ic(mode, "on") {
+        c.reply_off = false;
+        c.reply_skip = false;
+        c.reply_skip_next = false;
+        Ok(Reply::OK)
+    } else if eq_ic(mode, "off") {
+        c.reply_off = true;
+        Ok(Reply::OK)
+    } else if eq_ic(mode, "skip") {
+        if !c.reply_off {
+            c.reply_skip_next = true;
+        }
+        Ok(Reply::OK)
+    } else {
+        Err(CmdError::Syntax)
+    }
+}
+
+/// CLIENT PAUSE timeout [WRITE|ALL] (`crate::pause`).
+fn pause(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    if args.len() > 4 {
+        return Err(CmdError::err(format!(
+            "unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+            String::from_utf8_lossy(&args[1])
+        )));
+    }
+    let mut all = true;
+    if let Some(mode) = args.get(3) {
+        if eq_ic(mode, "write") {
+            all = false;
+        } else if !eq_ic(mode, "all") {
+            return Err(CmdError::err("CLIENT PAUSE mode must be WRITE or ALL"));
+        }
+    }
+    let ms = crate::util::parse_i64(&args[2])
+        .ok_or_else(|| CmdError::err("timeout is not an integer or out of range"))?;
+    if ms < 0 {
+        return Err(CmdError::err("timeout is negative"));
+    }
+    let now = ctx.now();
+    let end = if ms > 0 {
+        now.saturating_add(ms as u64)
+    } else {
+        0
+    };
+    ctx.store.pause.pause(end, all, now);
+    ctx.store.sync_pause();
+    Ok(Reply::OK)
+}
 
 fn setname(ctx: &mut Ctx, name: &Bytes) -> CmdResult {
     if name.iter().any(|&c| c <= b' ' || c > b'~') {
@@ -231,13 +295,14 @@ impl Row {
             flags: if c.replica {
                 "S".to_string()
             } else {
-                flags_of(
-                    c.multi.is_some(),
-                    c.subscriptions() > 0,
+                flags_of(Flags {
+                    multi: c.multi.is_some(),
+                    pubsub: c.subscriptions() > 0,
                     blocked,
-                    super::tracking::list_flags(ctx, c.id),
-                    c.no_evict,
-                )
+                    tracking: super::tracking::list_flags(ctx, c.id),
+                    no_evict: c.no_evict,
+                    monitor: c.monitor,
+                })
             },
             db: c.db,
             sub: c.channels.len(),
@@ -303,16 +368,39 @@ impl Row {
     }
 }
 
-fn flags_of(multi: bool, pubsub: bool, blocked: bool, tracking: &str, no_evict: bool) -> String {
+/// What CLIENT LIST's `flags` field shows of one client.
+struct Flags<'a> {
+    multi: bool,
+    pubsub: bool,
+    blocked: bool,
+    tracking: &'a str,
+    no_evict: bool,
+    monitor: bool,
+}
+
+fn flags_of(
+    Flags {
+        multi,
+        pubsub,
+        blocked,
+        tracking,
+        no_evict,
+        monitor,
+    }: Flags<'_>,
+) -> String {
+    // Redis's order: O P x b t R B ... e.
     let mut f = String::new();
+    if monitor {
+        f.push('O');
+    }
+    if pubsub {
+        f.push('P');
+    }
     if multi {
         f.push('x');
     }
     if blocked {
         f.push('b');
-    }
-    if pubsub {
-        f.push('P');
     }
     f.push_str(tracking);
     if no_evict {
@@ -474,10 +562,11 @@ fn unblock(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     match ctx.store.blocking.unblock(id as u64) {
         None => Ok(Reply::Int(0)),
         Some(b) => {
+            const UNBLOCKED: &str = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
+            let e = error.then_some(UNBLOCKED);
+            crate::observe::unblocked(ctx.store, &b.args, e);
             if error {
-                let _ = b.tx.send(Reply::error(
-                    "UNBLOCKED client unblocked via CLIENT UNBLOCK",
-                ));
+                let _ = b.tx.send(Reply::error(UNBLOCKED));
             }
             // Dropping the sender makes the waiting connection reply its timeout reply.
             Ok(Reply::Int(1))

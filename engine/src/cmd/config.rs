@@ -39,9 +39,20 @@ fn config(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             let dirty = ctx.store.stats.dirty;
             ctx.store.stats = Default::default();
             ctx.store.stats.dirty = dirty;
+            ctx.store.observe.reset_stats();
             Ok(Reply::OK)
         }
-        "rewrite" => Err(CmdError::err("The server is running without a config file")),
+        "rewrite" => {
+            let Some(file) = ctx.store.config_file.clone() else {
+                return Err(CmdError::err("The server is running without a config file"));
+            };
+            config::rewrite::rewrite(&ctx.store.config, &file).map_err(|e| {
+                tracing::warn!(file = %file.path.display(), error = %e, "CONFIG REWRITE failed");
+                CmdError::err(format!("Rewriting config file: {e}"))
+            })?;
+            tracing::info!(file = %file.path.display(), "CONFIG REWRITE executed with success");
+            Ok(Reply::OK)
+        }
         _ => Ok(help_reply(
             "config",
             &[
@@ -115,7 +126,9 @@ fn config_set(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         if s.flags & PROTECTED != 0 {
             return Err(failed(&given, "can't set protected config"));
         }
-        if pairs.iter().any(|(o, _, _)| o.name == s.name) {
+        // Redis 7.0 registers an alias as a config of its own: the same name twice
+        // is a duplicate, a name and its alias are not.
+        if pairs.iter().any(|(_, g, _)| g.eq_ignore_ascii_case(&given)) {
             return Err(failed(&given, "duplicate parameter"));
         }
         pairs.push((s, given, String::from_utf8_lossy(&p[1]).into_owned()));

@@ -201,6 +201,12 @@ fn reset(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     ctx.client.resp = 2;
     ctx.client.name = None;
     ctx.client.no_evict = false;
+    // Out of MONITOR mode, replies back on (Redis's `clearClientConnectionState`).
+    if std::mem::take(&mut ctx.client.monitor) {
+        ctx.store.observe.monitors.retain(|&m| m != id);
+    }
+    ctx.client.reply_off = false;
+    ctx.client.reply_skip_next = false;
     ctx.client.authenticated = ctx.store.config.requirepass.is_none();
     Ok(Reply::Simple("RESET"))
 }

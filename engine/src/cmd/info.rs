@@ -299,6 +299,8 @@ fn info_section(ctx: &mut Ctx, name: &str, o: &mut String) {
             f!("tracking_total_keys:{}", t.key_count());
             f!("tracking_total_items:{}", t.item_count());
             f!("tracking_total_prefixes:{}", t.prefix_count());
+            f!("unexpected_error_replies:0");
+            f!("total_error_replies:{}", store.observe.error_replies);
         }
         "replication" => store.repl_info(o),
         "cpu" => {
@@ -310,9 +312,9 @@ fn info_section(ctx: &mut Ctx, name: &str, o: &mut String) {
             f!("used_cpu_user_children:0.000000");
         }
         "modules" => o.push_str("# Modules\r\n"),
-        "commandstats" => o.push_str("# Commandstats\r\n"),
-        "errorstats" => o.push_str("# Errorstats\r\n"),
-        "latencystats" => o.push_str("# Latencystats\r\n"),
+        "commandstats" | "errorstats" | "latencystats" => {
+            crate::observe::info::section(store, name, o);
+        }
         "cluster" => {
             o.push_str("# Cluster\r\n");
             f!("cluster_enabled:0");

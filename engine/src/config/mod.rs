@@ -9,6 +9,7 @@
 //! [`EngineConfig::validate`] for configs built in code. INFO reads the same fields.
 //! Adding a setting is adding a row.
 
+pub(crate) mod rewrite;
 mod setting;
 
 pub(crate) use setting::{parse_memory, Setting, Value, IMMUTABLE, PROTECTED};
@@ -49,6 +50,7 @@ macro_rules! settings {
             $(
                 Setting {
                     key: Some(stringify!($field)),
+                    doc: concat!($($doc, "\n",)*),
                     get: |c: &EngineConfig| Field::to_value(&c.$field),
                     put: |c: &mut EngineConfig, v| match <$ty as Field>::from_value(v) {
                         Some(x) => {
@@ -120,6 +122,31 @@ settings! {
     /// Largest sparse HyperLogLog before it turns dense.
     hll_sparse_max_bytes: u64 = crate::types::hll::DEFAULT_SPARSE_MAX_BYTES as u64 =>
         Setting::memory("hll-sparse-max-bytes", 0, i64::MAX as u64);
+    /// Lists' quicklist compression depth: accepted and shown as Redis does; the
+    /// engine's lists are not compressed (Redis 7.0 reports `quicklist` either way).
+    list_compress_depth: u32 = 0 => Setting::int("list-compress-depth", 0, i32::MAX as i64);
+    /// Commands that take at least this many microseconds go to the SLOWLOG (0: every
+    /// command, negative: none).
+    slowlog_log_slower_than: i64 = 10_000 =>
+        Setting::int("slowlog-log-slower-than", -1, i64::MAX);
+    /// The SLOWLOG keeps this many entries, the oldest dropped first.
+    slowlog_max_len: u64 = 128 =>
+        Setting::int("slowlog-max-len", 0, i64::MAX).apply(Store::trim_slowlog);
+    /// LATENCY samples events that take at least this many milliseconds (0: off).
+    latency_monitor_threshold: i64 = 0 =>
+        Setting::int("latency-monitor-threshold", 0, i64::MAX);
+    /// Per-command latency histograms (LATENCY HISTOGRAM, INFO latencystats).
+    latency_tracking: bool = true => Setting::boolean("latency-tracking");
+    /// The percentiles INFO latencystats reports, space-separated.
+    latency_tracking_info_percentiles: String = "50 99 99.9".into() =>
+        Setting::special(
+            "latency-tracking-info-percentiles",
+            check_percentiles,
+            same,
+        );
+    /// How hard active expiry works, 1..10: keys sampled per database per loop (20
+    /// at 1, 5 more per step, as Redis's `ACTIVE_EXPIRE_CYCLE_KEYS_PER_LOOP`).
+    active_expire_effort: u32 = 1 => Setting::int("active-expire-effort", 1, 10);
     /// Active expiry cycles per second (clamped to 1..=500 as in Redis).
     hz: u32 = 10 => Setting::int("hz", 0, i32::MAX as i64).normalize(clamp_hz);
     /// Memory limit in bytes (0: none): above it, keys are evicted by
@@ -174,6 +201,10 @@ settings! {
     client_output_buffer_limit: String = crate::outbuf::DEFAULT_TEXT.into() =>
         Setting::special("client-output-buffer-limit", check_obl, show_obl)
             .apply(Store::reload_output_limits);
+    /// TCP keepalive of client connections, in seconds (0: off): the probe interval
+    /// set on each accepted socket, as Redis's `anetKeepAlive` (idle time, a third
+    /// of it between probes, 3 probes).
+    tcp_keepalive: u32 = 300 => Setting::int("tcp-keepalive", 0, i32::MAX as i64);
     /// Client-side caching: the most keys the tracking table remembers (0: no
     /// limit); over it, random keys are invalidated before the next command.
     tracking_table_max_keys: usize = 1_000_000 =>
@@ -388,6 +419,32 @@ fn show_notify(s: &str) -> String {
     crate::keyspace::notify::flags_to_string(crate::keyspace::notify::parse_flags(s).unwrap_or(0))
 }
 
+/// Percentiles between 0 and 100, shown as Redis prints them (`%f`, trailing zeros
+/// trimmed).
+fn check_percentiles(s: &str) -> Result<String, String> {
+    let mut out = Vec::new();
+    for w in s.split_whitespace() {
+        let p: f64 = w
+            .parse()
+            .map_err(|_| "Invalid latency-tracking-info-percentiles parameters".to_string())?;
+        if !(0.0..=100.0).contains(&p) {
+            return Err(
+                "latency-tracking-info-percentiles parameters should sit between [0.0,100.0]"
+                    .into(),
+            );
+        }
+        out.push(crate::util::trim_double(&format!("{p:.6}")));
+    }
+    Ok(out.join(" "))
+}
+
+/// The percentiles of `latency-tracking-info-percentiles`.
+pub(crate) fn percentiles(s: &str) -> Vec<(String, f64)> {
+    s.split_whitespace()
+        .filter_map(|w| w.parse().ok().map(|p| (w.to_string(), p)))
+        .collect()
+}
+
 fn clamp_hz(v: Value) -> Value {
     match v {
         Value::Num(n) => Value::Num(n.clamp(1, 500)),
@@ -449,6 +506,61 @@ impl EngineConfig {
 /// hand: what loading the file would say about it.
 pub fn check_setting(key: &str, value: SettingValue) -> Result<(), SettingError> {
     EngineConfig::default().set_key(key, value)
+}
+
+/// One `[engine]` key as the configuration reference shows it, from its row of the
+/// settings table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingDoc {
+    /// The `[engine]` key.
+    pub key: &'static str,
+    /// The CONFIG name; `None` for a key that is set in the file only (`listen`).
+    pub config_name: Option<&'static str>,
+    /// Older CONFIG names still accepted.
+    pub aliases: &'static [&'static str],
+    /// What it does: the field's doc comment, on one line.
+    pub doc: String,
+    /// The default, as CONFIG GET shows it.
+    pub default: String,
+    /// What values it takes.
+    pub accepts: String,
+    /// Whether CONFIG SET may change it at run time.
+    pub runtime: bool,
+    /// A value (TOML) the key refuses, to show what a bad value reports; `None` for
+    /// free text.
+    pub bad_example: Option<String>,
+}
+
+/// Every `[engine]` key, in table order, for the configuration reference.
+pub fn settings_reference() -> Vec<SettingDoc> {
+    let defaults = EngineConfig::default();
+    SETTINGS
+        .iter()
+        .filter_map(|s| {
+            let key = s.key?;
+            Some(SettingDoc {
+                key,
+                config_name: s.in_config().then_some(s.name),
+                aliases: s.aliases,
+                // One line, intra-doc links as plain code.
+                doc: s
+                    .doc
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .replace("[`", "`")
+                    .replace("`]", "`"),
+                // Free text as written (CONFIG GET dir would show this machine's path).
+                default: match ((s.get)(&defaults), s.kind) {
+                    (Value::Text(t), setting::Kind::Special { .. }) => t,
+                    _ => s.show(&defaults),
+                },
+                accepts: s.kind.describe(),
+                runtime: s.in_config() && s.flags & (IMMUTABLE | PROTECTED) == 0,
+                bad_example: s.kind.bad_example(),
+            })
+        })
+        .collect()
 }
 
 /// The `[engine]` section: every key goes through [`EngineConfig::set_key`], so a
@@ -568,6 +680,34 @@ mod tests {
             names.len(),
             SETTINGS.iter().map(|s| 1 + s.aliases.len()).sum::<usize>()
         );
+    }
+
+    #[test]
+    fn the_reference_has_every_key_with_its_doc() {
+        let docs = settings_reference();
+        assert_eq!(docs.iter().map(|d| d.key).collect::<Vec<_>>(), KEYS);
+        for d in &docs {
+            assert!(!d.doc.is_empty(), "{} has no doc comment", d.key);
+            if let Some(bad) = &d.bad_example {
+                let v: toml::Value =
+                    format!("v = {bad}").parse::<toml::Table>().unwrap()["v"].clone();
+                let sv = match &v {
+                    toml::Value::String(s) => SettingValue::Str(s),
+                    toml::Value::Integer(n) => SettingValue::Int(*n),
+                    other => panic!("{other:?}"),
+                };
+                assert!(check_setting(d.key, sv).is_err(), "{} accepts {bad}", d.key);
+            }
+        }
+        let listen = &docs[0];
+        assert_eq!(
+            (listen.key, listen.config_name, listen.runtime),
+            ("listen", None, false)
+        );
+        assert_eq!(listen.default, "127.0.0.1:6380");
+        let maxclients = docs.iter().find(|d| d.key == "maxclients").unwrap();
+        assert_eq!(maxclients.accepts, "integer, 1 to 4294967295");
+        assert!(maxclients.runtime);
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub(crate) struct Setting {
     /// (`bind` and `port` are views of `listen`; `save` is accepted
     /// and ignored until persistence exists).
     pub(crate) key: Option<&'static str>,
+    /// What the setting does (the field's doc comment), for the configuration
+    /// reference.
+    pub(crate) doc: &'static str,
     pub(crate) kind: Kind,
     pub(crate) flags: u8,
     /// Adjusts a checked value (Redis clamps `hz` to 1..=500).
@@ -116,6 +119,7 @@ impl Setting {
             name,
             aliases: &[],
             key: None,
+            doc: "",
             kind,
             flags: 0,
             normalize: None,
@@ -304,6 +308,41 @@ impl Setting {
 }
 
 impl Kind {
+    /// What values it takes, for the configuration reference.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Kind::Bool => "yes/no (`true`, `false`, `\"yes\"`, `\"no\"`)".into(),
+            // i64::MAX is the table's way to say "no upper bound".
+            Kind::Int { min, max } if *max == i64::MAX => format!("integer, at least {min}"),
+            Kind::Int { min, max } => format!("integer, {min} to {max}"),
+            Kind::Memory { min, .. } => {
+                format!("bytes, at least {min}; or a size such as `\"64mb\"`")
+            }
+            Kind::Enum(values) => format!(
+                "one of {}",
+                values
+                    .iter()
+                    .map(|v| format!("`{v}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Kind::Special { .. } => "text".into(),
+        }
+    }
+
+    /// A TOML value this kind refuses (`None` for free text, whose checks differ per
+    /// setting).
+    pub(crate) fn bad_example(&self) -> Option<String> {
+        match self {
+            Kind::Bool => Some("\"maybe\"".into()),
+            Kind::Int { min, .. } if *min > i64::MIN => Some((*min as i128 - 1).to_string()),
+            Kind::Int { .. } => Some("\"x\"".into()),
+            Kind::Memory { .. } => Some("\"-1mb\"".into()),
+            Kind::Enum(_) => Some("\"sometimes\"".into()),
+            Kind::Special { .. } => None,
+        }
+    }
+
     /// What a config file must give, for errors.
     fn expected(&self) -> &'static str {
         match self {

@@ -180,6 +180,9 @@ pub struct Db {
     /// Under `allkeys-tinylfu`: the access sketch and the window of new keys
     /// ([`crate::keyspace::tinylfu`]).
     pub(crate) admission: Option<Box<Admission>>,
+    /// Until this Unix ms (CLIENT PAUSE), an expired key reads as missing but is not
+    /// deleted, as Redis's `expireIfNeeded` during a pause: the dataset holds still.
+    pub(crate) expiry_paused_until: u64,
 }
 
 /// What an entry's 24 clock bits record, by policy.
@@ -428,7 +431,9 @@ impl Db {
     fn live_index(&mut self, key: &[u8], now: u64) -> Option<usize> {
         let (idx, _, e) = self.map.get_full(key)?;
         if e.has_ttl() && self.volatile.get(key).is_some_and(|&at| at <= now) {
-            self.expire_at_index(idx);
+            if self.expiry_paused_until <= now {
+                self.expire_at_index(idx);
+            }
             return None;
         }
         Some(idx)

@@ -282,6 +282,10 @@ impl Store {
     /// (Redis's `performEvictions`). Called before each command and from the cron.
     pub(crate) fn perform_evictions(&mut self) -> Evict {
         let max = self.config.maxmemory;
+        // No evictions while clients are paused (CLIENT PAUSE), as in Redis.
+        if self.pause.active(self.now) {
+            return Evict::Ok;
+        }
         let used = crate::alloc::used_memory() as u64;
         if max == 0 || used <= max {
             self.evicting = false;

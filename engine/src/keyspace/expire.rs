@@ -10,14 +10,17 @@ impl Store {
     /// sample 20 volatile keys per database, repeat while more than a quarter expired,
     /// within a time budget. Also drops lease tokens past their interval.
     pub(crate) fn active_expire_cycle(&mut self, budget: Duration) {
-        if !self.active_expire {
+        self.now = crate::util::now_ms();
+        // Nothing changes while clients are paused (CLIENT PAUSE).
+        if !self.active_expire || self.pause.active(self.now) {
             return;
         }
         let start = Instant::now();
-        self.now = crate::util::now_ms();
+        // `active-expire-effort` 1..10: more keys per sample (Redis's 20 + 5 per step).
+        let per_loop = 20 + 5 * (self.config.active_expire_effort.clamp(1, 10) as usize - 1);
         for db in 0..self.dbs.len() {
             loop {
-                let (sampled, expired) = self.dbs[db].expire_sample(20, self.now);
+                let (sampled, expired) = self.dbs[db].expire_sample(per_loop, self.now);
                 if sampled == 0 || expired * 4 <= sampled || start.elapsed() > budget {
                     break;
                 }

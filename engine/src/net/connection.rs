@@ -51,6 +51,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
     let output: Output = Arc::default();
     let (id, gate, (idle_limit, qbuf_limit)) = {
         let mut store = shared.lock();
+        keepalive(&stream, store.config.tcp_keepalive);
         let id = store.connect(addr, laddr, push_tx, kill.clone(), output.clone());
         let limits = (
             idle_limit(store.config.timeout, false),
@@ -76,6 +77,8 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
         qbuf_limit,
         shutdown,
         gate,
+        pending: None,
+        silent_blocked: false,
     };
     let exit = conn.run().await;
     if let Exit::Replica(plan) = exit {
@@ -94,6 +97,22 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
     tracing::debug!(client = id, ?exit, "connection closed");
     shared.lock().disconnect(id);
     shared.client_gone();
+}
+
+/// `tcp-keepalive`: probes after `secs` idle, every third of it, 3 of them (Redis's
+/// `anetKeepAlive`). A socket that refuses keeps working without.
+fn keepalive(stream: &TcpStream, secs: u32) {
+    if secs == 0 {
+        return;
+    }
+    let idle = std::time::Duration::from_secs(secs as u64);
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(std::time::Duration::from_secs((secs as u64 / 3).max(1)))
+        .with_retries(3);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&ka) {
+        tracing::debug!(error = %e, "cannot set TCP keepalive");
+    }
 }
 
 /// How long a client may stay idle (`timeout` seconds; 0 for ever). Subscribed
@@ -169,12 +188,20 @@ struct Conn {
     /// With the AOF on, replies wait until what their commands wrote or saw is in
     /// the AOF (on disk with `appendfsync always`).
     gate: Arc<crate::persist::aof::Gate>,
+    /// A request held by CLIENT PAUSE, run first once the pause ends.
+    pending: Option<Vec<bytes::Bytes>>,
+    /// CLIENT REPLY OFF/SKIP was in force when the parked command blocked: its
+    /// eventual reply is not sent.
+    silent_blocked: bool,
 }
 
 /// What to do after a batch of requests ran.
 enum Next {
     Continue,
     Block(oneshot::Receiver<Reply>, Option<std::time::Duration>, Reply),
+    /// CLIENT PAUSE holds the next request until the pause ends (Unix ms) or is
+    /// lifted (the receiver changes).
+    Paused(u64, watch::Receiver<u64>),
     Close(Exit),
 }
 
@@ -238,8 +265,20 @@ impl Conn {
                         return Some(exit);
                     }
                     match self.wait_blocked(rx, timeout, timeout_reply).await {
-                        Ok(reply) => reply.encode(&mut self.out, self.resp3),
+                        Ok(reply) if !self.silent_blocked => {
+                            reply.encode(&mut self.out, self.resp3)
+                        }
+                        Ok(_) => {}
                         Err(exit) => return Some(exit),
+                    }
+                }
+                Next::Paused(end, rx) => {
+                    self.durable().await;
+                    if let Err(exit) = self.flush().await {
+                        return Some(exit);
+                    }
+                    if let Err(exit) = self.wait_unpaused(end, rx).await {
+                        return Some(exit);
                     }
                 }
             }
@@ -292,13 +331,16 @@ impl Conn {
         let max_bulk = store.config.proto_max_bulk_len.min(i64::MAX as u64) as i64;
         loop {
             let authed = client.authenticated;
-            let args = match self.parser.parse(&mut self.inbuf, max_bulk, authed) {
-                Ok(Some(args)) => args,
-                Ok(None) => return Next::Continue,
-                Err(e) => {
-                    Reply::Error(format!("ERR {e}")).encode(&mut self.out, client.resp == 3);
-                    return Next::Close(Exit::Protocol(e));
-                }
+            let args = match self.pending.take() {
+                Some(args) => args,
+                None => match self.parser.parse(&mut self.inbuf, max_bulk, authed) {
+                    Ok(Some(args)) => args,
+                    Ok(None) => return Next::Continue,
+                    Err(e) => {
+                        Reply::Error(format!("ERR {e}")).encode(&mut self.out, client.resp == 3);
+                        return Next::Close(Exit::Protocol(e));
+                    }
+                },
             };
             if args.is_empty() {
                 continue;
@@ -306,6 +348,10 @@ impl Conn {
             // One table lookup per request, shared by the checks here and `execute`;
             // none at all when the name repeats the previous request's (a pipeline).
             let (spec, repeated) = self.last_name.lookup(&args[0]);
+            if let Some((end, rx)) = store.pause.holds(client, spec, &args) {
+                self.pending = Some(args);
+                return Next::Paused(end, rx);
+            }
             // Only a blocking command needs its arguments kept (to be re-run when a
             // key gets data); cloning them for every command costs on the hot path.
             let blocking = spec.is_some_and(|s| s.flags & command::BLOCKING != 0);
@@ -326,6 +372,10 @@ impl Conn {
             b.obl = self.out.len();
             b.rbs = self.out.capacity();
             let reply = command::execute_spec(store, client, spec, args);
+            // CLIENT REPLY OFF, or SKIP for this command (SKIP itself included): no
+            // reply. A SKIP covers the one command after it (Redis's `resetClient`).
+            let silent = client.reply_off || client.reply_skip || client.reply_skip_next;
+            client.reply_skip = std::mem::take(&mut client.reply_skip_next);
             // Pushes generated by this very command (a client subscribed to its own
             // keyspace events) go out before the command's reply, as in Redis.
             self.drain_pushes(client.resp == 3);
@@ -342,9 +392,12 @@ impl Conn {
                         tx,
                     },
                 );
+                self.silent_blocked = silent;
                 return Next::Block(rx, req.timeout, req.timeout_reply);
             }
-            reply.encode(&mut self.out, client.resp == 3);
+            if !silent {
+                reply.encode(&mut self.out, client.resp == 3);
+            }
             // Client-side caching: invalidations of keys this very command changed
             // follow its reply, as Redis's tracking_pending_keys.
             if store.tracking.has_pending() {
@@ -397,6 +450,9 @@ impl Conn {
                     let timed_out = {
                         let mut store = self.shared.lock();
                         store.blocking.unblock(self.id).map(|b| {
+                            // A timed-out command counts as a call (as Redis's
+                            // `updateStatsOnUnblock`).
+                            crate::observe::unblocked(&mut store, &b.args, None);
                             // WAIT answers with the replicas that acknowledged by now.
                             if b.kind == crate::blocking::BlockKind::Wait {
                                 crate::repl::wait_timed_out(&mut store, self.id)
@@ -433,6 +489,17 @@ impl Conn {
                     }
                 }
             }
+        }
+    }
+
+    /// Waits for a CLIENT PAUSE to end: at `end` (Unix ms) or when lifted.
+    async fn wait_unpaused(&mut self, end: u64, mut rx: watch::Receiver<u64>) -> Result<(), Exit> {
+        let left = end.saturating_sub(crate::util::now_ms());
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(left)) => Ok(()),
+            _ = rx.changed() => Ok(()),
+            _ = self.kill.notified() => Err(Exit::Killed),
+            _ = self.shutdown.changed() => Err(Exit::Shutdown),
         }
     }
 

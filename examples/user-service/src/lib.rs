@@ -228,6 +228,12 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "deletes": m.deletes,
         "delete_retries": m.delete_retries,
         "delete_failures": m.delete_failures,
+        "near_hits": m.near_hits,
+        "shared_hits": m.shared_hits,
+        "near_fills": m.near_fills,
+        "invalidations_received": m.invalidations_received,
+        "near_flushes": m.near_flushes,
+        "near_entries": s.cache.near_len(),
     }))
 }
 

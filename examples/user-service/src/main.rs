@@ -10,8 +10,10 @@
 //! | `CACHE_TTL_SECS` | `300` | TTL of cached users |
 //! | `NEGATIVE_TTL_SECS` | `30` | TTL of cached "not found" (0: off) |
 //! | `SECOND_DELETE_MS` | `500` | delayed second delete (0: off) |
+//! | `NEAR_CACHE_ENTRIES` | `10000` | near cache in process, kept by tracking invalidations (0: off; not on a cluster) |
+//! | `NEAR_CACHE_BYTES` | `67108864` | the near cache's bound in bytes |
 
-use cache_aside::{Cache, CacheClient, Options};
+use cache_aside::{Cache, CacheClient, NearOptions, Options};
 use coherent_example_users::{migrate, router, AppState};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +57,14 @@ async fn main() -> anyhow::Result<()> {
     let opts = Options {
         negative_ttl: nonzero_ms(env_u64("NEGATIVE_TTL_SECS", 30)? * 1000),
         second_delete: nonzero_ms(env_u64("SECOND_DELETE_MS", 500)?),
+        near: match env_u64("NEAR_CACHE_ENTRIES", 10_000)? {
+            0 => None,
+            max_entries => Some(NearOptions {
+                max_entries,
+                max_bytes: env_u64("NEAR_CACHE_BYTES", 64 * 1024 * 1024)?,
+                ..NearOptions::default()
+            }),
+        },
         ..Options::default()
     };
     let state = Arc::new(AppState {

@@ -3,7 +3,7 @@
 //! are served from the cache after the first, and that writes (update-then-delete)
 //! are visible at once through both keys, old and new email.
 
-use cache_aside::{Cache, CacheClient, Options};
+use cache_aside::{Cache, CacheClient, NearOptions, Options};
 use coherent_example_users::{migrate, router, AppState};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -116,6 +116,7 @@ async fn reads_hit_the_cache_and_writes_invalidate_both_emails() {
         CacheClient::engine(&cache_url).await.unwrap(),
         Options {
             negative_ttl: Some(Duration::from_secs(30)),
+            near: Some(NearOptions::default()),
             ..Options::default()
         },
     );
@@ -152,6 +153,9 @@ async fn reads_hit_the_cache_and_writes_invalidate_both_emails() {
             http(addr, "GET", "/users/by-email/ada@example.com", None),
             http(addr, "GET", "/users/by-email/ada@lovelace.org", None),
             http(addr, "GET", "/users/999", None),
+            // A shared hit kept in the near cache, then a near hit.
+            http(addr, "GET", "/users/1", None),
+            http(addr, "GET", "/users/1", None),
             http(addr, "GET", "/cache/metrics", None),
         ]
     })
@@ -160,7 +164,7 @@ async fn reads_hit_the_cache_and_writes_invalidate_both_emails() {
     let status: Vec<u16> = r.iter().map(|(s, _)| *s).collect();
     assert_eq!(
         status,
-        vec![200, 404, 201, 200, 200, 200, 200, 200, 404, 200, 404, 200],
+        vec![200, 404, 201, 200, 200, 200, 200, 200, 404, 200, 404, 200, 200, 200],
         "{r:#?}"
     );
     assert!(r[3].1.contains("ada@example.com"));
@@ -176,5 +180,8 @@ async fn reads_hit_the_cache_and_writes_invalidate_both_emails() {
     let m = cache.metrics().snapshot();
     assert!(m.hits >= 1, "{m:?}");
     assert_eq!(m.refused_fills, 0);
-    println!("metrics: {}", r[11].1);
+    assert!(r[12].1.contains("ada@lovelace.org"));
+    assert!(m.near_hits >= 1, "{m:?}");
+    assert!(r[13].1.contains("\"near_hits\""), "{}", r[13].1);
+    println!("metrics: {}", r[13].1);
 }

@@ -1,7 +1,7 @@
 //! The `[audit]` section and the window labels.
 
 use connectors::config::ConfigError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The longest delay a check may be scheduled at: a day. (tokio's `DelayQueue`
 /// panics beyond about two years; a day is already far past any useful window.)
@@ -19,7 +19,7 @@ pub const MAX_GRACE_MS: u64 = 3_600_000;
 /// max_pending = 100000               # samples waiting; beyond it new samples are dropped
 /// last_inconsistent = 50             # kept for /status
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
     /// Fraction of invalidated keys checked, in [0, 1]; 0 turns the checker off.
