@@ -70,7 +70,12 @@
 //!   and goes with every invalidation that voids leases. A side key without a `token`
 //!   is not a lease: readers are granted one at once. A plain [`CacheClient::set`]
 //!   records nothing on Redis (write time unknown).
-//! - **Metrics** ([`Metrics::snapshot`]): hits, misses, lease waits, refused fills,
+//! - **Near cache** (opt-in, [`Options::near`], [`near`]): a bounded in-process copy of
+//!   values read from the shared cache on a connection with `CLIENT TRACKING` on,
+//!   dropped when the server pushes their invalidation (any write, the sidecar's binlog
+//!   deletes included) and emptied whenever that connection drops. See
+//!   `docs/library/near-cache.md`.
+//! - **Metrics** ([`Metrics::snapshot`]): hits (near and shared), misses, lease waits, refused fills,
 //!   loader latency (sum, max, histogram), delete retries and failures.
 //! - **Codec**: values go through serde; JSON by default ([`Json`]), any [`Codec`].
 //!

@@ -338,6 +338,12 @@ const REDIRECTS: &[&str] = &[
     "e: CLIENT TRACKINGINFO",
     "e: CLIENT TRACKING OFF",
     "e: CLIENT TRACKINGINFO",
+    "e: CLIENT TRACKING ON BCAST",
+    "e: RESET",
+    "e: CLIENT TRACKINGINFO",
+    "e: HELLO 3",
+    "w: SET k 3",
+    "e: CLIENT TRACKINGINFO",
 ];
 
 /// BCAST with prefixes, NOLOOP, OPTIN and OPTOUT.

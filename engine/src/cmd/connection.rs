@@ -197,6 +197,8 @@ fn reset(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     for p in &patterns {
         ctx.store.pubsub.punsubscribe(id, p);
     }
+    // Client-side caching ends too, as Redis's clearClientConnectionState.
+    ctx.store.tracking.disable(id);
     ctx.client.db = 0;
     ctx.client.resp = 2;
     ctx.client.name = None;
