@@ -414,11 +414,13 @@ async fn run_inner(
     let first_save = store.clone();
     let mut pipe = Pipeline::new(rules, deletes, store, interval).with_retry_queue(queue);
     let resume = pipe.resume().await?;
-    match &resume {
-        Some(position) => {
+    match (&resume, paused_at_start.is_none()) {
+        // A replica's start is said when it is promoted.
+        (_, false) => {}
+        (Some(position), true) => {
             tracing::info!(%position, store = ?cfg.checkpoint.store, "resuming from checkpoint")
         }
-        None => {
+        (None, true) => {
             tracing::info!(start = %mysql.start, "no checkpoint yet; starting at [mysql] start")
         }
     }

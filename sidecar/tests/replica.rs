@@ -28,6 +28,8 @@ keys = ["log:{seq}"]
 /// of the others must survive.
 const USERS: u32 = 200;
 const CHANGED: u32 = 150;
+/// Rows changed before the promotion (the others up to `CHANGED` after it).
+const EARLY: u32 = 100;
 
 fn seeded() -> MariaDb {
     let db = mariadb(MariaDbOptions::default());
@@ -57,6 +59,14 @@ fn metric(s: &Sidecar, name: &str) -> Option<String> {
             .and_then(|rest| rest.strip_prefix(' '))
             .map(str::to_string)
     })
+}
+
+/// A number field of `INFO replication`.
+fn repl_offset(c: &mut Resp, field: &str) -> u64 {
+    c.cmd(&["INFO", "replication"])
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// MariaDB's GTID `domain-server-seq` sequence number.
@@ -135,6 +145,7 @@ fn a_replicas_pipeline_pauses_and_resumes_from_the_replicated_position_on_promot
     let fills = AtomicBool::new(true);
     let fills_stopped = AtomicBool::new(false);
     let writing = AtomicBool::new(true);
+    let late = AtomicBool::new(false);
     let changed: BTreeSet<u32> = std::thread::scope(|scope| {
         let writer = scope.spawn(|| {
             let mut ca = Resp::connect(&a.engine);
@@ -148,7 +159,14 @@ fn a_replicas_pipeline_pauses_and_resumes_from_the_replicated_position_on_promot
                 let mut sql = String::new();
                 for _ in 0..5 {
                     n += 1;
-                    let id = 1 + (n * 7919) % CHANGED;
+                    // Before the promotion rows 1..=EARLY, after it the others up
+                    // to CHANGED: a row changed during A's freeze is not changed
+                    // again after the promotion (which would delete its key anyway).
+                    let id = if late.load(Ordering::SeqCst) {
+                        EARLY + 1 + n % (CHANGED - EARLY)
+                    } else {
+                        1 + (n * 7919) % EARLY
+                    };
                     if filling {
                         ca.set(&format!("user:{id}"));
                     }
@@ -175,11 +193,27 @@ fn a_replicas_pipeline_pauses_and_resumes_from_the_replicated_position_on_promot
         // A's pipeline has run meanwhile (its position marker reached B).
         assert!(status(&a)["binlog"]["transactions"].as_u64() > Some(0));
 
-        // Promote B under load, then A dies.
+        // Fills stop; the rows' keys are cached again (in A, so in B); then A freezes
+        // (SIGSTOP) while rows change: their deletes reach neither A's engine nor B.
+        // B is promoted, then A dies. Only a replay from the marker that came with the
+        // replicated data (before the freeze) deletes those keys in B: a pipeline
+        // starting at the server's current position would miss them.
         fills.store(false, Ordering::SeqCst);
         assert!(wait_until(Duration::from_secs(30), || fills_stopped
             .load(Ordering::SeqCst)));
+        for i in 1..=CHANGED {
+            ca.set(&format!("user:{i}"));
+        }
+        // Every refill reached B: B's offset is at or past A's after them.
+        let filled = repl_offset(&mut ca, "master_repl_offset");
+        assert!(wait_until(Duration::from_secs(30), || repl_offset(
+            &mut cb,
+            "slave_repl_offset"
+        ) >= filled));
+        a.signal("-STOP");
+        std::thread::sleep(Duration::from_secs(1));
         assert_eq!(cb.cmd(&["REPLICAOF", "NO", "ONE"]), "+OK");
+        late.store(true, Ordering::SeqCst);
         a.signal("-KILL");
         std::thread::sleep(Duration::from_secs(2));
         writing.store(false, Ordering::SeqCst);
