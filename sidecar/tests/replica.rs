@@ -278,5 +278,47 @@ fn a_replicas_pipeline_pauses_and_resumes_from_the_replicated_position_on_promot
     assert!(st["binlog"]["transactions"].as_u64() > Some(0), "{st}");
     assert_eq!(metric(&b, "coherent_binlog_paused").as_deref(), Some("0"));
     assert_eq!(b.get("/readyz").0, 200);
+
+    // Demoted while running (REPLICAOF to an engine C whose data carries no
+    // position): the run stops, saves its checkpoint and pauses; promoted again, it
+    // resumes from its own checkpoint and says so.
+    let c = Sidecar::engine_only(&["--listen", "127.0.0.1:0"]);
+    let mut cc = Resp::connect(&c.engine);
+    assert_eq!(
+        cc.cmd(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"]),
+        "+OK"
+    );
+    cc.set("user:199");
+    let (host, port) = c.engine.split_once(':').expect("host:port");
+    assert_eq!(cb.cmd(&["REPLICAOF", host, port]), "+OK");
+    assert!(
+        wait_until(Duration::from_secs(30), || status(&b)["binlog"]["paused"]
+            == format!("engine is a replica of {}", c.engine).as_str()
+            && cb.exists("user:199")),
+        "{}
+{}",
+        status(&b),
+        b.log()
+    );
+    let before = status(&b)["binlog"]["transactions"].clone();
+    db.sql("UPDATE app.users SET name = 'late' WHERE id = 199")
+        .expect("update");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(status(&b)["binlog"]["transactions"], before);
+    assert!(cb.exists("user:199"), "a paused pipeline deleted a key");
+    assert_eq!(cb.cmd(&["REPLICAOF", "NO", "ONE"]), "+OK");
+    assert!(
+        wait_until(Duration::from_secs(30), || !cb.exists("user:199")),
+        "the change made while paused was not replayed\n{}",
+        b.log()
+    );
+    let st = status(&b);
+    assert_eq!(st["binlog"]["resumed"]["from"], "checkpoint", "{st}");
+    assert!(
+        b.log()
+            .contains("binlog pipeline resumes from this sidecar's own checkpoint"),
+        "{}",
+        b.log()
+    );
     assert!(b.stop().success(), "{}", b.log());
 }
