@@ -330,8 +330,10 @@ fn serve(
                 let e = engine.clone();
                 let stop = engine.clone();
                 let audit = audit_state.map(|a| (cfg.audit.clone(), a));
+                // The engine becomes this replica once the server runs (below).
+                let replicaof = cfg.engine.replicaof.clone();
                 Some(tokio::spawn(async move {
-                    let r = pipeline::run(cc, rules, e.clone(), state, audit, swept, start, async move {
+                    let r = pipeline::run(cc, rules, e.clone(), state, audit, swept, start, replicaof, async move {
                         stop.shutdown_requested().await
                     })
                     .await;

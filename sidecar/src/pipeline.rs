@@ -26,6 +26,7 @@ use opentelemetry::{Context as OtelContext, KeyValue};
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// The RDB aux field that carries the binlog position the engine's data is consistent
 /// with (a [`Position`] as JSON): every delete of every transaction before it had
@@ -78,6 +79,24 @@ struct Inner {
     failed: Option<String>,
     /// `[ha]` enabled: this process's role.
     ha: Option<HaStatus>,
+    /// Why the pipeline is paused (the embedded engine is a replica).
+    paused: Option<String>,
+    /// Where the pipeline resumed after the engine's last promotion.
+    resumed: Option<Resumed>,
+}
+
+/// Where the pipeline resumed when its engine was promoted from replica to primary,
+/// as `/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumed {
+    /// `"replicated"`: the binlog position that came with the replicated data (the
+    /// marker the old primary's sidecar wrote); `"checkpoint"`: none came, this
+    /// sidecar's own checkpoint (or `[mysql] start` without one).
+    pub from: &'static str,
+    /// The position resumed from (`None`: `[mysql] start`).
+    pub position: Option<Position>,
+    /// Unix seconds of the promotion.
+    pub at: u64,
 }
 
 /// `[ha]`: this process's role, as `/status` and `/metrics` show it.
@@ -146,13 +165,24 @@ pub struct Snapshot {
     pub retry: RetryStatsSnapshot,
     /// `[ha]` enabled: the role.
     pub ha: Option<HaStatus>,
+    /// Set while the pipeline is paused because the embedded engine is a replica:
+    /// `"engine is a replica of host:port"`.
+    pub paused: Option<String>,
+    /// Where the pipeline resumed after the engine's last promotion.
+    pub resumed: Option<Resumed>,
 }
 
 impl PipelineState {
     /// A copy of the current state.
     pub fn snapshot(&self) -> Snapshot {
-        let (stats, failed, ha) = match self.inner.lock() {
-            Ok(g) => (g.stats.clone(), g.failed.clone(), g.ha.clone()),
+        let (stats, failed, ha, paused, resumed) = match self.inner.lock() {
+            Ok(g) => (
+                g.stats.clone(),
+                g.failed.clone(),
+                g.ha.clone(),
+                g.paused.clone(),
+                g.resumed.clone(),
+            ),
             Err(_) => Default::default(),
         };
         let probe = self.probe.get();
@@ -175,6 +205,8 @@ impl PipelineState {
                 .map(|q| q.0.stats())
                 .unwrap_or_default(),
             ha,
+            paused,
+            resumed,
         }
     }
 
@@ -199,6 +231,8 @@ pub type Audit = (
 /// Ok) or it fails (checkpoint flushed up to the last applied transaction, error
 /// recorded in `state`, returned). With `audit`, every applied transaction is also
 /// handed to the online checker. Keys the TTL sweeper fixes are counted in `swept`.
+/// `replicaof` is `[engine] replicaof` (the engine becomes that replica only once its
+/// server runs): while the embedded engine is a replica the pipeline is paused.
 #[allow(clippy::too_many_arguments)] // the wiring of serve, each part once
 pub async fn run(
     cfg: ConnectorConfig,
@@ -208,10 +242,19 @@ pub async fn run(
     audit: Option<Audit>,
     swept: SweptKeys,
     start: EngineStart,
+    replicaof: Option<String>,
     stop: impl Future<Output = ()>,
 ) -> Result<()> {
-    // A warm start holds clients off until the replay caught up.
+    let replica_at_start = !matches!(start, EngineStart::NotTarget)
+        && (replicaof.is_some() || replica_of(&engine.role()).is_some());
+    // A warm start holds clients off until the replay caught up. A replica replays
+    // nothing: its data comes from its primary (a full sync replaces what it loaded).
     let watcher = match &start {
+        EngineStart::Warm(_) if replica_at_start => {
+            tracing::info!("warm start of a replica: no binlog replay, its primary's data replaces the snapshot");
+            engine.set_loading(false);
+            None
+        }
         EngineStart::Warm(from) => Some(tokio::spawn(catch_up(
             cfg.mysql()?.url.clone(),
             from.clone(),
@@ -220,7 +263,18 @@ pub async fn run(
         ))),
         _ => None,
     };
-    let res = run_inner(cfg, rules, engine, &state, audit, swept, start, stop).await;
+    let res = run_inner(
+        cfg,
+        rules,
+        engine,
+        &state,
+        audit,
+        swept,
+        start,
+        replica_at_start.then(|| replicaof.unwrap_or_default()),
+        stop,
+    )
+    .await;
     if let Some(w) = watcher {
         w.abort();
     }
@@ -241,9 +295,14 @@ async fn run_inner(
     audit: Option<Audit>,
     swept: SweptKeys,
     start: EngineStart,
+    paused_at_start: Option<String>,
     stop: impl Future<Output = ()>,
 ) -> Result<()> {
     let persisted = engine.clone();
+    // The embedded engine's role: the pipeline writes into it only while it is a
+    // primary (an external target does not care).
+    let follow_role = !matches!(start, EngineStart::NotTarget);
+    let mut roles = engine.watch_role();
     // The checker gets transactions only once applied; with sample = 0 there is no
     // feed and the observer sends nothing.
     let (feed, checker) = match audit {
@@ -340,7 +399,12 @@ async fn run_inner(
         StackConfig::for_target(&cfg.target),
         crate::timed::Timed::new(label, &meter),
     );
-    let worker = queue.spawn_worker(deletes.clone());
+    // Paused with the pipeline while the engine is a replica (its deletes would be
+    // refused, and must not land there anyway); restarted on promotion.
+    let (worker_queue, worker_deletes) = (queue.clone(), deletes.clone());
+    let mut worker = paused_at_start
+        .is_none()
+        .then(|| worker_queue.spawn_worker(worker_deletes.clone()));
     let sweeper = crate::sweep::spawn(&cfg.target, &rules, swept);
     let interval = Duration::from_millis(cfg.checkpoint.interval_ms);
     let r2 = rules.clone();
@@ -350,11 +414,13 @@ async fn run_inner(
     let first_save = store.clone();
     let mut pipe = Pipeline::new(rules, deletes, store, interval).with_retry_queue(queue);
     let resume = pipe.resume().await?;
-    match &resume {
-        Some(position) => {
+    match (&resume, paused_at_start.is_none()) {
+        // A replica's start is said when it is promoted.
+        (_, false) => {}
+        (Some(position), true) => {
             tracing::info!(%position, store = ?cfg.checkpoint.store, "resuming from checkpoint")
         }
-        None => {
+        (None, true) => {
             tracing::info!(start = %mysql.start, "no checkpoint yet; starting at [mysql] start")
         }
     }
@@ -362,53 +428,71 @@ async fn run_inner(
     state.publish(pipe.stats());
     // A warm engine replays from its snapshot's position (at or before the checkpoint:
     // deletes are idempotent, so replaying more is harmless), and its snapshots carry
-    // a position only once a checkpoint of this run covers its data.
-    let (from, aux_engine) = match start {
+    // a position only once a checkpoint of this run covers its data. A replica's
+    // position is its primary's (it comes with the replicated data): left alone.
+    let primary_now = paused_at_start.is_none();
+    let (from, aux_engine, set_at_start) = match start {
         EngineStart::Warm(p) => {
-            tracing::info!(from = %p, checkpoint = ?resume.as_ref().map(|c| c.to_string()), "warm restart: replaying the binlog from the snapshot's position before serving");
-            set_position_aux(&persisted, &p);
-            (Some(p), Some(persisted))
+            let mut set = None;
+            if primary_now {
+                tracing::info!(from = %p, checkpoint = ?resume.as_ref().map(|c| c.to_string()), "warm restart: replaying the binlog from the snapshot's position before serving");
+                set_position_aux(&persisted, &p);
+                set = Some(p.clone());
+            }
+            (Some(p), Some(persisted.clone()), set)
         }
         EngineStart::Empty => {
-            if let Some(c) = &resume {
+            let mut set = None;
+            if let Some(c) = resume.as_ref().filter(|_| primary_now) {
                 set_position_aux(&persisted, c);
+                set = Some(c.clone());
             }
-            (resume, Some(persisted))
+            (resume, Some(persisted.clone()), set)
         }
-        EngineStart::NotTarget => (resume, None),
+        EngineStart::NotTarget => (resume, None, None),
     };
-    let fresh = from.is_none();
-    let mut source = BinlogSource::new(mysql.clone(), from, Some(filter.clone()))?;
-    if fresh {
-        if let Some(l) = &lease {
-            // `[ha]` with no checkpoint yet: save where "current" (or `start`) put
-            // this leader at once. A successor would otherwise start at its own
-            // "current" and skip what changed between this start and its own when
-            // this leader died before its first save.
-            source.ensure_connected().await?;
-            if let Some(p) = source.resume_position() {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                let cp = connectors::checkpoint::Checkpoint {
-                    position: p.clone(),
-                    timestamp: u32::try_from(now).unwrap_or(u32::MAX),
-                    saved_at: now,
-                };
-                first_save.save(&cp).await?;
-                tracing::info!(position = %p, lock = %l.name(), "HA: first checkpoint saved at the start position");
+    // Where a promotion resumes when no position came with the replicated data: the
+    // position this sidecar's own data is consistent with.
+    let mut own = from.clone();
+    let probe: Arc<SourceProbe> = Arc::default();
+    let _ = state.probe.set(probe.clone());
+    let open = |from: Option<Position>| -> Result<BinlogSource> {
+        Ok(BinlogSource::new(mysql.clone(), from, Some(filter.clone()))?.with_probe(probe.clone()))
+    };
+    let mut source = None;
+    if primary_now {
+        let fresh = from.is_none();
+        let mut s = open(from)?;
+        if fresh {
+            if let Some(l) = &lease {
+                // `[ha]` with no checkpoint yet: save where "current" (or `start`) put
+                // this leader at once. A successor would otherwise start at its own
+                // "current" and skip what changed between this start and its own when
+                // this leader died before its first save.
+                s.ensure_connected().await?;
+                if let Some(p) = s.resume_position() {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    let cp = connectors::checkpoint::Checkpoint {
+                        position: p.clone(),
+                        timestamp: u32::try_from(now).unwrap_or(u32::MAX),
+                        saved_at: now,
+                    };
+                    first_save.save(&cp).await?;
+                    tracing::info!(position = %p, lock = %l.name(), "HA: first checkpoint saved at the start position");
+                }
             }
         }
+        source = Some(s);
     }
-    let probe = source.probe();
-    let _ = state.probe.set(probe.clone());
     let mut publisher = Publisher {
         state,
         feed,
         tracer: opentelemetry::global::tracer("coherent"),
         current: None,
         saved_at_start: pipe.stats().checkpoint_saved_at,
-        aux: aux_engine.map(|e| (e, None)),
+        aux: aux_engine.map(|e| (e, set_at_start)),
     };
     let backfill_rules = pipe_rules;
     // A leader stops invalidating as soon as its lock is found lost.
@@ -425,9 +509,70 @@ async fn run_inner(
         }
     };
     tokio::pin!(stop);
-    let mut source = source;
+    // `[engine] replicaof` takes effect when the server starts: until then the role
+    // still says primary.
+    let mut configured = paused_at_start;
     let res = loop {
-        let res = pipe.run(source, &mut publisher, &mut stop).await;
+        // Paused while the engine is a replica: no binlog read, no delete, the
+        // checkpoint as it was. On promotion, a new source from the position that came
+        // with the replicated data.
+        let replica = follow_role
+            && (configured.is_some() || replica_of(&roles.borrow_and_update()).is_some());
+        if replica {
+            if let Some(w) = worker.take() {
+                w.abort();
+            }
+            let promoted = tokio::select! {
+                () = &mut stop => false,
+                p = while_replica(&mut roles, configured.take(), state) => p,
+            };
+            if !promoted {
+                break Ok(());
+            }
+            let (from, origin) = promotion_start(&persisted, publisher.own_position(), own.clone());
+            match (&from, origin) {
+                (Some(p), "replicated") => {
+                    tracing::info!(position = %p, "engine promoted to primary: binlog pipeline resumes from the binlog position that came with the replicated data")
+                }
+                (Some(p), _) => {
+                    tracing::warn!(position = %p, "engine promoted to primary: no binlog position came with the replicated data; binlog pipeline resumes from this sidecar's own checkpoint")
+                }
+                (None, _) => {
+                    tracing::warn!(start = %mysql.start, "engine promoted to primary: no binlog position came with the replicated data and there is no checkpoint; binlog pipeline starts at [mysql] start")
+                }
+            }
+            source = Some(open(from.clone())?);
+            worker = Some(worker_queue.spawn_worker(worker_deletes.clone()));
+            // Snapshots carry a position again once a checkpoint of this run covers
+            // the data (until then, the replicated one stays).
+            publisher.saved_at_start = pipe.stats().checkpoint_saved_at;
+            state.update(|g| {
+                g.paused = None;
+                g.resumed = Some(Resumed {
+                    from: origin,
+                    position: from,
+                    at: unix_now(),
+                });
+            });
+        }
+        let Some(src) = source.take() else {
+            break Ok(());
+        };
+        let mut demoted = false;
+        let res = {
+            let until = async {
+                tokio::select! {
+                    () = &mut stop => {}
+                    () = demotion(&mut roles, follow_role) => demoted = true,
+                }
+            };
+            pipe.run(src, &mut publisher, until).await
+        };
+        own = pipe.stats().checkpointed.clone();
+        if demoted && res.is_ok() {
+            // The run drained and saved its checkpoint; now pause.
+            continue;
+        }
         let purged = matches!(
             &res,
             Err(PipelineError::Source(
@@ -467,13 +612,14 @@ async fn run_inner(
             %position,
             "backfill after a purged binlog done; resuming"
         );
-        source = BinlogSource::new(mysql.clone(), Some(position), Some(filter.clone()))?
-            .with_probe(probe.clone());
+        source = Some(open(Some(position))?);
     };
     if let Some(w) = watch {
         w.abort();
     }
-    worker.abort();
+    if let Some(w) = worker {
+        w.abort();
+    }
     if let Some(c) = checker {
         c.abort();
     }
@@ -496,6 +642,88 @@ async fn run_inner(
         );
     }
     Ok(res?)
+}
+
+/// `host:port` of the engine's primary while it is a replica.
+fn replica_of(role: &engine::Role) -> Option<String> {
+    match role {
+        engine::Role::Replica { host, port, .. } => Some(format!("{host}:{port}")),
+        _ => None,
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Resolves when the engine stops being a primary (never for an external target, or
+/// when the engine is gone).
+async fn demotion(roles: &mut watch::Receiver<engine::Role>, follow_role: bool) {
+    if follow_role {
+        let demoted = roles.wait_for(|r| replica_of(r).is_some()).await.is_ok();
+        if demoted {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
+/// The pause: says so in `state` (and the log) and waits until the engine is a
+/// primary again; false when the engine is gone. `configured` is `[engine]
+/// replicaof` ("host port") when the engine is not a replica yet but is about to be.
+async fn while_replica(
+    roles: &mut watch::Receiver<engine::Role>,
+    configured: Option<String>,
+    state: &PipelineState,
+) -> bool {
+    let pause = |of: &str| {
+        tracing::warn!(primary = %of, "the engine is a replica: binlog pipeline paused (no binlog reading, no deletes, the checkpoint stays) until the engine is promoted");
+        let why = format!("engine is a replica of {of}");
+        state.update(|g| g.paused = Some(why));
+    };
+    if let Some(c) = configured.filter(|_| replica_of(&roles.borrow()).is_none()) {
+        pause(&c.replacen(' ', ":", 1));
+        if roles.wait_for(|r| replica_of(r).is_some()).await.is_err() {
+            return false;
+        }
+    }
+    let mut said = String::new();
+    loop {
+        let of = replica_of(&roles.borrow_and_update());
+        let Some(of) = of else {
+            return true;
+        };
+        // A REPLICAOF to another primary while paused: said again.
+        if of != said {
+            pause(&of);
+            said = of;
+        }
+        if roles.changed().await.is_err() {
+            return false;
+        }
+    }
+}
+
+/// Where a promoted engine's pipeline resumes: the binlog position that came with the
+/// replicated data (the marker its old primary's sidecar wrote, `"replicated"`), or,
+/// when none came, `own` (`"checkpoint"`). `mine` is the position this sidecar last
+/// recorded itself: found unchanged, no other came.
+fn promotion_start(
+    engine: &engine::Engine,
+    mine: Option<&Position>,
+    own: Option<Position>,
+) -> (Option<Position>, &'static str) {
+    let aux = engine.save_aux(POSITION_AUX);
+    match snapshot_position(aux.as_deref()) {
+        Ok(Some(p)) if Some(&p) != mine => (Some(p), "replicated"),
+        Ok(_) => (own, "checkpoint"),
+        Err(e) => {
+            tracing::error!(error = %e, "the replicated binlog position cannot be read");
+            (own, "checkpoint")
+        }
+    }
 }
 
 /// The sidecar's [`Observer`]: one trace per transaction, the counters for
@@ -530,13 +758,21 @@ fn set_position_aux(engine: &engine::Engine, p: &Position) {
 }
 
 impl Publisher<'_> {
+    /// The position this sidecar last recorded in the engine for its snapshots.
+    fn own_position(&self) -> Option<&Position> {
+        self.aux.as_ref().and_then(|(_, p)| p.as_ref())
+    }
+
     /// After the checkpoint moved in this run, the engine's snapshots carry it: every
     /// delete before it has landed in the engine.
     fn track_checkpoint(&mut self, stats: &PipelineStats) {
         let Some((engine, last)) = &mut self.aux else {
             return;
         };
-        if stats.checkpoint_saved_at == self.saved_at_start {
+        // A replica's position is its primary's (the run draining after a demotion
+        // must not overwrite it).
+        if stats.checkpoint_saved_at == self.saved_at_start || replica_of(&engine.role()).is_some()
+        {
             return;
         }
         if let Some(c) = &stats.checkpointed {

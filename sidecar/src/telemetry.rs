@@ -294,6 +294,12 @@ impl Telemetry {
             .build();
         let s = state.clone();
         self.meter
+            .u64_observable_gauge("coherent_binlog_paused")
+            .with_description("1 while the binlog pipeline is paused because the embedded engine is a replica (its primary's sidecar invalidates)")
+            .with_callback(move |o| o.observe(u64::from(s.snapshot().paused.is_some()), &[]))
+            .build();
+        let s = state.clone();
+        self.meter
             .u64_observable_gauge("coherent_binlog_connected")
             .with_description("1 while a binlog stream is open")
             .with_callback(move |o| o.observe(u64::from(s.snapshot().connected), &[]))

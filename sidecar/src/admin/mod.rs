@@ -117,6 +117,28 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
         if snap.ha.as_ref().is_some_and(|h| !h.is_leader()) && snap.failed.is_none() {
             return (StatusCode::OK, "ready (HA standby)\n".to_string());
         }
+        // A replica's pipeline is paused: its primary's sidecar invalidates, and the
+        // deletes arrive with the replication stream. Ready for reads while that
+        // stream flows; with the link down it misses them.
+        if snap.paused.is_some() && snap.failed.is_none() {
+            if let engine::Role::Replica {
+                host,
+                port,
+                link_up,
+            } = s.engine.role()
+            {
+                return if link_up {
+                    (
+                        StatusCode::OK,
+                        format!("ready (replica of {host}:{port}, link up; binlog pipeline paused: deletes come from the primary)\n"),
+                    )
+                } else {
+                    unavailable(format!(
+                        "replica of {host}:{port} with the link down: the primary's deletes do not arrive\n"
+                    ))
+                };
+            }
+        }
         if let Some(e) = snap.failed {
             return unavailable(format!("pipeline stopped: {e}\n"));
         }
@@ -157,8 +179,25 @@ fn gtid_text(p: &connectors::binlog::Position) -> String {
 
 fn pipeline_json(p: &crate::pipeline::PipelineState) -> serde_json::Value {
     let s = p.snapshot();
+    let state = if s.failed.is_some() {
+        "failed"
+    } else if s.paused.is_some() {
+        "paused"
+    } else if s.connected {
+        "streaming"
+    } else {
+        "connecting"
+    };
     serde_json::json!({
-        "state": if s.failed.is_some() { "failed" } else if s.connected { "streaming" } else { "connecting" },
+        "state": state,
+        // "engine is a replica of host:port" while paused; null otherwise.
+        "paused": s.paused,
+        // After a promotion: {"from": "replicated" | "checkpoint", "position", "at"}.
+        "resumed": s.resumed.as_ref().map(|r| serde_json::json!({
+            "from": r.from,
+            "position": position_json(&r.position),
+            "at": r.at,
+        })),
         "connected": s.connected,
         "position": position_json(&s.stats.applied),
         "gtid": s.stats.applied.as_ref().map(gtid_text),
