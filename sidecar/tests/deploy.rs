@@ -262,6 +262,19 @@ fn kubernetes_daemon_shape_runs_two_replicas_one_leader() {
         "{:?}",
         roles()
     );
+    // The leader starts at the server's current position when it has no checkpoint:
+    // a write before its stream is open would be before that position (seen on a
+    // loaded machine), so the row changes once the leader streams.
+    let leader_streams = || {
+        pods.iter().any(|p| {
+            let v: Value = serde_json::from_str(&p.get("/status").1).expect("status");
+            v["ha"]["role"] == "leader" && v["binlog"]["state"] == "streaming"
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), leader_streams),
+        "the leader never streamed"
+    );
     redis.cli(&["SET", "user:1", "cached"]).expect("set");
     db.sql("INSERT INTO app.users (id, email, name) VALUES (1, 'a@x', 'daemon')")
         .expect("insert");
