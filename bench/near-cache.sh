@@ -38,4 +38,4 @@ flags=()
 echo "MariaDB $(mariadbd --version | awk '{print $3}'), $(redis-server --version | awk '{print $3}'), $(nproc) cores, $PROFILE build"
 cargo test "${flags[@]}" -q -p coherent --test near_race near_cache_bench -- \
   --ignored --exact --nocapture --test-threads=1 2>&1 |
-  grep -E '^(lag|hit|goal):|panicked|FAILED' || true
+  grep -oE '(lag|hit|goal):.*|panicked.*|FAILED.*' || true
