@@ -18,6 +18,8 @@ use tokio::sync::watch;
 #[derive(Debug)]
 pub(crate) struct Shared {
     store: Mutex<Store>,
+    /// The running script's state, read without the lock (BUSY replies, KILL).
+    pub(crate) script: Arc<crate::script::RunState>,
     /// Accepted connections, counted before they register (for `maxclients`).
     connections: AtomicUsize,
     shutdown: watch::Sender<bool>,
@@ -114,6 +116,7 @@ impl Engine {
                 let mut store = Store::new(config);
                 store.shared = weak.clone();
                 Shared {
+                    script: store.scripting.run.clone(),
                     store: Mutex::new(store),
                     connections: AtomicUsize::new(0),
                     shutdown: tx,

@@ -41,6 +41,7 @@ pub(crate) mod net;
 pub(crate) mod outbuf;
 pub mod persist;
 pub(crate) mod pubsub;
+pub(crate) mod script;
 pub(crate) mod store;
 pub(crate) mod types;
 pub(crate) mod util;

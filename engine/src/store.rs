@@ -88,6 +88,8 @@ pub(crate) struct Store {
     pub(crate) startup_memory: usize,
     /// `client-output-buffer-limit`, parsed.
     pub(crate) output_limits: crate::outbuf::OutputLimits,
+    /// Lua scripts and functions ([`crate::script`]).
+    pub(crate) scripting: crate::script::Scripting,
 }
 
 impl Store {
@@ -125,6 +127,7 @@ impl Store {
             peak_memory: 0,
             startup_memory: crate::alloc::used_memory(),
             output_limits: crate::outbuf::DEFAULT_LIMITS,
+            scripting: Default::default(),
         };
         store.reload_eviction();
         store.reload_output_limits();

@@ -18,6 +18,7 @@ pub mod object;
 pub mod persist;
 pub mod pqsort;
 pub mod pubsub;
+pub mod scripting;
 pub mod server;
 pub mod sets;
 pub mod sort;
@@ -60,6 +61,7 @@ pub fn all() -> Vec<CommandSpec> {
     v.extend(pubsub::commands());
     v.extend(transactions::commands());
     v.extend(leases::commands());
+    v.extend(scripting::commands());
     v
 }
 

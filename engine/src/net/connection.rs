@@ -210,6 +210,7 @@ impl Conn {
     /// Runs every complete request in the input buffer, blocking where a command blocks.
     async fn process(&mut self) -> Option<Exit> {
         loop {
+            self.wait_for_script().await;
             match self.run_batch() {
                 Next::Continue => break,
                 Next::Close(exit) => {
@@ -229,8 +230,7 @@ impl Conn {
                 }
             }
         }
-        let limit = self.shared.lock().config.client_query_buffer_limit;
-        if self.inbuf.len() as u64 > limit {
+        if self.inbuf.len() as u64 > self.qbuf_limit {
             return Some(Exit::QueryBufferLimit);
         }
         self.durable().await;
@@ -249,6 +249,9 @@ impl Conn {
     /// out of the registry meanwhile and back in before the lock is released.
     fn run_batch(&mut self) -> Next {
         let shared = self.shared.clone();
+        if shared.script.busy() {
+            return self.busy_batch();
+        }
         let mut store = shared.lock();
         let Some(mut client) = store.clients.checkout(self.id) else {
             // Killed between two batches.
@@ -268,6 +271,53 @@ impl Conn {
             self.shared.trigger_shutdown();
         }
         next
+    }
+
+    /// Waits while another client's script runs, until it ends or passes
+    /// `busy-reply-threshold` (then `run_batch` answers BUSY without the lock), so
+    /// that no worker thread parks on the lock for the length of a slow script.
+    async fn wait_for_script(&self) {
+        let run = &self.shared.script;
+        let mut spins = 0u32;
+        while run.running() && !run.busy() {
+            if spins < 64 {
+                spins += 1;
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+    }
+
+    /// Requests while a script is busy (Redis's `processCommand` during a timed-out
+    /// script): SCRIPT KILL, FUNCTION KILL and SHUTDOWN NOSAVE act, all else gets BUSY.
+    fn busy_batch(&mut self) -> Next {
+        let run = self.shared.script.clone();
+        loop {
+            let args = match self.parser.parse(&mut self.inbuf, i64::MAX, true) {
+                Ok(Some(args)) => args,
+                Ok(None) => return Next::Continue,
+                Err(e) => {
+                    Reply::Error(format!("ERR {e}")).encode(&mut self.out, self.resp3);
+                    return Next::Close(Exit::Protocol(e));
+                }
+            };
+            let Some(name) = args.first() else {
+                continue;
+            };
+            let sub = args.get(1).map(|a| a.to_ascii_lowercase());
+            let reply = match (name.to_ascii_lowercase().as_slice(), sub.as_deref()) {
+                (b"script", Some(b"kill")) if args.len() == 2 => run.kill(true),
+                (b"function", Some(b"kill")) if args.len() == 2 => run.kill(false),
+                (b"shutdown", _) if args[1..].iter().any(|a| a.eq_ignore_ascii_case(b"nosave")) => {
+                    run.force_kill();
+                    self.shared.trigger_shutdown();
+                    return Next::Close(Exit::Shutdown);
+                }
+                _ => Reply::error(run.busy_error()),
+            };
+            reply.encode(&mut self.out, self.resp3);
+        }
     }
 
     fn run_requests(&mut self, store: &mut Store, client: &mut Client) -> Next {

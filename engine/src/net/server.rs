@@ -54,6 +54,13 @@ impl Server {
         shared.lock().startup_memory = crate::alloc::used_memory();
         let expire = tokio::spawn(expire_loop(shared.clone(), shared.subscribe_shutdown()));
         tokio::pin!(signal);
+        let mut accept_cfg = {
+            let st = shared.lock();
+            (
+                st.config.maxclients,
+                !st.config.protected_mode || st.config.requirepass.is_some(),
+            )
+        };
         loop {
             tokio::select! {
                 _ = &mut signal => break,
@@ -70,10 +77,13 @@ impl Server {
                             continue;
                         }
                     };
-                    let (max, open) = {
+                    // A script running holds the lock: take the settings as they
+                    // were at the last accept rather than wait for it.
+                    if !shared.script.running() {
                         let st = shared.lock();
-                        (st.config.maxclients, !st.config.protected_mode || st.config.requirepass.is_some())
-                    };
+                        accept_cfg = (st.config.maxclients, !st.config.protected_mode || st.config.requirepass.is_some());
+                    }
+                    let (max, open) = accept_cfg;
                     // Redis's protected mode (networking.c clientAcceptHandler): no
                     // password and a peer beyond loopback get the text and a close.
                     if !open && !is_loopback(&peer) {
@@ -118,6 +128,14 @@ fn is_loopback(peer: &std::net::SocketAddr) -> bool {
 
 async fn expire_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     loop {
+        // The cron waits while a script holds the lock (as Redis's does not run
+        // during one), rather than park a worker thread on the lock.
+        if shared.script.running() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(10)) => continue,
+                _ = shutdown.changed() => return,
+            }
+        }
         let hz = shared.lock().config.hz.max(1);
         let period = Duration::from_millis(1000 / hz as u64);
         tokio::select! {
