@@ -79,20 +79,23 @@ impl Server {
                     };
                     // A script running holds the lock: take the settings as they
                     // were at the last accept rather than wait for it.
-                    if !shared.script.running() {
-                        let st = shared.lock();
+                    if let Some(st) = shared.lock_for(Duration::from_millis(1)) {
                         accept_cfg = (st.config.maxclients, !st.config.protected_mode || st.config.requirepass.is_some());
                     }
                     let (max, open) = accept_cfg;
                     // Redis's protected mode (networking.c clientAcceptHandler): no
                     // password and a peer beyond loopback get the text and a close.
                     if !open && !is_loopback(&peer) {
-                        shared.lock().stats.rejected_connections += 1;
+                        if let Some(mut st) = shared.lock_for(Duration::from_millis(1)) {
+                            st.stats.rejected_connections += 1;
+                        }
                         let _ = stream.write_all(PROTECTED_MODE_DENIED).await;
                         continue;
                     }
                     if !shared.client_arrived(max) {
-                        shared.lock().stats.rejected_connections += 1;
+                        if let Some(mut st) = shared.lock_for(Duration::from_millis(1)) {
+                            st.stats.rejected_connections += 1;
+                        }
                         let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
                         continue;
                     }
@@ -130,19 +133,23 @@ async fn expire_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     loop {
         // The cron waits while a script holds the lock (as Redis's does not run
         // during one), rather than park a worker thread on the lock.
-        if shared.script.running() {
+        let Some(hz) = shared
+            .lock_for(Duration::from_millis(2))
+            .map(|s| s.config.hz.max(1))
+        else {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(10)) => continue,
                 _ = shutdown.changed() => return,
             }
-        }
-        let hz = shared.lock().config.hz.max(1);
+        };
         let period = Duration::from_millis(1000 / hz as u64);
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
             _ = shutdown.changed() => return,
         }
-        let mut store = shared.lock();
+        let Some(mut store) = shared.lock_for(Duration::from_millis(2)) else {
+            continue;
+        };
         // Redis spends at most 25% of CPU time on this; a quarter of the period here.
         store.active_expire_cycle(period / 4);
         // Redis's eviction time proc: a command that hit the time limit left memory
