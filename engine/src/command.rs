@@ -435,7 +435,7 @@ pub(crate) fn remember_keys(
 }
 
 /// The refusal of writes after a failed BGSAVE (`shared.bgsaveerr`).
-const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
+pub(crate) const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
 
 /// Whether `enable-debug-command` (`no`, `yes`, `local`) lets `client` run DEBUG
 /// (Redis's `allowProtectedAction`): `local` means a loopback connection. The

@@ -10,14 +10,17 @@ use crate::keyspace::KeyHook;
 use crate::net::reply::Reply;
 use crate::store::Store;
 use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use tokio::sync::watch;
 
 /// State shared by the server's tasks and in-process users of the engine.
 #[derive(Debug)]
 pub(crate) struct Shared {
     store: Mutex<Store>,
+    /// The running script's state, read without the lock (BUSY replies, KILL).
+    pub(crate) script: Arc<crate::script::RunState>,
     /// Accepted connections, counted before they register (for `maxclients`).
     connections: AtomicUsize,
     shutdown: watch::Sender<bool>,
@@ -28,7 +31,25 @@ impl Shared {
     /// poisoned lock, so poisoning is ignored: every handler leaves the store consistent
     /// between its own steps.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|p| p.into_inner())
+        self.store.lock()
+    }
+
+    /// The lock, if it comes within `wait` (a running script may hold it for long).
+    pub(crate) fn lock_for(&self, wait: std::time::Duration) -> Option<MutexGuard<'_, Store>> {
+        self.store.try_lock_for(wait)
+    }
+
+    /// The lock for a connection: `None` while a script is busy (the caller answers
+    /// BUSY), without ever parking for the whole length of a script.
+    pub(crate) fn lock_unless_busy(&self) -> Option<MutexGuard<'_, Store>> {
+        loop {
+            if self.script.busy() {
+                return None;
+            }
+            if let Some(g) = self.lock_for(std::time::Duration::from_millis(2)) {
+                return Some(g);
+            }
+        }
     }
 
     /// Asks every task to stop.
@@ -114,6 +135,7 @@ impl Engine {
                 let mut store = Store::new(config);
                 store.shared = weak.clone();
                 Shared {
+                    script: store.scripting.run.clone(),
                     store: Mutex::new(store),
                     connections: AtomicUsize::new(0),
                     shutdown: tx,

@@ -49,6 +49,7 @@ pub(crate) mod pause;
 pub mod persist;
 pub(crate) mod pubsub;
 pub(crate) mod repl;
+pub(crate) mod script;
 pub(crate) mod store;
 pub(crate) mod types;
 pub(crate) mod util;

@@ -98,6 +98,8 @@ pub(crate) struct Store {
     pub(crate) pause: crate::pause::Pause,
     /// The file CONFIG REWRITE writes, when the engine was started from one.
     pub(crate) config_file: Option<crate::config::rewrite::ConfigFile>,
+    /// Lua scripts and functions ([`crate::script`]).
+    pub(crate) scripting: crate::script::Scripting,
 }
 
 impl Store {
@@ -141,6 +143,7 @@ impl Store {
             observe: Default::default(),
             pause: Default::default(),
             config_file: None,
+            scripting: Default::default(),
         };
         store.reload_eviction();
         store.reload_output_limits();

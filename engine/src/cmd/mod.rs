@@ -23,6 +23,7 @@ pub mod persist;
 pub mod pqsort;
 pub mod pubsub;
 pub mod replication;
+pub mod scripting;
 pub mod server;
 pub mod sets;
 pub mod slowlog;
@@ -71,6 +72,7 @@ pub fn all() -> Vec<CommandSpec> {
     v.extend(transactions::commands());
     v.extend(leases::commands());
     v.extend(replication::commands());
+    v.extend(scripting::commands());
     v
 }
 

@@ -169,6 +169,10 @@ settings! {
         ],
     )
     .apply(Store::reload_eviction);
+    /// Milliseconds a script may run before other clients get `-BUSY` and SCRIPT KILL /
+    /// FUNCTION KILL / SHUTDOWN NOSAVE may stop it (0: never busy).
+    busy_reply_threshold: u64 = 5000 =>
+        Setting::int("busy-reply-threshold", 0, i64::MAX).alias(&["lua-time-limit"]);
     /// Keys sampled per database for each eviction (more: closer to true LRU/LFU).
     maxmemory_samples: u32 = 5 => Setting::int("maxmemory-samples", 1, i32::MAX as i64);
     /// How long one command may spend evicting, 0..100 (10: 500 us, 100: no limit).

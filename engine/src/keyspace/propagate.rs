@@ -120,6 +120,16 @@ impl Propagation {
         }
     }
 
+    /// How many commands the current unit holds (a script's mark before a command).
+    pub(crate) fn unit_len(&self) -> usize {
+        self.unit.len()
+    }
+
+    /// Drops the unit's commands after `mark` (`redis.set_repl(redis.REPL_NONE)`).
+    pub(crate) fn truncate_unit(&mut self, mark: usize) {
+        self.unit.truncate(mark);
+    }
+
     /// Adds an effect derived from the current command, after it.
     pub(crate) fn after(&mut self, db: usize, argv: Vec<Bytes>) {
         if self.is_on() {

@@ -46,26 +46,47 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
         .map(|a| a.to_string())
         .unwrap_or_default();
     let _ = stream.set_nodelay(true);
+    // Registering takes the lock a running script holds: until it ends, answer the
+    // requests of a connection arriving meanwhile without it.
+    let mut stream = stream;
+    let mut early = BytesMut::new();
     let (push_tx, push_rx) = mpsc::unbounded_channel();
     let kill = Arc::new(Notify::new());
     let output: Output = Arc::default();
-    let (id, gate, (idle_limit, qbuf_limit)) = {
-        let mut store = shared.lock();
+    let (id, gate, (idle_limit, qbuf_limit)) = loop {
+        if shared.script.running() && !serve_during_script(&shared, &mut stream, &mut early).await {
+            shared.client_gone();
+            return;
+        }
+        let Some(mut store) = shared.lock_for(std::time::Duration::from_millis(2)) else {
+            continue;
+        };
         keepalive(&stream, store.config.tcp_keepalive);
-        let id = store.connect(addr, laddr, push_tx, kill.clone(), output.clone());
+        let id = store.connect(
+            addr.clone(),
+            laddr.clone(),
+            push_tx.clone(),
+            kill.clone(),
+            output.clone(),
+        );
         let limits = (
             idle_limit(store.config.timeout, false),
             store.config.client_query_buffer_limit,
         );
-        (id, store.aof.gate.clone(), limits)
+        break (id, store.aof.gate.clone(), limits);
     };
+    drop(push_tx);
     let mut conn = Conn {
         id,
         resp3: false,
         last_name: LastName::default(),
         shared: shared.clone(),
         stream,
-        inbuf: BytesMut::with_capacity(BUF_SIZE),
+        inbuf: if early.is_empty() {
+            BytesMut::with_capacity(BUF_SIZE)
+        } else {
+            early
+        },
         parser: frame::Parser::default(),
         out: BytesMut::with_capacity(BUF_SIZE),
         out_peak: 0,
@@ -95,7 +116,14 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: watch::Rece
         return;
     }
     tracing::debug!(client = id, ?exit, "connection closed");
-    shared.lock().disconnect(id);
+    // Not parked on the lock for the length of a running script.
+    loop {
+        if let Some(mut store) = shared.lock_for(std::time::Duration::from_millis(2)) {
+            store.disconnect(id);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     shared.client_gone();
 }
 
@@ -113,6 +141,70 @@ fn keepalive(stream: &TcpStream, secs: u32) {
     if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&ka) {
         tracing::debug!(error = %e, "cannot set TCP keepalive");
     }
+}
+
+/// Serves a connection that arrived while a script runs, before it can register:
+/// waits for the script to end, answering BUSY (and SCRIPT KILL & co) once it is past
+/// `busy-reply-threshold`. Unparsed input is left in `inbuf`. False: the connection
+/// ended (closed, or SHUTDOWN NOSAVE).
+async fn serve_during_script(
+    shared: &Arc<Shared>,
+    stream: &mut TcpStream,
+    inbuf: &mut BytesMut,
+) -> bool {
+    let run = shared.script.clone();
+    let mut parser = frame::Parser::default();
+    let mut out = BytesMut::new();
+    while run.running() {
+        if !run.busy() || inbuf.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(1)) => {}
+                r = stream.read_buf(inbuf) => match r {
+                    Ok(0) | Err(_) => return false,
+                    Ok(_) => {}
+                }
+            }
+            continue;
+        }
+        loop {
+            match parser.parse(inbuf, i64::MAX, true) {
+                Ok(Some(args)) => match busy_reply(shared, &args) {
+                    Some(r) => r.encode(&mut out, false),
+                    None => return false,
+                },
+                Ok(None) => break,
+                Err(_) => return false,
+            }
+        }
+        if stream.write_all(&out).await.is_err() {
+            return false;
+        }
+        out.clear();
+    }
+    true
+}
+
+/// The answer to a request while a script is busy (Redis's `processCommand` during a
+/// timed-out script): SCRIPT KILL, FUNCTION KILL and SHUTDOWN NOSAVE act, everything
+/// else gets BUSY. `None`: SHUTDOWN NOSAVE, the connection closes.
+fn busy_reply(shared: &Shared, args: &[bytes::Bytes]) -> Option<Reply> {
+    let run = &shared.script;
+    let Some(name) = args.first() else {
+        return Some(Reply::error(run.busy_error()));
+    };
+    let sub = args.get(1).map(|a| a.to_ascii_lowercase());
+    Some(
+        match (name.to_ascii_lowercase().as_slice(), sub.as_deref()) {
+            (b"script", Some(b"kill")) if args.len() == 2 => run.kill(true),
+            (b"function", Some(b"kill")) if args.len() == 2 => run.kill(false),
+            (b"shutdown", _) if args[1..].iter().any(|a| a.eq_ignore_ascii_case(b"nosave")) => {
+                run.force_kill();
+                shared.trigger_shutdown();
+                return None;
+            }
+            _ => Reply::error(run.busy_error()),
+        },
+    )
 }
 
 /// How long a client may stay idle (`timeout` seconds; 0 for ever). Subscribed
@@ -207,6 +299,12 @@ enum Next {
 
 impl Conn {
     async fn run(&mut self) -> Exit {
+        // Requests that arrived while a script kept the connection from registering.
+        if !self.inbuf.is_empty() {
+            if let Some(exit) = self.process().await {
+                return exit;
+            }
+        }
         loop {
             if *self.shutdown.borrow() {
                 return Exit::Shutdown;
@@ -252,6 +350,7 @@ impl Conn {
     /// Runs every complete request in the input buffer, blocking where a command blocks.
     async fn process(&mut self) -> Option<Exit> {
         loop {
+            self.wait_for_script().await;
             match self.run_batch() {
                 Next::Continue => break,
                 Next::Close(exit) => {
@@ -283,8 +382,7 @@ impl Conn {
                 }
             }
         }
-        let limit = self.shared.lock().config.client_query_buffer_limit;
-        if self.inbuf.len() as u64 > limit {
+        if self.inbuf.len() as u64 > self.qbuf_limit {
             return Some(Exit::QueryBufferLimit);
         }
         self.durable().await;
@@ -303,7 +401,9 @@ impl Conn {
     /// out of the registry meanwhile and back in before the lock is released.
     fn run_batch(&mut self) -> Next {
         let shared = self.shared.clone();
-        let mut store = shared.lock();
+        let Some(mut store) = shared.lock_unless_busy() else {
+            return self.busy_batch();
+        };
         let Some(mut client) = store.clients.checkout(self.id) else {
             // Killed between two batches.
             return Next::Close(Exit::Killed);
@@ -325,6 +425,41 @@ impl Conn {
             self.shared.trigger_shutdown();
         }
         next
+    }
+
+    /// Waits while another client's script runs, until it ends or passes
+    /// `busy-reply-threshold` (then `run_batch` answers BUSY without the lock), so
+    /// that no worker thread parks on the lock for the length of a slow script.
+    async fn wait_for_script(&self) {
+        let run = &self.shared.script;
+        let mut spins = 0u32;
+        while run.running() && !run.busy() {
+            if spins < 64 {
+                spins += 1;
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+    }
+
+    /// Requests while a script is busy (Redis's `processCommand` during a timed-out
+    /// script): SCRIPT KILL, FUNCTION KILL and SHUTDOWN NOSAVE act, all else gets BUSY.
+    fn busy_batch(&mut self) -> Next {
+        loop {
+            let args = match self.parser.parse(&mut self.inbuf, i64::MAX, true) {
+                Ok(Some(args)) => args,
+                Ok(None) => return Next::Continue,
+                Err(e) => {
+                    Reply::Error(format!("ERR {e}")).encode(&mut self.out, self.resp3);
+                    return Next::Close(Exit::Protocol(e));
+                }
+            };
+            let Some(reply) = busy_reply(&self.shared, &args) else {
+                return Next::Close(Exit::Shutdown);
+            };
+            reply.encode(&mut self.out, self.resp3);
+        }
     }
 
     fn run_requests(&mut self, store: &mut Store, client: &mut Client) -> Next {

@@ -69,6 +69,13 @@ impl Server {
         }
         let expire = tokio::spawn(expire_loop(shared.clone(), shared.subscribe_shutdown()));
         tokio::pin!(signal);
+        let mut accept_cfg = {
+            let st = shared.lock();
+            (
+                st.config.maxclients,
+                !st.config.protected_mode || st.config.requirepass.is_some(),
+            )
+        };
         loop {
             tokio::select! {
                 _ = &mut signal => break,
@@ -85,19 +92,25 @@ impl Server {
                             continue;
                         }
                     };
-                    let (max, open) = {
-                        let st = shared.lock();
-                        (st.config.maxclients, !st.config.protected_mode || st.config.requirepass.is_some())
-                    };
+                    // A script running holds the lock: take the settings as they
+                    // were at the last accept rather than wait for it.
+                    if let Some(st) = shared.lock_for(Duration::from_millis(1)) {
+                        accept_cfg = (st.config.maxclients, !st.config.protected_mode || st.config.requirepass.is_some());
+                    }
+                    let (max, open) = accept_cfg;
                     // Redis's protected mode (networking.c clientAcceptHandler): no
                     // password and a peer beyond loopback get the text and a close.
                     if !open && !is_loopback(&peer) {
-                        shared.lock().stats.rejected_connections += 1;
+                        if let Some(mut st) = shared.lock_for(Duration::from_millis(1)) {
+                            st.stats.rejected_connections += 1;
+                        }
                         let _ = stream.write_all(PROTECTED_MODE_DENIED).await;
                         continue;
                     }
                     if !shared.client_arrived(max) {
-                        shared.lock().stats.rejected_connections += 1;
+                        if let Some(mut st) = shared.lock_for(Duration::from_millis(1)) {
+                            st.stats.rejected_connections += 1;
+                        }
                         let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
                         continue;
                     }
@@ -134,13 +147,25 @@ fn is_loopback(peer: &std::net::SocketAddr) -> bool {
 async fn expire_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut last_second = 0;
     loop {
-        let hz = shared.lock().config.hz.max(1);
+        // The cron waits while a script holds the lock (as Redis's does not run
+        // during one), rather than park a worker thread on the lock.
+        let Some(hz) = shared
+            .lock_for(Duration::from_millis(2))
+            .map(|s| s.config.hz.max(1))
+        else {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(10)) => continue,
+                _ = shutdown.changed() => return,
+            }
+        };
         let period = Duration::from_millis(1000 / hz as u64);
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
             _ = shutdown.changed() => return,
         }
-        let mut store = shared.lock();
+        let Some(mut store) = shared.lock_for(Duration::from_millis(2)) else {
+            continue;
+        };
         // Redis spends at most 25% of CPU time on this; a quarter of the period here.
         // A replica leaves expiry to its primary, whose DELs it applies (reads still
         // hide expired keys).

@@ -1,0 +1,824 @@
+//! The Lua 5.1 VM as Redis 7.0 sets it up: the libraries it loads, the sandbox
+//! (reading a missing global or writing one is an error, no `os`/`io`/`loadfile`/
+//! `dofile`/`print`), the `redis` API, the error handler that gives errors their
+//! `script: <name>, on @user_script:<line>.` suffix, and one run of a script.
+//!
+//! The API functions are Rust closures behind small Lua wrappers (chunk `=coherent`):
+//! a Rust callback cannot raise an arbitrary Lua value, while Redis raises error
+//! *tables* from `redis.call`; the wrappers raise what the Rust side returns as an
+//! error, and the error handler skips their frames when it names the script's line.
+
+use super::convert;
+use super::RunState;
+use crate::client::Client;
+use crate::command::{self, DENYOOM, NOSCRIPT, WRITE};
+use crate::net::reply::Reply;
+use crate::store::Store;
+use bytes::Bytes;
+use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::os::raw::{c_char, c_int};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Which VM: EVAL's, or FUNCTION's (whose globals switch between the library-loading
+/// API and the run-time API, as `function_lua.c` does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Eval,
+    Function,
+}
+
+/// `redis.set_repl` flags.
+pub(crate) const REPL_NONE: i64 = 0;
+const REPL_AOF: i64 = 1;
+const REPL_REPLICA: i64 = 2;
+const REPL_ALL: i64 = 3;
+
+/// Globals Redis 7.0 leaves to scripts (everything else the libraries define is removed).
+const GLOBALS: &[&str] = &[
+    "_G",
+    "_VERSION",
+    "assert",
+    "bit",
+    "cjson",
+    "cmsgpack",
+    "collectgarbage",
+    "coroutine",
+    "error",
+    "gcinfo",
+    "getmetatable",
+    "ipairs",
+    "load",
+    "loadstring",
+    "math",
+    "next",
+    "pairs",
+    "pcall",
+    "rawequal",
+    "rawget",
+    "rawset",
+    "redis",
+    "select",
+    "setmetatable",
+    "string",
+    "struct",
+    "table",
+    "tonumber",
+    "tostring",
+    "type",
+    "unpack",
+    "xpcall",
+    "__redis__err__handler",
+];
+
+/// The Lua half of the API (see the module doc).
+const BOOT: &str = r#"
+local raw, imp = ...
+local error, type, tostring, dbg, xpcall = error, type, tostring, debug, xpcall
+local select, unpack = select, unpack
+
+local function handler(err)
+  local l = 2
+  local i = dbg.getinfo(l, 'nSl')
+  while i and (i.what == 'C' or i.what == 'tail' or i.source == '=coherent') do
+    l = l + 1
+    i = dbg.getinfo(l, 'nSl')
+  end
+  if type(err) ~= 'table' then
+    err = {err = 'ERR ' .. tostring(err)}
+  end
+  if i then
+    err['source'] = i.source
+    err['line'] = i.currentline
+  end
+  return err
+end
+
+local function pack(...) return {n = select('#', ...), ...} end
+local function lib(f)
+  return function(...)
+    local r = pack(f(...))
+    if not r[1] then error(r[2], 2) end
+    return unpack(r, 2, r.n)
+  end
+end
+
+local redis = {}
+redis.call = raw.call
+redis.pcall = function(...)
+  local v = imp.call(...)
+  return v
+end
+redis.setresp = raw.setresp
+redis.set_repl = raw.set_repl
+redis.acl_check_cmd = raw.acl_check_cmd
+redis.sha1hex = raw.sha1hex
+redis.log = raw.log
+redis.error_reply = function(...) return (raw.error_reply(...)) end
+redis.status_reply = function(...) return (raw.status_reply(...)) end
+redis.breakpoint = function() return false end
+redis.debug = function() return nil end
+redis.replicate_commands = function() return true end
+
+-- Redis's pcall: an error table with an `err` field is caught as that string.
+local rawpcall = pcall
+pcall = function(...)
+  local r = pack(rawpcall(...))
+  if not r[1] and type(r[2]) == 'table' then
+    local e = r[2].err
+    if type(e) == 'string' or type(e) == 'number' then
+      return false, e
+    end
+  end
+  return unpack(r, 1, r.n)
+end
+
+local function run(f) return xpcall(f, handler) end
+local function run_fn(f, keys, args)
+  return xpcall(function() return f(keys, args) end, handler)
+end
+return redis, handler, run, run_fn, lib
+"#;
+
+/// One Lua VM and the functions compiled in it.
+pub(crate) struct Vm {
+    pub(crate) lua: Lua,
+    kind: Kind,
+    /// `function(f)` running `f` under the error handler.
+    run: Function,
+    /// `function(f, keys, args)` for functions.
+    run_fn: Function,
+    /// Where a run installs its `redis.call` & co (scoped to the run).
+    imp: Table,
+    /// The run-time `redis` table.
+    pub(crate) redis: Table,
+    /// Compiled scripts by SHA-1 (EVAL).
+    pub(crate) compiled: HashMap<String, Function>,
+    /// FUNCTION's globals: the table library code sees as its globals, the API
+    /// behind it (whose `redis` is swapped for the load-time table while a library
+    /// loads), and that load-time `redis` table.
+    pub(crate) fenv: Option<(Table, Table, Table)>,
+    /// `redis.register_function`, offered while a library loads.
+    register: Function,
+}
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm")
+            .field("kind", &self.kind)
+            .field("compiled", &self.compiled.len())
+            .finish()
+    }
+}
+
+/// A Redis-style error table `{err = "CODE msg"}` for a message of the scripting
+/// layer (`luaPushError`: a message without a code gets `ERR`).
+pub(crate) fn error_table(lua: &Lua, msg: &str) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set("err", error_text(msg))?;
+    Ok(t)
+}
+
+/// The error table of a command's error reply (`-CODE msg` as `luaPushErrorBuff`
+/// splits it: the code is the first word).
+pub(crate) fn reply_error_table(lua: &Lua, reply: &str) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set("err", error_text(&format!("-{reply}")))?;
+    Ok(t)
+}
+
+/// `luaPushErrorBuff`'s normalisation of an error text.
+pub(crate) fn error_text(s: &str) -> String {
+    let (code, msg) = match s.strip_prefix('-') {
+        Some(body) => match body.split_once(' ') {
+            Some((c, m)) => (c, m),
+            None => ("ERR", body),
+        },
+        None => ("ERR", s),
+    };
+    format!("{code} {}", msg.trim_matches(|c| c == '\r' || c == '\n'))
+}
+
+type Ret = mlua::Result<(Value, bool)>;
+
+fn raise(lua: &Lua, line: &str) -> Ret {
+    Ok((Value::Table(error_table(lua, line)?), true))
+}
+
+fn ok(v: Value) -> Ret {
+    Ok((v, false))
+}
+
+impl Vm {
+    /// A fresh VM of `kind`, sandboxed, with the `redis` API and the libraries.
+    pub(crate) fn new(kind: Kind, run: Arc<RunState>) -> mlua::Result<Vm> {
+        // SAFETY: `debug` is loaded only to build the error handler, which keeps a
+        // private reference; scripts cannot reach it (it is removed from the globals).
+        let lua = unsafe {
+            Lua::unsafe_new_with(
+                StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::DEBUG,
+                LuaOptions::new(),
+            )
+        };
+        let g = lua.globals();
+        super::libs::install(&lua)?;
+        let raw = lua.create_table()?;
+        raw.raw_set("error_reply", lua.create_function(error_reply)?)?;
+        raw.raw_set("status_reply", lua.create_function(status_reply)?)?;
+        lua.set_named_registry_value("coherent.sha1hex", lua.create_function(sha1hex)?)?;
+        lua.set_named_registry_value("coherent.log", lua.create_function(log)?)?;
+        lua.set_named_registry_value(
+            "coherent.acl_check_cmd",
+            lua.create_function(acl_check_cmd)?,
+        )?;
+        // SAFETY: the trampolines only call the registry function named after them
+        // and raise its result (see `trampoline!`).
+        unsafe {
+            raw.raw_set("call", lua.create_c_function(t_call)?)?;
+            raw.raw_set("setresp", lua.create_c_function(t_setresp)?)?;
+            raw.raw_set("set_repl", lua.create_c_function(t_set_repl)?)?;
+            raw.raw_set("acl_check_cmd", lua.create_c_function(t_acl)?)?;
+            raw.raw_set("sha1hex", lua.create_c_function(t_sha1hex)?)?;
+            raw.raw_set("log", lua.create_c_function(t_log)?)?;
+            raw.raw_set("register_function", lua.create_c_function(t_register)?)?;
+        }
+        let imp = lua.create_table()?;
+        let register: Function = raw.raw_get("register_function")?;
+        let (redis, handler, run_f, run_fn, lib): (Table, Function, Function, Function, Function) =
+            lua.load(BOOT)
+                .set_name("=coherent")
+                .call((raw, imp.clone()))?;
+        super::libs::wrap(&lua, &lib)?;
+        for (k, v) in [
+            ("REPL_ALL", REPL_ALL),
+            ("REPL_AOF", REPL_AOF),
+            ("REPL_SLAVE", REPL_REPLICA),
+            ("REPL_REPLICA", REPL_REPLICA),
+            ("REPL_NONE", REPL_NONE),
+            ("LOG_DEBUG", 0),
+            ("LOG_VERBOSE", 1),
+            ("LOG_NOTICE", 2),
+            ("LOG_WARNING", 3),
+            ("REDIS_VERSION_NUM", 0x07000f),
+        ] {
+            redis.raw_set(k, v)?;
+        }
+        redis.raw_set("REDIS_VERSION", "7.0.15")?;
+        g.raw_set("redis", redis.clone())?;
+        g.raw_set("__redis__err__handler", handler)?;
+        // The sandbox: only Redis's globals remain.
+        let mut drop_keys = Vec::new();
+        for pair in g.pairs::<Value, Value>() {
+            let (k, _) = pair?;
+            if let Value::String(s) = &k {
+                if GLOBALS.iter().any(|n| n.as_bytes() == &*s.as_bytes()) {
+                    continue;
+                }
+            }
+            drop_keys.push(k);
+        }
+        for k in drop_keys {
+            g.raw_set(k, Value::Nil)?;
+        }
+        let protect = lua
+            .load(
+                r#"
+local t = ...
+local error, tostring = error, tostring
+setmetatable(t, {
+  __index = function(_, k)
+    error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+  end,
+  __newindex = function() error("Attempt to modify a readonly table", 2) end,
+  __metatable = false,
+})
+"#,
+            )
+            .set_name("=coherent")
+            .into_function()?;
+        let fenv = match kind {
+            Kind::Eval => {
+                protect.call::<()>(g.clone())?;
+                None
+            }
+            Kind::Function => {
+                // Library code and functions see `env`, whose reads go to `run_api`.
+                let run_api = lua.create_table()?;
+                for pair in g.pairs::<Value, Value>() {
+                    let (k, v) = pair?;
+                    run_api.raw_set(k, v)?;
+                }
+                let load_redis = lua.create_table()?;
+                for k in [
+                    "log",
+                    "setresp",
+                    "LOG_DEBUG",
+                    "LOG_VERBOSE",
+                    "LOG_NOTICE",
+                    "LOG_WARNING",
+                    "REDIS_VERSION",
+                    "REDIS_VERSION_NUM",
+                ] {
+                    load_redis.raw_set(k, redis.raw_get::<Value>(k)?)?;
+                }
+                protect.call::<()>(run_api.clone())?;
+                let env = lua.create_table()?;
+                let meta = lua.create_table()?;
+                meta.raw_set("__index", run_api.clone())?;
+                let newindex = lua
+                    .load("return function() error('Attempt to modify a readonly table', 2) end")
+                    .set_name("=coherent")
+                    .call::<Function>(())?;
+                meta.raw_set("__newindex", newindex)?;
+                meta.raw_set("__metatable", false)?;
+                env.set_metatable(Some(meta.clone()))?;
+                Some((env, run_api, load_redis))
+            }
+        };
+        // The watchdog: BUSY past the threshold, and the kill flag.
+        lua.set_hook(
+            HookTriggers::new().every_nth_instruction(1000),
+            move |_, _| {
+                run.tick();
+                if run.killed() {
+                    return Err(mlua::Error::RuntimeError("script killed".into()));
+                }
+                Ok(VmState::Continue)
+            },
+        )?;
+        Ok(Vm {
+            lua,
+            kind,
+            run: run_f,
+            run_fn,
+            imp,
+            redis,
+            compiled: HashMap::new(),
+            fenv,
+            register,
+        })
+    }
+
+    /// Compiles an EVAL body (`Error compiling script` on failure), cached by SHA-1.
+    pub(crate) fn compile(&mut self, sha: &str, body: &[u8]) -> Result<Function, String> {
+        if let Some(f) = self.compiled.get(sha) {
+            return Ok(f.clone());
+        }
+        let f = self
+            .lua
+            .load(body)
+            .set_name("@user_script")
+            .set_mode(mlua::chunk::ChunkMode::Text)
+            .into_function()
+            .map_err(|e| {
+                format!(
+                    "ERR Error compiling script (new function): {}",
+                    lua_message(&e)
+                )
+            })?;
+        self.compiled.insert(sha.to_string(), f.clone());
+        Ok(f)
+    }
+
+    /// Runs an EVAL script or a function (`keys`/`args` as KEYS/ARGV, or as the
+    /// function's two arguments) and converts its result for the caller.
+    pub(crate) fn run(
+        &self,
+        exec: Exec<'_>,
+        func: &Function,
+        name: &str,
+        keys: &[Bytes],
+        args: &[Bytes],
+    ) -> Reply {
+        let run = exec.run.clone();
+        let caller_resp = exec.caller_resp;
+        let is_eval = self.kind == Kind::Eval;
+        let exec = RefCell::new(exec);
+        let result = self.lua.scope(|scope| {
+            let call = scope.create_function(|lua, a: MultiValue| {
+                let mut e = exec.borrow_mut();
+                e.redis_call(lua, a)
+            })?;
+            let setresp = scope.create_function(|lua, a: MultiValue| {
+                let mut e = exec.borrow_mut();
+                e.setresp(lua, a)
+            })?;
+            let set_repl = scope.create_function(|lua, a: MultiValue| {
+                let mut e = exec.borrow_mut();
+                e.set_repl(lua, a)
+            })?;
+            self.imp.raw_set("call", call.clone())?;
+            self.lua.set_named_registry_value("coherent.call", call)?;
+            self.lua
+                .set_named_registry_value("coherent.setresp", setresp)?;
+            self.lua
+                .set_named_registry_value("coherent.set_repl", set_repl)?;
+            let keys_t = self.lua.create_sequence_from(
+                keys.iter()
+                    .map(|k| self.lua.create_string(k))
+                    .collect::<mlua::Result<Vec<_>>>()?,
+            )?;
+            let args_t = self.lua.create_sequence_from(
+                args.iter()
+                    .map(|k| self.lua.create_string(k))
+                    .collect::<mlua::Result<Vec<_>>>()?,
+            )?;
+            let out: MultiValue = if is_eval {
+                let g = self.lua.globals();
+                g.raw_set("KEYS", keys_t)?;
+                g.raw_set("ARGV", args_t)?;
+                self.run.call(func.clone())?
+            } else {
+                self.run_fn.call((func.clone(), keys_t, args_t))?
+            };
+            self.imp.clear()?;
+            let mut it = out.into_iter();
+            let ok = matches!(it.next(), Some(Value::Boolean(true)));
+            let v = it.next().unwrap_or(Value::Nil);
+            let script_resp = exec.borrow().client.resp;
+            if ok {
+                return Ok(convert::lua_to_reply(&v, script_resp, caller_resp));
+            }
+            Ok(error_reply_of(&v, name, &run, is_eval))
+        });
+        let _ = self.imp.clear();
+        for k in ["coherent.call", "coherent.setresp", "coherent.set_repl"] {
+            let _ = self.lua.set_named_registry_value(k, Value::Nil);
+        }
+        match result {
+            Ok(r) => r,
+            Err(e) => Reply::error(format!("ERR Error running script: {}", lua_message(&e))),
+        }
+    }
+
+    /// Runs library code for FUNCTION LOAD with the load-time API (whose `redis` has
+    /// `register_function` but no `call`); `register` is called for each
+    /// `redis.register_function`.
+    pub(crate) fn load_library(
+        &self,
+        code: &[u8],
+        register: &mut dyn FnMut(&Lua, MultiValue) -> Ret,
+        run: &RunState,
+    ) -> Result<(), String> {
+        let Some((env, run_api, load_redis)) = &self.fenv else {
+            return Err("ERR not a function VM".into());
+        };
+        let f = self
+            .lua
+            .load(code)
+            .set_name("@user_function")
+            .set_mode(mlua::chunk::ChunkMode::Text)
+            .set_environment(env.clone())
+            .into_function()
+            .map_err(|e| format!("ERR Error compiling function: {}", lua_message(&e)))?;
+        let register = RefCell::new(register);
+        let r = self.lua.scope(|scope| {
+            let reg = scope.create_function(|lua, a: MultiValue| {
+                let mut r = register.borrow_mut();
+                (*r)(lua, a)
+            })?;
+            self.lua
+                .set_named_registry_value("coherent.register", reg)?;
+            load_redis.raw_set("register_function", self.register.clone())?;
+            run_api.raw_set("redis", load_redis.clone())?;
+            run.begin(true, 500);
+            let out = self.run.call::<MultiValue>(f.clone());
+            run.end();
+            run_api.raw_set("redis", self.redis.clone())?;
+            load_redis.raw_set("register_function", Value::Nil)?;
+            out
+        });
+        let _ = self
+            .lua
+            .set_named_registry_value("coherent.register", Value::Nil);
+        let _ = run_api.raw_set("redis", self.redis.clone());
+        match r {
+            Ok(out) => {
+                let mut it = out.into_iter();
+                if matches!(it.next(), Some(Value::Boolean(true))) {
+                    return Ok(());
+                }
+                let v = it.next().unwrap_or(Value::Nil);
+                let msg = match &v {
+                    Value::Table(t) => t
+                        .raw_get::<Option<mlua::LuaString>>("err")
+                        .ok()
+                        .flatten()
+                        .map(|s| s.to_string_lossy())
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
+                Err(format!("ERR Error registering functions: {msg}"))
+            }
+            Err(e) => Err(format!(
+                "ERR Error registering functions: {}",
+                lua_message(&e)
+            )),
+        }
+    }
+}
+
+/// The text of a Lua error as Lua printed it (mlua adds its own prefixes).
+pub(crate) fn lua_message(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::RuntimeError(m) => m.clone(),
+        mlua::Error::CallbackError { cause, .. } => lua_message(cause),
+        other => other.to_string(),
+    }
+}
+
+/// The reply for a script that raised `v` (what the error handler returned).
+fn error_reply_of(v: &Value, name: &str, run: &RunState, is_eval: bool) -> Reply {
+    let (mut msg, source, line) = match v {
+        Value::Table(t) => (
+            t.raw_get::<Option<mlua::LuaString>>("err")
+                .ok()
+                .flatten()
+                .map(|s| String::from_utf8_lossy(&s.as_bytes()).into_owned()),
+            t.raw_get::<Option<mlua::LuaString>>("source")
+                .ok()
+                .flatten()
+                .map(|s| s.to_string_lossy()),
+            t.raw_get::<Option<i64>>("line").ok().flatten(),
+        ),
+        _ => (None, None, None),
+    };
+    if run.killed() {
+        msg = Some(
+            if is_eval {
+                super::KILLED
+            } else {
+                super::KILLED_FUNCTION
+            }
+            .to_string(),
+        );
+    }
+    let msg = msg.unwrap_or_default();
+    match (source, line) {
+        (Some(s), Some(l)) => Reply::Error(format!("{msg} script: {name}, on {s}:{l}.")),
+        _ => Reply::Error(msg),
+    }
+}
+
+/// What one run of a script works with.
+pub(crate) struct Exec<'a> {
+    pub(crate) store: &'a mut Store,
+    /// The script's own client: its database, its protocol (`redis.setresp`).
+    pub(crate) client: Client,
+    /// The protocol of the client that called the script.
+    pub(crate) caller_resp: u8,
+    /// EVAL_RO, FCALL_RO or the `no-writes` flag.
+    pub(crate) read_only: bool,
+    /// `allow-oom`.
+    pub(crate) allow_oom: bool,
+    /// Over `maxmemory` when the script started.
+    pub(crate) oom: bool,
+    /// Whether a write command ran.
+    pub(crate) wrote: bool,
+    /// `redis.set_repl`.
+    pub(crate) repl: i64,
+    pub(crate) run: Arc<RunState>,
+}
+
+impl Exec<'_> {
+    /// A script client for the caller's database, speaking RESP2 until `setresp`.
+    pub(crate) fn script_client(db: usize) -> Client {
+        let mut c = Client::in_process(db);
+        c.resp = 2;
+        c
+    }
+
+    fn redis_call(&mut self, lua: &Lua, args: MultiValue) -> Ret {
+        if args.is_empty() {
+            return raise(
+                lua,
+                "Please specify at least one argument for this redis lib call",
+            );
+        }
+        let mut argv = Vec::with_capacity(args.len());
+        for v in args.iter() {
+            match v {
+                Value::String(s) => argv.push(Bytes::copy_from_slice(&s.as_bytes())),
+                Value::Integer(i) => argv.push(Bytes::from(i.to_string())),
+                Value::Number(n) => argv.push(Bytes::from(crate::util::fmt_g(*n, 17))),
+                _ => {
+                    return raise(
+                        lua,
+                        "Lua redis lib command arguments must be strings or integers",
+                    )
+                }
+            }
+        }
+        let reply = self.call(argv);
+        match &reply {
+            Reply::Error(e) => Ok((Value::Table(reply_error_table(lua, e)?), true)),
+            r => ok(convert::reply_to_lua(lua, r, self.client.resp)?),
+        }
+    }
+
+    /// Redis's `scriptCall`: the checks a script's command passes, then the dispatcher.
+    fn call(&mut self, argv: Vec<Bytes>) -> Reply {
+        if self.run.killed() {
+            return Reply::error(super::KILLED);
+        }
+        let Some(spec) = command::lookup(&argv[0]) else {
+            return Reply::error("ERR Unknown Redis command called from script");
+        };
+        let argc = argv.len() as i32;
+        if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
+            return Reply::error("ERR Wrong number of args calling Redis command from script");
+        }
+        if spec.flags & NOSCRIPT != 0 {
+            return Reply::error("ERR This Redis command is not allowed from script");
+        }
+        if spec.flags & WRITE != 0 {
+            if self.read_only {
+                return Reply::error("ERR Write commands are not allowed from read-only scripts.");
+            }
+            if !self.allow_oom && self.oom && !self.wrote && spec.flags & DENYOOM != 0 {
+                return Reply::error("OOM command not allowed when used memory > 'maxmemory'.");
+            }
+            self.wrote = true;
+            self.run.wrote();
+        }
+        let mark = self.store.propagation.unit_len();
+        let reply = command::call(self.store, &mut self.client, spec, &argv);
+        if self.repl & (REPL_AOF | REPL_REPLICA) == 0 {
+            self.store.propagation.truncate_unit(mark);
+        }
+        reply
+    }
+
+    fn setresp(&mut self, lua: &Lua, args: MultiValue) -> Ret {
+        if args.len() != 1 {
+            return raise(lua, "redis.setresp() requires one argument.");
+        }
+        let v = match &args[0] {
+            Value::Integer(i) => *i,
+            Value::Number(n) => *n as i64,
+            _ => -1,
+        };
+        if v != 2 && v != 3 {
+            return raise(lua, "RESP version must be 2 or 3.");
+        }
+        self.client.resp = v as u8;
+        ok(Value::Nil)
+    }
+
+    fn set_repl(&mut self, lua: &Lua, args: MultiValue) -> Ret {
+        if args.len() != 1 {
+            return raise(lua, "redis.set_repl() requires one argument.");
+        }
+        let v = match &args[0] {
+            Value::Integer(i) => *i,
+            Value::Number(n) => *n as i64,
+            _ => -1,
+        };
+        if !(0..=REPL_ALL).contains(&v) {
+            return raise(
+                lua,
+                "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
+            );
+        }
+        self.repl = v;
+        ok(Value::Nil)
+    }
+}
+
+fn acl_check_cmd(lua: &Lua, args: MultiValue) -> Ret {
+    let Some(Value::String(name)) = args.front() else {
+        return raise(
+            lua,
+            "Please specify at least one argument for this redis lib call",
+        );
+    };
+    match command::lookup(&name.as_bytes()) {
+        Some(_) => ok(Value::Boolean(true)),
+        None => raise(lua, "Invalid command passed to redis.acl_check_cmd()"),
+    }
+}
+
+fn lua_string_arg(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::String(s) => Some(s.as_bytes().to_vec()),
+        Value::Integer(i) => Some(i.to_string().into_bytes()),
+        Value::Number(n) => Some(crate::util::fmt_g(*n, 14).into_bytes()),
+        _ => None,
+    }
+}
+
+fn error_reply(lua: &Lua, args: MultiValue) -> Ret {
+    let msg = match (args.len(), args.front()) {
+        (1, Some(Value::String(s))) => s.to_string_lossy(),
+        (1, Some(v @ (Value::Integer(_) | Value::Number(_)))) => {
+            String::from_utf8_lossy(&lua_string_arg(v).unwrap_or_default()).into_owned()
+        }
+        _ => {
+            return ok(Value::Table(error_table(
+                lua,
+                "wrong number or type of arguments",
+            )?))
+        }
+    };
+    let msg = msg.strip_prefix('-').unwrap_or(&msg);
+    ok(Value::Table(reply_error_table(lua, msg)?))
+}
+
+fn status_reply(lua: &Lua, args: MultiValue) -> Ret {
+    let s = match (args.len(), args.front()) {
+        (1, Some(v)) => lua_string_arg(v),
+        _ => None,
+    };
+    let Some(s) = s else {
+        return ok(Value::Table(error_table(
+            lua,
+            "wrong number or type of arguments",
+        )?));
+    };
+    let t = lua.create_table()?;
+    t.raw_set("ok", lua.create_string(s)?)?;
+    ok(Value::Table(t))
+}
+
+fn sha1hex(lua: &Lua, args: MultiValue) -> Ret {
+    if args.len() != 1 {
+        return raise(lua, "wrong number of arguments");
+    }
+    let body = lua_string_arg(&args[0]).unwrap_or_default();
+    ok(Value::String(lua.create_string(super::sha1_hex(&body))?))
+}
+
+fn log(lua: &Lua, args: MultiValue) -> Ret {
+    if args.len() < 2 {
+        return raise(lua, "redis.log() requires two arguments or more.");
+    }
+    let level = match &args[0] {
+        Value::Integer(i) => *i,
+        Value::Number(n) => *n as i64,
+        _ => return raise(lua, "First argument must be a number (log level)."),
+    };
+    if !(0..=3).contains(&level) {
+        return raise(lua, "Invalid debug level.");
+    }
+    let text: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|v| String::from_utf8_lossy(&lua_string_arg(v).unwrap_or_default()).into_owned())
+        .collect();
+    let text = text.join(" ");
+    match level {
+        0 => tracing::debug!(target: "script", "{text}"),
+        1 | 2 => tracing::info!(target: "script", "{text}"),
+        _ => tracing::warn!(target: "script", "{text}"),
+    }
+    ok(Value::Nil)
+}
+
+/// Redis's `redisLrand48`/`redisSrand48` state for `math.random`, shared by the
+/// VM's closures.
+pub(crate) type Rand = Arc<AtomicU64>;
+
+/// lrand48's step: returns the next 31-bit value.
+pub(crate) fn lrand48(state: &Rand) -> i64 {
+    let x = state.load(Ordering::Relaxed);
+    let next = (x.wrapping_mul(0x5_DEEC_E66D).wrapping_add(0xB)) & 0xFFFF_FFFF_FFFF;
+    state.store(next, Ordering::Relaxed);
+    (next >> 17) as i64
+}
+
+/// A C function (so that a script's `return redis.call(...)` keeps its own frame, as
+/// Redis's C API does: a Lua wrapper would be a tail call and lose the script's line)
+/// that calls the registry function `$key` with its arguments; that returns a value
+/// and whether to raise it, as Redis raises its error tables.
+macro_rules! trampoline {
+    ($name:ident, $key:literal) => {
+        unsafe extern "C-unwind" fn $name(l: *mut mlua::ffi::lua_State) -> c_int {
+            use mlua::ffi;
+            let n = ffi::lua_gettop(l);
+            ffi::lua_getfield(
+                l,
+                ffi::LUA_REGISTRYINDEX,
+                concat!($key, "\0").as_ptr() as *const c_char,
+            );
+            ffi::lua_insert(l, 1);
+            ffi::lua_call(l, n, 2);
+            let raise = ffi::lua_toboolean(l, -1) != 0;
+            ffi::lua_settop(l, -2);
+            if raise {
+                ffi::lua_error(l);
+            }
+            1
+        }
+    };
+}
+
+trampoline!(t_call, "coherent.call");
+trampoline!(t_setresp, "coherent.setresp");
+trampoline!(t_set_repl, "coherent.set_repl");
+trampoline!(t_acl, "coherent.acl_check_cmd");
+trampoline!(t_sha1hex, "coherent.sha1hex");
+trampoline!(t_log, "coherent.log");
+trampoline!(t_register, "coherent.register");
