@@ -347,6 +347,39 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
     }
 }
 
+/// Appends `n` in decimal, without allocating (this runs for every propagated write).
+pub(crate) fn push_num(out: &mut Vec<u8>, n: u64) {
+    let mut b = [0u8; 20];
+    let mut i = b.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        b[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&b[i..]);
+}
+
+/// Appends one command in the Redis protocol, as a client sends it: the one encoder of
+/// the command stream for the AOF, its rewrite, the replication backlog and a replica's
+/// REPLCONF ACK (Redis's `catAppendOnlyGenericCommand`).
+pub(crate) fn encode_command<A: AsRef<[u8]>>(out: &mut Vec<u8>, argv: &[A]) {
+    out.push(b'*');
+    push_num(out, argv.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    for a in argv {
+        let a = a.as_ref();
+        out.push(b'$');
+        push_num(out, a.len() as u64);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

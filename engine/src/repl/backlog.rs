@@ -12,6 +12,7 @@
 //! limit: a replica further behind than that is dropped (and resyncs).
 
 use crate::keyspace::propagate::{Propagated, PropagationSink};
+use crate::net::frame::{encode_command, push_num};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
@@ -58,37 +59,6 @@ pub(crate) enum Read {
 #[derive(Debug)]
 pub(crate) struct Backlog {
     inner: Mutex<Inner>,
-}
-
-/// Appends `n` in decimal, without allocating (this runs for every write).
-fn push_num(out: &mut Vec<u8>, n: usize) {
-    let mut b = [0u8; 20];
-    let mut i = b.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        b[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&b[i..]);
-}
-
-/// Appends one command in the Redis protocol.
-pub(crate) fn encode<A: AsRef<[u8]>>(out: &mut Vec<u8>, argv: &[A]) {
-    out.push(b'*');
-    push_num(out, argv.len());
-    out.extend_from_slice(b"\r\n");
-    for a in argv {
-        let a = a.as_ref();
-        out.push(b'$');
-        push_num(out, a.len());
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
 }
 
 impl Backlog {
@@ -158,7 +128,7 @@ impl Backlog {
     /// Appends one command outside any database (PING, REPLCONF GETACK).
     pub(crate) fn feed_command(&self, argv: &[&[u8]]) {
         let mut out = Vec::new();
-        encode(&mut out, argv);
+        encode_command(&mut out, argv);
         self.feed(&out);
     }
 
@@ -293,11 +263,11 @@ impl PropagationSink for Backlog {
         for op in ops {
             if i.seldb != Some(op.db) {
                 let mut db = Vec::with_capacity(4);
-                push_num(&mut db, op.db);
-                encode(&mut out, &[b"SELECT".as_slice(), &db]);
+                push_num(&mut db, op.db as u64);
+                encode_command(&mut out, &[b"SELECT".as_slice(), &db]);
                 i.seldb = Some(op.db);
             }
-            encode(&mut out, &op.argv);
+            encode_command(&mut out, &op.argv);
         }
         append(&mut i, &out);
     }

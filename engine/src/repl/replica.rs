@@ -210,7 +210,7 @@ impl Conn {
 
     async fn command(&mut self, argv: &[&[u8]]) -> Result<String, LinkError> {
         let mut out = Vec::new();
-        super::backlog::encode(&mut out, argv);
+        crate::net::frame::encode_command(&mut out, argv);
         self.wr.write_all(&out).await?;
         self.line().await
     }
@@ -449,7 +449,7 @@ fn progress(shared: &Shared, generation: u64, read: u64) -> Result<(), LinkError
 async fn send_ack(c: &mut Conn, offset: u64) -> Result<(), LinkError> {
     let mut out = Vec::new();
     let off = offset.to_string();
-    super::backlog::encode(&mut out, &[b"REPLCONF".as_slice(), b"ACK", off.as_bytes()]);
+    crate::net::frame::encode_command(&mut out, &[b"REPLCONF".as_slice(), b"ACK", off.as_bytes()]);
     c.wr.write_all(&out).await?;
     Ok(())
 }

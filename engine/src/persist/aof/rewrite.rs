@@ -14,9 +14,10 @@
 //! is still written, fsynced and renamed by the thread, outside the lock.
 
 use super::manifest::sync_dir;
-use super::writer::{delete_history, push_command, Aof};
+use super::writer::{delete_history, Aof};
 use super::AofError;
 use crate::engine::Shared;
+use crate::net::frame::encode_command;
 use crate::persist::rdb::{self, Eviction, WriteOptions};
 use crate::persist::save::{write_atomically, Child, ChildKind, PersistError};
 use crate::persist::snapshot::{Snapshot, SnapshotError};
@@ -59,7 +60,7 @@ pub(super) fn serialize(store: &Store) -> Result<Vec<u8>, AofError> {
         let mut selected = false;
         for (key, entry) in db.iter_live(now) {
             if !selected {
-                push_command(&mut out, &[b"SELECT".as_slice(), i.to_string().as_bytes()]);
+                encode_command(&mut out, &[b"SELECT".as_slice(), i.to_string().as_bytes()]);
                 selected = true;
             }
             let payload = rdb::dump_payload(&entry.value, true, cfg.list_max_listpack_size);
@@ -68,7 +69,7 @@ pub(super) fn serialize(store: &Store) -> Result<Vec<u8>, AofError> {
             if at != "0" {
                 argv.push(b"ABSTTL");
             }
-            push_command(&mut out, &argv);
+            encode_command(&mut out, &argv);
         }
     }
     Ok(out)

@@ -12,6 +12,7 @@
 use super::manifest::{sync_dir, Manifest};
 use super::{aof_dir, AofError, Fsync, Gate, Stats};
 use crate::keyspace::propagate::{Propagated, PropagationSink};
+use crate::net::frame::{encode_command, push_num};
 use crate::store::Store;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -98,37 +99,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Appends `n` in decimal.
-fn push_num(out: &mut Vec<u8>, n: u64) {
-    let mut b = [0u8; 20];
-    let mut i = b.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        b[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&b[i..]);
-}
-
-/// Appends one command in the Redis protocol (`catAppendOnlyGenericCommand`).
-pub(super) fn push_command<A: AsRef<[u8]>>(out: &mut Vec<u8>, argv: &[A]) {
-    out.push(b'*');
-    push_num(out, argv.len() as u64);
-    out.extend_from_slice(b"\r\n");
-    for a in argv {
-        let a = a.as_ref();
-        out.push(b'$');
-        push_num(out, a.len() as u64);
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
 impl PropagationSink for Aof {
     fn propagate(&self, ops: &[Propagated]) {
         let mut p = lock(&self.pending);
@@ -148,10 +118,10 @@ impl PropagationSink for Aof {
         for op in ops {
             if p.db != Some(op.db) {
                 let db = op.db.to_string();
-                push_command(&mut p.buf, &[b"SELECT".as_slice(), db.as_bytes()]);
+                encode_command(&mut p.buf, &[b"SELECT".as_slice(), db.as_bytes()]);
                 p.db = Some(op.db);
             }
-            push_command(&mut p.buf, &op.argv);
+            encode_command(&mut p.buf, &op.argv);
         }
         p.offset += (p.buf.len() - before) as u64;
         // Replies wait for this offset: written to the file (everysec, no) or on disk
