@@ -54,6 +54,9 @@ pub(crate) struct Store {
     pub(crate) stats: Stats,
     /// The time of the current command, in Unix ms (cached as Redis does).
     pub(crate) now: u64,
+    /// The clock read behind `now`, in Unix ns, left by the dispatcher as the start
+    /// of the call it is about to make (0: none, a nested call reads the clock).
+    pub(crate) call_start_ns: u64,
     pub(crate) started: Instant,
     /// `notify-keyspace-events`, parsed.
     pub(crate) notify_flags: u32,
@@ -121,6 +124,7 @@ impl Store {
             clients: Clients::default(),
             stats: Stats::default(),
             now: crate::util::now_ms(),
+            call_start_ns: 0,
             started: Instant::now(),
             notify_flags,
             shutdown_requested: false,

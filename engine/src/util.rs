@@ -259,6 +259,14 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Nanoseconds since the Unix epoch (until 2554).
+pub(crate) fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
 /// Microseconds since the Unix epoch.
 pub fn now_us() -> u64 {
     std::time::SystemTime::now()

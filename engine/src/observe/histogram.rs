@@ -1,21 +1,39 @@
 //! Command latency histograms as Redis 7.0 keeps them: an HDR histogram of
 //! nanoseconds with two significant digits, values clamped to 1 us .. 1 s. Only the
-//! counts of the histogram's cells are kept, keyed by each cell's lowest value, so
+//! counts of the histogram's cells are kept, in a flat array indexed by cell (as
+//! hdr_histogram's counts array: recording is an index and an add, on every call), so
 //! percentiles (INFO latencystats) and the power-of-two view (LATENCY HISTOGRAM)
 //! come out as hdr_histogram computes them.
-
-use std::collections::BTreeMap;
 
 /// Smallest and largest recorded value, in ns (`CONFIG_LATENCY_HISTOGRAM_*_VALUE`).
 const MIN_NS: u64 = 1024;
 const MAX_NS: u64 = 1_000_000_000;
 
+/// Sub-buckets per bucket past the first half (values `128 << b ..= 255 << b`).
+const HALF: usize = 128;
+/// The bucket of [`MIN_NS`]: every clamped value lies in this bucket or above.
+const FIRST_BUCKET: u32 = 3;
+
 /// One command's histogram.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Histogram {
-    /// Count per cell, by the cell's lowest equivalent value.
-    cells: BTreeMap<u64, u64>,
+    /// Count per cell, in value order (see [`index`]); grown up to the highest cell
+    /// recorded, so a command that never took long keeps a short array.
+    cells: Vec<u64>,
     total: u64,
+}
+
+/// The cell of a clamped value (`MIN_NS..=MAX_NS`) in [`Histogram::cells`].
+fn index(v: u64) -> usize {
+    let bucket = 63 - (v | 255).leading_zeros() - 7;
+    // `v >> bucket` is in 128..256 for every bucket from FIRST_BUCKET on.
+    (bucket - FIRST_BUCKET) as usize * HALF + ((v >> bucket) as usize - HALF)
+}
+
+/// The lowest value of the cell at `i` (the inverse of [`index`]).
+fn lowest_at(i: usize) -> u64 {
+    let bucket = (i / HALF) as u32 + FIRST_BUCKET;
+    ((i % HALF + HALF) as u64) << bucket
 }
 
 /// A value's cell in an HDR histogram of 1 ns unit and 2 significant digits (256
@@ -29,9 +47,21 @@ fn cell(v: u64) -> (u64, u64) {
 impl Histogram {
     /// Records a duration in ns.
     pub(crate) fn record(&mut self, ns: u64) {
-        let v = ns.clamp(MIN_NS, MAX_NS);
-        *self.cells.entry(cell(v).0).or_default() += 1;
+        let i = index(ns.clamp(MIN_NS, MAX_NS));
+        if i >= self.cells.len() {
+            self.cells.resize(i + 1, 0);
+        }
+        self.cells[i] += 1;
         self.total += 1;
+    }
+
+    /// The cells recorded, as (lowest value, count), in value order.
+    fn recorded(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.cells
+            .iter()
+            .enumerate()
+            .filter(|&(_, &n)| n > 0)
+            .map(|(i, &n)| (lowest_at(i), n))
     }
 
     /// Values recorded.
@@ -46,7 +76,7 @@ impl Histogram {
         let want = (((p / 100.0) * self.total as f64) + 0.5) as u64;
         let want = want.max(1);
         let mut seen = 0;
-        for (&lowest, &n) in &self.cells {
+        for (lowest, n) in self.recorded() {
             seen += n;
             if seen >= want {
                 if p == 0.0 {
@@ -62,17 +92,17 @@ impl Histogram {
     /// equivalent value in us and the count of values up to it, where that count grew.
     pub(crate) fn log_view(&self) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
-        let Some((&max, _)) = self.cells.iter().next_back() else {
+        let Some((max, _)) = self.recorded().last() else {
             return out;
         };
         let mut level = MIN_NS;
         let mut cum = 0;
-        let mut cells = self.cells.iter().peekable();
+        let mut cells = self.recorded().peekable();
         loop {
             let (lowest, width) = cell(level);
             let top = lowest + width - 1;
             let before = cum;
-            while let Some((&v, &n)) = cells.peek() {
+            while let Some(&(v, n)) = cells.peek() {
                 if v > top {
                     break;
                 }
@@ -105,5 +135,21 @@ mod tests {
         assert_eq!(h.log_view(), vec![(1, 1), (4, 3), (16, 4), (264, 5)]);
         assert_eq!(h.percentile(50.0), 3_503);
         assert_eq!(h.percentile(100.0), 200_703);
+    }
+
+    #[test]
+    fn cells_in_value_order_match_the_hdr_cells() {
+        let mut v = MIN_NS;
+        while v <= MAX_NS {
+            let (lowest, width) = cell(v);
+            let i = index(v);
+            assert_eq!(lowest_at(i), lowest, "value {v}");
+            assert_eq!(index(lowest + width - 1), i, "value {v}");
+            if lowest + width <= MAX_NS {
+                assert_eq!(index(lowest + width), i + 1, "value {v}");
+            }
+            v = v * 9 / 8 + 1;
+        }
+        assert_eq!(index(MIN_NS), 0);
     }
 }

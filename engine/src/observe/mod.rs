@@ -20,12 +20,11 @@ use crate::net::reply::Reply;
 use crate::store::Store;
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
 
-/// Top-level commands' counters by their table name: hashed with the command
-/// table's cheap hasher, no allocation per call.
+/// Top-level commands' slots in [`Observe::commands`] by their table name: hashed
+/// with the command table's cheap hasher, no allocation per call.
 type ByName =
-    HashMap<&'static str, CommandStat, std::hash::BuildHasherDefault<crate::command::NameHasher>>;
+    HashMap<&'static str, usize, std::hash::BuildHasherDefault<crate::command::NameHasher>>;
 
 /// Counters of one command (or `container|subcommand`), INFO commandstats' fields.
 #[derive(Debug, Default, Clone)]
@@ -41,8 +40,14 @@ pub(crate) struct CommandStat {
 /// Everything recorded; one per store.
 #[derive(Debug, Default)]
 pub(crate) struct Observe {
-    /// Top-level commands (`get`).
-    commands: ByName,
+    /// Top-level commands' counters (`get`), in the order first called.
+    commands: Vec<(&'static str, CommandStat)>,
+    /// Each command's slot in `commands`.
+    slots: ByName,
+    /// The name counted last (its address and length: a `'static` name's address is
+    /// never another's) and its slot. A pipeline repeats one command, whose counters
+    /// are then found without hashing its name.
+    last: Option<(usize, usize, usize)>,
     /// Subcommands of containers, by full name (`config|get`).
     subcommands: HashMap<String, CommandStat>,
     /// Error replies by their first word (`ERR`, `WRONGTYPE`), INFO errorstats.
@@ -60,6 +65,8 @@ impl Observe {
     /// latency samples, which have their own RESET).
     pub(crate) fn reset_stats(&mut self) {
         self.commands.clear();
+        self.slots.clear();
+        self.last = None;
         self.subcommands.clear();
         self.errors.clear();
         self.error_replies = 0;
@@ -84,7 +91,20 @@ impl Observe {
                 return self.subcommands.entry(name).or_default();
             }
         }
-        self.commands.entry(spec.name).or_default()
+        let name = (spec.name.as_ptr() as usize, spec.name.len());
+        let slot = match self.last {
+            Some((at, len, slot)) if (at, len) == name => slot,
+            _ => {
+                let next = self.commands.len();
+                let slot = *self.slots.entry(spec.name).or_insert(next);
+                if slot == next {
+                    self.commands.push((spec.name, CommandStat::default()));
+                }
+                self.last = Some((name.0, name.1, slot));
+                slot
+            }
+        };
+        &mut self.commands[slot].1
     }
 
     /// Every command's and subcommand's counters, in name order (as INFO prints them).
@@ -116,7 +136,7 @@ pub(crate) fn full_name(spec: &CommandSpec, args: &[Bytes]) -> String {
     }
 }
 
-/// After a handler ran (`started` before it): counts the call, its error, its
+/// After a handler ran (`started_ns`, Unix ns, before it): counts the call, its error, its
 /// duration, and logs it to the slow log, the latency monitor and MONITOR clients.
 /// A call that blocked the client is recorded when it is served instead, as Redis's
 /// `updateStatsOnUnblock`, and never shown to MONITOR (Redis 7.0 does not either).
@@ -125,13 +145,15 @@ pub(crate) fn call_done(
     client: &Client,
     spec: &CommandSpec,
     args: &[Bytes],
-    started: Instant,
+    started_ns: u64,
     reply: &Reply,
 ) {
     if client.block.is_some() {
         return;
     }
-    let ns = started.elapsed().as_nanos() as u64;
+    // Wall-clock time, as Redis's `ustime()` without a hardware clock; a clock set
+    // back counts as no time.
+    let ns = crate::util::now_ns().saturating_sub(started_ns);
     let us = ns / 1000;
     let tracking = store.config.latency_tracking;
     let obs = &mut store.observe;
