@@ -419,7 +419,9 @@ fn checked(
 }
 
 /// Client-side caching: a read-only command of a tracking client remembers its keys
-/// (Redis's `trackingRememberKeys`, from `call`).
+/// (Redis's `trackingRememberKeys`, from `call`). Inlined: every command passes here,
+/// and nearly all leave at the first test.
+#[inline]
 pub(crate) fn remember_keys(
     store: &mut Store,
     client: &Client,
