@@ -235,6 +235,30 @@ fn partial_resync_after_a_broken_link_both_ways() {
         &snapshot(&mut p),
         &snapshot(&mut r),
     );
+    // Broken from the replica's side, as Redis's master client: listed with flags=M,
+    // ended by CLIENT KILL TYPE master, continued with PSYNC.
+    let list = match r.cmd(&["CLIENT", "LIST", "TYPE", "master"]) {
+        Resp::Bulk(Some(b)) | Resp::Verbatim(b) => String::from_utf8_lossy(&b).into_owned(),
+        other => panic!("CLIENT LIST: {other:?}"),
+    };
+    let line = list.lines().next().unwrap_or_default();
+    assert_eq!(list.lines().count(), 1, "{list}");
+    assert!(line.contains(" flags=M "), "{line}");
+    assert!(
+        line.contains(&format!(" addr=127.0.0.1:{} ", primary.port)),
+        "{line}"
+    );
+    assert_eq!(r.cmd(&["CLIENT", "KILL", "TYPE", "master"]), Resp::Int(1));
+    pipeline(&mut p, &[words("SET after master")]);
+    wait_for("the link after CLIENT KILL TYPE master", || {
+        link_up(&mut r) && info(&mut p, "sync_partial_ok") == "2"
+    });
+    assert_eq!(info(&mut p, "sync_full"), "1");
+    assert_eq!(p.cmd(&["WAIT", "1", "5000"]), Resp::Int(1));
+    assert_eq!(
+        r.cmd(&["GET", "after"]),
+        Resp::Bulk(Some(b"master".to_vec()))
+    );
 
     // redis-server as the replica of the engine.
     let e2 = engine();

@@ -42,6 +42,8 @@ enum LinkError {
     Timeout(u64),
     #[error("protocol error from the primary: {0}")]
     Protocol(#[from] crate::net::frame::ProtocolError),
+    #[error("the master client was killed (CLIENT KILL)")]
+    Killed,
 }
 
 /// REPLICAOF host port (`replicationSetMaster`): from now on a replica of
@@ -479,6 +481,11 @@ async fn apply_stream(
     let mut master = Client::in_process(0);
     master.master = true;
     master.resp = 2;
+    // As Redis's master client, the link is a client in CLIENT LIST (flags=M) that
+    // CLIENT KILL TYPE master (or its id or addr) ends: the link then reconnects and
+    // continues with PSYNC.
+    let kill = Arc::new(tokio::sync::Notify::new());
+    let record = MasterRecord::register(shared, &c, kill.clone());
     // What is read but not yet applied (a command split across reads), as received:
     // applied commands go into our backlog byte for byte.
     let mut raw: Vec<u8> = c.buf.to_vec();
@@ -491,6 +498,7 @@ async fn apply_stream(
                 master.db = db;
                 let before = c.buf.len();
                 let mut getack = false;
+                let mut last: Option<Bytes> = None;
                 loop {
                     let args = match parser.parse(&mut c.buf, i64::MAX, true) {
                         Ok(Some(a)) => a,
@@ -510,7 +518,15 @@ async fn apply_stream(
                             set_aux(&mut store, &name, args[2].clone());
                         }
                     }
+                    last = Some(args[0].clone());
                     let _ = crate::command::execute(&mut store, &mut master, args);
+                }
+                if let Some(r) = store.clients.get_mut(record.id) {
+                    r.db = master.db;
+                    r.last_active = std::time::Instant::now();
+                    if let Some(name) = last.take() {
+                        r.last_cmd = String::from_utf8_lossy(&name).to_ascii_lowercase();
+                    }
                 }
                 let applied = before - c.buf.len();
                 store.repl.backlog.feed(&raw[..applied]);
@@ -527,6 +543,7 @@ async fn apply_stream(
             }
         }
         tokio::select! {
+            _ = kill.notified() => return Err(LinkError::Killed),
             r = c.rd.read_buf(&mut c.buf) => {
                 let n = r?;
                 if n == 0 {
@@ -549,5 +566,33 @@ async fn apply_stream(
                 send_ack(&mut c, off).await?;
             }
         }
+    }
+}
+
+/// The master client's record in the client registry, removed when the link ends
+/// however it ends (error, kill, REPLICAOF, shutdown dropping the task).
+struct MasterRecord<'a> {
+    shared: &'a Arc<Shared>,
+    id: u64,
+}
+
+impl<'a> MasterRecord<'a> {
+    fn register(shared: &'a Arc<Shared>, c: &Conn, kill: Arc<tokio::sync::Notify>) -> Self {
+        let addr = c.rd.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+        let laddr = c.rd.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let mut store = shared.lock();
+        let id = store
+            .clients
+            .connect(addr, laddr, true, kill, Arc::default());
+        if let Some(r) = store.clients.get_mut(id) {
+            r.master = true;
+        }
+        MasterRecord { shared, id }
+    }
+}
+
+impl Drop for MasterRecord<'_> {
+    fn drop(&mut self) {
+        self.shared.lock().disconnect(self.id);
     }
 }
