@@ -525,6 +525,48 @@ fn failover_hands_the_primary_role_to_a_replica() {
     assert_same("after FAILOVER", &snapshot(&mut r), &snapshot(&mut p));
 }
 
+/// As Redis's PAUSE_DURING_FAILOVER: from FAILOVER until it ends, clients' writes
+/// wait (reads do not); CLIENT UNPAUSE does not end that pause; an abort (here the
+/// timeout, the target being frozen) lets the held writes run.
+#[test]
+fn failover_holds_writes_until_it_ends() {
+    let e = engine();
+    let mut p = Conn::connect(e.addr);
+    let port = e.addr.port().to_string();
+    let replica = redis(&["--replicaof", "127.0.0.1", &port]);
+    let mut r = Conn::connect(replica.addr());
+    wait_for("the link", || link_up(&mut r));
+    ok(p.cmd(&["SET", "k", "before"]));
+    assert_eq!(p.cmd(&["WAIT", "1", "5000"]), Resp::Int(1));
+    replica.signal("STOP");
+    ok(p.cmd(&["FAILOVER", "TIMEOUT", "1500"]));
+    assert_eq!(info(&mut p, "master_failover_state"), "waiting-for-sync");
+    let addr = e.addr;
+    let writer = std::thread::spawn(move || {
+        let mut w = Conn::connect(addr);
+        w.cmd(&["SET", "k", "during"])
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    ok(p.cmd(&["CLIENT", "UNPAUSE"]));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        p.cmd(&["GET", "k"]),
+        Resp::Bulk(Some(b"before".to_vec())),
+        "a write ran during FAILOVER"
+    );
+    assert!(
+        !writer.is_finished(),
+        "the writer was answered during FAILOVER"
+    );
+    wait_for("the abort", || {
+        info(&mut p, "master_failover_state") == "no-failover"
+    });
+    assert_eq!(writer.join().expect("writer"), Resp::Simple("OK".into()));
+    assert_eq!(p.cmd(&["GET", "k"]), Resp::Bulk(Some(b"during".to_vec())));
+    assert_eq!(info(&mut p, "role"), "master");
+    replica.signal("CONT");
+}
+
 #[test]
 fn a_full_sync_under_writes_reaches_the_same_data() {
     // The snapshot is slowed down (rdb-key-save-delay) so that writes land while it

@@ -171,7 +171,7 @@ fn failover(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         if repl.failover == Failover::None {
             return Err(CmdError::err("No failover in progress."));
         }
-        repl.failover = Failover::None;
+        ctx.store.set_failover(Failover::None);
         return Ok(Reply::OK);
     }
     if force && (to.is_none() || timeout.is_none()) {
@@ -213,15 +213,16 @@ fn failover(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             best.ok_or_else(|| CmdError::err("FAILOVER requires connected replicas."))?
         }
     };
-    repl.failover = Failover::WaitForSync {
+    let offset = repl.offset();
+    if repl.active {
+        repl.backlog.feed_command(&[b"REPLCONF", b"GETACK", b"*"]);
+    }
+    ctx.store.set_failover(Failover::WaitForSync {
         host,
         port,
         force,
         deadline: timeout.map(|t| Instant::now() + Duration::from_millis(t)),
-        offset: repl.offset(),
-    };
-    if repl.active {
-        repl.backlog.feed_command(&[b"REPLCONF", b"GETACK", b"*"]);
-    }
+        offset,
+    });
     Ok(Reply::OK)
 }

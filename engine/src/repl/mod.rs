@@ -304,6 +304,14 @@ impl ReplState {
 }
 
 impl Store {
+    /// Moves FAILOVER to `state`; writes are paused from its start to its end or
+    /// abort, as Redis's `PAUSE_DURING_FAILOVER`.
+    pub(crate) fn set_failover(&mut self, state: Failover) {
+        self.pause.during_failover(state != Failover::None);
+        self.repl.failover = state;
+        self.sync_pause();
+    }
+
     /// Turns the backlog on as a consumer of the write path (first replica, or
     /// becoming a replica), once.
     pub(crate) fn repl_activate(&mut self) {

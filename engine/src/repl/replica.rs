@@ -94,7 +94,7 @@ pub(crate) fn unset_master(store: &mut Store) {
     store.repl.backlog.set_proxy(false);
     store.repl_disconnect_replicas();
     store.config.replicaof = None;
-    store.repl.failover = Failover::None;
+    store.set_failover(Failover::None);
     store.repl.publish_role();
     tracing::info!(
         replid = %store.repl.replid,
@@ -343,7 +343,7 @@ fn connected(store: &mut Store, generation: u64) -> Result<(), LinkError> {
     m.state = LinkState::Connected;
     m.last_io = unix();
     if store.repl.failover == Failover::InProgress {
-        store.repl.failover = Failover::None;
+        store.set_failover(Failover::None);
     }
     store.repl.publish_role();
     Ok(())
