@@ -525,6 +525,32 @@ fn failover_hands_the_primary_role_to_a_replica() {
     assert_same("after FAILOVER", &snapshot(&mut r), &snapshot(&mut p));
 }
 
+/// A key whose TTL passed but which the primary has not deleted yet travels in the full
+/// sync and stays on the replica (reads see nothing) until the primary's DEL, as a Redis
+/// replica keeps it.
+#[test]
+fn a_replica_keeps_expired_keys_of_the_sync_until_the_primarys_del() {
+    let primary = redis(&["--enable-debug-command", "yes"]);
+    let mut p = Conn::connect(primary.addr());
+    ok(p.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]));
+    ok(p.cmd(&["SET", "gone", "v", "PX", "50"]));
+    ok(p.cmd(&["SET", "kept", "v"]));
+    std::thread::sleep(Duration::from_millis(150));
+    let e = engine();
+    let mut r = Conn::connect(e.addr);
+    ok(r.cmd(&["REPLICAOF", "127.0.0.1", &primary.port.to_string()]));
+    wait_for("the link", || link_up(&mut r));
+    assert_eq!(
+        r.cmd(&["DBSIZE"]),
+        Resp::Int(2),
+        "the expired key was dropped"
+    );
+    assert_eq!(r.cmd(&["GET", "gone"]), Resp::Bulk(None));
+    // The primary's lazy expiry sends the DEL.
+    assert_eq!(p.cmd(&["GET", "gone"]), Resp::Bulk(None));
+    wait_for("the DEL", || r.cmd(&["DBSIZE"]) == Resp::Int(1));
+}
+
 /// As Redis's PAUSE_DURING_FAILOVER: from FAILOVER until it ends, clients' writes
 /// wait (reads do not); CLIENT UNPAUSE does not end that pause; an abort (here the
 /// timeout, the target being frozen) lets the held writes run.

@@ -396,7 +396,10 @@ async fn full_sync(
         return Err(LinkError::Refused(header));
     };
     tracing::info!(bytes = body.len(), "received the primary's RDB, loading");
-    let opts = crate::persist::save::load_options(&shared.lock());
+    let opts = crate::persist::rdb::LoadOptions {
+        keep_expired: true,
+        ..crate::persist::save::load_options(&shared.lock())
+    };
     let loaded = tokio::task::spawn_blocking(move || {
         crate::persist::rdb::read_rdb(&body[..], crate::util::now_ms(), &opts)
     })
