@@ -19,6 +19,8 @@ pub(crate) struct Flags {
     pub(crate) skip_monitor: bool,
     pub(crate) skip_slowlog: bool,
     pub(crate) may_replicate: bool,
+    /// Keys found by arguments (numkeys, STREAMS), not only by fixed positions.
+    pub(crate) movablekeys: bool,
 }
 
 /// The parsed metadata.
@@ -80,6 +82,7 @@ fn index_entry(m: &mut Meta, e: &Reply) {
             skip_monitor: has("skip_monitor"),
             skip_slowlog: has("skip_slowlog"),
             may_replicate: has("may_replicate"),
+            movablekeys: has("movablekeys"),
         },
     );
     m.categories.insert(name, words(f.get(6)));
