@@ -297,11 +297,11 @@ fn string(s: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// A table being written: an array (its table, length and next index) or an object
-/// (its table and the last key written, walked with `next` as the C code does).
+/// A table being written: an array (its length and next index) or an object (walked
+/// with `next` as the C code does); its table and last key are in the walk's stash.
 enum EFrame {
-    Array { t: Table, len: i64, i: i64 },
-    Object { t: Table, key: Value, first: bool },
+    Array { len: i64, i: i64 },
+    Object { first: bool },
 }
 
 impl EFrame {
@@ -347,6 +347,10 @@ fn array_length(t: &Table, cfg: &Config) -> Result<i64, LibError> {
 
 fn encode_value(lua: &Lua, v: &Value, cfg: &Config, out: &mut Vec<u8>) -> Result<(), LibError> {
     let mut stack: Vec<EFrame> = Vec::new();
+    // Frame k's table at 2k, its last key at 2k+1.
+    let mut held = super::Stash::new();
+    // Lua stack slots in use: the argument, then per open table its value or pair.
+    let mut height = 1;
     let mut next: Option<Value> = Some(v.clone());
     loop {
         if let Some(v) = next.take() {
@@ -359,83 +363,92 @@ fn encode_value(lua: &Lua, v: &Value, cfg: &Config, out: &mut Vec<u8>) -> Result
                 Value::String(s) => string(&s.as_bytes(), out),
                 Value::Table(t) => {
                     let depth = stack.len() + 1;
-                    let height = 1 + stack.iter().map(EFrame::slots).sum::<usize>();
                     if depth as i64 > cfg.encode_max_depth as i64 || height + 3 > MAX_CSTACK {
                         return Err(LibError::msg(format!(
                             "Cannot serialise, excessive nesting ({depth})"
                         )));
                     }
                     let len = array_length(t, cfg)?;
-                    if len > 0 {
+                    let frame = if len > 0 {
                         out.push(b'[');
-                        stack.push(EFrame::Array {
-                            t: t.clone(),
-                            len,
-                            i: 0,
-                        });
+                        EFrame::Array { len, i: 0 }
                     } else {
                         out.push(b'{');
-                        stack.push(EFrame::Object {
-                            t: t.clone(),
-                            key: Value::Nil,
-                            first: true,
-                        });
-                    }
+                        EFrame::Object { first: true }
+                    };
+                    height += frame.slots();
+                    stack.push(frame);
+                    held.push(lua, v.clone())?;
+                    held.push(lua, Value::Nil)?;
                 }
                 other => return Err(exception(Some(other), "type not supported")),
             }
         }
+        let depth = stack.len();
         let Some(top) = stack.last_mut() else {
             return Ok(());
         };
-        match top {
-            EFrame::Array { t, len, i } => {
+        let Value::Table(t) = held.get(2 * depth - 2)? else {
+            return Ok(());
+        };
+        let closed = match top {
+            EFrame::Array { len, i } => {
                 if *i == *len {
                     out.push(b']');
-                    stack.pop();
-                    continue;
+                    true
+                } else {
+                    if *i > 0 {
+                        out.push(b',');
+                    }
+                    *i += 1;
+                    next = Some(t.raw_get(*i)?);
+                    false
                 }
-                if *i > 0 {
-                    out.push(b',');
-                }
-                *i += 1;
-                next = Some(t.raw_get(*i)?);
             }
-            EFrame::Object { t, key, first } => {
-                let Some((k, v)) = super::raw_next(lua, t, key.clone())? else {
+            EFrame::Object { first } => match super::raw_next(lua, &t, held.get(2 * depth - 1)?)? {
+                None => {
                     out.push(b'}');
-                    stack.pop();
-                    continue;
-                };
-                if !*first {
-                    out.push(b',');
+                    true
                 }
-                *first = false;
-                *key = k.clone();
-                match &k {
-                    Value::Integer(n) => {
-                        out.push(b'"');
-                        number(&k, *n as f64, cfg, out)?;
-                        out.extend_from_slice(b"\":");
+                Some((k, v)) => {
+                    if !*first {
+                        out.push(b',');
                     }
-                    Value::Number(n) => {
-                        out.push(b'"');
-                        number(&k, *n, cfg, out)?;
-                        out.extend_from_slice(b"\":");
+                    *first = false;
+                    match &k {
+                        Value::Integer(n) => {
+                            out.push(b'"');
+                            number(&k, *n as f64, cfg, out)?;
+                            out.extend_from_slice(b"\":");
+                        }
+                        Value::Number(n) => {
+                            out.push(b'"');
+                            number(&k, *n, cfg, out)?;
+                            out.extend_from_slice(b"\":");
+                        }
+                        Value::String(s) => {
+                            string(&s.as_bytes(), out);
+                            out.push(b':');
+                        }
+                        other => {
+                            return Err(exception(
+                                Some(other),
+                                "table key must be a number or string",
+                            ))
+                        }
                     }
-                    Value::String(s) => {
-                        string(&s.as_bytes(), out);
-                        out.push(b':');
-                    }
-                    other => {
-                        return Err(exception(
-                            Some(other),
-                            "table key must be a number or string",
-                        ))
-                    }
+                    held.set(2 * depth - 1, k)?;
+                    next = Some(v);
+                    false
                 }
-                next = Some(v);
+            },
+        };
+        if closed {
+            if let Some(f) = stack.pop() {
+                height -= f.slots();
             }
+            held.pop()?;
+            held.pop()?;
         }
     }
 }
@@ -692,11 +705,14 @@ impl Decoder<'_> {
 
     /// One value starting with token `tok` (the whole text's, at the top).
     fn value(&mut self, lua: &Lua, tok: (Tok, usize)) -> Result<Value, LibError> {
+        // An open object (its pending key) or array (its next index), with the Lua
+        // stack height once its table is pushed; the tables are in `held`.
         enum DFrame {
-            Obj { t: Table, key: Vec<u8>, top: usize },
-            Arr { t: Table, i: i64, top: usize },
+            Obj { key: Vec<u8>, top: usize },
+            Arr { i: i64, top: usize },
         }
         let mut stack: Vec<DFrame> = Vec::new();
+        let mut held = super::Stash::new();
         let mut pending = tok;
         let mut height = 1;
         loop {
@@ -716,10 +732,10 @@ impl Decoder<'_> {
                     } else {
                         let key = self.key(tok, at)?;
                         stack.push(DFrame::Obj {
-                            t,
                             key,
                             top: height + 1,
                         });
+                        held.push(lua, Value::Table(t))?;
                         height += 2;
                         pending = self.next();
                         continue;
@@ -734,10 +750,10 @@ impl Decoder<'_> {
                         Value::Table(t)
                     } else {
                         stack.push(DFrame::Arr {
-                            t,
                             i: 1,
                             top: height + 1,
                         });
+                        held.push(lua, Value::Table(t))?;
                         height += 1;
                         pending = (tok, at);
                         continue;
@@ -747,10 +763,16 @@ impl Decoder<'_> {
             };
             // Store the value; a closed container is a value for its parent.
             loop {
-                match stack.last_mut() {
-                    None => return Ok(v),
-                    Some(DFrame::Obj { t, key, top }) => {
-                        t.raw_set(lua.create_string(&*key)?, v.clone())?;
+                let depth = stack.len();
+                let Some(frame) = stack.last_mut() else {
+                    return Ok(v);
+                };
+                let Value::Table(t) = held.get(depth - 1)? else {
+                    return Ok(v);
+                };
+                match frame {
+                    DFrame::Obj { key, top } => {
+                        t.raw_set(lua.create_string(&*key)?, v)?;
                         let (tok, at) = self.next();
                         if tok == Tok::ObjEnd {
                             self.depth -= 1;
@@ -764,8 +786,8 @@ impl Decoder<'_> {
                             break;
                         }
                     }
-                    Some(DFrame::Arr { t, i, top }) => {
-                        t.raw_set(*i, v.clone())?;
+                    DFrame::Arr { i, top } => {
+                        t.raw_set(*i, v)?;
                         *i += 1;
                         let (tok, at) = self.next();
                         if tok == Tok::ArrEnd {
@@ -779,10 +801,9 @@ impl Decoder<'_> {
                         }
                     }
                 }
-                v = match stack.pop() {
-                    Some(DFrame::Obj { t, .. }) | Some(DFrame::Arr { t, .. }) => Value::Table(t),
-                    None => return Ok(v),
-                };
+                stack.pop();
+                held.pop()?;
+                v = Value::Table(t);
             }
         }
     }

@@ -266,19 +266,18 @@ fn unpack_full(lua: &Lua, args: &MultiValue, limit: i64, offset: i64) -> LibResu
     values.ret()
 }
 
-/// A container being filled: its table, the items left, and the Lua stack height
-/// with the table pushed (the C decoder recurses on Lua's stack).
+/// A container being filled: the items left, and the Lua stack height with its
+/// table pushed (the C decoder recurses on Lua's stack); a map also whether its key
+/// is read. Its table and key are in the walk's stash.
 enum Frame {
     Array {
-        t: Table,
         left: usize,
         index: i64,
         top: usize,
     },
     Map {
-        t: Table,
         left: usize,
-        key: Option<Value>,
+        has_key: bool,
         top: usize,
     },
 }
@@ -307,15 +306,17 @@ impl Decoder<'_> {
 
     /// One whole value; `height` is the Lua stack height before it is pushed.
     fn value(&mut self, height: usize) -> Result<Value, LibError> {
-        let lua_err = |e: mlua::Error| LibError::msg(e.to_string());
+        let lua = self.lua;
         let mut stack: Vec<Frame> = Vec::new();
+        // Frame k's table at 2k, a map's read key at 2k+1.
+        let mut held = super::Stash::new();
         let mut height = height;
         loop {
             // One item: a scalar, or a container opened (then `continue`).
             let item = match self.item(height)? {
                 Item::Value(v) => v,
                 Item::Array(n) => {
-                    let t = self.lua.create_table().map_err(lua_err)?;
+                    let t = lua.create_table()?;
                     if height + 2 > MAX_CSTACK {
                         return Err(LibError::msg(
                             "stack overflow (in function mp_decode_to_lua_array)",
@@ -325,26 +326,28 @@ impl Decoder<'_> {
                         Value::Table(t)
                     } else {
                         stack.push(Frame::Array {
-                            t,
                             left: n,
                             index: 1,
                             top: height + 1,
                         });
+                        held.push(lua, Value::Table(t))?;
+                        held.push(lua, Value::Nil)?;
                         height += 2;
                         continue;
                     }
                 }
                 Item::Map(n) => {
-                    let t = self.lua.create_table().map_err(lua_err)?;
+                    let t = lua.create_table()?;
                     if n == 0 {
                         Value::Table(t)
                     } else {
                         stack.push(Frame::Map {
-                            t,
                             left: n,
-                            key: None,
+                            has_key: false,
                             top: height + 1,
                         });
+                        held.push(lua, Value::Table(t))?;
+                        held.push(lua, Value::Nil)?;
                         height += 1;
                         continue;
                     }
@@ -353,17 +356,16 @@ impl Decoder<'_> {
             // Store it in its container; a full container is itself an item.
             let mut done = item;
             loop {
+                let depth = stack.len();
                 let Some(frame) = stack.last_mut() else {
                     return Ok(done);
                 };
+                let Value::Table(t) = held.get(2 * depth - 2)? else {
+                    return Ok(done);
+                };
                 match frame {
-                    Frame::Array {
-                        t,
-                        left,
-                        index,
-                        top,
-                    } => {
-                        t.raw_set(*index, done.clone()).map_err(lua_err)?;
+                    Frame::Array { left, index, top } => {
+                        t.raw_set(*index, done)?;
                         *index += 1;
                         *left -= 1;
                         if *left > 0 {
@@ -371,36 +373,35 @@ impl Decoder<'_> {
                             break;
                         }
                     }
-                    Frame::Map { t, left, key, top } => match key.take() {
-                        None => {
-                            *key = Some(done);
+                    Frame::Map { left, has_key, top } => {
+                        if !*has_key {
+                            *has_key = true;
+                            held.set(2 * depth - 1, done)?;
                             height = *top + 1;
                             break;
                         }
-                        Some(k) => {
-                            match &k {
-                                Value::Nil => {
-                                    return Err(LibError::Raw("table index is nil".into()))
-                                }
-                                Value::Number(n) if n.is_nan() => {
-                                    return Err(LibError::Raw("table index is NaN".into()))
-                                }
-                                _ => {}
+                        *has_key = false;
+                        let k = held.get(2 * depth - 1)?;
+                        match &k {
+                            Value::Nil => return Err(LibError::Raw("table index is nil".into())),
+                            Value::Number(n) if n.is_nan() => {
+                                return Err(LibError::Raw("table index is NaN".into()))
                             }
-                            t.raw_set(k, done.clone()).map_err(lua_err)?;
-                            *left -= 1;
-                            if *left > 0 {
-                                height = *top;
-                                break;
-                            }
+                            _ => {}
                         }
-                    },
+                        t.raw_set(k, done)?;
+                        held.set(2 * depth - 1, Value::Nil)?;
+                        *left -= 1;
+                        if *left > 0 {
+                            height = *top;
+                            break;
+                        }
+                    }
                 }
-                let finished = match stack.pop() {
-                    Some(Frame::Array { t, .. }) | Some(Frame::Map { t, .. }) => t,
-                    None => return Ok(done),
-                };
-                done = Value::Table(finished);
+                stack.pop();
+                held.pop()?;
+                held.pop()?;
+                done = Value::Table(t);
             }
         }
     }

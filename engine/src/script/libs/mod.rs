@@ -108,6 +108,84 @@ impl Results {
     }
 }
 
+/// The tables (and keys) a deep walk is inside of: the first [`Stash::NEAR`] held in
+/// Rust, deeper ones in a Lua table, so that nesting as deep as Lua's C stack allows
+/// does not run out of mlua's reference slots (see [`Results`]).
+pub(crate) struct Stash {
+    near: Vec<Value>,
+    far: Option<Table>,
+    len: usize,
+}
+
+impl Stash {
+    /// Values kept in Rust before the Lua table takes over.
+    const NEAR: usize = 2000;
+
+    /// An empty stash.
+    pub(crate) fn new() -> Stash {
+        Stash {
+            near: Vec::new(),
+            far: None,
+            len: 0,
+        }
+    }
+
+    /// Appends a value.
+    pub(crate) fn push(&mut self, lua: &Lua, v: Value) -> mlua::Result<()> {
+        if self.len < Self::NEAR {
+            self.near.push(v);
+        } else {
+            if self.far.is_none() {
+                self.far = Some(lua.create_table()?);
+            }
+            if let Some(t) = &self.far {
+                t.raw_set(self.len - Self::NEAR + 1, v)?;
+            }
+        }
+        self.len += 1;
+        Ok(())
+    }
+
+    /// The value at `i` (0-based).
+    pub(crate) fn get(&self, i: usize) -> mlua::Result<Value> {
+        if i < Self::NEAR {
+            return Ok(self.near.get(i).cloned().unwrap_or(Value::Nil));
+        }
+        match &self.far {
+            Some(t) => t.raw_get(i - Self::NEAR + 1),
+            None => Ok(Value::Nil),
+        }
+    }
+
+    /// Replaces the value at `i` (0-based, below the length).
+    pub(crate) fn set(&mut self, i: usize, v: Value) -> mlua::Result<()> {
+        if i < Self::NEAR {
+            if let Some(slot) = self.near.get_mut(i) {
+                *slot = v;
+            }
+            return Ok(());
+        }
+        match &self.far {
+            Some(t) => t.raw_set(i - Self::NEAR + 1, v),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes the last value.
+    pub(crate) fn pop(&mut self) -> mlua::Result<()> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        self.len -= 1;
+        if self.len < Self::NEAR {
+            self.near.pop();
+        } else if let Some(t) = &self.far {
+            t.raw_set(self.len - Self::NEAR + 1, Value::Nil)?;
+        }
+        Ok(())
+    }
+}
+
 /// `lua_next`: the pair after `key` (nil: the first) in table `t`, without holding
 /// the table's pairs in Rust (see [`Results`]).
 pub(crate) fn raw_next(lua: &Lua, t: &Table, key: Value) -> mlua::Result<Option<(Value, Value)>> {
