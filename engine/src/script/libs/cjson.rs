@@ -72,14 +72,14 @@ pub(crate) fn table(lua: &Lua) -> mlua::Result<Table> {
         "decode",
         lib_fn(lua, move |lua, a| decode(lua, &get(&c), a))?,
     )?;
-    setting(lua, &t, &cfg, "encode_sparse_array", |c, a| {
+    setting(lua, &t, &cfg, ("encode_sparse_array", 3), |c, a| {
         Ok(vec![
             enum_option(a, 0, &mut c.sparse_convert, BOOL)?,
             int_option(a, 1, &mut c.sparse_ratio, 0, i32::MAX)?,
             int_option(a, 2, &mut c.sparse_safe, 0, i32::MAX)?,
         ])
     })?;
-    setting(lua, &t, &cfg, "encode_max_depth", |c, a| {
+    setting(lua, &t, &cfg, ("encode_max_depth", 1), |c, a| {
         Ok(vec![int_option(
             a,
             0,
@@ -88,7 +88,7 @@ pub(crate) fn table(lua: &Lua) -> mlua::Result<Table> {
             i32::MAX,
         )?])
     })?;
-    setting(lua, &t, &cfg, "decode_max_depth", |c, a| {
+    setting(lua, &t, &cfg, ("decode_max_depth", 1), |c, a| {
         Ok(vec![int_option(
             a,
             0,
@@ -97,13 +97,13 @@ pub(crate) fn table(lua: &Lua) -> mlua::Result<Table> {
             i32::MAX,
         )?])
     })?;
-    setting(lua, &t, &cfg, "encode_number_precision", |c, a| {
+    setting(lua, &t, &cfg, ("encode_number_precision", 1), |c, a| {
         Ok(vec![int_option(a, 0, &mut c.precision, 1, 14)?])
     })?;
-    setting(lua, &t, &cfg, "encode_keep_buffer", |c, a| {
+    setting(lua, &t, &cfg, ("encode_keep_buffer", 1), |c, a| {
         Ok(vec![enum_option(a, 0, &mut c.keep_buffer, BOOL)?])
     })?;
-    setting(lua, &t, &cfg, "encode_invalid_numbers", |c, a| {
+    setting(lua, &t, &cfg, ("encode_invalid_numbers", 1), |c, a| {
         Ok(vec![enum_option(
             a,
             0,
@@ -111,7 +111,7 @@ pub(crate) fn table(lua: &Lua) -> mlua::Result<Table> {
             &["off", "on", "null"],
         )?])
     })?;
-    setting(lua, &t, &cfg, "decode_invalid_numbers", |c, a| {
+    setting(lua, &t, &cfg, ("decode_invalid_numbers", 1), |c, a| {
         Ok(vec![enum_option(
             a,
             0,
@@ -131,18 +131,20 @@ pub(crate) fn table(lua: &Lua) -> mlua::Result<Table> {
 
 const BOOL: &[&str] = &["off", "on"];
 
-/// A settings function: `json_arg_init` (at most as many arguments as it has
-/// options), then `f` on the settings, which returns the values to answer.
-fn setting<F>(lua: &Lua, t: &Table, cfg: &Shared, name: &str, f: F) -> mlua::Result<()>
+/// A settings function `name` of `nargs` options: `json_arg_init` (at most `nargs`
+/// arguments), then `f` on the settings, which returns the values to answer.
+fn setting<F>(
+    lua: &Lua,
+    t: &Table,
+    cfg: &Shared,
+    (name, nargs): (&str, usize),
+    f: F,
+) -> mlua::Result<()>
 where
     F: Fn(&mut Config, &MultiValue) -> Result<Vec<SettingValue>, LibError>
         + mlua::MaybeSend
         + 'static,
 {
-    let nargs = match name {
-        "encode_sparse_array" => 3,
-        _ => 1,
-    };
     let cfg = cfg.clone();
     t.raw_set(
         name,
