@@ -299,12 +299,23 @@ fn string(s: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// A table being written: an array (its length and next index) or an object (walked
-/// with `next` as the C code does); its table and last key are in the walk's stash.
+/// A table being written: an array (its length and next index) or an object (its
+/// pairs read ahead when they fit [`PAIRS_BUDGET`], else walked with `next` as the
+/// C code does); its table and last key are in the walk's stash.
 enum EFrame {
-    Array { len: i64, i: i64 },
-    Object { first: bool },
+    Array {
+        len: i64,
+        i: i64,
+    },
+    Object {
+        first: bool,
+        ahead: Option<(std::vec::IntoIter<(Value, Value)>, usize)>,
+    },
 }
+
+/// Keys and values an encoding may hold in Rust at once (see `super::Results`):
+/// reading an object's pairs ahead is quicker than a `next` call per pair.
+const PAIRS_BUDGET: usize = 3000;
 
 impl EFrame {
     /// Lua stack slots the C encoder holds for it: the value, or the key and value.
@@ -353,6 +364,8 @@ fn encode_value(lua: &Lua, v: &Value, cfg: &Config, out: &mut Vec<u8>) -> Result
     let mut held = super::Stash::new();
     // Lua stack slots in use: the argument, then per open table its value or pair.
     let mut height = 1;
+    // Keys and values read ahead by the open objects.
+    let mut ahead_held = 0;
     let mut next: Option<Value> = Some(v.clone());
     loop {
         if let Some(v) = next.take() {
@@ -376,7 +389,22 @@ fn encode_value(lua: &Lua, v: &Value, cfg: &Config, out: &mut Vec<u8>) -> Result
                         EFrame::Array { len, i: 0 }
                     } else {
                         out.push(b'{');
-                        EFrame::Object { first: true }
+                        let mut pairs = Vec::new();
+                        for pair in t.pairs::<Value, Value>() {
+                            if ahead_held + 2 * (pairs.len() + 1) > PAIRS_BUDGET {
+                                pairs.clear();
+                                break;
+                            }
+                            pairs.push(pair?);
+                        }
+                        let ahead = if pairs.is_empty() {
+                            None
+                        } else {
+                            let n = 2 * pairs.len();
+                            ahead_held += n;
+                            Some((pairs.into_iter(), n))
+                        };
+                        EFrame::Object { first: true, ahead }
                     };
                     height += frame.slots();
                     stack.push(frame);
@@ -407,7 +435,10 @@ fn encode_value(lua: &Lua, v: &Value, cfg: &Config, out: &mut Vec<u8>) -> Result
                     false
                 }
             }
-            EFrame::Object { first } => match super::raw_next(lua, &t, held.get(2 * depth - 1)?)? {
+            EFrame::Object { first, ahead } => match match ahead.as_mut() {
+                Some((pairs, _)) => pairs.next(),
+                None => super::raw_next(lua, &t, held.get(2 * depth - 1)?)?,
+            } {
                 None => {
                     out.push(b'}');
                     true
@@ -439,7 +470,9 @@ fn encode_value(lua: &Lua, v: &Value, cfg: &Config, out: &mut Vec<u8>) -> Result
                             ))
                         }
                     }
-                    held.set(2 * depth - 1, k)?;
+                    if ahead.is_none() {
+                        held.set(2 * depth - 1, k)?;
+                    }
                     next = Some(v);
                     false
                 }
@@ -448,6 +481,13 @@ fn encode_value(lua: &Lua, v: &Value, cfg: &Config, out: &mut Vec<u8>) -> Result
         if closed {
             if let Some(f) = stack.pop() {
                 height -= f.slots();
+                if let EFrame::Object {
+                    ahead: Some((_, n)),
+                    ..
+                } = f
+                {
+                    ahead_held -= n;
+                }
             }
             held.pop()?;
             held.pop()?;

@@ -19,7 +19,7 @@ pub(crate) mod structlib;
 use mlua::{ffi, Function, IntoLua, Lua, MultiValue, Table, Value};
 use std::os::raw::c_int;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 /// What a library function's Rust half returns (see the module doc): an outcome tag
 /// (see [`Outcome`]) and its values.
@@ -339,6 +339,12 @@ where
     }
 }
 
+/// rand48's state, as Redis starts it (`redisLrand48` without a seed). It is a C
+/// static in Redis: one sequence for the process, which SCRIPT FLUSH does not
+/// restart and the EVAL and FUNCTION VMs share.
+static RAND: LazyLock<super::lua::Rand> =
+    LazyLock::new(|| Arc::new(AtomicU64::new(0x1234_ABCD_330E)));
+
 /// Creates the library tables and Redis's `math.random`/`math.randomseed`.
 pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     let g = lua.globals();
@@ -366,8 +372,7 @@ setmetatable(t, {
         protect.call::<()>(t.clone())?;
         g.raw_set(name, t)?;
     }
-    // rand48's state as Redis starts it (`redisLrand48` without a seed).
-    let state: super::lua::Rand = Arc::new(AtomicU64::new(0x1234_ABCD_330E));
+    let state = RAND.clone();
     let math: Table = g.raw_get("math")?;
     let s = state.clone();
     math.raw_set(
