@@ -97,13 +97,6 @@ local function handler(err)
 end
 
 local function pack(...) return {n = select('#', ...), ...} end
-local function lib(f)
-  return function(...)
-    local r = pack(f(...))
-    if not r[1] then error(r[2], 2) end
-    return unpack(r, 2, r.n)
-  end
-end
 
 local redis = {}
 redis.call = raw.call
@@ -139,7 +132,7 @@ local function run(f) return xpcall(f, handler) end
 local function run_fn(f, keys, args)
   return xpcall(function() return f(keys, args) end, handler)
 end
-return redis, handler, run, run_fn, lib
+return redis, handler, run, run_fn
 "#;
 
 /// One Lua VM and the functions compiled in it.
@@ -246,11 +239,10 @@ impl Vm {
         }
         let imp = lua.create_table()?;
         let register: Function = raw.raw_get("register_function")?;
-        let (redis, handler, run_f, run_fn, lib): (Table, Function, Function, Function, Function) =
-            lua.load(BOOT)
-                .set_name("=coherent")
-                .call((raw, imp.clone()))?;
-        super::libs::wrap(&lua, &lib)?;
+        let (redis, handler, run_f, run_fn): (Table, Function, Function, Function) = lua
+            .load(BOOT)
+            .set_name("=coherent")
+            .call((raw, imp.clone()))?;
         for (k, v) in [
             ("REPL_ALL", REPL_ALL),
             ("REPL_AOF", REPL_AOF),
