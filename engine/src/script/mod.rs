@@ -138,6 +138,39 @@ pub(crate) fn parse_shebang(body: &[u8]) -> Result<Option<(u32, usize)>, String>
     Ok(Some((f, len)))
 }
 
+/// Gives the runtime back the worker thread a slow script occupies, so that the
+/// other connections get their BUSY replies and SCRIPT KILL / SHUTDOWN NOSAVE get
+/// through.
+///
+/// A script runs synchronously inside its connection's task. Tokio does not notice a
+/// worker that blocks: when the worker that last polled the I/O driver picked up
+/// the script's request alone, no other worker is woken (they sleep until a task is
+/// scheduled for them), so nobody polls the driver and no connection is served until
+/// the script ends. `block_in_place` hands this worker's core (its queue, and the
+/// driver duty) to another thread; the closure waits until a task spawned from it
+/// has run somewhere else, so that the hand-off really happened (with one worker,
+/// only the thread that took the core can run it) instead of being undone when the
+/// closure returns. Outside a multi-thread runtime (in-process callers, unit tests)
+/// there is no worker to give back.
+fn release_worker() {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return;
+    }
+    tokio::task::block_in_place(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Spawned without this thread's core: it goes to the shared queue and wakes a
+        // sleeping worker (or the thread that took the core).
+        handle.spawn(async move {
+            let _ = tx.send(());
+        });
+        // Bounded: a runtime shutting down never runs it.
+        let _ = rx.recv_timeout(std::time::Duration::from_millis(200));
+    });
+}
+
 /// A running script's state as seen from outside the store's lock.
 #[derive(Debug, Default)]
 pub struct RunState {
@@ -145,6 +178,8 @@ pub struct RunState {
     started_us: AtomicU64,
     busy: AtomicBool,
     kill: AtomicBool,
+    /// The kill came from SHUTDOWN NOSAVE: the script's client gets no reply.
+    shutdown: AtomicBool,
     wrote: AtomicBool,
     function: AtomicBool,
     threshold_ms: AtomicU64,
@@ -169,6 +204,7 @@ impl RunState {
         self.threshold_ms.store(threshold_ms, Ordering::Relaxed);
         self.busy.store(false, Ordering::Relaxed);
         self.kill.store(false, Ordering::Relaxed);
+        self.shutdown.store(false, Ordering::Relaxed);
         self.wrote.store(false, Ordering::Relaxed);
         self.function.store(function, Ordering::Relaxed);
         self.running.store(true, Ordering::Release);
@@ -215,6 +251,7 @@ impl RunState {
                     "Slow script detected: still in execution after {limit} milliseconds"
                 );
                 self.busy.store(true, Ordering::Release);
+                release_worker();
             }
         }
     }
@@ -249,7 +286,13 @@ impl RunState {
 
     /// SHUTDOWN NOSAVE during a script: stops it whatever it wrote.
     pub(crate) fn force_kill(&self) {
+        self.shutdown.store(true, Ordering::Release);
         self.kill.store(true, Ordering::Release);
+    }
+
+    /// Whether SHUTDOWN NOSAVE stopped the script that just ran.
+    pub(crate) fn shut_down(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
     }
 }
 
