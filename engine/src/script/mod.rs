@@ -171,6 +171,40 @@ fn release_worker() {
     });
 }
 
+/// The error of a script's call of a command scripts may not call.
+pub(crate) const NOT_FROM_SCRIPT: &str = "ERR This Redis command is not allowed from script";
+
+/// Whether a script may call this command, as Redis's `scriptCall` decides on the
+/// command `lookupCommand` finds: for a container (CLIENT, CONFIG, SCRIPT, ...) that
+/// is the subcommand, with its own `noscript` flag (CLIENT LIST is refused, CLIENT
+/// HELP is not), and an unknown subcommand is an unknown command. Other commands go
+/// by their table row. `Err` holds the error reply's text.
+pub(crate) fn allowed_in_script(
+    spec: &crate::command::CommandSpec,
+    argv: &[Bytes],
+) -> Result<(), &'static str> {
+    use crate::command::{LABEL_SUB, NOSCRIPT};
+    if spec.flags & LABEL_SUB != 0 && argv.len() > 1 {
+        let full = format!("{}|{}", spec.name, crate::util::lower(&argv[1]));
+        if !crate::cmd::command_meta::has_subcommand(&full) {
+            return Err("ERR Unknown Redis command called from script");
+        }
+        let sub = crate::cmd::command_meta::flags(&full);
+        let argc = argv.len() as i64;
+        if (sub.arity > 0 && argc != sub.arity) || argc < -sub.arity {
+            return Err("ERR Wrong number of args calling Redis command from script");
+        }
+        if sub.noscript {
+            return Err(NOT_FROM_SCRIPT);
+        }
+        return Ok(());
+    }
+    if spec.flags & NOSCRIPT != 0 {
+        return Err(NOT_FROM_SCRIPT);
+    }
+    Ok(())
+}
+
 /// A running script's state as seen from outside the store's lock.
 #[derive(Debug, Default)]
 pub struct RunState {
@@ -299,6 +333,25 @@ impl RunState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every command row Redis also has carries Redis 7.0's `noscript` flag (the
+    /// containers go by their subcommands' flags instead).
+    #[test]
+    fn noscript_rows_match_redis() {
+        use crate::command::{LABEL_SUB, NOSCRIPT};
+        let mut wrong = Vec::new();
+        for spec in crate::command::table().values() {
+            if spec.flags & LABEL_SUB != 0 || crate::cmd::command_meta::info(spec.name).is_none() {
+                continue;
+            }
+            let redis = crate::cmd::command_meta::flags(spec.name).noscript;
+            if redis != (spec.flags & NOSCRIPT != 0) {
+                wrong.push((spec.name, redis));
+            }
+        }
+        wrong.sort();
+        assert!(wrong.is_empty(), "(command, redis's noscript): {wrong:?}");
+    }
 
     #[test]
     fn shebangs() {
