@@ -102,7 +102,9 @@ fn wait(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         timeout: (timeout > 0).then(|| Duration::from_millis(timeout as u64)),
         timeout_reply: Reply::Int(0),
         kind: BlockKind::Wait,
-        rerun: None,
+        // Never re-run (no keys wake it): kept so that its end, by ACKs or timeout,
+        // counts in INFO commandstats as Redis's `updateStatsOnUnblock` does.
+        rerun: Some(args.to_vec()),
         gone: None,
     });
     ctx.store.repl.waits.push(Wait {

@@ -166,8 +166,16 @@ pub(crate) fn run(
     };
     let _ = REPL_NONE;
     let reply = vm.run(exec, func, name, keys, args);
+    let shut_down = run.shut_down();
     run.end();
     ctx.prevent_propagation();
+    if shut_down {
+        // SHUTDOWN NOSAVE from another client stopped it: as Redis, which exits from
+        // inside the script, the client gets no reply and nothing is saved at exit
+        // (the connection closes on `shutdown_requested`).
+        ctx.store.shutdown_requested = true;
+        return Reply::Raw(Bytes::new());
+    }
     reply
 }
 

@@ -332,6 +332,7 @@ impl Store {
             let n = self.repl.acked(w.offset);
             if n >= w.replicas {
                 if let Some(b) = self.blocking.unblock(w.client) {
+                    crate::observe::unblocked(self, &b.args, None);
                     let _ = b.tx.send(crate::net::reply::Reply::Int(n as i64));
                 }
             } else {

@@ -11,7 +11,7 @@
 use super::convert;
 use super::RunState;
 use crate::client::Client;
-use crate::command::{self, DENYOOM, NOSCRIPT, WRITE};
+use crate::command::{self, DENYOOM, WRITE};
 use crate::net::reply::Reply;
 use crate::store::Store;
 use bytes::Bytes;
@@ -623,8 +623,8 @@ impl Exec<'_> {
         if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
             return Reply::error("ERR Wrong number of args calling Redis command from script");
         }
-        if spec.flags & NOSCRIPT != 0 {
-            return Reply::error("ERR This Redis command is not allowed from script");
+        if let Err(e) = super::allowed_in_script(spec, &argv) {
+            return Reply::error(e);
         }
         if spec.flags & WRITE != 0 {
             if self.read_only {

@@ -138,6 +138,73 @@ pub(crate) fn parse_shebang(body: &[u8]) -> Result<Option<(u32, usize)>, String>
     Ok(Some((f, len)))
 }
 
+/// Gives the runtime back the worker thread a slow script occupies, so that the
+/// other connections get their BUSY replies and SCRIPT KILL / SHUTDOWN NOSAVE get
+/// through.
+///
+/// A script runs synchronously inside its connection's task. Tokio does not notice a
+/// worker that blocks: when the worker that last polled the I/O driver picked up
+/// the script's request alone, no other worker is woken (they sleep until a task is
+/// scheduled for them), so nobody polls the driver and no connection is served until
+/// the script ends. `block_in_place` hands this worker's core (its queue, and the
+/// driver duty) to another thread; the closure waits until a task spawned from it
+/// has run somewhere else, so that the hand-off really happened (with one worker,
+/// only the thread that took the core can run it) instead of being undone when the
+/// closure returns. Outside a multi-thread runtime (in-process callers, unit tests)
+/// there is no worker to give back.
+fn release_worker() {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return;
+    }
+    tokio::task::block_in_place(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Spawned without this thread's core: it goes to the shared queue and wakes a
+        // sleeping worker (or the thread that took the core).
+        handle.spawn(async move {
+            let _ = tx.send(());
+        });
+        // Bounded: a runtime shutting down never runs it.
+        let _ = rx.recv_timeout(std::time::Duration::from_millis(200));
+    });
+}
+
+/// The error of a script's call of a command scripts may not call.
+pub(crate) const NOT_FROM_SCRIPT: &str = "ERR This Redis command is not allowed from script";
+
+/// Whether a script may call this command, as Redis's `scriptCall` decides on the
+/// command `lookupCommand` finds: for a container (CLIENT, CONFIG, SCRIPT, ...) that
+/// is the subcommand, with its own `noscript` flag (CLIENT LIST is refused, CLIENT
+/// HELP is not), and an unknown subcommand is an unknown command. Other commands go
+/// by their table row. `Err` holds the error reply's text.
+pub(crate) fn allowed_in_script(
+    spec: &crate::command::CommandSpec,
+    argv: &[Bytes],
+) -> Result<(), &'static str> {
+    use crate::command::{LABEL_SUB, NOSCRIPT};
+    if spec.flags & LABEL_SUB != 0 && argv.len() > 1 {
+        let full = format!("{}|{}", spec.name, crate::util::lower(&argv[1]));
+        if !crate::cmd::command_meta::has_subcommand(&full) {
+            return Err("ERR Unknown Redis command called from script");
+        }
+        let sub = crate::cmd::command_meta::flags(&full);
+        let argc = argv.len() as i64;
+        if (sub.arity > 0 && argc != sub.arity) || argc < -sub.arity {
+            return Err("ERR Wrong number of args calling Redis command from script");
+        }
+        if sub.noscript {
+            return Err(NOT_FROM_SCRIPT);
+        }
+        return Ok(());
+    }
+    if spec.flags & NOSCRIPT != 0 {
+        return Err(NOT_FROM_SCRIPT);
+    }
+    Ok(())
+}
+
 /// A running script's state as seen from outside the store's lock.
 #[derive(Debug, Default)]
 pub struct RunState {
@@ -145,6 +212,8 @@ pub struct RunState {
     started_us: AtomicU64,
     busy: AtomicBool,
     kill: AtomicBool,
+    /// The kill came from SHUTDOWN NOSAVE: the script's client gets no reply.
+    shutdown: AtomicBool,
     wrote: AtomicBool,
     function: AtomicBool,
     threshold_ms: AtomicU64,
@@ -169,6 +238,7 @@ impl RunState {
         self.threshold_ms.store(threshold_ms, Ordering::Relaxed);
         self.busy.store(false, Ordering::Relaxed);
         self.kill.store(false, Ordering::Relaxed);
+        self.shutdown.store(false, Ordering::Relaxed);
         self.wrote.store(false, Ordering::Relaxed);
         self.function.store(function, Ordering::Relaxed);
         self.running.store(true, Ordering::Release);
@@ -215,6 +285,7 @@ impl RunState {
                     "Slow script detected: still in execution after {limit} milliseconds"
                 );
                 self.busy.store(true, Ordering::Release);
+                release_worker();
             }
         }
     }
@@ -249,13 +320,38 @@ impl RunState {
 
     /// SHUTDOWN NOSAVE during a script: stops it whatever it wrote.
     pub(crate) fn force_kill(&self) {
+        self.shutdown.store(true, Ordering::Release);
         self.kill.store(true, Ordering::Release);
+    }
+
+    /// Whether SHUTDOWN NOSAVE stopped the script that just ran.
+    pub(crate) fn shut_down(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every command row Redis also has carries Redis 7.0's `noscript` flag (the
+    /// containers go by their subcommands' flags instead).
+    #[test]
+    fn noscript_rows_match_redis() {
+        use crate::command::{LABEL_SUB, NOSCRIPT};
+        let mut wrong = Vec::new();
+        for spec in crate::command::table().values() {
+            if spec.flags & LABEL_SUB != 0 || crate::cmd::command_meta::info(spec.name).is_none() {
+                continue;
+            }
+            let redis = crate::cmd::command_meta::flags(spec.name).noscript;
+            if redis != (spec.flags & NOSCRIPT != 0) {
+                wrong.push((spec.name, redis));
+            }
+        }
+        wrong.sort();
+        assert!(wrong.is_empty(), "(command, redis's noscript): {wrong:?}");
+    }
 
     #[test]
     fn shebangs() {
