@@ -187,7 +187,11 @@ impl Engine {
         opts: &crate::persist::rdb::WriteOptions,
     ) -> Result<(), crate::persist::rdb::RdbError> {
         let store = self.shared.lock();
-        crate::persist::rdb::write_rdb(&store.dbs, crate::util::now_ms(), opts, out)
+        let opts = crate::persist::rdb::WriteOptions {
+            functions: store.scripting.functions.codes(),
+            ..opts.clone()
+        };
+        crate::persist::rdb::write_rdb(&store.dbs, crate::util::now_ms(), &opts, out)
     }
 
     /// Replaces every database with those of an RDB file; returns what the file said

@@ -58,6 +58,30 @@ fn ok(r: Resp) {
     assert_eq!(r, Resp::Simple("OK".into()));
 }
 
+/// A function library loaded before the sync (carried by the RDB), and the library
+/// commands after it (carried by the stream, as Redis propagates them).
+const LIB_A: &[u8] = b"#!lua name=liba\nredis.register_function{function_name='fa', callback=function(keys, args) return 'a' end, flags={'no-writes'}, description='synced'}";
+const LIB_B: &[u8] = b"#!lua name=libb\nredis.register_function('fb', function(keys, args) return redis.call('incr', keys[1]) end)";
+const LIB_C: &[u8] =
+    b"#!lua name=libc\nredis.register_function('fc', function(keys, args) return 'c' end)";
+
+fn function_writes(c: &mut Conn) {
+    pipeline(
+        c,
+        &[
+            dataset::cmd(&[b"FUNCTION", b"LOAD", LIB_B]),
+            dataset::cmd(&[b"FUNCTION", b"LOAD", LIB_C]),
+            words("FUNCTION DELETE libc"),
+            words("FCALL fb 1 live:fcall"),
+        ],
+    );
+}
+
+/// The libraries with their code, in name order.
+fn libraries(c: &mut Conn) -> Resp {
+    c.cmd(&["FUNCTION", "LIST", "WITHCODE"]).sorted()
+}
+
 /// Writes of every kind after the sync: they reach the replica through the stream.
 fn live_writes(c: &mut Conn) {
     pipeline(
@@ -96,6 +120,7 @@ fn the_engine_replicates_redis_server() {
     let mut p = Conn::connect(primary.addr());
     populate(&mut p);
     populate_streams(&mut p);
+    pipeline(&mut p, &[dataset::cmd(&[b"FUNCTION", b"LOAD", LIB_A])]);
     let e = engine();
     let mut r = Conn::connect(e.addr);
     ok(r.cmd(&["REPLICAOF", "127.0.0.1", &primary.port.to_string()]));
@@ -105,8 +130,10 @@ fn the_engine_replicates_redis_server() {
     );
     wait_for("the link", || link_up(&mut r));
     assert_same("after the full sync", &snapshot(&mut p), &snapshot(&mut r));
+    assert_eq!(libraries(&mut r), libraries(&mut p), "after the full sync");
 
     live_writes(&mut p);
+    function_writes(&mut p);
     // The key that expires at once is gone (the primary's DEL sent) before comparing.
     wait_for("the short key's expiry", || short_gone(&mut p));
     assert_eq!(p.cmd(&["WAIT", "1", "5000"]), Resp::Int(1));
@@ -115,6 +142,7 @@ fn the_engine_replicates_redis_server() {
         info(&mut r, "slave_repl_offset") == offset
     });
     assert_same("after the stream", &snapshot(&mut p), &snapshot(&mut r));
+    assert_eq!(libraries(&mut r), libraries(&mut p), "after the stream");
 
     // What Sentinel reads.
     assert_eq!(info(&mut r, "role"), "slave");
@@ -165,6 +193,7 @@ fn redis_server_replicates_the_engine() {
     let mut p = Conn::connect(e.addr);
     populate(&mut p);
     populate_streams(&mut p);
+    pipeline(&mut p, &[dataset::cmd(&[b"FUNCTION", b"LOAD", LIB_A])]);
     e.engine
         .set_save_aux("coherent-binlog-position", Some("pos-1".into()));
     let port = e.addr.port().to_string();
@@ -172,8 +201,10 @@ fn redis_server_replicates_the_engine() {
     let mut r = Conn::connect(replica.addr());
     wait_for("the link", || link_up(&mut r));
     assert_same("after the full sync", &snapshot(&mut p), &snapshot(&mut r));
+    assert_eq!(libraries(&mut r), libraries(&mut p), "after the full sync");
 
     live_writes(&mut p);
+    function_writes(&mut p);
     // In-process writes replicate too, and the aux (a PUBLISH Redis runs harmlessly).
     let b = |s: &str| bytes::Bytes::copy_from_slice(s.as_bytes());
     e.engine.execute(3, vec![b("SET"), b("inproc"), b("1")]);
@@ -187,6 +218,7 @@ fn redis_server_replicates_the_engine() {
         info(&mut r, "slave_repl_offset") == offset
     });
     assert_same("after the stream", &snapshot(&mut p), &snapshot(&mut r));
+    assert_eq!(libraries(&mut r), libraries(&mut p), "after the stream");
     let slave0 = info(&mut p, "slave0");
     assert!(
         slave0.starts_with(&format!(

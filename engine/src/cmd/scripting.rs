@@ -92,6 +92,8 @@ fn eval_generic(ctx: &mut Ctx, args: &[Bytes], by_sha: bool, ro: bool) -> CmdRes
                 body: super::own(&body),
             });
     }
+    let counts = ctx.store.scripting.functions.counts();
+    ctx.store.scripting.run.set_current(&sha, args, counts);
     let reply = run(ctx, &vm, &func, &sha, script_flags, ro, keys, argv, false);
     ctx.store.scripting.eval_vm = Some(vm);
     Ok(reply)

@@ -180,6 +180,17 @@ impl Store {
         for (i, db) in std::mem::take(&mut loaded.dbs).into_iter().enumerate() {
             self.replace_db(i, db);
         }
+        // The file's function libraries replace the current ones (Redis's
+        // `emptyData` flushes them with the data before a load).
+        let run = self.scripting.run.clone();
+        if let Err(e) = self
+            .scripting
+            .functions
+            .replace_all(&loaded.functions, &run)
+        {
+            tracing::error!(error = %e, "RDB: failed loading the function libraries");
+        }
+        run.set_counts(self.scripting.functions.counts());
         loaded
     }
 
