@@ -203,7 +203,7 @@ impl Engine {
         opts: &crate::persist::rdb::LoadOptions,
     ) -> Result<crate::persist::rdb::Loaded, crate::persist::rdb::RdbError> {
         let loaded = crate::persist::rdb::read_rdb(input, crate::util::now_ms(), opts)?;
-        Ok(self.shared.lock().load_dbs(loaded))
+        self.shared.lock().load_dbs(loaded)
     }
 
     /// Saves the RDB file as shutting down requires, when save points are set

@@ -167,6 +167,25 @@ fn the_engine_replicates_redis_server() {
         Resp::Error("READONLY You can't write against a read only replica.".into())
     );
     assert_eq!(r.cmd(&["GET", "live:a"]), Resp::Bulk(None));
+    // The library commands are writes there too; a no-writes function runs.
+    for args in [
+        &[
+            "FUNCTION",
+            "LOAD",
+            "#!lua name=x\nredis.register_function('x', function() end)",
+        ][..],
+        &["FUNCTION", "DELETE", "liba"],
+        &["FUNCTION", "FLUSH"],
+    ] {
+        assert_eq!(
+            r.cmd(args),
+            Resp::Error("READONLY You can't write against a read only replica.".into())
+        );
+    }
+    assert_eq!(
+        r.cmd(&["FCALL_RO", "fa", "0"]),
+        Resp::Bulk(Some(b"a".to_vec()))
+    );
     assert_eq!(
         r.cmd(&["WAIT", "1", "0"]),
         Resp::Error("ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.".into())
@@ -414,6 +433,10 @@ fn replica_gates_and_settings() {
     ok(r.cmd(&["CONFIG", "SET", "min-replicas-to-write", "1"]));
     assert_eq!(
         r.cmd(&["SET", "k", "v"]),
+        Resp::Error("NOREPLICAS Not enough good replicas to write.".into())
+    );
+    assert_eq!(
+        r.cmd(&["FUNCTION", "FLUSH"]),
         Resp::Error("NOREPLICAS Not enough good replicas to write.".into())
     );
     assert_eq!(r.cmd(&["GET", "k"]), Resp::Bulk(Some(b"local".to_vec())));

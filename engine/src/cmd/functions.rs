@@ -7,7 +7,7 @@
 //! propagate, not the call.
 
 use super::subcommand::{help_reply, sub_arity, unknown_sub};
-use crate::command::{CommandSpec, Ctx, NOSCRIPT, STALE};
+use crate::command::{CommandSpec, Ctx, DENYOOM, NOSCRIPT, STALE, WRITE};
 use crate::error::{CmdError, CmdResult};
 use crate::net::reply::Reply;
 use crate::script::flags;
@@ -123,6 +123,11 @@ fn function(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     };
     sub_arity("function", &sub, arity, args)?;
     match sub.as_str() {
+        "load" | "restore" => write_gate(ctx, true)?,
+        "delete" | "flush" => write_gate(ctx, false)?,
+        _ => {}
+    }
+    match sub.as_str() {
         "help" => Ok(help_reply("function", FUNCTION_HELP)),
         "load" => load(ctx, args),
         "delete" => {
@@ -159,6 +164,38 @@ fn function(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         "kill" => Ok(ctx.store.scripting.run.kill(false)),
         _ => restore(ctx, args),
     }
+}
+
+/// The row the write subcommands would have in a table of subcommands: Redis flags
+/// FUNCTION LOAD and RESTORE `write denyoom`, DELETE and FLUSH `write`.
+const WRITE_ROW: CommandSpec = CommandSpec::new(
+    "function",
+    -2,
+    WRITE | DENYOOM | NOSCRIPT,
+    (0, 0, 0),
+    function,
+);
+
+/// `processCommand`'s refusals of a write, which the container's row cannot ask for
+/// its subcommands: MISCONF after a failed BGSAVE, READONLY on a read-only replica,
+/// NOREPLICAS, and OOM for the deny-oom ones. The primary's stream passes them all.
+fn write_gate(ctx: &mut Ctx, denyoom: bool) -> Result<(), CmdError> {
+    if ctx.client.master {
+        return Ok(());
+    }
+    if ctx.client.id != 0 && crate::persist::save::writes_denied(ctx.store) {
+        return Err(CmdError::Other(crate::command::MISCONF.into()));
+    }
+    if let Some(e) = crate::repl::gate(ctx.store, ctx.client, &WRITE_ROW) {
+        return Err(e);
+    }
+    if denyoom
+        && ctx.store.config.maxmemory != 0
+        && ctx.store.perform_evictions() == crate::keyspace::evict::Evict::Fail
+    {
+        return Err(CmdError::Oom);
+    }
+    Ok(())
 }
 
 /// A change of the registry: dirty for the save points, propagated as called.

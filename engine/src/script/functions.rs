@@ -361,23 +361,19 @@ impl Functions {
         self.libraries.values().map(|l| l.code.clone()).collect()
     }
 
-    /// Replaces every library with those of `codes` (an RDB file's, in file order);
-    /// on an error nothing changes.
-    pub(crate) fn replace_all(
+    /// A registry of the libraries of `codes` (an RDB file's, in file order), made
+    /// in this registry's VM, to replace this one; on an error this one is unchanged.
+    pub(crate) fn staged(
         &mut self,
         codes: &[Bytes],
         run: &Arc<RunState>,
-    ) -> Result<(), String> {
+    ) -> Result<Functions, String> {
         let mut staged = Functions {
             vm: self.vm.take(),
             ..Default::default()
         };
-        let r = staged.load_all(codes, false, run);
-        match r {
-            Ok(()) => {
-                *self = staged;
-                Ok(())
-            }
+        match staged.load_all(codes, false, run) {
+            Ok(()) => Ok(staged),
             Err(e) => {
                 self.vm = staged.vm.take();
                 Err(e)
@@ -529,6 +525,15 @@ mod tests {
             "Library l1 already exists"
         );
         f.restore(&payload, RestorePolicy::Replace, &run).unwrap();
+        assert_eq!(f.codes(), vec![code.clone()]);
+        // A file's libraries: all or none.
+        let bad = b("#!lua name=bad\nreturn 1");
+        assert_eq!(
+            f.staged(&[other.clone(), bad], &run).unwrap_err(),
+            "No functions registered"
+        );
         assert_eq!(f.codes(), vec![code]);
+        let staged = f.staged(std::slice::from_ref(&other), &run).unwrap();
+        assert_eq!(staged.codes(), vec![other]);
     }
 }

@@ -118,6 +118,10 @@ pub enum RdbError {
     },
     #[error("checksum mismatch: the file says {stored:016x}, its data gives {computed:016x}")]
     Checksum { stored: u64, computed: u64 },
+    /// A FUNCTION library of the file could not be created (Redis refuses the file
+    /// too: `Failed loading library`).
+    #[error("failed loading library: {0}")]
+    Library(String),
 }
 
 impl RdbError {
