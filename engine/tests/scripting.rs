@@ -108,7 +108,6 @@ fn wait_busy(c: &mut Conn) -> Resp {
 }
 
 #[test]
-#[ignore = "hangs now and then (a connection still parks on the lock in some race); run with --ignored"]
 fn busy_and_script_kill_across_connections() {
     let srv = EngineServer::start();
     let mut admin = Conn::connect(srv.addr);
@@ -248,9 +247,10 @@ fn busy_function_kill(addr: std::net::SocketAddr) {
     );
     assert_eq!(admin.cmd(&["PING"]), Resp::Simple("PONG".into()));
 
-    // An EVAL script is not FUNCTION KILL's.
+    // An EVAL script is not FUNCTION KILL's, nor FUNCTION STATS's.
     runner.send(&[b"EVAL", b"while true do end", b"0"]);
-    let _ = wait_busy(&mut admin);
+    let busy_eval = wait_busy(&mut admin);
+    assert_eq!(admin.cmd(&["FUNCTION", "STATS"]), busy_eval);
     assert!(
         matches!(admin.cmd(&["FUNCTION", "KILL"]), Resp::Error(e) if e.contains("You can only call SCRIPT KILL"))
     );

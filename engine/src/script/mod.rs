@@ -153,6 +153,28 @@ pub struct RunState {
     current: std::sync::Mutex<(String, Vec<Bytes>)>,
     /// Library and function counts (FUNCTION STATS while a script is busy).
     counts: AtomicU64,
+    /// When (µs into the run) to hand the worker over next.
+    release_at_us: AtomicU64,
+}
+
+/// How long a script runs before its worker's queued tasks move to another thread.
+const RELEASE_AFTER_US: u64 = 5_000;
+
+/// A script runs on the tokio worker that polled its connection, holding that
+/// worker's core for as long as it runs. Tasks queued on it wait for the whole
+/// script, and when the other workers sleep on their condition variable nobody polls
+/// the I/O driver: a client's PING gets no BUSY and no SCRIPT KILL reaches a script
+/// that never ends. `block_in_place` hands the core to a new thread, which runs the
+/// queue and parks on the driver; the script then goes on without the core, as a
+/// blocking thread does. The pause inside gives that thread time to take the core
+/// (an empty closure would take it back at once). Only on the multi-thread runtime
+/// (elsewhere `block_in_place` panics).
+fn release_worker() {
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi {
+        tokio::task::block_in_place(|| std::thread::sleep(std::time::Duration::from_millis(1)));
+    }
 }
 
 /// Redis's `shared.slowevalerr`.
@@ -173,6 +195,8 @@ impl RunState {
         self.busy.store(false, Ordering::Relaxed);
         self.kill.store(false, Ordering::Relaxed);
         self.wrote.store(false, Ordering::Relaxed);
+        self.release_at_us
+            .store(RELEASE_AFTER_US, Ordering::Relaxed);
         self.function.store(function, Ordering::Relaxed);
         self.running.store(true, Ordering::Release);
     }
@@ -194,16 +218,20 @@ impl RunState {
         );
     }
 
-    /// What FUNCTION STATS says while a script is busy: the running script (name,
-    /// calling command, milliseconds) and the counts.
-    pub(crate) fn stats(&self) -> (Option<Running>, (usize, usize)) {
+    /// What FUNCTION STATS says while a script is busy: the running function (name,
+    /// calling command, milliseconds) and the counts; during an EVAL script, Redis's
+    /// BUSY error for scripts (`functionStatsCommand`).
+    pub(crate) fn stats(&self) -> Result<(Option<Running>, (usize, usize)), &'static str> {
         let c = self.counts.load(Ordering::Relaxed);
         let counts = ((c >> 32) as usize, (c & 0xFFFF_FFFF) as usize);
         if !self.running() {
-            return (None, counts);
+            return Ok((None, counts));
+        }
+        if !self.function.load(Ordering::Relaxed) {
+            return Err(BUSY_EVAL);
         }
         let (name, argv) = self.current.lock().map(|c| c.clone()).unwrap_or_default();
-        (Some((name, argv, self.elapsed_us() / 1000)), counts)
+        Ok((Some((name, argv, self.elapsed_us() / 1000)), counts))
     }
 
     /// The script ended.
@@ -238,8 +266,18 @@ impl RunState {
         self.kill.load(Ordering::Acquire)
     }
 
-    /// Called by the VM's hook: turns on BUSY past the threshold.
+    /// Called by the VM's hook: hands the worker thread's queued tasks over once
+    /// the script runs long, and turns on BUSY past the threshold.
     pub(crate) fn tick(&self) {
+        let next = self.release_at_us.load(Ordering::Relaxed);
+        let elapsed = self.elapsed_us();
+        if elapsed >= next {
+            // Again now and then: a hand-over the runtime had no thread for in time
+            // did not happen.
+            self.release_at_us
+                .store(elapsed.max(RELEASE_AFTER_US) * 4, Ordering::Relaxed);
+            release_worker();
+        }
         if !self.busy.load(Ordering::Relaxed) {
             let limit = self.threshold_ms.load(Ordering::Relaxed);
             if limit > 0 && self.elapsed_us() >= limit * 1000 {
