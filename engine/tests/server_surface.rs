@@ -44,6 +44,16 @@ fn monitor_lines(addr: SocketAddr) -> Vec<String> {
     c.cmd(&["MULTI"]);
     c.cmd(&["INCR", "n"]);
     c.cmd(&["EXEC"]);
+    // Scripts show before the commands they run.
+    c.cmd(&["EVAL", "return redis.call('incr', KEYS[1])", "1", "n"]);
+    c.cmd(&[
+        "FUNCTION",
+        "LOAD",
+        "REPLACE",
+        "#!lua name=mon\nredis.register_function('mon', function(keys) return redis.call('get', keys[1]) end)",
+    ]);
+    c.cmd(&["FCALL", "mon", "1", "n"]);
+    c.cmd(&["FCALL", "nosuchfunction", "0"]);
     c.cmd(&["PING", "done"]);
     let mut out = Vec::new();
     loop {

@@ -35,6 +35,7 @@ fn fcall_ro(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 
 /// `fcallCommandGeneric`: the function, the key count, the flag checks, the run.
 fn fcall_generic(ctx: &mut Ctx, args: &[Bytes], ro: bool) -> CmdResult {
+    super::scripting::feed_monitors(ctx, args);
     let Some((_, f)) = ctx.store.scripting.functions.get(&args[1]) else {
         return Err(CmdError::err("Function not found"));
     };

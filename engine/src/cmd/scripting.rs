@@ -58,7 +58,16 @@ pub(crate) fn split_keys(args: &[Bytes]) -> Result<(&[Bytes], &[Bytes]), CmdErro
 
 const NOSCRIPT_ERR: &str = "NOSCRIPT No matching script. Please use EVAL.";
 
+/// MONITOR sees EVAL and FCALL (flagged `skip_monitor`) before the commands they run,
+/// as Redis's `evalCommand` and `fcallCommandGeneric` feed them first.
+pub(crate) fn feed_monitors(ctx: &mut Ctx, args: &[Bytes]) {
+    if !ctx.store.observe.monitors.is_empty() {
+        crate::observe::monitor::feed(ctx.store, ctx.client, args);
+    }
+}
+
 fn eval_generic(ctx: &mut Ctx, args: &[Bytes], by_sha: bool, ro: bool) -> CmdResult {
+    feed_monitors(ctx, args);
     let (keys, argv) = split_keys(args)?;
     let (sha, body) = if by_sha {
         let sha = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
