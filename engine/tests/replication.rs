@@ -286,6 +286,30 @@ fn partial_resync_after_a_broken_link_both_ways() {
         &snapshot(&mut p),
         &snapshot(&mut r),
     );
+    // Broken from the replica's side, as Redis's master client: listed with flags=M,
+    // ended by CLIENT KILL TYPE master, continued with PSYNC.
+    let list = match r.cmd(&["CLIENT", "LIST", "TYPE", "master"]) {
+        Resp::Bulk(Some(b)) | Resp::Verbatim(b) => String::from_utf8_lossy(&b).into_owned(),
+        other => panic!("CLIENT LIST: {other:?}"),
+    };
+    let line = list.lines().next().unwrap_or_default();
+    assert_eq!(list.lines().count(), 1, "{list}");
+    assert!(line.contains(" flags=M "), "{line}");
+    assert!(
+        line.contains(&format!(" addr=127.0.0.1:{} ", primary.port)),
+        "{line}"
+    );
+    assert_eq!(r.cmd(&["CLIENT", "KILL", "TYPE", "master"]), Resp::Int(1));
+    pipeline(&mut p, &[words("SET after master")]);
+    wait_for("the link after CLIENT KILL TYPE master", || {
+        link_up(&mut r) && info(&mut p, "sync_partial_ok") == "2"
+    });
+    assert_eq!(info(&mut p, "sync_full"), "1");
+    assert_eq!(p.cmd(&["WAIT", "1", "5000"]), Resp::Int(1));
+    assert_eq!(
+        r.cmd(&["GET", "after"]),
+        Resp::Bulk(Some(b"master".to_vec()))
+    );
 
     // redis-server as the replica of the engine.
     let e2 = engine();
@@ -554,6 +578,74 @@ fn failover_hands_the_primary_role_to_a_replica() {
     );
     assert_eq!(info(&mut r, "sync_partial_ok"), "1");
     assert_same("after FAILOVER", &snapshot(&mut r), &snapshot(&mut p));
+}
+
+/// A key whose TTL passed but which the primary has not deleted yet travels in the full
+/// sync and stays on the replica (reads see nothing) until the primary's DEL, as a Redis
+/// replica keeps it.
+#[test]
+fn a_replica_keeps_expired_keys_of_the_sync_until_the_primarys_del() {
+    let primary = redis(&["--enable-debug-command", "yes"]);
+    let mut p = Conn::connect(primary.addr());
+    ok(p.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]));
+    ok(p.cmd(&["SET", "gone", "v", "PX", "50"]));
+    ok(p.cmd(&["SET", "kept", "v"]));
+    std::thread::sleep(Duration::from_millis(150));
+    let e = engine();
+    let mut r = Conn::connect(e.addr);
+    ok(r.cmd(&["REPLICAOF", "127.0.0.1", &primary.port.to_string()]));
+    wait_for("the link", || link_up(&mut r));
+    assert_eq!(
+        r.cmd(&["DBSIZE"]),
+        Resp::Int(2),
+        "the expired key was dropped"
+    );
+    assert_eq!(r.cmd(&["GET", "gone"]), Resp::Bulk(None));
+    // The primary's lazy expiry sends the DEL.
+    assert_eq!(p.cmd(&["GET", "gone"]), Resp::Bulk(None));
+    wait_for("the DEL", || r.cmd(&["DBSIZE"]) == Resp::Int(1));
+}
+
+/// As Redis's PAUSE_DURING_FAILOVER: from FAILOVER until it ends, clients' writes
+/// wait (reads do not); CLIENT UNPAUSE does not end that pause; an abort (here the
+/// timeout, the target being frozen) lets the held writes run.
+#[test]
+fn failover_holds_writes_until_it_ends() {
+    let e = engine();
+    let mut p = Conn::connect(e.addr);
+    let port = e.addr.port().to_string();
+    let replica = redis(&["--replicaof", "127.0.0.1", &port]);
+    let mut r = Conn::connect(replica.addr());
+    wait_for("the link", || link_up(&mut r));
+    ok(p.cmd(&["SET", "k", "before"]));
+    assert_eq!(p.cmd(&["WAIT", "1", "5000"]), Resp::Int(1));
+    replica.signal("STOP");
+    ok(p.cmd(&["FAILOVER", "TIMEOUT", "1500"]));
+    assert_eq!(info(&mut p, "master_failover_state"), "waiting-for-sync");
+    let addr = e.addr;
+    let writer = std::thread::spawn(move || {
+        let mut w = Conn::connect(addr);
+        w.cmd(&["SET", "k", "during"])
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    ok(p.cmd(&["CLIENT", "UNPAUSE"]));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        p.cmd(&["GET", "k"]),
+        Resp::Bulk(Some(b"before".to_vec())),
+        "a write ran during FAILOVER"
+    );
+    assert!(
+        !writer.is_finished(),
+        "the writer was answered during FAILOVER"
+    );
+    wait_for("the abort", || {
+        info(&mut p, "master_failover_state") == "no-failover"
+    });
+    assert_eq!(writer.join().expect("writer"), Resp::Simple("OK".into()));
+    assert_eq!(p.cmd(&["GET", "k"]), Resp::Bulk(Some(b"during".to_vec())));
+    assert_eq!(info(&mut p, "role"), "master");
+    replica.signal("CONT");
 }
 
 #[test]

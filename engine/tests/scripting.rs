@@ -163,6 +163,96 @@ fn busy_and_script_kill_across_connections() {
     assert_eq!(admin.cmd(&["GET", "x"]), Resp::Bulk(Some(b"y".to_vec())));
 }
 
+/// Waits until `c`'s server side closed: EOF, not a read timeout.
+fn assert_closed(c: &mut Conn) {
+    use std::io::Read;
+    let stream = c.raw_stream();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut buf = [0u8; 256];
+    match stream.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("unexpected reply: {:?}", String::from_utf8_lossy(&buf[..n])),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("still open: {e}"),
+    }
+}
+
+/// Sends PING until the server answers PONG (a killed script takes a moment to end).
+fn wait_pong(c: &mut Conn) {
+    let start = Instant::now();
+    loop {
+        match c.cmd(&["PING"]) {
+            Resp::Simple(s) if s == "PONG" => return,
+            Resp::Error(e) if e.starts_with("BUSY") => {}
+            other => panic!("PING: {other:?}"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "still BUSY");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Clients in CLIENT LIST.
+fn client_count(c: &mut Conn) -> usize {
+    match c.cmd(&["CLIENT", "LIST"]) {
+        Resp::Bulk(Some(b)) => String::from_utf8_lossy(&b).lines().count(),
+        other => panic!("CLIENT LIST: {other:?}"),
+    }
+}
+
+/// A client that goes away while its script is busy: the script is killed (or, when
+/// it wrote, runs to its end), the client is unregistered, and the engine serves on.
+#[test]
+fn a_client_that_disconnects_during_its_busy_script() {
+    let srv = EngineServer::start();
+    let mut admin = Conn::connect(srv.addr);
+    config_set(&mut admin, "busy-reply-threshold", "100");
+    let mut runner = Conn::connect(srv.addr);
+    runner.send(&[b"EVAL", b"while true do end", b"0"]);
+    drop(runner);
+    let _ = wait_busy(&mut admin);
+    assert_eq!(admin.cmd(&["SCRIPT", "KILL"]), Resp::Simple("OK".into()));
+    wait_pong(&mut admin);
+    let start = Instant::now();
+    while client_count(&mut admin) != 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "runner still listed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // A script that wrote cannot be killed: it runs to its end, its writes stay.
+    let mut runner = Conn::connect(srv.addr);
+    runner.send(&[
+        b"EVAL",
+        b"redis.call('set', 'x', 'y') local t = redis.call('time') while tonumber(redis.call('time')[1]) < t[1] + 2 do end redis.call('set', 'z', 'w') return 1",
+        b"0",
+    ]);
+    drop(runner);
+    let _ = wait_busy(&mut admin);
+    assert!(
+        matches!(admin.cmd(&["SCRIPT", "KILL"]), Resp::Error(e) if e.starts_with("UNKILLABLE"))
+    );
+    wait_pong(&mut admin);
+    assert_eq!(admin.cmd(&["GET", "z"]), Resp::Bulk(Some(b"w".to_vec())));
+    let start = Instant::now();
+    while client_count(&mut admin) != 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "runner still listed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Served as before, scripts included (no kill flag left over).
+    assert_eq!(admin.cmd(&["EVAL", "return 1", "0"]), Resp::Int(1));
+    assert_eq!(
+        admin.cmd(&["SCRIPT", "KILL"]),
+        Resp::Error("NOTBUSY No scripts in execution right now.".into())
+    );
+}
+
 #[test]
 fn shutdown_nosave_stops_a_busy_script() {
     let srv = EngineServer::start();
@@ -180,6 +270,8 @@ fn shutdown_nosave_stops_a_busy_script() {
         admin.try_read().is_none(),
         "SHUTDOWN NOSAVE closes the connection"
     );
+    // The script's own client is closed without a reply (as Redis, which exits).
+    assert_closed(&mut runner);
     let start = Instant::now();
     while std::net::TcpStream::connect(srv.addr).is_ok() {
         assert!(start.elapsed() < Duration::from_secs(10), "still listening");
@@ -322,4 +414,36 @@ fn fcall_inside_multi() {
         Resp::Simple("QUEUED".into())
     );
     assert_eq!(c.cmd(&["EXEC"]), Resp::Array(None));
+}
+
+/// The same with a single worker thread (`io-threads 1`): the busy script's thread
+/// hands the worker over, so BUSY replies and SCRIPT KILL still get through.
+#[test]
+fn busy_and_script_kill_with_one_worker_thread() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let server = rt
+        .block_on(engine::Server::bind(engine::EngineConfig {
+            listen: "127.0.0.1:0".into(),
+            save: String::new(),
+            ..Default::default()
+        }))
+        .expect("bind");
+    let addr = server.local_addr().expect("addr");
+    rt.spawn(server.run(std::future::pending()));
+    let mut admin = Conn::connect(addr);
+    config_set(&mut admin, "busy-reply-threshold", "100");
+    let mut runner = Conn::connect(addr);
+    runner.send(&[b"EVAL", b"while true do end", b"0"]);
+    assert!(matches!(wait_busy(&mut admin), Resp::Error(e) if e.starts_with("BUSY")));
+    // A connection accepted meanwhile is served too.
+    let mut late = Conn::connect(addr);
+    assert!(matches!(late.cmd(&["GET", "k"]), Resp::Error(e) if e.starts_with("BUSY")));
+    assert_eq!(admin.cmd(&["SCRIPT", "KILL"]), Resp::Simple("OK".into()));
+    assert!(matches!(runner.read(), Resp::Error(e) if e.starts_with("ERR Script killed")));
+    assert_eq!(late.cmd(&["PING"]), Resp::Simple("PONG".into()));
+    assert_eq!(runner.cmd(&["EVAL", "return 1", "0"]), Resp::Int(1));
 }

@@ -299,6 +299,9 @@ fn stats_text(addr: SocketAddr) -> (String, String) {
     c.cmd(&["CLIENT", "ID"]);
     // A blocked command that times out counts as a call.
     assert_eq!(c.cmd(&["BLPOP", "nolist", "0.05"]), Resp::Array(None));
+    // So does a WAIT that times out (no replicas), as one that answers at once.
+    assert_eq!(c.cmd(&["WAIT", "1", "50"]), Resp::Int(0));
+    assert_eq!(c.cmd(&["WAIT", "0", "0"]), Resp::Int(0));
     let text = |r: Resp| match r {
         Resp::Bulk(Some(b)) | Resp::Verbatim(b) => String::from_utf8_lossy(&b).into_owned(),
         other => panic!("INFO reply {other:?}"),
@@ -340,6 +343,11 @@ fn info_commandstats_and_latencystats_match_redis() {
     );
     assert!(
         r.0.contains("cmdstat_get:calls=0,usec=#,usec_per_call=#,rejected_calls=1,failed_calls=0"),
+        "{}",
+        r.0
+    );
+    assert!(
+        r.0.contains("cmdstat_wait:calls=2,usec=#,usec_per_call=#,rejected_calls=0,failed_calls=0"),
         "{}",
         r.0
     );

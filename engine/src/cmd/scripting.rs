@@ -5,7 +5,7 @@
 //! script runs (`scriptPrepareForRun`).
 
 use super::subcommand::{help_reply, sub_arity, unknown_sub};
-use crate::command::{CommandSpec, Ctx, NOSCRIPT, STALE};
+use crate::command::{CommandSpec, Ctx, NOSCRIPT, STALE, TRACKED_READ};
 use crate::error::{CmdError, CmdResult};
 use crate::net::reply::Reply;
 use crate::script::lua::{Exec, Kind, Vm, REPL_NONE};
@@ -19,8 +19,9 @@ pub fn commands() -> Vec<CommandSpec> {
     vec![
         CommandSpec::new("eval", -3, f, (3, 3, 1), eval),
         CommandSpec::new("evalsha", -3, f, (3, 3, 1), evalsha),
-        CommandSpec::new("eval_ro", -3, f, (3, 3, 1), eval_ro),
-        CommandSpec::new("evalsha_ro", -3, f, (3, 3, 1), evalsha_ro),
+        // Read-only in Redis: a tracking client remembers their keys.
+        CommandSpec::new("eval_ro", -3, f | TRACKED_READ, (3, 3, 1), eval_ro),
+        CommandSpec::new("evalsha_ro", -3, f | TRACKED_READ, (3, 3, 1), evalsha_ro),
         CommandSpec::new("script", -2, NOSCRIPT, (0, 0, 0), script),
     ]
 }
@@ -176,8 +177,16 @@ pub(crate) fn run(
     };
     let _ = REPL_NONE;
     let reply = vm.run(exec, func, name, keys, args);
+    let shut_down = run.shut_down();
     run.end();
     ctx.prevent_propagation();
+    if shut_down {
+        // SHUTDOWN NOSAVE from another client stopped it: as Redis, which exits from
+        // inside the script, the client gets no reply and nothing is saved at exit
+        // (the connection closes on `shutdown_requested`).
+        ctx.store.shutdown_requested = true;
+        return Reply::Raw(Bytes::new());
+    }
     reply
 }
 

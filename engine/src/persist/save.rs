@@ -224,6 +224,7 @@ pub(crate) fn load_options(store: &Store) -> LoadOptions {
             set_max_intset_entries: c.set_max_intset_entries,
         },
         databases: c.databases,
+        keep_expired: false,
     }
 }
 

@@ -11,7 +11,7 @@
 use super::convert;
 use super::RunState;
 use crate::client::Client;
-use crate::command::{self, DENYOOM, NOSCRIPT, WRITE};
+use crate::command::{self, DENYOOM, WRITE};
 use crate::net::reply::Reply;
 use crate::store::Store;
 use bytes::Bytes;
@@ -97,13 +97,6 @@ local function handler(err)
 end
 
 local function pack(...) return {n = select('#', ...), ...} end
-local function lib(f)
-  return function(...)
-    local r = pack(f(...))
-    if not r[1] then error(r[2], 2) end
-    return unpack(r, 2, r.n)
-  end
-end
 
 local redis = {}
 redis.call = raw.call
@@ -139,7 +132,7 @@ local function run(f) return xpcall(f, handler) end
 local function run_fn(f, keys, args)
   return xpcall(function() return f(keys, args) end, handler)
 end
-return redis, handler, run, run_fn, lib
+return redis, handler, run, run_fn
 "#;
 
 /// One Lua VM and the functions compiled in it.
@@ -257,11 +250,10 @@ impl Vm {
         let imp = lua.create_table()?;
         let register: Function = raw.raw_get("register_function")?;
         raw.raw_set("register_function", Value::Nil)?;
-        let (redis, handler, run_f, run_fn, lib): (Table, Function, Function, Function, Function) =
-            lua.load(BOOT)
-                .set_name("=coherent")
-                .call((raw, imp.clone()))?;
-        super::libs::wrap(&lua, &lib)?;
+        let (redis, handler, run_f, run_fn): (Table, Function, Function, Function) = lua
+            .load(BOOT)
+            .set_name("=coherent")
+            .call((raw, imp.clone()))?;
         for (k, v) in [
             ("REPL_ALL", REPL_ALL),
             ("REPL_AOF", REPL_AOF),
@@ -670,8 +662,8 @@ impl Exec<'_> {
         if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
             return Reply::error("ERR Wrong number of args calling Redis command from script");
         }
-        if spec.flags & NOSCRIPT != 0 {
-            return Reply::error("ERR This Redis command is not allowed from script");
+        if let Err(e) = super::allowed_in_script(spec, &argv) {
+            return Reply::error(e);
         }
         if spec.flags & WRITE != 0 {
             if self.read_only {

@@ -139,6 +139,73 @@ pub(crate) fn parse_shebang(body: &[u8]) -> Result<Option<(u32, usize)>, String>
 /// it, and the milliseconds it has run.
 pub(crate) type Running = (String, Vec<Bytes>, u64);
 
+/// Gives the runtime back the worker thread a slow script occupies, so that the
+/// other connections get their BUSY replies and SCRIPT KILL / SHUTDOWN NOSAVE get
+/// through.
+///
+/// A script runs synchronously inside its connection's task. Tokio does not notice a
+/// worker that blocks: when the worker that last polled the I/O driver picked up
+/// the script's request alone, no other worker is woken (they sleep until a task is
+/// scheduled for them), so nobody polls the driver and no connection is served until
+/// the script ends. `block_in_place` hands this worker's core (its queue, and the
+/// driver duty) to another thread; the closure waits until a task spawned from it
+/// has run somewhere else, so that the hand-off really happened (with one worker,
+/// only the thread that took the core can run it) instead of being undone when the
+/// closure returns. Outside a multi-thread runtime (in-process callers, unit tests)
+/// there is no worker to give back.
+fn release_worker() {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return;
+    }
+    tokio::task::block_in_place(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Spawned without this thread's core: it goes to the shared queue and wakes a
+        // sleeping worker (or the thread that took the core).
+        handle.spawn(async move {
+            let _ = tx.send(());
+        });
+        // Bounded: a runtime shutting down never runs it.
+        let _ = rx.recv_timeout(std::time::Duration::from_millis(200));
+    });
+}
+
+/// The error of a script's call of a command scripts may not call.
+pub(crate) const NOT_FROM_SCRIPT: &str = "ERR This Redis command is not allowed from script";
+
+/// Whether a script may call this command, as Redis's `scriptCall` decides on the
+/// command `lookupCommand` finds: for a container (CLIENT, CONFIG, SCRIPT, ...) that
+/// is the subcommand, with its own `noscript` flag (CLIENT LIST is refused, CLIENT
+/// HELP is not), and an unknown subcommand is an unknown command. Other commands go
+/// by their table row. `Err` holds the error reply's text.
+pub(crate) fn allowed_in_script(
+    spec: &crate::command::CommandSpec,
+    argv: &[Bytes],
+) -> Result<(), &'static str> {
+    use crate::command::{LABEL_SUB, NOSCRIPT};
+    if spec.flags & LABEL_SUB != 0 && argv.len() > 1 {
+        let full = format!("{}|{}", spec.name, crate::util::lower(&argv[1]));
+        if !crate::cmd::command_meta::has_subcommand(&full) {
+            return Err("ERR Unknown Redis command called from script");
+        }
+        let sub = crate::cmd::command_meta::flags(&full);
+        let argc = argv.len() as i64;
+        if (sub.arity > 0 && argc != sub.arity) || argc < -sub.arity {
+            return Err("ERR Wrong number of args calling Redis command from script");
+        }
+        if sub.noscript {
+            return Err(NOT_FROM_SCRIPT);
+        }
+        return Ok(());
+    }
+    if spec.flags & NOSCRIPT != 0 {
+        return Err(NOT_FROM_SCRIPT);
+    }
+    Ok(())
+}
+
 /// A running script's state as seen from outside the store's lock.
 #[derive(Debug, Default)]
 pub struct RunState {
@@ -146,6 +213,8 @@ pub struct RunState {
     started_us: AtomicU64,
     busy: AtomicBool,
     kill: AtomicBool,
+    /// The kill came from SHUTDOWN NOSAVE: the script's client gets no reply.
+    shutdown: AtomicBool,
     wrote: AtomicBool,
     function: AtomicBool,
     threshold_ms: AtomicU64,
@@ -153,28 +222,6 @@ pub struct RunState {
     current: std::sync::Mutex<(String, Vec<Bytes>)>,
     /// Library and function counts (FUNCTION STATS while a script is busy).
     counts: AtomicU64,
-    /// When (µs into the run) to hand the worker over next.
-    release_at_us: AtomicU64,
-}
-
-/// How long a script runs before its worker's queued tasks move to another thread.
-const RELEASE_AFTER_US: u64 = 5_000;
-
-/// A script runs on the tokio worker that polled its connection, holding that
-/// worker's core for as long as it runs. Tasks queued on it wait for the whole
-/// script, and when the other workers sleep on their condition variable nobody polls
-/// the I/O driver: a client's PING gets no BUSY and no SCRIPT KILL reaches a script
-/// that never ends. `block_in_place` hands the core to a new thread, which runs the
-/// queue and parks on the driver; the script then goes on without the core, as a
-/// blocking thread does. The pause inside gives that thread time to take the core
-/// (an empty closure would take it back at once). Only on the multi-thread runtime
-/// (elsewhere `block_in_place` panics).
-fn release_worker() {
-    let multi = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi {
-        tokio::task::block_in_place(|| std::thread::sleep(std::time::Duration::from_millis(1)));
-    }
 }
 
 /// Redis's `shared.slowevalerr`.
@@ -194,9 +241,8 @@ impl RunState {
         self.threshold_ms.store(threshold_ms, Ordering::Relaxed);
         self.busy.store(false, Ordering::Relaxed);
         self.kill.store(false, Ordering::Relaxed);
+        self.shutdown.store(false, Ordering::Relaxed);
         self.wrote.store(false, Ordering::Relaxed);
-        self.release_at_us
-            .store(RELEASE_AFTER_US, Ordering::Relaxed);
         self.function.store(function, Ordering::Relaxed);
         self.running.store(true, Ordering::Release);
     }
@@ -266,18 +312,8 @@ impl RunState {
         self.kill.load(Ordering::Acquire)
     }
 
-    /// Called by the VM's hook: hands the worker thread's queued tasks over once
-    /// the script runs long, and turns on BUSY past the threshold.
+    /// Called by the VM's hook: turns on BUSY past the threshold.
     pub(crate) fn tick(&self) {
-        let next = self.release_at_us.load(Ordering::Relaxed);
-        let elapsed = self.elapsed_us();
-        if elapsed >= next {
-            // Again now and then: a hand-over the runtime had no thread for in time
-            // did not happen.
-            self.release_at_us
-                .store(elapsed.max(RELEASE_AFTER_US) * 4, Ordering::Relaxed);
-            release_worker();
-        }
         if !self.busy.load(Ordering::Relaxed) {
             let limit = self.threshold_ms.load(Ordering::Relaxed);
             if limit > 0 && self.elapsed_us() >= limit * 1000 {
@@ -285,6 +321,7 @@ impl RunState {
                     "Slow script detected: still in execution after {limit} milliseconds"
                 );
                 self.busy.store(true, Ordering::Release);
+                release_worker();
             }
         }
     }
@@ -319,13 +356,38 @@ impl RunState {
 
     /// SHUTDOWN NOSAVE during a script: stops it whatever it wrote.
     pub(crate) fn force_kill(&self) {
+        self.shutdown.store(true, Ordering::Release);
         self.kill.store(true, Ordering::Release);
+    }
+
+    /// Whether SHUTDOWN NOSAVE stopped the script that just ran.
+    pub(crate) fn shut_down(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every command row Redis also has carries Redis 7.0's `noscript` flag (the
+    /// containers go by their subcommands' flags instead).
+    #[test]
+    fn noscript_rows_match_redis() {
+        use crate::command::{LABEL_SUB, NOSCRIPT};
+        let mut wrong = Vec::new();
+        for spec in crate::command::table().values() {
+            if spec.flags & LABEL_SUB != 0 || crate::cmd::command_meta::info(spec.name).is_none() {
+                continue;
+            }
+            let redis = crate::cmd::command_meta::flags(spec.name).noscript;
+            if redis != (spec.flags & NOSCRIPT != 0) {
+                wrong.push((spec.name, redis));
+            }
+        }
+        wrong.sort();
+        assert!(wrong.is_empty(), "(command, redis's noscript): {wrong:?}");
+    }
 
     #[test]
     fn shebangs() {

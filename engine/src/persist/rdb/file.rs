@@ -246,6 +246,11 @@ pub struct LoadOptions {
     pub limits: Limits,
     /// `databases`: a key in a database past this is an error, as in Redis.
     pub databases: usize,
+    /// Keep keys whose TTL has passed: a replica loading its primary's snapshot (the
+    /// primary's DELs remove them) and an AOF's RDB base (the tail may still refer to
+    /// them), as Redis's `iAmMaster()` / `RDBFLAGS_AOF_PREAMBLE` rule. Otherwise they
+    /// are dropped, having expired while the file sat on disk.
+    pub keep_expired: bool,
 }
 
 impl Default for LoadOptions {
@@ -253,6 +258,7 @@ impl Default for LoadOptions {
         LoadOptions {
             limits: Limits::default(),
             databases: 16,
+            keep_expired: false,
         }
     }
 }
@@ -393,8 +399,7 @@ pub fn read_rdb<R: Read>(input: R, now: u64, opts: &LoadOptions) -> Result<Loade
                 let obj = r.object(t, &key)?;
                 let expire = expire_at.take();
                 let idle = idle.take();
-                // A master drops keys that expired while the file sat on disk.
-                if expire.is_some_and(|e| e < now) {
+                if !opts.keep_expired && expire.is_some_and(|e| e < now) {
                     loaded.skipped.expired += 1;
                     continue;
                 }
