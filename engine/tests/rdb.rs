@@ -85,6 +85,45 @@ fn copy_by_dump(from: &mut Conn, to: &mut Conn, keys: &[KeyState]) -> (usize, us
     (same, compared)
 }
 
+/// FUNCTION DUMP of one server restores in the other (two libraries: the payload's
+/// order is each server's own), with FUNCTION LIST the same on both.
+#[test]
+fn function_dumps_cross_both_ways() {
+    let redis = RedisServer::start(&[]);
+    let engine = EngineServer::start();
+    let mut r = Conn::connect(redis.addr());
+    let mut e = Conn::connect(engine.addr);
+    cross_function_dump(&mut r, &mut e);
+    cross_function_dump(&mut e, &mut r);
+}
+
+fn cross_function_dump(from: &mut Conn, to: &mut Conn) {
+    let libs = [
+        cmd(&[b"FUNCTION", b"LOAD", LIB_A]),
+        cmd(&[b"FUNCTION", b"LOAD", LIB_B]),
+    ];
+    pipeline(from, &[words("FUNCTION FLUSH")]);
+    pipeline(to, &[words("FUNCTION FLUSH")]);
+    pipeline(from, &libs);
+    let Resp::Bulk(Some(payload)) = pipeline(from, &[words("FUNCTION DUMP")]).remove(0) else {
+        panic!("FUNCTION DUMP");
+    };
+    pipeline(to, &[cmd(&[b"FUNCTION", b"RESTORE", &payload])]);
+    let want = pipeline(from, &[words("FUNCTION LIST WITHCODE")])
+        .remove(0)
+        .sorted();
+    let got = pipeline(to, &[words("FUNCTION LIST WITHCODE")])
+        .remove(0)
+        .sorted();
+    assert_eq!(got, want);
+    assert_eq!(
+        pipeline(to, &[words("FCALL fb 1 n")]),
+        vec![Resp::Int(1)],
+        "the restored function runs"
+    );
+    pipeline(to, &[words("DEL n")]);
+}
+
 #[test]
 fn dump_payloads_cross_both_ways() {
     let redis = RedisServer::start(&[]);
