@@ -447,3 +447,55 @@ fn busy_and_script_kill_with_one_worker_thread() {
     assert_eq!(late.cmd(&["PING"]), Resp::Simple("PONG".into()));
     assert_eq!(runner.cmd(&["EVAL", "return 1", "0"]), Resp::Int(1));
 }
+
+/// INFO memory's scripting fields: the same names as Redis 7.0, in the same order,
+/// with the counts of cached scripts, functions and libraries.
+fn info_scripting_fields(addr: std::net::SocketAddr) -> Vec<String> {
+    let mut c = Conn::connect(addr);
+    assert!(matches!(
+        c.cmd(&["SCRIPT", "LOAD", "return 1"]),
+        Resp::Bulk(Some(_))
+    ));
+    let lib = "#!lua name=infolib\nredis.register_function('i1', function() return 1 end)\nredis.register_function('i2', function() return 2 end)";
+    assert!(matches!(
+        c.cmd(&["FUNCTION", "LOAD", "REPLACE", lib]),
+        Resp::Bulk(Some(_))
+    ));
+    let Resp::Bulk(Some(text)) = c.cmd(&["INFO", "memory"]) else {
+        panic!("INFO memory");
+    };
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        if k.contains("lua")
+            || k.contains("vm_")
+            || k.contains("script")
+            || k.contains("function")
+            || k.contains("librar")
+        {
+            // Byte counts differ between the servers; names and counts must not.
+            let shown = if k.starts_with("number_of") {
+                v.to_string()
+            } else {
+                "n".into()
+            };
+            out.push(format!("{k}:{shown}"));
+        }
+    }
+    out
+}
+
+#[test]
+fn info_memory_scripting_fields_match_redis() {
+    let redis = RedisServer::start(&[]);
+    let engine = EngineServer::start();
+    let theirs = info_scripting_fields(redis.addr());
+    assert!(
+        theirs.contains(&"number_of_functions:2".to_string()),
+        "{theirs:?}"
+    );
+    assert_eq!(info_scripting_fields(engine.addr), theirs);
+}

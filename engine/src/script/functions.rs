@@ -348,6 +348,28 @@ impl Functions {
         self.libraries.values()
     }
 
+    /// Bytes the functions' VM holds (INFO's `used_memory_vm_functions`).
+    pub(crate) fn vm_memory(&self) -> usize {
+        self.vm.as_ref().map_or(0, |v| v.lua.used_memory())
+    }
+
+    /// Bytes of the libraries: their code and names, and a fixed overhead per
+    /// library and function (INFO's `used_memory_functions`).
+    pub(crate) fn memory(&self) -> usize {
+        self.libraries
+            .values()
+            .map(|l| {
+                l.code.len()
+                    + l.name.len()
+                    + 96
+                    + l.functions
+                        .iter()
+                        .map(|f| f.name.len() + f.desc.as_ref().map_or(0, |d| d.len()) + 64)
+                        .sum::<usize>()
+            })
+            .sum()
+    }
+
     /// Number of libraries and of functions (FUNCTION STATS).
     pub(crate) fn counts(&self) -> (usize, usize) {
         (
