@@ -619,6 +619,7 @@ impl Exec<'_> {
     pub(crate) fn script_client(db: usize) -> Client {
         let mut c = Client::in_process(db);
         c.resp = 2;
+        c.script = true;
         c
     }
 
