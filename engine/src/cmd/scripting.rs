@@ -59,7 +59,16 @@ pub(crate) fn split_keys(args: &[Bytes]) -> Result<(&[Bytes], &[Bytes]), CmdErro
 
 const NOSCRIPT_ERR: &str = "NOSCRIPT No matching script. Please use EVAL.";
 
+/// MONITOR sees EVAL and FCALL (flagged `skip_monitor`) before the commands they run,
+/// as Redis's `evalCommand` and `fcallCommandGeneric` feed them first.
+pub(crate) fn feed_monitors(ctx: &mut Ctx, args: &[Bytes]) {
+    if !ctx.store.observe.monitors.is_empty() {
+        crate::observe::monitor::feed(ctx.store, ctx.client, args);
+    }
+}
+
 fn eval_generic(ctx: &mut Ctx, args: &[Bytes], by_sha: bool, ro: bool) -> CmdResult {
+    feed_monitors(ctx, args);
     let (keys, argv) = split_keys(args)?;
     let (sha, body) = if by_sha {
         let sha = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
@@ -93,6 +102,8 @@ fn eval_generic(ctx: &mut Ctx, args: &[Bytes], by_sha: bool, ro: bool) -> CmdRes
                 body: super::own(&body),
             });
     }
+    let counts = ctx.store.scripting.functions.counts();
+    ctx.store.scripting.run.set_current(&sha, args, counts);
     let reply = run(ctx, &vm, &func, &sha, script_flags, ro, keys, argv, false);
     ctx.store.scripting.eval_vm = Some(vm);
     Ok(reply)

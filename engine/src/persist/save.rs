@@ -204,6 +204,7 @@ pub(crate) fn write_options(store: &Store) -> WriteOptions {
         used_mem: 0,
         aof_base: false,
         aux: store.save.aux.clone(),
+        functions: store.scripting.functions.codes(),
     }
 }
 

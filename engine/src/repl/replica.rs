@@ -408,7 +408,7 @@ async fn full_sync(
     {
         let mut store = shared.lock();
         current(&mut store, generation)?;
-        let loaded = store.load_dbs(loaded);
+        let loaded = store.load_dbs(loaded)?;
         // The AOF holds none of the loaded data: it starts over with a rewrite, as
         // Redis's `restartAOFAfterSYNC`.
         if store.aof.writer.is_some() {

@@ -15,10 +15,8 @@
 //! raise a flag the VM's instruction hook checks.
 
 pub(crate) mod convert;
-#[allow(dead_code)] // FUNCTION lands in the next commit
 pub(crate) mod functions;
 pub(crate) mod libs;
-#[allow(dead_code)] // the FUNCTION half lands in the next commit
 pub(crate) mod lua;
 
 use crate::net::reply::Reply;
@@ -76,7 +74,6 @@ pub(crate) struct Scripting {
     /// Scripts by lower-case SHA-1 (SCRIPT LOAD, EVAL).
     pub(crate) scripts: HashMap<String, Script>,
     /// FUNCTION libraries and their VM.
-    #[allow(dead_code)]
     pub(crate) functions: functions::Functions,
     /// What connections see of a running script without the lock.
     pub(crate) run: Arc<RunState>,
@@ -137,6 +134,10 @@ pub(crate) fn parse_shebang(body: &[u8]) -> Result<Option<(u32, usize)>, String>
     }
     Ok(Some((f, len)))
 }
+
+/// The running script as FUNCTION STATS shows it: its name, the command that called
+/// it, and the milliseconds it has run.
+pub(crate) type Running = (String, Vec<Bytes>, u64);
 
 /// Gives the runtime back the worker thread a slow script occupies, so that the
 /// other connections get their BUSY replies and SCRIPT KILL / SHUTDOWN NOSAVE get
@@ -217,6 +218,10 @@ pub struct RunState {
     wrote: AtomicBool,
     function: AtomicBool,
     threshold_ms: AtomicU64,
+    /// The running script's name and the command that called it (FUNCTION STATS).
+    current: std::sync::Mutex<(String, Vec<Bytes>)>,
+    /// Library and function counts (FUNCTION STATS while a script is busy).
+    counts: AtomicU64,
 }
 
 /// Redis's `shared.slowevalerr`.
@@ -225,10 +230,8 @@ pub(crate) const BUSY_EVAL: &str =
 /// Redis's `shared.slowscripterr`.
 pub(crate) const BUSY_FUNCTION: &str =
     "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
-/// The error a killed script ends with.
+/// The error a killed script or function ends with.
 pub(crate) const KILLED: &str = "ERR Script killed by user with SCRIPT KILL...";
-/// The error a killed function ends with.
-pub(crate) const KILLED_FUNCTION: &str = "ERR Script killed by user with FUNCTION KILL...";
 
 impl RunState {
     /// A script starts.
@@ -242,6 +245,39 @@ impl RunState {
         self.wrote.store(false, Ordering::Relaxed);
         self.function.store(function, Ordering::Relaxed);
         self.running.store(true, Ordering::Release);
+    }
+
+    /// Names the script about to run and the command that called it, and records
+    /// the registry's counts, for FUNCTION STATS during a busy script.
+    pub(crate) fn set_current(&self, name: &str, argv: &[Bytes], counts: (usize, usize)) {
+        if let Ok(mut c) = self.current.lock() {
+            *c = (name.to_string(), argv.to_vec());
+        }
+        self.set_counts(counts);
+    }
+
+    /// Records the registry's library and function counts.
+    pub(crate) fn set_counts(&self, (libraries, functions): (usize, usize)) {
+        self.counts.store(
+            ((libraries as u64) << 32) | (functions as u64 & 0xFFFF_FFFF),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// What FUNCTION STATS says while a script is busy: the running function (name,
+    /// calling command, milliseconds) and the counts; during an EVAL script, Redis's
+    /// BUSY error for scripts (`functionStatsCommand`).
+    pub(crate) fn stats(&self) -> Result<(Option<Running>, (usize, usize)), &'static str> {
+        let c = self.counts.load(Ordering::Relaxed);
+        let counts = ((c >> 32) as usize, (c & 0xFFFF_FFFF) as usize);
+        if !self.running() {
+            return Ok((None, counts));
+        }
+        if !self.function.load(Ordering::Relaxed) {
+            return Err(BUSY_EVAL);
+        }
+        let (name, argv) = self.current.lock().map(|c| c.clone()).unwrap_or_default();
+        Ok((Some((name, argv, self.elapsed_us() / 1000)), counts))
     }
 
     /// The script ended.
