@@ -173,6 +173,12 @@ pub(crate) fn run(
         wrote: false,
         repl: 3,
         run: run.clone(),
+        tracking: ctx
+            .store
+            .tracking
+            .get(ctx.client.id)
+            .is_some()
+            .then(|| (ctx.client.id, keys.to_vec())),
         store: &mut *ctx.store,
     };
     let _ = REPL_NONE;

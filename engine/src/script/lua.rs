@@ -612,6 +612,10 @@ pub(crate) struct Exec<'a> {
     /// `redis.set_repl`.
     pub(crate) repl: i64,
     pub(crate) run: Arc<RunState>,
+    /// A tracking caller's id and the keys it declared: each read-only command the
+    /// script runs remembers those keys for it, as Redis's `trackingRememberKeys` on
+    /// the `script_caller`. `None` when the caller does not track.
+    pub(crate) tracking: Option<(u64, Vec<Bytes>)>,
 }
 
 impl Exec<'_> {
@@ -680,6 +684,11 @@ impl Exec<'_> {
         let reply = command::call(self.store, &mut self.client, spec, &argv);
         if self.repl & (REPL_AOF | REPL_REPLICA) == 0 {
             self.store.propagation.truncate_unit(mark);
+        }
+        if let Some((id, keys)) = &self.tracking {
+            if spec.flags & command::READONLY != 0 {
+                self.store.tracking.remember(*id, keys.iter());
+            }
         }
         reply
     }
