@@ -52,7 +52,7 @@ async fn herd(caches: Vec<Cache>, key: &str) -> usize {
     loads.load(Ordering::SeqCst)
 }
 
-async fn caches(n: usize, connect: impl Fn() -> CacheClientFut) -> Vec<Cache> {
+async fn caches(n: usize, connect: impl Fn() -> common::ClientFut) -> Vec<Cache> {
     let mut v = Vec::new();
     for _ in 0..n {
         v.push(Cache::new(connect().await, Options::default()));
@@ -60,118 +60,98 @@ async fn caches(n: usize, connect: impl Fn() -> CacheClientFut) -> Vec<Cache> {
     v
 }
 
-type CacheClientFut = std::pin::Pin<Box<dyn std::future::Future<Output = CacheClient>>>;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn herd_makes_one_loader_call() {
-    let (url, _eng) = common::start_engine().await;
-    let srv = common::RedisServer::start();
-    let rurl = srv.url();
-    for (name, many) in [
-        ("engine", true),
-        ("engine", false),
-        ("redis", true),
-        ("redis", false),
-    ] {
-        let n = if many { 20 } else { 1 };
-        let cs = if name == "engine" {
-            let u = url.clone();
-            caches(n, move || {
-                let u = u.clone();
-                Box::pin(async move { CacheClient::engine(&u).await.expect("connect") })
-            })
-            .await
-        } else {
-            let u = rurl.clone();
-            caches(n, move || {
-                let u = u.clone();
-                Box::pin(async move { CacheClient::redis(&u).await.expect("connect") })
-            })
-            .await
-        };
-        let key = format!("herd:{name}:{n}");
-        let loads = herd(cs.clone(), &key).await;
-        let waits: u64 = cs.iter().map(|c| c.metrics().snapshot().lease_waits).sum();
-        let joins: u64 = cs
-            .iter()
-            .map(|c| c.metrics().snapshot().singleflight_joins)
-            .sum();
-        println!("{name}, 200 readers over {n} cache(s): {loads} loader call(s), {waits} lease waits, {joins} single-flight joins");
-        assert_eq!(loads, 1, "{name} with {n} caches");
+    for kind in common::KINDS {
+        let srv = common::Backend::start(kind).await;
+        let name = kind.name();
+        for n in [20, 1] {
+            let cs = caches(n, srv.connector()).await;
+            let key = format!("herd:{name}:{n}");
+            let loads = herd(cs.clone(), &key).await;
+            let waits: u64 = cs.iter().map(|c| c.metrics().snapshot().lease_waits).sum();
+            let joins: u64 = cs
+                .iter()
+                .map(|c| c.metrics().snapshot().singleflight_joins)
+                .sum();
+            println!("{name}, 200 readers over {n} cache(s): {loads} loader call(s), {waits} lease waits, {joins} single-flight joins");
+            assert_eq!(loads, 1, "{name} with {n} caches");
+        }
+        srv.assert_path_taken().await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn negative_caching_and_loader_errors() {
-    let (url, _eng) = common::start_engine().await;
-    let client = CacheClient::engine(&url).await.expect("connect");
-    let neg = Cache::new(
-        client.clone(),
-        Options {
-            negative_ttl: Some(Duration::from_secs(30)),
-            ..Options::default()
-        },
-    );
-    let calls = AtomicUsize::new(0);
-    let missing = || async {
-        calls.fetch_add(1, Ordering::SeqCst);
-        Ok::<Option<User>, std::io::Error>(None)
-    };
-    let ttl = Duration::from_secs(60);
-    assert_eq!(
-        neg.get_or_load("user:404", ttl, missing).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        neg.get_or_load("user:404", ttl, missing).await.unwrap(),
-        None
-    );
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "not-found was cached");
-    assert_eq!(neg.metrics().snapshot().negative_hits, 1);
-    // Without negative caching, every read goes to the loader.
-    let plain = Cache::new(client.clone(), Options::default());
-    plain.get_or_load("user:405", ttl, missing).await.unwrap();
-    plain.get_or_load("user:405", ttl, missing).await.unwrap();
-    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    for kind in common::KINDS {
+        let srv = common::Backend::start(kind).await;
+        let (url, client) = (srv.url.clone(), srv.client().await);
+        let neg = Cache::new(
+            client.clone(),
+            Options {
+                negative_ttl: Some(Duration::from_secs(30)),
+                ..Options::default()
+            },
+        );
+        let calls = AtomicUsize::new(0);
+        let missing = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok::<Option<User>, std::io::Error>(None)
+        };
+        let ttl = Duration::from_secs(60);
+        assert_eq!(
+            neg.get_or_load("user:404", ttl, missing).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            neg.get_or_load("user:404", ttl, missing).await.unwrap(),
+            None
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "not-found was cached");
+        assert_eq!(neg.metrics().snapshot().negative_hits, 1);
+        // Without negative caching, every read goes to the loader.
+        let plain = Cache::new(client.clone(), Options::default());
+        plain.get_or_load("user:405", ttl, missing).await.unwrap();
+        plain.get_or_load("user:405", ttl, missing).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
 
-    // A loader error is returned and not cached.
-    let r = plain
-        .get_or_load("user:500", ttl, || async {
-            Err::<Option<User>, _>(std::io::Error::other("db down"))
-        })
-        .await;
-    assert!(matches!(r, Err(Error::Loader(_))), "{r:?}");
-    assert_eq!(client.get("user:500").await.unwrap(), None);
-    let r = plain
-        .get_or_load("user:500", ttl, || async {
-            Ok::<_, std::io::Error>(Some(user(500)))
-        })
-        .await;
-    assert_eq!(r.unwrap(), Some(user(500)));
-    let m = plain.metrics().snapshot();
-    assert_eq!((m.load_errors, m.fills), (1, 1));
-    // The fill's TTL carries up to 10% jitter.
-    let mut c = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_tokio_connection()
-        .await
-        .unwrap();
-    let pttl: i64 = redis::cmd("PTTL")
-        .arg("user:500")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert!((59_000..=66_000).contains(&pttl), "{pttl}");
+        // A loader error is returned and not cached.
+        let r = plain
+            .get_or_load("user:500", ttl, || async {
+                Err::<Option<User>, _>(std::io::Error::other("db down"))
+            })
+            .await;
+        assert!(matches!(r, Err(Error::Loader(_))), "{r:?}");
+        assert_eq!(client.get("user:500").await.unwrap(), None);
+        let r = plain
+            .get_or_load("user:500", ttl, || async {
+                Ok::<_, std::io::Error>(Some(user(500)))
+            })
+            .await;
+        assert_eq!(r.unwrap(), Some(user(500)));
+        let m = plain.metrics().snapshot();
+        assert_eq!((m.load_errors, m.fills), (1, 1));
+        // The fill's TTL carries up to 10% jitter.
+        let mut c = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_tokio_connection()
+            .await
+            .unwrap();
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg("user:500")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert!((59_000..=66_000).contains(&pttl), "{pttl}");
+        srv.assert_path_taken().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_during_the_load_refuses_the_fill() {
-    let srv = common::RedisServer::start();
-    let (url, _eng) = common::start_engine().await;
-    for client in [
-        CacheClient::engine(&url).await.unwrap(),
-        CacheClient::redis(&srv.url()).await.unwrap(),
-    ] {
+    for kind in common::KINDS {
+        let srv = common::Backend::start(kind).await;
+        let client = srv.client().await;
         let cache = Cache::new(client.clone(), Options::default());
         let writer = client.clone();
         // The loader reads v1; meanwhile a writer commits v2 and deletes the key.
@@ -183,57 +163,67 @@ async fn a_delete_during_the_load_refuses_the_fill() {
             .await
             .unwrap();
         assert_eq!(got, Some(user(1)), "the caller still gets what it read");
-        assert_eq!(cache.metrics().snapshot().refused_fills, 1);
+        assert_eq!(
+            cache.metrics().snapshot().refused_fills,
+            1,
+            "{}",
+            kind.name()
+        );
         assert_eq!(
             client.get("user:9").await.unwrap(),
             None,
-            "nothing stale cached"
+            "{}: nothing stale cached",
+            kind.name()
         );
+        srv.assert_path_taken().await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_deletes_after_the_action_and_again_later() {
-    let (url, _eng) = common::start_engine().await;
-    let client = CacheClient::engine(&url).await.unwrap();
-    let cache = Cache::new(
-        client.clone(),
-        Options {
-            second_delete: Some(Duration::from_millis(150)),
-            ..Options::default()
-        },
-    );
-    let ttl = Duration::from_secs(60);
-    let load = |id| move || async move { Ok::<_, std::io::Error>(Some(user(id))) };
-    cache.get_or_load("user:1", ttl, load(1)).await.unwrap();
-    cache.get_or_load("user:2", ttl, load(2)).await.unwrap();
-    // A failed action deletes nothing.
-    let r = cache
-        .write(&["user:1"], || async {
-            Err::<(), _>(std::io::Error::other("rollback"))
-        })
-        .await;
-    assert!(matches!(r, Err(Error::Write(_))));
-    assert!(client.get("user:1").await.unwrap().is_some());
-    // A committed action deletes its keys once it returned.
-    let n = cache
-        .write(&["user:1", "user:2"], || async {
-            Ok::<_, std::io::Error>(7)
-        })
-        .await
-        .unwrap();
-    assert_eq!(n, 7);
-    assert_eq!(client.get("user:1").await.unwrap(), None);
-    assert_eq!(client.get("user:2").await.unwrap(), None);
-    // A client without leases fills the old row right after: the delayed second
-    // delete removes it.
-    client
-        .set("user:1", b"{\"stale\":true}", None)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(client.get("user:1").await.unwrap(), None);
-    assert_eq!(cache.metrics().snapshot().deletes, 3);
+    for kind in common::KINDS {
+        let srv = common::Backend::start(kind).await;
+        let client = srv.client().await;
+        let cache = Cache::new(
+            client.clone(),
+            Options {
+                second_delete: Some(Duration::from_millis(150)),
+                ..Options::default()
+            },
+        );
+        let ttl = Duration::from_secs(60);
+        let load = |id| move || async move { Ok::<_, std::io::Error>(Some(user(id))) };
+        cache.get_or_load("user:1", ttl, load(1)).await.unwrap();
+        cache.get_or_load("user:2", ttl, load(2)).await.unwrap();
+        // A failed action deletes nothing.
+        let r = cache
+            .write(&["user:1"], || async {
+                Err::<(), _>(std::io::Error::other("rollback"))
+            })
+            .await;
+        assert!(matches!(r, Err(Error::Write(_))));
+        assert!(client.get("user:1").await.unwrap().is_some());
+        // A committed action deletes its keys once it returned.
+        let n = cache
+            .write(&["user:1", "user:2"], || async {
+                Ok::<_, std::io::Error>(7)
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 7);
+        assert_eq!(client.get("user:1").await.unwrap(), None);
+        assert_eq!(client.get("user:2").await.unwrap(), None);
+        // A client without leases fills the old row right after: the delayed second
+        // delete removes it.
+        client
+            .set("user:1", b"{\"stale\":true}", None)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(client.get("user:1").await.unwrap(), None);
+        assert_eq!(cache.metrics().snapshot().deletes, 3);
+        srv.assert_path_taken().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,4 +294,54 @@ async fn works_on_a_redis_cluster() {
         assert_eq!(client.get(k).await.unwrap(), None);
     }
     assert_eq!(cache.metrics().snapshot().deletes, 30);
+}
+
+/// After SCRIPT FLUSH the server answers EVALSHA with NOSCRIPT; the client loads the
+/// script again and the call succeeds (the engine's NOSCRIPT must be Redis's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_are_reloaded_after_script_flush() {
+    for kind in common::SCRIPT_KINDS {
+        let srv = common::Backend::start(kind).await;
+        let client = srv.client().await;
+        assert!(matches!(
+            client.lease_get("user:1").await.unwrap(),
+            cache_aside::LeaseRead::Lease(_)
+        ));
+        let mut c = redis::Client::open(srv.url.as_str())
+            .unwrap()
+            .get_multiplexed_tokio_connection()
+            .await
+            .unwrap();
+        let () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let sha = redis::Script::new(cache_aside::scripts::LEASEGET)
+            .get_hash()
+            .to_string();
+        let err = redis::cmd("EVALSHA")
+            .arg(&sha)
+            .arg(0)
+            .query_async::<redis::Value>(&mut c)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.kind(),
+            redis::ErrorKind::NoScriptError,
+            "{}: {err}",
+            kind.name()
+        );
+        assert!(matches!(
+            client.lease_get("user:1").await.unwrap(),
+            cache_aside::LeaseRead::Wait(_)
+        ));
+        let exists: Vec<i64> = redis::cmd("SCRIPT")
+            .arg("EXISTS")
+            .arg(&sha)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(exists, vec![1], "{}: loaded again", kind.name());
+    }
 }

@@ -158,11 +158,22 @@ async fn near_cache_on_the_engine() {
     lifecycle(cache, other, &url).await;
 }
 
+/// The near cache over the lease scripts, on `kind` (a server running the scripts).
+async fn near_cache_on_scripts(kind: common::Kind) {
+    let srv = common::Backend::start(kind).await;
+    let cache = Cache::new(srv.client().await, opts(4));
+    let other = srv.client().await;
+    lifecycle(cache, other, &srv.url).await;
+    srv.assert_path_taken().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn near_cache_on_redis() {
-    let redis = common::RedisServer::start();
-    let url = redis.url();
-    let cache = Cache::new(CacheClient::redis(&url).await.expect("redis"), opts(4));
-    let other = CacheClient::redis(&url).await.expect("redis");
-    lifecycle(cache, other, &url).await;
+    near_cache_on_scripts(common::Kind::Redis).await;
+}
+
+/// The library's Redis path (scripts through EVALSHA) with tracking, on the engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_cache_on_engine_scripts() {
+    near_cache_on_scripts(common::Kind::EngineScripts).await;
 }

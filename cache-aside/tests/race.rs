@@ -222,18 +222,32 @@ async fn both_modes(client: &CacheClient, sidecar: &Sidecar, name: &str) {
     );
 }
 
+/// One kind's run. The sidecar's invalidations: in-process on the engine with native
+/// leases; otherwise the external-Redis target, with its own connection and the
+/// INVALIDATE script.
+async fn leases_leave_no_stale_values(kind: common::Kind) {
+    let srv = common::Backend::start(kind).await;
+    let client = srv.client().await;
+    let sidecar = match (&srv.engine, kind) {
+        (Some(eng), common::Kind::Engine) => Sidecar::Embedded(eng.clone()),
+        _ => Sidecar::External(srv.client().await),
+    };
+    both_modes(&client, &sidecar, kind.name()).await;
+    srv.assert_path_taken().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_leases_leave_no_stale_values() {
-    let (url, eng) = common::start_engine().await;
-    let client = CacheClient::engine(&url).await.expect("connect");
-    both_modes(&client, &Sidecar::Embedded(eng), "engine").await;
+    leases_leave_no_stale_values(common::Kind::Engine).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_leases_leave_no_stale_values() {
-    let srv = common::RedisServer::start();
-    let client = CacheClient::redis(&srv.url()).await.expect("connect");
-    // The sidecar's external-Redis target has its own connection.
-    let sidecar = CacheClient::redis(&srv.url()).await.expect("connect");
-    both_modes(&client, &Sidecar::External(sidecar), "redis").await;
+    leases_leave_no_stale_values(common::Kind::Redis).await;
+}
+
+/// The library's Redis path (the lease scripts, through EVALSHA) on the engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_scripts_leases_leave_no_stale_values() {
+    leases_leave_no_stale_values(common::Kind::EngineScripts).await;
 }

@@ -118,10 +118,7 @@ async fn run(
     stale
 }
 
-async fn both(
-    connect: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = CacheClient>>>,
-    name: &str,
-) {
+async fn both(connect: impl Fn() -> common::ClientFut, name: &str) {
     let mut totals = [0usize; 2];
     for round in 0..3 {
         for (i, leases) in [true, false].into_iter().enumerate() {
@@ -140,29 +137,24 @@ async fn both(
     assert_eq!(totals[0], 0, "{name}: leases must leave no stale value");
 }
 
+async fn concurrent_readers_and_writers(kind: common::Kind) {
+    let srv = common::Backend::start(kind).await;
+    both(srv.connector(), kind.name()).await;
+    srv.assert_path_taken().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_readers_and_writers_engine() {
-    let (url, _eng) = common::start_engine().await;
-    both(
-        move || {
-            let u = url.clone();
-            Box::pin(async move { CacheClient::engine(&u).await.unwrap() })
-        },
-        "engine",
-    )
-    .await;
+    concurrent_readers_and_writers(common::Kind::Engine).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_readers_and_writers_redis() {
-    let srv = common::RedisServer::start();
-    let url = srv.url();
-    both(
-        move || {
-            let u = url.clone();
-            Box::pin(async move { CacheClient::redis(&u).await.unwrap() })
-        },
-        "redis",
-    )
-    .await;
+    concurrent_readers_and_writers(common::Kind::Redis).await;
+}
+
+/// The library's Redis path (the lease scripts, through EVALSHA) on the engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_readers_and_writers_engine_scripts() {
+    concurrent_readers_and_writers(common::Kind::EngineScripts).await;
 }

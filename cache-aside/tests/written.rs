@@ -59,11 +59,11 @@ async fn fill(client: &CacheClient, key: &str, ttl: Option<Duration>) -> (i64, i
     (before, now_ms())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_fill_records_write_time_with_the_values_ttl() {
-    let srv = common::RedisServer::start();
-    let client = CacheClient::redis(&srv.url()).await.expect("connect");
-    let mut c = raw(&srv.url()).await;
+/// The lease scripts' write times, on `kind` (a server running the scripts).
+async fn fill_records_write_time_with_the_values_ttl(kind: common::Kind) {
+    let srv = common::Backend::start(kind).await;
+    let client = srv.client().await;
+    let mut c = raw(&srv.url).await;
 
     // A fill with a TTL: `written` within the fill, no token, the value's TTL.
     let (before, after) = fill(&client, "user:1", Some(Duration::from_secs(60))).await;
@@ -117,17 +117,18 @@ async fn redis_fill_records_write_time_with_the_values_ttl() {
     client.set("user:4", b"other", None).await.unwrap();
     assert!(!client.lease_set("user:4", t, b"v4", None).await.unwrap());
     assert_eq!(client.written_ms("user:4").await.unwrap(), None);
+    srv.assert_path_taken().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_side_key_with_only_written_is_no_lease() {
-    let srv = common::RedisServer::start();
-    let client = CacheClient::redis(&srv.url())
+/// A bare `DEL key` after a fill, on `kind` (a server running the scripts).
+async fn side_key_with_only_written_is_no_lease(kind: common::Kind) {
+    let srv = common::Backend::start(kind).await;
+    let client = srv
+        .client()
         .await
-        .expect("connect")
         // A long interval: a side key mistaken for a lease would make readers wait.
         .with_lease_interval(Duration::from_secs(60));
-    let mut c = raw(&srv.url()).await;
+    let mut c = raw(&srv.url).await;
     fill(&client, "user:7", Some(Duration::from_secs(60))).await;
     // A client that knows nothing of leases deletes only the value.
     let _: i64 = redis::cmd("DEL")
@@ -168,6 +169,29 @@ async fn redis_side_key_with_only_written_is_no_lease() {
         .unwrap();
     assert!(!client.lease_set("user:7", t, b"x", None).await.unwrap());
     assert_eq!(client.get("user:7").await.unwrap(), None);
+    srv.assert_path_taken().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_fill_records_write_time_with_the_values_ttl() {
+    fill_records_write_time_with_the_values_ttl(common::Kind::Redis).await;
+}
+
+/// The lease scripts through EVALSHA on the engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_scripts_fill_records_write_time_with_the_values_ttl() {
+    fill_records_write_time_with_the_values_ttl(common::Kind::EngineScripts).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_side_key_with_only_written_is_no_lease() {
+    side_key_with_only_written_is_no_lease(common::Kind::Redis).await;
+}
+
+/// The lease scripts through EVALSHA on the engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_scripts_side_key_with_only_written_is_no_lease() {
+    side_key_with_only_written_is_no_lease(common::Kind::EngineScripts).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -116,6 +116,8 @@ pub(crate) struct Client {
     /// The master client of a replica, applying the primary's stream: writes pass
     /// `replica-read-only` and the other replica gates.
     pub(crate) master: bool,
+    /// A script's own client (Redis's `CLIENT_SCRIPT`): MONITOR shows it as `lua`.
+    pub(crate) script: bool,
     /// Set by PSYNC/SYNC: after the reply the connection is handed to the
     /// replication code ([`crate::repl::primary::serve`]).
     pub(crate) handoff: Option<crate::repl::primary::Plan>,
@@ -155,6 +157,7 @@ impl Client {
             bufs: BufStats::default(),
             replica: false,
             master: false,
+            script: false,
             handoff: None,
         }
     }

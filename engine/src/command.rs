@@ -435,9 +435,21 @@ pub(crate) fn remember_keys(
         return;
     }
     if store.tracking.get(client.id).is_some() {
-        store
-            .tracking
-            .remember(client.id, spec.keys(args).into_iter());
+        if spec.first_key > 0 && !crate::cmd::command_meta::flags(spec.name).movablekeys {
+            store
+                .tracking
+                .remember(client.id, spec.keys(args).into_iter());
+        } else {
+            // Movable keys (ZUNION's numkeys, XREAD's STREAMS, EVAL_RO's numkeys, ...):
+            // found as COMMAND GETKEYS finds them, as Redis's
+            // getKeysFromCommandWithSpecs.
+            let found = crate::cmd::command_info::locate_keys(args)
+                .map(|(f, _)| f)
+                .unwrap_or_default();
+            store
+                .tracking
+                .remember(client.id, found.into_iter().map(|(i, _)| &args[i]));
+        }
     }
 }
 

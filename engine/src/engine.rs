@@ -187,7 +187,11 @@ impl Engine {
         opts: &crate::persist::rdb::WriteOptions,
     ) -> Result<(), crate::persist::rdb::RdbError> {
         let store = self.shared.lock();
-        crate::persist::rdb::write_rdb(&store.dbs, crate::util::now_ms(), opts, out)
+        let opts = crate::persist::rdb::WriteOptions {
+            functions: store.scripting.functions.codes(),
+            ..opts.clone()
+        };
+        crate::persist::rdb::write_rdb(&store.dbs, crate::util::now_ms(), &opts, out)
     }
 
     /// Replaces every database with those of an RDB file; returns what the file said
@@ -199,7 +203,7 @@ impl Engine {
         opts: &crate::persist::rdb::LoadOptions,
     ) -> Result<crate::persist::rdb::Loaded, crate::persist::rdb::RdbError> {
         let loaded = crate::persist::rdb::read_rdb(input, crate::util::now_ms(), opts)?;
-        Ok(self.shared.lock().load_dbs(loaded))
+        self.shared.lock().load_dbs(loaded)
     }
 
     /// Saves the RDB file as shutting down requires, when save points are set

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::dataset::{assert_same, pipeline, populate, snapshot, words};
+use common::dataset::{assert_same, cmd, pipeline, populate, snapshot, words};
 use common::{Conn, EngineServer, Resp};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -165,6 +165,18 @@ impl Drop for RedisAof {
     }
 }
 
+/// Function libraries: one loaded before a rewrite (in the base), the other after (in
+/// the incremental file), then replaced.
+const LIB_A: &[u8] = b"#!lua name=liba\nredis.register_function{function_name='fa', callback=function(keys, args) return 'a' end, flags={'no-writes'}, description='in the base'}";
+const LIB_B: &[u8] = b"#!lua name=libb\nredis.register_function('fb', function(keys, args) return redis.call('incr', keys[1]) end)";
+const LIB_B2: &[u8] =
+    b"#!lua name=libb\nredis.register_function('fb2', function(keys, args) return 'b2' end)";
+
+/// The libraries with their code, in name order.
+fn libraries(c: &mut Conn) -> Resp {
+    c.cmd(&["FUNCTION", "LIST", "WITHCODE"]).sorted()
+}
+
 /// Commands the engine rewrites before they reach the AOF (relative TTLs, random
 /// or float results, blocking pops): their effects must replay to the same data.
 fn nondeterministic(c: &mut Conn) {
@@ -195,6 +207,7 @@ fn engine_aof_passes_redis_check_aof_and_loads_in_redis() {
     let engine = EngineServer::start_with(config(dir.path(), &[]));
     let mut c = Conn::connect(engine.addr);
     populate(&mut c);
+    pipeline(&mut c, &[cmd(&[b"FUNCTION", b"LOAD", LIB_A])]);
     // A rewrite in the middle: the base holds the first half, an incr file the rest.
     assert_eq!(
         c.cmd(&["BGREWRITEAOF"]),
@@ -208,9 +221,17 @@ fn engine_aof_passes_redis_check_aof_and_loads_in_redis() {
             words("SELECT 5"),
             words("SET after rewrite"),
             words("SELECT 0"),
+            cmd(&[b"FUNCTION", b"LOAD", LIB_B]),
+            cmd(&[b"FUNCTION", b"LOAD", b"REPLACE", LIB_B2]),
+            cmd(&[b"FUNCTION", b"LOAD", b"REPLACE", LIB_B]),
         ],
     );
     let want = snapshot(&mut c);
+    let want_libs = libraries(&mut c);
+    assert!(
+        matches!(&want_libs, Resp::Array(Some(l)) if l.len() == 2),
+        "{want_libs:?}"
+    );
     assert_eq!(info_field(&mut c, "aof_enabled"), "1");
     assert_eq!(info_field(&mut c, "aof_rewrites"), "1");
     let manifest = std::fs::read_to_string(dir.manifest()).expect("manifest");
@@ -232,6 +253,11 @@ fn engine_aof_passes_redis_check_aof_and_loads_in_redis() {
     let mut redis = RedisAof::start(dir.path(), &[]);
     let got = snapshot(&mut redis.conn());
     assert_same("redis-server loading the engine's AOF", &want, &got);
+    assert_eq!(
+        libraries(&mut redis.conn()),
+        want_libs,
+        "the libraries in redis"
+    );
     drop(redis);
 }
 
@@ -242,12 +268,24 @@ fn engine_restarts_from_its_own_aof() {
     let mut c = Conn::connect(engine.addr);
     populate(&mut c);
     nondeterministic(&mut c);
+    pipeline(
+        &mut c,
+        &[
+            cmd(&[b"FUNCTION", b"LOAD", LIB_A]),
+            cmd(&[b"FUNCTION", b"LOAD", LIB_B]),
+            words("FUNCTION DELETE libb"),
+            words("FCALL_RO fa 0"),
+        ],
+    );
     let want = snapshot(&mut c);
+    let want_libs = libraries(&mut c);
     drop(c);
     drop(engine);
     let engine = EngineServer::start_with(config(dir.path(), &[]));
-    let got = snapshot(&mut Conn::connect(engine.addr));
+    let mut c = Conn::connect(engine.addr);
+    let got = snapshot(&mut c);
     assert_same("engine reloading its AOF", &want, &got);
+    assert_eq!(libraries(&mut c), want_libs);
 }
 
 #[test]
@@ -257,10 +295,18 @@ fn command_base_without_rdb_preamble() {
     let engine = EngineServer::start_with(cfg.clone());
     let mut c = Conn::connect(engine.addr);
     populate(&mut c);
+    pipeline(&mut c, &[cmd(&[b"FUNCTION", b"LOAD", LIB_A])]);
     assert!(matches!(c.cmd(&["BGREWRITEAOF"]), Resp::Simple(_)));
     wait_rewrite(&mut c);
     pipeline(&mut c, &[words("SET after rewrite")]);
     let want = snapshot(&mut c);
+    let want_libs = libraries(&mut c);
+    let base = std::fs::read(dir.aofdir().join("appendonly.aof.2.base.aof")).expect("base");
+    let load = b"*3\r\n$8\r\nFUNCTION\r\n$4\r\nLOAD\r\n";
+    assert!(
+        base.windows(load.len()).any(|w| w == load),
+        "the base loads the library (Redis's rewriteFunctions)"
+    );
     let manifest = std::fs::read_to_string(dir.manifest()).expect("manifest");
     assert!(
         manifest.starts_with("file appendonly.aof.2.base.aof seq 2 type b\n"),
@@ -272,9 +318,11 @@ fn command_base_without_rdb_preamble() {
     drop(engine);
     let engine = EngineServer::start_with(cfg);
     assert_same("engine", &want, &snapshot(&mut Conn::connect(engine.addr)));
+    assert_eq!(libraries(&mut Conn::connect(engine.addr)), want_libs);
     drop(engine);
     let mut redis = RedisAof::start(dir.path(), &[]);
     assert_same("redis-server", &want, &snapshot(&mut redis.conn()));
+    assert_eq!(libraries(&mut redis.conn()), want_libs);
 }
 
 #[test]
@@ -283,6 +331,7 @@ fn redis_aof_loads_in_the_engine() {
     let mut redis = RedisAof::start(dir.path(), &[]);
     let mut c = redis.conn();
     populate(&mut c);
+    pipeline(&mut c, &[cmd(&[b"FUNCTION", b"LOAD", LIB_A])]);
     assert!(matches!(c.cmd(&["BGREWRITEAOF"]), Resp::Simple(_)));
     let start = Instant::now();
     while info_field(&mut c, "aof_rewrite_in_progress") != "0"
@@ -292,12 +341,15 @@ fn redis_aof_loads_in_the_engine() {
         std::thread::sleep(Duration::from_millis(20));
     }
     nondeterministic(&mut c);
+    pipeline(&mut c, &[cmd(&[b"FUNCTION", b"LOAD", LIB_B])]);
     let want = snapshot(&mut c);
+    let want_libs = libraries(&mut c);
     drop(c);
     drop(redis);
     let engine = EngineServer::start_with(config(dir.path(), &[]));
     let got = snapshot(&mut Conn::connect(engine.addr));
     assert_same("engine loading redis-server's AOF", &want, &got);
+    assert_eq!(libraries(&mut Conn::connect(engine.addr)), want_libs);
 }
 
 #[test]

@@ -85,6 +85,45 @@ fn copy_by_dump(from: &mut Conn, to: &mut Conn, keys: &[KeyState]) -> (usize, us
     (same, compared)
 }
 
+/// FUNCTION DUMP of one server restores in the other (two libraries: the payload's
+/// order is each server's own), with FUNCTION LIST the same on both.
+#[test]
+fn function_dumps_cross_both_ways() {
+    let redis = RedisServer::start(&[]);
+    let engine = EngineServer::start();
+    let mut r = Conn::connect(redis.addr());
+    let mut e = Conn::connect(engine.addr);
+    cross_function_dump(&mut r, &mut e);
+    cross_function_dump(&mut e, &mut r);
+}
+
+fn cross_function_dump(from: &mut Conn, to: &mut Conn) {
+    let libs = [
+        cmd(&[b"FUNCTION", b"LOAD", LIB_A]),
+        cmd(&[b"FUNCTION", b"LOAD", LIB_B]),
+    ];
+    pipeline(from, &[words("FUNCTION FLUSH")]);
+    pipeline(to, &[words("FUNCTION FLUSH")]);
+    pipeline(from, &libs);
+    let Resp::Bulk(Some(payload)) = pipeline(from, &[words("FUNCTION DUMP")]).remove(0) else {
+        panic!("FUNCTION DUMP");
+    };
+    pipeline(to, &[cmd(&[b"FUNCTION", b"RESTORE", &payload])]);
+    let want = pipeline(from, &[words("FUNCTION LIST WITHCODE")])
+        .remove(0)
+        .sorted();
+    let got = pipeline(to, &[words("FUNCTION LIST WITHCODE")])
+        .remove(0)
+        .sorted();
+    assert_eq!(got, want);
+    assert_eq!(
+        pipeline(to, &[words("FCALL fb 1 n")]),
+        vec![Resp::Int(1)],
+        "the restored function runs"
+    );
+    pipeline(to, &[words("DEL n")]);
+}
+
 #[test]
 fn dump_payloads_cross_both_ways() {
     let redis = RedisServer::start(&[]);
@@ -107,6 +146,10 @@ fn dump_payloads_cross_both_ways() {
     assert_same("engine -> redis", &original, &snapshot(&mut r));
     assert_eq!(same, compared);
 }
+
+/// Function libraries the engine saves (flags and a description included).
+const LIB_A: &[u8] = b"#!lua name=liba\nredis.register_function{function_name='fa', callback=function(keys, args) return 'a' end, flags={'no-writes', 'allow-stale'}, description='the first library'}";
+const LIB_B: &[u8] = b"#!lua name=libb\nredis.register_function('fb', function(keys, args) return redis.call('incr', keys[1]) end)";
 
 /// Writes the engine's keyspace to `dir/name` as an RDB file.
 fn write_engine_file(
@@ -151,6 +194,17 @@ fn engine_files_load_in_redis() {
         &[words("SELECT 15"), words("SET idle v"), words("SELECT 0")],
     );
     let ours = snapshot(&mut e);
+    // Two function libraries, saved ahead of the databases.
+    pipeline(
+        &mut e,
+        &[
+            cmd(&[b"FUNCTION", b"LOAD", LIB_A]),
+            cmd(&[b"FUNCTION", b"LOAD", LIB_B]),
+        ],
+    );
+    let functions = pipeline(&mut e, &[words("FUNCTION LIST WITHCODE")])
+        .remove(0)
+        .sorted();
     pipeline(&mut e, &[words("SELECT 15")]);
     let payload = pipeline(&mut e, &[words("DUMP idle")]).remove(0);
     let Resp::Bulk(Some(payload)) = payload else {
@@ -207,6 +261,8 @@ fn engine_files_load_in_redis() {
         let idle = pipeline(&mut r, &[words("OBJECT IDLETIME idle")]).remove(0);
         pipeline(&mut r, &[words("SELECT 0")]);
         assert_same(&format!("{name} in redis"), &ours, &snapshot(&mut r));
+        let theirs = pipeline(&mut r, &[words("FUNCTION LIST WITHCODE")]).remove(0);
+        assert_eq!(theirs.sorted(), functions, "{name}: the libraries in redis");
         if opts.eviction == Eviction::Lru {
             assert!(
                 matches!(idle, Resp::Int(1000..=1100)),
@@ -280,11 +336,13 @@ fn redis_files_load_in_the_engine() {
             loaded.aux("redis-ver").map(|v| v.to_vec()),
             Some(b"7.0.15".to_vec())
         );
-        assert_eq!(
-            loaded.skipped.functions, 1,
-            "{name}: the function library is skipped"
-        );
+        assert_eq!(loaded.functions.len(), 1, "{name}: the function library");
         let mut e = Conn::connect(engine.addr);
+        assert_eq!(
+            pipeline(&mut e, &[words("FCALL f 0")]),
+            vec![Resp::Int(1)],
+            "{name}: the library's function runs in the engine"
+        );
         assert_same(&format!("{name} in the engine"), &theirs, &snapshot(&mut e));
     }
 }
@@ -370,6 +428,7 @@ fn engine_bgsave_loads_in_redis_while_everything_is_deleted() {
         more.push(cmd(&[b"SET", format!("pad:{i}").as_bytes(), b"x"]));
     }
     pipeline(&mut e, &more);
+    pipeline(&mut e, &[cmd(&[b"FUNCTION", b"LOAD", LIB_A])]);
     pipeline(&mut e, &[words("BGSAVE")]);
     pipeline(&mut e, &delete_all(&ours));
     assert!(
@@ -388,6 +447,11 @@ fn engine_bgsave_loads_in_redis_while_everything_is_deleted() {
         .filter(|k| !k.key.starts_with(b"pad:"))
         .collect();
     assert_same("the engine's BGSAVE in redis", &ours, &theirs);
+    assert_eq!(
+        pipeline(&mut r, &[words("FCALL fa 0")]),
+        vec![Resp::Bulk(Some(b"a".to_vec()))],
+        "the engine's library in redis"
+    );
 }
 
 #[test]
@@ -411,6 +475,7 @@ fn redis_dump_loads_at_engine_start() {
         &theirs,
         &snapshot(&mut e),
     );
+    assert_eq!(pipeline(&mut e, &[words("FCALL f 0")]), vec![Resp::Int(1)]);
     let text = info(&mut e);
     assert!(
         text.contains(&format!("rdb_last_load_keys_loaded:{}", theirs.len())),

@@ -58,6 +58,30 @@ fn ok(r: Resp) {
     assert_eq!(r, Resp::Simple("OK".into()));
 }
 
+/// A function library loaded before the sync (carried by the RDB), and the library
+/// commands after it (carried by the stream, as Redis propagates them).
+const LIB_A: &[u8] = b"#!lua name=liba\nredis.register_function{function_name='fa', callback=function(keys, args) return 'a' end, flags={'no-writes'}, description='synced'}";
+const LIB_B: &[u8] = b"#!lua name=libb\nredis.register_function('fb', function(keys, args) return redis.call('incr', keys[1]) end)";
+const LIB_C: &[u8] =
+    b"#!lua name=libc\nredis.register_function('fc', function(keys, args) return 'c' end)";
+
+fn function_writes(c: &mut Conn) {
+    pipeline(
+        c,
+        &[
+            dataset::cmd(&[b"FUNCTION", b"LOAD", LIB_B]),
+            dataset::cmd(&[b"FUNCTION", b"LOAD", LIB_C]),
+            words("FUNCTION DELETE libc"),
+            words("FCALL fb 1 live:fcall"),
+        ],
+    );
+}
+
+/// The libraries with their code, in name order.
+fn libraries(c: &mut Conn) -> Resp {
+    c.cmd(&["FUNCTION", "LIST", "WITHCODE"]).sorted()
+}
+
 /// Writes of every kind after the sync: they reach the replica through the stream.
 fn live_writes(c: &mut Conn) {
     pipeline(
@@ -96,6 +120,7 @@ fn the_engine_replicates_redis_server() {
     let mut p = Conn::connect(primary.addr());
     populate(&mut p);
     populate_streams(&mut p);
+    pipeline(&mut p, &[dataset::cmd(&[b"FUNCTION", b"LOAD", LIB_A])]);
     let e = engine();
     let mut r = Conn::connect(e.addr);
     ok(r.cmd(&["REPLICAOF", "127.0.0.1", &primary.port.to_string()]));
@@ -105,8 +130,10 @@ fn the_engine_replicates_redis_server() {
     );
     wait_for("the link", || link_up(&mut r));
     assert_same("after the full sync", &snapshot(&mut p), &snapshot(&mut r));
+    assert_eq!(libraries(&mut r), libraries(&mut p), "after the full sync");
 
     live_writes(&mut p);
+    function_writes(&mut p);
     // The key that expires at once is gone (the primary's DEL sent) before comparing.
     wait_for("the short key's expiry", || short_gone(&mut p));
     assert_eq!(p.cmd(&["WAIT", "1", "5000"]), Resp::Int(1));
@@ -115,6 +142,7 @@ fn the_engine_replicates_redis_server() {
         info(&mut r, "slave_repl_offset") == offset
     });
     assert_same("after the stream", &snapshot(&mut p), &snapshot(&mut r));
+    assert_eq!(libraries(&mut r), libraries(&mut p), "after the stream");
 
     // What Sentinel reads.
     assert_eq!(info(&mut r, "role"), "slave");
@@ -139,6 +167,25 @@ fn the_engine_replicates_redis_server() {
         Resp::Error("READONLY You can't write against a read only replica.".into())
     );
     assert_eq!(r.cmd(&["GET", "live:a"]), Resp::Bulk(None));
+    // The library commands are writes there too; a no-writes function runs.
+    for args in [
+        &[
+            "FUNCTION",
+            "LOAD",
+            "#!lua name=x\nredis.register_function('x', function() end)",
+        ][..],
+        &["FUNCTION", "DELETE", "liba"],
+        &["FUNCTION", "FLUSH"],
+    ] {
+        assert_eq!(
+            r.cmd(args),
+            Resp::Error("READONLY You can't write against a read only replica.".into())
+        );
+    }
+    assert_eq!(
+        r.cmd(&["FCALL_RO", "fa", "0"]),
+        Resp::Bulk(Some(b"a".to_vec()))
+    );
     assert_eq!(
         r.cmd(&["WAIT", "1", "0"]),
         Resp::Error("ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.".into())
@@ -165,6 +212,7 @@ fn redis_server_replicates_the_engine() {
     let mut p = Conn::connect(e.addr);
     populate(&mut p);
     populate_streams(&mut p);
+    pipeline(&mut p, &[dataset::cmd(&[b"FUNCTION", b"LOAD", LIB_A])]);
     e.engine
         .set_save_aux("coherent-binlog-position", Some("pos-1".into()));
     let port = e.addr.port().to_string();
@@ -172,8 +220,10 @@ fn redis_server_replicates_the_engine() {
     let mut r = Conn::connect(replica.addr());
     wait_for("the link", || link_up(&mut r));
     assert_same("after the full sync", &snapshot(&mut p), &snapshot(&mut r));
+    assert_eq!(libraries(&mut r), libraries(&mut p), "after the full sync");
 
     live_writes(&mut p);
+    function_writes(&mut p);
     // In-process writes replicate too, and the aux (a PUBLISH Redis runs harmlessly).
     let b = |s: &str| bytes::Bytes::copy_from_slice(s.as_bytes());
     e.engine.execute(3, vec![b("SET"), b("inproc"), b("1")]);
@@ -187,6 +237,7 @@ fn redis_server_replicates_the_engine() {
         info(&mut r, "slave_repl_offset") == offset
     });
     assert_same("after the stream", &snapshot(&mut p), &snapshot(&mut r));
+    assert_eq!(libraries(&mut r), libraries(&mut p), "after the stream");
     let slave0 = info(&mut p, "slave0");
     assert!(
         slave0.starts_with(&format!(
@@ -234,6 +285,30 @@ fn partial_resync_after_a_broken_link_both_ways() {
         "engine replica after +CONTINUE",
         &snapshot(&mut p),
         &snapshot(&mut r),
+    );
+    // Broken from the replica's side, as Redis's master client: listed with flags=M,
+    // ended by CLIENT KILL TYPE master, continued with PSYNC.
+    let list = match r.cmd(&["CLIENT", "LIST", "TYPE", "master"]) {
+        Resp::Bulk(Some(b)) | Resp::Verbatim(b) => String::from_utf8_lossy(&b).into_owned(),
+        other => panic!("CLIENT LIST: {other:?}"),
+    };
+    let line = list.lines().next().unwrap_or_default();
+    assert_eq!(list.lines().count(), 1, "{list}");
+    assert!(line.contains(" flags=M "), "{line}");
+    assert!(
+        line.contains(&format!(" addr=127.0.0.1:{} ", primary.port)),
+        "{line}"
+    );
+    assert_eq!(r.cmd(&["CLIENT", "KILL", "TYPE", "master"]), Resp::Int(1));
+    pipeline(&mut p, &[words("SET after master")]);
+    wait_for("the link after CLIENT KILL TYPE master", || {
+        link_up(&mut r) && info(&mut p, "sync_partial_ok") == "2"
+    });
+    assert_eq!(info(&mut p, "sync_full"), "1");
+    assert_eq!(p.cmd(&["WAIT", "1", "5000"]), Resp::Int(1));
+    assert_eq!(
+        r.cmd(&["GET", "after"]),
+        Resp::Bulk(Some(b"master".to_vec()))
     );
 
     // redis-server as the replica of the engine.
@@ -384,6 +459,10 @@ fn replica_gates_and_settings() {
         r.cmd(&["SET", "k", "v"]),
         Resp::Error("NOREPLICAS Not enough good replicas to write.".into())
     );
+    assert_eq!(
+        r.cmd(&["FUNCTION", "FLUSH"]),
+        Resp::Error("NOREPLICAS Not enough good replicas to write.".into())
+    );
     assert_eq!(r.cmd(&["GET", "k"]), Resp::Bulk(Some(b"local".to_vec())));
     let port = e.addr.port().to_string();
     let mut pc = Conn::connect(primary.addr());
@@ -499,6 +578,74 @@ fn failover_hands_the_primary_role_to_a_replica() {
     );
     assert_eq!(info(&mut r, "sync_partial_ok"), "1");
     assert_same("after FAILOVER", &snapshot(&mut r), &snapshot(&mut p));
+}
+
+/// A key whose TTL passed but which the primary has not deleted yet travels in the full
+/// sync and stays on the replica (reads see nothing) until the primary's DEL, as a Redis
+/// replica keeps it.
+#[test]
+fn a_replica_keeps_expired_keys_of_the_sync_until_the_primarys_del() {
+    let primary = redis(&["--enable-debug-command", "yes"]);
+    let mut p = Conn::connect(primary.addr());
+    ok(p.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]));
+    ok(p.cmd(&["SET", "gone", "v", "PX", "50"]));
+    ok(p.cmd(&["SET", "kept", "v"]));
+    std::thread::sleep(Duration::from_millis(150));
+    let e = engine();
+    let mut r = Conn::connect(e.addr);
+    ok(r.cmd(&["REPLICAOF", "127.0.0.1", &primary.port.to_string()]));
+    wait_for("the link", || link_up(&mut r));
+    assert_eq!(
+        r.cmd(&["DBSIZE"]),
+        Resp::Int(2),
+        "the expired key was dropped"
+    );
+    assert_eq!(r.cmd(&["GET", "gone"]), Resp::Bulk(None));
+    // The primary's lazy expiry sends the DEL.
+    assert_eq!(p.cmd(&["GET", "gone"]), Resp::Bulk(None));
+    wait_for("the DEL", || r.cmd(&["DBSIZE"]) == Resp::Int(1));
+}
+
+/// As Redis's PAUSE_DURING_FAILOVER: from FAILOVER until it ends, clients' writes
+/// wait (reads do not); CLIENT UNPAUSE does not end that pause; an abort (here the
+/// timeout, the target being frozen) lets the held writes run.
+#[test]
+fn failover_holds_writes_until_it_ends() {
+    let e = engine();
+    let mut p = Conn::connect(e.addr);
+    let port = e.addr.port().to_string();
+    let replica = redis(&["--replicaof", "127.0.0.1", &port]);
+    let mut r = Conn::connect(replica.addr());
+    wait_for("the link", || link_up(&mut r));
+    ok(p.cmd(&["SET", "k", "before"]));
+    assert_eq!(p.cmd(&["WAIT", "1", "5000"]), Resp::Int(1));
+    replica.signal("STOP");
+    ok(p.cmd(&["FAILOVER", "TIMEOUT", "1500"]));
+    assert_eq!(info(&mut p, "master_failover_state"), "waiting-for-sync");
+    let addr = e.addr;
+    let writer = std::thread::spawn(move || {
+        let mut w = Conn::connect(addr);
+        w.cmd(&["SET", "k", "during"])
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    ok(p.cmd(&["CLIENT", "UNPAUSE"]));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        p.cmd(&["GET", "k"]),
+        Resp::Bulk(Some(b"before".to_vec())),
+        "a write ran during FAILOVER"
+    );
+    assert!(
+        !writer.is_finished(),
+        "the writer was answered during FAILOVER"
+    );
+    wait_for("the abort", || {
+        info(&mut p, "master_failover_state") == "no-failover"
+    });
+    assert_eq!(writer.join().expect("writer"), Resp::Simple("OK".into()));
+    assert_eq!(p.cmd(&["GET", "k"]), Resp::Bulk(Some(b"during".to_vec())));
+    assert_eq!(info(&mut p, "role"), "master");
+    replica.signal("CONT");
 }
 
 #[test]

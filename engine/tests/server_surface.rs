@@ -44,6 +44,16 @@ fn monitor_lines(addr: SocketAddr) -> Vec<String> {
     c.cmd(&["MULTI"]);
     c.cmd(&["INCR", "n"]);
     c.cmd(&["EXEC"]);
+    // Scripts show before the commands they run.
+    c.cmd(&["EVAL", "return redis.call('incr', KEYS[1])", "1", "n"]);
+    c.cmd(&[
+        "FUNCTION",
+        "LOAD",
+        "REPLACE",
+        "#!lua name=mon\nredis.register_function('mon', function(keys) return redis.call('get', keys[1]) end)",
+    ]);
+    c.cmd(&["FCALL", "mon", "1", "n"]);
+    c.cmd(&["FCALL", "nosuchfunction", "0"]);
     c.cmd(&["PING", "done"]);
     let mut out = Vec::new();
     loop {
@@ -55,7 +65,13 @@ fn monitor_lines(addr: SocketAddr) -> Vec<String> {
         assert!(ts.parse::<f64>().is_ok(), "{line}");
         let (who, args) = rest.split_once("] ").expect("client");
         let db = who.trim_start_matches('[').split(' ').next().unwrap_or("");
-        out.push(format!("[{db} client] {args}"));
+        // A script's commands are `lua`'s.
+        let who = if who.ends_with(" lua") {
+            "lua"
+        } else {
+            "client"
+        };
+        out.push(format!("[{db} {who}] {args}"));
         if args.contains("\"done\"") {
             break;
         }
@@ -70,6 +86,14 @@ fn monitor_lines_match_redis() {
     let e = monitor_lines(engine.addr);
     assert_eq!(
         r[0], "[0 client] \"SET\" \"k\" \"a \\\"b\\\"\\n\\\\\\x01\"",
+        "{r:?}"
+    );
+    let script = r
+        .iter()
+        .position(|l| l.starts_with("[3 client] \"FCALL\" \"mon\""));
+    assert_eq!(
+        script.and_then(|i| r.get(i + 1)).map(String::as_str),
+        Some("[3 lua] \"get\" \"n\""),
         "{r:?}"
     );
     assert_eq!(e, r);
@@ -289,6 +313,9 @@ fn stats_text(addr: SocketAddr) -> (String, String) {
     c.cmd(&["CLIENT", "ID"]);
     // A blocked command that times out counts as a call.
     assert_eq!(c.cmd(&["BLPOP", "nolist", "0.05"]), Resp::Array(None));
+    // So does a WAIT that times out (no replicas), as one that answers at once.
+    assert_eq!(c.cmd(&["WAIT", "1", "50"]), Resp::Int(0));
+    assert_eq!(c.cmd(&["WAIT", "0", "0"]), Resp::Int(0));
     let text = |r: Resp| match r {
         Resp::Bulk(Some(b)) | Resp::Verbatim(b) => String::from_utf8_lossy(&b).into_owned(),
         other => panic!("INFO reply {other:?}"),
@@ -330,6 +357,11 @@ fn info_commandstats_and_latencystats_match_redis() {
     );
     assert!(
         r.0.contains("cmdstat_get:calls=0,usec=#,usec_per_call=#,rejected_calls=1,failed_calls=0"),
+        "{}",
+        r.0
+    );
+    assert!(
+        r.0.contains("cmdstat_wait:calls=2,usec=#,usec_per_call=#,rejected_calls=0,failed_calls=0"),
         "{}",
         r.0
     );

@@ -20,6 +20,133 @@ pub async fn start_engine() -> (String, engine::Engine) {
     (format!("redis://{addr}"), eng)
 }
 
+/// The servers the library's flows run against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The engine, with its native leases (`CacheClient::engine`).
+    Engine,
+    /// A private redis-server, with the lease scripts (`CacheClient::redis`).
+    Redis,
+    /// The engine driven as a Redis (`CacheClient::redis(engine_url)`): the lease
+    /// scripts run on the engine's Lua through EVALSHA.
+    EngineScripts,
+}
+
+/// Every kind, for tests that run one flow on each.
+pub const KINDS: [Kind; 3] = [Kind::Engine, Kind::Redis, Kind::EngineScripts];
+/// The kinds that run the lease scripts (the library's Redis path).
+pub const SCRIPT_KINDS: [Kind; 2] = [Kind::Redis, Kind::EngineScripts];
+
+impl Kind {
+    /// A short name for test output and key prefixes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Engine => "engine",
+            Kind::Redis => "redis",
+            Kind::EngineScripts => "engine-scripts",
+        }
+    }
+}
+
+/// A running server of one [`Kind`]; stopped when dropped.
+pub struct Backend {
+    pub kind: Kind,
+    pub url: String,
+    /// The in-process engine (Engine and EngineScripts).
+    pub engine: Option<engine::Engine>,
+    redis: Option<RedisServer>,
+}
+
+impl Backend {
+    /// Starts a server of `kind`: the engine in this runtime, or a redis-server.
+    pub async fn start(kind: Kind) -> Backend {
+        match kind {
+            Kind::Redis => {
+                let srv = RedisServer::start();
+                Backend {
+                    kind,
+                    url: srv.url(),
+                    engine: None,
+                    redis: Some(srv),
+                }
+            }
+            Kind::Engine | Kind::EngineScripts => {
+                let (url, eng) = start_engine().await;
+                Backend {
+                    kind,
+                    url,
+                    engine: Some(eng),
+                    redis: None,
+                }
+            }
+        }
+    }
+
+    /// A new client of this kind's path (its own connection).
+    pub async fn client(&self) -> cache_aside::CacheClient {
+        connect(self.kind, &self.url).await
+    }
+
+    /// A connector that makes new clients, for tests that open many.
+    pub fn connector(&self) -> impl Fn() -> ClientFut {
+        let (kind, url) = (self.kind, self.url.clone());
+        move || {
+            let url = url.clone();
+            Box::pin(async move { connect(kind, &url).await })
+        }
+    }
+}
+
+impl Backend {
+    /// Calls of `command` (lower case) in the server's INFO commandstats, 0 if absent.
+    pub async fn calls(&self, command: &str) -> u64 {
+        let mut c = redis::Client::open(self.url.as_str())
+            .expect("url")
+            .get_multiplexed_tokio_connection()
+            .await
+            .expect("connect");
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut c)
+            .await
+            .expect("INFO commandstats");
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|rest| rest.split(',').next())
+            .map(|n| n.parse().expect("calls"))
+            .unwrap_or(0)
+    }
+
+    /// Asserts that the flow went down this kind's path: native LEASEGET on the
+    /// engine, the lease scripts through EVALSHA otherwise (so an engine-scripts run
+    /// can't pass by reaching the native commands).
+    pub async fn assert_path_taken(&self) {
+        let (evalsha, leaseget) = (self.calls("evalsha").await, self.calls("leaseget").await);
+        match self.kind {
+            Kind::Engine => assert!(evalsha == 0 && leaseget > 0, "{evalsha} {leaseget}"),
+            Kind::Redis | Kind::EngineScripts => assert!(
+                evalsha > 0 && leaseget == 0,
+                "{}: evalsha {evalsha}, leaseget {leaseget}",
+                self.kind.name()
+            ),
+        }
+    }
+}
+
+/// A boxed future of a new client.
+pub type ClientFut =
+    std::pin::Pin<Box<dyn std::future::Future<Output = cache_aside::CacheClient> + Send>>;
+
+/// Connects a client of `kind`'s path to `url`.
+pub async fn connect(kind: Kind, url: &str) -> cache_aside::CacheClient {
+    let r = match kind {
+        Kind::Engine => cache_aside::CacheClient::engine(url).await,
+        Kind::Redis | Kind::EngineScripts => cache_aside::CacheClient::redis(url).await,
+    };
+    r.unwrap_or_else(|e| panic!("{}: connect {url}: {e}", kind.name()))
+}
+
 /// A private redis-server.
 pub struct RedisServer {
     pub port: u16,

@@ -294,6 +294,8 @@ impl Row {
             },
             flags: if c.replica {
                 "S".to_string()
+            } else if c.master {
+                "M".to_string()
             } else {
                 flags_of(Flags {
                     multi: c.multi.is_some(),
@@ -326,6 +328,8 @@ impl Row {
     fn kind(&self) -> Kind {
         if self.flags == "S" {
             Kind::Replica
+        } else if self.flags == "M" {
+            Kind::Master
         } else if self.sub + self.psub > 0 {
             Kind::PubSub
         } else {

@@ -233,10 +233,11 @@ fn command_cmd(_ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     }
 }
 
-/// COMMAND GETKEYS / GETKEYSANDFLAGS (`commandGetKeys`): the keys of a call by its
-/// key specs, as Redis finds them; by the table's key positions when the specs are
-/// incomplete (SORT's STORE, ...), as Redis's getkeys callbacks do.
-fn getkeys(call: &[Bytes], with_flags: bool) -> CmdResult {
+/// The key arguments of `call` (argv[0] its name) with their flags, as COMMAND
+/// GETKEYSANDFLAGS finds them (key specs, Redis's getkeys callbacks, the table's
+/// positions), and whether the command has the `no_mandatory_keys` flag. Also how
+/// client-side caching finds the keys a movable-keys read (ZUNION, XREAD, ...) read.
+pub(crate) fn locate_keys(call: &[Bytes]) -> Result<(Vec<super::keyspecs::Found>, bool), CmdError> {
     let Some(spec) = command::lookup(&call[0]) else {
         return Err(CmdError::err("Invalid command specified"));
     };
@@ -301,8 +302,16 @@ fn getkeys(call: &[Bytes], with_flags: bool) -> CmdResult {
         }
         v
     };
+    Ok((found, has_flag("no_mandatory_keys")))
+}
+
+/// COMMAND GETKEYS / GETKEYSANDFLAGS (`commandGetKeys`): the keys of a call by its
+/// key specs, as Redis finds them; by the table's key positions when the specs are
+/// incomplete (SORT's STORE, ...), as Redis's getkeys callbacks do.
+fn getkeys(call: &[Bytes], with_flags: bool) -> CmdResult {
+    let (found, no_mandatory_keys) = locate_keys(call)?;
     if found.is_empty() {
-        if has_flag("no_mandatory_keys") {
+        if no_mandatory_keys {
             return Ok(Reply::Array(vec![]));
         }
         return Err(CmdError::err("Invalid arguments specified for command"));

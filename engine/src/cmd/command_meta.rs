@@ -19,6 +19,12 @@ pub(crate) struct Flags {
     pub(crate) skip_monitor: bool,
     pub(crate) skip_slowlog: bool,
     pub(crate) may_replicate: bool,
+    /// Keys found by arguments (numkeys, STREAMS), not only by fixed positions.
+    pub(crate) movablekeys: bool,
+    /// `noscript`: a script may not call it (for a container, per subcommand).
+    pub(crate) noscript: bool,
+    /// The arity (a subcommand's own, which a script's call is checked against).
+    pub(crate) arity: i64,
 }
 
 /// The parsed metadata.
@@ -80,6 +86,12 @@ fn index_entry(m: &mut Meta, e: &Reply) {
             skip_monitor: has("skip_monitor"),
             skip_slowlog: has("skip_slowlog"),
             may_replicate: has("may_replicate"),
+            movablekeys: has("movablekeys"),
+            noscript: has("noscript"),
+            arity: match f.get(1) {
+                Some(Reply::Int(n)) => *n,
+                _ => 0,
+            },
         },
     );
     m.categories.insert(name, words(f.get(6)));

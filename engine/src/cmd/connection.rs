@@ -1,6 +1,6 @@
 //! Connection commands: PING ECHO SELECT QUIT AUTH HELLO RESET.
 
-use crate::command::{CommandSpec, Ctx, FAST, LOADING, NO_AUTH, NO_QUEUE, STALE, SUB_OK};
+use crate::command::{CommandSpec, Ctx, FAST, LOADING, NOSCRIPT, NO_AUTH, NO_QUEUE, STALE, SUB_OK};
 use crate::error::{CmdError, CmdResult};
 use crate::net::reply::Reply;
 use crate::util::eq_ic;
@@ -18,28 +18,28 @@ pub fn commands() -> Vec<CommandSpec> {
         CommandSpec::new(
             "quit",
             -1,
-            NO_AUTH | FAST | SUB_OK | NO_QUEUE | STALE | LOADING,
+            NO_AUTH | FAST | SUB_OK | NO_QUEUE | STALE | LOADING | NOSCRIPT,
             (0, 0, 0),
             quit,
         ),
         CommandSpec::new(
             "auth",
             -2,
-            NO_AUTH | FAST | STALE | LOADING,
+            NO_AUTH | FAST | STALE | LOADING | NOSCRIPT,
             (0, 0, 0),
             auth,
         ),
         CommandSpec::new(
             "hello",
             -1,
-            NO_AUTH | FAST | STALE | LOADING,
+            NO_AUTH | FAST | STALE | LOADING | NOSCRIPT,
             (0, 0, 0),
             hello,
         ),
         CommandSpec::new(
             "reset",
             1,
-            NO_AUTH | FAST | SUB_OK | NO_QUEUE | STALE | LOADING,
+            NO_AUTH | FAST | SUB_OK | NO_QUEUE | STALE | LOADING | NOSCRIPT,
             (0, 0, 0),
             reset,
         ),

@@ -201,6 +201,34 @@ fn info_section(ctx: &mut Ctx, name: &str, o: &mut String) {
             f!("allocator_resident:{}", m.rss);
             f!("total_system_memory:{}", total_system_memory());
             f!("total_system_memory_human:{}", human(total_system_memory()));
+            // Redis 7.0's scripting fields: the two VMs' own counts, the cached
+            // scripts and the libraries (their bytes, plus a fixed overhead per entry
+            // where Redis counts its dict and struct sizes).
+            let sc = &store.scripting;
+            let vm_eval = sc.eval_vm.as_ref().map_or(0, |v| v.lua.used_memory());
+            let vm_functions = sc.functions.vm_memory();
+            let scripts_eval: usize = sc.scripts.values().map(|s| s.body.len() + 64).sum();
+            let functions_mem = sc.functions.memory();
+            let (libraries, functions) = sc.functions.counts();
+            f!("used_memory_lua:{vm_eval}");
+            f!("used_memory_vm_eval:{vm_eval}");
+            f!("used_memory_lua_human:{}", human(vm_eval as u64));
+            f!("used_memory_scripts_eval:{scripts_eval}");
+            f!("number_of_cached_scripts:{}", sc.scripts.len());
+            f!("number_of_functions:{functions}");
+            f!("number_of_libraries:{libraries}");
+            f!("used_memory_vm_functions:{vm_functions}");
+            f!("used_memory_vm_total:{}", vm_eval + vm_functions);
+            f!(
+                "used_memory_vm_total_human:{}",
+                human((vm_eval + vm_functions) as u64)
+            );
+            f!("used_memory_functions:{functions_mem}");
+            f!("used_memory_scripts:{}", scripts_eval + functions_mem);
+            f!(
+                "used_memory_scripts_human:{}",
+                human((scripts_eval + functions_mem) as u64)
+            );
             f!("maxmemory:{}", cfg.maxmemory);
             f!("maxmemory_human:{}", human(cfg.maxmemory));
             f!("maxmemory_policy:{}", cfg.maxmemory_policy);

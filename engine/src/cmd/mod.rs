@@ -8,6 +8,7 @@ pub(crate) mod command_meta;
 pub mod config;
 pub mod connection;
 pub mod dump;
+pub mod functions;
 pub mod geo;
 pub mod hashes;
 pub mod hyperloglog;
@@ -73,6 +74,7 @@ pub fn all() -> Vec<CommandSpec> {
     v.extend(leases::commands());
     v.extend(replication::commands());
     v.extend(scripting::commands());
+    v.extend(functions::commands());
     v
 }
 

@@ -102,7 +102,9 @@ fn wait(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         timeout: (timeout > 0).then(|| Duration::from_millis(timeout as u64)),
         timeout_reply: Reply::Int(0),
         kind: BlockKind::Wait,
-        rerun: None,
+        // Never re-run (no keys wake it): kept so that its end, by ACKs or timeout,
+        // counts in INFO commandstats as Redis's `updateStatsOnUnblock` does.
+        rerun: Some(args.to_vec()),
         gone: None,
     });
     ctx.store.repl.waits.push(Wait {
@@ -171,7 +173,7 @@ fn failover(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         if repl.failover == Failover::None {
             return Err(CmdError::err("No failover in progress."));
         }
-        repl.failover = Failover::None;
+        ctx.store.set_failover(Failover::None);
         return Ok(Reply::OK);
     }
     if force && (to.is_none() || timeout.is_none()) {
@@ -213,15 +215,16 @@ fn failover(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             best.ok_or_else(|| CmdError::err("FAILOVER requires connected replicas."))?
         }
     };
-    repl.failover = Failover::WaitForSync {
+    let offset = repl.offset();
+    if repl.active {
+        repl.backlog.feed_command(&[b"REPLCONF", b"GETACK", b"*"]);
+    }
+    ctx.store.set_failover(Failover::WaitForSync {
         host,
         port,
         force,
         deadline: timeout.map(|t| Instant::now() + Duration::from_millis(t)),
-        offset: repl.offset(),
-    };
-    if repl.active {
-        repl.backlog.feed_command(&[b"REPLCONF", b"GETACK", b"*"]);
-    }
+        offset,
+    });
     Ok(Reply::OK)
 }

@@ -5,7 +5,7 @@
 //! script runs (`scriptPrepareForRun`).
 
 use super::subcommand::{help_reply, sub_arity, unknown_sub};
-use crate::command::{CommandSpec, Ctx, NOSCRIPT, STALE};
+use crate::command::{CommandSpec, Ctx, NOSCRIPT, STALE, TRACKED_READ};
 use crate::error::{CmdError, CmdResult};
 use crate::net::reply::Reply;
 use crate::script::lua::{Exec, Kind, Vm, REPL_NONE};
@@ -19,8 +19,9 @@ pub fn commands() -> Vec<CommandSpec> {
     vec![
         CommandSpec::new("eval", -3, f, (3, 3, 1), eval),
         CommandSpec::new("evalsha", -3, f, (3, 3, 1), evalsha),
-        CommandSpec::new("eval_ro", -3, f, (3, 3, 1), eval_ro),
-        CommandSpec::new("evalsha_ro", -3, f, (3, 3, 1), evalsha_ro),
+        // Read-only in Redis: a tracking client remembers their keys.
+        CommandSpec::new("eval_ro", -3, f | TRACKED_READ, (3, 3, 1), eval_ro),
+        CommandSpec::new("evalsha_ro", -3, f | TRACKED_READ, (3, 3, 1), evalsha_ro),
         CommandSpec::new("script", -2, NOSCRIPT, (0, 0, 0), script),
     ]
 }
@@ -58,7 +59,16 @@ pub(crate) fn split_keys(args: &[Bytes]) -> Result<(&[Bytes], &[Bytes]), CmdErro
 
 const NOSCRIPT_ERR: &str = "NOSCRIPT No matching script. Please use EVAL.";
 
+/// MONITOR sees EVAL and FCALL (flagged `skip_monitor`) before the commands they run,
+/// as Redis's `evalCommand` and `fcallCommandGeneric` feed them first.
+pub(crate) fn feed_monitors(ctx: &mut Ctx, args: &[Bytes]) {
+    if !ctx.store.observe.monitors.is_empty() {
+        crate::observe::monitor::feed(ctx.store, ctx.client, args);
+    }
+}
+
 fn eval_generic(ctx: &mut Ctx, args: &[Bytes], by_sha: bool, ro: bool) -> CmdResult {
+    feed_monitors(ctx, args);
     let (keys, argv) = split_keys(args)?;
     let (sha, body) = if by_sha {
         let sha = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
@@ -92,6 +102,8 @@ fn eval_generic(ctx: &mut Ctx, args: &[Bytes], by_sha: bool, ro: bool) -> CmdRes
                 body: super::own(&body),
             });
     }
+    let counts = ctx.store.scripting.functions.counts();
+    ctx.store.scripting.run.set_current(&sha, args, counts);
     let reply = run(ctx, &vm, &func, &sha, script_flags, ro, keys, argv, false);
     ctx.store.scripting.eval_vm = Some(vm);
     Ok(reply)
@@ -161,12 +173,26 @@ pub(crate) fn run(
         wrote: false,
         repl: 3,
         run: run.clone(),
+        tracking: ctx
+            .store
+            .tracking
+            .get(ctx.client.id)
+            .is_some()
+            .then(|| (ctx.client.id, keys.to_vec())),
         store: &mut *ctx.store,
     };
     let _ = REPL_NONE;
     let reply = vm.run(exec, func, name, keys, args);
+    let shut_down = run.shut_down();
     run.end();
     ctx.prevent_propagation();
+    if shut_down {
+        // SHUTDOWN NOSAVE from another client stopped it: as Redis, which exits from
+        // inside the script, the client gets no reply and nothing is saved at exit
+        // (the connection closes on `shutdown_requested`).
+        ctx.store.shutdown_requested = true;
+        return Reply::Raw(Bytes::new());
+    }
     reply
 }
 

@@ -218,7 +218,7 @@ fn debug_reload(ctx: &mut Ctx, opts: &[Bytes]) -> CmdResult {
     let file = std::fs::File::open(&path).map_err(|e| load_err(&e))?;
     let loaded = crate::persist::rdb::read_rdb(std::io::BufReader::new(file), ctx.now(), &opts)
         .map_err(|e| load_err(&e))?;
-    ctx.store.load_dbs(loaded);
+    ctx.store.load_dbs(loaded).map_err(|e| load_err(&e))?;
     Ok(Reply::OK)
 }
 

@@ -2,7 +2,7 @@
 
 use crate::blocking::BlockKind;
 use crate::client::BlockRequest;
-use crate::command::{CommandSpec, Ctx, BLOCKING, DENYOOM, FAST, READONLY, WRITE};
+use crate::command::{CommandSpec, Ctx, BLOCKING, DENYOOM, FAST, NOSCRIPT, READONLY, WRITE};
 use crate::error::{CmdError, CmdResult};
 use crate::keyspace::notify;
 use crate::net::reply::Reply;
@@ -49,14 +49,14 @@ pub fn commands() -> Vec<CommandSpec> {
         CommandSpec::new(
             "bzpopmin",
             -3,
-            WRITE | FAST | BLOCKING,
+            WRITE | FAST | NOSCRIPT | BLOCKING,
             (1, -2, 1),
             bzpopmin,
         ),
         CommandSpec::new(
             "bzpopmax",
             -3,
-            WRITE | FAST | BLOCKING,
+            WRITE | FAST | NOSCRIPT | BLOCKING,
             (1, -2, 1),
             bzpopmax,
         ),

@@ -170,17 +170,28 @@ impl Store {
         }
     }
 
-    /// Replaces every database with those of a loaded file (consumers see a FLUSHALL
-    /// first); returns the rest of what was loaded.
+    /// Replaces every database and the function libraries with those of a loaded
+    /// file (consumers see a FLUSHALL first); returns the rest of what was loaded. A
+    /// library that cannot be created fails the load before anything is replaced.
     pub(crate) fn load_dbs(
         &mut self,
         mut loaded: crate::persist::rdb::Loaded,
-    ) -> crate::persist::rdb::Loaded {
+    ) -> Result<crate::persist::rdb::Loaded, crate::persist::rdb::RdbError> {
+        // The file's libraries replace the current ones (Redis's `emptyData` flushes
+        // them with the data before a load).
+        let run = self.scripting.run.clone();
+        let functions = self
+            .scripting
+            .functions
+            .staged(&loaded.functions, &run)
+            .map_err(crate::persist::rdb::RdbError::Library)?;
+        self.scripting.functions = functions;
+        run.set_counts(self.scripting.functions.counts());
         self.flush(None);
         for (i, db) in std::mem::take(&mut loaded.dbs).into_iter().enumerate() {
             self.replace_db(i, db);
         }
-        loaded
+        Ok(loaded)
     }
 
     /// SWAPDB `a` `b` (distinct): announces, then swaps.

@@ -197,6 +197,10 @@ fn busy_reply(shared: &Shared, args: &[bytes::Bytes]) -> Option<Reply> {
         match (name.to_ascii_lowercase().as_slice(), sub.as_deref()) {
             (b"script", Some(b"kill")) if args.len() == 2 => run.kill(true),
             (b"function", Some(b"kill")) if args.len() == 2 => run.kill(false),
+            (b"function", Some(b"stats")) if args.len() == 2 => match run.stats() {
+                Ok((running, counts)) => crate::cmd::functions::stats_reply(running, counts),
+                Err(e) => Reply::error(e),
+            },
             (b"shutdown", _) if args[1..].iter().any(|a| a.eq_ignore_ascii_case(b"nosave")) => {
                 run.force_kill();
                 shared.trigger_shutdown();

@@ -206,7 +206,6 @@ pub(crate) fn call_done(
 /// UNBLOCK (`error` is the reply then, if it is one). Counted as a call, as Redis
 /// does.
 pub(crate) fn unblocked(store: &mut Store, args: &[Bytes], error: Option<&str>) {
-    // A WAIT parks without arguments to re-run.
     let Some(spec) = args.first().and_then(|n| crate::command::lookup(n)) else {
         return;
     };

@@ -8,10 +8,13 @@ use bytes::Bytes;
 use std::fmt::Write as _;
 
 /// Sends `args`, run by `client`, to every monitor: `+<sec>.<usec> [<db> <addr>]
-/// "arg" ...`. The embedding process's own commands show as `embedded`.
+/// "arg" ...`. A script's commands show as `lua`, the embedding process's own as
+/// `embedded`.
 pub(crate) fn feed(store: &mut Store, client: &Client, args: &[Bytes]) {
     let us = crate::util::now_us();
-    let who = if client.addr.is_empty() {
+    let who = if client.script {
+        "lua"
+    } else if client.addr.is_empty() {
         "embedded"
     } else {
         client.addr.as_str()

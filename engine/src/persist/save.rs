@@ -204,6 +204,7 @@ pub(crate) fn write_options(store: &Store) -> WriteOptions {
         used_mem: 0,
         aof_base: false,
         aux: store.save.aux.clone(),
+        functions: store.scripting.functions.codes(),
     }
 }
 
@@ -223,6 +224,7 @@ pub(crate) fn load_options(store: &Store) -> LoadOptions {
             set_max_intset_entries: c.set_max_intset_entries,
         },
         databases: c.databases,
+        keep_expired: false,
     }
 }
 

@@ -304,6 +304,14 @@ impl ReplState {
 }
 
 impl Store {
+    /// Moves FAILOVER to `state`; writes are paused from its start to its end or
+    /// abort, as Redis's `PAUSE_DURING_FAILOVER`.
+    pub(crate) fn set_failover(&mut self, state: Failover) {
+        self.pause.during_failover(state != Failover::None);
+        self.repl.failover = state;
+        self.sync_pause();
+    }
+
     /// Turns the backlog on as a consumer of the write path (first replica, or
     /// becoming a replica), once.
     pub(crate) fn repl_activate(&mut self) {
@@ -324,6 +332,7 @@ impl Store {
             let n = self.repl.acked(w.offset);
             if n >= w.replicas {
                 if let Some(b) = self.blocking.unblock(w.client) {
+                    crate::observe::unblocked(self, &b.args, None);
                     let _ = b.tx.send(crate::net::reply::Reply::Int(n as i64));
                 }
             } else {

@@ -447,7 +447,8 @@ pub(crate) fn failover_cron(store: &mut Store) {
     else {
         return;
     };
-    // Writes may go on meanwhile: the target must have everything up to now.
+    // Clients' writes wait (see `Store::set_failover`), in-process ones (the
+    // sidecar's deletes) do not: the target must have everything up to now.
     let now_offset = store.repl.offset().max(offset);
     let caught_up = store
         .repl
@@ -456,10 +457,10 @@ pub(crate) fn failover_cron(store: &mut Store) {
         .any(|r| r.port == port && r.ip == host && r.ack >= now_offset);
     let expired = deadline.is_some_and(|d| Instant::now() >= d);
     if caught_up || (expired && force) {
-        store.repl.failover = Failover::InProgress;
+        store.set_failover(Failover::InProgress);
         super::replica::set_master(store, host, port);
     } else if expired {
         tracing::warn!("FAILOVER timed out: aborting");
-        store.repl.failover = Failover::None;
+        store.set_failover(Failover::None);
     }
 }

@@ -42,6 +42,8 @@ enum LinkError {
     Timeout(u64),
     #[error("protocol error from the primary: {0}")]
     Protocol(#[from] crate::net::frame::ProtocolError),
+    #[error("the master client was killed (CLIENT KILL)")]
+    Killed,
 }
 
 /// REPLICAOF host port (`replicationSetMaster`): from now on a replica of
@@ -92,7 +94,7 @@ pub(crate) fn unset_master(store: &mut Store) {
     store.repl.backlog.set_proxy(false);
     store.repl_disconnect_replicas();
     store.config.replicaof = None;
-    store.repl.failover = Failover::None;
+    store.set_failover(Failover::None);
     store.repl.publish_role();
     tracing::info!(
         replid = %store.repl.replid,
@@ -341,7 +343,7 @@ fn connected(store: &mut Store, generation: u64) -> Result<(), LinkError> {
     m.state = LinkState::Connected;
     m.last_io = unix();
     if store.repl.failover == Failover::InProgress {
-        store.repl.failover = Failover::None;
+        store.set_failover(Failover::None);
     }
     store.repl.publish_role();
     Ok(())
@@ -394,7 +396,10 @@ async fn full_sync(
         return Err(LinkError::Refused(header));
     };
     tracing::info!(bytes = body.len(), "received the primary's RDB, loading");
-    let opts = crate::persist::save::load_options(&shared.lock());
+    let opts = crate::persist::rdb::LoadOptions {
+        keep_expired: true,
+        ..crate::persist::save::load_options(&shared.lock())
+    };
     let loaded = tokio::task::spawn_blocking(move || {
         crate::persist::rdb::read_rdb(&body[..], crate::util::now_ms(), &opts)
     })
@@ -403,7 +408,7 @@ async fn full_sync(
     {
         let mut store = shared.lock();
         current(&mut store, generation)?;
-        let loaded = store.load_dbs(loaded);
+        let loaded = store.load_dbs(loaded)?;
         // The AOF holds none of the loaded data: it starts over with a rewrite, as
         // Redis's `restartAOFAfterSYNC`.
         if store.aof.writer.is_some() {
@@ -479,6 +484,11 @@ async fn apply_stream(
     let mut master = Client::in_process(0);
     master.master = true;
     master.resp = 2;
+    // As Redis's master client, the link is a client in CLIENT LIST (flags=M) that
+    // CLIENT KILL TYPE master (or its id or addr) ends: the link then reconnects and
+    // continues with PSYNC.
+    let kill = Arc::new(tokio::sync::Notify::new());
+    let record = MasterRecord::register(shared, &c, kill.clone());
     // What is read but not yet applied (a command split across reads), as received:
     // applied commands go into our backlog byte for byte.
     let mut raw: Vec<u8> = c.buf.to_vec();
@@ -491,6 +501,7 @@ async fn apply_stream(
                 master.db = db;
                 let before = c.buf.len();
                 let mut getack = false;
+                let mut last: Option<Bytes> = None;
                 loop {
                     let args = match parser.parse(&mut c.buf, i64::MAX, true) {
                         Ok(Some(a)) => a,
@@ -510,7 +521,15 @@ async fn apply_stream(
                             set_aux(&mut store, &name, args[2].clone());
                         }
                     }
+                    last = Some(args[0].clone());
                     let _ = crate::command::execute(&mut store, &mut master, args);
+                }
+                if let Some(r) = store.clients.get_mut(record.id) {
+                    r.db = master.db;
+                    r.last_active = std::time::Instant::now();
+                    if let Some(name) = last.take() {
+                        r.last_cmd = String::from_utf8_lossy(&name).to_ascii_lowercase();
+                    }
                 }
                 let applied = before - c.buf.len();
                 store.repl.backlog.feed(&raw[..applied]);
@@ -527,6 +546,7 @@ async fn apply_stream(
             }
         }
         tokio::select! {
+            _ = kill.notified() => return Err(LinkError::Killed),
             r = c.rd.read_buf(&mut c.buf) => {
                 let n = r?;
                 if n == 0 {
@@ -549,5 +569,33 @@ async fn apply_stream(
                 send_ack(&mut c, off).await?;
             }
         }
+    }
+}
+
+/// The master client's record in the client registry, removed when the link ends
+/// however it ends (error, kill, REPLICAOF, shutdown dropping the task).
+struct MasterRecord<'a> {
+    shared: &'a Arc<Shared>,
+    id: u64,
+}
+
+impl<'a> MasterRecord<'a> {
+    fn register(shared: &'a Arc<Shared>, c: &Conn, kill: Arc<tokio::sync::Notify>) -> Self {
+        let addr = c.rd.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+        let laddr = c.rd.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let mut store = shared.lock();
+        let id = store
+            .clients
+            .connect(addr, laddr, true, kill, Arc::default());
+        if let Some(r) = store.clients.get_mut(id) {
+            r.master = true;
+        }
+        MasterRecord { shared, id }
+    }
+}
+
+impl Drop for MasterRecord<'_> {
+    fn drop(&mut self) {
+        self.shared.lock().disconnect(self.id);
     }
 }

@@ -11,7 +11,7 @@
 use super::convert;
 use super::RunState;
 use crate::client::Client;
-use crate::command::{self, DENYOOM, NOSCRIPT, WRITE};
+use crate::command::{self, DENYOOM, WRITE};
 use crate::net::reply::Reply;
 use crate::store::Store;
 use bytes::Bytes;
@@ -97,13 +97,6 @@ local function handler(err)
 end
 
 local function pack(...) return {n = select('#', ...), ...} end
-local function lib(f)
-  return function(...)
-    local r = pack(f(...))
-    if not r[1] then error(r[2], 2) end
-    return unpack(r, 2, r.n)
-  end
-end
 
 local redis = {}
 redis.call = raw.call
@@ -139,7 +132,7 @@ local function run(f) return xpcall(f, handler) end
 local function run_fn(f, keys, args)
   return xpcall(function() return f(keys, args) end, handler)
 end
-return redis, handler, run, run_fn, lib
+return redis, handler, run, run_fn
 "#;
 
 /// One Lua VM and the functions compiled in it.
@@ -152,16 +145,24 @@ pub(crate) struct Vm {
     run_fn: Function,
     /// Where a run installs its `redis.call` & co (scoped to the run).
     imp: Table,
-    /// The run-time `redis` table.
-    pub(crate) redis: Table,
     /// Compiled scripts by SHA-1 (EVAL).
     pub(crate) compiled: HashMap<String, Function>,
-    /// FUNCTION's globals: the table library code sees as its globals, the API
-    /// behind it (whose `redis` is swapped for the load-time table while a library
-    /// loads), and that load-time `redis` table.
-    pub(crate) fenv: Option<(Table, Table, Table)>,
-    /// `redis.register_function`, offered while a library loads.
-    register: Function,
+    /// FUNCTION's globals (`None` for EVAL's VM).
+    fenv: Option<FunctionEnv>,
+    /// Set while a library loads: the instant (µs) past which the load is stopped.
+    load_deadline: Arc<AtomicU64>,
+}
+
+/// The globals of FUNCTION's VM, as `function_lua.c` switches them.
+struct FunctionEnv {
+    /// The table library code and functions see as their globals.
+    env: Table,
+    /// Its metatable, whose `__index` is switched.
+    meta: Table,
+    /// The run-time API (Redis's `GLOBALS_API_NAME`).
+    run_api: Table,
+    /// The load-time API (Redis's `LIBRARY_API_NAME`).
+    load_api: Table,
 }
 
 impl std::fmt::Debug for Vm {
@@ -201,9 +202,11 @@ pub(crate) fn error_text(s: &str) -> String {
     format!("{code} {}", msg.trim_matches(|c| c == '\r' || c == '\n'))
 }
 
-type Ret = mlua::Result<(Value, bool)>;
+/// What an API function returns to its trampoline: a value, and whether to raise it.
+pub(crate) type Ret = mlua::Result<(Value, bool)>;
 
-fn raise(lua: &Lua, line: &str) -> Ret {
+/// Raises a Redis error table for `line`.
+pub(crate) fn raise(lua: &Lua, line: &str) -> Ret {
     Ok((Value::Table(error_table(lua, line)?), true))
 }
 
@@ -246,11 +249,11 @@ impl Vm {
         }
         let imp = lua.create_table()?;
         let register: Function = raw.raw_get("register_function")?;
-        let (redis, handler, run_f, run_fn, lib): (Table, Function, Function, Function, Function) =
-            lua.load(BOOT)
-                .set_name("=coherent")
-                .call((raw, imp.clone()))?;
-        super::libs::wrap(&lua, &lib)?;
+        raw.raw_set("register_function", Value::Nil)?;
+        let (redis, handler, run_f, run_fn): (Table, Function, Function, Function) = lua
+            .load(BOOT)
+            .set_name("=coherent")
+            .call((raw, imp.clone()))?;
         for (k, v) in [
             ("REPL_ALL", REPL_ALL),
             ("REPL_AOF", REPL_AOF),
@@ -310,10 +313,12 @@ setmetatable(t, {
                     let (k, v) = pair?;
                     run_api.raw_set(k, v)?;
                 }
+                // The load-time globals hold nothing but a `redis` table with
+                // `register_function`, `log` and the version (`LIBRARY_API_NAME` of
+                // `function_lua.c`); both tables refuse other reads and all writes.
                 let load_redis = lua.create_table()?;
                 for k in [
                     "log",
-                    "setresp",
                     "LOG_DEBUG",
                     "LOG_VERBOSE",
                     "LOG_NOTICE",
@@ -323,7 +328,14 @@ setmetatable(t, {
                 ] {
                     load_redis.raw_set(k, redis.raw_get::<Value>(k)?)?;
                 }
+                load_redis.raw_set("register_function", register.clone())?;
+                let load_api = lua.create_table()?;
+                load_api.raw_set("redis", load_redis.clone())?;
+                protect.call::<()>(load_redis)?;
+                protect.call::<()>(load_api.clone())?;
                 protect.call::<()>(run_api.clone())?;
+                // Library code and functions see `env`; its `__index` is `load_api`
+                // while a library loads and `run_api` otherwise.
                 let env = lua.create_table()?;
                 let meta = lua.create_table()?;
                 meta.raw_set("__index", run_api.clone())?;
@@ -334,13 +346,37 @@ setmetatable(t, {
                 meta.raw_set("__newindex", newindex)?;
                 meta.raw_set("__metatable", false)?;
                 env.set_metatable(Some(meta.clone()))?;
-                Some((env, run_api, load_redis))
+                lua.set_named_registry_value(
+                    "coherent.register",
+                    lua.create_function(|lua, _: MultiValue| {
+                        raise(
+                            lua,
+                            "redis.register_function can only be called on FUNCTION LOAD command",
+                        )
+                    })?,
+                )?;
+                Some(FunctionEnv {
+                    env,
+                    meta,
+                    run_api,
+                    load_api,
+                })
             }
         };
-        // The watchdog: BUSY past the threshold, and the kill flag.
+        // The watchdog: BUSY past the threshold, and the kill flag; while a library
+        // loads, its time limit (Redis's `luaEngineLoadHook`) instead.
+        let load_deadline = Arc::new(AtomicU64::new(0));
+        let deadline = load_deadline.clone();
         lua.set_hook(
             HookTriggers::new().every_nth_instruction(1000),
             move |_, _| {
+                let until = deadline.load(Ordering::Relaxed);
+                if until != 0 {
+                    if crate::util::now_us() > until {
+                        return Err(mlua::Error::RuntimeError(LOAD_TIMEOUT.into()));
+                    }
+                    return Ok(VmState::Continue);
+                }
                 run.tick();
                 if run.killed() {
                     return Err(mlua::Error::RuntimeError("script killed".into()));
@@ -354,10 +390,9 @@ setmetatable(t, {
             run: run_f,
             run_fn,
             imp,
-            redis,
             compiled: HashMap::new(),
             fenv,
-            register,
+            load_deadline,
         })
     }
 
@@ -441,7 +476,7 @@ setmetatable(t, {
             if ok {
                 return Ok(convert::lua_to_reply(&v, script_resp, caller_resp));
             }
-            Ok(error_reply_of(&v, name, &run, is_eval))
+            Ok(error_reply_of(&v, name, &run))
         });
         let _ = self.imp.clear();
         for k in ["coherent.call", "coherent.setresp", "coherent.set_repl"] {
@@ -453,72 +488,74 @@ setmetatable(t, {
         }
     }
 
-    /// Runs library code for FUNCTION LOAD with the load-time API (whose `redis` has
-    /// `register_function` but no `call`); `register` is called for each
-    /// `redis.register_function`.
+    /// Runs library code for FUNCTION LOAD (`luaEngineCreate`) with the load-time
+    /// globals; `register` is called for each `redis.register_function` and returns
+    /// the value to give back and whether to raise it. Errors are Redis's texts
+    /// without the `ERR ` of the reply.
     pub(crate) fn load_library(
         &self,
         code: &[u8],
         register: &mut dyn FnMut(&Lua, MultiValue) -> Ret,
-        run: &RunState,
     ) -> Result<(), String> {
-        let Some((env, run_api, load_redis)) = &self.fenv else {
-            return Err("ERR not a function VM".into());
+        let Some(fe) = &self.fenv else {
+            return Err("not a function VM".into());
         };
         let f = self
             .lua
             .load(code)
             .set_name("@user_function")
             .set_mode(mlua::chunk::ChunkMode::Text)
-            .set_environment(env.clone())
+            .set_environment(fe.env.clone())
             .into_function()
-            .map_err(|e| format!("ERR Error compiling function: {}", lua_message(&e)))?;
+            .map_err(|e| format!("Error compiling function: {}", lua_message(&e)))?;
         let register = RefCell::new(register);
         let r = self.lua.scope(|scope| {
             let reg = scope.create_function(|lua, a: MultiValue| {
                 let mut r = register.borrow_mut();
                 (*r)(lua, a)
             })?;
+            let outside: Value = self.lua.named_registry_value("coherent.register")?;
             self.lua
                 .set_named_registry_value("coherent.register", reg)?;
-            load_redis.raw_set("register_function", self.register.clone())?;
-            run_api.raw_set("redis", load_redis.clone())?;
-            run.begin(true, 500);
+            fe.meta.raw_set("__index", fe.load_api.clone())?;
+            self.load_deadline
+                .store(crate::util::now_us() + LOAD_TIMEOUT_US, Ordering::Relaxed);
             let out = self.run.call::<MultiValue>(f.clone());
-            run.end();
-            run_api.raw_set("redis", self.redis.clone())?;
-            load_redis.raw_set("register_function", Value::Nil)?;
+            self.load_deadline.store(0, Ordering::Relaxed);
+            fe.meta.raw_set("__index", fe.run_api.clone())?;
+            self.lua
+                .set_named_registry_value("coherent.register", outside)?;
             out
         });
-        let _ = self
-            .lua
-            .set_named_registry_value("coherent.register", Value::Nil);
-        let _ = run_api.raw_set("redis", self.redis.clone());
-        match r {
-            Ok(out) => {
-                let mut it = out.into_iter();
-                if matches!(it.next(), Some(Value::Boolean(true))) {
-                    return Ok(());
-                }
-                let v = it.next().unwrap_or(Value::Nil);
-                let msg = match &v {
-                    Value::Table(t) => t
-                        .raw_get::<Option<mlua::LuaString>>("err")
-                        .ok()
-                        .flatten()
-                        .map(|s| s.to_string_lossy())
-                        .unwrap_or_default(),
-                    _ => String::new(),
-                };
-                Err(format!("ERR Error registering functions: {msg}"))
-            }
-            Err(e) => Err(format!(
-                "ERR Error registering functions: {}",
-                lua_message(&e)
-            )),
+        self.load_deadline.store(0, Ordering::Relaxed);
+        let _ = fe.meta.raw_set("__index", fe.run_api.clone());
+        let out = r.map_err(|e| format!("Error registering functions: {}", lua_message(&e)))?;
+        let mut it = out.into_iter();
+        if matches!(it.next(), Some(Value::Boolean(true))) {
+            return Ok(());
         }
+        let msg = match it.next() {
+            Some(Value::Table(t)) => t
+                .raw_get::<Option<mlua::LuaString>>("err")
+                .ok()
+                .flatten()
+                .map(|s| s.to_string_lossy())
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        // The hook's error reaches the handler as a Rust error value, not a text.
+        let msg = if msg.contains(LOAD_TIMEOUT) {
+            format!("ERR {LOAD_TIMEOUT}")
+        } else {
+            msg
+        };
+        Err(format!("Error registering functions: {msg}"))
     }
 }
+
+/// `luaEngineLoadHook`'s error, and its limit.
+const LOAD_TIMEOUT: &str = "FUNCTION LOAD timeout";
+const LOAD_TIMEOUT_US: u64 = 500_000;
 
 /// The text of a Lua error as Lua printed it (mlua adds its own prefixes).
 pub(crate) fn lua_message(e: &mlua::Error) -> String {
@@ -531,7 +568,7 @@ pub(crate) fn lua_message(e: &mlua::Error) -> String {
 }
 
 /// The reply for a script that raised `v` (what the error handler returned).
-fn error_reply_of(v: &Value, name: &str, run: &RunState, is_eval: bool) -> Reply {
+fn error_reply_of(v: &Value, name: &str, run: &RunState) -> Reply {
     let (mut msg, source, line) = match v {
         Value::Table(t) => (
             t.raw_get::<Option<mlua::LuaString>>("err")
@@ -547,14 +584,8 @@ fn error_reply_of(v: &Value, name: &str, run: &RunState, is_eval: bool) -> Reply
         _ => (None, None, None),
     };
     if run.killed() {
-        msg = Some(
-            if is_eval {
-                super::KILLED
-            } else {
-                super::KILLED_FUNCTION
-            }
-            .to_string(),
-        );
+        // Redis 7.0 says SCRIPT KILL for a killed function too.
+        msg = Some(super::KILLED.to_string());
     }
     let msg = msg.unwrap_or_default();
     match (source, line) {
@@ -581,6 +612,10 @@ pub(crate) struct Exec<'a> {
     /// `redis.set_repl`.
     pub(crate) repl: i64,
     pub(crate) run: Arc<RunState>,
+    /// A tracking caller's id and the keys it declared: each read-only command the
+    /// script runs remembers those keys for it, as Redis's `trackingRememberKeys` on
+    /// the `script_caller`. `None` when the caller does not track.
+    pub(crate) tracking: Option<(u64, Vec<Bytes>)>,
 }
 
 impl Exec<'_> {
@@ -588,6 +623,7 @@ impl Exec<'_> {
     pub(crate) fn script_client(db: usize) -> Client {
         let mut c = Client::in_process(db);
         c.resp = 2;
+        c.script = true;
         c
     }
 
@@ -631,8 +667,8 @@ impl Exec<'_> {
         if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
             return Reply::error("ERR Wrong number of args calling Redis command from script");
         }
-        if spec.flags & NOSCRIPT != 0 {
-            return Reply::error("ERR This Redis command is not allowed from script");
+        if let Err(e) = super::allowed_in_script(spec, &argv) {
+            return Reply::error(e);
         }
         if spec.flags & WRITE != 0 {
             if self.read_only {
@@ -648,6 +684,11 @@ impl Exec<'_> {
         let reply = command::call(self.store, &mut self.client, spec, &argv);
         if self.repl & (REPL_AOF | REPL_REPLICA) == 0 {
             self.store.propagation.truncate_unit(mark);
+        }
+        if let Some((id, keys)) = &self.tracking {
+            if spec.flags & command::READONLY != 0 {
+                self.store.tracking.remember(*id, keys.iter());
+            }
         }
         reply
     }

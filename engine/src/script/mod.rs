@@ -15,10 +15,8 @@
 //! raise a flag the VM's instruction hook checks.
 
 pub(crate) mod convert;
-#[allow(dead_code)] // FUNCTION lands in the next commit
 pub(crate) mod functions;
 pub(crate) mod libs;
-#[allow(dead_code)] // the FUNCTION half lands in the next commit
 pub(crate) mod lua;
 
 use crate::net::reply::Reply;
@@ -76,7 +74,6 @@ pub(crate) struct Scripting {
     /// Scripts by lower-case SHA-1 (SCRIPT LOAD, EVAL).
     pub(crate) scripts: HashMap<String, Script>,
     /// FUNCTION libraries and their VM.
-    #[allow(dead_code)]
     pub(crate) functions: functions::Functions,
     /// What connections see of a running script without the lock.
     pub(crate) run: Arc<RunState>,
@@ -138,6 +135,77 @@ pub(crate) fn parse_shebang(body: &[u8]) -> Result<Option<(u32, usize)>, String>
     Ok(Some((f, len)))
 }
 
+/// The running script as FUNCTION STATS shows it: its name, the command that called
+/// it, and the milliseconds it has run.
+pub(crate) type Running = (String, Vec<Bytes>, u64);
+
+/// Gives the runtime back the worker thread a slow script occupies, so that the
+/// other connections get their BUSY replies and SCRIPT KILL / SHUTDOWN NOSAVE get
+/// through.
+///
+/// A script runs synchronously inside its connection's task. Tokio does not notice a
+/// worker that blocks: when the worker that last polled the I/O driver picked up
+/// the script's request alone, no other worker is woken (they sleep until a task is
+/// scheduled for them), so nobody polls the driver and no connection is served until
+/// the script ends. `block_in_place` hands this worker's core (its queue, and the
+/// driver duty) to another thread; the closure waits until a task spawned from it
+/// has run somewhere else, so that the hand-off really happened (with one worker,
+/// only the thread that took the core can run it) instead of being undone when the
+/// closure returns. Outside a multi-thread runtime (in-process callers, unit tests)
+/// there is no worker to give back.
+fn release_worker() {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return;
+    }
+    tokio::task::block_in_place(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Spawned without this thread's core: it goes to the shared queue and wakes a
+        // sleeping worker (or the thread that took the core).
+        handle.spawn(async move {
+            let _ = tx.send(());
+        });
+        // Bounded: a runtime shutting down never runs it.
+        let _ = rx.recv_timeout(std::time::Duration::from_millis(200));
+    });
+}
+
+/// The error of a script's call of a command scripts may not call.
+pub(crate) const NOT_FROM_SCRIPT: &str = "ERR This Redis command is not allowed from script";
+
+/// Whether a script may call this command, as Redis's `scriptCall` decides on the
+/// command `lookupCommand` finds: for a container (CLIENT, CONFIG, SCRIPT, ...) that
+/// is the subcommand, with its own `noscript` flag (CLIENT LIST is refused, CLIENT
+/// HELP is not), and an unknown subcommand is an unknown command. Other commands go
+/// by their table row. `Err` holds the error reply's text.
+pub(crate) fn allowed_in_script(
+    spec: &crate::command::CommandSpec,
+    argv: &[Bytes],
+) -> Result<(), &'static str> {
+    use crate::command::{LABEL_SUB, NOSCRIPT};
+    if spec.flags & LABEL_SUB != 0 && argv.len() > 1 {
+        let full = format!("{}|{}", spec.name, crate::util::lower(&argv[1]));
+        if !crate::cmd::command_meta::has_subcommand(&full) {
+            return Err("ERR Unknown Redis command called from script");
+        }
+        let sub = crate::cmd::command_meta::flags(&full);
+        let argc = argv.len() as i64;
+        if (sub.arity > 0 && argc != sub.arity) || argc < -sub.arity {
+            return Err("ERR Wrong number of args calling Redis command from script");
+        }
+        if sub.noscript {
+            return Err(NOT_FROM_SCRIPT);
+        }
+        return Ok(());
+    }
+    if spec.flags & NOSCRIPT != 0 {
+        return Err(NOT_FROM_SCRIPT);
+    }
+    Ok(())
+}
+
 /// A running script's state as seen from outside the store's lock.
 #[derive(Debug, Default)]
 pub struct RunState {
@@ -145,9 +213,15 @@ pub struct RunState {
     started_us: AtomicU64,
     busy: AtomicBool,
     kill: AtomicBool,
+    /// The kill came from SHUTDOWN NOSAVE: the script's client gets no reply.
+    shutdown: AtomicBool,
     wrote: AtomicBool,
     function: AtomicBool,
     threshold_ms: AtomicU64,
+    /// The running script's name and the command that called it (FUNCTION STATS).
+    current: std::sync::Mutex<(String, Vec<Bytes>)>,
+    /// Library and function counts (FUNCTION STATS while a script is busy).
+    counts: AtomicU64,
 }
 
 /// Redis's `shared.slowevalerr`.
@@ -156,10 +230,8 @@ pub(crate) const BUSY_EVAL: &str =
 /// Redis's `shared.slowscripterr`.
 pub(crate) const BUSY_FUNCTION: &str =
     "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
-/// The error a killed script ends with.
+/// The error a killed script or function ends with.
 pub(crate) const KILLED: &str = "ERR Script killed by user with SCRIPT KILL...";
-/// The error a killed function ends with.
-pub(crate) const KILLED_FUNCTION: &str = "ERR Script killed by user with FUNCTION KILL...";
 
 impl RunState {
     /// A script starts.
@@ -169,9 +241,43 @@ impl RunState {
         self.threshold_ms.store(threshold_ms, Ordering::Relaxed);
         self.busy.store(false, Ordering::Relaxed);
         self.kill.store(false, Ordering::Relaxed);
+        self.shutdown.store(false, Ordering::Relaxed);
         self.wrote.store(false, Ordering::Relaxed);
         self.function.store(function, Ordering::Relaxed);
         self.running.store(true, Ordering::Release);
+    }
+
+    /// Names the script about to run and the command that called it, and records
+    /// the registry's counts, for FUNCTION STATS during a busy script.
+    pub(crate) fn set_current(&self, name: &str, argv: &[Bytes], counts: (usize, usize)) {
+        if let Ok(mut c) = self.current.lock() {
+            *c = (name.to_string(), argv.to_vec());
+        }
+        self.set_counts(counts);
+    }
+
+    /// Records the registry's library and function counts.
+    pub(crate) fn set_counts(&self, (libraries, functions): (usize, usize)) {
+        self.counts.store(
+            ((libraries as u64) << 32) | (functions as u64 & 0xFFFF_FFFF),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// What FUNCTION STATS says while a script is busy: the running function (name,
+    /// calling command, milliseconds) and the counts; during an EVAL script, Redis's
+    /// BUSY error for scripts (`functionStatsCommand`).
+    pub(crate) fn stats(&self) -> Result<(Option<Running>, (usize, usize)), &'static str> {
+        let c = self.counts.load(Ordering::Relaxed);
+        let counts = ((c >> 32) as usize, (c & 0xFFFF_FFFF) as usize);
+        if !self.running() {
+            return Ok((None, counts));
+        }
+        if !self.function.load(Ordering::Relaxed) {
+            return Err(BUSY_EVAL);
+        }
+        let (name, argv) = self.current.lock().map(|c| c.clone()).unwrap_or_default();
+        Ok((Some((name, argv, self.elapsed_us() / 1000)), counts))
     }
 
     /// The script ended.
@@ -215,6 +321,7 @@ impl RunState {
                     "Slow script detected: still in execution after {limit} milliseconds"
                 );
                 self.busy.store(true, Ordering::Release);
+                release_worker();
             }
         }
     }
@@ -249,13 +356,38 @@ impl RunState {
 
     /// SHUTDOWN NOSAVE during a script: stops it whatever it wrote.
     pub(crate) fn force_kill(&self) {
+        self.shutdown.store(true, Ordering::Release);
         self.kill.store(true, Ordering::Release);
+    }
+
+    /// Whether SHUTDOWN NOSAVE stopped the script that just ran.
+    pub(crate) fn shut_down(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every command row Redis also has carries Redis 7.0's `noscript` flag (the
+    /// containers go by their subcommands' flags instead).
+    #[test]
+    fn noscript_rows_match_redis() {
+        use crate::command::{LABEL_SUB, NOSCRIPT};
+        let mut wrong = Vec::new();
+        for spec in crate::command::table().values() {
+            if spec.flags & LABEL_SUB != 0 || crate::cmd::command_meta::info(spec.name).is_none() {
+                continue;
+            }
+            let redis = crate::cmd::command_meta::flags(spec.name).noscript;
+            if redis != (spec.flags & NOSCRIPT != 0) {
+                wrong.push((spec.name, redis));
+            }
+        }
+        wrong.sort();
+        assert!(wrong.is_empty(), "(command, redis's noscript): {wrong:?}");
+    }
 
     #[test]
     fn shebangs() {

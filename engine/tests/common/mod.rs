@@ -59,6 +59,16 @@ impl RedisServer {
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
+
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the server's process.
+    #[allow(dead_code)] // not every test binary freezes a server
+    pub fn signal(&self, signal: &str) {
+        let st = std::process::Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(st.success(), "kill -{signal} failed");
+    }
 }
 
 impl Drop for RedisServer {

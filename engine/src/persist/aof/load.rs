@@ -97,6 +97,8 @@ fn load_options(cfg: &EngineConfig) -> LoadOptions {
             set_max_intset_entries: cfg.set_max_intset_entries,
         },
         databases: cfg.databases,
+        // As Redis's RDBFLAGS_AOF_PREAMBLE: the tail replays against the base as it was.
+        keep_expired: true,
     }
 }
 

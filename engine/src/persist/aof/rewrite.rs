@@ -56,6 +56,10 @@ pub(super) fn serialize(store: &Store) -> Result<Vec<u8>, AofError> {
         out.extend_from_slice(m);
         out.extend_from_slice(b"\r\n");
     }
+    // The libraries first, as Redis's `rewriteFunctions`.
+    for code in store.scripting.functions.codes() {
+        encode_command(&mut out, &[b"FUNCTION".as_slice(), b"LOAD", &code]);
+    }
     for (i, db) in store.dbs.iter().enumerate() {
         let mut selected = false;
         for (key, entry) in db.iter_live(now) {
@@ -94,6 +98,7 @@ fn base_options(store: &Store) -> WriteOptions {
                 )
             })
             .collect(),
+        functions: store.scripting.functions.codes(),
         ..Default::default()
     }
 }

@@ -52,6 +52,9 @@ pub struct WriteOptions {
     pub aof_base: bool,
     /// More aux fields, written after Redis's own.
     pub aux: Vec<(Bytes, Bytes)>,
+    /// The code of each FUNCTION library, saved after the aux fields
+    /// (`rdbSaveFunctions`).
+    pub functions: Vec<Bytes>,
 }
 
 impl Default for WriteOptions {
@@ -65,6 +68,7 @@ impl Default for WriteOptions {
             used_mem: 0,
             aof_base: false,
             aux: Vec::new(),
+            functions: Vec::new(),
         }
     }
 }
@@ -120,8 +124,8 @@ impl<W: Write> Write for Out<W> {
     }
 }
 
-/// The `REDIS0010` magic and the aux fields (Redis's own, then `opts.aux`), as of
-/// `now` (Unix ms).
+/// The `REDIS0010` magic, the aux fields (Redis's own, then `opts.aux`), as of
+/// `now` (Unix ms), and the function libraries.
 pub(crate) fn write_header<W: Write>(
     w: &mut W,
     enc: &mut Encoder,
@@ -149,7 +153,7 @@ pub(crate) fn write_header<W: Write>(
         enc.string(w, k)?;
         enc.string(w, v)?;
     }
-    Ok(())
+    super::write_functions(w, &opts.functions, opts.compression)
 }
 
 /// `SELECTDB index` and the `RESIZEDB` hint that open a database's keys.
@@ -242,6 +246,11 @@ pub struct LoadOptions {
     pub limits: Limits,
     /// `databases`: a key in a database past this is an error, as in Redis.
     pub databases: usize,
+    /// Keep keys whose TTL has passed: a replica loading its primary's snapshot (the
+    /// primary's DELs remove them) and an AOF's RDB base (the tail may still refer to
+    /// them), as Redis's `iAmMaster()` / `RDBFLAGS_AOF_PREAMBLE` rule. Otherwise they
+    /// are dropped, having expired while the file sat on disk.
+    pub keep_expired: bool,
 }
 
 impl Default for LoadOptions {
@@ -249,6 +258,7 @@ impl Default for LoadOptions {
         LoadOptions {
             limits: Limits::default(),
             databases: 16,
+            keep_expired: false,
         }
     }
 }
@@ -260,8 +270,6 @@ pub struct Skipped {
     pub expired: u64,
     /// Empty collections (Redis skips them too).
     pub empty: u64,
-    /// Function libraries (FUNCTION2): the engine has no functions.
-    pub functions: u64,
     /// Module aux data: the engine has no modules.
     pub module_aux: u64,
 }
@@ -275,6 +283,8 @@ pub struct Loaded {
     pub aux: Vec<(Bytes, Bytes)>,
     /// The file's RDB version.
     pub version: u32,
+    /// The code of each FUNCTION library, in file order.
+    pub functions: Vec<Bytes>,
     /// What was left out, and why.
     pub skipped: Skipped,
 }
@@ -375,9 +385,8 @@ pub fn read_rdb<R: Read>(input: R, now: u64, opts: &LoadOptions) -> Result<Loade
                 tracing::warn!(offset = at, "RDB: module aux data skipped (no modules)");
             }
             opcode::FUNCTION2 => {
-                r.string("a function library")?;
-                loaded.skipped.functions += 1;
-                tracing::warn!(offset = at, "RDB: function library skipped (no functions)");
+                let code = r.string("a function library")?;
+                loaded.functions.push(Bytes::from(code));
             }
             opcode::FUNCTION_PRE_GA => {
                 return Err(RdbError::corrupt(
@@ -390,8 +399,7 @@ pub fn read_rdb<R: Read>(input: R, now: u64, opts: &LoadOptions) -> Result<Loade
                 let obj = r.object(t, &key)?;
                 let expire = expire_at.take();
                 let idle = idle.take();
-                // A master drops keys that expired while the file sat on disk.
-                if expire.is_some_and(|e| e < now) {
+                if !opts.keep_expired && expire.is_some_and(|e| e < now) {
                     loaded.skipped.expired += 1;
                     continue;
                 }
@@ -773,12 +781,12 @@ mod tests {
         assert_eq!(
             loaded.skipped,
             Skipped {
-                functions: 1,
                 module_aux: 1,
                 empty: 1,
                 expired: 0
             }
         );
+        assert_eq!(loaded.functions.len(), 1);
         let db = &mut loaded.dbs[2];
         assert_eq!(db.expire_of(b"old", NOW), Some((NOW / 1000 + 100) * 1000));
         assert_eq!(

@@ -32,7 +32,9 @@ pub mod zipmap;
 
 pub use file::{read_rdb, write_rdb, Eviction, LoadOptions, Loaded, Skipped, WriteOptions};
 pub use object::{set_idle, Limits};
-pub use payload::{dump_payload, restore_payload, PayloadError};
+pub use payload::{
+    dump_payload, read_function_payload, restore_payload, write_functions, PayloadError,
+};
 
 /// The RDB version this codec writes, and the newest it reads.
 pub const RDB_VERSION: u16 = 10;
@@ -116,6 +118,10 @@ pub enum RdbError {
     },
     #[error("checksum mismatch: the file says {stored:016x}, its data gives {computed:016x}")]
     Checksum { stored: u64, computed: u64 },
+    /// A FUNCTION library of the file could not be created (Redis refuses the file
+    /// too: `Failed loading library`).
+    #[error("failed loading library: {0}")]
+    Library(String),
 }
 
 impl RdbError {

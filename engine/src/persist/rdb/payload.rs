@@ -65,6 +65,55 @@ pub fn restore_payload(payload: &[u8], limits: &Limits) -> Result<Value, Payload
     })
 }
 
+/// Writes each library's code as `RDB_OPCODE_FUNCTION2` and a string
+/// (`rdbSaveFunctions`), for RDB files and FUNCTION DUMP alike.
+pub fn write_functions<W: std::io::Write>(
+    w: &mut W,
+    codes: &[bytes::Bytes],
+    compression: bool,
+) -> std::io::Result<()> {
+    let mut enc = Encoder::new(compression);
+    for code in codes {
+        w.write_all(&[super::opcode::FUNCTION2])?;
+        enc.string(w, code)?;
+    }
+    Ok(())
+}
+
+/// The libraries' code in a FUNCTION DUMP payload (`functionRestoreCommand`), or
+/// Redis's error text (without `ERR `).
+pub fn read_function_payload(payload: &[u8]) -> Result<Vec<bytes::Bytes>, String> {
+    let bad = || "DUMP payload version or checksum are wrong".to_string();
+    if payload.len() < 10 {
+        return Err(bad());
+    }
+    let footer = &payload[payload.len() - 10..];
+    let version = u16::from_le_bytes([footer[0], footer[1]]);
+    let stored = u64::from_le_bytes(footer[2..10].try_into().map_err(|_| bad())?);
+    if version > RDB_VERSION || crc64::checksum(&payload[..payload.len() - 8]) != stored {
+        return Err(bad());
+    }
+    let mut r = Reader::with_capacity(payload, payload.len());
+    let mut codes = Vec::new();
+    while payload.len() as u64 - r.offset() > 10 {
+        let t = r
+            .u8("the type")
+            .map_err(|_| "can not read data type".to_string())?;
+        match t {
+            super::opcode::FUNCTION2 => {}
+            super::opcode::FUNCTION_PRE_GA => {
+                return Err("Pre-GA function format not supported".into())
+            }
+            _ => return Err("given type is not a function".into()),
+        }
+        let code = r
+            .string("a function library")
+            .map_err(|_| "Failed loading library payload".to_string())?;
+        codes.push(bytes::Bytes::from(code));
+    }
+    Ok(codes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

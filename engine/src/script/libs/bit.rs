@@ -1,16 +1,16 @@
 //! LuaBitOp's `bit` library: 32-bit operations on Lua numbers.
 
-use super::{bad_arg, fail, num_arg, ret, LibResult};
+use super::{lib_fn, num_arg, ret, type_error, LibError, LibResult};
 use mlua::{Lua, MultiValue, Table};
 
 /// LuaBitOp's argument conversion: the number rounded to an integer, its low 32 bits.
-fn barg(args: &MultiValue, i: usize, f: &str) -> Result<u32, String> {
+fn barg(args: &MultiValue, i: usize, _f: &str) -> Result<u32, LibError> {
     match num_arg(args, i) {
         Some(n) => {
             let b = n + 6_755_399_441_055_744.0; // 2^52 + 2^51: rounds to nearest
             Ok(b.to_bits() as u32)
         }
-        None => Err(bad_arg(i + 1, f, "number", args.get(i))),
+        None => Err(LibError::arg(i + 1, type_error("number", args.get(i)))),
     }
 }
 
@@ -26,7 +26,7 @@ macro_rules! unary {
                     let f: fn(u32) -> u32 = $body;
                     out(lua, f(x))
                 }
-                Err(e) => fail(lua, e),
+                Err(e) => e.raise(lua),
             }
         }
     };
@@ -38,12 +38,13 @@ macro_rules! fold {
             let op: fn(u32, u32) -> u32 = $op;
             let mut acc = match barg(&args, 0, $name) {
                 Ok(x) => x,
-                Err(e) => return fail(lua, e),
+                Err(e) => return e.raise(lua),
             };
-            for i in 1..args.len() {
+            // LuaBitOp reads the others from the last one down.
+            for i in (1..args.len()).rev() {
                 match barg(&args, i, $name) {
                     Ok(x) => acc = op(acc, x),
-                    Err(e) => return fail(lua, e),
+                    Err(e) => return e.raise(lua),
                 }
             }
             out(lua, acc)
@@ -57,7 +58,7 @@ macro_rules! shift {
             let op: fn(u32, u32) -> u32 = $op;
             match (barg(&args, 0, $name), barg(&args, 1, $name)) {
                 (Ok(x), Ok(n)) => out(lua, op(x, n & 31)),
-                (Err(e), _) | (_, Err(e)) => fail(lua, e),
+                (Err(e), _) | (_, Err(e)) => e.raise(lua),
             }
         }
     };
@@ -66,46 +67,31 @@ macro_rules! shift {
 /// The `bit` table.
 pub(crate) fn table(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
-    t.raw_set("tobit", lua.create_function(unary!("tobit", |x| x))?)?;
-    t.raw_set("bnot", lua.create_function(unary!("bnot", |x| !x))?)?;
-    t.raw_set(
-        "bswap",
-        lua.create_function(unary!("bswap", |x| x.swap_bytes()))?,
-    )?;
-    t.raw_set("band", lua.create_function(fold!("band", |a, b| a & b))?)?;
-    t.raw_set("bor", lua.create_function(fold!("bor", |a, b| a | b))?)?;
-    t.raw_set("bxor", lua.create_function(fold!("bxor", |a, b| a ^ b))?)?;
-    t.raw_set(
-        "lshift",
-        lua.create_function(shift!("lshift", |x, n| x << n))?,
-    )?;
-    t.raw_set(
-        "rshift",
-        lua.create_function(shift!("rshift", |x, n| x >> n))?,
-    )?;
+    t.raw_set("tobit", lib_fn(lua, unary!("tobit", |x| x))?)?;
+    t.raw_set("bnot", lib_fn(lua, unary!("bnot", |x| !x))?)?;
+    t.raw_set("bswap", lib_fn(lua, unary!("bswap", |x| x.swap_bytes()))?)?;
+    t.raw_set("band", lib_fn(lua, fold!("band", |a, b| a & b))?)?;
+    t.raw_set("bor", lib_fn(lua, fold!("bor", |a, b| a | b))?)?;
+    t.raw_set("bxor", lib_fn(lua, fold!("bxor", |a, b| a ^ b))?)?;
+    t.raw_set("lshift", lib_fn(lua, shift!("lshift", |x, n| x << n))?)?;
+    t.raw_set("rshift", lib_fn(lua, shift!("rshift", |x, n| x >> n))?)?;
     t.raw_set(
         "arshift",
-        lua.create_function(shift!("arshift", |x, n| ((x as i32) >> n) as u32))?,
+        lib_fn(lua, shift!("arshift", |x, n| ((x as i32) >> n) as u32))?,
     )?;
-    t.raw_set(
-        "rol",
-        lua.create_function(shift!("rol", |x, n| x.rotate_left(n)))?,
-    )?;
-    t.raw_set(
-        "ror",
-        lua.create_function(shift!("ror", |x, n| x.rotate_right(n)))?,
-    )?;
+    t.raw_set("rol", lib_fn(lua, shift!("rol", |x, n| x.rotate_left(n)))?)?;
+    t.raw_set("ror", lib_fn(lua, shift!("ror", |x, n| x.rotate_right(n)))?)?;
     t.raw_set(
         "tohex",
-        lua.create_function(|lua, args: MultiValue| {
+        lib_fn(lua, |lua, args: MultiValue| {
             let x = match barg(&args, 0, "tohex") {
                 Ok(x) => x,
-                Err(e) => return fail(lua, e),
+                Err(e) => return e.raise(lua),
             };
             let n = if args.len() > 1 {
                 match barg(&args, 1, "tohex") {
                     Ok(n) => n as i32,
-                    Err(e) => return fail(lua, e),
+                    Err(e) => return e.raise(lua),
                 }
             } else {
                 8

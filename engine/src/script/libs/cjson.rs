@@ -1,64 +1,282 @@
-//! `cjson` as Redis bundles it (lua-cjson 2.1.0 with its default settings): numbers
+//! `cjson` as Redis bundles it (lua-cjson 2.1.0, `deps/lua/src/lua_cjson.c`): numbers
 //! encoded with `%.14g`, `/` escaped, empty tables as `{}`, excessively sparse arrays
-//! refused, `cjson.null` a light userdata NULL, and the decoder's error texts.
+//! refused, `cjson.null` a light userdata NULL, the decoder's error texts and its
+//! C-string reading (a NUL ends the text), and the settings functions
+//! (`encode_sparse_array`, `encode_max_depth`, `decode_max_depth`,
+//! `encode_number_precision`, `encode_keep_buffer`, `encode_invalid_numbers`,
+//! `decode_invalid_numbers`), which change the behaviour of that `cjson` table for
+//! the life of the VM (`cjson.new()` makes a table with settings of its own).
+//!
+//! Encoder and decoder walk nested values with explicit stacks, so deep nesting
+//! does not recurse on the Rust stack; they count the Lua stack slots the C code
+//! would use, to fail where it fails.
 
-use super::{fail, ret, LibResult};
+use super::{
+    arg_error, check_bytes, check_integer, lib_fn, num, ret, type_name, LibError, LibResult,
+    MAX_CSTACK,
+};
 use mlua::{LightUserData, Lua, MultiValue, Table, Value};
+use std::sync::{Arc, Mutex};
 
-const MAX_DEPTH: usize = 1000;
+/// lua-cjson's settings (`json_config_t`), with its defaults.
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    sparse_convert: i32,
+    sparse_ratio: i32,
+    sparse_safe: i32,
+    encode_max_depth: i32,
+    decode_max_depth: i32,
+    encode_invalid_numbers: i32,
+    decode_invalid_numbers: i32,
+    keep_buffer: i32,
+    precision: i32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            sparse_convert: 0,
+            sparse_ratio: 2,
+            sparse_safe: 10,
+            encode_max_depth: 1000,
+            decode_max_depth: 1000,
+            encode_invalid_numbers: 0,
+            decode_invalid_numbers: 1,
+            keep_buffer: 1,
+            precision: 14,
+        }
+    }
+}
+
+type Shared = Arc<Mutex<Config>>;
+
+fn get(cfg: &Shared) -> Config {
+    *cfg.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn null() -> Value {
+    Value::LightUserData(LightUserData(std::ptr::null_mut()))
+}
 
 /// The `cjson` table.
 pub(crate) fn table(lua: &Lua) -> mlua::Result<Table> {
+    let cfg: Shared = Arc::new(Mutex::new(Config::default()));
     let t = lua.create_table()?;
-    t.raw_set("encode", lua.create_function(encode)?)?;
-    t.raw_set("decode", lua.create_function(decode)?)?;
-    // Settings: Redis scripts read them; they report lua-cjson's defaults.
-    for (name, vals) in [
-        ("encode_keep_buffer", vec![Value::Boolean(true)]),
-        ("encode_max_depth", vec![Value::Integer(1000)]),
-        ("decode_max_depth", vec![Value::Integer(1000)]),
-        ("encode_number_precision", vec![Value::Integer(14)]),
-        (
-            "encode_sparse_array",
-            vec![Value::Boolean(false), Value::Integer(2), Value::Integer(10)],
-        ),
-        ("encode_invalid_numbers", vec![Value::Boolean(false)]),
-        ("decode_invalid_numbers", vec![Value::Boolean(true)]),
-    ] {
-        t.raw_set(
-            name,
-            lua.create_function(move |_, _: MultiValue| {
-                let mut out = vec![Value::Boolean(true)];
-                out.extend(vals.iter().cloned());
-                Ok(MultiValue::from_iter(out))
-            })?,
-        )?;
-    }
+    let c = cfg.clone();
     t.raw_set(
-        "null",
-        Value::LightUserData(LightUserData(std::ptr::null_mut())),
+        "encode",
+        lib_fn(lua, move |lua, a| encode(lua, &get(&c), a))?,
     )?;
+    let c = cfg.clone();
+    t.raw_set(
+        "decode",
+        lib_fn(lua, move |lua, a| decode(lua, &get(&c), a))?,
+    )?;
+    setting(lua, &t, &cfg, ("encode_sparse_array", 3), |c, a| {
+        Ok(vec![
+            enum_option(a, 0, &mut c.sparse_convert, BOOL)?,
+            int_option(a, 1, &mut c.sparse_ratio, 0, i32::MAX)?,
+            int_option(a, 2, &mut c.sparse_safe, 0, i32::MAX)?,
+        ])
+    })?;
+    setting(lua, &t, &cfg, ("encode_max_depth", 1), |c, a| {
+        Ok(vec![int_option(
+            a,
+            0,
+            &mut c.encode_max_depth,
+            1,
+            i32::MAX,
+        )?])
+    })?;
+    setting(lua, &t, &cfg, ("decode_max_depth", 1), |c, a| {
+        Ok(vec![int_option(
+            a,
+            0,
+            &mut c.decode_max_depth,
+            1,
+            i32::MAX,
+        )?])
+    })?;
+    setting(lua, &t, &cfg, ("encode_number_precision", 1), |c, a| {
+        Ok(vec![int_option(a, 0, &mut c.precision, 1, 14)?])
+    })?;
+    setting(lua, &t, &cfg, ("encode_keep_buffer", 1), |c, a| {
+        Ok(vec![enum_option(a, 0, &mut c.keep_buffer, BOOL)?])
+    })?;
+    setting(lua, &t, &cfg, ("encode_invalid_numbers", 1), |c, a| {
+        Ok(vec![enum_option(
+            a,
+            0,
+            &mut c.encode_invalid_numbers,
+            &["off", "on", "null"],
+        )?])
+    })?;
+    setting(lua, &t, &cfg, ("decode_invalid_numbers", 1), |c, a| {
+        Ok(vec![enum_option(
+            a,
+            0,
+            &mut c.decode_invalid_numbers,
+            BOOL,
+        )?])
+    })?;
+    t.raw_set(
+        "new",
+        lib_fn(lua, |lua, _: MultiValue| ret(lua, table(lua)?))?,
+    )?;
+    t.raw_set("null", null())?;
     t.raw_set("_NAME", "cjson")?;
     t.raw_set("_VERSION", "2.1.0")?;
     Ok(t)
 }
 
-fn encode(lua: &Lua, args: MultiValue) -> LibResult {
+const BOOL: &[&str] = &["off", "on"];
+
+/// A settings function `name` of `nargs` options: `json_arg_init` (at most `nargs`
+/// arguments), then `f` on the settings, which returns the values to answer.
+fn setting<F>(
+    lua: &Lua,
+    t: &Table,
+    cfg: &Shared,
+    (name, nargs): (&str, usize),
+    f: F,
+) -> mlua::Result<()>
+where
+    F: Fn(&mut Config, &MultiValue) -> Result<Vec<SettingValue>, LibError>
+        + mlua::MaybeSend
+        + 'static,
+{
+    let cfg = cfg.clone();
+    t.raw_set(
+        name,
+        lib_fn(lua, move |lua, a: MultiValue| {
+            if a.len() > nargs {
+                return arg_error(lua, nargs + 1, "found too many arguments");
+            }
+            let mut c = cfg.lock().unwrap_or_else(|e| e.into_inner());
+            // Options set before a failing one stay set, as in C.
+            let out = f(&mut c, &a);
+            drop(c);
+            match out {
+                Ok(vals) => {
+                    let mut r = vec![Value::Boolean(true)];
+                    for v in vals {
+                        r.push(match v {
+                            SettingValue::Bool(b) => Value::Boolean(b),
+                            SettingValue::Int(i) => Value::Integer(i as i64),
+                            SettingValue::Str(s) => Value::String(lua.create_string(s)?),
+                        });
+                    }
+                    Ok(MultiValue::from_iter(r))
+                }
+                Err(e) => e.raise(lua),
+            }
+        })?,
+    )
+}
+
+/// What a settings function answers for one option.
+enum SettingValue {
+    Bool(bool),
+    Int(i32),
+    Str(&'static str),
+}
+
+/// `json_enum_option` (with `bool_true` 1, as every caller has it).
+fn enum_option(
+    a: &MultiValue,
+    i: usize,
+    setting: &mut i32,
+    options: &'static [&'static str],
+) -> Result<SettingValue, LibError> {
+    match a.get(i) {
+        None | Some(Value::Nil) => {}
+        Some(Value::Boolean(b)) => *setting = *b as i32,
+        Some(_) => {
+            // luaL_checkoption
+            let name = check_bytes(a, i)?;
+            let name = match name.iter().position(|&b| b == 0) {
+                Some(n) => name[..n].to_vec(),
+                None => name,
+            };
+            match options.iter().position(|o| o.as_bytes() == name) {
+                Some(k) => *setting = k as i32,
+                None => {
+                    let mut m = b"invalid option '".to_vec();
+                    m.extend_from_slice(&name);
+                    m.push(b'\'');
+                    return Err(LibError::Arg(i + 1, m));
+                }
+            }
+        }
+    }
+    Ok(if *setting == 0 || *setting == 1 {
+        SettingValue::Bool(*setting == 1)
+    } else {
+        SettingValue::Str(options[*setting as usize])
+    })
+}
+
+/// `json_integer_option` (its range error names argument 1 whatever the option).
+fn int_option(
+    a: &MultiValue,
+    i: usize,
+    setting: &mut i32,
+    min: i32,
+    max: i32,
+) -> Result<SettingValue, LibError> {
+    if !matches!(a.get(i), None | Some(Value::Nil)) {
+        let value = check_integer(a, i)? as i32;
+        if !(min <= value && value <= max) {
+            return Err(LibError::arg(
+                1,
+                format!("expected integer between {min} and {max}"),
+            ));
+        }
+        *setting = value;
+    }
+    Ok(SettingValue::Int(*setting))
+}
+
+// ===== Encoding =====
+
+fn encode(lua: &Lua, cfg: &Config, args: MultiValue) -> LibResult {
     if args.len() != 1 {
-        return fail(lua, "bad argument #1 to 'encode' (expected 1 argument)");
+        return arg_error(lua, 1, "expected 1 argument");
     }
     let mut out = Vec::new();
-    match encode_value(&args[0], 0, &mut out) {
+    match encode_value(lua, &args[0], cfg, &mut out) {
         Ok(()) => ret(lua, lua.create_string(&out)?),
-        Err(e) => fail(lua, e),
+        Err(e) => e.raise(lua),
     }
 }
 
-fn number(n: f64, out: &mut Vec<u8>) -> Result<(), String> {
+/// `json_encode_exception`.
+fn exception(v: Option<&Value>, reason: &str) -> LibError {
+    LibError::msg(format!("Cannot serialise {}: {reason}", type_name(v)))
+}
+
+/// `%.<precision>g` as glibc prints it.
+fn fmt_number(n: f64, precision: i32) -> String {
     if !n.is_finite() {
-        return Err("Cannot serialise number: must not be NaN or Inf".into());
+        return num::to_string(n);
     }
-    out.extend_from_slice(crate::util::fmt_g(n, 14).as_bytes());
+    crate::util::fmt_g(n, precision.clamp(1, 14) as usize)
+}
+
+fn number(v: &Value, n: f64, cfg: &Config, out: &mut Vec<u8>) -> Result<(), LibError> {
+    match cfg.encode_invalid_numbers {
+        0 if !n.is_finite() => return Err(exception(Some(v), "must not be NaN or Inf")),
+        1 if n.is_nan() => {
+            out.extend_from_slice(b"nan");
+            return Ok(());
+        }
+        2 if !n.is_finite() => {
+            out.extend_from_slice(b"null");
+            return Ok(());
+        }
+        _ => {}
+    }
+    out.extend_from_slice(fmt_number(n, cfg.precision).as_bytes());
     Ok(())
 }
 
@@ -81,98 +299,203 @@ fn string(s: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-fn encode_value(v: &Value, depth: usize, out: &mut Vec<u8>) -> Result<(), String> {
-    match v {
-        Value::Nil => out.extend_from_slice(b"null"),
-        Value::LightUserData(p) if p.0.is_null() => out.extend_from_slice(b"null"),
-        Value::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::Integer(i) => number(*i as f64, out)?,
-        Value::Number(n) => number(*n, out)?,
-        Value::String(s) => string(&s.as_bytes(), out),
-        Value::Table(t) => {
-            let depth = depth + 1;
-            if depth > MAX_DEPTH {
-                return Err(format!("Cannot serialise, excessive nesting ({depth})"));
-            }
-            encode_table(t, depth, out)?;
-        }
-        other => {
-            return Err(format!(
-                "Cannot serialise {}: type not supported",
-                other.type_name()
-            ))
-        }
-    }
-    Ok(())
+/// A table being written: an array (its length and next index) or an object (its
+/// pairs read ahead when they fit [`PAIRS_BUDGET`], else walked with `next` as the
+/// C code does); its table and last key are in the walk's stash.
+enum EFrame {
+    Array {
+        len: i64,
+        i: i64,
+    },
+    Object {
+        first: bool,
+        ahead: Option<(std::vec::IntoIter<(Value, Value)>, usize)>,
+    },
 }
 
-/// lua-cjson's `lua_array_length`: the table's length if every key is a positive
-/// integer (0 for an object), -1 when a key is not.
-fn array_length(t: &Table) -> Result<i64, String> {
-    let mut max = 0i64;
-    let mut items = 0i64;
+/// Keys and values an encoding may hold in Rust at once (see `super::Results`):
+/// reading an object's pairs ahead is quicker than a `next` call per pair.
+const PAIRS_BUDGET: usize = 3000;
+
+impl EFrame {
+    /// Lua stack slots the C encoder holds for it: the value, or the key and value.
+    fn slots(&self) -> usize {
+        match self {
+            EFrame::Array { .. } => 1,
+            EFrame::Object { .. } => 2,
+        }
+    }
+}
+
+/// `lua_array_length`: the array's length (the largest key), 0 for an empty table,
+/// -1 for an object (or a sparse array converted to one).
+fn array_length(t: &Table, cfg: &Config) -> Result<i64, LibError> {
+    let mut max: i32 = 0;
+    let mut items: i32 = 0;
     for pair in t.pairs::<Value, Value>() {
-        let (k, _) = pair.map_err(|e| e.to_string())?;
-        let n = match k {
-            Value::Integer(i) => i as f64,
-            Value::Number(n) => n,
+        let (k, _) = pair?;
+        let n = match &k {
+            Value::Integer(i) => *i as f64,
+            Value::Number(n) => *n,
             _ => return Ok(-1),
         };
-        if n.floor() != n || n < 1.0 {
+        if n == 0.0 || n.floor() != n || n < 1.0 {
             return Ok(-1);
         }
-        max = max.max(n as i64);
-        items += 1;
+        if n > max as f64 {
+            max = num::to_int(n);
+        }
+        items = items.wrapping_add(1);
     }
-    // encode_sparse_array defaults: convert off, ratio 2, safe 10.
-    if max > 10 && max > items * 2 {
-        return Err("Cannot serialise table: excessively sparse array".into());
+    if cfg.sparse_ratio > 0 && max > items.wrapping_mul(cfg.sparse_ratio) && max > cfg.sparse_safe {
+        if cfg.sparse_convert == 0 {
+            return Err(LibError::msg(
+                "Cannot serialise table: excessively sparse array",
+            ));
+        }
+        return Ok(-1);
     }
-    Ok(max)
+    Ok(max as i64)
 }
 
-fn encode_table(t: &Table, depth: usize, out: &mut Vec<u8>) -> Result<(), String> {
-    let len = array_length(t)?;
-    if len > 0 {
-        out.push(b'[');
-        for i in 1..=len {
-            if i > 1 {
-                out.push(b',');
+fn encode_value(lua: &Lua, v: &Value, cfg: &Config, out: &mut Vec<u8>) -> Result<(), LibError> {
+    let mut stack: Vec<EFrame> = Vec::new();
+    // Frame k's table at 2k, its last key at 2k+1.
+    let mut held = super::Stash::new();
+    // Lua stack slots in use: the argument, then per open table its value or pair.
+    let mut height = 1;
+    // Keys and values read ahead by the open objects.
+    let mut ahead_held = 0;
+    let mut next: Option<Value> = Some(v.clone());
+    loop {
+        if let Some(v) = next.take() {
+            match &v {
+                Value::Nil => out.extend_from_slice(b"null"),
+                Value::LightUserData(p) if p.0.is_null() => out.extend_from_slice(b"null"),
+                Value::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+                Value::Integer(i) => number(&v, *i as f64, cfg, out)?,
+                Value::Number(n) => number(&v, *n, cfg, out)?,
+                Value::String(s) => string(&s.as_bytes(), out),
+                Value::Table(t) => {
+                    let depth = stack.len() + 1;
+                    if depth as i64 > cfg.encode_max_depth as i64 || height + 3 > MAX_CSTACK {
+                        return Err(LibError::msg(format!(
+                            "Cannot serialise, excessive nesting ({depth})"
+                        )));
+                    }
+                    let len = array_length(t, cfg)?;
+                    let frame = if len > 0 {
+                        out.push(b'[');
+                        EFrame::Array { len, i: 0 }
+                    } else {
+                        out.push(b'{');
+                        let mut pairs = Vec::new();
+                        for pair in t.pairs::<Value, Value>() {
+                            if ahead_held + 2 * (pairs.len() + 1) > PAIRS_BUDGET {
+                                pairs.clear();
+                                break;
+                            }
+                            pairs.push(pair?);
+                        }
+                        let ahead = if pairs.is_empty() {
+                            None
+                        } else {
+                            let n = 2 * pairs.len();
+                            ahead_held += n;
+                            Some((pairs.into_iter(), n))
+                        };
+                        EFrame::Object { first: true, ahead }
+                    };
+                    height += frame.slots();
+                    stack.push(frame);
+                    held.push(lua, v.clone())?;
+                    held.push(lua, Value::Nil)?;
+                }
+                other => return Err(exception(Some(other), "type not supported")),
             }
-            let v: Value = t.raw_get(i).map_err(|e| e.to_string())?;
-            encode_value(&v, depth, out)?;
         }
-        out.push(b']');
-        return Ok(());
+        let depth = stack.len();
+        let Some(top) = stack.last_mut() else {
+            return Ok(());
+        };
+        let Value::Table(t) = held.get(2 * depth - 2)? else {
+            return Ok(());
+        };
+        let closed = match top {
+            EFrame::Array { len, i } => {
+                if *i == *len {
+                    out.push(b']');
+                    true
+                } else {
+                    if *i > 0 {
+                        out.push(b',');
+                    }
+                    *i += 1;
+                    next = Some(t.raw_get(*i)?);
+                    false
+                }
+            }
+            EFrame::Object { first, ahead } => match match ahead.as_mut() {
+                Some((pairs, _)) => pairs.next(),
+                None => super::raw_next(lua, &t, held.get(2 * depth - 1)?)?,
+            } {
+                None => {
+                    out.push(b'}');
+                    true
+                }
+                Some((k, v)) => {
+                    if !*first {
+                        out.push(b',');
+                    }
+                    *first = false;
+                    match &k {
+                        Value::Integer(n) => {
+                            out.push(b'"');
+                            number(&k, *n as f64, cfg, out)?;
+                            out.extend_from_slice(b"\":");
+                        }
+                        Value::Number(n) => {
+                            out.push(b'"');
+                            number(&k, *n, cfg, out)?;
+                            out.extend_from_slice(b"\":");
+                        }
+                        Value::String(s) => {
+                            string(&s.as_bytes(), out);
+                            out.push(b':');
+                        }
+                        other => {
+                            return Err(exception(
+                                Some(other),
+                                "table key must be a number or string",
+                            ))
+                        }
+                    }
+                    if ahead.is_none() {
+                        held.set(2 * depth - 1, k)?;
+                    }
+                    next = Some(v);
+                    false
+                }
+            },
+        };
+        if closed {
+            if let Some(f) = stack.pop() {
+                height -= f.slots();
+                if let EFrame::Object {
+                    ahead: Some((_, n)),
+                    ..
+                } = f
+                {
+                    ahead_held -= n;
+                }
+            }
+            held.pop()?;
+            held.pop()?;
+        }
     }
-    out.push(b'{');
-    let mut first = true;
-    for pair in t.pairs::<Value, Value>() {
-        let (k, v) = pair.map_err(|e| e.to_string())?;
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        match &k {
-            Value::String(s) => string(&s.as_bytes(), out),
-            Value::Integer(i) => {
-                out.push(b'"');
-                number(*i as f64, out)?;
-                out.push(b'"');
-            }
-            Value::Number(n) => {
-                out.push(b'"');
-                number(*n, out)?;
-                out.push(b'"');
-            }
-            _ => return Err("Cannot serialise table: table key must be a number or string".into()),
-        }
-        out.push(b':');
-        encode_value(&v, depth, out)?;
-    }
-    out.push(b'}');
-    Ok(())
 }
+
+// ===== Decoding =====
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
@@ -210,261 +533,366 @@ impl Tok {
 }
 
 struct Decoder<'a> {
+    /// The text up to its first NUL (C reads it as a C string).
     s: &'a [u8],
     pos: usize,
-    depth: usize,
+    depth: i64,
+    invalid_numbers: bool,
+    max_depth: i64,
+}
+
+fn hex_digit(c: u8) -> Option<u32> {
+    (c as char).to_digit(16)
 }
 
 impl Decoder<'_> {
-    /// The next token and the index it starts at.
-    fn next(&mut self) -> (Tok, usize) {
-        while self.pos < self.s.len() && matches!(self.s[self.pos], b' ' | b'\t' | b'\n' | b'\r') {
-            self.pos += 1;
-        }
-        let at = self.pos;
-        let Some(&c) = self.s.get(self.pos) else {
-            return (Tok::End, at);
-        };
-        let single = |t| (t, at);
-        match c {
-            b'{' => {
-                self.pos += 1;
-                single(Tok::ObjBegin)
-            }
-            b'}' => {
-                self.pos += 1;
-                single(Tok::ObjEnd)
-            }
-            b'[' => {
-                self.pos += 1;
-                single(Tok::ArrBegin)
-            }
-            b']' => {
-                self.pos += 1;
-                single(Tok::ArrEnd)
-            }
-            b':' => {
-                self.pos += 1;
-                single(Tok::Colon)
-            }
-            b',' => {
-                self.pos += 1;
-                single(Tok::Comma)
-            }
-            b'"' => (self.string(), at),
-            b'-' | b'0'..=b'9' => (self.number(), at),
-            _ => {
-                for (word, tok) in [
-                    (&b"true"[..], Tok::Bool(true)),
-                    (b"false", Tok::Bool(false)),
-                    (b"null", Tok::Null),
-                ] {
-                    if self.s[self.pos..].starts_with(word) {
-                        self.pos += word.len();
-                        return (tok, at);
-                    }
-                }
-                (Tok::Error("invalid token"), at)
-            }
-        }
-    }
-
-    fn number(&mut self) -> Tok {
-        let start = self.pos;
-        let mut end = start;
-        while end < self.s.len()
-            && matches!(self.s[end], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
-        {
-            end += 1;
-        }
-        // strtod takes the longest valid prefix.
-        let text = &self.s[start..end];
-        for cut in (1..=text.len()).rev() {
-            if let Some(n) = std::str::from_utf8(&text[..cut])
-                .ok()
-                .and_then(|t| t.parse::<f64>().ok())
-            {
-                self.pos = start + cut;
-                return Tok::Num(n);
-            }
-        }
-        Tok::Error("invalid number")
+    fn at(&self, i: usize) -> u8 {
+        self.s.get(i).copied().unwrap_or(0)
     }
 
     fn hex4(&self, at: usize) -> Option<u32> {
-        let h = self.s.get(at..at + 4)?;
-        u32::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
+        (0..4).try_fold(0u32, |a, k| Some((a << 4) | hex_digit(self.at(at + k))?))
     }
 
-    fn string(&mut self) -> Tok {
+    /// `json_is_invalid_number` at the current position.
+    fn is_invalid_number(&self) -> bool {
+        let mut p = self.pos;
+        if self.at(p) == b'+' {
+            return true;
+        }
+        if self.at(p) == b'-' {
+            p += 1;
+        }
+        let c = self.at(p);
+        if c == b'0' {
+            let c2 = self.at(p + 1);
+            return c2 | 0x20 == b'x' || c2.is_ascii_digit();
+        }
+        // A signed char: bytes past 0x7f are "<= '9'" too.
+        if c <= b'9' || c >= 0x80 {
+            return false;
+        }
+        let rest = &self.s[p.min(self.s.len())..];
+        let starts = |w: &[u8]| rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(w);
+        starts(b"inf") || starts(b"nan")
+    }
+
+    /// The next token and the index it is reported at (errors: where they happened).
+    fn next(&mut self) -> (Tok, usize) {
+        while matches!(self.at(self.pos), b' ' | b'\t' | b'\n' | b'\r') {
+            self.pos += 1;
+        }
+        let at = self.pos;
+        let c = self.at(at);
+        let single = match c {
+            0 => return (Tok::End, at),
+            b'{' => Some(Tok::ObjBegin),
+            b'}' => Some(Tok::ObjEnd),
+            b'[' => Some(Tok::ArrBegin),
+            b']' => Some(Tok::ArrEnd),
+            b',' => Some(Tok::Comma),
+            b':' => Some(Tok::Colon),
+            _ => None,
+        };
+        if let Some(t) = single {
+            self.pos += 1;
+            return (t, at);
+        }
+        if c == b'"' {
+            return self.string();
+        }
+        if c == b'-' || c.is_ascii_digit() {
+            if !self.invalid_numbers && self.is_invalid_number() {
+                return (Tok::Error("invalid number"), at);
+            }
+            return self.number();
+        }
+        if !matches!(c, b'f' | b'i' | b'I' | b'n' | b'N' | b't' | b'+') {
+            return (Tok::Error("invalid token"), at);
+        }
+        let rest = &self.s[at..];
+        for (word, tok) in [
+            (&b"true"[..], Tok::Bool(true)),
+            (b"false", Tok::Bool(false)),
+            (b"null", Tok::Null),
+        ] {
+            if rest.starts_with(word) {
+                self.pos += word.len();
+                return (tok, at);
+            }
+        }
+        if self.invalid_numbers && self.is_invalid_number() {
+            return self.number();
+        }
+        (Tok::Error("invalid token"), at)
+    }
+
+    fn number(&mut self) -> (Tok, usize) {
+        let at = self.pos;
+        let (v, n) = num::strtod(&self.s[at..]);
+        if n == 0 {
+            return (Tok::Error("invalid number"), at);
+        }
+        self.pos += n;
+        (Tok::Num(v), at)
+    }
+
+    fn string(&mut self) -> (Tok, usize) {
+        let start = self.pos;
         self.pos += 1;
         let mut out = Vec::new();
         loop {
-            let Some(&c) = self.s.get(self.pos) else {
-                return Tok::Error("unexpected end of string");
-            };
-            self.pos += 1;
+            let c = self.at(self.pos);
             match c {
-                b'"' => return Tok::Str(out),
+                b'"' => break,
+                0 => return (Tok::Error("unexpected end of string"), self.pos),
                 b'\\' => {
-                    let Some(&e) = self.s.get(self.pos) else {
-                        return Tok::Error("unexpected end of string");
-                    };
-                    self.pos += 1;
-                    match e {
-                        b'"' | b'\\' | b'/' => out.push(e),
-                        b'b' => out.push(8),
-                        b'f' => out.push(12),
-                        b'n' => out.push(b'\n'),
-                        b'r' => out.push(b'\r'),
-                        b't' => out.push(b'\t'),
+                    let e = self.at(self.pos + 1);
+                    let ch = match e {
+                        b'"' | b'\\' | b'/' => e,
+                        b'b' => 8,
+                        b'f' => 12,
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
                         b'u' => {
-                            let Some(mut cp) = self.hex4(self.pos) else {
-                                return Tok::Error("invalid unicode escape code");
-                            };
-                            self.pos += 4;
-                            if (0xD800..0xDC00).contains(&cp) {
-                                let low = if self.s.get(self.pos..self.pos + 2) == Some(b"\\u") {
-                                    self.hex4(self.pos + 2)
-                                } else {
-                                    None
-                                };
-                                match low {
-                                    Some(lo) if (0xDC00..0xE000).contains(&lo) => {
-                                        self.pos += 6;
-                                        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                                    }
-                                    _ => return Tok::Error("invalid unicode escape code"),
+                            match self.unicode() {
+                                Some(len) => {
+                                    out.extend_from_slice(&len.0[..len.1]);
                                 }
-                            } else if (0xDC00..0xE000).contains(&cp) {
-                                return Tok::Error("invalid unicode escape code");
+                                None => {
+                                    return (Tok::Error("invalid unicode escape code"), self.pos)
+                                }
                             }
-                            let ch = char::from_u32(cp).unwrap_or('\u{fffd}');
-                            let mut buf = [0u8; 4];
-                            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                            continue;
                         }
-                        _ => return Tok::Error("invalid escape code"),
-                    }
+                        _ => return (Tok::Error("invalid escape code"), self.pos),
+                    };
+                    out.push(ch);
+                    self.pos += 2;
                 }
-                _ => out.push(c),
+                _ => {
+                    out.push(c);
+                    self.pos += 1;
+                }
             }
         }
+        self.pos += 1;
+        (Tok::Str(out), start)
     }
 
-    fn error(&self, expected: &str, tok: &Tok, at: usize) -> String {
-        format!(
+    /// `json_append_unicode_escape` at a `\u`: the UTF-8 bytes (advancing past the
+    /// escape), or None.
+    fn unicode(&mut self) -> Option<([u8; 4], usize)> {
+        let mut cp = self.hex4(self.pos + 2)?;
+        let mut len = 6;
+        if cp & 0xF800 == 0xD800 {
+            if cp & 0x400 != 0 {
+                return None;
+            }
+            if self.at(self.pos + 6) != b'\\' || self.at(self.pos + 7) != b'u' {
+                return None;
+            }
+            let low = self.hex4(self.pos + 8)?;
+            if low & 0xFC00 != 0xDC00 {
+                return None;
+            }
+            cp = (((cp & 0x3FF) << 10) | (low & 0x3FF)) + 0x10000;
+            len = 12;
+        }
+        let mut b = [0u8; 4];
+        let n = if cp <= 0x7F {
+            b[0] = cp as u8;
+            1
+        } else if cp <= 0x7FF {
+            b[0] = ((cp >> 6) | 0xC0) as u8;
+            b[1] = ((cp & 0x3F) | 0x80) as u8;
+            2
+        } else if cp <= 0xFFFF {
+            b[0] = ((cp >> 12) | 0xE0) as u8;
+            b[1] = (((cp >> 6) & 0x3F) | 0x80) as u8;
+            b[2] = ((cp & 0x3F) | 0x80) as u8;
+            3
+        } else {
+            b[0] = ((cp >> 18) | 0xF0) as u8;
+            b[1] = (((cp >> 12) & 0x3F) | 0x80) as u8;
+            b[2] = (((cp >> 6) & 0x3F) | 0x80) as u8;
+            b[3] = ((cp & 0x3F) | 0x80) as u8;
+            4
+        };
+        self.pos += len;
+        Some((b, n))
+    }
+
+    fn error(expected: &str, tok: &Tok, at: usize) -> LibError {
+        LibError::msg(format!(
             "Expected {expected} but found {} at character {}",
             tok.name(),
             at + 1
-        )
+        ))
     }
 
-    fn value(&mut self, lua: &Lua, tok: Tok, at: usize) -> Result<Value, String> {
-        let e = |x: mlua::Error| x.to_string();
-        Ok(match tok {
-            Tok::Str(s) => Value::String(lua.create_string(&s).map_err(e)?),
-            Tok::Num(n) => Value::Number(n),
-            Tok::Bool(b) => Value::Boolean(b),
-            Tok::Null => Value::LightUserData(LightUserData(std::ptr::null_mut())),
-            Tok::ObjBegin | Tok::ArrBegin => {
-                self.depth += 1;
-                if self.depth > MAX_DEPTH {
-                    return Err(format!(
-                        "Found too many nested data structures ({}) at character {}",
-                        self.depth,
-                        at + 1
-                    ));
-                }
-                let t = lua.create_table().map_err(e)?;
-                if tok == Tok::ObjBegin {
-                    self.object(lua, &t)?;
-                } else {
-                    self.array(lua, &t)?;
-                }
-                self.depth -= 1;
-                Value::Table(t)
-            }
-            other => return Err(self.error("value", &other, at)),
-        })
-    }
-
-    fn object(&mut self, lua: &Lua, t: &Table) -> Result<(), String> {
-        let (mut tok, mut at) = self.next();
-        if tok == Tok::ObjEnd {
+    /// `json_decode_descend`: one level deeper, within the depth limit and Lua's
+    /// stack (`height` slots in use, `slots` more needed).
+    fn descend(&mut self, height: usize, slots: usize) -> Result<(), LibError> {
+        self.depth += 1;
+        if self.depth <= self.max_depth && height + slots <= MAX_CSTACK {
             return Ok(());
         }
+        Err(LibError::msg(format!(
+            "Found too many nested data structures ({}) at character {}",
+            self.depth, self.pos
+        )))
+    }
+
+    /// One value starting with token `tok` (the whole text's, at the top).
+    fn value(&mut self, lua: &Lua, tok: (Tok, usize)) -> Result<Value, LibError> {
+        // An open object (its pending key) or array (its next index), with the Lua
+        // stack height once its table is pushed; the tables are in `held`.
+        enum DFrame {
+            Obj { key: Vec<u8>, top: usize },
+            Arr { i: i64, top: usize },
+        }
+        let mut stack: Vec<DFrame> = Vec::new();
+        let mut held = super::Stash::new();
+        let mut pending = tok;
+        let mut height = 1;
         loop {
-            let Tok::Str(key) = tok else {
-                return Err(self.error("object key string", &tok, at));
+            let (tok, at) = pending;
+            let mut v = match tok {
+                Tok::Str(s) => Value::String(lua.create_string(&s)?),
+                Tok::Num(n) => Value::Number(n),
+                Tok::Bool(b) => Value::Boolean(b),
+                Tok::Null => null(),
+                Tok::ObjBegin => {
+                    self.descend(height, 3)?;
+                    let t = lua.create_table()?;
+                    let (tok, at) = self.next();
+                    if tok == Tok::ObjEnd {
+                        self.depth -= 1;
+                        Value::Table(t)
+                    } else {
+                        let key = self.key(tok, at)?;
+                        stack.push(DFrame::Obj {
+                            key,
+                            top: height + 1,
+                        });
+                        held.push(lua, Value::Table(t))?;
+                        height += 2;
+                        pending = self.next();
+                        continue;
+                    }
+                }
+                Tok::ArrBegin => {
+                    self.descend(height, 2)?;
+                    let t = lua.create_table()?;
+                    let (tok, at) = self.next();
+                    if tok == Tok::ArrEnd {
+                        self.depth -= 1;
+                        Value::Table(t)
+                    } else {
+                        stack.push(DFrame::Arr {
+                            i: 1,
+                            top: height + 1,
+                        });
+                        held.push(lua, Value::Table(t))?;
+                        height += 1;
+                        pending = (tok, at);
+                        continue;
+                    }
+                }
+                other => return Err(Self::error("value", &other, at)),
             };
-            let (colon, cat) = self.next();
-            if colon != Tok::Colon {
-                return Err(self.error("colon", &colon, cat));
-            }
-            let (vt, vat) = self.next();
-            let v = self.value(lua, vt, vat)?;
-            let k = lua.create_string(&key).map_err(|e| e.to_string())?;
-            t.raw_set(k, v).map_err(|e| e.to_string())?;
-            let (sep, sat) = self.next();
-            match sep {
-                Tok::ObjEnd => return Ok(()),
-                Tok::Comma => (tok, at) = self.next(),
-                other => return Err(self.error("comma or object end", &other, sat)),
+            // Store the value; a closed container is a value for its parent.
+            loop {
+                let depth = stack.len();
+                let Some(frame) = stack.last_mut() else {
+                    return Ok(v);
+                };
+                let Value::Table(t) = held.get(depth - 1)? else {
+                    return Ok(v);
+                };
+                match frame {
+                    DFrame::Obj { key, top } => {
+                        t.raw_set(lua.create_string(&*key)?, v)?;
+                        let (tok, at) = self.next();
+                        if tok == Tok::ObjEnd {
+                            self.depth -= 1;
+                        } else if tok != Tok::Comma {
+                            return Err(Self::error("comma or object end", &tok, at));
+                        } else {
+                            let (tok, at) = self.next();
+                            *key = self.key(tok, at)?;
+                            height = *top + 1;
+                            pending = self.next();
+                            break;
+                        }
+                    }
+                    DFrame::Arr { i, top } => {
+                        t.raw_set(*i, v)?;
+                        *i += 1;
+                        let (tok, at) = self.next();
+                        if tok == Tok::ArrEnd {
+                            self.depth -= 1;
+                        } else if tok != Tok::Comma {
+                            return Err(Self::error("comma or array end", &tok, at));
+                        } else {
+                            height = *top;
+                            pending = self.next();
+                            break;
+                        }
+                    }
+                }
+                stack.pop();
+                held.pop()?;
+                v = Value::Table(t);
             }
         }
     }
 
-    fn array(&mut self, lua: &Lua, t: &Table) -> Result<(), String> {
-        let (mut tok, mut at) = self.next();
-        if tok == Tok::ArrEnd {
-            return Ok(());
+    /// An object's key and its colon.
+    fn key(&mut self, tok: Tok, at: usize) -> Result<Vec<u8>, LibError> {
+        let Tok::Str(key) = tok else {
+            return Err(Self::error("object key string", &tok, at));
+        };
+        let (colon, cat) = self.next();
+        if colon != Tok::Colon {
+            return Err(Self::error("colon", &colon, cat));
         }
-        let mut i = 1;
-        loop {
-            let v = self.value(lua, tok, at)?;
-            t.raw_set(i, v).map_err(|e| e.to_string())?;
-            i += 1;
-            let (sep, sat) = self.next();
-            match sep {
-                Tok::ArrEnd => return Ok(()),
-                Tok::Comma => (tok, at) = self.next(),
-                other => return Err(self.error("comma or array end", &other, sat)),
-            }
-        }
+        Ok(key)
     }
 }
 
-fn decode(lua: &Lua, args: MultiValue) -> LibResult {
+fn decode(lua: &Lua, cfg: &Config, args: MultiValue) -> LibResult {
     if args.len() != 1 {
-        return fail(lua, "bad argument #1 to 'decode' (expected 1 argument)");
+        return arg_error(lua, 1, "expected 1 argument");
     }
-    let bytes = match &args[0] {
-        Value::String(s) => s.as_bytes().to_vec(),
-        Value::Integer(i) => i.to_string().into_bytes(),
-        Value::Number(n) => crate::util::fmt_g(*n, 14).into_bytes(),
-        other => {
-            return fail(
-                lua,
-                format!(
-                    "bad argument #1 to 'decode' (string expected, got {})",
-                    other.type_name()
-                ),
-            )
-        }
+    let bytes = match check_bytes(&args, 0) {
+        Ok(b) => b,
+        Err(e) => return e.raise(lua),
+    };
+    if bytes.len() >= 2 && (bytes[0] == 0 || bytes[1] == 0) {
+        return super::fail(lua, "JSON parser does not support UTF-16 or UTF-32");
+    }
+    let text = match bytes.iter().position(|&b| b == 0) {
+        Some(n) => &bytes[..n],
+        None => &bytes[..],
     };
     let mut d = Decoder {
-        s: &bytes,
+        s: text,
         pos: 0,
         depth: 0,
+        invalid_numbers: cfg.decode_invalid_numbers != 0,
+        max_depth: cfg.decode_max_depth as i64,
     };
-    let (tok, at) = d.next();
-    let v = match d.value(lua, tok, at) {
+    let first = d.next();
+    let v = match d.value(lua, first) {
         Ok(v) => v,
-        Err(e) => return fail(lua, e),
+        Err(e) => return e.raise(lua),
     };
-    let (end, eat) = d.next();
+    let (end, at) = d.next();
     if end != Tok::End {
-        return fail(lua, d.error("the end", &end, eat));
+        return Decoder::error("the end", &end, at).raise(lua);
     }
     ret(lua, v)
 }
