@@ -149,8 +149,6 @@ pub(crate) struct Vm {
     /// The current run's [`Exec`], which the API functions (made once, in [`Vm::new`])
     /// reach; null outside [`Vm::run`].
     slot: ExecSlot,
-    /// Runs since the last explicit GC step (see [`GC_PERIOD`]).
-    gc_count: std::cell::Cell<u32>,
     /// The run-time `redis` table.
     pub(crate) redis: Table,
     /// Compiled scripts by SHA-1 (EVAL).
@@ -367,7 +365,6 @@ setmetatable(t, {
             run: run_f,
             run_fn,
             slot,
-            gc_count: std::cell::Cell::new(0),
             redis,
             compiled: HashMap::new(),
             fenv,
@@ -426,18 +423,19 @@ setmetatable(t, {
     /// An EVAL script's run: KEYS and ARGV (new tables each run, as Redis's
     /// `luaCreateArray`: a script may keep or change them) and the call under the error
     /// handler, in one protected call on the raw API (mlua's conversions would protect
-    /// each table and string on its own), then Redis's GC step (`luaCallFunction`: a
-    /// step of `GC_PERIOD` every `GC_PERIOD` calls, so the collector keeps up with the
-    /// garbage scripts make without a full cycle's pause).
+    /// each table and string on its own).
+    ///
+    /// No explicit GC step: Redis's `luaCallFunction` runs `lua_gc(STEP, 50)` every 50
+    /// calls, which here cost more than the script (a step sized for 1 KB of garbage a
+    /// call, several times what a short script leaves). Lua's incremental collector
+    /// already steps on allocation (pause 200%, step multiplier 200), which bounds the
+    /// heap at about twice the live data (a test in `tests/scripting.rs` checks it).
     fn call_eval(
         &self,
         func: &Function,
         keys: &[Bytes],
         args: &[Bytes],
     ) -> mlua::Result<(bool, Value)> {
-        let n = self.gc_count.get() + 1;
-        let gc = n >= GC_PERIOD;
-        self.gc_count.set(if gc { 0 } else { n });
         // SAFETY: `f` works on the stack `exec_raw` gives it ([run, func]) within Lua's
         // limits (LUA_MINSTACK slots: it pushes at most three), holds nothing that needs
         // dropping (a Lua error longjmps out of it) and leaves the two results.
@@ -446,9 +444,6 @@ setmetatable(t, {
                 set_array(l, c"KEYS", keys);
                 set_array(l, c"ARGV", args);
                 ffi::lua_call(l, 1, 2);
-                if gc {
-                    ffi::lua_gc(l, ffi::LUA_GCSTEP, GC_PERIOD as c_int);
-                }
             })
         }
     }
@@ -582,10 +577,6 @@ fn error_reply_of(v: &Value, name: &str, run: &RunState, is_eval: bool) -> Reply
         _ => Reply::Error(msg),
     }
 }
-
-/// Runs between two explicit GC steps, and the size of the step (Redis's
-/// `LUA_GC_CYCLE_PERIOD`).
-const GC_PERIOD: u32 = 50;
 
 /// Sets global `name` (raw: the globals are read-only to scripts) to a new array of
 /// `items`.
