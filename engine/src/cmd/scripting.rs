@@ -12,6 +12,7 @@ use crate::script::lua::{Exec, Kind, Vm, REPL_NONE};
 use crate::script::{flags, parse_shebang, sha1_hex, Script};
 use crate::util::eq_ic;
 use bytes::Bytes;
+use std::borrow::Cow;
 
 /// This family's rows of the command table.
 pub fn commands() -> Vec<CommandSpec> {
@@ -70,14 +71,16 @@ pub(crate) fn feed_monitors(ctx: &mut Ctx, args: &[Bytes]) {
 fn eval_generic(ctx: &mut Ctx, args: &[Bytes], by_sha: bool, ro: bool) -> CmdResult {
     feed_monitors(ctx, args);
     let (keys, argv) = split_keys(args)?;
-    let (sha, body) = if by_sha {
-        let sha = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
-        match ctx.store.scripting.scripts.get(&sha) {
-            Some(s) if sha.len() == 40 => (sha, s.body.clone()),
-            _ => return Err(CmdError::Other(NOSCRIPT_ERR.into())),
+    // EVALSHA's name, lowered on the stack (no allocation on the hot path).
+    let mut lowered = [0u8; 40];
+    let (sha, body): (Cow<'_, str>, Bytes) = if by_sha {
+        let sha = lower_sha(&args[1], &mut lowered);
+        match sha.and_then(|sha| Some((sha, ctx.store.scripting.scripts.get(sha)?))) {
+            Some((sha, s)) => (Cow::Borrowed(sha), s.body.clone()),
+            None => return Err(CmdError::Other(NOSCRIPT_ERR.into())),
         }
     } else {
-        (sha1_hex(&args[1]), args[1].clone())
+        (Cow::Owned(sha1_hex(&args[1])), args[1].clone())
     };
     let shebang = parse_shebang(&body).map_err(CmdError::Other)?;
     let (script_flags, code) = match shebang {
@@ -97,7 +100,7 @@ fn eval_generic(ctx: &mut Ctx, args: &[Bytes], by_sha: bool, ro: bool) -> CmdRes
         ctx.store
             .scripting
             .scripts
-            .entry(sha.clone())
+            .entry(sha.to_string())
             .or_insert_with(|| Script {
                 body: super::own(&body),
             });
@@ -107,6 +110,17 @@ fn eval_generic(ctx: &mut Ctx, args: &[Bytes], by_sha: bool, ro: bool) -> CmdRes
     let reply = run(ctx, &vm, &func, &sha, script_flags, ro, keys, argv, false);
     ctx.store.scripting.eval_vm = Some(vm);
     Ok(reply)
+}
+
+/// `name` lowered into `buf` if it can be a SHA-1 in hex (40 ASCII characters; the
+/// script cache's keys are lower case).
+fn lower_sha<'b>(name: &[u8], buf: &'b mut [u8; 40]) -> Option<&'b str> {
+    if name.len() != 40 || !name.is_ascii() {
+        return None;
+    }
+    buf.copy_from_slice(name);
+    buf.make_ascii_lowercase();
+    std::str::from_utf8(buf).ok()
 }
 
 /// The EVAL VM, made on first use; the caller puts it back.

@@ -15,11 +15,14 @@ use crate::command::{self, DENYOOM, WRITE};
 use crate::net::reply::Reply;
 use crate::store::Store;
 use bytes::Bytes;
-use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+use mlua::{
+    ffi, Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState,
+};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::raw::{c_char, c_int};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Which VM: EVAL's, or FUNCTION's (whose globals switch between the library-loading
@@ -143,8 +146,9 @@ pub(crate) struct Vm {
     run: Function,
     /// `function(f, keys, args)` for functions.
     run_fn: Function,
-    /// Where a run installs its `redis.call` & co (scoped to the run).
-    imp: Table,
+    /// The current run's [`Exec`], which the API functions (made once, in [`Vm::new`])
+    /// reach; null outside [`Vm::run`].
+    slot: ExecSlot,
     /// Compiled scripts by SHA-1 (EVAL).
     pub(crate) compiled: HashMap<String, Function>,
     /// FUNCTION's globals (`None` for EVAL's VM).
@@ -247,7 +251,22 @@ impl Vm {
             raw.raw_set("log", lua.create_c_function(t_log)?)?;
             raw.raw_set("register_function", lua.create_c_function(t_register)?)?;
         }
+        // The run-time API, made once: the functions reach the running script's `Exec`
+        // through `slot` (a scope per run would make, register and free three closures
+        // on every call).
+        let slot = ExecSlot::default();
+        let call = api_function(&lua, &slot, |e, l, a| e.redis_call(l, a))?;
+        lua.set_named_registry_value("coherent.call", call.clone())?;
+        lua.set_named_registry_value(
+            "coherent.setresp",
+            api_function(&lua, &slot, |e, l, a| e.setresp(l, a))?,
+        )?;
+        lua.set_named_registry_value(
+            "coherent.set_repl",
+            api_function(&lua, &slot, |e, l, a| e.set_repl(l, a))?,
+        )?;
         let imp = lua.create_table()?;
+        imp.raw_set("call", call)?;
         let register: Function = raw.raw_get("register_function")?;
         raw.raw_set("register_function", Value::Nil)?;
         let (redis, handler, run_f, run_fn): (Table, Function, Function, Function) = lua
@@ -389,7 +408,7 @@ setmetatable(t, {
             kind,
             run: run_f,
             run_fn,
-            imp,
+            slot,
             compiled: HashMap::new(),
             fenv,
             load_deadline,
@@ -427,65 +446,69 @@ setmetatable(t, {
         keys: &[Bytes],
         args: &[Bytes],
     ) -> Reply {
-        let run = exec.run.clone();
         let caller_resp = exec.caller_resp;
         let is_eval = self.kind == Kind::Eval;
-        let exec = RefCell::new(exec);
-        let result = self.lua.scope(|scope| {
-            let call = scope.create_function(|lua, a: MultiValue| {
-                let mut e = exec.borrow_mut();
-                e.redis_call(lua, a)
-            })?;
-            let setresp = scope.create_function(|lua, a: MultiValue| {
-                let mut e = exec.borrow_mut();
-                e.setresp(lua, a)
-            })?;
-            let set_repl = scope.create_function(|lua, a: MultiValue| {
-                let mut e = exec.borrow_mut();
-                e.set_repl(lua, a)
-            })?;
-            self.imp.raw_set("call", call.clone())?;
-            self.lua.set_named_registry_value("coherent.call", call)?;
-            self.lua
-                .set_named_registry_value("coherent.setresp", setresp)?;
-            self.lua
-                .set_named_registry_value("coherent.set_repl", set_repl)?;
-            let keys_t = self.lua.create_sequence_from(
-                keys.iter()
-                    .map(|k| self.lua.create_string(k))
-                    .collect::<mlua::Result<Vec<_>>>()?,
-            )?;
-            let args_t = self.lua.create_sequence_from(
-                args.iter()
-                    .map(|k| self.lua.create_string(k))
-                    .collect::<mlua::Result<Vec<_>>>()?,
-            )?;
-            let out: MultiValue = if is_eval {
-                let g = self.lua.globals();
-                g.raw_set("KEYS", keys_t)?;
-                g.raw_set("ARGV", args_t)?;
-                self.run.call(func.clone())?
-            } else {
-                self.run_fn.call((func.clone(), keys_t, args_t))?
-            };
-            self.imp.clear()?;
-            let mut it = out.into_iter();
-            let ok = matches!(it.next(), Some(Value::Boolean(true)));
-            let v = it.next().unwrap_or(Value::Nil);
-            let script_resp = exec.borrow().client.resp;
-            if ok {
-                return Ok(convert::lua_to_reply(&v, script_resp, caller_resp));
-            }
-            Ok(error_reply_of(&v, name, &run))
-        });
-        let _ = self.imp.clear();
-        for k in ["coherent.call", "coherent.setresp", "coherent.set_repl"] {
-            let _ = self.lua.set_named_registry_value(k, Value::Nil);
-        }
+        let mut exec = exec;
+        let guard = SlotGuard::set(&self.slot, &mut exec);
+        let result = if is_eval {
+            self.call_eval(func, keys, args)
+        } else {
+            self.call_fn(func, keys, args)
+        };
+        drop(guard);
         match result {
-            Ok(r) => r,
+            Ok((true, v)) => convert::lua_to_reply(&v, exec.client.resp, caller_resp),
+            Ok((false, v)) => error_reply_of(&v, name, &exec.run),
             Err(e) => Reply::error(format!("ERR Error running script: {}", lua_message(&e))),
         }
+    }
+
+    /// An EVAL script's run: KEYS and ARGV (new tables each run, as Redis's
+    /// `luaCreateArray`: a script may keep or change them) and the call under the error
+    /// handler, in one protected call on the raw API (mlua's conversions would protect
+    /// each table and string on its own).
+    ///
+    /// No explicit GC step: Redis's `luaCallFunction` runs `lua_gc(STEP, 50)` every 50
+    /// calls, which here cost more than the script (a step sized for 1 KB of garbage a
+    /// call, several times what a short script leaves). Lua's incremental collector
+    /// already steps on allocation (pause 200%, step multiplier 200), which bounds the
+    /// heap at about twice the live data (a test in `tests/scripting.rs` checks it).
+    fn call_eval(
+        &self,
+        func: &Function,
+        keys: &[Bytes],
+        args: &[Bytes],
+    ) -> mlua::Result<(bool, Value)> {
+        // SAFETY: `f` works on the stack `exec_raw` gives it ([run, func]) within Lua's
+        // limits (LUA_MINSTACK slots: it pushes at most three), holds nothing that needs
+        // dropping (a Lua error longjmps out of it) and leaves the two results.
+        unsafe {
+            self.lua.exec_raw((&self.run, func), |l| {
+                set_array(l, c"KEYS", keys);
+                set_array(l, c"ARGV", args);
+                ffi::lua_call(l, 1, 2);
+            })
+        }
+    }
+
+    /// A function's run: `keys` and `args` as its two arguments.
+    fn call_fn(
+        &self,
+        func: &Function,
+        keys: &[Bytes],
+        args: &[Bytes],
+    ) -> mlua::Result<(bool, Value)> {
+        let keys_t = self.lua.create_sequence_from(
+            keys.iter()
+                .map(|k| self.lua.create_string(k))
+                .collect::<mlua::Result<Vec<_>>>()?,
+        )?;
+        let args_t = self.lua.create_sequence_from(
+            args.iter()
+                .map(|k| self.lua.create_string(k))
+                .collect::<mlua::Result<Vec<_>>>()?,
+        )?;
+        self.run_fn.call((func.clone(), keys_t, args_t))
     }
 
     /// Runs library code for FUNCTION LOAD (`luaEngineCreate`) with the load-time
@@ -592,6 +615,75 @@ fn error_reply_of(v: &Value, name: &str, run: &RunState) -> Reply {
         (Some(s), Some(l)) => Reply::Error(format!("{msg} script: {name}, on {s}:{l}.")),
         _ => Reply::Error(msg),
     }
+}
+
+/// Sets global `name` (raw: the globals are read-only to scripts) to a new array of
+/// `items`.
+///
+/// # Safety
+/// `l` must be a Lua state in protected mode (a memory error longjmps) with three free
+/// stack slots.
+unsafe fn set_array(l: *mut ffi::lua_State, name: &std::ffi::CStr, items: &[Bytes]) {
+    ffi::lua_pushstring(l, name.as_ptr());
+    ffi::lua_createtable(l, items.len().try_into().unwrap_or(0), 0);
+    for (i, it) in items.iter().enumerate() {
+        ffi::lua_pushlstring(l, it.as_ptr() as *const c_char, it.len());
+        ffi::lua_rawseti_(l, -2, (i + 1) as c_int);
+    }
+    ffi::lua_rawset(l, ffi::LUA_GLOBALSINDEX);
+}
+
+/// Where the API functions find the running script's [`Exec`]: a pointer set by
+/// [`SlotGuard`] for the length of [`Vm::run`], null otherwise. (Atomic only because
+/// mlua's `send` feature wants the functions `Send`; a VM runs on one thread at a time.)
+#[derive(Debug, Clone, Default)]
+struct ExecSlot(Arc<AtomicPtr<Exec<'static>>>);
+
+/// Points the slot at one run's `Exec` and clears it when dropped (also on a panic).
+struct SlotGuard<'s>(&'s ExecSlot);
+
+impl<'s> SlotGuard<'s> {
+    fn set(slot: &'s ExecSlot, exec: &mut Exec<'_>) -> SlotGuard<'s> {
+        // The lifetime is erased here and restored by `with_exec`, which only runs
+        // while this guard (and so `exec`'s borrow in `Vm::run`) lives.
+        let p: *mut Exec<'_> = exec;
+        slot.0.store(p.cast(), Ordering::Relaxed);
+        SlotGuard(slot)
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        self.0 .0.store(ptr::null_mut(), Ordering::Relaxed);
+    }
+}
+
+/// An API function (`redis.call`, `setresp`, `set_repl`) calling `f` on the running
+/// script's `Exec`. Outside a run (a function kept by library code and called at
+/// load time) it raises an error, as the unset registry entry did.
+fn api_function(
+    lua: &Lua,
+    slot: &ExecSlot,
+    f: fn(&mut Exec<'static>, &Lua, MultiValue) -> Ret,
+) -> mlua::Result<Function> {
+    let slot = slot.clone();
+    lua.create_function(move |lua, a: MultiValue| {
+        // Taken out for the call: a nested call (none can happen: scripts cannot call
+        // scripts) would find the slot empty rather than alias the `Exec`.
+        let p = slot.0.swap(ptr::null_mut(), Ordering::Relaxed);
+        if p.is_null() {
+            return raise(
+                lua,
+                "This Redis lib call is only available while a script runs",
+            );
+        }
+        // SAFETY: a non-null pointer was stored by `SlotGuard::set` from the `&mut Exec`
+        // that `Vm::run` owns and does not touch until the guard is dropped, which nulls
+        // it; the swap above makes this the only reference until it is put back.
+        let r = f(unsafe { &mut *p }, lua, a);
+        slot.0.store(p, Ordering::Relaxed);
+        r
+    })
 }
 
 /// What one run of a script works with.
