@@ -256,8 +256,11 @@ async fn target_killed_for_10s_during_load_loses_nothing() {
     eprintln!("load ran {:?}", started.elapsed());
     // The outage's deletes went to the queue.
     assert!(q.stats().enqueued > 0, "{:?}", q.stats());
-    wait_for(|| q.depth() == 0, 60).await;
+    // Once the checkpoint passed a transaction, its deletes are applied or queued
+    // durably: then the queue drains (waiting for an empty queue first raced with
+    // batches still timing out into it).
     wait_checkpoint(&cp, pos(N - 1), 60).await;
+    wait_for(|| q.depth() == 0, 60).await;
     let _ = stop.send(());
     task.await.unwrap().unwrap();
     assert_eq!(lost(&s, 0..N), 0, "lost deletes");
@@ -296,8 +299,10 @@ async fn target_slower_than_batch_timeout_loses_nothing() {
     for n in 20..N {
         feed.send(tx(n, n)).unwrap();
     }
-    wait_for(|| q.depth() == 0 && q.stats().enqueued >= 20, 30).await;
+    // As above: the checkpoint first (every delete applied or queued), then the queue
+    // drains; a batch may still time out into the queue after the first 20 drained.
     wait_checkpoint(&cp, pos(N - 1), 60).await;
+    wait_for(|| q.depth() == 0 && q.stats().enqueued >= 20, 30).await;
     let _ = stop.send(());
     task.await.unwrap().unwrap();
     assert_eq!(lost(&s, 0..N), 0, "lost deletes");
