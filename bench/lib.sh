@@ -70,3 +70,30 @@ start_redis() {
 rss_kib() {
   awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
 }
+
+# "rps p99" of redis-benchmark's --csv result row
+# ("NAME","rps","avg","min","p50","p95","p99","max").
+csv_rps_p99() {
+  printf '%s\n' "$1" | awk -F'","' '{gsub(/"/,"",$0); split($0,f,","); print f[2], f[7]}'
+}
+
+# One row of a side-by-side table: the caller's `run PORT LABEL PIPELINE` (which
+# prints "rps p99", or "n/a n/a") on the engine ($EPORT), then on Redis ($RPORT).
+compare_row() {
+  local label=$1 p=$2 e_rps e_p99 r_rps r_p99 ratio=n/a
+  read -r e_rps e_p99 <<<"$(run "$EPORT" "$label" "$p")"
+  read -r r_rps r_p99 <<<"$(run "$RPORT" "$label" "$p")"
+  if [ "$e_rps" != n/a ] && [ "$r_rps" != n/a ]; then
+    ratio=$(awk -v a="$e_rps" -v b="$r_rps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+  fi
+  echo "| $label | $p | $e_rps | $r_rps | $ratio | $e_p99 | $r_p99 |"
+}
+
+# Fails the benchmark, with the engine's log, if the engine exited during it.
+require_engine_alive() {
+  if ! kill -0 "$ENGINE_PID" 2>/dev/null; then
+    echo "the engine exited during the benchmark; log:" >&2
+    cat "$BENCH_TMP/engine.log" >&2
+    exit 1
+  fi
+}

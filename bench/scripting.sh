@@ -150,8 +150,7 @@ run() {
       return
     fi
   fi
-  # "NAME","rps","avg","min","p50","p95","p99","max"
-  printf '%s\n' "$row" | awk -F'","' '{gsub(/"/,"",$0); split($0,f,","); print f[2], f[7]}'
+  csv_rps_p99 "$row"
 }
 
 echo "engine: $BIN on port $EPORT (pid $ENGINE_PID); redis: $(redis-server --version | awk '{print $3}') on port $RPORT (pid $REDIS_PID)"
@@ -163,20 +162,9 @@ echo "|---|---:|---:|---:|---:|---:|---:|"
 IFS=, read -r -a tests <<<"$TESTS"
 for p in $PIPELINES; do
   for t in "${tests[@]}"; do
-    read -r e_rps e_p99 <<<"$(run "$EPORT" "$t" "$p")"
-    read -r r_rps r_p99 <<<"$(run "$RPORT" "$t" "$p")"
-    ratio=n/a
-    if [ "$e_rps" != n/a ] && [ "$r_rps" != n/a ]; then
-      ratio=$(awk -v a="$e_rps" -v b="$r_rps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-    fi
-    echo "| $t | $p | $e_rps | $r_rps | $ratio | $e_p99 | $r_p99 |"
+    compare_row "$t" "$p"
   done
 done
 echo
 echo "load after: $(uptime)"
-# The engine must still be alive after the whole run.
-if ! kill -0 "$ENGINE_PID" 2>/dev/null; then
-  echo "the engine exited during the benchmark; log:" >&2
-  cat "$BENCH_TMP/engine.log" >&2
-  exit 1
-fi
+require_engine_alive

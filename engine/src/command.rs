@@ -49,6 +49,11 @@ pub const LEASE_AWARE: u32 = 1 << 13;
 /// client-side caching tracks its keys as a read's.
 pub const TRACKED_READ: u32 = 1 << 16;
 
+/// Redis's `movablekeys` on a row whose positions name a first key (EVAL_RO's
+/// `3 3 1` is only the first of numkeys keys): client-side caching finds such a call's
+/// keys by its key specs. Rows with no first key (ZUNION, XREAD) need no flag.
+pub const MOVABLE_KEYS: u32 = 1 << 17;
+
 /// A command handler: parses its own arguments (argv[0] is the command name).
 pub type Handler = fn(&mut Ctx, &[Bytes]) -> CmdResult;
 
@@ -435,7 +440,7 @@ pub(crate) fn remember_keys(
         return;
     }
     if store.tracking.get(client.id).is_some() {
-        if spec.first_key > 0 && !crate::cmd::command_meta::flags(spec.name).movablekeys {
+        if spec.first_key > 0 && spec.flags & MOVABLE_KEYS == 0 {
             store
                 .tracking
                 .remember(client.id, spec.keys(args).into_iter());

@@ -422,31 +422,9 @@ fn redis_cli_resp3_hello() {
 
 // ---------------------------------------------------------------- redis-py
 
-fn py_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/redis_py_check.py")
-}
-
-/// Runs the redis-py script against `port`; fails the test with the script's output.
+/// Runs the redis-py check against `port`.
 fn run_redis_py(port: u16, extra: &[&str]) {
-    let out = Command::new("python3")
-        .arg(py_script())
-        .arg("--port")
-        .arg(port.to_string())
-        .args(extra)
-        .stdin(Stdio::null())
-        .output()
-        .expect("python3 must be installed");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "redis-py check failed (exit {:?}); run scripts/install-deps.sh if redis-py is missing:\n{text}",
-        out.status.code()
-    );
-    assert!(text.contains("redis-py check: ok"), "{text}");
+    common::run_redis_py("redis_py_check.py", port, extra, "redis-py check: ok");
 }
 
 #[test]

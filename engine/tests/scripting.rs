@@ -5,30 +5,10 @@
 mod common;
 
 use common::{Conn, EngineServer, RedisServer, Resp};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn run_py(port: u16) {
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/redis_py_scripting.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg("--port")
-        .arg(port.to_string())
-        .stdin(Stdio::null())
-        .output()
-        .expect("python3 must be installed");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.contains("redis-py scripting: ok"),
-        "redis-py scripting check failed ({:?}):\n{text}",
-        out.status.code()
-    );
+    common::run_redis_py("redis_py_scripting.py", port, &[], "redis-py scripting: ok");
 }
 
 #[test]

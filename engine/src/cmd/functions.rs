@@ -7,7 +7,7 @@
 //! propagate, not the call.
 
 use super::subcommand::{help_reply, sub_arity, unknown_sub};
-use crate::command::{CommandSpec, Ctx, DENYOOM, NOSCRIPT, STALE, WRITE};
+use crate::command::{CommandSpec, Ctx, DENYOOM, MOVABLE_KEYS, NOSCRIPT, STALE, WRITE};
 use crate::error::{CmdError, CmdResult};
 use crate::net::reply::Reply;
 use crate::script::flags;
@@ -20,8 +20,8 @@ pub fn commands() -> Vec<CommandSpec> {
     let f = NOSCRIPT | STALE;
     vec![
         CommandSpec::new("function", -2, NOSCRIPT, (0, 0, 0), function),
-        CommandSpec::new("fcall", -3, f, (3, 3, 1), fcall),
-        CommandSpec::new("fcall_ro", -3, f, (3, 3, 1), fcall_ro),
+        CommandSpec::new("fcall", -3, f | MOVABLE_KEYS, (3, 3, 1), fcall),
+        CommandSpec::new("fcall_ro", -3, f | MOVABLE_KEYS, (3, 3, 1), fcall_ro),
     ]
 }
 

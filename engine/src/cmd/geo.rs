@@ -3,7 +3,7 @@
 //! scan the nine cells around the centre, filter by the exact shape and sort by
 //! distance as Redis does.
 
-use crate::command::{CommandSpec, Ctx, DENYOOM, READONLY, WRITE};
+use crate::command::{CommandSpec, Ctx, DENYOOM, MOVABLE_KEYS, READONLY, WRITE};
 use crate::error::{CmdError, CmdResult};
 use crate::keyspace::notify;
 use crate::net::reply::Reply;
@@ -25,9 +25,15 @@ pub fn commands() -> Vec<CommandSpec> {
         CommandSpec::new("geopos", -2, READONLY, (1, 1, 1), geopos),
         CommandSpec::new("geodist", -4, READONLY, (1, 1, 1), geodist),
         CommandSpec::new("geohash", -2, READONLY, (1, 1, 1), geohash_cmd),
-        CommandSpec::new("georadius", -6, w, (1, 1, 1), georadius),
+        CommandSpec::new("georadius", -6, w | MOVABLE_KEYS, (1, 1, 1), georadius),
         CommandSpec::new("georadius_ro", -6, READONLY, (1, 1, 1), georadius_ro),
-        CommandSpec::new("georadiusbymember", -5, w, (1, 1, 1), georadiusbymember),
+        CommandSpec::new(
+            "georadiusbymember",
+            -5,
+            w | MOVABLE_KEYS,
+            (1, 1, 1),
+            georadiusbymember,
+        ),
         CommandSpec::new(
             "georadiusbymember_ro",
             -5,

@@ -5,7 +5,7 @@
 //! script runs (`scriptPrepareForRun`).
 
 use super::subcommand::{help_reply, sub_arity, unknown_sub};
-use crate::command::{CommandSpec, Ctx, NOSCRIPT, STALE, TRACKED_READ};
+use crate::command::{CommandSpec, Ctx, MOVABLE_KEYS, NOSCRIPT, STALE, TRACKED_READ};
 use crate::error::{CmdError, CmdResult};
 use crate::net::reply::Reply;
 use crate::script::lua::{Exec, Kind, Vm, REPL_NONE};
@@ -18,11 +18,23 @@ use std::borrow::Cow;
 pub fn commands() -> Vec<CommandSpec> {
     let f = NOSCRIPT | STALE;
     vec![
-        CommandSpec::new("eval", -3, f, (3, 3, 1), eval),
-        CommandSpec::new("evalsha", -3, f, (3, 3, 1), evalsha),
+        CommandSpec::new("eval", -3, f | MOVABLE_KEYS, (3, 3, 1), eval),
+        CommandSpec::new("evalsha", -3, f | MOVABLE_KEYS, (3, 3, 1), evalsha),
         // Read-only in Redis: a tracking client remembers their keys.
-        CommandSpec::new("eval_ro", -3, f | TRACKED_READ, (3, 3, 1), eval_ro),
-        CommandSpec::new("evalsha_ro", -3, f | TRACKED_READ, (3, 3, 1), evalsha_ro),
+        CommandSpec::new(
+            "eval_ro",
+            -3,
+            f | TRACKED_READ | MOVABLE_KEYS,
+            (3, 3, 1),
+            eval_ro,
+        ),
+        CommandSpec::new(
+            "evalsha_ro",
+            -3,
+            f | TRACKED_READ | MOVABLE_KEYS,
+            (3, 3, 1),
+            evalsha_ro,
+        ),
         CommandSpec::new("script", -2, NOSCRIPT, (0, 0, 0), script),
     ]
 }

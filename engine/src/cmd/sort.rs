@@ -2,7 +2,7 @@
 //! values looked up through a `BY` pattern, reply with the elements or with values
 //! fetched through `GET` patterns, or store the result as a list.
 
-use crate::command::{CommandSpec, Ctx, DENYOOM, READONLY, WRITE};
+use crate::command::{CommandSpec, Ctx, DENYOOM, MOVABLE_KEYS, READONLY, WRITE};
 use crate::error::{CmdError, CmdResult};
 use crate::keyspace::db::Db;
 use crate::keyspace::notify;
@@ -18,8 +18,8 @@ use super::pqsort::pqsort;
 /// This family's rows of the command table.
 pub fn commands() -> Vec<CommandSpec> {
     vec![
-        CommandSpec::new("sort", -2, WRITE | DENYOOM, (1, 1, 1), sort),
-        CommandSpec::new("sort_ro", -2, READONLY, (1, 1, 1), sort_ro),
+        CommandSpec::new("sort", -2, WRITE | DENYOOM | MOVABLE_KEYS, (1, 1, 1), sort),
+        CommandSpec::new("sort_ro", -2, READONLY | MOVABLE_KEYS, (1, 1, 1), sort_ro),
     ]
 }
 

@@ -2,7 +2,9 @@
 
 use crate::blocking::BlockKind;
 use crate::client::BlockRequest;
-use crate::command::{CommandSpec, Ctx, BLOCKING, DENYOOM, FAST, NOSCRIPT, READONLY, WRITE};
+use crate::command::{
+    CommandSpec, Ctx, BLOCKING, DENYOOM, FAST, MOVABLE_KEYS, NOSCRIPT, READONLY, WRITE,
+};
 use crate::error::{CmdError, CmdResult};
 use crate::keyspace::notify;
 use crate::net::reply::Reply;
@@ -65,9 +67,9 @@ pub fn commands() -> Vec<CommandSpec> {
         CommandSpec::new("zunion", -3, READONLY, (0, 0, 0), zunion),
         CommandSpec::new("zinter", -3, READONLY, (0, 0, 0), zinter),
         CommandSpec::new("zdiff", -3, READONLY, (0, 0, 0), zdiff),
-        CommandSpec::new("zunionstore", -4, w, (1, 1, 1), zunionstore),
-        CommandSpec::new("zinterstore", -4, w, (1, 1, 1), zinterstore),
-        CommandSpec::new("zdiffstore", -4, w, (1, 1, 1), zdiffstore),
+        CommandSpec::new("zunionstore", -4, w | MOVABLE_KEYS, (1, 1, 1), zunionstore),
+        CommandSpec::new("zinterstore", -4, w | MOVABLE_KEYS, (1, 1, 1), zinterstore),
+        CommandSpec::new("zdiffstore", -4, w | MOVABLE_KEYS, (1, 1, 1), zdiffstore),
         CommandSpec::new("zintercard", -3, READONLY, (0, 0, 0), zintercard),
         CommandSpec::new("zscan", -3, READONLY, (1, 1, 1), zscan),
         CommandSpec::new("zrandmember", -2, READONLY, (1, 1, 1), zrandmember),

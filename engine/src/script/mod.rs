@@ -372,6 +372,28 @@ mod tests {
 
     /// Every command row Redis also has carries Redis 7.0's `noscript` flag (the
     /// containers go by their subcommands' flags instead).
+    /// Every row that names a first key carries `MOVABLE_KEYS` exactly when Redis
+    /// 7.0 says `movablekeys` (client-side caching trusts the bit on its hot path).
+    #[test]
+    fn movable_key_rows_match_redis() {
+        use crate::command::MOVABLE_KEYS;
+        let mut wrong = Vec::new();
+        for spec in crate::command::table().values() {
+            if spec.first_key <= 0 || crate::cmd::command_meta::info(spec.name).is_none() {
+                continue;
+            }
+            let redis = crate::cmd::command_meta::flags(spec.name).movablekeys;
+            if redis != (spec.flags & MOVABLE_KEYS != 0) {
+                wrong.push((spec.name, redis));
+            }
+        }
+        wrong.sort();
+        assert!(
+            wrong.is_empty(),
+            "(command, redis's movablekeys): {wrong:?}"
+        );
+    }
+
     #[test]
     fn noscript_rows_match_redis() {
         use crate::command::{LABEL_SUB, NOSCRIPT};

@@ -323,3 +323,31 @@ pub fn read_reply(r: &mut impl BufRead) -> std::io::Result<Resp> {
         _ => return Err(bad()),
     })
 }
+
+/// Runs the redis-py script `tests/clients/<script>` against `port` with `extra`
+/// arguments; fails the test with the script's output unless it exits 0 and prints
+/// `ok_line`.
+pub fn run_redis_py(script: &str, port: u16, extra: &[&str], ok_line: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
+    let out = Command::new("python3")
+        .arg(path)
+        .arg("--port")
+        .arg(port.to_string())
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 must be installed");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{script} failed (exit {:?}); run scripts/install-deps.sh if redis-py is missing:\n{text}",
+        out.status.code()
+    );
+    assert!(text.contains(ok_line), "{text}");
+}
